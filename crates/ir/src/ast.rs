@@ -1,0 +1,225 @@
+//! The tensor-index-notation program as data: declarations, statements and expressions.
+//!
+//! [`Program`] is what the parser produces (surface syntax, implicit reductions).
+//! [`CheckedProgram`] is what every later stage consumes: names resolved, index sizes known,
+//! and every reduction explicit as an [`Expr::Reduce`] node.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use fuseflow_tensor::Format;
+
+/// A source position (1-based line and column) for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Span {
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub col: u32,
+}
+
+/// What a declared tensor is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Role {
+    /// Read from data (file or generator).
+    Input,
+    /// Result of a statement, written and verified.
+    Output,
+    /// Intermediate result of a statement (also verified when materialised).
+    Temp,
+}
+
+/// Where an input's data comes from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub enum Source {
+    /// Seeded uniform random sparsity: exactly `round(density * size)` distinct entries, values in
+    /// `[0.1, 1.0)`. The effective seed is `seed` if given, else derived from the run seed and
+    /// the tensor name.
+    Random {
+        /// Fraction of entries present, in `[0, 1]`.
+        density: f64,
+        /// Fixed seed, overriding the run seed.
+        seed: Option<u64>,
+    },
+    /// A file (`.mtx`, `.npz`) or a SAM tensor directory, relative to the program file.
+    File {
+        /// Path as written in the program.
+        path: PathBuf,
+    },
+}
+
+/// A declaration `input A[100, 50] dcsr = random(density=0.1)`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TensorDecl {
+    /// Tensor name.
+    pub name: String,
+    /// Logical shape.
+    pub shape: Vec<usize>,
+    /// Storage format (level formats and mode order).
+    #[serde(skip)]
+    pub format: Format,
+    /// Input, output or temporary.
+    pub role: Role,
+    /// Data source (inputs only).
+    pub source: Option<Source>,
+    /// Position of the declaration.
+    pub span: Span,
+}
+
+/// A tensor access `A(i,k)`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Access {
+    /// Tensor name.
+    pub tensor: String,
+    /// Index variable names, one per logical dimension.
+    pub indices: Vec<String>,
+    /// Position of the tensor name.
+    pub span: Span,
+}
+
+/// Binary operators. `Add`, `Sub`, `Max` co-iterate by union; `Mul`, `Div` by intersection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum BinOp {
+    /// `a + b`
+    Add,
+    /// `a - b`
+    Sub,
+    /// `a * b`
+    Mul,
+    /// `a / b`, evaluated only where both operands are stored (0 elsewhere).
+    Div,
+    /// `max(a, b)`
+    Max,
+}
+
+/// Unary functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum UnaryOp {
+    /// `-a`
+    Neg,
+    /// `relu(a)` = max(a, 0)
+    Relu,
+    /// `exp(a)`
+    Exp,
+    /// `rsqrt(a)` = 1/sqrt(a)
+    Rsqrt,
+    /// `sigmoid(a)`
+    Sigmoid,
+    /// `gelu(a)`, tanh approximation
+    Gelu,
+}
+
+impl UnaryOp {
+    /// Applies the function.
+    pub fn apply(self, x: f64) -> f64 {
+        match self {
+            UnaryOp::Neg => -x,
+            UnaryOp::Relu => x.max(0.0),
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Rsqrt => 1.0 / x.sqrt(),
+            UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            UnaryOp::Gelu => {
+                let c = (2.0 / std::f64::consts::PI).sqrt();
+                0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+            }
+        }
+    }
+
+    /// Whether f(0) = 0, i.e. the function preserves sparsity.
+    pub fn preserves_zero(self) -> bool {
+        self.apply(0.0) == 0.0
+    }
+}
+
+impl BinOp {
+    /// Applies the operator (division is only applied where both operands are stored).
+    pub fn apply(self, a: f64, b: f64) -> f64 {
+        match self {
+            BinOp::Add => a + b,
+            BinOp::Sub => a - b,
+            BinOp::Mul => a * b,
+            BinOp::Div => a / b,
+            BinOp::Max => a.max(b),
+        }
+    }
+}
+
+/// Reduction operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum ReduceOp {
+    /// Sum over the index.
+    Sum,
+    /// Maximum over the index; implicit zeros count as values.
+    Max,
+}
+
+/// An expression. In a [`Program`] reductions may be implicit; in a [`CheckedProgram`] every
+/// index that is not in the left-hand side is bound by exactly one `Reduce` node, placed at the
+/// smallest subexpression that contains every use of the index.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub enum Expr {
+    /// A tensor access.
+    Access(Access),
+    /// A scalar constant.
+    Const(f64),
+    /// A unary function.
+    Unary(UnaryOp, Box<Expr>),
+    /// A binary operator.
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    /// A reduction over one index variable.
+    Reduce {
+        /// Sum or max.
+        op: ReduceOp,
+        /// The reduced index variable.
+        index: String,
+        /// The reduced expression.
+        body: Box<Expr>,
+    },
+}
+
+/// One statement `X(i,j) = expr`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Stmt {
+    /// Left-hand side; its tensor must be declared `output` or `temp`.
+    pub lhs: Access,
+    /// Right-hand side.
+    pub rhs: Expr,
+    /// Position of the statement.
+    pub span: Span,
+}
+
+/// A parsed program (surface form).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Program {
+    /// File name used in error messages.
+    pub file: String,
+    /// Declarations in order.
+    pub decls: Vec<TensorDecl>,
+    /// Statements in order.
+    pub stmts: Vec<Stmt>,
+    /// Named fusion groups (`fuse 0-3` lines): lists of statement indices.
+    pub groups: Vec<Vec<usize>>,
+}
+
+/// A checked program, ready for the compiler and the reference evaluator.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CheckedProgram {
+    /// File name used in error messages.
+    pub file: String,
+    /// Declarations in order.
+    pub decls: Vec<TensorDecl>,
+    /// Statements in dependency order, with explicit reductions.
+    pub stmts: Vec<Stmt>,
+    /// Size of every index variable, per statement (an index has one size within a statement;
+    /// different statements may reuse a name with another size).
+    pub index_sizes: Vec<BTreeMap<String, usize>>,
+    /// Fusion groups named in the program (may be empty).
+    pub groups: Vec<Vec<usize>>,
+}
+
+impl CheckedProgram {
+    /// The declaration of a tensor.
+    pub fn decl(&self, name: &str) -> Option<&TensorDecl> {
+        self.decls.iter().find(|d| d.name == name)
+    }
+}

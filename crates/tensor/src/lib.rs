@@ -1,0 +1,323 @@
+//! Sparse tensors stored as fibertrees.
+//!
+//! A [`Tensor`] has a logical shape, a [`Format`] (one [`LevelFormat`] per storage level plus a
+//! mode order saying which logical dimension each level stores) and per-level arrays
+//! ([`LevelData`]) with a final `vals` array. This crate knows nothing about programs, graphs or
+//! simulation; it is the data layer that every other crate shares.
+
+mod coo;
+mod format;
+
+pub use coo::Coo;
+pub use format::{Format, LevelFormat};
+
+/// Errors raised while building, converting or validating tensors.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum TensorError {
+    /// A coordinate lies outside the tensor's shape.
+    #[error("coordinate {coord} out of range for dimension {dim} of size {size}")]
+    OutOfRange {
+        /// Logical dimension.
+        dim: usize,
+        /// Offending coordinate.
+        coord: u64,
+        /// Size of that dimension.
+        size: usize,
+    },
+    /// Rank of a format, shape or coordinate list disagrees with the tensor.
+    #[error("rank mismatch: {0}")]
+    Rank(String),
+    /// The mode order is not a permutation of `0..rank`.
+    #[error("mode order {0:?} is not a permutation of the dimensions")]
+    ModeOrder(Vec<usize>),
+    /// The stored arrays are internally inconsistent.
+    #[error("invalid fibertree: {0}")]
+    Invalid(String),
+}
+
+/// The stored arrays of one fibertree level.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum LevelData {
+    /// A dense level stores only its size; fiber `p` is `0..size`, child position `p*size + c`.
+    Dense {
+        /// Dimension size of this level.
+        size: usize,
+    },
+    /// A compressed level: fiber `p` is `crd[seg[p]..seg[p+1]]`.
+    Compressed {
+        /// Segment array, one entry per parent position plus one.
+        seg: Vec<u32>,
+        /// Coordinates.
+        crd: Vec<u32>,
+    },
+}
+
+impl LevelData {
+    /// Number of positions (children) this level holds given `parents` parent positions.
+    pub fn positions(&self, parents: usize) -> usize {
+        match self {
+            LevelData::Dense { size } => parents * size,
+            LevelData::Compressed { crd, .. } => crd.len(),
+        }
+    }
+}
+
+/// A tensor stored as a fibertree.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Tensor {
+    /// Logical dimension sizes (in logical, not storage, order).
+    pub shape: Vec<usize>,
+    /// Storage format.
+    pub format: Format,
+    /// One entry per storage level, outermost first.
+    pub levels: Vec<LevelData>,
+    /// Values, indexed by the last level's positions (one value for a rank-0 tensor).
+    pub vals: Vec<f64>,
+}
+
+impl Tensor {
+    /// Rank (number of dimensions).
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// Number of stored values (including explicit zeros and dense padding).
+    pub fn stored(&self) -> usize {
+        self.vals.len()
+    }
+
+    /// Builds a fibertree from COO data; duplicate coordinates are summed and explicit zeros kept.
+    pub fn from_coo(coo: &Coo, format: &Format) -> Result<Tensor, TensorError> {
+        format.check_rank(coo.shape.len())?;
+        let rank = coo.shape.len();
+        let order = &format.mode_order;
+        // Sort entries by storage order and merge duplicates.
+        let mut idx: Vec<usize> = (0..coo.nnz()).collect();
+        idx.sort_by(|&a, &b| {
+            let ca = coo.coords(a);
+            let cb = coo.coords(b);
+            order.iter().map(|&d| ca[d]).cmp(order.iter().map(|&d| cb[d]))
+        });
+        let mut pts: Vec<(Vec<u32>, f64)> = Vec::with_capacity(idx.len());
+        for i in idx {
+            let c: Vec<u32> = order.iter().map(|&d| coo.coords(i)[d]).collect();
+            for (l, &d) in order.iter().enumerate() {
+                if c[l] as usize >= coo.shape[d] {
+                    return Err(TensorError::OutOfRange { dim: d, coord: c[l] as u64, size: coo.shape[d] });
+                }
+            }
+            match pts.last_mut() {
+                Some((pc, v)) if *pc == c => *v += coo.vals[i],
+                _ => pts.push((c, coo.vals[i])),
+            }
+        }
+        // Build levels top-down. `groups` holds, per parent position, the range of points in it.
+        let mut levels = Vec::with_capacity(rank);
+        let mut groups: Vec<(usize, usize)> = vec![(0, pts.len())];
+        for l in 0..rank {
+            let size = coo.shape[order[l]];
+            match format.levels[l] {
+                LevelFormat::Dense => {
+                    let mut next = Vec::with_capacity(groups.len() * size);
+                    for &(lo, hi) in &groups {
+                        let mut p = lo;
+                        for c in 0..size as u32 {
+                            let start = p;
+                            while p < hi && pts[p].0[l] == c {
+                                p += 1;
+                            }
+                            next.push((start, p));
+                        }
+                    }
+                    groups = next;
+                    levels.push(LevelData::Dense { size });
+                }
+                LevelFormat::Compressed => {
+                    let mut seg = Vec::with_capacity(groups.len() + 1);
+                    let mut crd = Vec::new();
+                    let mut next = Vec::new();
+                    seg.push(0u32);
+                    for &(lo, hi) in &groups {
+                        let mut p = lo;
+                        while p < hi {
+                            let c = pts[p].0[l];
+                            let start = p;
+                            while p < hi && pts[p].0[l] == c {
+                                p += 1;
+                            }
+                            crd.push(c);
+                            next.push((start, p));
+                        }
+                        seg.push(crd.len() as u32);
+                    }
+                    groups = next;
+                    levels.push(LevelData::Compressed { seg, crd });
+                }
+            }
+        }
+        let vals = groups
+            .iter()
+            .map(|&(lo, hi)| pts[lo..hi].iter().map(|p| p.1).sum::<f64>())
+            .collect();
+        Ok(Tensor { shape: coo.shape.clone(), format: format.clone(), levels, vals })
+    }
+
+    /// Builds a tensor from a dense row-major array (logical order); zeros are not stored in
+    /// compressed levels.
+    pub fn from_dense(shape: &[usize], data: &[f64], format: &Format) -> Result<Tensor, TensorError> {
+        Tensor::from_coo(&Coo::from_dense(shape, data)?, format)
+    }
+
+    /// Returns every stored entry as COO (explicit zeros included), in storage order.
+    pub fn to_coo(&self) -> Coo {
+        let rank = self.rank();
+        let mut coo = Coo::new(self.shape.clone());
+        if rank == 0 {
+            if let Some(&v) = self.vals.first() {
+                coo.push(&[], v);
+            }
+            return coo;
+        }
+        // Depth-first walk over positions.
+        let mut crds = vec![0u32; rank];
+        let mut logical = vec![0u32; rank];
+        fn walk(t: &Tensor, l: usize, parent: usize, crds: &mut Vec<u32>, logical: &mut Vec<u32>, coo: &mut Coo) {
+            let rank = t.rank();
+            let mut visit = |c: u32, pos: usize, crds: &mut Vec<u32>, logical: &mut Vec<u32>, coo: &mut Coo| {
+                crds[l] = c;
+                if l + 1 == rank {
+                    for (lv, &d) in t.format.mode_order.iter().enumerate() {
+                        logical[d] = crds[lv];
+                    }
+                    coo.push(logical, t.vals[pos]);
+                } else {
+                    walk(t, l + 1, pos, crds, logical, coo);
+                }
+            };
+            match &t.levels[l] {
+                LevelData::Dense { size } => {
+                    for c in 0..*size {
+                        visit(c as u32, parent * size + c, crds, logical, coo);
+                    }
+                }
+                LevelData::Compressed { seg, crd } => {
+                    for pos in seg[parent] as usize..seg[parent + 1] as usize {
+                        visit(crd[pos], pos, crds, logical, coo);
+                    }
+                }
+            }
+        }
+        walk(self, 0, 0, &mut crds, &mut logical, &mut coo);
+        coo
+    }
+
+    /// Returns the tensor as a dense row-major array in logical order.
+    pub fn to_dense(&self) -> Vec<f64> {
+        self.to_coo().to_dense()
+    }
+
+    /// Converts to another format (same values, explicit zeros kept where stored).
+    pub fn convert(&self, format: &Format) -> Result<Tensor, TensorError> {
+        Tensor::from_coo(&self.to_coo(), format)
+    }
+
+    /// Checks that the arrays form a consistent fibertree of this shape and format.
+    pub fn validate(&self) -> Result<(), TensorError> {
+        self.format.check_rank(self.rank())?;
+        if self.levels.len() != self.rank() {
+            return Err(TensorError::Rank(format!("{} levels for rank {}", self.levels.len(), self.rank())));
+        }
+        let mut parents = 1usize;
+        for (l, level) in self.levels.iter().enumerate() {
+            let dim = self.format.mode_order[l];
+            let size = self.shape[dim];
+            match level {
+                LevelData::Dense { size: s } => {
+                    if *s != size {
+                        return Err(TensorError::Invalid(format!("level {l}: dense size {s} but dimension {dim} has size {size}")));
+                    }
+                }
+                LevelData::Compressed { seg, crd } => {
+                    if seg.len() != parents + 1 {
+                        return Err(TensorError::Invalid(format!("level {l}: seg has {} entries, expected {}", seg.len(), parents + 1)));
+                    }
+                    if seg[0] != 0 || *seg.last().unwrap() as usize != crd.len() {
+                        return Err(TensorError::Invalid(format!("level {l}: seg must start at 0 and end at crd length {}", crd.len())));
+                    }
+                    for p in 0..parents {
+                        let (lo, hi) = (seg[p] as usize, seg[p + 1] as usize);
+                        if lo > hi {
+                            return Err(TensorError::Invalid(format!("level {l}: seg decreases at position {p}")));
+                        }
+                        for w in lo..hi {
+                            if crd[w] as usize >= size {
+                                return Err(TensorError::OutOfRange { dim, coord: crd[w] as u64, size });
+                            }
+                            if w > lo && crd[w] <= crd[w - 1] {
+                                return Err(TensorError::Invalid(format!("level {l}: coordinates not strictly increasing at position {w}")));
+                            }
+                        }
+                    }
+                }
+            }
+            parents = level.positions(parents);
+        }
+        if self.vals.len() != parents {
+            return Err(TensorError::Invalid(format!("{} values for {} leaf positions", self.vals.len(), parents)));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example_b() -> Coo {
+        // Matrix B of sam-semantics.md §1.
+        let mut c = Coo::new(vec![4, 4]);
+        for (i, j, v) in [(0, 1, 1.0), (1, 0, 2.0), (1, 2, 3.0), (3, 1, 4.0), (3, 3, 5.0)] {
+            c.push(&[i, j], v);
+        }
+        c
+    }
+
+    #[test]
+    fn dcsr_matches_reference_arrays() {
+        let t = Tensor::from_coo(&example_b(), &Format::all_compressed(2)).unwrap();
+        assert_eq!(t.levels[0], LevelData::Compressed { seg: vec![0, 3], crd: vec![0, 1, 3] });
+        assert_eq!(t.levels[1], LevelData::Compressed { seg: vec![0, 1, 3, 5], crd: vec![1, 0, 2, 1, 3] });
+        assert_eq!(t.vals, vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+        t.validate().unwrap();
+    }
+
+    #[test]
+    fn csr_keeps_empty_rows() {
+        let t = Tensor::from_coo(&example_b(), &Format::csr()).unwrap();
+        assert_eq!(t.levels[1], LevelData::Compressed { seg: vec![0, 1, 3, 3, 5], crd: vec![1, 0, 2, 1, 3] });
+        t.validate().unwrap();
+    }
+
+    #[test]
+    fn column_major_round_trip() {
+        let f = Format::new(vec![LevelFormat::Compressed, LevelFormat::Compressed], vec![1, 0]).unwrap();
+        let t = Tensor::from_coo(&example_b(), &f).unwrap();
+        assert_eq!(t.levels[0], LevelData::Compressed { seg: vec![0, 4], crd: vec![0, 1, 2, 3] });
+        assert_eq!(t.to_dense(), example_b().to_dense());
+        t.validate().unwrap();
+    }
+
+    #[test]
+    fn dense_format_stores_padding() {
+        let t = Tensor::from_coo(&example_b(), &Format::dense(2)).unwrap();
+        assert_eq!(t.vals.len(), 16);
+        assert_eq!(t.to_dense(), example_b().to_dense());
+    }
+
+    #[test]
+    fn out_of_range_is_an_error() {
+        let mut c = Coo::new(vec![2, 2]);
+        c.push(&[0, 5], 1.0);
+        assert!(matches!(Tensor::from_coo(&c, &Format::csr()), Err(TensorError::OutOfRange { dim: 1, .. })));
+    }
+}
