@@ -1,1 +1,221 @@
-//! placeholder
+//! The FuseFlow driver: load a program, compile each statement, simulate, verify.
+//!
+//! This library is what the `fuseflow` command, the benchmarks and the end-to-end tests share.
+//! It does no terminal output; `main.rs` does.
+
+pub mod bench;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use fuseflow_compiler::{lower_statement, Kernel, LowerOptions};
+use fuseflow_ir::CheckedProgram;
+use fuseflow_sim::{simulate, SimConfig};
+use fuseflow_tensor::{Coo, Tensor};
+
+/// Everything a run can be configured with.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Dataflow order for statements whose index variables it names (others use their first
+    /// legal order).
+    pub order: Option<Vec<String>>,
+    /// Simulator parameters.
+    pub sim: SimConfig,
+    /// Run seed for generated inputs.
+    pub seed: u64,
+    /// Compare outputs with the reference evaluator.
+    pub verify: bool,
+    /// Relative tolerance of the comparison.
+    pub rel_tol: f64,
+    /// Absolute tolerance of the comparison.
+    pub abs_tol: f64,
+    /// Lowering switches.
+    pub lower: LowerOptions,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            order: None,
+            sim: SimConfig::default(),
+            seed: 0,
+            verify: true,
+            rel_tol: 1e-9,
+            abs_tol: 1e-9,
+            lower: LowerOptions::default(),
+        }
+    }
+}
+
+/// Driver failures: each names the statement, tensor or file concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// Program text or checking.
+    #[error("{0}")]
+    Ir(#[from] fuseflow_ir::IrError),
+    /// Input data.
+    #[error("{0}")]
+    Data(#[from] fuseflow_ir::DataError),
+    /// Compilation.
+    #[error("{0}")]
+    Compile(#[from] fuseflow_compiler::CompileError),
+    /// Reference evaluation.
+    #[error("reference evaluator: {0}")]
+    Reference(String),
+    /// Simulation.
+    #[error("simulating statement {stmt} ({tensor}): {source}")]
+    Sim {
+        /// Statement index.
+        stmt: usize,
+        /// Tensor it computes.
+        tensor: String,
+        /// The simulator error.
+        source: fuseflow_sim::SimError,
+    },
+    /// Converting a simulated tensor.
+    #[error("tensor {tensor}: {message}")]
+    Tensor {
+        /// Tensor name.
+        tensor: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The result of one statement's graph.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatementReport {
+    /// Statement index.
+    pub stmt: usize,
+    /// Tensor it computes.
+    pub tensor: String,
+    /// Dataflow order used.
+    pub order: Vec<String>,
+    /// Simulated cycles.
+    pub cycles: u64,
+    /// Tokens moved over channels.
+    pub tokens: u64,
+    /// ALU, reducer and accumulator operations.
+    pub flops: u64,
+    /// Graph nodes per primitive kind.
+    pub primitives: BTreeMap<String, usize>,
+    /// Whether the output matched the reference (`None` when not checked).
+    pub verified: Option<bool>,
+    /// Largest absolute difference from the reference.
+    pub max_abs_error: f64,
+    /// First mismatching entry, if any.
+    pub mismatch: Option<String>,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    /// Program file.
+    pub program: String,
+    /// Total cycles (sum over statements; kernels run one after another).
+    pub cycles: u64,
+    /// Total tokens moved.
+    pub tokens: u64,
+    /// Total arithmetic operations.
+    pub flops: u64,
+    /// Whether every output was checked and matched.
+    pub verified: bool,
+    /// Whether outputs were checked at all.
+    pub checked: bool,
+    /// Largest absolute error over all checked outputs.
+    pub max_abs_error: f64,
+    /// Nodes per primitive kind over all graphs.
+    pub primitives: BTreeMap<String, usize>,
+    /// Wall-clock seconds spent simulating.
+    pub sim_seconds: f64,
+    /// Wall-clock seconds for the whole run (loading, reference, compile, simulate, verify).
+    pub wall_seconds: f64,
+    /// Per-statement results.
+    pub statements: Vec<StatementReport>,
+}
+
+/// Compiles statement `stmt`, using `order` if it names exactly the statement's indices.
+pub fn compile_statement(p: &CheckedProgram, stmt: usize, cfg: &RunConfig) -> Result<Kernel, DriverError> {
+    let order = cfg.order.as_ref().filter(|o| {
+        let sizes = &p.index_sizes[stmt];
+        p.stmts.len() == 1 || (o.len() == sizes.len() && o.iter().all(|v| sizes.contains_key(v)))
+    });
+    Ok(lower_statement(p, stmt, order.map(|o| o.as_slice()), &cfg.lower)?)
+}
+
+/// Loads, compiles, simulates and (unless disabled) verifies every statement of `p`.
+pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunReport, DriverError> {
+    let start = Instant::now();
+    let mut tensors = fuseflow_ir::load_inputs(p, base_dir, cfg.seed)?;
+    let expected = if cfg.verify {
+        Some(fuseflow_reference::evaluate(p, &tensors).map_err(|e| DriverError::Reference(e.to_string()))?)
+    } else {
+        None
+    };
+    let mut report = RunReport {
+        program: p.file.clone(),
+        cycles: 0,
+        tokens: 0,
+        flops: 0,
+        verified: cfg.verify,
+        checked: cfg.verify,
+        max_abs_error: 0.0,
+        primitives: BTreeMap::new(),
+        sim_seconds: 0.0,
+        wall_seconds: 0.0,
+        statements: Vec::new(),
+    };
+    for stmt in 0..p.stmts.len() {
+        let kernel = compile_statement(p, stmt, cfg)?;
+        let tensor = p.stmts[stmt].lhs.tensor.clone();
+        let t0 = Instant::now();
+        let sim = simulate(&kernel.graph, &tensors, &cfg.sim)
+            .map_err(|source| DriverError::Sim { stmt, tensor: tensor.clone(), source })?;
+        report.sim_seconds += t0.elapsed().as_secs_f64();
+        let written = sim.outputs.get(&tensor).cloned().ok_or_else(|| DriverError::Tensor {
+            tensor: tensor.clone(),
+            message: "the graph wrote no output".into(),
+        })?;
+        let actual: Coo = written.to_coo();
+        let mut sr = StatementReport {
+            stmt,
+            tensor: tensor.clone(),
+            order: kernel.order.clone(),
+            cycles: sim.cycles,
+            tokens: sim.tokens,
+            flops: sim.ops,
+            primitives: kernel.graph.kind_counts().into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
+            verified: None,
+            max_abs_error: 0.0,
+            mismatch: None,
+        };
+        if let Some(exp) = &expected {
+            let e = exp.get(&tensor).ok_or_else(|| DriverError::Reference(format!("no result for {tensor}")))?;
+            let cmp = fuseflow_reference::compare(e, &actual, cfg.rel_tol, cfg.abs_tol);
+            sr.verified = Some(cmp.ok);
+            sr.max_abs_error = cmp.max_abs_error;
+            sr.mismatch = cmp.first_mismatch.clone();
+            report.verified &= cmp.ok;
+            report.max_abs_error = report.max_abs_error.max(cmp.max_abs_error);
+        }
+        // Later statements read this result in its declared format.
+        let decl = p.decl(&tensor).ok_or_else(|| DriverError::Tensor {
+            tensor: tensor.clone(),
+            message: "not declared".into(),
+        })?;
+        let stored: Tensor = written
+            .convert(&decl.format)
+            .map_err(|e| DriverError::Tensor { tensor: tensor.clone(), message: e.to_string() })?;
+        tensors.insert(tensor, stored);
+        report.cycles += sr.cycles;
+        report.tokens += sr.tokens;
+        report.flops += sr.flops;
+        for (k, n) in &sr.primitives {
+            *report.primitives.entry(k.clone()).or_insert(0) += n;
+        }
+        report.statements.push(sr);
+    }
+    report.wall_seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}

@@ -1,1 +1,61 @@
-//! placeholder
+//! The compiler: tensor index notation → SAM dataflow graphs.
+//!
+//! Pipeline position: tensor IR → **fusion/scheduling and lowering** → dataflow graph.
+//! [`order`] computes the dataflow (loop) orders a statement's formats allow; [`lower`] turns a
+//! statement and an order into a verified [`fuseflow_graph::Graph`]. Lowering works on an
+//! expression tree in which each reduction is an explicit node, and iterates each subtree only
+//! over its own index variables (factored iteration): a reduction's operand is recomputed for
+//! an outer variable only when that variable precedes the reduced one in the order.
+
+mod expr;
+pub mod lower;
+pub mod order;
+
+pub use lower::{lower_statement, Kernel, LowerOptions};
+pub use order::legal_orders;
+
+/// Compilation failures. Messages name the statement, tensors and index variables involved.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CompileError {
+    /// The requested dataflow order is not allowed by the formats.
+    #[error("{file}:{line}:{col}: order {order}: {message}")]
+    Order {
+        /// Program file.
+        file: String,
+        /// Statement line.
+        line: u32,
+        /// Statement column.
+        col: u32,
+        /// The order, comma-separated.
+        order: String,
+        /// Why it is not allowed.
+        message: String,
+    },
+    /// No legal order exists for a statement.
+    #[error("{file}:{line}:{col}: no legal dataflow order: {message}")]
+    NoOrder {
+        /// Program file.
+        file: String,
+        /// Statement line.
+        line: u32,
+        /// Statement column.
+        col: u32,
+        /// The conflicting constraints.
+        message: String,
+    },
+    /// A construct the lowering does not support yet.
+    #[error("{file}:{line}:{col}: unsupported: {message}")]
+    Unsupported {
+        /// Program file.
+        file: String,
+        /// Statement line.
+        line: u32,
+        /// Statement column.
+        col: u32,
+        /// What is unsupported.
+        message: String,
+    },
+    /// The produced graph failed verification (a compiler bug).
+    #[error("internal error: graph verification failed: {0}")]
+    Verify(#[from] fuseflow_graph::VerifyError),
+}

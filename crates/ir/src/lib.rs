@@ -2,7 +2,36 @@
 //!
 //! Pipeline position: frontends → **tensor IR** → fusion/scheduling → dataflow graph → simulator.
 //! This crate knows nothing about dataflow graphs or simulation.
+//!
+//! Entry points: [`parse`] (text → [`Program`]), [`check`] ([`Program`] → [`CheckedProgram`],
+//! with every reduction explicit), [`load`] (both, from a file), [`pretty`] (back to text) and
+//! [`load_inputs`] (the declared input tensors).
 
 pub mod ast;
+mod check;
+mod data;
+mod error;
+mod lexer;
+mod parser;
+mod pretty;
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 pub use ast::*;
+pub use check::check;
+pub use data::{load_inputs, DataError};
+pub use error::{IrError, IrResult};
+pub use parser::{parse, MAX_EXPR_DEPTH, RESERVED};
+pub use pretty::{format_name, pretty, pretty_decl, pretty_expr, pretty_stmt, unary_name};
+
+/// Reads, parses and checks a program file. An unreadable file is an error naming the path.
+pub fn load(path: &Path, params: &BTreeMap<String, i64>) -> Result<CheckedProgram, IrError> {
+    let file = path.display().to_string();
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| IrError::whole_file(&file, format!("cannot read program file: {e}")))?;
+    check(parse(&src, &file, params)?)
+}
+
+#[cfg(test)]
+mod tests;

@@ -47,7 +47,11 @@ impl Coo {
     pub fn from_dense(shape: &[usize], data: &[f64]) -> Result<Coo, TensorError> {
         let total: usize = shape.iter().product();
         if data.len() != total {
-            return Err(TensorError::Rank(format!("dense data has {} entries, shape {:?} needs {total}", data.len(), shape)));
+            return Err(TensorError::Rank(format!(
+                "dense data has {} entries, shape {:?} needs {total}",
+                data.len(),
+                shape
+            )));
         }
         let mut coo = Coo::new(shape.to_vec());
         let mut c = vec![0u32; shape.len()];
@@ -86,7 +90,12 @@ impl Coo {
     /// Checks every coordinate against the shape.
     pub fn validate(&self) -> Result<(), TensorError> {
         if self.coords.len() != self.vals.len() * self.rank() {
-            return Err(TensorError::Rank(format!("{} coordinates for {} points of rank {}", self.coords.len(), self.nnz(), self.rank())));
+            return Err(TensorError::Rank(format!(
+                "{} coordinates for {} points of rank {}",
+                self.coords.len(),
+                self.nnz(),
+                self.rank()
+            )));
         }
         for i in 0..self.nnz() {
             for (d, &c) in self.coords(i).iter().enumerate() {

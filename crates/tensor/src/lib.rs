@@ -7,9 +7,19 @@
 
 mod coo;
 mod format;
+mod io_error;
+pub mod mtx;
+pub mod npz;
+pub mod random;
+pub mod tensor_dir;
 
 pub use coo::Coo;
 pub use format::{Format, LevelFormat};
+pub use io_error::{read_any, IoError};
+pub use mtx::{parse_mtx, read_mtx, write_mtx};
+pub use npz::{read_npy, read_npz, write_npz_csr};
+pub use random::{derive_seed, random_coo, random_dense};
+pub use tensor_dir::{read_tensor_dir, write_tensor_dir};
 
 /// Errors raised while building, converting or validating tensors.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -33,6 +43,9 @@ pub enum TensorError {
     /// The stored arrays are internally inconsistent.
     #[error("invalid fibertree: {0}")]
     Invalid(String),
+    /// A function argument is out of its domain (e.g. a density outside `[0, 1]`).
+    #[error("invalid argument: {0}")]
+    Argument(String),
 }
 
 /// The stored arrays of one fibertree level.
@@ -90,6 +103,13 @@ impl Tensor {
     pub fn from_coo(coo: &Coo, format: &Format) -> Result<Tensor, TensorError> {
         format.check_rank(coo.shape.len())?;
         let rank = coo.shape.len();
+        if coo.coords.len() != coo.vals.len() * rank {
+            return Err(TensorError::Rank(format!(
+                "{} coordinates for {} points of rank {rank}",
+                coo.coords.len(),
+                coo.vals.len()
+            )));
+        }
         let order = &format.mode_order;
         // Sort entries by storage order and merge duplicates.
         let mut idx: Vec<usize> = (0..coo.nnz()).collect();
@@ -155,9 +175,10 @@ impl Tensor {
                 }
             }
         }
+        // An empty group (dense padding) is +0.0; `f64::sum` of nothing would give -0.0.
         let vals = groups
             .iter()
-            .map(|&(lo, hi)| pts[lo..hi].iter().map(|p| p.1).sum::<f64>())
+            .map(|&(lo, hi)| if lo == hi { 0.0 } else { pts[lo..hi].iter().map(|p| p.1).sum::<f64>() })
             .collect();
         Ok(Tensor { shape: coo.shape.clone(), format: format.clone(), levels, vals })
     }
@@ -183,7 +204,7 @@ impl Tensor {
         let mut logical = vec![0u32; rank];
         fn walk(t: &Tensor, l: usize, parent: usize, crds: &mut Vec<u32>, logical: &mut Vec<u32>, coo: &mut Coo) {
             let rank = t.rank();
-            let mut visit = |c: u32, pos: usize, crds: &mut Vec<u32>, logical: &mut Vec<u32>, coo: &mut Coo| {
+            let visit = |c: u32, pos: usize, crds: &mut Vec<u32>, logical: &mut Vec<u32>, coo: &mut Coo| {
                 crds[l] = c;
                 if l + 1 == rank {
                     for (lv, &d) in t.format.mode_order.iter().enumerate() {
@@ -222,8 +243,11 @@ impl Tensor {
     }
 
     /// Checks that the arrays form a consistent fibertree of this shape and format.
+    ///
+    /// Never panics, whatever the arrays hold.
     pub fn validate(&self) -> Result<(), TensorError> {
         self.format.check_rank(self.rank())?;
+        Format::new(self.format.levels.clone(), self.format.mode_order.clone())?;
         if self.levels.len() != self.rank() {
             return Err(TensorError::Rank(format!("{} levels for rank {}", self.levels.len(), self.rank())));
         }
@@ -231,22 +255,34 @@ impl Tensor {
         for (l, level) in self.levels.iter().enumerate() {
             let dim = self.format.mode_order[l];
             let size = self.shape[dim];
-            match level {
-                LevelData::Dense { size: s } => {
+            match (level, self.format.levels[l]) {
+                (LevelData::Dense { size: s }, LevelFormat::Dense) => {
                     if *s != size {
-                        return Err(TensorError::Invalid(format!("level {l}: dense size {s} but dimension {dim} has size {size}")));
+                        return Err(TensorError::Invalid(format!(
+                            "level {l}: dense size {s} but dimension {dim} has size {size}"
+                        )));
                     }
+                    parents = parents
+                        .checked_mul(size)
+                        .ok_or_else(|| TensorError::Invalid(format!("level {l}: number of positions overflows")))?;
                 }
-                LevelData::Compressed { seg, crd } => {
-                    if seg.len() != parents + 1 {
-                        return Err(TensorError::Invalid(format!("level {l}: seg has {} entries, expected {}", seg.len(), parents + 1)));
+                (LevelData::Compressed { seg, crd }, LevelFormat::Compressed) => {
+                    if seg.len() != parents.saturating_add(1) {
+                        return Err(TensorError::Invalid(format!(
+                            "level {l}: seg has {} entries, expected {}",
+                            seg.len(),
+                            parents.saturating_add(1)
+                        )));
                     }
-                    if seg[0] != 0 || *seg.last().unwrap() as usize != crd.len() {
-                        return Err(TensorError::Invalid(format!("level {l}: seg must start at 0 and end at crd length {}", crd.len())));
+                    if seg[0] != 0 || seg[seg.len() - 1] as usize != crd.len() {
+                        return Err(TensorError::Invalid(format!(
+                            "level {l}: seg must start at 0 and end at crd length {}",
+                            crd.len()
+                        )));
                     }
                     for p in 0..parents {
                         let (lo, hi) = (seg[p] as usize, seg[p + 1] as usize);
-                        if lo > hi {
+                        if lo > hi || hi > crd.len() {
                             return Err(TensorError::Invalid(format!("level {l}: seg decreases at position {p}")));
                         }
                         for w in lo..hi {
@@ -254,13 +290,25 @@ impl Tensor {
                                 return Err(TensorError::OutOfRange { dim, coord: crd[w] as u64, size });
                             }
                             if w > lo && crd[w] <= crd[w - 1] {
-                                return Err(TensorError::Invalid(format!("level {l}: coordinates not strictly increasing at position {w}")));
+                                return Err(TensorError::Invalid(format!(
+                                    "level {l}: coordinates not strictly increasing at position {w}"
+                                )));
                             }
                         }
                     }
+                    parents = crd.len();
+                }
+                (data, f) => {
+                    let found = match data {
+                        LevelData::Dense { .. } => "dense",
+                        LevelData::Compressed { .. } => "compressed",
+                    };
+                    return Err(TensorError::Invalid(format!(
+                        "level {l}: format says {} but the level stores {found} data",
+                        f.name()
+                    )));
                 }
             }
-            parents = level.positions(parents);
         }
         if self.vals.len() != parents {
             return Err(TensorError::Invalid(format!("{} values for {} leaf positions", self.vals.len(), parents)));
@@ -312,6 +360,39 @@ mod tests {
         let t = Tensor::from_coo(&example_b(), &Format::dense(2)).unwrap();
         assert_eq!(t.vals.len(), 16);
         assert_eq!(t.to_dense(), example_b().to_dense());
+    }
+
+    #[test]
+    fn dense_padding_is_positive_zero() {
+        let t = Tensor::from_coo(&example_b(), &Format::dense(2)).unwrap();
+        assert!(t.vals[0] == 0.0 && t.vals[0].is_sign_positive());
+        let mut c = Coo::new(vec![2]);
+        c.push(&[1], -0.0);
+        let t = Tensor::from_coo(&c, &Format::dense(1)).unwrap();
+        assert!(t.vals[0].is_sign_positive() && t.vals[1].is_sign_negative());
+    }
+
+    #[test]
+    fn validate_never_panics_on_broken_arrays() {
+        let mut t = Tensor::from_coo(&example_b(), &Format::all_compressed(2)).unwrap();
+        // A seg entry beyond crd that a later entry "repairs" must not index out of bounds.
+        t.levels[1] = LevelData::Compressed { seg: vec![0, 9, 3, 5], crd: vec![1, 0, 2, 1, 3] };
+        assert!(t.validate().is_err());
+        t.levels[1] = LevelData::Dense { size: 4 };
+        assert!(t.validate().is_err());
+        t.format.mode_order = vec![0, 7];
+        assert!(t.validate().is_err());
+        let huge = Tensor {
+            shape: vec![usize::MAX, usize::MAX],
+            format: Format::dense(2),
+            levels: vec![LevelData::Dense { size: usize::MAX }, LevelData::Dense { size: usize::MAX }],
+            vals: vec![],
+        };
+        assert!(huge.validate().is_err());
+        let mut bad = Coo::new(vec![2, 2]);
+        bad.coords.push(0);
+        bad.vals.push(1.0);
+        assert!(Tensor::from_coo(&bad, &Format::csr()).is_err());
     }
 
     #[test]

@@ -1,0 +1,226 @@
+//! The `fuseflow` command: the only place that prints and sets exit codes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+use clap::{Parser, Subcommand};
+use fuseflow::{compile_statement, run, RunConfig};
+
+#[derive(Parser)]
+#[command(name = "fuseflow", version, about = "Compile sparse tensor programs to SAM dataflow graphs and simulate them")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct ProgramArgs {
+    /// Program file (tensor index notation).
+    program: PathBuf,
+    /// Dataflow order, outermost first, e.g. `i,k,j`.
+    #[arg(long, value_delimiter = ',')]
+    order: Option<Vec<String>>,
+    /// Override a `param` of the program: `--param N=100` (repeatable).
+    #[arg(long = "param", value_parser = parse_param)]
+    params: Vec<(String, i64)>,
+    /// Disable the locate optimisation (dense ∩ sparse by lookup).
+    #[arg(long)]
+    no_locate: bool,
+    /// Do not insert coordinate droppers before the output writers.
+    #[arg(long)]
+    no_crddrop: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Compile, simulate and verify a program.
+    Run {
+        #[command(flatten)]
+        prog: ProgramArgs,
+        /// Channel capacity in tokens (default: unbounded).
+        #[arg(long)]
+        fifo_depth: Option<usize>,
+        /// Seed for generated inputs.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Skip verification against the reference evaluator.
+        #[arg(long)]
+        no_verify: bool,
+        /// Stop with an error past this many cycles.
+        #[arg(long, default_value_t = 1u64 << 40)]
+        max_cycles: u64,
+        /// Relative tolerance for verification.
+        #[arg(long, default_value_t = 1e-9)]
+        rel_tol: f64,
+        /// Absolute tolerance for verification.
+        #[arg(long, default_value_t = 1e-9)]
+        abs_tol: f64,
+    },
+    /// Print a statement's dataflow graph.
+    Graph {
+        #[command(flatten)]
+        prog: ProgramArgs,
+        /// Statement index.
+        #[arg(long, default_value_t = 0)]
+        stmt: usize,
+        /// Graphviz DOT instead of the text dump.
+        #[arg(long)]
+        dot: bool,
+    },
+    /// List the legal dataflow orders of every statement.
+    Orders {
+        #[command(flatten)]
+        prog: ProgramArgs,
+        /// At most this many orders per statement.
+        #[arg(long, default_value_t = 100)]
+        cap: usize,
+    },
+    /// Run the simulator benchmarks.
+    Bench {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Repetitions per benchmark (the fastest is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
+}
+
+fn parse_param(s: &str) -> Result<(String, i64), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got {s}"))?;
+    let v: i64 = v.trim().parse().map_err(|_| format!("parameter {k}: {v} is not an integer"))?;
+    Ok((k.trim().to_string(), v))
+}
+
+fn load(args: &ProgramArgs) -> Result<fuseflow_ir::CheckedProgram> {
+    let params: BTreeMap<String, i64> = args.params.iter().cloned().collect();
+    Ok(fuseflow_ir::load(&args.program, &params)?)
+}
+
+fn base_dir(p: &Path) -> PathBuf {
+    p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn config(args: &ProgramArgs) -> RunConfig {
+    let mut cfg = RunConfig { order: args.order.clone(), ..RunConfig::default() };
+    cfg.lower.locate = !args.no_locate;
+    cfg.lower.crddrop = !args.no_crddrop;
+    cfg
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Run { prog, fifo_depth, seed, json, no_verify, max_cycles, rel_tol, abs_tol } => {
+            if fifo_depth == Some(0) {
+                return Err(anyhow!("--fifo-depth must be at least 1"));
+            }
+            let p = load(&prog)?;
+            let mut cfg = config(&prog);
+            cfg.sim.channel_capacity = fifo_depth;
+            cfg.sim.max_cycles = max_cycles;
+            cfg.seed = seed;
+            cfg.verify = !no_verify;
+            cfg.rel_tol = rel_tol;
+            cfg.abs_tol = abs_tol;
+            let r = run(&p, &base_dir(&prog.program), &cfg)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!("program      {}", r.program);
+                for s in &r.statements {
+                    let v = match s.verified {
+                        Some(true) => "verified".to_string(),
+                        Some(false) => format!("MISMATCH ({})", s.mismatch.clone().unwrap_or_default()),
+                        None => "not verified (--no-verify)".to_string(),
+                    };
+                    println!(
+                        "stmt {:<3} {:<10} order {:<10} cycles {:>12}  tokens {:>12}  flops {:>10}  {v}",
+                        s.stmt,
+                        s.tensor,
+                        s.order.join(","),
+                        s.cycles,
+                        s.tokens,
+                        s.flops
+                    );
+                }
+                println!("cycles       {}", r.cycles);
+                println!("tokens       {}", r.tokens);
+                println!("flops        {}", r.flops);
+                let kinds: Vec<String> = r.primitives.iter().map(|(k, n)| format!("{k}={n}")).collect();
+                println!("primitives   {}", kinds.join(" "));
+                println!("max error    {:e}", r.max_abs_error);
+                println!("sim time     {:.3} s ({:.1} M tokens/s)", r.sim_seconds, r.tokens as f64 / r.sim_seconds.max(1e-12) / 1e6);
+                println!("wall time    {:.3} s", r.wall_seconds);
+                println!(
+                    "result       {}",
+                    if !r.checked {
+                        "NOT VERIFIED (verification disabled by --no-verify)"
+                    } else if r.verified {
+                        "verified against the reference evaluator"
+                    } else {
+                        "MISMATCH against the reference evaluator"
+                    }
+                );
+            }
+            Ok(if r.checked && r.verified { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Cmd::Graph { prog, stmt, dot } => {
+            let p = load(&prog)?;
+            if stmt >= p.stmts.len() {
+                return Err(anyhow!("{}: statement {stmt} does not exist (the program has {})", p.file, p.stmts.len()));
+            }
+            let k = compile_statement(&p, stmt, &config(&prog))?;
+            if dot {
+                print!("{}", k.graph.to_dot(|_| None));
+            } else {
+                print!("{}", k.graph.to_text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Orders { prog, cap } => {
+            let p = load(&prog)?;
+            let cfg = config(&prog);
+            for s in 0..p.stmts.len() {
+                let orders = fuseflow_compiler::legal_orders(&p, s, cap, &cfg.lower)?;
+                let list: Vec<String> = orders.iter().map(|o| o.join(",")).collect();
+                println!("stmt {s} {}: {}", p.stmts[s].lhs.tensor, list.join("  "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench { json, reps } => {
+            let results = fuseflow::bench::run_suite(reps).context("benchmark failed")?;
+            if json {
+                println!("{}", serde_json::to_string(&results)?);
+            } else {
+                for r in &results {
+                    println!(
+                        "{:<28} tokens {:>11}  cycles {:>10}  wall {:>8.4} s  {:>7.1} M tokens/s  {}",
+                        r.name,
+                        r.tokens,
+                        r.cycles,
+                        r.wall_seconds,
+                        r.tokens_per_second / 1e6,
+                        if r.verified { "verified" } else { "MISMATCH" }
+                    );
+                }
+            }
+            Ok(if results.iter().all(|r| r.verified) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+    }
+}

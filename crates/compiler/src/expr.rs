@@ -1,0 +1,151 @@
+//! The statement as an arena tree with index variables resolved to small ids.
+
+use std::collections::BTreeSet;
+
+use fuseflow_ir::{BinOp, CheckedProgram, Expr, ReduceOp, Stmt, UnaryOp};
+use fuseflow_tensor::LevelFormat;
+
+/// Index of a node in the tree.
+pub(crate) type Nid = usize;
+/// Index of an index variable.
+pub(crate) type Var = usize;
+
+/// A tensor operand.
+#[derive(Debug, Clone)]
+pub(crate) struct Leaf {
+    pub tensor: String,
+    /// Index variable of each storage level, outermost first.
+    pub level_vars: Vec<Var>,
+    /// Logical dimension of each storage level.
+    pub level_dims: Vec<usize>,
+    /// Format of each storage level.
+    pub formats: Vec<LevelFormat>,
+    /// Size of each storage level.
+    pub sizes: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Kind {
+    Leaf(Leaf),
+    Const(f64),
+    Unary(UnaryOp, Nid),
+    Binary(BinOp, Nid, Nid),
+    Reduce { op: ReduceOp, var: Var, child: Nid },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub kind: Kind,
+    pub parent: Option<Nid>,
+    /// Free index variables.
+    pub vars: BTreeSet<Var>,
+}
+
+/// A statement ready for lowering.
+#[derive(Debug, Clone)]
+pub(crate) struct Tree {
+    pub nodes: Vec<Node>,
+    pub root: Nid,
+    /// Index variable names.
+    pub var_names: Vec<String>,
+    /// Index variable sizes.
+    pub var_sizes: Vec<usize>,
+    /// Output tensor, its level variables and dims.
+    pub out: Leaf,
+}
+
+impl Tree {
+    /// Builds the tree of statement `s` (constants folded).
+    pub fn build(p: &CheckedProgram, s: usize) -> Result<Tree, String> {
+        let stmt: &Stmt = &p.stmts[s];
+        let sizes = &p.index_sizes[s];
+        let mut t = Tree {
+            nodes: Vec::new(),
+            root: 0,
+            var_names: sizes.keys().cloned().collect(),
+            var_sizes: sizes.values().copied().collect(),
+            out: Leaf { tensor: String::new(), level_vars: vec![], level_dims: vec![], formats: vec![], sizes: vec![] },
+        };
+        let root = t.add_expr(p, &stmt.rhs)?;
+        t.root = root;
+        t.out = t.leaf(p, &stmt.lhs.tensor, &stmt.lhs.indices)?;
+        if let Kind::Const(_) = t.nodes[root].kind {
+            return Err(format!("{} is assigned a constant; give it a tensor operand", stmt.lhs.tensor));
+        }
+        Ok(t)
+    }
+
+    pub fn var(&self, name: &str) -> Result<Var, String> {
+        self.var_names.iter().position(|n| n == name).ok_or_else(|| format!("unknown index {name}"))
+    }
+
+    fn leaf(&self, p: &CheckedProgram, tensor: &str, indices: &[String]) -> Result<Leaf, String> {
+        let decl = p.decl(tensor).ok_or_else(|| format!("unknown tensor {tensor}"))?;
+        let f = &decl.format;
+        let mut level_vars = Vec::new();
+        for &d in &f.mode_order {
+            let v = self.var(&indices[d])?;
+            if level_vars.contains(&v) {
+                return Err(format!("tensor {tensor} uses index {} twice (diagonal access)", indices[d]));
+            }
+            level_vars.push(v);
+        }
+        Ok(Leaf {
+            tensor: tensor.to_string(),
+            level_vars,
+            level_dims: f.mode_order.clone(),
+            formats: f.levels.clone(),
+            sizes: f.mode_order.iter().map(|&d| decl.shape[d]).collect(),
+        })
+    }
+
+    fn push(&mut self, kind: Kind, vars: BTreeSet<Var>) -> Nid {
+        self.nodes.push(Node { kind, parent: None, vars });
+        self.nodes.len() - 1
+    }
+
+    fn add_expr(&mut self, p: &CheckedProgram, e: &Expr) -> Result<Nid, String> {
+        Ok(match e {
+            Expr::Access(a) => {
+                let leaf = self.leaf(p, &a.tensor, &a.indices)?;
+                let vars = leaf.level_vars.iter().copied().collect();
+                self.push(Kind::Leaf(leaf), vars)
+            }
+            Expr::Const(c) => self.push(Kind::Const(*c), BTreeSet::new()),
+            Expr::Unary(op, x) => {
+                let c = self.add_expr(p, x)?;
+                if let Kind::Const(v) = self.nodes[c].kind {
+                    self.nodes.pop();
+                    return Ok(self.push(Kind::Const(op.apply(v)), BTreeSet::new()));
+                }
+                let vars = self.nodes[c].vars.clone();
+                let n = self.push(Kind::Unary(*op, c), vars);
+                self.nodes[c].parent = Some(n);
+                n
+            }
+            Expr::Binary(op, a, b) => {
+                let x = self.add_expr(p, a)?;
+                let y = self.add_expr(p, b)?;
+                if let (Kind::Const(u), Kind::Const(v)) = (&self.nodes[x].kind, &self.nodes[y].kind) {
+                    let r = op.apply(*u, *v);
+                    self.nodes.truncate(x);
+                    return Ok(self.push(Kind::Const(r), BTreeSet::new()));
+                }
+                let vars = self.nodes[x].vars.union(&self.nodes[y].vars).copied().collect();
+                let n = self.push(Kind::Binary(*op, x, y), vars);
+                self.nodes[x].parent = Some(n);
+                self.nodes[y].parent = Some(n);
+                n
+            }
+            Expr::Reduce { op, index, body } => {
+                let c = self.add_expr(p, body)?;
+                let var = self.var(index)?;
+                let mut vars = self.nodes[c].vars.clone();
+                vars.remove(&var);
+                let n = self.push(Kind::Reduce { op: *op, var, child: c }, vars);
+                self.nodes[c].parent = Some(n);
+                n
+            }
+        })
+    }
+}

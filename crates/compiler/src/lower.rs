@@ -1,0 +1,672 @@
+//! Lowering one statement under one dataflow order to a SAM graph.
+//!
+//! The lowering is lazy and memoised, in the manner of FuseFlow's fusion table: the iteration
+//! of a subtree at an index variable (`iter`), an operand's reference stream after a variable
+//! (`stream`) and a subtree's value stream (`value`) are built on first demand, so only what
+//! the output needs becomes hardware and nothing is built twice.
+//!
+//! Terms used below:
+//! - the *space* of a node is the list of variables its value stream is nested over;
+//! - a variable is *driven* by an operand that has it (it is scanned), and *broadcast* to an
+//!   operand that lacks it (its stream is repeated over the driven coordinates);
+//! - a reduction is *transparent* at variables before the reduced one (its operand takes part
+//!   in the enclosing co-iteration) and *opaque* after it (its result comes out of a sparse
+//!   accumulator and enters the enclosing co-iteration like an operand, carrying its values).
+
+use std::collections::{BTreeSet, HashMap};
+
+use fuseflow_graph::{AluOp, Graph, JoinKind, Op, OutputBinding, ReduceKind, ScalarOp, StreamId, TensorBinding};
+use fuseflow_ir::{BinOp, CheckedProgram, ReduceOp, UnaryOp};
+use fuseflow_tensor::LevelFormat;
+
+use crate::expr::{Kind, Nid, Tree, Var};
+use crate::CompileError;
+
+/// Lowering switches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LowerOptions {
+    /// Replace a dense level's scan-and-intersect by a locate when it meets a sparse operand.
+    pub locate: bool,
+    /// Insert coordinate droppers before the output writers so that empty fibers are not
+    /// stored.
+    pub crddrop: bool,
+}
+
+impl Default for LowerOptions {
+    fn default() -> Self {
+        LowerOptions { locate: true, crddrop: true }
+    }
+}
+
+/// A lowered statement.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    /// Statement index in the program.
+    pub stmt: usize,
+    /// The dataflow order used.
+    pub order: Vec<String>,
+    /// The verified graph.
+    pub graph: Graph,
+}
+
+/// Who owns a payload stream in a co-iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    /// A tensor operand, or a reduction seen as an operand (its value stream).
+    Leaf(Nid),
+    /// A dense range that a union needs at this variable.
+    Range(Nid, Var),
+}
+
+#[derive(Debug, Clone)]
+struct Iter {
+    crd: StreamId,
+    payloads: Vec<(Key, StreamId)>,
+    /// False for an operand whose deeper streams cannot follow a filter (an accumulator output
+    /// at a non-final variable).
+    filterable: bool,
+    /// For locate: the dense leaf this iteration scanned, if it is a single dense scan.
+    dense_leaf: Option<(Nid, usize)>,
+}
+
+struct Lowerer<'a> {
+    t: &'a Tree,
+    g: Graph,
+    pos: Vec<usize>,
+    order: Vec<Var>,
+    /// Space of every node, sorted by order position.
+    space: Vec<Vec<Var>>,
+    iter_memo: HashMap<(Nid, Var), Option<Iter>>,
+    stream_memo: HashMap<(Key, Var), StreamId>,
+    value_memo: HashMap<Nid, StreamId>,
+    acc_memo: HashMap<Nid, (Vec<StreamId>, StreamId)>,
+    repsig_memo: HashMap<StreamId, StreamId>,
+    opts: LowerOptions,
+}
+
+type Res<T> = Result<T, String>;
+
+impl<'a> Lowerer<'a> {
+    fn name(&self, v: Var) -> &str {
+        &self.t.var_names[v]
+    }
+
+    fn leaf_tensor(&self, n: Nid) -> String {
+        match &self.t.nodes[n].kind {
+            Kind::Leaf(l) => l.tensor.clone(),
+            Kind::Reduce { var, .. } => format!("sum_{}", self.name(*var)),
+            _ => format!("t{n}"),
+        }
+    }
+
+    /// Space of a payload owner.
+    fn key_space(&self, k: Key) -> Vec<Var> {
+        match k {
+            Key::Leaf(n) => self.space[n].clone(),
+            Key::Range(n, w) => self.space[n].iter().copied().filter(|&v| self.pos[v] <= self.pos[w]).collect(),
+        }
+    }
+
+    fn key_node(&self, k: Key) -> Nid {
+        match k {
+            Key::Leaf(n) | Key::Range(n, _) => n,
+        }
+    }
+
+    /// The top of the co-iteration region that contains node `n` at variable `v`.
+    fn region_root(&self, mut n: Nid, v: Var) -> Nid {
+        while let Some(p) = self.t.nodes[n].parent {
+            if !self.space[p].contains(&v) {
+                break;
+            }
+            if let Kind::Reduce { var, .. } = self.t.nodes[p].kind {
+                if self.pos[v] >= self.pos[var] {
+                    break;
+                }
+            }
+            n = p;
+        }
+        n
+    }
+
+    fn repsig(&mut self, crd: StreamId) -> StreamId {
+        if let Some(&s) = self.repsig_memo.get(&crd) {
+            return s;
+        }
+        let s = self.g.add(Op::RepSig, &[crd], "")[0];
+        self.repsig_memo.insert(crd, s);
+        s
+    }
+
+    /// The stream of `k` before variable `v`: after the previous variable of its space, or a
+    /// fresh root / the accumulator output when `v` is its first.
+    fn prev_stream(&mut self, k: Key, v: Var) -> Res<StreamId> {
+        let sp = self.key_space(k);
+        let i = sp.iter().position(|&x| x == v).expect("v in space");
+        if let Key::Leaf(n) = k {
+            if let Kind::Reduce { var: r, .. } = self.t.nodes[n].kind {
+                if i == 0 || self.pos[sp[i - 1]] < self.pos[r] {
+                    return self.base_value(n);
+                }
+            }
+        }
+        if i == 0 {
+            let label = match k {
+                Key::Leaf(n) => self.leaf_tensor(n),
+                Key::Range(_, w) => format!("range_{}", self.name(w)),
+            };
+            return Ok(self.g.add(Op::Root, &[], format!("{label}_root"))[0]);
+        }
+        self.stream(k, sp[i - 1])
+    }
+
+    /// Whether `k` drives variable `v`.
+    fn drives(&self, k: Key, v: Var) -> bool {
+        match k {
+            Key::Range(_, w) => v == w,
+            Key::Leaf(n) => match &self.t.nodes[n].kind {
+                Kind::Leaf(l) => l.level_vars.contains(&v),
+                Kind::Reduce { var, .. } => self.pos[v] > self.pos[*var] && self.t.nodes[n].vars.contains(&v),
+                _ => false,
+            },
+        }
+    }
+
+    /// The stream of `k` after variable `v` (scanned or repeated).
+    fn stream(&mut self, k: Key, v: Var) -> Res<StreamId> {
+        if let Some(&s) = self.stream_memo.get(&(k, v)) {
+            return Ok(s);
+        }
+        let rr = self.region_root(self.key_node(k), v);
+        let it = self.iter(rr, v)?.ok_or_else(|| format!("internal: region at {} has no iteration", self.name(v)))?;
+        let s = if self.drives(k, v) {
+            match it.payloads.iter().find(|(kk, _)| *kk == k) {
+                Some(&(_, s)) => s,
+                None => return Err(format!("internal: no payload for operand at {}", self.name(v))),
+            }
+        } else {
+            let prev = self.prev_stream(k, v)?;
+            let sig = self.repsig(it.crd);
+            let label = match k {
+                Key::Leaf(n) => format!("{}_rep_{}", self.leaf_tensor(n), self.name(v)),
+                Key::Range(_, w) => format!("range_{}_rep_{}", self.name(w), self.name(v)),
+            };
+            self.g.add(Op::Repeat { index: self.name(v).to_string() }, &[prev, sig], label)[0]
+        };
+        self.stream_memo.insert((k, v), s);
+        Ok(s)
+    }
+
+    /// Builds a joiner over the given iterations.
+    fn join(&mut self, kind: JoinKind, v: Var, its: Vec<Iter>) -> Res<Iter> {
+        if its.len() == 1 {
+            return Ok(its.into_iter().next().unwrap());
+        }
+        if its.iter().any(|i| !i.filterable) {
+            return Err(format!(
+                "a reduction result is co-iterated at {} before its inner levels are complete; choose another order",
+                self.name(v)
+            ));
+        }
+        // Locate: intersect a dense scan by looking it up from the other operands' coordinates.
+        if kind == JoinKind::Intersect && self.opts.locate {
+            if let Some(di) = its.iter().position(|i| i.dense_leaf.is_some()) {
+                if its.iter().any(|i| i.dense_leaf.is_none()) {
+                    let mut its = its;
+                    let dense = its.remove(di);
+                    let rest = self.join(kind, v, its)?;
+                    return self.locate(v, rest, dense);
+                }
+            }
+        }
+        let mut ins = Vec::new();
+        let mut payloads = Vec::new();
+        let mut keys = Vec::new();
+        for it in &its {
+            ins.push(it.crd);
+            payloads.push(it.payloads.len() as u32);
+            for (k, s) in &it.payloads {
+                ins.push(*s);
+                keys.push(*k);
+            }
+        }
+        let sym = if kind == JoinKind::Intersect { "intersect" } else { "union" };
+        let outs =
+            self.g.add(Op::Join { kind, payloads, index: self.name(v).to_string() }, &ins, format!("{sym}_{}", self.name(v)));
+        Ok(Iter {
+            crd: outs[0],
+            payloads: keys.into_iter().zip(outs[1..].iter().copied()).collect(),
+            filterable: true,
+            dense_leaf: None,
+        })
+    }
+
+    /// Replaces the dense scan `dense` (of a leaf) by a locate driven by `rest`.
+    fn locate(&mut self, v: Var, rest: Iter, dense: Iter) -> Res<Iter> {
+        let (leaf, level) = dense.dense_leaf.expect("dense leaf");
+        let Kind::Leaf(l) = &self.t.nodes[leaf].kind else { unreachable!() };
+        let (tensor, size) = (l.tensor.clone(), l.sizes[level]);
+        // The dense scan node stays unused and is pruned; its parent position is repeated over
+        // the driving coordinates and located.
+        let parent = self.prev_stream(Key::Leaf(leaf), v)?;
+        let sig = self.repsig(rest.crd);
+        let rep = self.g.add(Op::Repeat { index: self.name(v).to_string() }, &[parent, sig], format!("{tensor}_rep_{}", self.name(v)))[0];
+        let r = self.g.add(
+            Op::Locate { tensor: tensor.clone(), level: level as u32, size: size as u32, index: self.name(v).to_string() },
+            &[rest.crd, rep],
+            format!("{tensor}_loc_{}", self.name(v)),
+        )[0];
+        let mut payloads = rest.payloads;
+        payloads.push((Key::Leaf(leaf), r));
+        Ok(Iter { crd: rest.crd, payloads, filterable: true, dense_leaf: None })
+    }
+
+    fn range(&mut self, n: Nid, v: Var) -> Res<Iter> {
+        let prev = self.prev_stream(Key::Range(n, v), v)?;
+        let size = self.t.var_sizes[v] as u32;
+        let outs = self.g.add(Op::Range { size, index: self.name(v).to_string() }, &[prev], format!("range_{}", self.name(v)));
+        Ok(Iter { crd: outs[0], payloads: vec![], filterable: true, dense_leaf: None })
+    }
+
+    /// The co-iteration of subtree `n` at variable `v`, or `None` when `n` is broadcast there.
+    fn iter(&mut self, n: Nid, v: Var) -> Res<Option<Iter>> {
+        if let Some(it) = self.iter_memo.get(&(n, v)) {
+            return Ok(it.clone());
+        }
+        let res = match self.t.nodes[n].kind.clone() {
+            Kind::Leaf(l) => match l.level_vars.iter().position(|&x| x == v) {
+                Some(level) => {
+                    let prev = self.prev_stream(Key::Leaf(n), v)?;
+                    let op = Op::Scan {
+                        tensor: l.tensor.clone(),
+                        level: level as u32,
+                        dim: l.level_dims[level] as u32,
+                        format: l.formats[level],
+                        index: self.name(v).to_string(),
+                    };
+                    let outs = self.g.add(op, &[prev], format!("{}_{}", l.tensor, self.name(v)));
+                    let dense = (l.formats[level] == LevelFormat::Dense).then_some((n, level));
+                    Some(Iter { crd: outs[0], payloads: vec![(Key::Leaf(n), outs[1])], filterable: true, dense_leaf: dense })
+                }
+                None => None,
+            },
+            Kind::Const(_) => None,
+            Kind::Unary(op, c) => {
+                let it = self.iter(c, v)?;
+                if op.preserves_zero() {
+                    it
+                } else {
+                    let mut its: Vec<Iter> = it.into_iter().collect();
+                    its.push(self.range(n, v)?);
+                    Some(self.join(JoinKind::Union, v, its)?)
+                }
+            }
+            Kind::Binary(op, a, b) => {
+                let ia = self.iter(a, v)?;
+                let ib = self.iter(b, v)?;
+                match op {
+                    BinOp::Mul | BinOp::Div => {
+                        let its: Vec<Iter> = ia.into_iter().chain(ib).collect();
+                        if its.is_empty() {
+                            None
+                        } else {
+                            Some(self.join(JoinKind::Intersect, v, its)?)
+                        }
+                    }
+                    BinOp::Add | BinOp::Sub | BinOp::Max => match (ia, ib) {
+                        (None, None) => None,
+                        (Some(x), Some(y)) => Some(self.join(JoinKind::Union, v, vec![x, y])?),
+                        (Some(x), None) | (None, Some(x)) => {
+                            let r = self.range(n, v)?;
+                            Some(self.join(JoinKind::Union, v, vec![x, r])?)
+                        }
+                    },
+                }
+            }
+            Kind::Reduce { var: r, child, .. } => {
+                if self.pos[v] < self.pos[r] {
+                    self.iter(child, v)?
+                } else if self.t.nodes[n].vars.contains(&v) {
+                    let after = self.after_vars(n);
+                    let i = after.iter().position(|&x| x == v).expect("after var");
+                    let (crds, _) = self.accumulate(n)?;
+                    let last = i + 1 == after.len();
+                    let payloads = if last { vec![(Key::Leaf(n), self.base_value(n)?)] } else { vec![] };
+                    Some(Iter { crd: crds[i], payloads, filterable: last, dense_leaf: None })
+                } else {
+                    None
+                }
+            }
+        };
+        self.iter_memo.insert((n, v), res.clone());
+        Ok(res)
+    }
+
+    /// Variables of reduction `n`'s result that lie after its reduced variable, in order.
+    fn after_vars(&self, n: Nid) -> Vec<Var> {
+        let Kind::Reduce { var: r, .. } = self.t.nodes[n].kind else { return vec![] };
+        let mut v: Vec<Var> = self.t.nodes[n].vars.iter().copied().filter(|&x| self.pos[x] > self.pos[r]).collect();
+        v.sort_by_key(|&x| self.pos[x]);
+        v
+    }
+
+    /// The reducer or sparse accumulator of reduction `n`: its output crd streams (for the
+    /// variables after the reduced one) and its value stream.
+    fn accumulate(&mut self, n: Nid) -> Res<(Vec<StreamId>, StreamId)> {
+        if let Some(x) = self.acc_memo.get(&n) {
+            return Ok(x.clone());
+        }
+        let Kind::Reduce { op, var: r, child } = self.t.nodes[n].kind else { unreachable!() };
+        let kind = match op {
+            ReduceOp::Sum => ReduceKind::Sum,
+            ReduceOp::Max => ReduceKind::Max,
+        };
+        let after = self.after_vars(n);
+        let val = self.value(child)?;
+        let res = if after.is_empty() {
+            let out = self.g.add(Op::Reduce { op: kind }, &[val], format!("reduce_{}", self.name(r)))[0];
+            (vec![], out)
+        } else {
+            if after.len() > 2 {
+                return Err(format!(
+                    "reducing {} with {} levels inside it needs a sparse accumulator of order {} (at most 2 supported)",
+                    self.name(r),
+                    after.len(),
+                    after.len()
+                ));
+            }
+            let mut ins = vec![self.iter(child, r)?.expect("child drives r").crd];
+            for &w in &after {
+                ins.push(self.iter(child, w)?.ok_or_else(|| format!("internal: no iteration at {}", self.name(w)))?.crd);
+            }
+            ins.push(val);
+            let order = after.len() as u8;
+            let outs = self.g.add(
+                Op::Spacc { order, op: kind, index: self.name(r).to_string() },
+                &ins,
+                format!("spacc_{}", self.name(r)),
+            );
+            (outs[..after.len()].to_vec(), outs[after.len()])
+        };
+        self.acc_memo.insert(n, res.clone());
+        Ok(res)
+    }
+
+    fn base_value(&mut self, n: Nid) -> Res<StreamId> {
+        Ok(self.accumulate(n)?.1)
+    }
+
+    /// The value stream of subtree `n`, nested over its space.
+    fn value(&mut self, n: Nid) -> Res<StreamId> {
+        if let Some(&s) = self.value_memo.get(&n) {
+            return Ok(s);
+        }
+        let s = match self.t.nodes[n].kind.clone() {
+            Kind::Leaf(l) => {
+                let r = match self.space[n].last().copied() {
+                    Some(last) => self.stream(Key::Leaf(n), last)?,
+                    None => self.g.add(Op::Root, &[], format!("{}_root", l.tensor))[0],
+                };
+                self.g.add(Op::Array { tensor: l.tensor.clone() }, &[r], format!("{}_vals", l.tensor))[0]
+            }
+            Kind::Const(c) => return Err(format!("internal: standalone constant {c}")),
+            Kind::Unary(op, c) => {
+                let x = self.value(c)?;
+                self.g.add(Op::Alu { op: unary(op) }, &[x], "")[0]
+            }
+            Kind::Binary(op, a, b) => match (&self.t.nodes[a].kind, &self.t.nodes[b].kind) {
+                (_, Kind::Const(c)) => {
+                    let c = *c;
+                    let x = self.value(a)?;
+                    let op = AluOp::Scalar { op: scalar(op), scalar: c, scalar_first: false };
+                    self.g.add(Op::Alu { op }, &[x], "")[0]
+                }
+                (Kind::Const(c), _) => {
+                    let c = *c;
+                    let x = self.value(b)?;
+                    let op = AluOp::Scalar { op: scalar(op), scalar: c, scalar_first: true };
+                    self.g.add(Op::Alu { op }, &[x], "")[0]
+                }
+                _ => {
+                    let x = self.value(a)?;
+                    let y = self.value(b)?;
+                    self.g.add(Op::Alu { op: binary(op) }, &[x, y], "")[0]
+                }
+            },
+            Kind::Reduce { var: r, .. } => match self.space[n].last().copied() {
+                Some(last) if self.pos[last] > self.pos[r] => self.stream(Key::Leaf(n), last)?,
+                _ => self.base_value(n)?,
+            },
+        };
+        self.value_memo.insert(n, s);
+        Ok(s)
+    }
+}
+
+fn unary(op: UnaryOp) -> AluOp {
+    match op {
+        UnaryOp::Neg => AluOp::Neg,
+        UnaryOp::Relu => AluOp::Relu,
+        UnaryOp::Exp => AluOp::Exp,
+        UnaryOp::Rsqrt => AluOp::Rsqrt,
+        UnaryOp::Sigmoid => AluOp::Sigmoid,
+        UnaryOp::Gelu => AluOp::Gelu,
+    }
+}
+
+fn binary(op: BinOp) -> AluOp {
+    match op {
+        BinOp::Add => AluOp::Add,
+        BinOp::Sub => AluOp::Sub,
+        BinOp::Mul => AluOp::Mul,
+        BinOp::Div => AluOp::Div,
+        BinOp::Max => AluOp::Max,
+    }
+}
+
+fn scalar(op: BinOp) -> ScalarOp {
+    match op {
+        BinOp::Add => ScalarOp::Add,
+        BinOp::Sub => ScalarOp::Sub,
+        BinOp::Mul => ScalarOp::Mul,
+        BinOp::Div => ScalarOp::Div,
+        BinOp::Max => ScalarOp::Max,
+    }
+}
+
+/// Computes the space of every node under `order` and checks the order's structural rules.
+fn spaces(t: &Tree, pos: &[usize]) -> Res<Vec<Vec<Var>>> {
+    let mut space: Vec<Vec<Var>> = vec![Vec::new(); t.nodes.len()];
+    let sorted = |s: BTreeSet<Var>| {
+        let mut v: Vec<Var> = s.into_iter().collect();
+        v.sort_by_key(|&x| pos[x]);
+        v
+    };
+    space[t.root] = sorted(t.nodes[t.root].vars.clone());
+    // Parents come after children in the arena, so walk from the root down.
+    for n in (0..t.nodes.len()).rev() {
+        let sp = space[n].clone();
+        match &t.nodes[n].kind {
+            Kind::Leaf(_) | Kind::Const(_) => {}
+            Kind::Unary(_, c) => space[*c] = sp,
+            Kind::Binary(_, a, b) => {
+                space[*a] = sp.clone();
+                space[*b] = sp;
+            }
+            Kind::Reduce { var: r, child, .. } => {
+                let own = &t.nodes[n].vars;
+                let mut s: BTreeSet<Var> = t.nodes[*child].vars.clone();
+                for &v in &sp {
+                    if !own.contains(&v) && pos[v] < pos[*r] {
+                        s.insert(v);
+                    }
+                }
+                // Variables of the enclosing space that the result lacks and that come after
+                // the reduced one are broadcast by repeating values, which requires them to
+                // follow every variable of the result.
+                let last_own = own.iter().map(|&v| pos[v]).filter(|&p| p > pos[*r]).max();
+                for &v in &sp {
+                    if !own.contains(&v) && pos[v] > pos[*r] {
+                        if let Some(lo) = last_own {
+                            if pos[v] < lo {
+                                return Err(format!(
+                                    "the sum over {} is broadcast over {} in the middle of its own levels",
+                                    t.var_names[*r], t.var_names[v]
+                                ));
+                            }
+                        }
+                    }
+                }
+                space[*child] = sorted(s);
+            }
+        }
+    }
+    Ok(space)
+}
+
+/// Checks that every tensor (and the output) stores its levels in an order compatible with
+/// the dataflow order.
+pub(crate) fn check_formats(t: &Tree, pos: &[usize]) -> Res<()> {
+    let leaves = t.nodes.iter().filter_map(|n| match &n.kind {
+        Kind::Leaf(l) => Some(l),
+        _ => None,
+    });
+    for l in leaves.chain(std::iter::once(&t.out)) {
+        for w in l.level_vars.windows(2) {
+            if pos[w[0]] > pos[w[1]] {
+                return Err(format!(
+                    "tensor {} stores {} before {} (mode order {:?}), but the order visits {} first",
+                    l.tensor, t.var_names[w[0]], t.var_names[w[1]], l.level_dims, t.var_names[w[1]]
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn lower_tree(t: &Tree, order: &[Var], opts: &LowerOptions, name: &str) -> Res<Graph> {
+    let mut pos = vec![usize::MAX; t.var_names.len()];
+    for (i, &v) in order.iter().enumerate() {
+        pos[v] = i;
+    }
+    check_formats(t, &pos)?;
+    let space = spaces(t, &pos)?;
+    let mut lw = Lowerer {
+        t,
+        g: Graph::new(name),
+        pos,
+        order: order.to_vec(),
+        space,
+        iter_memo: HashMap::new(),
+        stream_memo: HashMap::new(),
+        value_memo: HashMap::new(),
+        acc_memo: HashMap::new(),
+        repsig_memo: HashMap::new(),
+        opts: opts.clone(),
+    };
+    let root = t.root;
+    // Output coordinates, outermost first, then values.
+    let mut crds = Vec::new();
+    for &v in &t.out.level_vars {
+        let it = lw.iter(root, v)?.ok_or_else(|| format!("output index {} is not iterated", lw.name(v)))?;
+        crds.push(it.crd);
+    }
+    let mut vals = lw.value(root)?;
+    if lw.opts.crddrop && crds.len() >= 2 {
+        // Innermost pair first, so a dropped inner fiber can empty an outer one.
+        let mut inner_is_vals = true;
+        let _ = &mut inner_is_vals;
+        for l in (0..crds.len() - 1).rev() {
+            if t.out.formats[l] != LevelFormat::Compressed {
+                break;
+            }
+            let outs = lw.g.add(Op::CrdDrop, &[crds[l], crds[l + 1]], format!("crddrop_{}", t.var_names[t.out.level_vars[l]]));
+            crds[l] = outs[0];
+            crds[l + 1] = outs[1];
+        }
+        // The value stream keeps its shape: dropped fibers hold no values.
+        let _ = &mut vals;
+    }
+    for (l, &c) in crds.iter().enumerate() {
+        lw.g.add(Op::LevelWrite { tensor: t.out.tensor.clone(), level: l as u32 }, &[c], format!("{}_w{l}", t.out.tensor));
+    }
+    lw.g.add(Op::ValWrite { tensor: t.out.tensor.clone() }, &[vals], format!("{}_wvals", t.out.tensor));
+    let _ = &lw.order;
+    let mut g = lw.g;
+    g.prune();
+    // Bindings.
+    let mut seen = BTreeSet::new();
+    for n in &t.nodes {
+        if let Kind::Leaf(l) = &n.kind {
+            if seen.insert(l.tensor.clone()) {
+                let mut shape = vec![0; l.sizes.len()];
+                for (lv, &d) in l.level_dims.iter().enumerate() {
+                    shape[d] = l.sizes[lv];
+                }
+                g.inputs.push(TensorBinding {
+                    tensor: l.tensor.clone(),
+                    shape,
+                    levels: l.formats.clone(),
+                    mode_order: l.level_dims.clone(),
+                });
+            }
+        }
+    }
+    let mut shape = vec![0; t.out.sizes.len()];
+    for (lv, &d) in t.out.level_dims.iter().enumerate() {
+        shape[d] = t.out.sizes[lv];
+    }
+    g.outputs.push(OutputBinding { tensor: t.out.tensor.clone(), shape, dims: t.out.level_dims.clone() });
+    Ok(g)
+}
+
+/// Lowers statement `stmt` of `p` under `order` (index names, outermost first), or under the
+/// first legal order when `order` is `None`.
+pub fn lower_statement(
+    p: &CheckedProgram,
+    stmt: usize,
+    order: Option<&[String]>,
+    opts: &LowerOptions,
+) -> Result<Kernel, CompileError> {
+    let s = &p.stmts[stmt];
+    let err_unsupported = |message: String| CompileError::Unsupported {
+        file: p.file.clone(),
+        line: s.span.line,
+        col: s.span.col,
+        message,
+    };
+    let t = Tree::build(p, stmt).map_err(err_unsupported)?;
+    let order: Vec<String> = match order {
+        Some(o) => o.to_vec(),
+        None => crate::order::legal_orders(p, stmt, 1, opts)?.into_iter().next().expect("at least one order"),
+    };
+    let order_err = |message: String| CompileError::Order {
+        file: p.file.clone(),
+        line: s.span.line,
+        col: s.span.col,
+        order: order.join(","),
+        message,
+    };
+    let mut vars = Vec::new();
+    for name in &order {
+        let v = t.var(name).map_err(|_| order_err(format!("index {name} does not occur in the statement")))?;
+        if vars.contains(&v) {
+            return Err(order_err(format!("index {name} appears twice")));
+        }
+        vars.push(v);
+    }
+    if vars.len() != t.var_names.len() {
+        let missing: Vec<&str> =
+            (0..t.var_names.len()).filter(|v| !vars.contains(v)).map(|v| t.var_names[v].as_str()).collect();
+        return Err(order_err(format!("missing index {}", missing.join(", "))));
+    }
+    let name = format!("{}_{}", s.lhs.tensor, order.join(""));
+    let graph = lower_tree(&t, &vars, opts, &name).map_err(order_err)?;
+    graph.verify()?;
+    Ok(Kernel { stmt, order, graph })
+}
+
+/// Lowers without error wrapping, for order enumeration.
+pub(crate) fn try_lower(t: &Tree, order: &[Var], opts: &LowerOptions) -> Res<()> {
+    lower_tree(t, order, opts, "probe").map(|_| ())
+}

@@ -1,0 +1,570 @@
+//! The line-oriented parser from program text to a [`Program`].
+//!
+//! Grammar (one item per line, `#` comments, blank lines ignored):
+//!
+//! ```text
+//! line    := param | decl | fuse | stmt
+//! param   := "param" NAME "=" ["-"] INT
+//! decl    := ("input" | "output" | "temp") NAME "[" [dim ("," dim)*] "]" format
+//!            ["order" "(" INT ("," INT)* ")"] ["=" source]
+//! dim     := INT | PARAM_NAME
+//! format  := "dense" | "sparse" | "dcsr" | "csf" | "csr" | "csc" | "dcsc"
+//!          | "(" level ("," level)* ")"          level := dense | compressed | d | c
+//! source  := "random" "(" [kwarg ("," kwarg)*] ")"   kwarg := "density" "=" NUM | "seed" "=" INT
+//!          | "file" "(" STRING ")"
+//! fuse    := "fuse" group ("," group)*           group := INT | INT "-" INT
+//! stmt    := access "=" expr
+//! expr    := term (("+" | "-") term)*
+//! term    := unary (("*" | "/") unary)*
+//! unary   := "-" unary | primary
+//! primary := NUM | "(" expr ")" | FUNC "(" expr ")" | "max" "(" expr "," expr ")"
+//!          | ("sum" | "maxr") "(" INDEX "," expr ")" | access
+//! access  := NAME ["(" [INDEX ("," INDEX)*] ")"]
+//! FUNC    := relu | exp | neg | rsqrt | sigmoid | gelu
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use fuseflow_tensor::{Format, LevelFormat};
+
+use crate::ast::{Access, BinOp, Expr, Program, ReduceOp, Role, Source, Span, Stmt, TensorDecl, UnaryOp};
+use crate::error::IrError;
+use crate::lexer::{lex_line, Tok, Token};
+
+/// Names that are functions in expressions and therefore cannot name tensors.
+pub const RESERVED: [&str; 9] = ["relu", "exp", "neg", "rsqrt", "sigmoid", "gelu", "max", "sum", "maxr"];
+
+/// Deepest expression tree accepted (keeps every recursive pass far from stack exhaustion).
+pub const MAX_EXPR_DEPTH: usize = 200;
+
+/// Largest dimension size (coordinates are 32-bit).
+const MAX_DIM: u64 = 1 << 32;
+
+fn unary_op(name: &str) -> Option<UnaryOp> {
+    Some(match name {
+        "relu" => UnaryOp::Relu,
+        "exp" => UnaryOp::Exp,
+        "neg" => UnaryOp::Neg,
+        "rsqrt" => UnaryOp::Rsqrt,
+        "sigmoid" => UnaryOp::Sigmoid,
+        "gelu" => UnaryOp::Gelu,
+        _ => return None,
+    })
+}
+
+/// Parses program text. `file` is used in error messages; `params` overrides the values of
+/// `param` lines (naming a parameter the program does not declare is an error).
+pub fn parse(src: &str, file: &str, params: &BTreeMap<String, i64>) -> Result<Program, IrError> {
+    let mut st = State { overrides: params, params: BTreeMap::new(), decls: Vec::new(), stmts: Vec::new(), groups: Vec::new() };
+    for (n, text) in src.lines().enumerate() {
+        let line_no = u32::try_from(n + 1).unwrap_or(u32::MAX);
+        let (toks, end_col) = lex_line(file, line_no, text)?;
+        if toks.is_empty() {
+            continue;
+        }
+        let mut p = LineParser { file, line: line_no, toks, pos: 0, end_col };
+        st.line(&mut p)?;
+    }
+    for name in params.keys() {
+        if !st.params.contains_key(name) {
+            return Err(IrError::whole_file(file, format!("parameter {name} is given but not declared by a `param` line")));
+        }
+    }
+    let n_stmts = st.stmts.len();
+    let mut owner: BTreeMap<usize, usize> = BTreeMap::new();
+    for (g, (group, span)) in st.groups.iter().enumerate() {
+        for &s in group {
+            if s >= n_stmts {
+                return Err(IrError::at(file, *span, format!("fuse: statement {s} does not exist (the program has {n_stmts} statements)")));
+            }
+            if let Some(prev) = owner.insert(s, g) {
+                let what = if prev == g { "twice in one group".to_string() } else { "in two fusion groups".to_string() };
+                return Err(IrError::at(file, *span, format!("fuse: statement {s} is {what}")));
+            }
+        }
+    }
+    Ok(Program {
+        file: file.to_string(),
+        decls: st.decls,
+        stmts: st.stmts,
+        groups: st.groups.into_iter().map(|(g, _)| g).collect(),
+    })
+}
+
+struct State<'a> {
+    overrides: &'a BTreeMap<String, i64>,
+    params: BTreeMap<String, i64>,
+    decls: Vec<TensorDecl>,
+    stmts: Vec<Stmt>,
+    groups: Vec<(Vec<usize>, Span)>,
+}
+
+impl State<'_> {
+    fn line(&mut self, p: &mut LineParser) -> Result<(), IrError> {
+        let first = match &p.toks[0].tok {
+            Tok::Ident(s) => s.clone(),
+            _ => String::new(),
+        };
+        let second = p.toks.get(1).map(|t| &t.tok);
+        let second_is_ident = matches!(second, Some(Tok::Ident(_)));
+        match first.as_str() {
+            "param" if second_is_ident => self.param(p),
+            "fuse" if matches!(second, Some(Tok::Num(_))) => self.fuse(p),
+            "input" | "output" | "temp" if second_is_ident => self.decl(p),
+            _ => {
+                let stmt = p.stmt()?;
+                self.stmts.push(stmt);
+                Ok(())
+            }
+        }
+    }
+
+    fn param(&mut self, p: &mut LineParser) -> Result<(), IrError> {
+        p.pos = 1;
+        let (name, span) = p.ident("a parameter name")?;
+        p.sym('=', "`=`")?;
+        let neg = p.eat_sym('-');
+        let (v, vspan) = p.uint("an integer parameter value")?;
+        let v = i64::try_from(v).map_err(|_| p.err_at(vspan, format!("parameter {name}: value too large")))?;
+        let v = if neg { -v } else { v };
+        p.end()?;
+        if self.params.contains_key(&name) {
+            return Err(p.err_at(span, format!("parameter {name} is declared twice")));
+        }
+        let value = self.overrides.get(&name).copied().unwrap_or(v);
+        self.params.insert(name, value);
+        Ok(())
+    }
+
+    fn fuse(&mut self, p: &mut LineParser) -> Result<(), IrError> {
+        p.pos = 1;
+        loop {
+            let (a, span) = p.uint("a statement index")?;
+            let b = if p.eat_sym('-') { p.uint("a statement index")?.0 } else { a };
+            if b < a {
+                return Err(p.err_at(span, format!("fuse: empty range {a}-{b}")));
+            }
+            if b - a > 1_000_000 {
+                return Err(p.err_at(span, format!("fuse: range {a}-{b} is too large")));
+            }
+            let group = (a..=b).map(|s| usize::try_from(s).unwrap_or(usize::MAX)).collect();
+            self.groups.push((group, span));
+            if !p.eat_sym(',') {
+                break;
+            }
+        }
+        p.end()
+    }
+
+    fn decl(&mut self, p: &mut LineParser) -> Result<(), IrError> {
+        let span = Span { line: p.line, col: p.toks[0].col };
+        let role = match &p.toks[0].tok {
+            Tok::Ident(s) if s == "input" => Role::Input,
+            Tok::Ident(s) if s == "output" => Role::Output,
+            _ => Role::Temp,
+        };
+        p.pos = 1;
+        let (name, name_span) = p.ident("a tensor name")?;
+        if RESERVED.contains(&name.as_str()) {
+            return Err(p.err_at(name_span, format!("`{name}` is a function name and cannot name a tensor")));
+        }
+        p.sym('[', "`[` and the dimensions")?;
+        let mut shape = Vec::new();
+        if !p.eat_sym(']') {
+            loop {
+                shape.push(self.dim(p, &name)?);
+                if p.eat_sym(']') {
+                    break;
+                }
+                p.sym(',', "`,` or `]`")?;
+            }
+        }
+        let rank = shape.len();
+        let format = parse_format(p, &name, rank)?;
+        let source = if p.eat_sym('=') { Some(parse_source(p, &name)?) } else { None };
+        p.end()?;
+        let source = match (role, source) {
+            (Role::Input, Some(s)) => Some(s),
+            (Role::Input, None) => {
+                if format.levels.iter().all(|l| *l == LevelFormat::Dense) {
+                    Some(Source::Random { density: 1.0, seed: None })
+                } else {
+                    return Err(p.err_at(name_span, format!("input {name} needs a data source (`= random(density=...)` or `= file(\"...\")`)")));
+                }
+            }
+            (_, Some(_)) => return Err(p.err_at(name_span, format!("only inputs take a data source, but {name} is not an input"))),
+            (_, None) => None,
+        };
+        self.decls.push(TensorDecl { name, shape, format, role, source, span });
+        Ok(())
+    }
+
+    fn dim(&self, p: &mut LineParser, tensor: &str) -> Result<usize, IrError> {
+        let span = p.span();
+        let v: i64 = match p.next() {
+            Some(Tok::Num(s)) => match s.parse::<u64>() {
+                Ok(v) => i64::try_from(v).unwrap_or(i64::MAX),
+                Err(_) => return Err(p.err_at(span, format!("dimension of {tensor} must be a positive integer, not {s}"))),
+            },
+            Some(Tok::Ident(s)) => match self.params.get(&s) {
+                Some(&v) => v,
+                None => return Err(p.err_at(span, format!("unknown parameter {s} in the shape of {tensor} (declare it with `param {s} = ...` first)"))),
+            },
+            other => return Err(p.unexpected(span, other, "a dimension (integer or parameter name)")),
+        };
+        if v <= 0 || v as u64 > MAX_DIM {
+            return Err(p.err_at(span, format!("dimension of {tensor} must be between 1 and {MAX_DIM}, got {v}")));
+        }
+        Ok(v as usize)
+    }
+}
+
+/// Parses the format (and optional `order(...)`) of a declaration of the given rank.
+fn parse_format(p: &mut LineParser, name: &str, rank: usize) -> Result<Format, IrError> {
+    use LevelFormat::{Compressed as C, Dense as D};
+    let span = p.span();
+    let (levels, mut order): (Vec<LevelFormat>, Vec<usize>) = match p.next() {
+        Some(Tok::Sym('(')) => {
+            let mut levels = Vec::new();
+            if !p.eat_sym(')') {
+                loop {
+                    let (lv, lspan) = p.ident("a level format (dense or compressed)")?;
+                    levels.push(match lv.to_ascii_lowercase().as_str() {
+                        "dense" | "d" => D,
+                        "compressed" | "c" => C,
+                        _ => return Err(p.err_at(lspan, format!("unknown level format `{lv}` for {name} (expected dense, compressed, d or c)"))),
+                    });
+                    if p.eat_sym(')') {
+                        break;
+                    }
+                    p.sym(',', "`,` or `)`")?;
+                }
+            }
+            if levels.len() != rank {
+                return Err(p.err_at(span, format!("format of {name} has {} levels but {name} has rank {rank}", levels.len())));
+            }
+            (levels, (0..rank).collect())
+        }
+        Some(Tok::Ident(f)) => {
+            let f = f.to_ascii_lowercase();
+            let need2 = |p: &LineParser| {
+                if rank == 2 {
+                    Ok(())
+                } else {
+                    Err(p.err_at(span, format!("format {f} needs rank 2, but {name} has rank {rank}")))
+                }
+            };
+            match f.as_str() {
+                "dense" => (vec![D; rank], (0..rank).collect()),
+                "sparse" | "dcsr" | "csf" => (vec![C; rank], (0..rank).collect()),
+                "csr" => {
+                    need2(p)?;
+                    (vec![D, C], vec![0, 1])
+                }
+                "csc" => {
+                    need2(p)?;
+                    (vec![D, C], vec![1, 0])
+                }
+                "dcsc" => {
+                    need2(p)?;
+                    (vec![C, C], vec![1, 0])
+                }
+                _ => {
+                    return Err(p.err_at(
+                        span,
+                        format!("unknown format `{f}` for {name} (expected dense, sparse, dcsr, csf, csr, csc, dcsc or a level list like (dense, compressed))"),
+                    ))
+                }
+            }
+        }
+        other => return Err(p.unexpected(span, other, "a format")),
+    };
+    if matches!(p.peek(), Some(Tok::Ident(s)) if s == "order") {
+        let ospan = p.span();
+        p.pos += 1;
+        p.sym('(', "`(`")?;
+        order = Vec::new();
+        if !p.eat_sym(')') {
+            loop {
+                let (d, dspan) = p.uint("a dimension number")?;
+                order.push(usize::try_from(d).map_err(|_| p.err_at(dspan, "dimension number too large"))?);
+                if p.eat_sym(')') {
+                    break;
+                }
+                p.sym(',', "`,` or `)`")?;
+            }
+        }
+        if order.len() != rank {
+            return Err(p.err_at(ospan, format!("order(...) of {name} has {} entries but {name} has rank {rank}", order.len())));
+        }
+        let text = order.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",");
+        return Format::new(levels, order).map_err(|_| p.err_at(ospan, format!("order({text}) of {name} is not a permutation of 0..{rank}")));
+    }
+    Ok(Format { levels, mode_order: order })
+}
+
+/// Parses `random(...)` or `file("...")`.
+fn parse_source(p: &mut LineParser, name: &str) -> Result<Source, IrError> {
+    let (kind, span) = p.ident("a data source (random(...) or file(\"...\"))")?;
+    match kind.as_str() {
+        "random" => {
+            p.sym('(', "`(`")?;
+            let mut density = None;
+            let mut seed = None;
+            if !p.eat_sym(')') {
+                loop {
+                    let (key, kspan) = p.ident("`density` or `seed`")?;
+                    p.sym('=', "`=`")?;
+                    match key.as_str() {
+                        "density" if density.is_none() => {
+                            let (v, vspan) = p.number("a density")?;
+                            if !(0.0..=1.0).contains(&v) {
+                                return Err(p.err_at(vspan, format!("density of {name} must be in [0, 1], got {v}")));
+                            }
+                            density = Some(v);
+                        }
+                        "seed" if seed.is_none() => seed = Some(p.uint("an integer seed")?.0),
+                        "density" | "seed" => return Err(p.err_at(kspan, format!("random(...) of {name}: {key} given twice"))),
+                        _ => return Err(p.err_at(kspan, format!("random(...) of {name}: unknown argument `{key}` (expected density or seed)"))),
+                    }
+                    if p.eat_sym(')') {
+                        break;
+                    }
+                    p.sym(',', "`,` or `)`")?;
+                }
+            }
+            Ok(Source::Random { density: density.unwrap_or(1.0), seed })
+        }
+        "file" => {
+            p.sym('(', "`(`")?;
+            let sspan = p.span();
+            let path = match p.next() {
+                Some(Tok::Str(s)) => s,
+                other => return Err(p.unexpected(sspan, other, "a quoted path")),
+            };
+            p.sym(')', "`)`")?;
+            Ok(Source::File { path: PathBuf::from(path) })
+        }
+        _ => Err(p.err_at(span, format!("unknown data source `{kind}` for {name} (expected random(...) or file(\"...\"))"))),
+    }
+}
+
+/// Cursor over the tokens of one line.
+struct LineParser<'a> {
+    file: &'a str,
+    line: u32,
+    toks: Vec<Token>,
+    pos: usize,
+    end_col: u32,
+}
+
+impl LineParser<'_> {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos).map(|t| &t.tok)
+    }
+
+    fn span(&self) -> Span {
+        Span { line: self.line, col: self.toks.get(self.pos).map_or(self.end_col, |t| t.col) }
+    }
+
+    fn next(&mut self) -> Option<Tok> {
+        let t = self.toks.get(self.pos).map(|t| t.tok.clone());
+        if t.is_some() {
+            self.pos += 1;
+        }
+        t
+    }
+
+    fn err_at(&self, span: Span, msg: impl Into<String>) -> IrError {
+        IrError::at(self.file, span, msg)
+    }
+
+    fn unexpected(&self, span: Span, got: Option<Tok>, expected: &str) -> IrError {
+        match got {
+            Some(t) => self.err_at(span, format!("expected {expected}, found {}", t.describe())),
+            None => self.err_at(span, format!("expected {expected}, found end of line")),
+        }
+    }
+
+    fn eat_sym(&mut self, c: char) -> bool {
+        if self.peek() == Some(&Tok::Sym(c)) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn sym(&mut self, c: char, what: &str) -> Result<(), IrError> {
+        let span = self.span();
+        match self.next() {
+            Some(Tok::Sym(x)) if x == c => Ok(()),
+            other => Err(self.unexpected(span, other, what)),
+        }
+    }
+
+    fn ident(&mut self, what: &str) -> Result<(String, Span), IrError> {
+        let span = self.span();
+        match self.next() {
+            Some(Tok::Ident(s)) => Ok((s, span)),
+            other => Err(self.unexpected(span, other, what)),
+        }
+    }
+
+    fn uint(&mut self, what: &str) -> Result<(u64, Span), IrError> {
+        let span = self.span();
+        match self.next() {
+            Some(Tok::Num(s)) => match s.parse::<u64>() {
+                Ok(v) => Ok((v, span)),
+                Err(_) => Err(self.err_at(span, format!("expected {what}, found number {s}"))),
+            },
+            other => Err(self.unexpected(span, other, what)),
+        }
+    }
+
+    fn number(&mut self, what: &str) -> Result<(f64, Span), IrError> {
+        let span = self.span();
+        match self.next() {
+            Some(Tok::Num(s)) => Ok((self.num_value(&s, span)?, span)),
+            other => Err(self.unexpected(span, other, what)),
+        }
+    }
+
+    fn num_value(&self, s: &str, span: Span) -> Result<f64, IrError> {
+        match s.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(v),
+            _ => Err(self.err_at(span, format!("number {s} is out of range"))),
+        }
+    }
+
+    fn end(&mut self) -> Result<(), IrError> {
+        let span = self.span();
+        match self.next() {
+            None => Ok(()),
+            Some(t) => Err(self.err_at(span, format!("unexpected {} (expected end of line)", t.describe()))),
+        }
+    }
+
+    fn stmt(&mut self) -> Result<Stmt, IrError> {
+        let span = self.span();
+        let (name, nspan) = self.ident("a statement `X(i,j) = ...` or a declaration")?;
+        let lhs = self.access_rest(name, nspan)?;
+        self.sym('=', "`=`")?;
+        let (rhs, _) = self.expr(0)?;
+        self.end()?;
+        Ok(Stmt { lhs, rhs, span })
+    }
+
+    /// Parses the optional `(i, j, ...)` after a tensor name.
+    fn access_rest(&mut self, tensor: String, span: Span) -> Result<Access, IrError> {
+        let mut indices = Vec::new();
+        if self.eat_sym('(') && !self.eat_sym(')') {
+            loop {
+                indices.push(self.ident("an index variable")?.0);
+                if self.eat_sym(')') {
+                    break;
+                }
+                self.sym(',', "`,` or `)`")?;
+            }
+        }
+        Ok(Access { tensor, indices, span })
+    }
+
+    fn check_depth(&self, depth: usize, span: Span) -> Result<(), IrError> {
+        if depth > MAX_EXPR_DEPTH {
+            return Err(self.err_at(span, format!("expression nested deeper than {MAX_EXPR_DEPTH} levels")));
+        }
+        Ok(())
+    }
+
+    /// `expr := term (("+" | "-") term)*`; returns the expression and its tree depth.
+    fn expr(&mut self, depth: usize) -> Result<(Expr, usize), IrError> {
+        let (mut lhs, mut d) = self.term(depth)?;
+        loop {
+            let op = match self.peek() {
+                Some(Tok::Sym('+')) => BinOp::Add,
+                Some(Tok::Sym('-')) => BinOp::Sub,
+                _ => return Ok((lhs, d)),
+            };
+            let span = self.span();
+            self.pos += 1;
+            let (rhs, rd) = self.term(depth)?;
+            d = d.max(rd) + 1;
+            self.check_depth(d + depth, span)?;
+            lhs = Expr::Binary(op, Box::new(lhs), Box::new(rhs));
+        }
+    }
+
+    /// `term := unary (("*" | "/") unary)*`.
+    fn term(&mut self, depth: usize) -> Result<(Expr, usize), IrError> {
+        let (mut lhs, mut d) = self.unary(depth)?;
+        loop {
+            let op = match self.peek() {
+                Some(Tok::Sym('*')) => BinOp::Mul,
+                Some(Tok::Sym('/')) => BinOp::Div,
+                _ => return Ok((lhs, d)),
+            };
+            let span = self.span();
+            self.pos += 1;
+            let (rhs, rd) = self.unary(depth)?;
+            d = d.max(rd) + 1;
+            self.check_depth(d + depth, span)?;
+            lhs = Expr::Binary(op, Box::new(lhs), Box::new(rhs));
+        }
+    }
+
+    /// `unary := "-" unary | primary`; negated constants are folded.
+    fn unary(&mut self, depth: usize) -> Result<(Expr, usize), IrError> {
+        let span = self.span();
+        self.check_depth(depth, span)?;
+        if self.eat_sym('-') {
+            let (e, d) = self.unary(depth + 1)?;
+            return Ok(match e {
+                Expr::Const(c) => (Expr::Const(-c), d),
+                e => (Expr::Unary(UnaryOp::Neg, Box::new(e)), d + 1),
+            });
+        }
+        self.primary(depth)
+    }
+
+    fn primary(&mut self, depth: usize) -> Result<(Expr, usize), IrError> {
+        let span = self.span();
+        self.check_depth(depth, span)?;
+        match self.next() {
+            Some(Tok::Num(s)) => Ok((Expr::Const(self.num_value(&s, span)?), 1)),
+            Some(Tok::Sym('(')) => {
+                let (e, d) = self.expr(depth + 1)?;
+                self.sym(')', "`)`")?;
+                Ok((e, d))
+            }
+            Some(Tok::Ident(name)) if RESERVED.contains(&name.as_str()) => {
+                self.sym('(', &format!("`(` after function {name}"))?;
+                let res = match name.as_str() {
+                    "max" => {
+                        let (a, da) = self.expr(depth + 1)?;
+                        self.sym(',', "`,` (max takes two arguments)")?;
+                        let (b, db) = self.expr(depth + 1)?;
+                        (Expr::Binary(BinOp::Max, Box::new(a), Box::new(b)), da.max(db) + 1)
+                    }
+                    "sum" | "maxr" => {
+                        let op = if name == "sum" { ReduceOp::Sum } else { ReduceOp::Max };
+                        let (index, _) = self.ident(&format!("the reduced index variable as the first argument of {name}"))?;
+                        self.sym(',', &format!("`,` ({name} takes an index and an expression)"))?;
+                        let (body, d) = self.expr(depth + 1)?;
+                        (Expr::Reduce { op, index, body: Box::new(body) }, d + 1)
+                    }
+                    _ => {
+                        let op = unary_op(&name).unwrap_or(UnaryOp::Neg);
+                        let (a, d) = self.expr(depth + 1)?;
+                        (Expr::Unary(op, Box::new(a)), d + 1)
+                    }
+                };
+                self.sym(')', &format!("`)` closing {name}(...)"))?;
+                Ok(res)
+            }
+            Some(Tok::Ident(name)) => Ok((Expr::Access(self.access_rest(name, span)?), 1)),
+            other => Err(self.unexpected(span, other, "an expression")),
+        }
+    }
+}

@@ -1,0 +1,694 @@
+//! Parser and checker tests: success cases, implicit-reduction placement, one test per error
+//! class, pretty-printer snapshots and a no-panic fuzz test.
+
+use std::collections::BTreeMap;
+
+use fuseflow_tensor::{Format, LevelFormat};
+use proptest::prelude::*;
+
+use crate::*;
+
+const FILE: &str = "t.ein";
+
+fn no_params() -> BTreeMap<String, i64> {
+    BTreeMap::new()
+}
+
+fn parse_check(src: &str, params: &BTreeMap<String, i64>) -> Result<CheckedProgram, IrError> {
+    check(parse(src, FILE, params)?)
+}
+
+fn ok(src: &str) -> CheckedProgram {
+    parse_check(src, &no_params()).unwrap_or_else(|e| panic!("unexpected error: {e}\n{src}"))
+}
+
+fn err(src: &str) -> String {
+    match parse_check(src, &no_params()) {
+        Ok(p) => panic!("expected an error, got\n{}", pretty(&p)),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Asserts that an error message starts with `t.ein:LINE:COL: ` and mentions every needle.
+fn assert_err(src: &str, line: u32, col: u32, needles: &[&str]) {
+    let e = err(src);
+    let prefix = format!("{FILE}:{line}:{col}: ");
+    assert!(e.starts_with(&prefix), "expected prefix {prefix:?} in {e:?}");
+    assert!(!e.contains('\n'), "multi-line message {e:?}");
+    for n in needles {
+        assert!(e.contains(n), "expected {n:?} in {e:?}");
+    }
+}
+
+/// The right-hand side of the last statement, printed.
+fn rhs(src: &str) -> String {
+    let p = ok(src);
+    pretty_expr(&p.stmts.last().expect("a statement").rhs)
+}
+
+const SPMM: &str = "\
+# SpMM, Gustavson order is the natural one
+input  A[100, 80] dcsr = random(density=0.05)
+input  B[80, 60]  dcsr = random(density=0.05, seed=7)
+input  C[60]      dense = file(\"c.mtx\")
+output X[100, 60] dcsr
+temp   T[100, 60] csr
+
+T(i,j) = A(i,k) * B(k,j)
+X(i,j) = T(i,j) * C(j)
+";
+
+#[test]
+fn brief_example_parses_and_checks() {
+    let p = ok(SPMM);
+    assert_eq!(p.file, FILE);
+    assert_eq!(p.decls.len(), 5);
+    let a = p.decl("A").unwrap();
+    assert_eq!(a.shape, vec![100, 80]);
+    assert_eq!(a.role, Role::Input);
+    assert_eq!(a.format, Format::all_compressed(2));
+    assert_eq!(a.source, Some(Source::Random { density: 0.05, seed: None }));
+    assert_eq!(a.span, Span { line: 2, col: 1 });
+    assert_eq!(p.decl("B").unwrap().source, Some(Source::Random { density: 0.05, seed: Some(7) }));
+    assert_eq!(p.decl("C").unwrap().source, Some(Source::File { path: "c.mtx".into() }));
+    assert_eq!(p.decl("X").unwrap().role, Role::Output);
+    assert_eq!(p.decl("T").unwrap().role, Role::Temp);
+    assert_eq!(p.decl("T").unwrap().format, Format::csr());
+    assert_eq!(p.stmts.len(), 2);
+    assert_eq!(p.stmts[0].span, Span { line: 8, col: 1 });
+    assert_eq!(p.stmts[1].lhs.span, Span { line: 9, col: 1 });
+    let sizes: Vec<(&str, usize)> = p.index_sizes[0].iter().map(|(k, &v)| (k.as_str(), v)).collect();
+    assert_eq!(sizes, vec![("i", 100), ("j", 60), ("k", 80)]);
+    assert_eq!(p.index_sizes[1].len(), 2);
+    assert!(p.groups.is_empty());
+}
+
+#[test]
+fn every_format_spelling() {
+    use LevelFormat::{Compressed as C, Dense as D};
+    let src = "\
+input a[4,5] dense
+input b[4,5] sparse = random(density=0.5)
+input c[4,5] dcsr = random(density=0.5)
+input d[3,4,5] csf = random(density=0.5)
+input e[4,5] csr = random(density=0.5)
+input f[4,5] csc = random(density=0.5)
+input g[4,5] dcsc = random(density=0.5)
+input h[3,4,5] (dense, compressed, compressed) = random(density=0.5)
+input k[3,4,5] (d, c, d) order(2,0,1) = random(density=0.5)
+input l[4,5] csr order(1,0) = random(density=0.5)
+input m[4,5] DCSR order(0,1) = random(density=0.5)
+input n[4] sparse = random(density=0.5)
+input o[4,5] csc order(0,1) = random(density=0.5)
+output y[] dense
+y() = a(i,j) + b(i,j) + c(i,j) + e(i,j) + f(i,j) + g(i,j) + l(i,j) + m(i,j) + o(i,j) + d(x,i,j) + h(x,i,j) + k(x,i,j) + n(i)
+";
+    let p = ok(src);
+    let f = |n: &str| p.decl(n).unwrap().format.clone();
+    let fm = |levels: Vec<LevelFormat>, order: Vec<usize>| Format::new(levels, order).unwrap();
+    assert_eq!(f("a"), Format::dense(2));
+    assert_eq!(f("b"), Format::all_compressed(2));
+    assert_eq!(f("c"), Format::all_compressed(2));
+    assert_eq!(f("d"), Format::all_compressed(3));
+    assert_eq!(f("e"), Format::csr());
+    assert_eq!(f("f"), fm(vec![D, C], vec![1, 0]));
+    assert_eq!(f("g"), fm(vec![C, C], vec![1, 0]));
+    assert_eq!(f("h"), fm(vec![D, C, C], vec![0, 1, 2]));
+    assert_eq!(f("k"), fm(vec![D, C, D], vec![2, 0, 1]));
+    assert_eq!(f("l"), fm(vec![D, C], vec![1, 0]));
+    assert_eq!(f("m"), Format::all_compressed(2));
+    assert_eq!(f("n"), Format::all_compressed(1));
+    assert_eq!(f("o"), Format::csr());
+    // Dense inputs without a source default to random(density=1).
+    assert_eq!(p.decl("a").unwrap().source, Some(Source::Random { density: 1.0, seed: None }));
+    // Printing uses the canonical names.
+    let names: Vec<String> = p.decls.iter().map(|d| format_name(&d.format)).collect();
+    assert_eq!(
+        names,
+        [
+            "dense",
+            "dcsr",
+            "dcsr",
+            "csf",
+            "csr",
+            "csc",
+            "dcsc",
+            "(dense, compressed, compressed)",
+            "(dense, compressed, dense) order(2,0,1)",
+            "csc",
+            "dcsr",
+            "sparse",
+            "csr",
+            "dense"
+        ]
+    );
+}
+
+#[test]
+fn params_set_dimensions_and_can_be_overridden() {
+    let src = "\
+param N = 10
+param M = 3  # comment
+input A[N, M] csr = random(density=0.5)
+input x[M] dense
+output y[N] dense
+y(i) = A(i,j) * x(j)
+";
+    let p = ok(src);
+    assert_eq!(p.decl("A").unwrap().shape, vec![10, 3]);
+    let mut params = BTreeMap::new();
+    params.insert("N".to_string(), 7);
+    let p = parse_check(src, &params).unwrap();
+    assert_eq!(p.decl("A").unwrap().shape, vec![7, 3]);
+    assert_eq!(p.decl("y").unwrap().shape, vec![7]);
+    assert_eq!(p.index_sizes[0]["i"], 7);
+
+    params.insert("Q".to_string(), 7);
+    let e = parse_check(src, &params).unwrap_err();
+    assert_eq!(e.to_string(), "t.ein: parameter Q is given but not declared by a `param` line");
+
+    let mut params = BTreeMap::new();
+    params.insert("N".to_string(), 0);
+    let e = parse_check(src, &params).unwrap_err().to_string();
+    assert!(e.starts_with("t.ein:3:9: ") && e.contains("A") && e.contains("got 0"), "{e}");
+
+    assert_err("input A[K] dense\n", 1, 9, &["unknown parameter K", "A"]);
+    assert_err("param N = 2\nparam N = 3\n", 2, 7, &["parameter N is declared twice"]);
+}
+
+#[test]
+fn scalars_with_and_without_parentheses() {
+    let src = "\
+input s[] dense = random(density=1)
+input x[5] sparse = random(density=0.4)
+output y[] dense
+output z[] dense
+y() = x(i) * s
+z = 2 * y() - s() / 4
+";
+    let p = ok(src);
+    assert_eq!(p.decl("s").unwrap().shape, Vec::<usize>::new());
+    assert_eq!(p.decl("s").unwrap().format, Format::dense(0));
+    assert_eq!(pretty_expr(&p.stmts[0].rhs), "sum(i, x(i)) * s()");
+    assert_eq!(pretty_expr(&p.stmts[1].rhs), "2 * y() - s() / 4");
+    assert!(p.index_sizes[1].is_empty());
+}
+
+#[test]
+fn expressions_precedence_functions_and_constants() {
+    let src = "\
+input A[3,4] dense
+input B[3,4] dense
+output X[3,4] dense
+X(i,j) = -A(i,j) * 2 + B(i,j) / (A(i,j) - 1e-5) - max(relu(A(i,j)), exp(B(i,j))) + neg(sigmoid(gelu(rsqrt(A(i,j))))) - -0.5 * (1 - 2 - 3)
+";
+    let p = ok(src);
+    let e = &p.stmts[0].rhs;
+    assert_eq!(
+        pretty_expr(e),
+        "-A(i,j) * 2 + B(i,j) / (A(i,j) - 0.00001) - max(relu(A(i,j)), exp(B(i,j))) + -sigmoid(gelu(rsqrt(A(i,j)))) - -0.5 * (1 - 2 - 3)"
+    );
+    // Left associativity: a - b - c is (a - b) - c.
+    match e {
+        Expr::Binary(BinOp::Sub, _, rhs) => match &**rhs {
+            Expr::Binary(BinOp::Mul, c, _) => assert_eq!(**c, Expr::Const(-0.5)),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rhs("input a[2] dense\noutput y[2] dense\ny(i) = a(i) - (a(i) - a(i))\n"), "a(i) - (a(i) - a(i))");
+    assert_eq!(rhs("input a[2] dense\noutput y[2] dense\ny(i) = a(i) / (a(i) * a(i))\n"), "a(i) / (a(i) * a(i))");
+    assert_eq!(rhs("input a[2] dense\noutput y[2] dense\ny(i) = -(a(i) + 1)\n"), "-(a(i) + 1)");
+}
+
+#[test]
+fn fuse_lines_name_groups() {
+    let src = "\
+input A[4,4] dense
+temp T0[4,4] dense
+temp T1[4,4] dense
+temp T2[4,4] dense
+output X[4,4] dense
+fuse 0-2, 3
+T0(i,j) = A(i,j) * 2
+T1(i,j) = T0(i,j) + 1
+T2(i,j) = T1(i,j) * T0(i,j)
+X(i,j) = relu(T2(i,j))
+";
+    let p = ok(src);
+    assert_eq!(p.groups, vec![vec![0, 1, 2], vec![3]]);
+    assert!(pretty(&p).ends_with("fuse 0-2, 3\n"));
+    let two_lines = src.replace("fuse 0-2, 3", "fuse 0-1\nfuse 2-3");
+    assert_eq!(ok(&two_lines).groups, vec![vec![0, 1], vec![2, 3]]);
+
+    let out_of_range = src.replace("fuse 0-2, 3", "fuse 0-4");
+    assert_err(&out_of_range, 6, 6, &["statement 4 does not exist"]);
+    let overlap = src.replace("fuse 0-2, 3", "fuse 0-2, 2-3");
+    assert_err(&overlap, 6, 11, &["statement 2", "two fusion groups"]);
+    let reversed = src.replace("fuse 0-2, 3", "fuse 2-0");
+    assert_err(&reversed, 6, 6, &["empty range 2-0"]);
+
+    // A hand-built group that skips a statement lying between its members in the dependency
+    // order is rejected by the checker; one that skips an independent statement is accepted.
+    let mut prog = parse(&src.replace("fuse 0-2, 3\n", ""), FILE, &no_params()).unwrap();
+    prog.groups = vec![vec![0, 2]];
+    let e = check(prog.clone()).unwrap_err().to_string();
+    assert!(e.starts_with("t.ein:7:1: fusion group 0 is not contiguous"), "{e}");
+    assert!(e.contains("statement 1"), "{e}");
+    let independent = "\
+input A[4] dense
+temp T0[4] dense
+temp T1[4] dense
+output X[4] dense
+T0(i) = A(i) * 2
+T1(i) = A(i) + 1
+X(i) = T0(i) * T1(i)
+";
+    let mut prog = parse(independent, FILE, &no_params()).unwrap();
+    prog.groups = vec![vec![0, 2]];
+    assert_eq!(check(prog).unwrap().groups, vec![vec![0, 2]]);
+}
+
+#[test]
+fn implicit_reduction_placement() {
+    // SpMV plus bias: the sum covers only the product.
+    assert_eq!(
+        rhs("input A[4,5] csr = random(density=0.5)\ninput x[5] dense\ninput b[4] dense\noutput y[4] dense\ny(i) = A(i,j)*x(j) + b(i)\n"),
+        "sum(j, A(i,j) * x(j)) + b(i)"
+    );
+    // SpMM.
+    assert_eq!(
+        rhs("input A[4,5] dense\ninput B[5,6] dense\noutput X[4,6] dense\nX(i,j) = A(i,k) * B(k,j)\n"),
+        "sum(k, A(i,k) * B(k,j))"
+    );
+    // MTTKRP: k lands on B*C, l on the whole product.
+    assert_eq!(
+        rhs("input B[2,3,4] csf = random(density=0.5)\ninput C[3,5] dense\ninput D[4,5] dense\noutput A[2,5] dense\nA(i,j) = B(i,k,l)*C(k,j)*D(l,j)\n"),
+        "sum(l, sum(k, B(i,k,l) * C(k,j)) * D(l,j))"
+    );
+    // (A·B)·C written in one statement: j is summed inside, k outside.
+    assert_eq!(
+        rhs("input A[2,3] dense\ninput B[3,4] dense\ninput C[4,5] dense\noutput X[2,5] dense\nX(i,l) = A(i,j)*B(j,k)*C(k,l)\n"),
+        "sum(k, sum(j, A(i,j) * B(j,k)) * C(k,l))"
+    );
+    // With explicit parentheses the other way round, the nesting follows.
+    assert_eq!(
+        rhs("input A[2,3] dense\ninput B[3,4] dense\ninput C[4,5] dense\noutput X[2,5] dense\nX(i,l) = A(i,j)*(B(j,k)*C(k,l))\n"),
+        "sum(j, A(i,j) * sum(k, B(j,k) * C(k,l)))"
+    );
+    // Two indices on the same node nest by first occurrence (outermost first).
+    assert_eq!(
+        rhs("input A[2,3,4] dense\ninput B[4,3] dense\noutput y[2] dense\ny(i) = A(i,j,k) * B(k,j)\n"),
+        "sum(j, sum(k, A(i,j,k) * B(k,j)))"
+    );
+    assert_eq!(
+        rhs("input A[2,4,3] dense\ninput B[3,4] dense\noutput y[2] dense\ny(i) = A(i,k,j) * B(j,k)\n"),
+        "sum(k, sum(j, A(i,k,j) * B(j,k)))"
+    );
+    // An index used by a single access is reduced right at the access.
+    assert_eq!(
+        rhs("input A[4,5] dense\ninput b[4] dense\noutput y[4] dense\ny(i) = A(i,j) + b(i)\n"),
+        "sum(j, A(i,j)) + b(i)"
+    );
+    assert_eq!(rhs("input A[4,5] dense\noutput y[4] dense\ny(i) = exp(A(i,j))\n"), "exp(sum(j, A(i,j)))");
+    // A diagonal access counts both occurrences.
+    assert_eq!(
+        rhs("input A[4,4] dense\ninput B[4,4] dense\noutput y[4] dense\ny(i) = A(i,j) * B(j,j)\n"),
+        "sum(j, A(i,j) * B(j,j))"
+    );
+    // Explicit reductions are kept; implicit ones are added beside them.
+    assert_eq!(
+        rhs("input A[4,5] dense\ninput B[4,6] dense\ninput c[6] dense\noutput y[4] dense\ny(i) = maxr(j, A(i,j)) + B(i,k)*c(k)\n"),
+        "maxr(j, A(i,j)) + sum(k, B(i,k) * c(k))"
+    );
+    // Implicit reductions inside an explicit one.
+    assert_eq!(
+        rhs("input A[4,5,6] dense\ninput c[6] dense\noutput y[4] dense\ny(i) = maxr(j, A(i,j,k) * c(k))\n"),
+        "maxr(j, sum(k, A(i,j,k) * c(k)))"
+    );
+    // Full reduction to a scalar.
+    assert_eq!(rhs("input A[4,5] dense\noutput s[] dense\ns = A(i,j) * A(i,j)\n"), "sum(i, sum(j, A(i,j) * A(i,j)))");
+}
+
+#[test]
+fn softmax_in_explicit_steps() {
+    let src = "\
+input A[4,5] dense
+temp m[4] dense
+temp E[4,5] dense
+temp s[4] dense
+output Y[4,5] dense
+m(i) = maxr(j, A(i,j))
+E(i,j) = exp(A(i,j) - m(i))
+s(i) = E(i,j)
+Y(i,j) = E(i,j) / s(i)
+";
+    let p = ok(src);
+    let printed: Vec<String> = p.stmts.iter().map(pretty_stmt).collect();
+    assert_eq!(printed, ["m(i) = maxr(j, A(i,j))", "E(i,j) = exp(A(i,j) - m(i))", "s(i) = sum(j, E(i,j))", "Y(i,j) = E(i,j) / s(i)"]);
+}
+
+// ---- One test per error class -------------------------------------------------------------
+
+const DECLS: &str = "\
+input A[4,5] dcsr = random(density=0.5)
+input B[5,6] dense
+output X[4,6] dense
+";
+
+#[test]
+fn error_unknown_tensor() {
+    assert_err(&format!("{DECLS}X(i,j) = A(i,k) * Z(k,j)\n"), 4, 19, &["unknown tensor Z"]);
+    assert_err(&format!("{DECLS}Q(i,j) = A(i,k) * B(k,j)\n"), 4, 1, &["unknown tensor Q"]);
+}
+
+#[test]
+fn error_declared_twice() {
+    assert_err(&format!("{DECLS}temp A[4,4] dense\n"), 4, 1, &["tensor A is declared twice", "line 1"]);
+}
+
+#[test]
+fn error_arity() {
+    assert_err(&format!("{DECLS}X(i,j) = A(i,k,l) * B(k,j)\n"), 4, 10, &["A has rank 2 but is accessed with 3 indices"]);
+    assert_err(&format!("{DECLS}X(i) = A(i,k)\n"), 4, 1, &["X has rank 2 but is accessed with 1 indices"]);
+}
+
+#[test]
+fn error_index_with_two_sizes() {
+    assert_err(
+        &format!("{DECLS}X(i,j) = A(i,k) * B(j,k)\n"),
+        4,
+        19,
+        &["index k", "5 (A dimension 1)", "6 (B dimension 1)"],
+    );
+}
+
+#[test]
+fn error_lhs_indices_not_distinct() {
+    let src = "input A[4,4] dense\noutput X[4,4] dense\nX(i,i) = A(i,i)\n";
+    assert_err(src, 3, 1, &["index i appears twice on the left-hand side of X"]);
+}
+
+#[test]
+fn error_lhs_is_input() {
+    assert_err(&format!("{DECLS}B(k,j) = A(i,k) * B(k,j)\n"), 4, 1, &["cannot assign to input B"]);
+}
+
+#[test]
+fn error_assigned_twice_or_never() {
+    let src = format!("{DECLS}X(i,j) = A(i,k) * B(k,j)\nX(i,j) = A(i,k) * B(k,j)\n");
+    assert_err(&src, 5, 1, &["X is assigned twice", "line 4"]);
+    assert_err(&format!("{DECLS}temp T[4] dense\nX(i,j) = A(i,k) * B(k,j)\n"), 4, 1, &["temp T is never assigned"]);
+}
+
+#[test]
+fn error_used_before_defined() {
+    let src = "\
+input A[4,4] dense
+temp T[4,4] dense
+output X[4,4] dense
+X(i,j) = T(i,j) + 1
+T(i,j) = A(i,j) * 2
+";
+    assert_err(src, 4, 10, &["T is used before it is defined", "line 5"]);
+    let self_ref = "input A[4] dense\noutput X[4] dense\nX(i) = X(i) + A(i)\n";
+    assert_err(self_ref, 3, 8, &["X is used before it is defined"]);
+}
+
+#[test]
+fn error_lhs_index_missing_on_rhs() {
+    assert_err(
+        "input a[4] dense\noutput X[4,6] dense\nX(i,j) = a(i)\n",
+        3,
+        1,
+        &["index j of X does not occur on the right-hand side"],
+    );
+    assert_err("input s[] dense\noutput y[3] dense\ny(i) = 2 * s\n", 3, 1, &["index i of y does not occur"]);
+}
+
+#[test]
+fn error_lhs_shape_mismatch() {
+    assert_err(
+        "input A[4,5] dense\ninput B[5,6] dense\noutput X[4,7] dense\nX(i,j) = A(i,k) * B(k,j)\n",
+        4,
+        1,
+        &["X dimension 1 has size 7", "index j has size 6", "B dimension 1"],
+    );
+}
+
+#[test]
+fn error_explicit_reduction_misuse() {
+    assert_err(&format!("{DECLS}X(i,j) = sum(j, A(i,k) * B(k,j))\n"), 4, 17, &["sum(j, ...)", "left-hand side of X"]);
+    assert_err(&format!("{DECLS}X(i,j) = sum(l, A(i,k) * B(k,j))\n"), 4, 17, &["index l does not occur in its body"]);
+    assert_err(&format!("{DECLS}X(i,j) = sum(k, sum(k, A(i,k) * B(k,j)))\n"), 4, 24, &["index k is reduced twice"]);
+    assert_err(&format!("{DECLS}X(i,j) = sum(k, A(i,k)) * B(k,j)\n"), 4, 27, &["index k", "also used outside"]);
+}
+
+#[test]
+fn error_bad_formats() {
+    assert_err("input A[2,3,4] csr = random(density=0.5)\n", 1, 16, &["format csr needs rank 2", "A has rank 3"]);
+    assert_err("input A[2,3] (dense) = random(density=0.5)\n", 1, 14, &["format of A has 1 levels", "rank 2"]);
+    assert_err("input A[2,3] dcsr order(0,0) = random(density=0.5)\n", 1, 19, &["order(0,0) of A is not a permutation"]);
+    assert_err("input A[2,3] dcsr order(0) = random(density=0.5)\n", 1, 19, &["order(...) of A has 1 entries"]);
+    assert_err("input A[2,3] blocked = random(density=0.5)\n", 1, 14, &["unknown format `blocked` for A"]);
+    assert_err("input A[2,3] (dense, hashed) = random(density=0.5)\n", 1, 22, &["unknown level format `hashed` for A"]);
+    // Hand-built programs are re-validated by the checker.
+    let mut p = parse("input A[2,3] dense\n", FILE, &no_params()).unwrap();
+    p.decls[0].format = Format { levels: vec![LevelFormat::Dense; 2], mode_order: vec![1, 1] };
+    assert!(check(p).unwrap_err().to_string().contains("not a permutation"));
+}
+
+#[test]
+fn error_sources() {
+    assert_err("input A[2,3] dcsr\n", 1, 7, &["input A needs a data source"]);
+    assert_err("output A[2,3] dense = random(density=1)\n", 1, 8, &["only inputs take a data source", "A"]);
+    assert_err("input A[2,3] dcsr = random(density=2)\n", 1, 36, &["density of A must be in [0, 1]"]);
+    assert_err("input A[2,3] dcsr = random(dens=0.1)\n", 1, 28, &["unknown argument `dens`"]);
+    assert_err("input A[2,3] dcsr = random(seed=1, seed=2)\n", 1, 36, &["seed given twice"]);
+    assert_err("input A[2,3] dcsr = url(\"x\")\n", 1, 21, &["unknown data source `url`"]);
+    assert_err("input A[2,3] dcsr = file(x)\n", 1, 26, &["expected a quoted path"]);
+}
+
+#[test]
+fn error_syntax() {
+    assert_err(&format!("{DECLS}X(i,j) = A(i,k) * \n"), 4, 18, &["expected an expression, found end of line"]);
+    assert_err(&format!("{DECLS}X(i,j) = A(i,k) B(k,j)\n"), 4, 17, &["unexpected `B`"]);
+    assert_err(&format!("{DECLS}X(i,j) = A(i,1) * B(k,j)\n"), 4, 14, &["expected an index variable"]);
+    assert_err(&format!("{DECLS}X(i,j) = max(A(i,k))\n"), 4, 20, &["max takes two arguments"]);
+    assert_err(&format!("{DECLS}X(i,j) = sum(A(i,k), B(k,j))\n"), 4, 15, &["`(`"]);
+    assert_err(&format!("{DECLS}X(i,j) = exp\n"), 4, 13, &["after function exp"]);
+    assert_err("input exp[2] dense\n", 1, 7, &["`exp` is a function name"]);
+    assert_err("input A[2] dense\noutput y[2] dense\ny(i) = A(i) * 1e999\n", 3, 15, &["out of range"]);
+    assert_err("x\n", 1, 2, &["expected `=`"]);
+    let deep = format!("input A[2] dense\noutput y[2] dense\ny(i) = {}A(i){}\n", "(".repeat(500), ")".repeat(500));
+    assert!(err(&deep).contains("nested deeper"));
+    let long = format!("input A[2] dense\noutput y[2] dense\ny(i) = A(i){}\n", " + A(i)".repeat(500));
+    assert!(err(&long).contains("nested deeper"));
+}
+
+// ---- Files and data -----------------------------------------------------------------------
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("fuseflow-ir-test-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn load_reads_a_file_and_names_unreadable_paths() {
+    let dir = temp_dir("load");
+    let path = dir.join("p.ein");
+    std::fs::write(&path, SPMM).unwrap();
+    let p = load(&path, &no_params()).unwrap();
+    assert_eq!(p.file, path.display().to_string());
+    let e = load(&dir.join("missing.ein"), &no_params()).unwrap_err();
+    assert_eq!(e.line, 0);
+    assert!(e.to_string().starts_with(&format!("{}: cannot read program file", dir.join("missing.ein").display())), "{e}");
+    std::fs::write(&path, "input A[2] dcsr\n").unwrap();
+    let e = load(&path, &no_params()).unwrap_err();
+    assert!(e.to_string().starts_with(&format!("{}:1:7: input A needs", path.display())), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn load_inputs_builds_declared_formats() {
+    let src = "\
+input A[20, 30] csc = random(density=0.1)
+input B[30] dense
+input C[20, 30] dcsr = random(density=0.1, seed=5)
+input s[] dense
+output X[20] dense
+X(i) = A(i,j) * B(j) + C(i,j) * s
+";
+    let p = ok(src);
+    let t = load_inputs(&p, std::path::Path::new("."), 42).unwrap();
+    assert_eq!(t.len(), 4);
+    let a = &t["A"];
+    assert_eq!(a.shape, vec![20, 30]);
+    assert_eq!(a.format, p.decl("A").unwrap().format);
+    assert_eq!(a.to_coo().nnz(), 60);
+    a.validate().unwrap();
+    assert_eq!(t["B"].vals.len(), 30);
+    assert!(t["B"].vals.iter().all(|&v| v != 0.0));
+    assert_eq!(t["s"].vals.len(), 1);
+    // Same run seed, same data; another run seed changes derived seeds but not fixed ones.
+    let again = load_inputs(&p, std::path::Path::new("."), 42).unwrap();
+    assert_eq!(again, t);
+    let other = load_inputs(&p, std::path::Path::new("."), 43).unwrap();
+    assert_ne!(other["A"], t["A"]);
+    assert_eq!(other["C"], t["C"]);
+}
+
+#[test]
+fn load_inputs_reads_files_and_checks_shapes() {
+    let dir = temp_dir("data");
+    std::fs::write(
+        dir.join("m.mtx"),
+        "%%MatrixMarket matrix coordinate real general\n3 4 3\n1 1 1.5\n2 3 2.5\n3 4 -1\n",
+    )
+    .unwrap();
+    let good = "input M[3,4] dcsr = file(\"m.mtx\")\noutput Y[3,4] dense\nY(i,j) = M(i,j)\n";
+    let t = load_inputs(&ok(good), &dir, 0).unwrap();
+    assert_eq!(t["M"].to_dense(), vec![1.5, 0., 0., 0., 0., 0., 2.5, 0., 0., 0., 0., -1.]);
+    assert_eq!(t["M"].format, Format::all_compressed(2));
+
+    let bad = good.replace("[3,4]", "[4,3]");
+    let e = load_inputs(&ok(&bad), &dir, 0).unwrap_err().to_string();
+    assert!(e.contains("input M") && e.contains("m.mtx") && e.contains("[3, 4]") && e.contains("[4, 3]"), "{e}");
+    assert!(!e.contains('\n'));
+
+    let missing = good.replace("m.mtx", "nope.mtx");
+    let e = load_inputs(&ok(&missing), &dir, 0).unwrap_err().to_string();
+    assert!(e.contains("input M") && e.contains("nope.mtx"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// ---- Pretty printing ----------------------------------------------------------------------
+
+/// Printing and re-parsing gives the same program (up to positions).
+fn assert_round_trip(p: &CheckedProgram) {
+    let text = pretty(p);
+    let q = parse_check(&text, &no_params()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(pretty(&q), text);
+    assert_eq!(q.index_sizes, p.index_sizes);
+    assert_eq!(q.groups, p.groups);
+    for (a, b) in p.decls.iter().zip(&q.decls) {
+        assert_eq!((&a.name, &a.shape, &a.format, a.role, &a.source), (&b.name, &b.shape, &b.format, b.role, &b.source));
+    }
+    for (a, b) in p.stmts.iter().zip(&q.stmts) {
+        assert_eq!(pretty_stmt(a), pretty_stmt(b));
+    }
+}
+
+const GCN: &str = "\
+# One GCN layer with a row softmax, in fused groups.
+param N = 64
+param F = 16
+param H = 8
+input  Adj[N, N] dcsr = random(density=0.05, seed=1)
+input  X[N, F]   dense
+input  W[F, H]   dense order(1,0)
+input  b[H]      dense
+temp   XW[N, H]  dense
+temp   Z[N, H]   dense
+temp   m[N]      dense
+temp   E[N, H]   dense
+temp   s[N]      dense
+output Y[N, H]   dense
+
+XW(i,h) = X(i,f) * W(f,h)
+Z(i,h) = relu(Adj(i,j) * XW(j,h) + b(h))
+m(i) = maxr(h, Z(i,h))
+E(i,h) = exp(Z(i,h) - m(i))
+s(i) = sum(h, E(i,h))
+Y(i,h) = E(i,h) / s(i)
+fuse 0-1, 2-5
+";
+
+const LAYERNORM_MTTKRP: &str = "\
+param D = 12
+input x[4, D] dense = file(\"x.npy\")
+input g[D] dense
+input B[3, 5, 6] (compressed, dense, compressed) order(0,2,1) = random(density=0.25)
+input C[5, 7] csc = random(density=0.5)
+input Dm[6, 7] dense
+temp mu[4] dense
+temp var[4] dense
+output y[4, D] dense
+output A[3, 7] sparse
+mu(i) = x(i,d) / 12
+var(i) = sum(d, (x(i,d) - mu(i)) * (x(i,d) - mu(i))) / 12
+y(i,d) = (x(i,d) - mu(i)) * rsqrt(var(i) + 1e-5) * g(d)
+A(i,j) = B(i,k,l) * C(k,j) * Dm(l,j)
+";
+
+#[test]
+fn pretty_snapshots() {
+    let spmm = ok(SPMM);
+    assert_round_trip(&spmm);
+    insta::assert_snapshot!("spmm", pretty(&spmm));
+    let gcn = ok(GCN);
+    assert_round_trip(&gcn);
+    insta::assert_snapshot!("gcn_softmax", pretty(&gcn));
+    let ln = ok(LAYERNORM_MTTKRP);
+    assert_round_trip(&ln);
+    insta::assert_snapshot!("layernorm_mttkrp", pretty(&ln));
+}
+
+#[test]
+fn pretty_prints_awkward_constants() {
+    let src = "input a[2] dense\noutput y[2] dense\ny(i) = a(i) * 1e-20 + 123456789012345 - 0.1\n";
+    let p = ok(src);
+    assert_eq!(pretty_expr(&p.stmts[0].rhs), "a(i) * 1e-20 + 1.23456789012345e14 - 0.1");
+    assert_round_trip(&p);
+}
+
+// ---- Fuzzing ------------------------------------------------------------------------------
+
+const FRAGMENTS: &[&str] = &[
+    "input", "output", "temp", "param", "fuse", "A", "B", "x", "i", "j", "k", "N", "[", "]", "(", ")", ",", "=", "+",
+    "-", "*", "/", "3", "0", "0.5", "1e-5", "dense", "dcsr", "csr", "csc", "order", "random", "density", "seed",
+    "file", "\"a.mtx\"", "sum", "maxr", "max", "exp", "relu", "#", "\n", "\n", "\n", " ", "0-2", "s", "\"",
+];
+
+fn fuzz_one(src: &str) {
+    // Must never panic; errors must be one line.
+    match parse(src, FILE, &no_params()).and_then(check) {
+        Ok(p) => {
+            let text = pretty(&p);
+            let q = parse_check(&text, &no_params()).unwrap_or_else(|e| panic!("reparse failed: {e}\n{text}"));
+            assert_eq!(pretty(&q), text);
+        }
+        Err(e) => assert!(!e.to_string().contains('\n'), "{e}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fuzz_arbitrary_chars(chars in prop::collection::vec(any::<char>(), 0..120)) {
+        fuzz_one(&chars.into_iter().collect::<String>());
+    }
+
+    #[test]
+    fn fuzz_token_soup(frags in prop::collection::vec(prop::sample::select(FRAGMENTS), 0..60)) {
+        fuzz_one(&frags.join(" "));
+    }
+
+    #[test]
+    fn fuzz_mutated_programs(edits in prop::collection::vec((any::<prop::sample::Index>(), prop::sample::select(FRAGMENTS), any::<bool>()), 1..6)) {
+        let mut src: Vec<char> = GCN.chars().collect();
+        for (at, frag, delete) in edits {
+            let pos = at.index(src.len() + 1);
+            if delete && pos < src.len() {
+                src.remove(pos);
+            } else {
+                for (n, c) in frag.chars().enumerate() {
+                    src.insert(pos + n, c);
+                }
+            }
+        }
+        fuzz_one(&src.into_iter().collect::<String>());
+    }
+}

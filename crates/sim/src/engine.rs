@@ -1,0 +1,395 @@
+//! The engine: a network of primitives joined by timed channels, and the graph front door.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use fuseflow_graph::{Graph, Op};
+use fuseflow_tensor::{Format, LevelData, LevelFormat, Tensor};
+
+use crate::io::{Io, Primitive};
+use crate::prims::{self, scan::LevelSource};
+use crate::{Channel, SimError, Written};
+
+/// Per-primitive timing: initiation interval and output latency, in cycles.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Timing {
+    /// Default initiation interval.
+    pub ii: u64,
+    /// Default latency (at least 1).
+    pub latency: u64,
+    /// Overrides by primitive kind name (`scan_compressed`, `intersect`, ...): `(ii, latency)`.
+    pub per_kind: BTreeMap<String, (u64, u64)>,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing { ii: 1, latency: 1, per_kind: BTreeMap::new() }
+    }
+}
+
+impl Timing {
+    /// `(ii, latency)` for a primitive kind.
+    pub fn of(&self, kind: &str) -> (u64, u64) {
+        let (ii, lat) = self.per_kind.get(kind).copied().unwrap_or((self.ii, self.latency));
+        (ii, lat.max(1))
+    }
+}
+
+/// Simulation parameters.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SimConfig {
+    /// Primitive timing.
+    pub timing: Timing,
+    /// Capacity of every channel; `None` = unbounded.
+    pub channel_capacity: Option<usize>,
+    /// Stop with an error once any node's clock passes this cycle.
+    pub max_cycles: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig { timing: Timing::default(), channel_capacity: None, max_cycles: 1 << 40 }
+    }
+}
+
+/// Per-node counters.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct NodeStats {
+    /// Node name (label).
+    pub name: String,
+    /// Primitive kind.
+    pub kind: String,
+    /// Fires (busy cycles at II 1).
+    pub fires: u64,
+    /// Cycles lost waiting for inputs.
+    pub stall_in: u64,
+    /// Cycles lost waiting for output space.
+    pub stall_out: u64,
+    /// Final local clock.
+    pub finish: u64,
+    /// Tokens sent on all outputs.
+    pub tokens_out: u64,
+    /// Arithmetic operations (ALUs, reducers, accumulators).
+    pub ops: u64,
+}
+
+struct Slot {
+    prim: Box<dyn Primitive>,
+    ins: Vec<u32>,
+    outs: Vec<Vec<u32>>,
+    ii: u64,
+    latency: u64,
+    t: u64,
+    fires: u64,
+    stall_in: u64,
+    stall_out: u64,
+    done: bool,
+    name: String,
+    kind: String,
+}
+
+/// A network of primitives and channels. [`simulate`] builds one from a graph; tests build
+/// small ones by hand around [`prims::Source`] and [`prims::Sink`].
+#[derive(Default)]
+pub struct Network {
+    slots: Vec<Slot>,
+    chans: Vec<Channel>,
+}
+
+impl Network {
+    /// An empty network.
+    pub fn new() -> Network {
+        Network::default()
+    }
+
+    /// Adds a channel and returns its index.
+    pub fn channel(&mut self, capacity: Option<usize>) -> u32 {
+        self.chans.push(Channel::new(capacity));
+        (self.chans.len() - 1) as u32
+    }
+
+    /// Adds a node reading channels `ins` and writing each output port to the listed channels.
+    pub fn add(
+        &mut self,
+        prim: Box<dyn Primitive>,
+        ins: Vec<u32>,
+        outs: Vec<Vec<u32>>,
+        (ii, latency): (u64, u64),
+        name: impl Into<String>,
+        kind: impl Into<String>,
+    ) -> usize {
+        self.slots.push(Slot {
+            prim,
+            ins,
+            outs,
+            ii,
+            latency: latency.max(1),
+            t: 0,
+            fires: 0,
+            stall_in: 0,
+            stall_out: 0,
+            done: false,
+            name: name.into(),
+            kind: kind.into(),
+        });
+        self.slots.len() - 1
+    }
+
+    /// Runs every node to completion; returns the total cycle count (largest local clock).
+    pub fn run(&mut self, max_cycles: u64) -> Result<u64, SimError> {
+        loop {
+            let mut progress = false;
+            let mut all_done = true;
+            for (i, slot) in self.slots.iter_mut().enumerate() {
+                if slot.done {
+                    continue;
+                }
+                let mut io = Io {
+                    chans: &mut self.chans,
+                    ins: &slot.ins,
+                    outs: &slot.outs,
+                    t: slot.t,
+                    ii: slot.ii,
+                    latency: slot.latency,
+                    fires: slot.fires,
+                    stall_in: slot.stall_in,
+                    stall_out: slot.stall_out,
+                    node: i as u32,
+                };
+                let p = slot.prim.run(&mut io)?;
+                slot.t = io.t;
+                slot.fires = io.fires;
+                slot.stall_in = io.stall_in;
+                slot.stall_out = io.stall_out;
+                progress |= p;
+                if slot.t > max_cycles {
+                    return Err(SimError::CycleLimit { limit: max_cycles, node: i as u32 });
+                }
+                if slot.prim.done() {
+                    slot.done = true;
+                } else {
+                    all_done = false;
+                }
+            }
+            if all_done {
+                return Ok(self.slots.iter().map(|s| s.t).max().unwrap_or(0));
+            }
+            if !progress {
+                return Err(self.deadlock());
+            }
+        }
+    }
+
+    fn deadlock(&self) -> SimError {
+        let mut parts = Vec::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.done {
+                continue;
+            }
+            let empty: Vec<String> =
+                s.ins.iter().enumerate().filter(|(_, &c)| self.chans[c as usize].is_empty()).map(|(p, c)| format!("in{p}=c{c}")).collect();
+            let full: Vec<String> = s
+                .outs
+                .iter()
+                .enumerate()
+                .flat_map(|(p, cs)| cs.iter().map(move |&c| (p, c)))
+                .filter(|&(_, c)| self.chans[c as usize].is_full())
+                .map(|(p, c)| format!("out{p}=c{c}"))
+                .collect();
+            parts.push(format!(
+                "n{i} {} ({}) waits on empty [{}] full [{}]",
+                s.kind,
+                s.name,
+                empty.join(" "),
+                full.join(" ")
+            ));
+        }
+        let cycle = self.slots.iter().map(|s| s.t).max().unwrap_or(0);
+        SimError::Deadlock { cycle, detail: parts.join("; ") }
+    }
+
+    /// What node `i` wrote (sinks only); takes the data out.
+    pub fn written(&mut self, i: usize) -> Option<Written> {
+        self.slots[i].prim.written()
+    }
+
+    /// Counters of every node.
+    pub fn stats(&self) -> Vec<NodeStats> {
+        self.slots
+            .iter()
+            .map(|s| NodeStats {
+                name: s.name.clone(),
+                kind: s.kind.clone(),
+                fires: s.fires,
+                stall_in: s.stall_in,
+                stall_out: s.stall_out,
+                finish: s.t,
+                tokens_out: s.outs.iter().flatten().map(|&c| self.chans[c as usize].pushed).sum(),
+                ops: s.prim.ops(),
+            })
+            .collect()
+    }
+
+    /// Tokens sent over all channels.
+    pub fn tokens(&self) -> u64 {
+        self.chans.iter().map(|c| c.pushed).sum()
+    }
+}
+
+/// The result of simulating a graph.
+#[derive(Debug, Clone)]
+pub struct SimReport {
+    /// Total cycles (largest local clock of any node).
+    pub cycles: u64,
+    /// Tokens sent over all channels.
+    pub tokens: u64,
+    /// Arithmetic operations (ALU, reducer and accumulator operations).
+    pub ops: u64,
+    /// Per-node counters, indexed like the graph's nodes.
+    pub nodes: Vec<NodeStats>,
+    /// Output tensors as written (every level compressed, mode order = written dims).
+    pub outputs: BTreeMap<String, Tensor>,
+}
+
+struct TensorArrays {
+    levels: Vec<(LevelFormat, usize, Option<(Arc<Vec<u32>>, Arc<Vec<u32>>)>)>,
+    vals: Arc<Vec<f64>>,
+}
+
+/// Simulates `graph` on `tensors` (every input binding must be present, in its format).
+pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimConfig) -> Result<SimReport, SimError> {
+    graph.verify()?;
+    let mut arrays: BTreeMap<&str, TensorArrays> = BTreeMap::new();
+    for b in &graph.inputs {
+        let t = tensors
+            .get(&b.tensor)
+            .ok_or_else(|| SimError::Tensor { tensor: b.tensor.clone(), message: "no data supplied".into() })?;
+        if t.shape != b.shape || t.format.levels != b.levels || t.format.mode_order != b.mode_order {
+            return Err(SimError::Tensor {
+                tensor: b.tensor.clone(),
+                message: format!(
+                    "data has shape {:?} format {}, graph expects shape {:?} format {}",
+                    t.shape,
+                    t.format,
+                    b.shape,
+                    Format { levels: b.levels.clone(), mode_order: b.mode_order.clone() }
+                ),
+            });
+        }
+        t.validate().map_err(|e| SimError::Tensor { tensor: b.tensor.clone(), message: e.to_string() })?;
+        let levels = t
+            .levels
+            .iter()
+            .map(|l| match l {
+                LevelData::Dense { size } => (LevelFormat::Dense, *size, None),
+                LevelData::Compressed { seg, crd } => {
+                    (LevelFormat::Compressed, 0, Some((Arc::new(seg.clone()), Arc::new(crd.clone()))))
+                }
+            })
+            .collect();
+        arrays.insert(&b.tensor, TensorArrays { levels, vals: Arc::new(t.vals.clone()) });
+    }
+    let lookup = |name: &str| {
+        arrays.get(name).ok_or_else(|| SimError::Tensor { tensor: name.into(), message: "not bound by the graph".into() })
+    };
+
+    let mut net = Network::new();
+    // One channel per (stream, consumer).
+    let mut in_chans: Vec<Vec<u32>> = graph.nodes.iter().map(|n| vec![0; n.ins.len()]).collect();
+    let mut out_chans: Vec<Vec<Vec<u32>>> = graph.nodes.iter().map(|n| vec![Vec::new(); n.outs.len()]).collect();
+    for s in &graph.streams {
+        for &(c, port) in &s.consumers {
+            let ch = net.channel(config.channel_capacity);
+            in_chans[c.0 as usize][port as usize] = ch;
+            out_chans[s.producer.0 .0 as usize][s.producer.1 as usize].push(ch);
+        }
+    }
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let prim: Box<dyn Primitive> = match &node.op {
+            Op::Root => Box::new(prims::Root::default()),
+            Op::Scan { tensor, level, format, .. } => {
+                let t = lookup(tensor)?;
+                let Some((f, size, arrs)) = t.levels.get(*level as usize) else {
+                    return Err(SimError::Tensor { tensor: tensor.clone(), message: format!("has no level {level}") });
+                };
+                if f != format {
+                    return Err(SimError::Tensor {
+                        tensor: tensor.clone(),
+                        message: format!("level {level} is {}, scanner n{i} expects {}", f.name(), format.name()),
+                    });
+                }
+                let src = match arrs {
+                    None => LevelSource::Dense(*size as u32),
+                    Some((seg, crd)) => LevelSource::Compressed { seg: seg.clone(), crd: crd.clone() },
+                };
+                Box::new(prims::Scan::new(src))
+            }
+            Op::Range { size, .. } => Box::new(prims::Scan::new(LevelSource::Dense(*size))),
+            Op::RepSig => Box::new(prims::RepSig::default()),
+            Op::Repeat { .. } => Box::new(prims::Repeat::default()),
+            Op::Join { kind, payloads, .. } => Box::new(prims::Join::new(*kind, payloads)),
+            Op::Locate { size, .. } => Box::new(prims::Locate::new(*size)),
+            Op::Array { tensor } => Box::new(prims::Array::new(lookup(tensor)?.vals.clone())),
+            Op::Alu { op } => Box::new(prims::Alu::new(*op)),
+            Op::Reduce { op } => Box::new(prims::Reduce::new(*op)),
+            Op::Spacc { order: 1, op, .. } => Box::new(prims::Spacc1::new(*op)),
+            Op::Spacc { order: 2, op, .. } => Box::new(prims::Spacc2::new(*op)),
+            Op::Spacc { order, .. } => {
+                return Err(SimError::Protocol { node: i as u32, message: format!("no sparse accumulator of order {order}") })
+            }
+            Op::CrdDrop => Box::new(prims::CrdDrop::default()),
+            Op::LevelWrite { .. } => Box::new(prims::LevelWrite::default()),
+            Op::ValWrite { .. } => Box::new(prims::ValWrite::default()),
+        };
+        let kind = node.op.kind_name();
+        net.add(
+            prim,
+            std::mem::take(&mut in_chans[i]),
+            std::mem::take(&mut out_chans[i]),
+            config.timing.of(kind),
+            node.label.clone(),
+            kind,
+        );
+    }
+    let cycles = net.run(config.max_cycles)?;
+    let mut outputs = BTreeMap::new();
+    for b in &graph.outputs {
+        let rank = b.dims.len();
+        let mut levels: Vec<Option<LevelData>> = vec![None; rank];
+        let mut vals = None;
+        for (i, node) in graph.nodes.iter().enumerate() {
+            match &node.op {
+                Op::LevelWrite { tensor, level } if *tensor == b.tensor => {
+                    if let Some(Written::Level { seg, crd }) = net.written(i) {
+                        if let Some(slot) = levels.get_mut(*level as usize) {
+                            *slot = Some(LevelData::Compressed { seg, crd });
+                        }
+                    }
+                }
+                Op::ValWrite { tensor } if *tensor == b.tensor => {
+                    if let Some(Written::Vals(v)) = net.written(i) {
+                        vals = Some(v);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let missing = |what: String| SimError::Output { tensor: b.tensor.clone(), message: format!("no writer for {what}") };
+        let levels: Vec<LevelData> = levels
+            .into_iter()
+            .enumerate()
+            .map(|(l, d)| d.ok_or_else(|| missing(format!("level {l}"))))
+            .collect::<Result<_, _>>()?;
+        let vals = vals.ok_or_else(|| missing("values".into()))?;
+        let t = Tensor {
+            shape: b.shape.clone(),
+            format: Format { levels: vec![LevelFormat::Compressed; rank], mode_order: b.dims.clone() },
+            levels,
+            vals,
+        };
+        t.validate().map_err(|e| SimError::Output { tensor: b.tensor.clone(), message: e.to_string() })?;
+        outputs.insert(b.tensor.clone(), t);
+    }
+    let nodes = net.stats();
+    Ok(SimReport { cycles, tokens: net.tokens(), ops: nodes.iter().map(|n| n.ops).sum(), nodes, outputs })
+}

@@ -1,0 +1,15 @@
+//! The SAM primitives, one state machine each.
+
+mod join;
+pub mod scan;
+mod spacc;
+mod stream;
+mod values;
+mod write;
+
+pub use join::Join;
+pub use scan::{Root, Scan};
+pub use spacc::{Spacc1, Spacc2};
+pub use stream::{CrdDrop, RepSig, Repeat};
+pub use values::{Alu, Array, Locate, Reduce};
+pub use write::{LevelWrite, Sink, Source, ValWrite};

@@ -1,0 +1,173 @@
+//! Root generator and level scanners.
+
+use std::sync::Arc;
+
+use crate::io::{Io, Primitive};
+use crate::{SimError, Token};
+
+/// Root generator: emits `[0, D]`.
+#[derive(Default)]
+pub struct Root {
+    sent: u8,
+}
+
+impl Primitive for Root {
+    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        let mut progress = false;
+        while self.sent < 2 {
+            let Some(free) = io.out_free(0) else { break };
+            let at = io.fire(0, free);
+            io.push(0, at, if self.sent == 0 { Token::Idx(0) } else { Token::Done });
+            self.sent += 1;
+            progress = true;
+        }
+        Ok(progress)
+    }
+    fn done(&self) -> bool {
+        self.sent == 2
+    }
+}
+
+/// What a scanner reads.
+pub enum LevelSource {
+    /// A dense level (or a plain range) of this size.
+    Dense(u32),
+    /// A compressed level.
+    Compressed {
+        /// Segment array.
+        seg: Arc<Vec<u32>>,
+        /// Coordinate array.
+        crd: Arc<Vec<u32>>,
+    },
+}
+
+enum ScanState {
+    Idle,
+    /// Emitting positions `pos..end` of the current fiber; `base` maps positions to dense refs.
+    Fiber { pos: u32, end: u32, base: u64 },
+    /// Fiber finished; the closing stop waits for the next input token (look-ahead).
+    Closing,
+    Finished,
+}
+
+/// Level scanner (compressed or dense): `ref → crd, ref`, with the stop-token increment rule.
+pub struct Scan {
+    src: LevelSource,
+    state: ScanState,
+}
+
+impl Scan {
+    /// A scanner over the given level.
+    pub fn new(src: LevelSource) -> Scan {
+        Scan { src, state: ScanState::Idle }
+    }
+}
+
+impl Primitive for Scan {
+    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        let mut progress = false;
+        loop {
+            match self.state {
+                ScanState::Finished => break,
+                ScanState::Idle => {
+                    let Some((ready, tok)) = io.head(0) else { break };
+                    match tok {
+                        Token::Idx(p) => {
+                            // Taking the reference costs no cycle of its own; the first
+                            // coordinate's fire accounts for it.
+                            if ready > io.t {
+                                io.stall_in += ready - io.t;
+                                io.t = ready;
+                            }
+                            io.pop(0, io.t);
+                            self.state = match &self.src {
+                                LevelSource::Dense(n) => {
+                                    let base = p as u64 * *n as u64;
+                                    if base + *n as u64 > u32::MAX as u64 {
+                                        return Err(io.err(format!("dense position {base} overflows u32")));
+                                    }
+                                    ScanState::Fiber { pos: 0, end: *n, base }
+                                }
+                                LevelSource::Compressed { seg, .. } => {
+                                    let p = p as usize;
+                                    if p + 1 >= seg.len() {
+                                        return Err(io.err(format!(
+                                            "reference {p} out of range for a level with {} fibers",
+                                            seg.len().saturating_sub(1)
+                                        )));
+                                    }
+                                    ScanState::Fiber { pos: seg[p], end: seg[p + 1], base: 0 }
+                                }
+                            };
+                            progress = true;
+                        }
+                        Token::Stop { level, gap } => {
+                            let Some(free) = io.outs_free(0..2) else { break };
+                            let at = io.fire(ready, free);
+                            io.pop(0, at);
+                            let out = Token::Stop { level: level + 1, gap: gap + 1 };
+                            io.push(0, at, out);
+                            io.push(1, at, out);
+                            progress = true;
+                        }
+                        Token::Empty => {
+                            let Some(free) = io.outs_free(0..2) else { break };
+                            let at = io.fire(ready, free);
+                            io.pop(0, at);
+                            io.push(0, at, Token::Empty);
+                            io.push(1, at, Token::Empty);
+                            self.state = ScanState::Closing;
+                            progress = true;
+                        }
+                        Token::Done => {
+                            let Some(free) = io.outs_free(0..2) else { break };
+                            let at = io.fire(ready, free);
+                            io.pop(0, at);
+                            io.push(0, at, Token::Done);
+                            io.push(1, at, Token::Done);
+                            self.state = ScanState::Finished;
+                            progress = true;
+                        }
+                        other => return Err(io.err(format!("unexpected token {other} on a reference stream"))),
+                    }
+                }
+                ScanState::Fiber { ref mut pos, end, base } => {
+                    if *pos >= end {
+                        self.state = ScanState::Closing;
+                        continue;
+                    }
+                    let Some(free) = io.outs_free(0..2) else { break };
+                    let at = io.fire(0, free);
+                    let (crd, r) = match &self.src {
+                        LevelSource::Dense(_) => (*pos, (base + *pos as u64) as u32),
+                        LevelSource::Compressed { crd, .. } => (crd[*pos as usize], *pos),
+                    };
+                    io.push(0, at, Token::Idx(crd));
+                    io.push(1, at, Token::Idx(r));
+                    *pos += 1;
+                    progress = true;
+                }
+                ScanState::Closing => {
+                    let Some((ready, tok)) = io.head(0) else { break };
+                    let Some(free) = io.outs_free(0..2) else { break };
+                    let at = io.fire(ready, free);
+                    let out = match tok {
+                        Token::Stop { level, .. } => {
+                            io.pop(0, at);
+                            Token::stop(level + 1)
+                        }
+                        _ => Token::stop(0),
+                    };
+                    io.push(0, at, out);
+                    io.push(1, at, out);
+                    self.state = ScanState::Idle;
+                    progress = true;
+                }
+            }
+        }
+        Ok(progress)
+    }
+    fn done(&self) -> bool {
+        matches!(self.state, ScanState::Finished)
+    }
+}

@@ -1,0 +1,369 @@
+//! Sparse accumulators of order 1 and 2 (hierarchical form, sam-semantics.md §4.11).
+
+use std::collections::BTreeMap;
+
+use fuseflow_graph::ReduceKind;
+
+use crate::io::{Io, Primitive};
+use crate::{SimError, Token};
+
+fn combine(op: ReduceKind, a: f64, b: f64) -> f64 {
+    match op {
+        ReduceKind::Sum => a + b,
+        ReduceKind::Max => a.max(b),
+    }
+}
+
+/// Sorts `(crd, val)` pairs and merges equal coordinates.
+fn merge(op: ReduceKind, pairs: &mut Vec<(u32, f64)>) {
+    pairs.sort_by_key(|p| p.0);
+    let mut w = 0;
+    for r in 0..pairs.len() {
+        if w > 0 && pairs[w - 1].0 == pairs[r].0 {
+            pairs[w - 1].1 = combine(op, pairs[w - 1].1, pairs[r].1);
+        } else {
+            pairs[w] = pairs[r];
+            w += 1;
+        }
+    }
+    pairs.truncate(w);
+}
+
+enum S1 {
+    Outer,
+    Inner,
+    Flush { next: usize, stop: Token },
+    Finished,
+}
+
+/// Order-1 accumulator: `reduced crd, inner crd, val → inner crd, val`.
+pub struct Spacc1 {
+    op: ReduceKind,
+    state: S1,
+    acc: Vec<(u32, f64)>,
+    /// Whether the current reduced fiber has held a coordinate.
+    fiber_data: bool,
+    /// Operations performed (FLOPs).
+    pub ops: u64,
+}
+
+impl Spacc1 {
+    /// An accumulator for this operation.
+    pub fn new(op: ReduceKind) -> Spacc1 {
+        Spacc1 { op, state: S1::Outer, acc: Vec::new(), fiber_data: false, ops: 0 }
+    }
+}
+
+impl Primitive for Spacc1 {
+    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        let mut progress = false;
+        loop {
+            match self.state {
+                S1::Finished => break,
+                S1::Outer => {
+                    let Some((ready, tok)) = io.head(0) else { break };
+                    match tok {
+                        Token::Idx(_) | Token::Empty => {
+                            let at = io.fire(ready, 0);
+                            io.pop(0, at);
+                            self.fiber_data = true;
+                            self.state = S1::Inner;
+                        }
+                        Token::Stop { .. } => {
+                            if !self.fiber_data {
+                                // Empty reduced fiber: the inner streams hold a bare stop.
+                                let Some((r1, t1)) = io.head(1) else { break };
+                                let Some((r2, _)) = io.head(2) else { break };
+                                if !t1.is_stop() {
+                                    return Err(io.err(format!("empty reduced fiber but inner holds {t1}")));
+                                }
+                                let at = io.fire(ready.max(r1).max(r2), 0);
+                                io.pop(0, at);
+                                io.pop(1, at);
+                                io.pop(2, at);
+                            } else {
+                                let at = io.fire(ready, 0);
+                                io.pop(0, at);
+                            }
+                            merge(self.op, &mut self.acc);
+                            self.fiber_data = false;
+                            self.state = S1::Flush { next: 0, stop: tok };
+                        }
+                        Token::Done => {
+                            let Some((r1, t1)) = io.head(1) else { break };
+                            let Some((r2, t2)) = io.head(2) else { break };
+                            let Some(free) = io.outs_free(0..2) else { break };
+                            if t1 != Token::Done || t2 != Token::Done {
+                                return Err(io.err(format!("reduced stream done but inner holds {t1}, {t2}")));
+                            }
+                            let at = io.fire(ready.max(r1).max(r2), free);
+                            io.pop(0, at);
+                            io.pop(1, at);
+                            io.pop(2, at);
+                            io.push(0, at, Token::Done);
+                            io.push(1, at, Token::Done);
+                            self.state = S1::Finished;
+                        }
+                        other => return Err(io.err(format!("unexpected token {other} on the reduced stream"))),
+                    }
+                    progress = true;
+                }
+                S1::Inner => {
+                    let Some((r1, c)) = io.head(1) else { break };
+                    let Some((r2, v)) = io.head(2) else { break };
+                    let at = io.fire(r1.max(r2), 0);
+                    io.pop(1, at);
+                    io.pop(2, at);
+                    match (c, v) {
+                        (Token::Idx(c), Token::Val(v)) => {
+                            self.acc.push((c, v));
+                            self.ops += 1;
+                        }
+                        (Token::Empty, _) | (_, Token::Empty) => {}
+                        (Token::Stop { .. }, Token::Stop { .. }) => self.state = S1::Outer,
+                        (a, b) => return Err(io.err(format!("misaligned inner streams {a} and {b}"))),
+                    }
+                    progress = true;
+                }
+                S1::Flush { ref mut next, stop } => {
+                    let Some(free) = io.outs_free(0..2) else { break };
+                    let at = io.fire(0, free);
+                    if *next < self.acc.len() {
+                        let (c, v) = self.acc[*next];
+                        io.push(0, at, Token::Idx(c));
+                        io.push(1, at, Token::Val(v));
+                        *next += 1;
+                    } else {
+                        io.push(0, at, stop);
+                        io.push(1, at, stop);
+                        self.acc.clear();
+                        self.state = S1::Outer;
+                    }
+                    progress = true;
+                }
+            }
+        }
+        Ok(progress)
+    }
+    fn ops(&self) -> u64 {
+        self.ops
+    }
+    fn done(&self) -> bool {
+        matches!(self.state, S1::Finished)
+    }
+}
+
+enum S2 {
+    Outer,
+    Middle,
+    Inner,
+    Flush,
+    Finished,
+}
+
+/// Order-2 accumulator: `reduced crd, middle crd, inner crd, val → middle crd, inner crd, val`.
+pub struct Spacc2 {
+    op: ReduceKind,
+    state: S2,
+    acc: BTreeMap<u32, Vec<(u32, f64)>>,
+    cur_mid: Option<u32>,
+    fiber_data: bool,
+    middle_data: bool,
+    /// Pending output tokens of a flush: (port, token), sent one fire per middle/inner step.
+    out: std::collections::VecDeque<[Option<Token>; 3]>,
+    /// Operations performed (FLOPs).
+    pub ops: u64,
+}
+
+impl Spacc2 {
+    /// An accumulator for this operation.
+    pub fn new(op: ReduceKind) -> Spacc2 {
+        Spacc2 {
+            op,
+            state: S2::Outer,
+            acc: BTreeMap::new(),
+            cur_mid: None,
+            fiber_data: false,
+            middle_data: false,
+            out: Default::default(),
+            ops: 0,
+        }
+    }
+
+    /// Queues the flush of the accumulated matrix, closed by the reduced stream's stop.
+    fn plan_flush(&mut self, stop: Token) {
+        let Token::Stop { level, gap } = stop else { return };
+        let acc = std::mem::take(&mut self.acc);
+        let n = acc.len();
+        if n == 0 {
+            let inner = Token::Stop { level: level + 1, gap: gap + 1 };
+            self.out.push_back([Some(stop), Some(inner), Some(inner)]);
+            return;
+        }
+        for (i, (mid, mut pairs)) in acc.into_iter().enumerate() {
+            merge(self.op, &mut pairs);
+            self.out.push_back([Some(Token::Idx(mid)), None, None]);
+            for (c, v) in pairs {
+                self.out.push_back([None, Some(Token::Idx(c)), Some(Token::Val(v))]);
+            }
+            let s = if i + 1 == n { Token::stop(level + 1) } else { Token::stop(0) };
+            self.out.push_back([None, Some(s), Some(s)]);
+        }
+        self.out.push_back([Some(stop), None, None]);
+    }
+}
+
+impl Primitive for Spacc2 {
+    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        let mut progress = false;
+        loop {
+            match self.state {
+                S2::Finished => break,
+                S2::Outer => {
+                    let Some((ready, tok)) = io.head(0) else { break };
+                    match tok {
+                        Token::Idx(_) | Token::Empty => {
+                            let at = io.fire(ready, 0);
+                            io.pop(0, at);
+                            self.fiber_data = true;
+                            self.middle_data = false;
+                            self.state = S2::Middle;
+                        }
+                        Token::Stop { .. } => {
+                            if !self.fiber_data {
+                                let Some((r1, t1)) = io.head(1) else { break };
+                                let Some((r2, _)) = io.head(2) else { break };
+                                let Some((r3, _)) = io.head(3) else { break };
+                                if !t1.is_stop() {
+                                    return Err(io.err(format!("empty reduced fiber but middle holds {t1}")));
+                                }
+                                let at = io.fire(ready.max(r1).max(r2).max(r3), 0);
+                                io.pop(0, at);
+                                io.pop(1, at);
+                                io.pop(2, at);
+                                io.pop(3, at);
+                            } else {
+                                let at = io.fire(ready, 0);
+                                io.pop(0, at);
+                            }
+                            self.fiber_data = false;
+                            self.plan_flush(tok);
+                            self.state = S2::Flush;
+                        }
+                        Token::Done => {
+                            let mut r = ready;
+                            for p in 1..4 {
+                                let Some((rp, tp)) = io.head(p) else { return Ok(progress) };
+                                if tp != Token::Done {
+                                    return Err(io.err(format!("reduced stream done but input {p} holds {tp}")));
+                                }
+                                r = r.max(rp);
+                            }
+                            let Some(free) = io.outs_free(0..3) else { break };
+                            let at = io.fire(r, free);
+                            for p in 0..4 {
+                                io.pop(p, at);
+                            }
+                            for p in 0..3 {
+                                io.push(p, at, Token::Done);
+                            }
+                            self.state = S2::Finished;
+                        }
+                        other => return Err(io.err(format!("unexpected token {other} on the reduced stream"))),
+                    }
+                    progress = true;
+                }
+                S2::Middle => {
+                    let Some((ready, tok)) = io.head(1) else { break };
+                    match tok {
+                        Token::Idx(c) => {
+                            let at = io.fire(ready, 0);
+                            io.pop(1, at);
+                            self.cur_mid = Some(c);
+                            self.middle_data = true;
+                            self.state = S2::Inner;
+                        }
+                        Token::Empty => {
+                            let at = io.fire(ready, 0);
+                            io.pop(1, at);
+                            self.cur_mid = None;
+                            self.middle_data = true;
+                            self.state = S2::Inner;
+                        }
+                        Token::Stop { .. } => {
+                            if !self.middle_data {
+                                let Some((r2, t2)) = io.head(2) else { break };
+                                let Some((r3, _)) = io.head(3) else { break };
+                                if !t2.is_stop() {
+                                    return Err(io.err(format!("empty middle fiber but inner holds {t2}")));
+                                }
+                                let at = io.fire(ready.max(r2).max(r3), 0);
+                                io.pop(1, at);
+                                io.pop(2, at);
+                                io.pop(3, at);
+                            } else {
+                                let at = io.fire(ready, 0);
+                                io.pop(1, at);
+                            }
+                            self.state = S2::Outer;
+                        }
+                        other => return Err(io.err(format!("unexpected token {other} on the middle stream"))),
+                    }
+                    progress = true;
+                }
+                S2::Inner => {
+                    let Some((r2, c)) = io.head(2) else { break };
+                    let Some((r3, v)) = io.head(3) else { break };
+                    let at = io.fire(r2.max(r3), 0);
+                    io.pop(2, at);
+                    io.pop(3, at);
+                    match (c, v) {
+                        (Token::Idx(c), Token::Val(v)) => {
+                            if let Some(m) = self.cur_mid {
+                                self.acc.entry(m).or_default().push((c, v));
+                                self.ops += 1;
+                            }
+                        }
+                        (Token::Empty, _) | (_, Token::Empty) => {}
+                        (Token::Stop { level, .. }, Token::Stop { .. }) => {
+                            // S0 ends this middle coordinate's fiber; a higher stop also ends the
+                            // middle fiber, whose own (absorbed) stop follows on the middle stream.
+                            let _ = level;
+                            self.state = S2::Middle;
+                        }
+                        (a, b) => return Err(io.err(format!("misaligned inner streams {a} and {b}"))),
+                    }
+                    progress = true;
+                }
+                S2::Flush => {
+                    let Some(step) = self.out.front().copied() else {
+                        self.state = S2::Outer;
+                        continue;
+                    };
+                    let mut free = 0;
+                    for (p, t) in step.iter().enumerate() {
+                        if t.is_some() {
+                            let Some(f) = io.out_free(p) else { return Ok(progress) };
+                            free = free.max(f);
+                        }
+                    }
+                    let at = io.fire(0, free);
+                    for (p, t) in step.iter().enumerate() {
+                        if let Some(t) = t {
+                            io.push(p, at, *t);
+                        }
+                    }
+                    self.out.pop_front();
+                    progress = true;
+                }
+            }
+        }
+        Ok(progress)
+    }
+    fn ops(&self) -> u64 {
+        self.ops
+    }
+    fn done(&self) -> bool {
+        matches!(self.state, S2::Finished)
+    }
+}

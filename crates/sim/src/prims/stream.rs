@@ -1,0 +1,204 @@
+//! Repeat-signal generator, repeater and coordinate dropper.
+
+use crate::io::{Io, Primitive};
+use crate::{SimError, Token};
+
+/// Repeat-signal generator: data and `N` → `R`, any stop → `S` (level dropped), `D` → `D`.
+#[derive(Default)]
+pub struct RepSig {
+    finished: bool,
+}
+
+impl Primitive for RepSig {
+    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        let mut progress = false;
+        while !self.finished {
+            let Some((ready, tok)) = io.head(0) else { break };
+            let Some(free) = io.out_free(0) else { break };
+            let at = io.fire(ready, free);
+            io.pop(0, at);
+            let out = match tok {
+                Token::Idx(_) | Token::Val(_) | Token::Empty | Token::Rep => Token::Rep,
+                Token::Stop { .. } => Token::stop(0),
+                Token::Done => {
+                    self.finished = true;
+                    Token::Done
+                }
+            };
+            io.push(0, at, out);
+            progress = true;
+        }
+        Ok(progress)
+    }
+    fn done(&self) -> bool {
+        self.finished
+    }
+}
+
+/// Repeater: `payload, repsig → payload`. Emits the held payload token on each `R`; on `S`
+/// consumes it and closes the fiber with the stop-token increment rule.
+#[derive(Default)]
+pub struct Repeat {
+    finished: bool,
+}
+
+impl Primitive for Repeat {
+    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        let mut progress = false;
+        while !self.finished {
+            let Some((sig_ready, sig)) = io.head(1) else { break };
+            let Some((in_ready, head)) = io.head(0) else { break };
+            let Some(free) = io.out_free(0) else { break };
+            match sig {
+                Token::Rep => {
+                    if head.is_stop() || head == Token::Done {
+                        return Err(io.err(format!("repeat signal R but the input holds {head}")));
+                    }
+                    let at = io.fire(sig_ready.max(in_ready), free);
+                    io.pop(1, at);
+                    io.push(0, at, head);
+                }
+                Token::Stop { .. } => match head {
+                    Token::Stop { level, gap } => {
+                        let at = io.fire(sig_ready.max(in_ready), free);
+                        io.pop(1, at);
+                        io.pop(0, at);
+                        io.push(0, at, Token::Stop { level: level + 1, gap: gap + 1 });
+                    }
+                    Token::Done => return Err(io.err("repeat signal S but the input is done")),
+                    _ => {
+                        // Look-ahead: the next input token decides the stop level.
+                        let Some((next_ready, next)) = io.second(0) else { break };
+                        let at = io.fire(sig_ready.max(in_ready).max(next_ready), free);
+                        io.pop(1, at);
+                        io.pop(0, at);
+                        let out = match next {
+                            Token::Stop { level, .. } => {
+                                io.pop(0, at);
+                                Token::stop(level + 1)
+                            }
+                            _ => Token::stop(0),
+                        };
+                        io.push(0, at, out);
+                    }
+                },
+                Token::Done => {
+                    if head != Token::Done {
+                        return Err(io.err(format!("repeat signal done but the input holds {head}")));
+                    }
+                    let at = io.fire(sig_ready.max(in_ready), free);
+                    io.pop(1, at);
+                    io.pop(0, at);
+                    io.push(0, at, Token::Done);
+                    self.finished = true;
+                }
+                other => return Err(io.err(format!("unexpected token {other} on a repeat-signal stream"))),
+            }
+            progress = true;
+        }
+        Ok(progress)
+    }
+    fn done(&self) -> bool {
+        self.finished
+    }
+}
+
+/// Coordinate dropper: `outer crd, inner → outer crd, inner`. Drops outer coordinates whose
+/// inner fiber is empty. The inner stream keeps SAM-simulator shape (its tokens are passed
+/// through), but the stop of a dropped fiber is marked as a non-fiber (`gap ≥ 1`) so that
+/// writers and reducers downstream skip it.
+pub struct CrdDrop {
+    /// The outer coordinate whose inner fiber is being read, until its emptiness is known.
+    pending: Option<Token>,
+    /// Whether an inner fiber is being passed through.
+    in_fiber: bool,
+    /// Whether the previous outer token was a stop (or none was read yet).
+    outer_after_stop: bool,
+    finished: bool,
+}
+
+impl Default for CrdDrop {
+    fn default() -> Self {
+        CrdDrop { pending: None, in_fiber: false, outer_after_stop: true, finished: false }
+    }
+}
+
+impl Primitive for CrdDrop {
+    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        let mut progress = false;
+        while !self.finished {
+            let Some(free) = io.outs_free(0..2) else { break };
+            if !self.in_fiber {
+                let Some((ready, outer)) = io.head(0) else { break };
+                match outer {
+                    Token::Idx(_) | Token::Empty => {
+                        let at = io.fire(ready, free);
+                        io.pop(0, at);
+                        self.pending = Some(outer);
+                        self.in_fiber = true;
+                        self.outer_after_stop = false;
+                    }
+                    Token::Stop { level, .. } => {
+                        if self.outer_after_stop {
+                            // Empty outer fiber: the inner stream holds the matching bare stop.
+                            let Some((iready, inner)) = io.head(1) else { break };
+                            if !matches!(inner, Token::Stop { level: il, .. } if il == level + 1) {
+                                return Err(io.err(format!("empty outer fiber closed by S{level} but inner holds {inner}")));
+                            }
+                            let at = io.fire(ready.max(iready), free);
+                            io.pop(0, at);
+                            io.pop(1, at);
+                            io.push(0, at, outer);
+                            io.push(1, at, inner);
+                        } else {
+                            let at = io.fire(ready, free);
+                            io.pop(0, at);
+                            io.push(0, at, outer);
+                        }
+                        self.outer_after_stop = true;
+                    }
+                    Token::Done => {
+                        let Some((iready, inner)) = io.head(1) else { break };
+                        if inner != Token::Done {
+                            return Err(io.err(format!("outer stream done but inner holds {inner}")));
+                        }
+                        let at = io.fire(ready.max(iready), free);
+                        io.pop(0, at);
+                        io.pop(1, at);
+                        io.push(0, at, Token::Done);
+                        io.push(1, at, Token::Done);
+                        self.finished = true;
+                    }
+                    other => return Err(io.err(format!("unexpected outer token {other}"))),
+                }
+                progress = true;
+                continue;
+            }
+            let Some((ready, inner)) = io.head(1) else { break };
+            let at = io.fire(ready, free);
+            io.pop(1, at);
+            match inner {
+                Token::Stop { level, gap } => {
+                    if self.pending.take().is_some() {
+                        io.push(1, at, Token::Stop { level, gap: gap.max(1) });
+                    } else {
+                        io.push(1, at, inner);
+                    }
+                    self.in_fiber = false;
+                }
+                Token::Done => return Err(io.err("inner stream done inside a fiber")),
+                _ => {
+                    if let Some(c) = self.pending.take() {
+                        io.push(0, at, c);
+                    }
+                    io.push(1, at, inner);
+                }
+            }
+            progress = true;
+        }
+        Ok(progress)
+    }
+    fn done(&self) -> bool {
+        self.finished
+    }
+}

@@ -1,0 +1,265 @@
+//! Value-side primitives: array loads, locators, ALUs and reducers.
+
+use std::sync::Arc;
+
+use fuseflow_graph::{AluOp, ReduceKind};
+
+use crate::io::{Io, Primitive};
+use crate::{SimError, Token};
+
+/// Value array: `ref → val`; `N` loads 0.
+pub struct Array {
+    vals: Arc<Vec<f64>>,
+    finished: bool,
+}
+
+impl Array {
+    /// An array over these values.
+    pub fn new(vals: Arc<Vec<f64>>) -> Array {
+        Array { vals, finished: false }
+    }
+}
+
+impl Primitive for Array {
+    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        let mut progress = false;
+        while !self.finished {
+            let Some((ready, tok)) = io.head(0) else { break };
+            let Some(free) = io.out_free(0) else { break };
+            let out = match tok {
+                Token::Idx(r) => match self.vals.get(r as usize) {
+                    Some(&v) => Token::Val(v),
+                    None => {
+                        return Err(io.err(format!("reference {r} out of range for {} values", self.vals.len())))
+                    }
+                },
+                Token::Empty => Token::Val(0.0),
+                Token::Stop { .. } => tok,
+                Token::Done => {
+                    self.finished = true;
+                    tok
+                }
+                other => return Err(io.err(format!("unexpected token {other} on a reference stream"))),
+            };
+            let at = io.fire(ready, free);
+            io.pop(0, at);
+            io.push(0, at, out);
+            progress = true;
+        }
+        Ok(progress)
+    }
+    fn done(&self) -> bool {
+        self.finished
+    }
+}
+
+/// Dense locator: `crd, parent ref → ref` computing `parent * size + crd`.
+pub struct Locate {
+    size: u32,
+    finished: bool,
+}
+
+impl Locate {
+    /// A locator into a dense level of this size.
+    pub fn new(size: u32) -> Locate {
+        Locate { size, finished: false }
+    }
+}
+
+impl Primitive for Locate {
+    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        let mut progress = false;
+        while !self.finished {
+            let Some((r0, crd)) = io.head(0) else { break };
+            let Some((r1, parent)) = io.head(1) else { break };
+            let Some(free) = io.out_free(0) else { break };
+            let out = match (crd, parent) {
+                (Token::Idx(c), Token::Idx(p)) => {
+                    if c >= self.size {
+                        return Err(io.err(format!("coordinate {c} out of range for a dense level of size {}", self.size)));
+                    }
+                    let pos = p as u64 * self.size as u64 + c as u64;
+                    if pos > u32::MAX as u64 {
+                        return Err(io.err(format!("dense position {pos} overflows u32")));
+                    }
+                    Token::Idx(pos as u32)
+                }
+                (Token::Empty, _) | (_, Token::Empty) => Token::Empty,
+                (Token::Stop { level: a, .. }, Token::Stop { level: b, .. }) if a == b => crd,
+                (Token::Done, Token::Done) => {
+                    self.finished = true;
+                    Token::Done
+                }
+                (a, b) => return Err(io.err(format!("misaligned inputs {a} and {b}"))),
+            };
+            let at = io.fire(r0.max(r1), free);
+            io.pop(0, at);
+            io.pop(1, at);
+            io.push(0, at, out);
+            progress = true;
+        }
+        Ok(progress)
+    }
+    fn done(&self) -> bool {
+        self.finished
+    }
+}
+
+/// ALU: unary or binary on aligned value streams; `N` counts as 0, stops must agree.
+pub struct Alu {
+    op: AluOp,
+    finished: bool,
+    /// Operations performed (FLOPs).
+    pub ops: u64,
+}
+
+impl Alu {
+    /// An ALU for this operation.
+    pub fn new(op: AluOp) -> Alu {
+        Alu { op, finished: false, ops: 0 }
+    }
+}
+
+fn num(t: Token) -> Option<f64> {
+    match t {
+        Token::Val(v) => Some(v),
+        Token::Empty => Some(0.0),
+        _ => None,
+    }
+}
+
+impl Primitive for Alu {
+    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        let mut progress = false;
+        let binary = self.op.arity() == 2;
+        while !self.finished {
+            let Some((r0, a)) = io.head(0) else { break };
+            let (r1, b) = if binary {
+                let Some(h) = io.head(1) else { break };
+                h
+            } else {
+                (0, a)
+            };
+            let Some(free) = io.out_free(0) else { break };
+            let out = match (num(a), num(b)) {
+                (Some(x), Some(y)) => {
+                    self.ops += 1;
+                    Token::Val(if binary { self.op.apply2(x, y) } else { self.op.apply1(x) })
+                }
+                _ => match (a, b) {
+                    (Token::Stop { level: la, .. }, Token::Stop { level: lb, .. }) if la == lb => a,
+                    (Token::Done, Token::Done) => {
+                        self.finished = true;
+                        Token::Done
+                    }
+                    _ => return Err(io.err(format!("misaligned operands {a} and {b}"))),
+                },
+            };
+            let at = io.fire(r0.max(r1), free);
+            io.pop(0, at);
+            if binary {
+                io.pop(1, at);
+            }
+            io.push(0, at, out);
+            progress = true;
+        }
+        Ok(progress)
+    }
+    fn ops(&self) -> u64 {
+        self.ops
+    }
+    fn done(&self) -> bool {
+        self.finished
+    }
+}
+
+/// Reducer over the innermost level. A real fiber (stop gap 0) yields its sum (an explicit 0
+/// when empty); a stop that only marks an empty outer fiber yields no value.
+pub struct Reduce {
+    op: ReduceKind,
+    acc: f64,
+    any: bool,
+    /// A stop still to send after the value (when the output was full).
+    pending: Option<Token>,
+    finished: bool,
+    /// Operations performed (FLOPs).
+    pub ops: u64,
+}
+
+impl Reduce {
+    /// A reducer for this operation.
+    pub fn new(op: ReduceKind) -> Reduce {
+        Reduce { op, acc: Reduce::init(op), any: false, pending: None, finished: false, ops: 0 }
+    }
+    fn init(op: ReduceKind) -> f64 {
+        match op {
+            ReduceKind::Sum => 0.0,
+            ReduceKind::Max => f64::NEG_INFINITY,
+        }
+    }
+}
+
+impl Primitive for Reduce {
+    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        let mut progress = false;
+        while !self.finished {
+            if let Some(tok) = self.pending {
+                let Some(free) = io.out_free(0) else { break };
+                let at = io.fire(0, free);
+                io.push(0, at, tok);
+                self.pending = None;
+                self.finished = tok == Token::Done;
+                progress = true;
+                continue;
+            }
+            let Some((ready, tok)) = io.head(0) else { break };
+            match tok {
+                Token::Val(v) => {
+                    let at = io.fire(ready, 0);
+                    io.pop(0, at);
+                    self.acc = match self.op {
+                        ReduceKind::Sum => self.acc + v,
+                        ReduceKind::Max => self.acc.max(v),
+                    };
+                    self.any = true;
+                    self.ops += 1;
+                }
+                Token::Empty => {
+                    io.pop(0, io.t);
+                }
+                Token::Stop { level, gap } => {
+                    let Some(free) = io.out_free(0) else { break };
+                    let at = io.fire(ready, free);
+                    io.pop(0, at);
+                    if gap == 0 {
+                        let v = if self.any { self.acc } else { 0.0 };
+                        io.push(0, at, Token::Val(v));
+                        self.acc = Reduce::init(self.op);
+                        self.any = false;
+                        if level > 0 {
+                            self.pending = Some(Token::stop(level - 1));
+                        }
+                    } else if level > 0 {
+                        io.push(0, at, Token::Stop { level: level - 1, gap: gap - 1 });
+                    }
+                }
+                Token::Done => {
+                    let Some(free) = io.out_free(0) else { break };
+                    let at = io.fire(ready, free);
+                    io.pop(0, at);
+                    io.push(0, at, Token::Done);
+                    self.finished = true;
+                }
+                other => return Err(io.err(format!("unexpected token {other} on a value stream"))),
+            }
+            progress = true;
+        }
+        Ok(progress)
+    }
+    fn ops(&self) -> u64 {
+        self.ops
+    }
+    fn done(&self) -> bool {
+        self.finished
+    }
+}

@@ -1,0 +1,156 @@
+//! Writers (output sinks) and the token sources/sinks used to drive primitives in tests.
+
+use crate::io::{Io, Primitive};
+use crate::{SimError, Token, Written};
+
+/// Level writer: appends coordinates to `crd` and, at every stop that ends a fiber of its
+/// level (`gap` 0, empty fibers included), the running count to `seg`. Stops that only mark
+/// empty outer fibers are skipped, so `seg` has one entry per parent position.
+pub struct LevelWrite {
+    seg: Vec<u32>,
+    crd: Vec<u32>,
+    finished: bool,
+}
+
+impl Default for LevelWrite {
+    fn default() -> Self {
+        LevelWrite { seg: vec![0], crd: Vec::new(), finished: false }
+    }
+}
+
+impl Primitive for LevelWrite {
+    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        let mut progress = false;
+        while !self.finished {
+            let Some((ready, tok)) = io.head(0) else { break };
+            match tok {
+                Token::Idx(c) => {
+                    let at = io.fire(ready, 0);
+                    io.pop(0, at);
+                    self.crd.push(c);
+                }
+                Token::Stop { gap, .. } => {
+                    if gap == 0 {
+                        let at = io.fire(ready, 0);
+                        io.pop(0, at);
+                        self.seg.push(self.crd.len() as u32);
+                    } else {
+                        io.pop(0, ready.max(io.t));
+                    }
+                }
+                Token::Done => {
+                    let at = io.fire(ready, 0);
+                    io.pop(0, at);
+                    self.finished = true;
+                }
+                other => return Err(io.err(format!("level writer received {other}"))),
+            }
+            progress = true;
+        }
+        Ok(progress)
+    }
+    fn done(&self) -> bool {
+        self.finished
+    }
+    fn written(&mut self) -> Option<Written> {
+        Some(Written::Level { seg: std::mem::take(&mut self.seg), crd: std::mem::take(&mut self.crd) })
+    }
+}
+
+/// Value writer: appends values in order; stops are ignored.
+#[derive(Default)]
+pub struct ValWrite {
+    vals: Vec<f64>,
+    finished: bool,
+}
+
+impl Primitive for ValWrite {
+    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        let mut progress = false;
+        while !self.finished {
+            let Some((ready, tok)) = io.head(0) else { break };
+            match tok {
+                Token::Val(v) => {
+                    let at = io.fire(ready, 0);
+                    io.pop(0, at);
+                    self.vals.push(v);
+                }
+                Token::Stop { .. } => {
+                    io.pop(0, ready.max(io.t));
+                }
+                Token::Done => {
+                    let at = io.fire(ready, 0);
+                    io.pop(0, at);
+                    self.finished = true;
+                }
+                other => return Err(io.err(format!("value writer received {other}"))),
+            }
+            progress = true;
+        }
+        Ok(progress)
+    }
+    fn done(&self) -> bool {
+        self.finished
+    }
+    fn written(&mut self) -> Option<Written> {
+        Some(Written::Vals(std::mem::take(&mut self.vals)))
+    }
+}
+
+/// Emits a fixed token list (test driver).
+pub struct Source {
+    tokens: Vec<Token>,
+    next: usize,
+}
+
+impl Source {
+    /// A source of these tokens (which should end with `D`).
+    pub fn new(tokens: Vec<Token>) -> Source {
+        Source { tokens, next: 0 }
+    }
+}
+
+impl Primitive for Source {
+    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        let mut progress = false;
+        while self.next < self.tokens.len() {
+            let Some(free) = io.out_free(0) else { break };
+            let at = io.fire(0, free);
+            io.push(0, at, self.tokens[self.next]);
+            self.next += 1;
+            progress = true;
+        }
+        Ok(progress)
+    }
+    fn done(&self) -> bool {
+        self.next == self.tokens.len()
+    }
+}
+
+/// Records every token it receives (test driver).
+#[derive(Default)]
+pub struct Sink {
+    tokens: Vec<Token>,
+    finished: bool,
+}
+
+impl Primitive for Sink {
+    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        let mut progress = false;
+        while !self.finished {
+            let Some((ready, tok)) = io.head(0) else { break };
+            let at = io.fire(ready, 0);
+            io.pop(0, at);
+            self.tokens.push(tok);
+            self.finished = tok == Token::Done;
+            progress = true;
+        }
+        Ok(progress)
+    }
+    fn done(&self) -> bool {
+        self.finished
+    }
+    fn written(&mut self) -> Option<Written> {
+        Some(Written::Tokens(std::mem::take(&mut self.tokens)))
+    }
+}
