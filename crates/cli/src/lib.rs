@@ -52,26 +52,26 @@ impl Default for RunConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
     /// Program text or checking.
-    #[error("{0}")]
+    #[error(transparent)]
     Ir(#[from] fuseflow_ir::IrError),
     /// Input data.
-    #[error("{0}")]
+    #[error(transparent)]
     Data(#[from] fuseflow_ir::DataError),
     /// Compilation.
-    #[error("{0}")]
+    #[error(transparent)]
     Compile(#[from] fuseflow_compiler::CompileError),
     /// Reference evaluation.
     #[error("reference evaluator: {0}")]
     Reference(String),
     /// Simulation.
-    #[error("simulating statement {stmt} ({tensor}): {source}")]
+    #[error("simulating statement {stmt} ({tensor}): {error}")]
     Sim {
         /// Statement index.
         stmt: usize,
         /// Tensor it computes.
         tensor: String,
         /// The simulator error.
-        source: fuseflow_sim::SimError,
+        error: fuseflow_sim::SimError,
     },
     /// Converting a simulated tensor.
     #[error("tensor {tensor}: {message}")]
@@ -171,7 +171,7 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
         let tensor = p.stmts[stmt].lhs.tensor.clone();
         let t0 = Instant::now();
         let sim = simulate(&kernel.graph, &tensors, &cfg.sim)
-            .map_err(|source| DriverError::Sim { stmt, tensor: tensor.clone(), source })?;
+            .map_err(|error| DriverError::Sim { stmt, tensor: tensor.clone(), error })?;
         report.sim_seconds += t0.elapsed().as_secs_f64();
         let written = sim.outputs.get(&tensor).cloned().ok_or_else(|| DriverError::Tensor {
             tensor: tensor.clone(),

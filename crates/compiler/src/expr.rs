@@ -55,8 +55,10 @@ pub(crate) struct Tree {
 }
 
 impl Tree {
-    /// Builds the tree of statement `s` (constants folded).
-    pub fn build(p: &CheckedProgram, s: usize) -> Result<Tree, String> {
+    /// Builds the tree of statement `s` (constants folded). With `hoist`, sums are moved up
+    /// through products (`Σk(x)·y = Σk(x·y)` when `y` lacks `k`), giving one iteration space
+    /// for a product chain (global iteration) instead of one per factor (factored iteration).
+    pub fn build(p: &CheckedProgram, s: usize, hoist: bool) -> Result<Tree, String> {
         let stmt: &Stmt = &p.stmts[s];
         let sizes = &p.index_sizes[s];
         let mut t = Tree {
@@ -66,7 +68,8 @@ impl Tree {
             var_sizes: sizes.values().copied().collect(),
             out: Leaf { tensor: String::new(), level_vars: vec![], level_dims: vec![], formats: vec![], sizes: vec![] },
         };
-        let root = t.add_expr(p, &stmt.rhs)?;
+        let rhs = if hoist { hoist_sums(&stmt.rhs) } else { stmt.rhs.clone() };
+        let root = t.add_expr(p, &rhs)?;
         t.root = root;
         t.out = t.leaf(p, &stmt.lhs.tensor, &stmt.lhs.indices)?;
         if let Kind::Const(_) = t.nodes[root].kind {
@@ -147,5 +150,95 @@ impl Tree {
                 n
             }
         })
+    }
+}
+
+/// Free index variables of an expression.
+fn free_vars(e: &Expr) -> BTreeSet<String> {
+    match e {
+        Expr::Access(a) => a.indices.iter().cloned().collect(),
+        Expr::Const(_) => BTreeSet::new(),
+        Expr::Unary(_, x) => free_vars(x),
+        Expr::Binary(_, a, b) => free_vars(a).union(&free_vars(b)).cloned().collect(),
+        Expr::Reduce { index, body, .. } => {
+            let mut v = free_vars(body);
+            v.remove(index);
+            v
+        }
+    }
+}
+
+/// Moves sum reductions above the products that contain them.
+fn hoist_sums(e: &Expr) -> Expr {
+    match e {
+        Expr::Access(_) | Expr::Const(_) => e.clone(),
+        Expr::Unary(op, x) => Expr::Unary(*op, Box::new(hoist_sums(x))),
+        Expr::Reduce { op, index, body } => Expr::Reduce { op: *op, index: index.clone(), body: Box::new(hoist_sums(body)) },
+        Expr::Binary(op, a, b) => {
+            let a = hoist_sums(a);
+            let b = hoist_sums(b);
+            if *op == BinOp::Mul {
+                if let Expr::Reduce { op: ReduceOp::Sum, index, body } = &a {
+                    if !free_vars(&b).contains(index) {
+                        let inner = hoist_sums(&Expr::Binary(BinOp::Mul, body.clone(), Box::new(b)));
+                        return Expr::Reduce { op: ReduceOp::Sum, index: index.clone(), body: Box::new(inner) };
+                    }
+                }
+                if let Expr::Reduce { op: ReduceOp::Sum, index, body } = &b {
+                    if !free_vars(&a).contains(index) {
+                        let inner = hoist_sums(&Expr::Binary(BinOp::Mul, Box::new(a), body.clone()));
+                        return Expr::Reduce { op: ReduceOp::Sum, index: index.clone(), body: Box::new(inner) };
+                    }
+                }
+            }
+            Expr::Binary(*op, Box::new(a), Box::new(b))
+        }
+    }
+}
+
+impl Tree {
+    /// Reorders chains of nested sums so that the sum over the variable visited last is the
+    /// innermost (sums commute), which keeps sparse accumulators at the lowest order.
+    pub fn sort_sums(&mut self, pos: &[usize]) {
+        for n in 0..self.nodes.len() {
+            // Start at the top of a chain: a sum whose parent is not a sum.
+            let is_sum = |t: &Tree, x: Nid| matches!(t.nodes[x].kind, Kind::Reduce { op: ReduceOp::Sum, .. });
+            if !is_sum(self, n) || self.nodes[n].parent.is_some_and(|p| is_sum(self, p)) {
+                continue;
+            }
+            let mut chain = vec![n];
+            loop {
+                let Kind::Reduce { child, .. } = self.nodes[*chain.last().unwrap()].kind else { break };
+                if is_sum(self, child) {
+                    chain.push(child);
+                } else {
+                    break;
+                }
+            }
+            if chain.len() < 2 {
+                continue;
+            }
+            let mut vars: Vec<Var> = chain
+                .iter()
+                .map(|&x| match self.nodes[x].kind {
+                    Kind::Reduce { var, .. } => var,
+                    _ => unreachable!(),
+                })
+                .collect();
+            // Outermost node reduces the earliest variable.
+            vars.sort_by_key(|&v| pos[v]);
+            let bottom = match self.nodes[*chain.last().unwrap()].kind {
+                Kind::Reduce { child, .. } => child,
+                _ => unreachable!(),
+            };
+            let mut acc = self.nodes[bottom].vars.clone();
+            for (i, &x) in chain.iter().enumerate().rev() {
+                if let Kind::Reduce { var, .. } = &mut self.nodes[x].kind {
+                    *var = vars[i];
+                }
+                acc.remove(&vars[i]);
+                self.nodes[x].vars = acc.clone();
+            }
+        }
     }
 }

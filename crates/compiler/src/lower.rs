@@ -550,6 +550,9 @@ fn lower_tree(t: &Tree, order: &[Var], opts: &LowerOptions, name: &str) -> Res<G
         pos[v] = i;
     }
     check_formats(t, &pos)?;
+    let mut sorted = t.clone();
+    sorted.sort_sums(&pos);
+    let t = &sorted;
     let space = spaces(t, &pos)?;
     let mut lw = Lowerer {
         t,
@@ -635,7 +638,8 @@ pub fn lower_statement(
         col: s.span.col,
         message,
     };
-    let t = Tree::build(p, stmt).map_err(err_unsupported)?;
+    let trees = Trees::build(p, stmt).map_err(err_unsupported)?;
+    let t = &trees.factored;
     let order: Vec<String> = match order {
         Some(o) => o.to_vec(),
         None => crate::order::legal_orders(p, stmt, 1, opts)?.into_iter().next().expect("at least one order"),
@@ -661,12 +665,28 @@ pub fn lower_statement(
         return Err(order_err(format!("missing index {}", missing.join(", "))));
     }
     let name = format!("{}_{}", s.lhs.tensor, order.join(""));
-    let graph = lower_tree(&t, &vars, opts, &name).map_err(order_err)?;
+    let graph = trees.lower(&vars, opts, &name).map_err(order_err)?;
     graph.verify()?;
     Ok(Kernel { stmt, order, graph })
 }
 
-/// Lowers without error wrapping, for order enumeration.
-pub(crate) fn try_lower(t: &Tree, order: &[Var], opts: &LowerOptions) -> Res<()> {
-    lower_tree(t, order, opts, "probe").map(|_| ())
+/// A statement's tree with reductions where the program puts them (factored iteration) and
+/// with sums hoisted through products (global iteration), tried in that order.
+pub(crate) struct Trees {
+    pub factored: Tree,
+    hoisted: Tree,
+}
+
+impl Trees {
+    pub fn build(p: &CheckedProgram, stmt: usize) -> Res<Trees> {
+        Ok(Trees { factored: Tree::build(p, stmt, false)?, hoisted: Tree::build(p, stmt, true)? })
+    }
+
+    /// Lowers the factored tree, or the hoisted one if the order does not support the first.
+    pub fn lower(&self, order: &[Var], opts: &LowerOptions, name: &str) -> Res<Graph> {
+        match lower_tree(&self.factored, order, opts, name) {
+            Ok(g) => Ok(g),
+            Err(e) => lower_tree(&self.hoisted, order, opts, name).map_err(|_| e),
+        }
+    }
 }

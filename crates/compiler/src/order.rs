@@ -4,7 +4,8 @@
 use fuseflow_ir::CheckedProgram;
 
 use crate::expr::{Kind, Tree, Var};
-use crate::lower::{try_lower, LowerOptions};
+
+use crate::lower::{LowerOptions, Trees};
 use crate::CompileError;
 
 /// Partial-order arcs `a → b` ("a is iterated before b"), each with the tensor that imposes it.
@@ -32,12 +33,13 @@ pub fn legal_orders(
     opts: &LowerOptions,
 ) -> Result<Vec<Vec<String>>, CompileError> {
     let s = &p.stmts[stmt];
-    let t = Tree::build(p, stmt).map_err(|message| CompileError::Unsupported {
+    let trees = Trees::build(p, stmt).map_err(|message| CompileError::Unsupported {
         file: p.file.clone(),
         line: s.span.line,
         col: s.span.col,
         message,
     })?;
+    let t = &trees.factored;
     let n = t.var_names.len();
     let arcs = arcs(&t);
     let mut result = Vec::new();
@@ -47,7 +49,7 @@ pub fn legal_orders(
     // Backtracking over topological sorts.
     #[allow(clippy::too_many_arguments)]
     fn go(
-        t: &Tree,
+        trees: &Trees,
         arcs: &[(Var, Var, String)],
         cur: &mut Vec<Var>,
         used: &mut [bool],
@@ -57,12 +59,13 @@ pub fn legal_orders(
         first_error: &mut Option<String>,
     ) {
         let n = used.len();
+        let t = &trees.factored;
         if result.len() >= cap {
             return;
         }
         if cur.len() == n {
-            match try_lower(t, cur, opts) {
-                Ok(()) => result.push(cur.iter().map(|&v| t.var_names[v].clone()).collect()),
+            match trees.lower(cur, opts, "probe") {
+                Ok(_) => result.push(cur.iter().map(|&v| t.var_names[v].clone()).collect()),
                 Err(e) => {
                     if first_error.is_none() {
                         let names: Vec<&str> = cur.iter().map(|&v| t.var_names[v].as_str()).collect();
@@ -78,12 +81,12 @@ pub fn legal_orders(
             }
             used[v] = true;
             cur.push(v);
-            go(t, arcs, cur, used, cap, opts, result, first_error);
+            go(trees, arcs, cur, used, cap, opts, result, first_error);
             cur.pop();
             used[v] = false;
         }
     }
-    go(&t, &arcs, &mut cur, &mut used, cap, opts, &mut result, &mut first_error);
+    go(&trees, &arcs, &mut cur, &mut used, cap, opts, &mut result, &mut first_error);
     if result.is_empty() {
         let message = match first_error {
             Some(e) => e,

@@ -18,10 +18,15 @@
 //! term    := unary (("*" | "/") unary)*
 //! unary   := "-" unary | primary
 //! primary := NUM | "(" expr ")" | FUNC "(" expr ")" | "max" "(" expr "," expr ")"
-//!          | ("sum" | "maxr") "(" INDEX "," expr ")" | access
+//!          | ("sum" | "maxr") "(" INDEX "," expr ")" | PARAM_NAME | access
 //! access  := NAME ["(" [INDEX ("," INDEX)*] ")"]
 //! FUNC    := relu | exp | neg | rsqrt | sigmoid | gelu
 //! ```
+//!
+//! In an expression, a bare parameter name (no parentheses) is that parameter's value as a
+//! constant; tensors and parameters therefore may not share names. Each `fuse` group is a single
+//! statement index or an inclusive range, so `fuse 0-3, 4` names two groups. Unary minus binds
+//! tighter than `*` and `/`, and a negated number literal is folded into the constant.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -63,7 +68,7 @@ pub fn parse(src: &str, file: &str, params: &BTreeMap<String, i64>) -> Result<Pr
         if toks.is_empty() {
             continue;
         }
-        let mut p = LineParser { file, line: line_no, toks, pos: 0, end_col };
+        let mut p = LineParser { file, line: line_no, toks, pos: 0, end_col, params: BTreeMap::new() };
         st.line(&mut p)?;
     }
     for name in params.keys() {
@@ -113,7 +118,7 @@ impl State<'_> {
             "fuse" if matches!(second, Some(Tok::Num(_))) => self.fuse(p),
             "input" | "output" | "temp" if second_is_ident => self.decl(p),
             _ => {
-                let stmt = p.stmt()?;
+                let stmt = p.stmt(&self.params)?;
                 self.stmts.push(stmt);
                 Ok(())
             }
@@ -131,6 +136,9 @@ impl State<'_> {
         p.end()?;
         if self.params.contains_key(&name) {
             return Err(p.err_at(span, format!("parameter {name} is declared twice")));
+        }
+        if self.decls.iter().any(|d| d.name == name) {
+            return Err(p.err_at(span, format!("parameter {name} has the name of a tensor")));
         }
         let value = self.overrides.get(&name).copied().unwrap_or(v);
         self.params.insert(name, value);
@@ -168,6 +176,9 @@ impl State<'_> {
         let (name, name_span) = p.ident("a tensor name")?;
         if RESERVED.contains(&name.as_str()) {
             return Err(p.err_at(name_span, format!("`{name}` is a function name and cannot name a tensor")));
+        }
+        if self.params.contains_key(&name) {
+            return Err(p.err_at(name_span, format!("`{name}` is a parameter and cannot name a tensor")));
         }
         p.sym('[', "`[` and the dimensions")?;
         let mut shape = Vec::new();
@@ -357,6 +368,8 @@ struct LineParser<'a> {
     toks: Vec<Token>,
     pos: usize,
     end_col: u32,
+    /// Parameters usable as constants in expressions.
+    params: BTreeMap<String, i64>,
 }
 
 impl LineParser<'_> {
@@ -446,7 +459,8 @@ impl LineParser<'_> {
         }
     }
 
-    fn stmt(&mut self) -> Result<Stmt, IrError> {
+    fn stmt(&mut self, params: &BTreeMap<String, i64>) -> Result<Stmt, IrError> {
+        self.params = params.clone();
         let span = self.span();
         let (name, nspan) = self.ident("a statement `X(i,j) = ...` or a declaration")?;
         let lhs = self.access_rest(name, nspan)?;
@@ -562,6 +576,9 @@ impl LineParser<'_> {
                 };
                 self.sym(')', &format!("`)` closing {name}(...)"))?;
                 Ok(res)
+            }
+            Some(Tok::Ident(name)) if self.peek() != Some(&Tok::Sym('(')) && self.params.contains_key(&name) => {
+                Ok((Expr::Const(self.params[&name] as f64), 1))
             }
             Some(Tok::Ident(name)) => Ok((Expr::Access(self.access_rest(name, span)?), 1)),
             other => Err(self.unexpected(span, other, "an expression")),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use fuseflow_ir::{BinOp, CheckedProgram, Expr, ReduceOp, Role, Stmt};
 use fuseflow_tensor::{Coo, Tensor};
 
-use crate::relation::{KeyMap, Layout, Projector, Relation, MAX_DENSE_POINTS};
+use crate::relation::{merge_union, normalize_sum, Layout, Point, Projector, Relation, SumAccumulator, MAX_DENSE_POINTS};
 use crate::EvalError;
 
 /// Evaluates every statement of `p` in order and returns the value of every statement's
@@ -92,20 +92,11 @@ impl Cx<'_> {
         if let Some(v) = rel.layout.vars.iter().find(|v| !lhs.contains(v)) {
             return Err(self.malformed(format!("index {v} is neither on the left-hand side nor reduced")));
         }
-        // Re-key in left-hand-side order (first index in the highest bits: sorting the keys sorts
-        // the points row-major), broadcasting over any left-hand-side index the value lacks.
+        // Re-key in left-hand-side order (sorting the keys then sorts the points row-major),
+        // broadcasting over any left-hand-side index the value lacks.
         let out_layout = self.layout(lhs.clone())?;
-        let proj = Projector::new(&rel.layout, &out_layout);
         let missing: Vec<usize> = (0..lhs.len()).filter(|&d| rel.layout.pos(&lhs[d]).is_none()).collect();
-        if out_layout.dense_points(&missing).is_none() {
-            return Err(self.too_large("broadcast of the result"));
-        }
-        let mut points: Vec<(u128, f64)> = Vec::with_capacity(rel.map.len());
-        for (&k, &v) in &rel.map {
-            let base = proj.apply(k);
-            out_layout.for_each_point(&missing, |m| points.push((base | m, v)));
-        }
-        points.sort_unstable_by_key(|p| p.0);
+        let points = self.expand(&rel, &out_layout, &missing, "broadcast of the result")?;
         let mut coo = Coo::new(shape);
         coo.coords.reserve(points.len() * lhs.len());
         coo.vals.reserve(points.len());
@@ -118,13 +109,30 @@ impl Cx<'_> {
         Ok(coo)
     }
 
+    /// The points of `r` re-keyed into `to` (a superset of its variables) and repeated over the
+    /// full range of the variables `missing` (positions in `to`), sorted.
+    fn expand(&self, r: &Relation, to: &Layout, missing: &[usize], what: &str) -> Result<Vec<Point>, EvalError> {
+        let fits = to.dense_points(missing).is_some_and(|m| m.saturating_mul(r.points.len() as u128) <= MAX_DENSE_POINTS);
+        if !fits {
+            return Err(self.too_large(what));
+        }
+        let proj = Projector::new(&r.layout, to);
+        let mut out = Vec::with_capacity(r.points.len());
+        for &(k, v) in &r.points {
+            let base = proj.apply(k);
+            to.for_each_point(missing, |m| out.push((base | m, v)));
+        }
+        out.sort_unstable_by_key(|p| p.0);
+        Ok(out)
+    }
+
     fn eval(&self, e: &Expr) -> Result<Relation, EvalError> {
         match e {
             Expr::Access(a) => self.access(&a.tensor, &a.indices),
             Expr::Const(c) => {
                 let mut r = Relation::empty(self.layout(Vec::new())?);
                 if *c != 0.0 {
-                    r.map.insert(0, *c);
+                    r.points.push((0, *c));
                 }
                 Ok(r)
             }
@@ -132,21 +140,30 @@ impl Cx<'_> {
                 let a = self.eval(a)?;
                 if op.preserves_zero() {
                     let mut r = a;
-                    for v in r.map.values_mut() {
-                        *v = op.apply(*v);
+                    for p in &mut r.points {
+                        p.1 = op.apply(p.1);
                     }
-                    r.drop_zeros();
+                    r.points.retain(|p| p.1 != 0.0);
                     Ok(r)
                 } else {
+                    // Every point of the full index space, in key order, merged with the operand.
                     let all: Vec<usize> = (0..a.layout.vars.len()).collect();
                     if a.layout.dense_points(&all).is_none() {
                         return Err(self.too_large("dense evaluation of a function with f(0) != 0"));
                     }
                     let mut r = Relation::empty(a.layout.clone());
+                    let mut next = a.points.iter().peekable();
                     a.layout.for_each_point(&all, |k| {
-                        let v = op.apply(a.map.get(&k).copied().unwrap_or(0.0));
+                        let x = match next.peek() {
+                            Some(&&(pk, pv)) if pk == k => {
+                                next.next();
+                                pv
+                            }
+                            _ => 0.0,
+                        };
+                        let v = op.apply(x);
                         if v != 0.0 {
-                            r.map.insert(k, v);
+                            r.points.push((k, v));
                         }
                     });
                     Ok(r)
@@ -205,8 +222,8 @@ impl Cx<'_> {
                 )));
             }
         }
-        let mut r = Relation::empty(layout);
-        let mut seen = vec![u32::MAX; r.layout.vars.len()];
+        let mut points = Vec::with_capacity(coo.nnz());
+        let mut seen = vec![u32::MAX; layout.vars.len()];
         'points: for p in 0..coo.nnz() {
             let v = coo.vals[p];
             if v == 0.0 {
@@ -218,15 +235,15 @@ impl Cx<'_> {
                 let var = var_of[d];
                 if seen[var] == u32::MAX {
                     seen[var] = c;
-                    key = r.layout.with(key, var, c);
+                    key = layout.with(key, var, c);
                 } else if seen[var] != c {
                     continue 'points; // off the diagonal of a repeated index
                 }
             }
-            *r.map.entry(key).or_insert(0.0) += v;
+            points.push((key, v));
         }
-        r.drop_zeros();
-        Ok(r)
+        normalize_sum(&mut points);
+        Ok(Relation { layout, points })
     }
 
     /// Natural join of `a` and `b` (variables of `a`, then those only in `b`) with `op` applied
@@ -245,26 +262,21 @@ impl Cx<'_> {
         };
         let full_to_out = Projector::new(&full, &out_layout);
 
-        let mut index: KeyMap<Vec<(u128, f64)>> = KeyMap::default();
-        for (&k, &v) in &b.map {
-            index.entry(b_to_shared.apply(k)).or_default().push((b_to_full.apply(k), v));
-        }
-        let mut r = Relation::empty(out_layout);
-        for (&ka, &va) in &a.map {
-            let Some(matches) = index.get(&a_to_shared.apply(ka)) else { continue };
+        // `b` grouped by its shared-variable key: (shared key, key in `full`, value).
+        let mut grouped: Vec<(u128, u128, f64)> =
+            b.points.iter().map(|&(k, v)| (b_to_shared.apply(k), b_to_full.apply(k), v)).collect();
+        grouped.sort_unstable_by_key(|g| (g.0, g.1));
+        let mut acc = SumAccumulator::new(&out_layout);
+        for &(ka, va) in &a.points {
+            let s = a_to_shared.apply(ka);
             let base = a_to_full.apply(ka);
-            for &(kb, vb) in matches {
-                let key = full_to_out.apply(base | kb);
-                let v = op.apply(va, vb);
-                if reduce.is_some() {
-                    *r.map.entry(key).or_insert(0.0) += v;
-                } else {
-                    r.map.insert(key, v);
-                }
+            let start = grouped.partition_point(|g| g.0 < s);
+            for &(_, kb, vb) in grouped[start..].iter().take_while(|g| g.0 == s) {
+                acc.push(full_to_out.apply(base | kb), op.apply(va, vb));
             }
         }
-        r.drop_zeros();
-        Ok(r)
+        // Without a reduction every key is produced once, so summing only sorts.
+        Ok(Relation { layout: out_layout, points: acc.finish() })
     }
 
     /// `op(a_or_0, b_or_0)` over the union of both supports, each broadcast over the variables
@@ -275,35 +287,16 @@ impl Cx<'_> {
         let full = self.layout(vars)?;
         let a_missing: Vec<usize> = (0..full.vars.len()).filter(|&v| a.layout.pos(&full.vars[v]).is_none()).collect();
         let b_missing: Vec<usize> = (0..full.vars.len()).filter(|&v| b.layout.pos(&full.vars[v]).is_none()).collect();
-        let too_big = |missing: &[usize], n: usize| {
-            full.dense_points(missing).map_or(true, |m| m.saturating_mul(n as u128) > MAX_DENSE_POINTS)
-        };
-        if too_big(&a_missing, a.map.len()) || too_big(&b_missing, b.map.len()) {
-            return Err(self.too_large("broadcast in an elementwise operation"));
-        }
-        let (a_to_full, b_to_full) = (Projector::new(&a.layout, &full), Projector::new(&b.layout, &full));
-        let (full_to_a, full_to_b) = (Projector::new(&full, &a.layout), Projector::new(&full, &b.layout));
-        let mut r = Relation::empty(full.clone());
-        // Points where `a` is present (whatever `b` is there).
-        for (&ka, &va) in &a.map {
-            let base = a_to_full.apply(ka);
-            full.for_each_point(&a_missing, |m| {
-                let key = base | m;
-                let vb = b.map.get(&full_to_b.apply(key)).copied().unwrap_or(0.0);
-                r.map.insert(key, op.apply(va, vb));
-            });
-        }
-        // Points where only `b` is present.
-        for (&kb, &vb) in &b.map {
-            let base = b_to_full.apply(kb);
-            full.for_each_point(&b_missing, |m| {
-                let key = base | m;
-                if !a.map.contains_key(&full_to_a.apply(key)) {
-                    r.map.insert(key, op.apply(0.0, vb));
-                }
-            });
-        }
-        r.drop_zeros();
+        let what = "broadcast in an elementwise operation";
+        let ea = self.expand(a, &full, &a_missing, what)?;
+        let eb = self.expand(b, &full, &b_missing, what)?;
+        let mut r = Relation::empty(full);
+        merge_union(&ea, &eb, |k, va, vb| {
+            let v = op.apply(va.unwrap_or(0.0), vb.unwrap_or(0.0));
+            if v != 0.0 {
+                r.points.push((k, v));
+            }
+        });
         Ok(r)
     }
 
@@ -314,37 +307,39 @@ impl Cx<'_> {
             // The body does not depend on the index: sum = size * value, max = value.
             let mut r = body;
             if op == ReduceOp::Sum {
-                for v in r.map.values_mut() {
-                    *v *= size as f64;
+                for p in &mut r.points {
+                    p.1 *= size as f64;
                 }
-                r.drop_zeros();
+                r.points.retain(|p| p.1 != 0.0);
             }
             return Ok(r);
         };
         let rest: Vec<String> = body.layout.vars.iter().enumerate().filter(|&(v, _)| v != k).map(|(_, n)| n.clone()).collect();
         let out = self.layout(rest)?;
         let proj = Projector::new(&body.layout, &out);
-        let mut r = Relation::empty(out);
-        match op {
+        let points = match op {
             ReduceOp::Sum => {
-                for (&key, &v) in &body.map {
-                    *r.map.entry(proj.apply(key)).or_insert(0.0) += v;
+                let mut acc = SumAccumulator::new(&out);
+                for &(key, v) in &body.points {
+                    acc.push(proj.apply(key), v);
                 }
+                acc.finish()
             }
             ReduceOp::Max => {
-                let mut groups: KeyMap<(f64, usize)> = KeyMap::default();
-                for (&key, &v) in &body.map {
-                    let g = groups.entry(proj.apply(key)).or_insert((f64::NEG_INFINITY, 0));
-                    g.0 = g.0.max(v);
-                    g.1 += 1;
+                let mut projected: Vec<Point> = body.points.iter().map(|&(key, v)| (proj.apply(key), v)).collect();
+                // Group equal keys; implicit zeros count when a group has fewer than size(k) values.
+                projected.sort_by_key(|p| p.0);
+                let mut points = Vec::new();
+                for group in projected.chunk_by(|x, y| x.0 == y.0) {
+                    let max = group.iter().fold(f64::NEG_INFINITY, |m, p| m.max(p.1));
+                    let max = if group.len() < size { max.max(0.0) } else { max };
+                    if max != 0.0 {
+                        points.push((group[0].0, max));
+                    }
                 }
-                for (key, (max, count)) in groups {
-                    let max = if count < size { max.max(0.0) } else { max };
-                    r.map.insert(key, max);
-                }
+                points
             }
-        }
-        r.drop_zeros();
-        Ok(r)
+        };
+        Ok(Relation { layout: out, points })
     }
 }

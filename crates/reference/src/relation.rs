@@ -1,43 +1,13 @@
-//! Sparse relations: maps from a tuple of index-variable coordinates to an `f64`, with absent
-//! tuples meaning 0. Tuples are bit-packed into a `u128` key, so no per-point allocation.
-
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+//! Sparse relations: sorted lists of (packed index tuple, value) with absent tuples meaning 0.
+//! Tuples are bit-packed into a `u128` key (first variable in the highest bits), so there is no
+//! per-point allocation and key order is row-major tuple order. Everything is done with sorts
+//! and linear merges, which keeps memory access sequential and the results deterministic.
 
 /// Largest number of points any single step may enumerate densely.
 pub const MAX_DENSE_POINTS: u128 = 1 << 27;
 
-/// A fast, deterministic hasher for packed keys (splitmix64-style finalizer).
-#[derive(Default, Clone, Copy)]
-pub struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u128(&mut self, v: u128) {
-        let lo = v as u64;
-        let hi = (v >> 64) as u64;
-        self.0 = (self.0 ^ lo ^ hi.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_add(0x632B_E59B_D9B4_E019);
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.write_u128(u128::from(v));
-    }
-}
-
-/// Hash map keyed by packed tuples.
-pub type KeyMap<V> = HashMap<u128, V, BuildHasherDefault<KeyHasher>>;
+/// A point of a relation: packed key and value.
+pub type Point = (u128, f64);
 
 /// Which index variables a relation has, their sizes, and where each sits in the packed key.
 /// The first variable occupies the highest bits, so key order is row-major tuple order.
@@ -76,6 +46,11 @@ impl Layout {
         }
         let masks = bits.iter().map(|&b| if b == 0 { 0 } else { u128::MAX >> (128 - b) }).collect();
         Some(Layout { vars, sizes, shifts, masks })
+    }
+
+    /// Total bits of a packed key.
+    pub fn key_bits(&self) -> u32 {
+        self.masks.iter().map(|m| m.count_ones()).sum()
     }
 
     /// Position of a variable.
@@ -165,24 +140,114 @@ impl Projector {
     }
 }
 
-/// A sparse relation: `layout` names the variables, `map` holds the nonzero points.
+/// A sparse relation: `layout` names the variables; `points` are sorted by key, unique, and
+/// never zero.
 #[derive(Debug, Clone)]
 pub struct Relation {
     /// Variables of the relation.
     pub layout: Layout,
-    /// Values at present points.
-    pub map: KeyMap<f64>,
+    /// Present points, strictly increasing keys, no zero values.
+    pub points: Vec<Point>,
 }
 
 impl Relation {
     /// An empty relation over a layout.
     pub fn empty(layout: Layout) -> Relation {
-        Relation { layout, map: KeyMap::default() }
+        Relation { layout, points: Vec::new() }
+    }
+}
+
+/// Sorts points by key, sums the values of equal keys and drops zeros.
+pub fn normalize_sum(points: &mut Vec<Point>) {
+    points.sort_unstable_by_key(|p| p.0);
+    let mut out = 0usize;
+    let mut i = 0usize;
+    while i < points.len() {
+        let (key, mut v) = points[i];
+        i += 1;
+        while i < points.len() && points[i].0 == key {
+            v += points[i].1;
+            i += 1;
+        }
+        if v != 0.0 {
+            points[out] = (key, v);
+            out += 1;
+        }
+    }
+    points.truncate(out);
+}
+
+/// Collects points whose keys may repeat and sums them. Small key spaces (at most
+/// 2^[`SumAccumulator::DENSE_BITS`] keys) use a dense array indexed by key; larger ones a buffer
+/// that is sorted and merged whenever it doubles, so memory stays proportional to the number of
+/// distinct keys (plus a fixed buffer).
+pub struct SumAccumulator {
+    dense: Option<Vec<f64>>,
+    points: Vec<Point>,
+    compact_at: usize,
+}
+
+impl SumAccumulator {
+    /// Key spaces up to this many bits are accumulated densely.
+    pub const DENSE_BITS: u32 = 22;
+    const MIN_BUFFER: usize = 1 << 22;
+
+    /// An empty accumulator for keys of the given layout.
+    pub fn new(layout: &Layout) -> SumAccumulator {
+        let bits = layout.key_bits();
+        let dense = (bits <= Self::DENSE_BITS).then(|| vec![0.0; 1usize << bits]);
+        SumAccumulator { dense, points: Vec::new(), compact_at: Self::MIN_BUFFER }
     }
 
-    /// Removes points whose value is zero (absent and zero are the same value).
-    pub fn drop_zeros(&mut self) {
-        self.map.retain(|_, v| *v != 0.0);
+    /// Adds `v` at `key`.
+    #[inline]
+    pub fn push(&mut self, key: u128, v: f64) {
+        if let Some(d) = &mut self.dense {
+            d[key as usize] += v;
+            return;
+        }
+        self.points.push((key, v));
+        if self.points.len() >= self.compact_at {
+            normalize_sum(&mut self.points);
+            self.compact_at = (2 * self.points.len()).max(Self::MIN_BUFFER);
+        }
+    }
+
+    /// The summed points: sorted, unique, no zeros.
+    pub fn finish(mut self) -> Vec<Point> {
+        if let Some(d) = self.dense {
+            return d.into_iter().enumerate().filter(|p| p.1 != 0.0).map(|(k, v)| (k as u128, v)).collect();
+        }
+        normalize_sum(&mut self.points);
+        self.points
+    }
+}
+
+/// Merges two sorted, unique point lists: calls `f(key, a_value, b_value)` for every key in
+/// either, in order, with `None` for a side that lacks the key.
+pub fn merge_union(a: &[Point], b: &[Point], mut f: impl FnMut(u128, Option<f64>, Option<f64>)) {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(&(ka, va)), Some(&(kb, vb))) if ka == kb => {
+                f(ka, Some(va), Some(vb));
+                i += 1;
+                j += 1;
+            }
+            (Some(&(ka, va)), Some(&(kb, _))) if ka < kb => {
+                f(ka, Some(va), None);
+                i += 1;
+            }
+            (Some(&(ka, va)), None) => {
+                f(ka, Some(va), None);
+                i += 1;
+            }
+            (_, Some(&(kb, vb))) => {
+                f(kb, None, Some(vb));
+                j += 1;
+            }
+            (None, None) => break,
+        }
     }
 }
 
@@ -217,6 +282,36 @@ mod tests {
         l.for_each_point(&[], |_| n += 1);
         assert_eq!(n, 1);
         assert_eq!(l.dense_points(&[0, 1, 2]), Some(12));
+    }
+
+    #[test]
+    fn normalize_and_accumulate() {
+        let mut p = vec![(5, 1.0), (2, 2.0), (5, -1.0), (2, 0.5), (9, 0.0)];
+        normalize_sum(&mut p);
+        assert_eq!(p, vec![(2, 2.5)]);
+        // Dense (3 bits) and buffered (40 bits) accumulation agree.
+        for sizes in [vec![7], vec![7, 1 << 20, 1 << 17]] {
+            let l = layout(&sizes);
+            let mut acc = SumAccumulator::new(&l);
+            let n = 3 * SumAccumulator::MIN_BUFFER as u128;
+            for i in 0..n {
+                acc.push(i % 7, if i % 7 == 3 { 0.0 } else { 1.0 });
+            }
+            let got = acc.finish();
+            let keys: Vec<u128> = got.iter().map(|p| p.0).collect();
+            assert_eq!(keys, vec![0, 1, 2, 4, 5, 6]);
+            assert!(got.iter().all(|&(k, v)| v == ((n - 1 - k) / 7 + 1) as f64));
+        }
+    }
+
+    #[test]
+    fn merge_union_visits_every_key_once() {
+        let mut seen = Vec::new();
+        merge_union(&[(1, 1.0), (3, 3.0)], &[(2, 20.0), (3, 30.0), (4, 40.0)], |k, a, b| seen.push((k, a, b)));
+        assert_eq!(
+            seen,
+            vec![(1, Some(1.0), None), (2, None, Some(20.0)), (3, Some(3.0), Some(30.0)), (4, None, Some(40.0))]
+        );
     }
 
     #[test]

@@ -181,13 +181,14 @@ impl Network {
     }
 
     fn deadlock(&self) -> SimError {
-        let mut parts = Vec::new();
+        // Nodes blocked on a full output are where the cycle of full channels shows; the rest
+        // are waiting for input and are summarised by count.
+        let mut blocked = Vec::new();
+        let mut waiting = 0;
         for (i, s) in self.slots.iter().enumerate() {
             if s.done {
                 continue;
             }
-            let empty: Vec<String> =
-                s.ins.iter().enumerate().filter(|(_, &c)| self.chans[c as usize].is_empty()).map(|(p, c)| format!("in{p}=c{c}")).collect();
             let full: Vec<String> = s
                 .outs
                 .iter()
@@ -196,16 +197,18 @@ impl Network {
                 .filter(|&(_, c)| self.chans[c as usize].is_full())
                 .map(|(p, c)| format!("out{p}=c{c}"))
                 .collect();
-            parts.push(format!(
-                "n{i} {} ({}) waits on empty [{}] full [{}]",
-                s.kind,
-                s.name,
-                empty.join(" "),
-                full.join(" ")
-            ));
+            if full.is_empty() {
+                waiting += 1;
+            } else {
+                blocked.push(format!("n{i} {} ({}) full [{}]", s.kind, s.name, full.join(" ")));
+            }
         }
         let cycle = self.slots.iter().map(|s| s.t).max().unwrap_or(0);
-        SimError::Deadlock { cycle, detail: parts.join("; ") }
+        let detail = format!(
+            "blocked on full channels: {}; {waiting} more nodes waiting for input",
+            if blocked.is_empty() { "none".to_string() } else { blocked.join(", ") }
+        );
+        SimError::Deadlock { cycle, detail }
     }
 
     /// What node `i` wrote (sinks only); takes the data out.

@@ -134,9 +134,9 @@ impl Tensor {
         // Build levels top-down. `groups` holds, per parent position, the range of points in it.
         let mut levels = Vec::with_capacity(rank);
         let mut groups: Vec<(usize, usize)> = vec![(0, pts.len())];
-        for l in 0..rank {
-            let size = coo.shape[order[l]];
-            match format.levels[l] {
+        for (l, (&dim, &lf)) in order.iter().zip(&format.levels).enumerate() {
+            let size = coo.shape[dim];
+            match lf {
                 LevelFormat::Dense => {
                     let mut next = Vec::with_capacity(groups.len() * size);
                     for &(lo, hi) in &groups {
@@ -222,8 +222,9 @@ impl Tensor {
                     }
                 }
                 LevelData::Compressed { seg, crd } => {
-                    for pos in seg[parent] as usize..seg[parent + 1] as usize {
-                        visit(crd[pos], pos, crds, logical, coo);
+                    let (lo, hi) = (seg[parent] as usize, seg[parent + 1] as usize);
+                    for (pos, &c) in crd.iter().enumerate().take(hi).skip(lo) {
+                        visit(c, pos, crds, logical, coo);
                     }
                 }
             }

@@ -349,7 +349,8 @@ mod tests {
 
     #[test]
     fn reads_coordinate_real_general() {
-        let text = "%%MatrixMarket matrix coordinate real general\n% comment\n\n4 4 5\n1 2 1\n2 1 2.0\n2 3 3e0\n4 2 4\n4 4 5.0D0\n";
+        let text = "%%MatrixMarket matrix coordinate real general\n% comment\n\n4 4 5\n\
+                    1 2 1\n2 1 2.0\n2 3 3e0\n4 2 4\n4 4 5.0D0\n";
         assert_eq!(parse_mtx(text, "m.mtx").unwrap(), b_matrix());
     }
 

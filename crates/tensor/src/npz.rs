@@ -725,8 +725,11 @@ mod tests {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
     }
 
+    /// Archive members: name (without `.npy`) and `.npy` image.
+    type Members = Vec<(&'static str, Vec<u8>)>;
+
     /// Members of a valid CSR archive for matrix B, to be altered by tests.
-    fn csr_members() -> Vec<(&'static str, Vec<u8>)> {
+    fn csr_members() -> Members {
         vec![
             ("indices", encode_npy("<i4", &[5], &i32s(&[1, 0, 2, 1, 3]))),
             ("indptr", encode_npy("<i4", &[5], &i32s(&[0, 1, 3, 3, 5]))),
@@ -879,7 +882,7 @@ mod tests {
         assert_eq!(parse_npz(&zip_of(&csr_members()), "ok.npz").unwrap().to_dense(), b_dense());
 
         let without = |key: &str| csr_members().into_iter().filter(|(k, _)| *k != key).collect::<Vec<_>>();
-        let cases: Vec<(Vec<(&str, Vec<u8>)>, &str)> = vec![
+        let cases: Vec<(Members, &str)> = vec![
             (without("indptr"), "bad.npz: missing array 'indptr'"),
             (without("data"), "bad.npz: missing array 'data'"),
             (without("shape"), "bad.npz: missing array 'shape'"),
@@ -980,7 +983,10 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
         #[test]
-        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512), zip_prefix in any::<bool>()) {
+        fn arbitrary_bytes_never_panic(
+            bytes in prop::collection::vec(any::<u8>(), 0..512),
+            zip_prefix in any::<bool>(),
+        ) {
             let mut b = bytes;
             if zip_prefix {
                 b.splice(0..0, b"PK\x03\x04".iter().copied());
@@ -990,7 +996,11 @@ mod tests {
         }
 
         #[test]
-        fn corrupted_archives_never_panic(pos in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<prop::sample::Index>()) {
+        fn corrupted_archives_never_panic(
+            pos in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+            cut in any::<prop::sample::Index>(),
+        ) {
             let mut b = zip_of(&csr_members());
             let p = pos.index(b.len());
             b[p] = byte;
@@ -1002,7 +1012,10 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_npy_headers_never_panic(header in "[{}()\\[\\]':, 0-9a-zA-Z_<>|]{0,80}", data in prop::collection::vec(any::<u8>(), 0..64)) {
+        fn arbitrary_npy_headers_never_panic(
+            header in "[{}()\\[\\]':, 0-9a-zA-Z_<>|]{0,80}",
+            data in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
             let mut b = NPY_MAGIC.to_vec();
             b.extend_from_slice(&[1, 0]);
             b.extend_from_slice(&(header.len() as u16).to_le_bytes());
@@ -1016,10 +1029,23 @@ mod tests {
             descr in "[<>|=]?[fiubSUc]{1}[0-9]{0,2}",
             shape in prop::collection::vec(0usize..5, 0..4),
             fortran in any::<bool>(),
+            exact in any::<bool>(),
             data in prop::collection::vec(any::<u8>(), 0..200),
         ) {
-            let shape_str = format!("({}{})", shape.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "), if shape.len() == 1 { "," } else { "" });
-            let header = format!("{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape_str}, }}", if fortran { "True" } else { "False" });
+            let dims: Vec<String> = shape.iter().map(|n| n.to_string()).collect();
+            let comma = if shape.len() == 1 { "," } else { "" };
+            let header = format!(
+                "{{'descr': '{descr}', 'fortran_order': {}, 'shape': ({}{comma}), }}",
+                if fortran { "True" } else { "False" },
+                dims.join(", ")
+            );
+            let mut data = data;
+            if exact {
+                // Make the data length match so that the conversions run.
+                if let Ok((_, size, _)) = parse_descr(&descr) {
+                    data.resize(size.saturating_mul(shape.iter().product::<usize>()).min(4096), 0x41);
+                }
+            }
             let mut b = NPY_MAGIC.to_vec();
             b.extend_from_slice(&[1, 0]);
             b.extend_from_slice(&(header.len() as u16).to_le_bytes());

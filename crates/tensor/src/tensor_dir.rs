@@ -558,7 +558,10 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bytes_in_one_file_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64), which in 0usize..6) {
+        fn arbitrary_bytes_in_one_file_never_panic(
+            bytes in prop::collection::vec(any::<u8>(), 0..64),
+            which in 0usize..6,
+        ) {
             let d = TmpDir::new("fuzzb");
             let t = Tensor::from_coo(&example_b(), &dcsr()).unwrap();
             write_tensor_dir(&d.0, "B", &t).unwrap();

@@ -5,6 +5,16 @@ use fuseflow_graph::JoinKind;
 use crate::io::{Io, Primitive};
 use crate::{SimError, Token};
 
+/// Whether a payload token lines up with its operand's crd token: data (or `N`) with data (or
+/// `N`), equal stop levels, done with done.
+fn aligned(crd: Token, payload: Token) -> bool {
+    match (crd, payload) {
+        (Token::Idx(_) | Token::Empty, Token::Idx(_) | Token::Val(_) | Token::Empty) => true,
+        (Token::Stop { level: a, .. }, Token::Stop { level: b, .. }) => a == b,
+        (Token::Done, Token::Done) => true,
+        _ => false,
+    }
+}
 
 /// Joiner. Operand `p` reads its crd stream on input `base[p]` and its payloads on the inputs
 /// after it; outputs are the joined crd stream then every operand's payloads in order.
@@ -53,15 +63,20 @@ impl Join {
         Some(t)
     }
 
-    /// Consumes operand `p`'s head (crd and payloads); forwards payloads if `emit`.
-    fn take(&self, io: &mut Io<'_>, p: usize, at: u64, emit: bool) {
-        io.pop(self.base[p], at);
+    /// Consumes operand `p`'s head (crd and payloads); forwards payloads if `emit`. The payload
+    /// heads must be present (see [`Join::payload_ready`]) and aligned with the crd head.
+    fn take(&self, io: &mut Io<'_>, p: usize, at: u64, emit: bool) -> Result<(), SimError> {
+        let crd = io.pop(self.base[p], at);
         for k in 0..self.payloads[p] {
             let tok = io.pop(self.base[p] + 1 + k, at);
+            if !aligned(crd, tok) {
+                return Err(io.err(format!("operand {p}: payload {k} holds {tok} against coordinate token {crd}")));
+            }
             if emit {
                 io.push(self.out_base[p] + k, at, tok);
             }
         }
+        Ok(())
     }
 }
 
@@ -81,7 +96,7 @@ impl Primitive for Join {
             if let Some(p) = (0..n).find(|&p| self.heads[p].1 == Token::Empty) {
                 let Some(pr) = self.payload_ready(io, p) else { break };
                 let at = io.fire(self.heads[p].0.max(pr), free);
-                self.take(io, p, at, false);
+                self.take(io, p, at, false)?;
                 progress = true;
                 continue;
             }
@@ -102,7 +117,12 @@ impl Primitive for Join {
                         Some((l, _)) if l != level => {
                             return Err(io.err(format!("operands disagree on stop level: S{l} and S{level}")))
                         }
-                        _ => {}
+                        // Gaps can only differ in unusual graphs. A union's fiber is real if any
+                        // operand's is; an intersection's only if every operand's is.
+                        Some((l, g)) => {
+                            let g = if self.kind == JoinKind::Union { g.min(gap) } else { g.max(gap) };
+                            stop = Some((l, g));
+                        }
                     },
                     Token::Done => n_done += 1,
                     other => return Err(io.err(format!("unexpected token {other} on a coordinate stream"))),
@@ -115,7 +135,7 @@ impl Primitive for Join {
                 }
                 let at = io.fire(ready, free);
                 for p in 0..n {
-                    self.take(io, p, at, true);
+                    self.take(io, p, at, true)?;
                 }
                 io.push(0, at, Token::Done);
                 self.finished = true;
@@ -133,7 +153,7 @@ impl Primitive for Join {
                 }
                 let at = io.fire(ready, free);
                 for p in 0..n {
-                    self.take(io, p, at, true);
+                    self.take(io, p, at, true)?;
                 }
                 io.push(0, at, Token::Stop { level, gap });
                 progress = true;
@@ -155,14 +175,14 @@ impl Primitive for Join {
                     if all_match {
                         io.push(0, at, Token::Idx(min));
                         for p in 0..n {
-                            self.take(io, p, at, true);
+                            self.take(io, p, at, true)?;
                         }
                     } else {
                         let target = if n_data == n { max } else { u32::MAX };
                         for p in 0..n {
                             if let Token::Idx(c) = self.heads[p].1 {
                                 if c < target {
-                                    self.take(io, p, at, false);
+                                    self.take(io, p, at, false)?;
                                 }
                             }
                         }
@@ -180,7 +200,7 @@ impl Primitive for Join {
                     io.push(0, at, Token::Idx(min));
                     for p in 0..n {
                         if self.heads[p].1 == Token::Idx(min) {
-                            self.take(io, p, at, true);
+                            self.take(io, p, at, true)?;
                         } else {
                             for k in 0..self.payloads[p] {
                                 io.push(self.out_base[p] + k, at, Token::Empty);

@@ -88,7 +88,7 @@ impl Primitive for Scan {
                                     }
                                     ScanState::Fiber { pos: 0, end: *n, base }
                                 }
-                                LevelSource::Compressed { seg, .. } => {
+                                LevelSource::Compressed { seg, crd } => {
                                     let p = p as usize;
                                     if p + 1 >= seg.len() {
                                         return Err(io.err(format!(
@@ -96,7 +96,14 @@ impl Primitive for Scan {
                                             seg.len().saturating_sub(1)
                                         )));
                                     }
-                                    ScanState::Fiber { pos: seg[p], end: seg[p + 1], base: 0 }
+                                    let (pos, end) = (seg[p], seg[p + 1]);
+                                    if pos > end || end as usize > crd.len() {
+                                        return Err(io.err(format!(
+                                            "malformed level: segment {p} is {pos}..{end} with {} coordinates",
+                                            crd.len()
+                                        )));
+                                    }
+                                    ScanState::Fiber { pos, end, base: 0 }
                                 }
                             };
                             progress = true;

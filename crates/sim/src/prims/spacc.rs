@@ -29,6 +29,24 @@ fn merge(op: ReduceKind, pairs: &mut Vec<(u32, f64)>) {
     pairs.truncate(w);
 }
 
+/// Checks the token that follows a fiber closed by `S_l` one stream further in: `S0` must be
+/// followed by another coordinate, `S_l` (l ≥ 1) by `S_{l-1}`. `None` = no constraint.
+fn follows(expect: Option<u8>, tok: Token) -> bool {
+    match expect {
+        None => true,
+        Some(l) => match tok {
+            Token::Idx(_) | Token::Empty => l == 0,
+            Token::Stop { level, .. } => l > 0 && level == l - 1,
+            _ => false,
+        },
+    }
+}
+
+/// Whether `tok` is a stop of this level.
+fn stop_of(tok: Token, level: u8) -> bool {
+    matches!(tok, Token::Stop { level: l, .. } if l == level)
+}
+
 enum S1 {
     Outer,
     Inner,
@@ -43,6 +61,8 @@ pub struct Spacc1 {
     acc: Vec<(u32, f64)>,
     /// Whether the current reduced fiber has held a coordinate.
     fiber_data: bool,
+    /// Level of the stop that closed the last inner fiber (checked against the reduced stream).
+    expect: Option<u8>,
     /// Operations performed (FLOPs).
     pub ops: u64,
 }
@@ -50,7 +70,7 @@ pub struct Spacc1 {
 impl Spacc1 {
     /// An accumulator for this operation.
     pub fn new(op: ReduceKind) -> Spacc1 {
-        Spacc1 { op, state: S1::Outer, acc: Vec::new(), fiber_data: false, ops: 0 }
+        Spacc1 { op, state: S1::Outer, acc: Vec::new(), fiber_data: false, expect: None, ops: 0 }
     }
 }
 
@@ -62,20 +82,27 @@ impl Primitive for Spacc1 {
                 S1::Finished => break,
                 S1::Outer => {
                     let Some((ready, tok)) = io.head(0) else { break };
+                    if !follows(self.expect, tok) {
+                        let l = self.expect.unwrap_or(0);
+                        return Err(io.err(format!("inner fiber closed by S{l} but the reduced stream holds {tok}")));
+                    }
                     match tok {
                         Token::Idx(_) | Token::Empty => {
                             let at = io.fire(ready, 0);
                             io.pop(0, at);
                             self.fiber_data = true;
+                            self.expect = None;
                             self.state = S1::Inner;
                         }
-                        Token::Stop { .. } => {
+                        Token::Stop { level, .. } => {
                             if !self.fiber_data {
                                 // Empty reduced fiber: the inner streams hold a bare stop.
                                 let Some((r1, t1)) = io.head(1) else { break };
-                                let Some((r2, _)) = io.head(2) else { break };
-                                if !t1.is_stop() {
-                                    return Err(io.err(format!("empty reduced fiber but inner holds {t1}")));
+                                let Some((r2, t2)) = io.head(2) else { break };
+                                if !stop_of(t1, level + 1) || !stop_of(t2, level + 1) {
+                                    return Err(io.err(format!(
+                                        "empty reduced fiber closed by {tok} but the inner streams hold {t1}, {t2}"
+                                    )));
                                 }
                                 let at = io.fire(ready.max(r1).max(r2), 0);
                                 io.pop(0, at);
@@ -87,6 +114,7 @@ impl Primitive for Spacc1 {
                             }
                             merge(self.op, &mut self.acc);
                             self.fiber_data = false;
+                            self.expect = None;
                             self.state = S1::Flush { next: 0, stop: tok };
                         }
                         Token::Done => {
@@ -119,8 +147,12 @@ impl Primitive for Spacc1 {
                             self.acc.push((c, v));
                             self.ops += 1;
                         }
-                        (Token::Empty, _) | (_, Token::Empty) => {}
-                        (Token::Stop { .. }, Token::Stop { .. }) => self.state = S1::Outer,
+                        // An absent coordinate or value contributes nothing.
+                        (Token::Empty, Token::Val(_) | Token::Empty) | (Token::Idx(_), Token::Empty) => {}
+                        (Token::Stop { level: a, .. }, Token::Stop { level: b, .. }) if a == b => {
+                            self.expect = Some(a);
+                            self.state = S1::Outer;
+                        }
                         (a, b) => return Err(io.err(format!("misaligned inner streams {a} and {b}"))),
                     }
                     progress = true;
@@ -169,6 +201,10 @@ pub struct Spacc2 {
     cur_mid: Option<u32>,
     fiber_data: bool,
     middle_data: bool,
+    /// Level of the stop that closed the last middle fiber (checked against the reduced stream).
+    expect_outer: Option<u8>,
+    /// Level of the stop that closed the last inner fiber (checked against the middle stream).
+    expect_mid: Option<u8>,
     /// Pending output tokens of a flush: (port, token), sent one fire per middle/inner step.
     out: std::collections::VecDeque<[Option<Token>; 3]>,
     /// Operations performed (FLOPs).
@@ -185,6 +221,8 @@ impl Spacc2 {
             cur_mid: None,
             fiber_data: false,
             middle_data: false,
+            expect_outer: None,
+            expect_mid: None,
             out: Default::default(),
             ops: 0,
         }
@@ -221,21 +259,31 @@ impl Primitive for Spacc2 {
                 S2::Finished => break,
                 S2::Outer => {
                     let Some((ready, tok)) = io.head(0) else { break };
+                    if !follows(self.expect_outer, tok) {
+                        let l = self.expect_outer.unwrap_or(0);
+                        return Err(io.err(format!("middle fiber closed by S{l} but the reduced stream holds {tok}")));
+                    }
                     match tok {
                         Token::Idx(_) | Token::Empty => {
                             let at = io.fire(ready, 0);
                             io.pop(0, at);
                             self.fiber_data = true;
                             self.middle_data = false;
+                            self.expect_outer = None;
+                            self.expect_mid = None;
                             self.state = S2::Middle;
                         }
-                        Token::Stop { .. } => {
+                        Token::Stop { level, .. } => {
                             if !self.fiber_data {
+                                // Empty reduced fiber: bare stops one and two levels up follow.
                                 let Some((r1, t1)) = io.head(1) else { break };
-                                let Some((r2, _)) = io.head(2) else { break };
-                                let Some((r3, _)) = io.head(3) else { break };
-                                if !t1.is_stop() {
-                                    return Err(io.err(format!("empty reduced fiber but middle holds {t1}")));
+                                let Some((r2, t2)) = io.head(2) else { break };
+                                let Some((r3, t3)) = io.head(3) else { break };
+                                if !stop_of(t1, level + 1) || !stop_of(t2, level + 2) || !stop_of(t3, level + 2) {
+                                    return Err(io.err(format!(
+                                        "empty reduced fiber closed by {tok} but the middle, inner and value \
+                                         streams hold {t1}, {t2}, {t3}"
+                                    )));
                                 }
                                 let at = io.fire(ready.max(r1).max(r2).max(r3), 0);
                                 io.pop(0, at);
@@ -247,6 +295,7 @@ impl Primitive for Spacc2 {
                                 io.pop(0, at);
                             }
                             self.fiber_data = false;
+                            self.expect_outer = None;
                             self.plan_flush(tok);
                             self.state = S2::Flush;
                         }
@@ -275,6 +324,11 @@ impl Primitive for Spacc2 {
                 }
                 S2::Middle => {
                     let Some((ready, tok)) = io.head(1) else { break };
+                    if !follows(self.expect_mid, tok) {
+                        let l = self.expect_mid.unwrap_or(0);
+                        return Err(io.err(format!("inner fiber closed by S{l} but the middle stream holds {tok}")));
+                    }
+                    self.expect_mid = None;
                     match tok {
                         Token::Idx(c) => {
                             let at = io.fire(ready, 0);
@@ -290,12 +344,14 @@ impl Primitive for Spacc2 {
                             self.middle_data = true;
                             self.state = S2::Inner;
                         }
-                        Token::Stop { .. } => {
+                        Token::Stop { level, .. } => {
                             if !self.middle_data {
                                 let Some((r2, t2)) = io.head(2) else { break };
-                                let Some((r3, _)) = io.head(3) else { break };
-                                if !t2.is_stop() {
-                                    return Err(io.err(format!("empty middle fiber but inner holds {t2}")));
+                                let Some((r3, t3)) = io.head(3) else { break };
+                                if !stop_of(t2, level + 1) || !stop_of(t3, level + 1) {
+                                    return Err(io.err(format!(
+                                        "empty middle fiber closed by {tok} but the inner streams hold {t2}, {t3}"
+                                    )));
                                 }
                                 let at = io.fire(ready.max(r2).max(r3), 0);
                                 io.pop(1, at);
@@ -305,6 +361,7 @@ impl Primitive for Spacc2 {
                                 let at = io.fire(ready, 0);
                                 io.pop(1, at);
                             }
+                            self.expect_outer = Some(level);
                             self.state = S2::Outer;
                         }
                         other => return Err(io.err(format!("unexpected token {other} on the middle stream"))),
@@ -324,11 +381,12 @@ impl Primitive for Spacc2 {
                                 self.ops += 1;
                             }
                         }
-                        (Token::Empty, _) | (_, Token::Empty) => {}
-                        (Token::Stop { level, .. }, Token::Stop { .. }) => {
+                        // An absent coordinate or value contributes nothing.
+                        (Token::Empty, Token::Val(_) | Token::Empty) | (Token::Idx(_), Token::Empty) => {}
+                        (Token::Stop { level: a, .. }, Token::Stop { level: b, .. }) if a == b => {
                             // S0 ends this middle coordinate's fiber; a higher stop also ends the
                             // middle fiber, whose own (absorbed) stop follows on the middle stream.
-                            let _ = level;
+                            self.expect_mid = Some(a);
                             self.state = S2::Middle;
                         }
                         (a, b) => return Err(io.err(format!("misaligned inner streams {a} and {b}"))),

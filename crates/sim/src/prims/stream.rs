@@ -39,6 +39,9 @@ impl Primitive for RepSig {
 /// consumes it and closes the fiber with the stop-token increment rule.
 #[derive(Default)]
 pub struct Repeat {
+    /// An `S` consumed a data (or `N`) head; the fiber's closing stop waits for the next payload
+    /// token (look-ahead). Kept as a state so the look-ahead needs only one buffered token.
+    closing: bool,
     finished: bool,
 }
 
@@ -46,6 +49,22 @@ impl Primitive for Repeat {
     fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
         let mut progress = false;
         while !self.finished {
+            if self.closing {
+                let Some((ready, next)) = io.head(0) else { break };
+                let Some(free) = io.out_free(0) else { break };
+                let at = io.fire(ready, free);
+                let out = match next {
+                    Token::Stop { level, .. } => {
+                        io.pop(0, at);
+                        Token::stop(level + 1)
+                    }
+                    _ => Token::stop(0),
+                };
+                io.push(0, at, out);
+                self.closing = false;
+                progress = true;
+                continue;
+            }
             let Some((sig_ready, sig)) = io.head(1) else { break };
             let Some((in_ready, head)) = io.head(0) else { break };
             let Some(free) = io.out_free(0) else { break };
@@ -67,19 +86,16 @@ impl Primitive for Repeat {
                     }
                     Token::Done => return Err(io.err("repeat signal S but the input is done")),
                     _ => {
-                        // Look-ahead: the next input token decides the stop level.
-                        let Some((next_ready, next)) = io.second(0) else { break };
-                        let at = io.fire(sig_ready.max(in_ready).max(next_ready), free);
-                        io.pop(1, at);
-                        io.pop(0, at);
-                        let out = match next {
-                            Token::Stop { level, .. } => {
-                                io.pop(0, at);
-                                Token::stop(level + 1)
-                            }
-                            _ => Token::stop(0),
-                        };
-                        io.push(0, at, out);
+                        // Consume the signal and the head now (this costs no cycle of its own;
+                        // the closing stop's fire accounts for it).
+                        let ready = sig_ready.max(in_ready);
+                        if ready > io.t {
+                            io.stall_in += ready - io.t;
+                            io.t = ready;
+                        }
+                        io.pop(1, io.t);
+                        io.pop(0, io.t);
+                        self.closing = true;
                     }
                 },
                 Token::Done => {
@@ -114,12 +130,15 @@ pub struct CrdDrop {
     in_fiber: bool,
     /// Whether the previous outer token was a stop (or none was read yet).
     outer_after_stop: bool,
+    /// Level of the stop that closed the last inner fiber, until the outer stream confirms it:
+    /// `S0` must be followed by another outer coordinate, `S_l` (l ≥ 1) by the outer `S_{l-1}`.
+    expect: Option<u8>,
     finished: bool,
 }
 
 impl Default for CrdDrop {
     fn default() -> Self {
-        CrdDrop { pending: None, in_fiber: false, outer_after_stop: true, finished: false }
+        CrdDrop { pending: None, in_fiber: false, outer_after_stop: true, expect: None, finished: false }
     }
 }
 
@@ -130,12 +149,23 @@ impl Primitive for CrdDrop {
             let Some(free) = io.outs_free(0..2) else { break };
             if !self.in_fiber {
                 let Some((ready, outer)) = io.head(0) else { break };
+                if let Some(l) = self.expect {
+                    let ok = match outer {
+                        Token::Idx(_) | Token::Empty => l == 0,
+                        Token::Stop { level, .. } => l > 0 && level == l - 1,
+                        _ => false,
+                    };
+                    if !ok {
+                        return Err(io.err(format!("inner fiber closed by S{l} but the outer stream holds {outer}")));
+                    }
+                }
                 match outer {
                     Token::Idx(_) | Token::Empty => {
                         let at = io.fire(ready, free);
                         io.pop(0, at);
                         self.pending = Some(outer);
                         self.in_fiber = true;
+                        self.expect = None;
                         self.outer_after_stop = false;
                     }
                     Token::Stop { level, .. } => {
@@ -156,6 +186,7 @@ impl Primitive for CrdDrop {
                             io.push(0, at, outer);
                         }
                         self.outer_after_stop = true;
+                        self.expect = None;
                     }
                     Token::Done => {
                         let Some((iready, inner)) = io.head(1) else { break };
@@ -185,6 +216,7 @@ impl Primitive for CrdDrop {
                         io.push(1, at, inner);
                     }
                     self.in_fiber = false;
+                    self.expect = Some(level);
                 }
                 Token::Done => return Err(io.err("inner stream done inside a fiber")),
                 _ => {

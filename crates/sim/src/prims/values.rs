@@ -84,7 +84,7 @@ impl Primitive for Locate {
                     }
                     Token::Idx(pos as u32)
                 }
-                (Token::Empty, _) | (_, Token::Empty) => Token::Empty,
+                (Token::Empty, Token::Idx(_) | Token::Empty) | (Token::Idx(_), Token::Empty) => Token::Empty,
                 (Token::Stop { level: a, .. }, Token::Stop { level: b, .. }) if a == b => crd,
                 (Token::Done, Token::Done) => {
                     self.finished = true;
@@ -105,7 +105,11 @@ impl Primitive for Locate {
     }
 }
 
-/// ALU: unary or binary on aligned value streams; `N` counts as 0, stops must agree.
+/// ALU: unary or binary on aligned value streams; stops must agree.
+///
+/// `N` (an absent operand) counts as 0 (sam-semantics.md §4.9 [rec]), with two exceptions that
+/// are graph errors: a division by an absent operand, and a unary or scalar operation with
+/// f(0) ≠ 0 (exp, sigmoid, `x + c`, …), which would silently densify the result.
 pub struct Alu {
     op: AluOp,
     finished: bool,
@@ -128,6 +132,20 @@ fn num(t: Token) -> Option<f64> {
     }
 }
 
+impl Alu {
+    /// Why an `N` operand cannot be computed as 0, if it cannot.
+    fn empty_operand_error(&self, a: Token, b: Token, binary: bool) -> Option<String> {
+        if binary {
+            (self.op == AluOp::Div && b == Token::Empty)
+                .then(|| format!("{} by an absent operand (N)", self.op.name()))
+        } else {
+            let f0 = self.op.apply1(0.0);
+            (a == Token::Empty && f0 != 0.0)
+                .then(|| format!("{} of an absent operand (N): f(0) = {f0} ≠ 0 would densify the result", self.op.name()))
+        }
+    }
+}
+
 impl Primitive for Alu {
     fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
         let mut progress = false;
@@ -143,6 +161,9 @@ impl Primitive for Alu {
             let Some(free) = io.out_free(0) else { break };
             let out = match (num(a), num(b)) {
                 (Some(x), Some(y)) => {
+                    if let Some(e) = self.empty_operand_error(a, b, binary) {
+                        return Err(io.err(e));
+                    }
                     self.ops += 1;
                     Token::Val(if binary { self.op.apply2(x, y) } else { self.op.apply1(x) })
                 }
@@ -151,6 +172,10 @@ impl Primitive for Alu {
                     (Token::Done, Token::Done) => {
                         self.finished = true;
                         Token::Done
+                    }
+                    (Token::Idx(_) | Token::Rep, _) | (_, Token::Idx(_) | Token::Rep) => {
+                        let t = if matches!(a, Token::Idx(_) | Token::Rep) { a } else { b };
+                        return Err(io.err(format!("unexpected token {t} on a value stream")));
                     }
                     _ => return Err(io.err(format!("misaligned operands {a} and {b}"))),
                 },
@@ -225,7 +250,8 @@ impl Primitive for Reduce {
                     self.ops += 1;
                 }
                 Token::Empty => {
-                    io.pop(0, io.t);
+                    // Skipped at no cost, but not before it has arrived.
+                    io.pop(0, ready.max(io.t));
                 }
                 Token::Stop { level, gap } => {
                     let Some(free) = io.out_free(0) else { break };

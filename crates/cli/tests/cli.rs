@@ -1,0 +1,145 @@
+//! The `fuseflow` command on good and bad input: bad input gives one line naming the problem
+//! and a non-zero exit code, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fuseflow"))
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fuseflow-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs `fuseflow args...` and returns (exit code, stdout, stderr).
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = bin().args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Asserts a clean failure whose single stderr line contains every `needle`.
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let (code, _, err) = run(args);
+    assert_ne!(code, 0, "{args:?} succeeded");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: {err:?} lacks {n:?}");
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into()
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name).to_string_lossy().into()
+}
+
+#[test]
+fn run_prints_verified_summary_and_json() {
+    let (code, out, err) = run(&["run", &example("spmm_gustavson.ff")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("verified against the reference evaluator"), "{out}");
+    let (code, out, _) = run(&["run", &example("spmm_gustavson.ff"), "--json", "--order", "i,k,j", "--fifo-depth", "8"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for key in ["cycles", "verified", "max_abs_error", "tokens", "wall_seconds"] {
+        assert!(v.get(key).is_some(), "missing {key} in {out}");
+    }
+    assert_eq!(v["verified"], serde_json::Value::Bool(true));
+    assert!(v["cycles"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn no_verify_says_so_and_exits_nonzero() {
+    let (code, out, _) = run(&["run", &example("add.ff"), "--no-verify"]);
+    assert_ne!(code, 0);
+    assert!(out.contains("NOT VERIFIED"), "{out}");
+}
+
+#[test]
+fn graph_prints_dot_and_text() {
+    let (code, out, _) = run(&["graph", &example("spmm_inner.ff"), "--order", "i,j,k", "--dot"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("digraph") && out.contains("intersect"), "{out}");
+    let (code, out, _) = run(&["graph", &example("spmm_inner.ff")]);
+    assert_eq!(code, 0);
+    assert!(out.contains("reduce[sum]"), "{out}");
+}
+
+#[test]
+fn bad_programs_fail_cleanly() {
+    let d = tmpdir("bad");
+    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
+        ("syntax.ff", "input A[4,4] dcsr = random(density=0.5)\noutput X[4,4] dcsr\nX(i,j) = A(i,j) * \n", vec!["syntax.ff:3:"]),
+        ("unknown.ff", "input A[4,4] dcsr = random(density=0.5)\noutput X[4,4] dcsr\nX(i,j) = A(i,j) * Q(i,j)\n", vec!["unknown.ff:3:", "Q"]),
+        (
+            "sizes.ff",
+            "input A[4,5] dcsr = random(density=0.5)\ninput B[6,4] dcsr = random(density=0.5)\noutput X[4,4] dcsr\nX(i,j) = A(i,k) * B(k,j)\n",
+            vec!["sizes.ff:4:", "k"],
+        ),
+        (
+            "shape.ff",
+            "input A[4,4] dcsr = random(density=0.5)\noutput X[4,5] dcsr\nX(i,j) = A(i,j)\n",
+            vec!["shape.ff:", "X"],
+        ),
+        (
+            "noorder.ff",
+            "input A[4,4] dcsr = random(density=0.5)\ninput B[4,4] dcsr = random(density=0.5)\noutput X[4,4] dcsc\nX(i,j) = A(i,k) * B(k,j)\n",
+            vec!["noorder.ff:4:1", "no legal dataflow order"],
+        ),
+    ];
+    for (name, text, needles) in cases {
+        let p = write(&d, name, text);
+        fails_with(&["run", &p], &needles);
+    }
+    fails_with(&["run", &d.join("missing.ff").to_string_lossy()], &["missing.ff"]);
+}
+
+#[test]
+fn forbidden_order_fails_cleanly() {
+    fails_with(&["run", &example("spmm_gustavson.ff"), "--order", "i,j,k"], &["order i,j,k", "stores k before j"]);
+    fails_with(&["run", &example("spmm_gustavson.ff"), "--order", "i,k"], &["missing index j"]);
+}
+
+#[test]
+fn bad_options_fail_cleanly() {
+    fails_with(&["run", &example("add.ff"), "--fifo-depth", "0"], &["fifo-depth"]);
+}
+
+#[test]
+fn malformed_data_files_fail_cleanly() {
+    let d = tmpdir("data");
+    write(&d, "bad.mtx", "%%MatrixMarket matrix coordinate real general\n4 4 2\n1 1 1.0\n9 1 2.0\n");
+    write(&d, "short.mtx", "%%MatrixMarket matrix coordinate real general\n4 4\n");
+    write(&d, "wrong.mtx", "%%MatrixMarket matrix coordinate real general\n3 3 1\n1 1 1.0\n");
+    std::fs::write(d.join("bad.npz"), b"PK\x03\x04 definitely not a zip").unwrap();
+    let tdir = d.join("tdir");
+    std::fs::create_dir_all(&tdir).unwrap();
+    write(&tdir, "tensor_A_mode_shape", "4\n4\n");
+    write(&tdir, "tensor_A_mode_0_seg", "0\n2\n");
+    write(&tdir, "tensor_A_mode_0_crd", "0\nthree\n");
+    write(&tdir, "tensor_A_mode_1_seg", "0\n1\n2\n");
+    write(&tdir, "tensor_A_mode_1_crd", "0\n1\n");
+    write(&tdir, "tensor_A_mode_vals", "1\n2\n");
+    for (file, needles) in [
+        ("bad.mtx", vec!["bad.mtx:4"]),
+        ("short.mtx", vec!["short.mtx:2"]),
+        ("wrong.mtx", vec!["A", "[3, 3]", "[4, 4]"]),
+        ("bad.npz", vec!["bad.npz"]),
+        ("tdir", vec!["tensor_A_mode_0_crd:2"]),
+    ] {
+        let prog = format!(
+            "input A[4,4] dcsr = file(\"{file}\")\noutput X[4,4] dcsr\nX(i,j) = A(i,j) * A(i,j)\n"
+        );
+        let p = write(&d, &format!("prog_{}.ff", file.replace('.', "_")), &prog);
+        fails_with(&["run", &p], &needles);
+    }
+}

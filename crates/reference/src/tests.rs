@@ -1,0 +1,530 @@
+//! Hand-computed cases for every construct, `compare` cases, and a differential test against a
+//! naive dense evaluator.
+
+use std::collections::BTreeMap;
+
+use fuseflow_ir::{check, parse, BinOp, CheckedProgram, Expr, ReduceOp, Role};
+use fuseflow_tensor::{Coo, Tensor};
+use proptest::prelude::*;
+
+use crate::*;
+
+type Points<'a> = &'a [(&'a [u32], f64)];
+
+fn program(src: &str, params: &BTreeMap<String, i64>) -> CheckedProgram {
+    check(parse(src, "t.ein", params).unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn coo(shape: &[usize], pts: Points) -> Coo {
+    let mut c = Coo::new(shape.to_vec());
+    for (coords, v) in pts {
+        c.push(coords, *v);
+    }
+    c
+}
+
+/// Evaluates `src` with the given input entries (each stored in its declared format).
+fn run(src: &str, data: &[(&str, Points)]) -> BTreeMap<String, Coo> {
+    let p = program(src, &BTreeMap::new());
+    let mut inputs = BTreeMap::new();
+    for (name, pts) in data {
+        let d = p.decl(name).unwrap();
+        inputs.insert(name.to_string(), Tensor::from_coo(&coo(&d.shape, pts), &d.format).unwrap());
+    }
+    evaluate(&p, &inputs).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The points of a result as `(coords, value)`, in the order returned.
+fn points(c: &Coo) -> Vec<(Vec<u32>, f64)> {
+    (0..c.nnz()).map(|p| (c.coords(p).to_vec(), c.vals[p])).collect()
+}
+
+fn expect(c: &Coo, pts: Points) {
+    let want: Vec<(Vec<u32>, f64)> = pts.iter().map(|(k, v)| (k.to_vec(), *v)).collect();
+    assert_eq!(points(c), want);
+}
+
+const B_EX: Points = &[(&[0, 1], 1.0), (&[1, 0], 2.0), (&[1, 2], 3.0), (&[3, 1], 4.0), (&[3, 3], 5.0)];
+const C_EX: Points = &[(&[0, 2], 6.0), (&[1, 0], 7.0), (&[1, 3], 8.0), (&[3, 3], 9.0)];
+const X_EX: Points = &[(&[0, 0], 7.0), (&[0, 3], 8.0), (&[1, 2], 12.0), (&[3, 0], 28.0), (&[3, 3], 77.0)];
+
+#[test]
+fn spmm_matches_the_sam_semantics_example() {
+    for (fb, fc) in [("dcsr", "dcsr"), ("dcsr", "dcsc"), ("csr", "dense"), ("dcsc", "csc")] {
+        let src = format!("input B[4,4] {fb} = random(density=0.5)\ninput C[4,4] {fc} = random(density=0.5)\noutput X[4,4] dcsr\nX(i,j) = B(i,k) * C(k,j)\n");
+        let out = run(&src, &[("B", B_EX), ("C", C_EX)]);
+        expect(&out["X"], X_EX);
+        assert_eq!(out["X"].shape, vec![4, 4]);
+    }
+    // The same product written with an explicit sum and the other way round.
+    let src = "input B[4,4] dcsr = random(density=0.5)\ninput C[4,4] dcsr = random(density=0.5)\noutput X[4,4] dcsr\noutput Y[4,4] dense\nX(i,j) = sum(k, B(i,k) * C(k,j))\nY(j,i) = C(k,j) * B(i,k)\n";
+    let out = run(src, &[("B", B_EX), ("C", C_EX)]);
+    expect(&out["X"], X_EX);
+    let yt: Vec<(Vec<u32>, f64)> = {
+        let mut v: Vec<_> = X_EX.iter().map(|(k, v)| (vec![k[1], k[0]], *v)).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    assert_eq!(points(&out["Y"]), yt);
+}
+
+#[test]
+fn spmv_with_bias() {
+    let src = "input A[3,4] csr = random(density=0.5)\ninput x[4] dense\ninput b[3] dense\noutput y[3] dense\ny(i) = A(i,j) * x(j) + b(i)\n";
+    let out = run(
+        src,
+        &[
+            ("A", &[(&[0, 1], 2.0), (&[0, 3], 1.0), (&[2, 2], 4.0)]),
+            ("x", &[(&[0], 1.0), (&[1], 10.0), (&[2], 100.0), (&[3], 1000.0)]),
+            ("b", &[(&[1], 0.5), (&[2], -400.0)]),
+        ],
+    );
+    expect(&out["y"], &[(&[0], 1020.0), (&[1], 0.5)]);
+}
+
+#[test]
+fn add_broadcasts_over_missing_indices() {
+    let src = "\
+input A[2,3] dcsr = random(density=0.5)
+input b[2] sparse = random(density=0.5)
+output X[2,3] dense
+output Y[2,3] dense
+output Z[2,3] dense
+X(i,j) = A(i,j) + b(i)
+Y(i,j) = b(i) - A(i,j)
+Z(i,j) = max(A(i,j), b(i))
+";
+    let out = run(src, &[("A", &[(&[0, 0], 1.0), (&[1, 2], -3.0)]), ("b", &[(&[1], 2.0)])]);
+    expect(&out["X"], &[(&[0, 0], 1.0), (&[1, 0], 2.0), (&[1, 1], 2.0), (&[1, 2], -1.0)]);
+    expect(&out["Y"], &[(&[0, 0], -1.0), (&[1, 0], 2.0), (&[1, 1], 2.0), (&[1, 2], 5.0)]);
+    expect(&out["Z"], &[(&[0, 0], 1.0), (&[1, 0], 2.0), (&[1, 1], 2.0), (&[1, 2], 2.0)]);
+    // Disjoint variables: an outer sum.
+    let src = "input u[2] sparse = random(density=0.5)\ninput v[3] sparse = random(density=0.5)\noutput X[2,3] dense\nX(i,j) = u(i) + v(j)\n";
+    let out = run(src, &[("u", &[(&[1], 1.0)]), ("v", &[(&[2], 10.0)])]);
+    expect(&out["X"], &[(&[0, 2], 10.0), (&[1, 0], 1.0), (&[1, 1], 1.0), (&[1, 2], 11.0)]);
+}
+
+#[test]
+fn adding_a_constant_densifies() {
+    let src = "input A[2,2] dcsr = random(density=0.5)\noutput X[2,2] dense\nX(i,j) = A(i,j) + 1\n";
+    let out = run(src, &[("A", &[(&[0, 1], -1.0)])]);
+    expect(&out["X"], &[(&[0, 0], 1.0), (&[1, 0], 1.0), (&[1, 1], 1.0)]);
+}
+
+#[test]
+fn exp_and_other_non_zero_preserving_functions_densify() {
+    let src = "\
+input A[2,2] dcsr = random(density=0.5)
+output E[2,2] dense
+output S[2,2] dense
+output R[2,2] dense
+output N[2,2] dcsr
+E(i,j) = exp(A(i,j))
+S(i,j) = sigmoid(A(i,j))
+R(i,j) = relu(A(i,j)) + gelu(A(i,j))
+N(i,j) = -A(i,j) + neg(A(i,j))
+";
+    let out = run(src, &[("A", &[(&[0, 1], 1.0), (&[1, 1], -2.0)])]);
+    let e = std::f64::consts::E;
+    expect(&out["E"], &[(&[0, 0], 1.0), (&[0, 1], e), (&[1, 0], 1.0), (&[1, 1], (-2.0f64).exp())]);
+    let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+    expect(&out["S"], &[(&[0, 0], 0.5), (&[0, 1], sig(1.0)), (&[1, 0], 0.5), (&[1, 1], sig(-2.0))]);
+    let gelu = fuseflow_ir::UnaryOp::Gelu;
+    expect(&out["R"], &[(&[0, 1], 1.0 + gelu.apply(1.0)), (&[1, 1], gelu.apply(-2.0))]);
+    expect(&out["N"], &[(&[0, 1], -2.0), (&[1, 1], 4.0)]);
+}
+
+#[test]
+fn rsqrt_of_sparse_is_dense_infinity() {
+    let src = "input a[3] sparse = random(density=0.5)\noutput r[3] dense\nr(i) = rsqrt(a(i))\n";
+    let out = run(src, &[("a", &[(&[1], 4.0)])]);
+    expect(&out["r"], &[(&[0], f64::INFINITY), (&[1], 0.5), (&[2], f64::INFINITY)]);
+}
+
+#[test]
+fn max_reduce_counts_implicit_zeros() {
+    let src = "input A[4,3] dcsr = random(density=0.5)\noutput m[4] dense\nm(i) = maxr(j, A(i,j))\n";
+    let out = run(
+        src,
+        &[(
+            "A",
+            &[
+                (&[0, 0], -1.0),
+                (&[0, 1], -2.0),
+                (&[1, 0], -1.0),
+                (&[1, 1], -2.0),
+                (&[1, 2], -3.0),
+                (&[2, 0], 5.0),
+            ],
+        )],
+    );
+    // Row 0 has an implicit zero (max 0, absent); row 1 is full (max -1); row 3 is empty.
+    expect(&out["m"], &[(&[1], -1.0), (&[2], 5.0)]);
+}
+
+#[test]
+fn division_only_where_both_are_present() {
+    let src = "input a[3] sparse = random(density=0.5)\ninput b[3] dense\noutput q[3] dense\nq(i) = a(i) / b(i)\n";
+    let out = run(src, &[("a", &[(&[0], 1.0), (&[1], 2.0)]), ("b", &[(&[0], 2.0), (&[2], 4.0)])]);
+    expect(&out["q"], &[(&[0], 0.5)]);
+}
+
+#[test]
+fn diagonal_access_and_scalars() {
+    let src = "\
+input A[3,3] dcsr = random(density=0.5)
+input s[] dense
+output d[3] dense
+output t[] dense
+output c[] dense
+d(i) = A(i,i) * s
+t = A(i,j) * 2
+c() = 2 + 3 * 4
+";
+    let out = run(src, &[("A", &[(&[0, 0], 1.0), (&[0, 2], 5.0), (&[2, 2], 3.0)]), ("s", &[(&[], 10.0)])]);
+    expect(&out["d"], &[(&[0], 10.0), (&[2], 30.0)]);
+    expect(&out["t"], &[(&[], 18.0)]);
+    expect(&out["c"], &[(&[], 14.0)]);
+    assert_eq!(out["c"].shape, Vec::<usize>::new());
+}
+
+#[test]
+fn sum_of_constant_and_unused_index() {
+    // sum over an index that the body broadcasts over multiplies by its size.
+    let src = "input A[2,5] dense\ninput b[2] sparse = random(density=0.5)\noutput y[2] dense\ny(i) = sum(j, A(i,j) * 0 + b(i))\n";
+    let out = run(src, &[("A", &[(&[0, 0], 1.0)]), ("b", &[(&[1], 3.0)])]);
+    expect(&out["y"], &[(&[1], 15.0)]);
+}
+
+#[test]
+fn chained_statements_feed_later_ones() {
+    let src = "\
+input B[4,4] dcsr = random(density=0.5)
+input C[4,4] dcsr = random(density=0.5)
+temp T[4,4] dcsr
+temp m[4] dense
+output Y[4,4] dense
+T(i,j) = B(i,k) * C(k,j)
+m(i) = maxr(j, T(i,j))
+Y(i,j) = T(i,j) / m(i)
+";
+    let out = run(src, &[("B", B_EX), ("C", C_EX)]);
+    expect(&out["T"], X_EX);
+    expect(&out["m"], &[(&[0], 8.0), (&[1], 12.0), (&[3], 77.0)]);
+    expect(&out["Y"], &[(&[0, 0], 7.0 / 8.0), (&[0, 3], 1.0), (&[1, 2], 1.0), (&[3, 0], 28.0 / 77.0), (&[3, 3], 1.0)]);
+    assert_eq!(out.len(), 3);
+}
+
+#[test]
+fn softmax_rows() {
+    let src = "\
+input A[2,3] dcsr = random(density=0.5)
+temp m[2] dense
+temp E[2,3] dense
+temp s[2] dense
+output Y[2,3] dense
+m(i) = maxr(j, A(i,j))
+E(i,j) = exp(A(i,j) - m(i))
+s(i) = E(i,j)
+Y(i,j) = E(i,j) / s(i)
+";
+    let out = run(src, &[("A", &[(&[0, 0], 1.0), (&[0, 1], 2.0)])]);
+    let (e0, e1, e2) = ((1.0f64 - 2.0).exp(), 1.0, (0.0f64 - 2.0).exp());
+    let s0 = e0 + e1 + e2;
+    let y = &out["Y"];
+    assert_eq!(y.nnz(), 6);
+    let dense = y.to_dense();
+    for (got, want) in dense.iter().zip([e0 / s0, e1 / s0, e2 / s0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0]) {
+        assert!((got - want).abs() < 1e-15, "{dense:?}");
+    }
+}
+
+#[test]
+fn input_errors_are_typed() {
+    let p = program("input A[2,2] dense\noutput X[2,2] dense\nX(i,j) = A(i,j)\n", &BTreeMap::new());
+    assert_eq!(evaluate(&p, &BTreeMap::new()).unwrap_err(), EvalError::MissingInput { tensor: "A".into() });
+    let mut inputs = BTreeMap::new();
+    inputs.insert("A".to_string(), Tensor::from_coo(&Coo::new(vec![3, 2]), &fuseflow_tensor::Format::dense(2)).unwrap());
+    let e = evaluate(&p, &inputs).unwrap_err();
+    assert_eq!(e.to_string(), "input A has shape [3, 2] but is declared with shape [2, 2]");
+    let mut bad = Tensor::from_coo(&Coo::new(vec![2, 2]), &fuseflow_tensor::Format::dense(2)).unwrap();
+    bad.vals.pop();
+    inputs.insert("A".to_string(), bad);
+    assert!(matches!(evaluate(&p, &inputs), Err(EvalError::InvalidInput { .. })));
+}
+
+#[test]
+fn huge_dense_expansion_is_refused() {
+    let src = "input a[100000] sparse = random(density=0.5)\ninput b[100000] sparse = random(density=0.5)\noutput X[100000,100000] dense\nX(i,j) = exp(a(i) * b(j))\n";
+    let p = program(src, &BTreeMap::new());
+    let mut inputs = BTreeMap::new();
+    for n in ["a", "b"] {
+        inputs.insert(n.to_string(), Tensor::from_coo(&coo(&[100000], &[(&[1], 1.0)]), &p.decl(n).unwrap().format).unwrap());
+    }
+    assert!(matches!(evaluate(&p, &inputs), Err(EvalError::TooLarge { .. })));
+}
+
+// ---- compare ------------------------------------------------------------------------------
+
+#[test]
+fn compare_treats_zeros_duplicates_and_specials_as_values() {
+    let e = coo(&[2, 3], &[(&[0, 1], 1.0), (&[1, 2], f64::NAN), (&[1, 0], f64::INFINITY)]);
+    let a = coo(&[2, 3], &[(&[1, 0], f64::INFINITY), (&[0, 0], 0.0), (&[1, 2], f64::NAN), (&[0, 1], 0.25), (&[0, 1], 0.75)]);
+    let c = compare(&e, &a, 0.0, 0.0);
+    assert!(c.ok, "{c}");
+    assert_eq!((c.mismatches, c.max_abs_error, c.max_rel_error), (0, 0.0, 0.0));
+}
+
+#[test]
+fn compare_reports_first_mismatch_and_errors() {
+    let e = coo(&[4, 5], &[(&[0, 0], 2.0), (&[3, 4], 1.25), (&[2, 2], 1.0)]);
+    let a = coo(&[4, 5], &[(&[0, 0], 2.0 + 1e-12), (&[2, 2], 1.5), (&[1, 1], -1.0)]);
+    let c = compare_named("X", &e, &a, 1e-9, 0.0);
+    assert!(!c.ok);
+    assert_eq!(c.mismatches, 3);
+    assert_eq!(c.first_mismatch.as_deref(), Some("X(1,1): expected 0, got -1"));
+    assert_eq!(c.max_abs_error, 1.25);
+    assert_eq!(c.max_rel_error, 1.0);
+    let c = compare(&e, &a, 1e-9, 0.0);
+    assert_eq!(c.first_mismatch.as_deref(), Some("(1,1): expected 0, got -1"));
+    // Within tolerance.
+    let a = coo(&[4, 5], &[(&[0, 0], 2.0 + 1e-12), (&[2, 2], 1.0), (&[3, 4], 1.25)]);
+    let c = compare(&e, &a, 1e-9, 0.0);
+    assert!(c.ok && c.max_abs_error > 0.0, "{c}");
+    assert!(!compare(&e, &a, 0.0, 0.0).ok);
+    assert!(compare(&e, &a, 0.0, 1e-11).ok);
+}
+
+#[test]
+fn compare_nan_and_infinity_mismatches() {
+    let e = coo(&[3], &[(&[0], f64::NAN), (&[1], f64::INFINITY), (&[2], f64::INFINITY)]);
+    let a = coo(&[3], &[(&[0], 1.0), (&[1], f64::NEG_INFINITY), (&[2], 1e300)]);
+    let c = compare(&e, &a, 1.0, 1.0);
+    assert_eq!(c.mismatches, 3);
+    assert_eq!(c.max_abs_error, f64::INFINITY);
+    assert_eq!(c.first_mismatch.as_deref(), Some("(0): expected NaN, got 1"));
+}
+
+#[test]
+fn compare_rejects_shape_mismatch_and_malformed_coo() {
+    let c = compare_named("X", &Coo::new(vec![2, 2]), &Coo::new(vec![2, 3]), 0.0, 0.0);
+    assert!(!c.ok);
+    assert_eq!(c.first_mismatch.as_deref(), Some("X: shape mismatch: expected [2, 2], got [2, 3]"));
+    let mut bad = Coo::new(vec![2]);
+    bad.coords.push(5);
+    bad.vals.push(1.0);
+    let c = compare(&Coo::new(vec![2]), &bad, 0.0, 0.0);
+    assert!(!c.ok && c.first_mismatch.unwrap().contains("actual tensor is malformed"));
+    let scalar = coo(&[], &[(&[], 1.0)]);
+    let c = compare_named("s", &scalar, &Coo::new(vec![]), 0.0, 0.0);
+    assert_eq!(c.first_mismatch.as_deref(), Some("s(): expected 1, got 0"));
+}
+
+// ---- Size ---------------------------------------------------------------------------------
+
+/// A seeded random sparse matrix (local generator: keeps this crate's tests independent of the
+/// tensor crate's generator).
+fn random_matrix(n: usize, m: usize, density: f64, seed: u64) -> Coo {
+    let mut rng = Lcg(seed);
+    let mut c = Coo::new(vec![n, m]);
+    for i in 0..n {
+        for j in 0..m {
+            if rng.unit() < density {
+                c.push(&[i as u32, j as u32], 0.1 + rng.unit());
+            }
+        }
+    }
+    c
+}
+
+#[test]
+fn large_spmm_is_fast_enough() {
+    let n = 2000;
+    let src = "param N = 2000\ninput A[N,N] dcsr = random(density=0.01)\ninput B[N,N] dcsr = random(density=0.01)\noutput X[N,N] dcsr\nX(i,j) = A(i,k) * B(k,j)\n";
+    let p = program(src, &BTreeMap::new());
+    let mut inputs = BTreeMap::new();
+    for (name, seed) in [("A", 1), ("B", 2)] {
+        inputs.insert(name.to_string(), Tensor::from_coo(&random_matrix(n, n, 0.01, seed), &p.decl(name).unwrap().format).unwrap());
+    }
+    let start = std::time::Instant::now();
+    let out = evaluate(&p, &inputs).unwrap();
+    let took = start.elapsed();
+    // Spot-check one row against a direct computation.
+    let a = inputs["A"].to_dense();
+    let b = inputs["B"].to_dense();
+    let x = out["X"].to_dense();
+    for i in [0usize, 1234] {
+        for j in 0..n {
+            let want: f64 = (0..n).map(|k| a[i * n + k] * b[k * n + j]).sum();
+            assert!((x[i * n + j] - want).abs() <= 1e-12 * want.abs().max(1.0));
+        }
+    }
+    // Generous bound for unoptimised test builds; release builds take well under a second.
+    assert!(took.as_secs_f64() < 20.0, "took {took:?}");
+}
+
+// ---- Differential test against a naive dense evaluator ------------------------------------
+
+/// A tiny deterministic generator for test data.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+
+    fn unit(&mut self) -> f64 {
+        self.next() as f64 / (1u64 << 31) as f64
+    }
+}
+
+/// Dense row-major arrays by tensor name.
+type DenseVals = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
+
+/// Evaluates `e` at one assignment of the index variables by explicit loops.
+fn dense_eval(e: &Expr, env: &mut BTreeMap<String, usize>, sizes: &BTreeMap<String, usize>, vals: &DenseVals) -> f64 {
+    match e {
+        Expr::Access(a) => {
+            let (shape, data) = &vals[&a.tensor];
+            let mut flat = 0;
+            for (d, idx) in a.indices.iter().enumerate() {
+                flat = flat * shape[d] + env[idx];
+            }
+            data[flat]
+        }
+        Expr::Const(c) => *c,
+        Expr::Unary(op, a) => op.apply(dense_eval(a, env, sizes, vals)),
+        Expr::Binary(op, a, b) => {
+            let (x, y) = (dense_eval(a, env, sizes, vals), dense_eval(b, env, sizes, vals));
+            match op {
+                BinOp::Mul | BinOp::Div if x == 0.0 || y == 0.0 => 0.0,
+                _ => op.apply(x, y),
+            }
+        }
+        Expr::Reduce { op, index, body } => {
+            let mut acc = if *op == ReduceOp::Sum { 0.0 } else { f64::NEG_INFINITY };
+            for k in 0..sizes[index] {
+                env.insert(index.clone(), k);
+                let v = dense_eval(body, env, sizes, vals);
+                acc = if *op == ReduceOp::Sum { acc + v } else { acc.max(v) };
+            }
+            env.remove(index);
+            acc
+        }
+    }
+}
+
+/// Runs every statement of `p` densely.
+fn dense_program(p: &CheckedProgram, mut vals: DenseVals) -> DenseVals {
+    let mut out = DenseVals::new();
+    for (s, stmt) in p.stmts.iter().enumerate() {
+        let shape = p.decl(&stmt.lhs.tensor).unwrap().shape.clone();
+        let total: usize = shape.iter().product();
+        let mut data = vec![0.0; total];
+        for (flat, slot) in data.iter_mut().enumerate() {
+            let mut env = BTreeMap::new();
+            let mut rem = flat;
+            for d in (0..shape.len()).rev() {
+                env.insert(stmt.lhs.indices[d].clone(), rem % shape[d]);
+                rem /= shape[d];
+            }
+            *slot = dense_eval(&stmt.rhs, &mut env, &p.index_sizes[s], &vals);
+        }
+        vals.insert(stmt.lhs.tensor.clone(), (shape.clone(), data.clone()));
+        out.insert(stmt.lhs.tensor.clone(), (shape, data));
+    }
+    out
+}
+
+const TEMPLATES: &[&str] = &[
+    // SpMV
+    "input A[N,M] csr = random(density=0.5)\ninput x[M] sparse = random(density=0.5)\noutput y[N] dense\ny(i) = A(i,j) * x(j)\n",
+    // SpMM
+    "input A[N,K] dcsr = random(density=0.5)\ninput B[K,M] dcsc = random(density=0.5)\noutput X[N,M] dcsr\nX(i,j) = A(i,k) * B(k,j)\n",
+    // SDDMM
+    "input B[N,M] dcsr = random(density=0.5)\ninput C[N,K] dense\ninput D[K,M] dense\noutput X[N,M] dcsr\nX(i,j) = B(i,j) * C(i,k) * D(k,j)\n",
+    // Elementwise add / sub / max
+    "input A[N,M] dcsr = random(density=0.5)\ninput B[N,M] csr = random(density=0.5)\ninput C[N,M] dense\noutput X[N,M] dense\nX(i,j) = A(i,j) + B(i,j) - C(i,j) + max(A(i,j), C(i,j))\n",
+    // MTTKRP
+    "input B[N,K,L] csf = random(density=0.5)\ninput C[K,M] dense\ninput D[L,M] dense\noutput A[N,M] dense\nA(i,j) = B(i,k,l) * C(k,j) * D(l,j)\n",
+    // Linear layer with bias and ReLU
+    "input A[N,K] dcsr = random(density=0.5)\ninput W[K,M] dense order(1,0)\ninput b[M] sparse = random(density=0.5)\noutput Y[N,M] dense\nY(i,j) = relu(A(i,k) * W(k,j) + b(j))\n",
+    // Softmax pieces
+    "input A[N,M] dcsr = random(density=0.5)\ntemp m[N] dense\ntemp E[N,M] dense\ntemp s[N] dense\noutput Y[N,M] dense\nm(i) = maxr(j, A(i,j))\nE(i,j) = exp(A(i,j) - m(i))\ns(i) = E(i,j)\nY(i,j) = E(i,j) / s(i)\n",
+    // Layer norm pieces
+    "input x[N,M] dcsr = random(density=0.5)\ntemp mu[N] dense\ntemp var[N] dense\noutput y[N,M] dense\nmu(i) = x(i,d) / M\nvar(i) = sum(d, (x(i,d) - mu(i)) * (x(i,d) - mu(i))) / M\ny(i,d) = (x(i,d) - mu(i)) * rsqrt(var(i) + 0.00001)\n",
+    // (A·B)·C in one statement, a diagonal, scalars and a broadcast outer sum
+    "input A[N,K] dcsr = random(density=0.5)\ninput B[K,L] dcsr = random(density=0.5)\ninput C[L,M] dcsr = random(density=0.5)\ninput s[] dense\noutput X[N,M] dcsr\nX(i,l) = A(i,j) * B(j,k) * C(k,l) * s\n",
+    "input A[N,N] dcsr = random(density=0.5)\ninput u[N] sparse = random(density=0.5)\ninput v[M] sparse = random(density=0.5)\noutput t[] dense\noutput X[N,M] dense\nt = A(i,i) * 2 - A(i,j) * u(j)\nX(i,j) = sigmoid(u(i) - v(j)) * gelu(v(j)) + t\n",
+];
+
+/// Builds random inputs for `p` (per-tensor density from `densities`), runs both evaluators and
+/// compares every result.
+fn differential(template: usize, dims: [usize; 4], seed: u64, densities: &[f64]) {
+    let params: BTreeMap<String, i64> = ["N", "M", "K", "L"].iter().zip(dims).map(|(n, d)| (n.to_string(), d as i64)).collect();
+    let header: String = params.iter().map(|(n, d)| format!("param {n} = {d}\n")).collect();
+    let mut text = header + TEMPLATES[template];
+    // Parameters not used by this template would be "given but not declared": all are declared
+    // by the header, so that cannot happen.
+    text.push('\n');
+    let p = program(&text, &params);
+    let mut rng = Lcg(seed);
+    let mut dense = DenseVals::new();
+    let mut inputs = BTreeMap::new();
+    for (n, d) in p.decls.iter().filter(|d| d.role == Role::Input).enumerate() {
+        let density = densities[n % densities.len()];
+        let total: usize = d.shape.iter().product();
+        let data: Vec<f64> = (0..total)
+            .map(|_| {
+                let keep = rng.unit() < density;
+                let v = [-2.0, -1.0, -0.5, 0.5, 1.0, 1.5, 2.0, 3.0][(rng.next() % 8) as usize];
+                if keep {
+                    v
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        inputs.insert(d.name.clone(), Tensor::from_dense(&d.shape, &data, &d.format).unwrap());
+        dense.insert(d.name.clone(), (d.shape.clone(), data));
+    }
+    let want = dense_program(&p, dense);
+    let got = evaluate(&p, &inputs).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.len(), want.len());
+    for (name, (shape, data)) in &want {
+        let expected = Coo::from_dense(shape, data).unwrap();
+        let actual = &got[name];
+        // Results are sorted row-major, duplicate-free and without zeros.
+        for q in 1..actual.nnz() {
+            assert!(actual.coords(q - 1) < actual.coords(q), "{name} not sorted");
+        }
+        assert!(actual.vals.iter().all(|&v| v != 0.0), "{name} stores a zero");
+        let c = compare_named(name, &expected, actual, 1e-9, 1e-12);
+        assert!(c.ok, "template {template}, dims {dims:?}: {c}\n{}", fuseflow_ir::pretty(&p));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn evaluate_matches_dense_loops(
+        template in 0..TEMPLATES.len(),
+        dims in [1usize..=5, 1usize..=5, 1usize..=5, 1usize..=5],
+        seed in any::<u64>(),
+        densities in prop::collection::vec(prop::sample::select(&[0.0, 0.2, 0.5, 0.8, 1.0][..]), 1..4),
+    ) {
+        differential(template, dims, seed, &densities);
+    }
+}
+
+#[test]
+fn every_template_at_extreme_densities() {
+    for t in 0..TEMPLATES.len() {
+        for d in [0.0, 1.0] {
+            differential(t, [3, 4, 2, 5], 7, &[d]);
+            differential(t, [1, 1, 1, 1], 7, &[d]);
+        }
+    }
+}
