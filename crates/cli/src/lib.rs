@@ -170,8 +170,11 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
         let kernel = compile_statement(p, stmt, cfg)?;
         let tensor = p.stmts[stmt].lhs.tensor.clone();
         let t0 = Instant::now();
-        let sim = simulate(&kernel.graph, &tensors, &cfg.sim)
-            .map_err(|error| DriverError::Sim { stmt, tensor: tensor.clone(), error })?;
+        let sim = simulate(&kernel.graph, &tensors, &cfg.sim).map_err(|error| DriverError::Sim {
+            stmt,
+            tensor: tensor.clone(),
+            error,
+        })?;
         report.sim_seconds += t0.elapsed().as_secs_f64();
         let written = sim.outputs.get(&tensor).cloned().ok_or_else(|| DriverError::Tensor {
             tensor: tensor.clone(),
@@ -200,10 +203,9 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
             report.max_abs_error = report.max_abs_error.max(cmp.max_abs_error);
         }
         // Later statements read this result in its declared format.
-        let decl = p.decl(&tensor).ok_or_else(|| DriverError::Tensor {
-            tensor: tensor.clone(),
-            message: "not declared".into(),
-        })?;
+        let decl = p
+            .decl(&tensor)
+            .ok_or_else(|| DriverError::Tensor { tensor: tensor.clone(), message: "not declared".into() })?;
         let stored: Tensor = written
             .convert(&decl.format)
             .map_err(|e| DriverError::Tensor { tensor: tensor.clone(), message: e.to_string() })?;

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use fuseflow::{compile_statement, run, RunConfig};
 
 #[derive(Parser)]
-#[command(name = "fuseflow", version, about = "Compile sparse tensor programs to SAM dataflow graphs and simulate them")]
+#[command(
+    name = "fuseflow",
+    version,
+    about = "Compile sparse tensor programs to SAM dataflow graphs and simulate them"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -165,7 +169,11 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 let kinds: Vec<String> = r.primitives.iter().map(|(k, n)| format!("{k}={n}")).collect();
                 println!("primitives   {}", kinds.join(" "));
                 println!("max error    {:e}", r.max_abs_error);
-                println!("sim time     {:.3} s ({:.1} M tokens/s)", r.sim_seconds, r.tokens as f64 / r.sim_seconds.max(1e-12) / 1e6);
+                println!(
+                    "sim time     {:.3} s ({:.1} M tokens/s)",
+                    r.sim_seconds,
+                    r.tokens as f64 / r.sim_seconds.max(1e-12) / 1e6
+                );
                 println!("wall time    {:.3} s", r.wall_seconds);
                 println!(
                     "result       {}",

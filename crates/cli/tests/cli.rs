@@ -18,7 +18,11 @@ fn tmpdir(name: &str) -> PathBuf {
 /// Runs `fuseflow args...` and returns (exit code, stdout, stderr).
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = bin().args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 /// Asserts a clean failure whose single stderr line contains every `needle`.
@@ -47,7 +51,8 @@ fn run_prints_verified_summary_and_json() {
     let (code, out, err) = run(&["run", &example("spmm_gustavson.ff")]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("verified against the reference evaluator"), "{out}");
-    let (code, out, _) = run(&["run", &example("spmm_gustavson.ff"), "--json", "--order", "i,k,j", "--fifo-depth", "8"]);
+    let (code, out, _) =
+        run(&["run", &example("spmm_gustavson.ff"), "--json", "--order", "i,k,j", "--fifo-depth", "8"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     for key in ["cycles", "verified", "max_abs_error", "tokens", "wall_seconds"] {
@@ -136,9 +141,7 @@ fn malformed_data_files_fail_cleanly() {
         ("bad.npz", vec!["bad.npz"]),
         ("tdir", vec!["tensor_A_mode_0_crd:2"]),
     ] {
-        let prog = format!(
-            "input A[4,4] dcsr = file(\"{file}\")\noutput X[4,4] dcsr\nX(i,j) = A(i,j) * A(i,j)\n"
-        );
+        let prog = format!("input A[4,4] dcsr = file(\"{file}\")\noutput X[4,4] dcsr\nX(i,j) = A(i,j) * A(i,j)\n");
         let p = write(&d, &format!("prog_{}.ff", file.replace('.', "_")), &prog);
         fails_with(&["run", &p], &needles);
     }

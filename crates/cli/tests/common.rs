@@ -19,7 +19,12 @@ pub fn parse(src: &str) -> CheckedProgram {
 
 /// Runs `p` under every legal order of its single statement with the given channel capacity,
 /// asserting that each run verifies; returns the orders tried.
-pub fn run_all_orders(p: &CheckedProgram, base: &Path, capacity: Option<usize>, seed: u64) -> Vec<(Vec<String>, RunReport)> {
+pub fn run_all_orders(
+    p: &CheckedProgram,
+    base: &Path,
+    capacity: Option<usize>,
+    seed: u64,
+) -> Vec<(Vec<String>, RunReport)> {
     let orders = legal_orders(p, 0, 1000, &LowerOptions::default()).unwrap_or_else(|e| panic!("{e}"));
     assert!(!orders.is_empty());
     let mut out = Vec::new();

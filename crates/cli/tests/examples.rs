@@ -28,9 +28,17 @@ fn all_examples_all_orders_verify() {
         }
     }
     names.sort();
-    for required in
-        ["add.ff", "elemmul.ff", "mttkrp.ff", "sddmm.ff", "spmm_gustavson.ff", "spmm_inner.ff", "spmm_outer.ff", "spmv.ff", "ttm.ff"]
-    {
+    for required in [
+        "add.ff",
+        "elemmul.ff",
+        "mttkrp.ff",
+        "sddmm.ff",
+        "spmm_gustavson.ff",
+        "spmm_inner.ff",
+        "spmm_outer.ff",
+        "spmv.ff",
+        "ttm.ff",
+    ] {
         assert!(names.iter().any(|n| n == required), "missing example {required}");
     }
     assert!(n_runs >= 27, "only {n_runs} runs");
@@ -46,7 +54,8 @@ fn spmm_orders_match_their_names() {
         ("spmm_outer.ff", "k,i,j", "spacc2"),
     ] {
         let p = example(file);
-        let cfg = fuseflow::RunConfig { order: Some(order.split(',').map(String::from).collect()), ..Default::default() };
+        let cfg =
+            fuseflow::RunConfig { order: Some(order.split(',').map(String::from).collect()), ..Default::default() };
         let k = fuseflow::compile_statement(&p, 0, &cfg).unwrap();
         let text = k.graph.to_text();
         assert!(text.contains(kind), "{file} {order}: no {kind} in\n{text}");

@@ -173,7 +173,9 @@ fn hoist_sums(e: &Expr) -> Expr {
     match e {
         Expr::Access(_) | Expr::Const(_) => e.clone(),
         Expr::Unary(op, x) => Expr::Unary(*op, Box::new(hoist_sums(x))),
-        Expr::Reduce { op, index, body } => Expr::Reduce { op: *op, index: index.clone(), body: Box::new(hoist_sums(body)) },
+        Expr::Reduce { op, index, body } => {
+            Expr::Reduce { op: *op, index: index.clone(), body: Box::new(hoist_sums(body)) }
+        }
         Expr::Binary(op, a, b) => {
             let a = hoist_sums(a);
             let b = hoist_sums(b);
@@ -207,13 +209,11 @@ impl Tree {
                 continue;
             }
             let mut chain = vec![n];
-            loop {
-                let Kind::Reduce { child, .. } = self.nodes[*chain.last().unwrap()].kind else { break };
-                if is_sum(self, child) {
-                    chain.push(child);
-                } else {
+            while let Kind::Reduce { child, .. } = self.nodes[*chain.last().unwrap()].kind {
+                if !is_sum(self, child) {
                     break;
                 }
+                chain.push(child);
             }
             if chain.len() < 2 {
                 continue;

@@ -73,7 +73,6 @@ struct Lowerer<'a> {
     t: &'a Tree,
     g: Graph,
     pos: Vec<usize>,
-    order: Vec<Var>,
     /// Space of every node, sorted by order position.
     space: Vec<Vec<Var>>,
     iter_memo: HashMap<(Nid, Var), Option<Iter>>,
@@ -231,8 +230,11 @@ impl<'a> Lowerer<'a> {
             }
         }
         let sym = if kind == JoinKind::Intersect { "intersect" } else { "union" };
-        let outs =
-            self.g.add(Op::Join { kind, payloads, index: self.name(v).to_string() }, &ins, format!("{sym}_{}", self.name(v)));
+        let outs = self.g.add(
+            Op::Join { kind, payloads, index: self.name(v).to_string() },
+            &ins,
+            format!("{sym}_{}", self.name(v)),
+        );
         Ok(Iter {
             crd: outs[0],
             payloads: keys.into_iter().zip(outs[1..].iter().copied()).collect(),
@@ -250,9 +252,18 @@ impl<'a> Lowerer<'a> {
         // the driving coordinates and located.
         let parent = self.prev_stream(Key::Leaf(leaf), v)?;
         let sig = self.repsig(rest.crd);
-        let rep = self.g.add(Op::Repeat { index: self.name(v).to_string() }, &[parent, sig], format!("{tensor}_rep_{}", self.name(v)))[0];
+        let rep = self.g.add(
+            Op::Repeat { index: self.name(v).to_string() },
+            &[parent, sig],
+            format!("{tensor}_rep_{}", self.name(v)),
+        )[0];
         let r = self.g.add(
-            Op::Locate { tensor: tensor.clone(), level: level as u32, size: size as u32, index: self.name(v).to_string() },
+            Op::Locate {
+                tensor: tensor.clone(),
+                level: level as u32,
+                size: size as u32,
+                index: self.name(v).to_string(),
+            },
             &[rest.crd, rep],
             format!("{tensor}_loc_{}", self.name(v)),
         )[0];
@@ -264,7 +275,8 @@ impl<'a> Lowerer<'a> {
     fn range(&mut self, n: Nid, v: Var) -> Res<Iter> {
         let prev = self.prev_stream(Key::Range(n, v), v)?;
         let size = self.t.var_sizes[v] as u32;
-        let outs = self.g.add(Op::Range { size, index: self.name(v).to_string() }, &[prev], format!("range_{}", self.name(v)));
+        let outs =
+            self.g.add(Op::Range { size, index: self.name(v).to_string() }, &[prev], format!("range_{}", self.name(v)));
         Ok(Iter { crd: outs[0], payloads: vec![], filterable: true, dense_leaf: None })
     }
 
@@ -286,7 +298,12 @@ impl<'a> Lowerer<'a> {
                     };
                     let outs = self.g.add(op, &[prev], format!("{}_{}", l.tensor, self.name(v)));
                     let dense = (l.formats[level] == LevelFormat::Dense).then_some((n, level));
-                    Some(Iter { crd: outs[0], payloads: vec![(Key::Leaf(n), outs[1])], filterable: true, dense_leaf: dense })
+                    Some(Iter {
+                        crd: outs[0],
+                        payloads: vec![(Key::Leaf(n), outs[1])],
+                        filterable: true,
+                        dense_leaf: dense,
+                    })
                 }
                 None => None,
             },
@@ -377,7 +394,9 @@ impl<'a> Lowerer<'a> {
             }
             let mut ins = vec![self.iter(child, r)?.expect("child drives r").crd];
             for &w in &after {
-                ins.push(self.iter(child, w)?.ok_or_else(|| format!("internal: no iteration at {}", self.name(w)))?.crd);
+                ins.push(
+                    self.iter(child, w)?.ok_or_else(|| format!("internal: no iteration at {}", self.name(w)))?.crd,
+                );
             }
             ins.push(val);
             let order = after.len() as u8;
@@ -558,7 +577,6 @@ fn lower_tree(t: &Tree, order: &[Var], opts: &LowerOptions, name: &str) -> Res<G
         t,
         g: Graph::new(name),
         pos,
-        order: order.to_vec(),
         space,
         iter_memo: HashMap::new(),
         stream_memo: HashMap::new(),
@@ -574,27 +592,28 @@ fn lower_tree(t: &Tree, order: &[Var], opts: &LowerOptions, name: &str) -> Res<G
         let it = lw.iter(root, v)?.ok_or_else(|| format!("output index {} is not iterated", lw.name(v)))?;
         crds.push(it.crd);
     }
-    let mut vals = lw.value(root)?;
+    let vals = lw.value(root)?;
     if lw.opts.crddrop && crds.len() >= 2 {
-        // Innermost pair first, so a dropped inner fiber can empty an outer one.
-        let mut inner_is_vals = true;
-        let _ = &mut inner_is_vals;
+        // Innermost pair first, so a dropped inner fiber can empty an outer one. The value
+        // stream keeps its shape: dropped fibers hold no values.
         for l in (0..crds.len() - 1).rev() {
             if t.out.formats[l] != LevelFormat::Compressed {
                 break;
             }
-            let outs = lw.g.add(Op::CrdDrop, &[crds[l], crds[l + 1]], format!("crddrop_{}", t.var_names[t.out.level_vars[l]]));
+            let outs =
+                lw.g.add(Op::CrdDrop, &[crds[l], crds[l + 1]], format!("crddrop_{}", t.var_names[t.out.level_vars[l]]));
             crds[l] = outs[0];
             crds[l + 1] = outs[1];
         }
-        // The value stream keeps its shape: dropped fibers hold no values.
-        let _ = &mut vals;
     }
     for (l, &c) in crds.iter().enumerate() {
-        lw.g.add(Op::LevelWrite { tensor: t.out.tensor.clone(), level: l as u32 }, &[c], format!("{}_w{l}", t.out.tensor));
+        lw.g.add(
+            Op::LevelWrite { tensor: t.out.tensor.clone(), level: l as u32 },
+            &[c],
+            format!("{}_w{l}", t.out.tensor),
+        );
     }
     lw.g.add(Op::ValWrite { tensor: t.out.tensor.clone() }, &[vals], format!("{}_wvals", t.out.tensor));
-    let _ = &lw.order;
     let mut g = lw.g;
     g.prune();
     // Bindings.

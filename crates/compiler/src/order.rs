@@ -41,7 +41,7 @@ pub fn legal_orders(
     })?;
     let t = &trees.factored;
     let n = t.var_names.len();
-    let arcs = arcs(&t);
+    let arcs = arcs(t);
     let mut result = Vec::new();
     let mut first_error: Option<String> = None;
     let mut cur = Vec::with_capacity(n);

@@ -152,7 +152,8 @@ impl Graph {
         let mut outs = Vec::with_capacity(out_kinds.len());
         for (port, kind) in out_kinds.into_iter().enumerate() {
             let sid = StreamId(self.streams.len() as u32);
-            let name = if label.is_empty() { port_names[port].clone() } else { format!("{label}.{}", port_names[port]) };
+            let name =
+                if label.is_empty() { port_names[port].clone() } else { format!("{label}.{}", port_names[port]) };
             self.streams.push(Stream { kind, name, producer: (id, port as u8), consumers: Vec::new() });
             outs.push(sid);
         }

@@ -78,10 +78,32 @@ impl ScalarOp {
         match self {
             ScalarOp::Add => a + b,
             ScalarOp::Sub => a - b,
-            ScalarOp::Mul => a * b,
-            ScalarOp::Div => a / b,
+            ScalarOp::Mul => mul(a, b),
+            ScalarOp::Div => div(a, b),
             ScalarOp::Max => a.max(b),
         }
+    }
+}
+
+/// Multiplication with zero absorbing (0·∞ = 0), matching sparse semantics where an absent
+/// operand annihilates the product.
+#[inline]
+pub fn mul(a: f64, b: f64) -> f64 {
+    if a == 0.0 || b == 0.0 {
+        0.0
+    } else {
+        a * b
+    }
+}
+
+/// Division defined only where both operands are nonzero (0 elsewhere), the program
+/// semantics of `/` (see ARCHITECTURE.md).
+#[inline]
+pub fn div(a: f64, b: f64) -> f64 {
+    if a == 0.0 || b == 0.0 {
+        0.0
+    } else {
+        a / b
     }
 }
 
@@ -100,8 +122,8 @@ impl AluOp {
         match self {
             AluOp::Add => a + b,
             AluOp::Sub => a - b,
-            AluOp::Mul => a * b,
-            AluOp::Div => a / b,
+            AluOp::Mul => mul(a, b),
+            AluOp::Div => div(a, b),
             AluOp::Max => a.max(b),
             _ => self.apply1(a),
         }

@@ -226,11 +226,15 @@ impl StmtCx<'_> {
                 if lhs.contains(index) {
                     return Err(self.err(
                         span,
-                        format!("{f}({index}, ...) reduces index {index}, which also appears on the left-hand side of {x}"),
+                        format!(
+                            "{f}({index}, ...) reduces index {index}, which also appears on the left-hand side of {x}"
+                        ),
                     ));
                 }
                 if w.bound.iter().any(|(k, _)| k == index) {
-                    return Err(self.err(span, format!("index {index} is reduced twice (nested {f} over the same index)")));
+                    return Err(
+                        self.err(span, format!("index {index} is reduced twice (nested {f} over the same index)"))
+                    );
                 }
                 w.bound.push((index.clone(), 0));
                 self.walk(body, lhs, x, w, stmt_span)?;
@@ -275,9 +279,9 @@ impl StmtCx<'_> {
                     return Err(self.err(
                         a.span,
                         format!(
-                            "index {idx} is used with two sizes: {} ({} dimension {}) and {size} ({name} dimension {d})",
-                            o.size, o.tensor, o.dim
-                        ),
+                        "index {idx} is used with two sizes: {} ({} dimension {}) and {size} ({name} dimension {d})",
+                        o.size, o.tensor, o.dim
+                    ),
                     ))
                 }
                 Some(_) => {}
@@ -365,7 +369,12 @@ fn place_reductions(e: Expr, pending: &BTreeMap<String, (usize, usize)>) -> (Exp
 /// Validates fusion groups: statement indices in range, no statement in two groups, and every
 /// group convex in the dependency order (no outside statement both depends on a member and is
 /// depended on by a member).
-fn check_groups(file: &str, groups: &[Vec<usize>], stmts: &[Stmt], assigned: &BTreeMap<&str, usize>) -> Result<(), IrError> {
+fn check_groups(
+    file: &str,
+    groups: &[Vec<usize>],
+    stmts: &[Stmt],
+    assigned: &BTreeMap<&str, usize>,
+) -> Result<(), IrError> {
     if groups.is_empty() {
         return Ok(());
     }

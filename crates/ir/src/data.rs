@@ -80,7 +80,11 @@ pub fn load_inputs(p: &CheckedProgram, base_dir: &Path, run_seed: u64) -> Result
                 if coo.shape != d.shape {
                     return Err(DataError::Shape { tensor, file, file_shape: coo.shape, declared: d.shape.clone() });
                 }
-                Tensor::from_coo(&coo, &d.format).map_err(|source| DataError::Tensor { tensor, origin: file, source })?
+                Tensor::from_coo(&coo, &d.format).map_err(|source| DataError::Tensor {
+                    tensor,
+                    origin: file,
+                    source,
+                })?
             }
         };
         out.insert(d.name.clone(), t);

@@ -7,6 +7,8 @@
 //! with every reduction explicit), [`load`] (both, from a file), [`pretty`] (back to text) and
 //! [`load_inputs`] (the declared input tensors).
 
+#![warn(missing_docs)]
+
 pub mod ast;
 mod check;
 mod data;

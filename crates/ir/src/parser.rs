@@ -61,7 +61,8 @@ fn unary_op(name: &str) -> Option<UnaryOp> {
 /// Parses program text. `file` is used in error messages; `params` overrides the values of
 /// `param` lines (naming a parameter the program does not declare is an error).
 pub fn parse(src: &str, file: &str, params: &BTreeMap<String, i64>) -> Result<Program, IrError> {
-    let mut st = State { overrides: params, params: BTreeMap::new(), decls: Vec::new(), stmts: Vec::new(), groups: Vec::new() };
+    let mut st =
+        State { overrides: params, params: BTreeMap::new(), decls: Vec::new(), stmts: Vec::new(), groups: Vec::new() };
     for (n, text) in src.lines().enumerate() {
         let line_no = u32::try_from(n + 1).unwrap_or(u32::MAX);
         let (toks, end_col) = lex_line(file, line_no, text)?;
@@ -73,7 +74,10 @@ pub fn parse(src: &str, file: &str, params: &BTreeMap<String, i64>) -> Result<Pr
     }
     for name in params.keys() {
         if !st.params.contains_key(name) {
-            return Err(IrError::whole_file(file, format!("parameter {name} is given but not declared by a `param` line")));
+            return Err(IrError::whole_file(
+                file,
+                format!("parameter {name} is given but not declared by a `param` line"),
+            ));
         }
     }
     let n_stmts = st.stmts.len();
@@ -81,10 +85,15 @@ pub fn parse(src: &str, file: &str, params: &BTreeMap<String, i64>) -> Result<Pr
     for (g, (group, span)) in st.groups.iter().enumerate() {
         for &s in group {
             if s >= n_stmts {
-                return Err(IrError::at(file, *span, format!("fuse: statement {s} does not exist (the program has {n_stmts} statements)")));
+                return Err(IrError::at(
+                    file,
+                    *span,
+                    format!("fuse: statement {s} does not exist (the program has {n_stmts} statements)"),
+                ));
             }
             if let Some(prev) = owner.insert(s, g) {
-                let what = if prev == g { "twice in one group".to_string() } else { "in two fusion groups".to_string() };
+                let what =
+                    if prev == g { "twice in one group".to_string() } else { "in two fusion groups".to_string() };
                 return Err(IrError::at(file, *span, format!("fuse: statement {s} is {what}")));
             }
         }
@@ -201,10 +210,15 @@ impl State<'_> {
                 if format.levels.iter().all(|l| *l == LevelFormat::Dense) {
                     Some(Source::Random { density: 1.0, seed: None })
                 } else {
-                    return Err(p.err_at(name_span, format!("input {name} needs a data source (`= random(density=...)` or `= file(\"...\")`)")));
+                    return Err(p.err_at(
+                        name_span,
+                        format!("input {name} needs a data source (`= random(density=...)` or `= file(\"...\")`)"),
+                    ));
                 }
             }
-            (_, Some(_)) => return Err(p.err_at(name_span, format!("only inputs take a data source, but {name} is not an input"))),
+            (_, Some(_)) => {
+                return Err(p.err_at(name_span, format!("only inputs take a data source, but {name} is not an input")))
+            }
             (_, None) => None,
         };
         self.decls.push(TensorDecl { name, shape, format, role, source, span });
@@ -216,11 +230,20 @@ impl State<'_> {
         let v: i64 = match p.next() {
             Some(Tok::Num(s)) => match s.parse::<u64>() {
                 Ok(v) => i64::try_from(v).unwrap_or(i64::MAX),
-                Err(_) => return Err(p.err_at(span, format!("dimension of {tensor} must be a positive integer, not {s}"))),
+                Err(_) => {
+                    return Err(p.err_at(span, format!("dimension of {tensor} must be a positive integer, not {s}")))
+                }
             },
             Some(Tok::Ident(s)) => match self.params.get(&s) {
                 Some(&v) => v,
-                None => return Err(p.err_at(span, format!("unknown parameter {s} in the shape of {tensor} (declare it with `param {s} = ...` first)"))),
+                None => {
+                    return Err(p.err_at(
+                        span,
+                        format!(
+                            "unknown parameter {s} in the shape of {tensor} (declare it with `param {s} = ...` first)"
+                        ),
+                    ))
+                }
             },
             other => return Err(p.unexpected(span, other, "a dimension (integer or parameter name)")),
         };
@@ -244,7 +267,12 @@ fn parse_format(p: &mut LineParser, name: &str, rank: usize) -> Result<Format, I
                     levels.push(match lv.to_ascii_lowercase().as_str() {
                         "dense" | "d" => D,
                         "compressed" | "c" => C,
-                        _ => return Err(p.err_at(lspan, format!("unknown level format `{lv}` for {name} (expected dense, compressed, d or c)"))),
+                        _ => {
+                            return Err(p.err_at(
+                                lspan,
+                                format!("unknown level format `{lv}` for {name} (expected dense, compressed, d or c)"),
+                            ))
+                        }
                     });
                     if p.eat_sym(')') {
                         break;
@@ -253,7 +281,9 @@ fn parse_format(p: &mut LineParser, name: &str, rank: usize) -> Result<Format, I
                 }
             }
             if levels.len() != rank {
-                return Err(p.err_at(span, format!("format of {name} has {} levels but {name} has rank {rank}", levels.len())));
+                return Err(
+                    p.err_at(span, format!("format of {name} has {} levels but {name} has rank {rank}", levels.len()))
+                );
             }
             (levels, (0..rank).collect())
         }
@@ -307,10 +337,14 @@ fn parse_format(p: &mut LineParser, name: &str, rank: usize) -> Result<Format, I
             }
         }
         if order.len() != rank {
-            return Err(p.err_at(ospan, format!("order(...) of {name} has {} entries but {name} has rank {rank}", order.len())));
+            return Err(p.err_at(
+                ospan,
+                format!("order(...) of {name} has {} entries but {name} has rank {rank}", order.len()),
+            ));
         }
         let text = order.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",");
-        return Format::new(levels, order).map_err(|_| p.err_at(ospan, format!("order({text}) of {name} is not a permutation of 0..{rank}")));
+        return Format::new(levels, order)
+            .map_err(|_| p.err_at(ospan, format!("order({text}) of {name} is not a permutation of 0..{rank}")));
     }
     Ok(Format { levels, mode_order: order })
 }
@@ -336,8 +370,15 @@ fn parse_source(p: &mut LineParser, name: &str) -> Result<Source, IrError> {
                             density = Some(v);
                         }
                         "seed" if seed.is_none() => seed = Some(p.uint("an integer seed")?.0),
-                        "density" | "seed" => return Err(p.err_at(kspan, format!("random(...) of {name}: {key} given twice"))),
-                        _ => return Err(p.err_at(kspan, format!("random(...) of {name}: unknown argument `{key}` (expected density or seed)"))),
+                        "density" | "seed" => {
+                            return Err(p.err_at(kspan, format!("random(...) of {name}: {key} given twice")))
+                        }
+                        _ => {
+                            return Err(p.err_at(
+                                kspan,
+                                format!("random(...) of {name}: unknown argument `{key}` (expected density or seed)"),
+                            ))
+                        }
                     }
                     if p.eat_sym(')') {
                         break;
@@ -357,7 +398,9 @@ fn parse_source(p: &mut LineParser, name: &str) -> Result<Source, IrError> {
             p.sym(')', "`)`")?;
             Ok(Source::File { path: PathBuf::from(path) })
         }
-        _ => Err(p.err_at(span, format!("unknown data source `{kind}` for {name} (expected random(...) or file(\"...\"))"))),
+        _ => Err(
+            p.err_at(span, format!("unknown data source `{kind}` for {name} (expected random(...) or file(\"...\"))"))
+        ),
     }
 }
 
@@ -563,7 +606,8 @@ impl LineParser<'_> {
                     }
                     "sum" | "maxr" => {
                         let op = if name == "sum" { ReduceOp::Sum } else { ReduceOp::Max };
-                        let (index, _) = self.ident(&format!("the reduced index variable as the first argument of {name}"))?;
+                        let (index, _) =
+                            self.ident(&format!("the reduced index variable as the first argument of {name}"))?;
                         self.sym(',', &format!("`,` ({name} takes an index and an expression)"))?;
                         let (body, d) = self.expr(depth + 1)?;
                         (Expr::Reduce { op, index, body: Box::new(body) }, d + 1)

@@ -173,6 +173,11 @@ y(i) = A(i,j) * x(j)
     assert!(e.starts_with("t.ein:3:9: ") && e.contains("A") && e.contains("got 0"), "{e}");
 
     assert_err("input A[K] dense\n", 1, 9, &["unknown parameter K", "A"]);
+    // A bare parameter name in an expression is its value.
+    let p = ok("param D = 8\ninput x[D] dense\noutput y[D] dense\ny(i) = x(i) / D - D\n");
+    assert_eq!(pretty_expr(&p.stmts[0].rhs), "x(i) / 8 - 8");
+    assert_err("param A = 2\ninput A[2] dense\n", 2, 7, &["`A` is a parameter and cannot name a tensor"]);
+    assert_err("input A[2] dense\nparam A = 2\n", 2, 7, &["parameter A has the name of a tensor"]);
     assert_err("param N = 2\nparam N = 3\n", 2, 7, &["parameter N is declared twice"]);
 }
 
@@ -345,7 +350,10 @@ Y(i,j) = E(i,j) / s(i)
 ";
     let p = ok(src);
     let printed: Vec<String> = p.stmts.iter().map(pretty_stmt).collect();
-    assert_eq!(printed, ["m(i) = maxr(j, A(i,j))", "E(i,j) = exp(A(i,j) - m(i))", "s(i) = sum(j, E(i,j))", "Y(i,j) = E(i,j) / s(i)"]);
+    assert_eq!(
+        printed,
+        ["m(i) = maxr(j, A(i,j))", "E(i,j) = exp(A(i,j) - m(i))", "s(i) = sum(j, E(i,j))", "Y(i,j) = E(i,j) / s(i)"]
+    );
 }
 
 // ---- One test per error class -------------------------------------------------------------
@@ -369,7 +377,12 @@ fn error_declared_twice() {
 
 #[test]
 fn error_arity() {
-    assert_err(&format!("{DECLS}X(i,j) = A(i,k,l) * B(k,j)\n"), 4, 10, &["A has rank 2 but is accessed with 3 indices"]);
+    assert_err(
+        &format!("{DECLS}X(i,j) = A(i,k,l) * B(k,j)\n"),
+        4,
+        10,
+        &["A has rank 2 but is accessed with 3 indices"],
+    );
     assert_err(&format!("{DECLS}X(i) = A(i,k)\n"), 4, 1, &["X has rank 2 but is accessed with 1 indices"]);
 }
 
@@ -448,7 +461,12 @@ fn error_explicit_reduction_misuse() {
 fn error_bad_formats() {
     assert_err("input A[2,3,4] csr = random(density=0.5)\n", 1, 16, &["format csr needs rank 2", "A has rank 3"]);
     assert_err("input A[2,3] (dense) = random(density=0.5)\n", 1, 14, &["format of A has 1 levels", "rank 2"]);
-    assert_err("input A[2,3] dcsr order(0,0) = random(density=0.5)\n", 1, 19, &["order(0,0) of A is not a permutation"]);
+    assert_err(
+        "input A[2,3] dcsr order(0,0) = random(density=0.5)\n",
+        1,
+        19,
+        &["order(0,0) of A is not a permutation"],
+    );
     assert_err("input A[2,3] dcsr order(0) = random(density=0.5)\n", 1, 19, &["order(...) of A has 1 entries"]);
     assert_err("input A[2,3] blocked = random(density=0.5)\n", 1, 14, &["unknown format `blocked` for A"]);
     assert_err("input A[2,3] (dense, hashed) = random(density=0.5)\n", 1, 22, &["unknown level format `hashed` for A"]);
@@ -503,7 +521,10 @@ fn load_reads_a_file_and_names_unreadable_paths() {
     assert_eq!(p.file, path.display().to_string());
     let e = load(&dir.join("missing.ein"), &no_params()).unwrap_err();
     assert_eq!(e.line, 0);
-    assert!(e.to_string().starts_with(&format!("{}: cannot read program file", dir.join("missing.ein").display())), "{e}");
+    assert!(
+        e.to_string().starts_with(&format!("{}: cannot read program file", dir.join("missing.ein").display())),
+        "{e}"
+    );
     std::fs::write(&path, "input A[2] dcsr\n").unwrap();
     let e = load(&path, &no_params()).unwrap_err();
     assert!(e.to_string().starts_with(&format!("{}:1:7: input A needs", path.display())), "{e}");
@@ -573,7 +594,10 @@ fn assert_round_trip(p: &CheckedProgram) {
     assert_eq!(q.index_sizes, p.index_sizes);
     assert_eq!(q.groups, p.groups);
     for (a, b) in p.decls.iter().zip(&q.decls) {
-        assert_eq!((&a.name, &a.shape, &a.format, a.role, &a.source), (&b.name, &b.shape, &b.format, b.role, &b.source));
+        assert_eq!(
+            (&a.name, &a.shape, &a.format, a.role, &a.source),
+            (&b.name, &b.shape, &b.format, b.role, &b.source)
+        );
     }
     for (a, b) in p.stmts.iter().zip(&q.stmts) {
         assert_eq!(pretty_stmt(a), pretty_stmt(b));
@@ -646,9 +670,55 @@ fn pretty_prints_awkward_constants() {
 // ---- Fuzzing ------------------------------------------------------------------------------
 
 const FRAGMENTS: &[&str] = &[
-    "input", "output", "temp", "param", "fuse", "A", "B", "x", "i", "j", "k", "N", "[", "]", "(", ")", ",", "=", "+",
-    "-", "*", "/", "3", "0", "0.5", "1e-5", "dense", "dcsr", "csr", "csc", "order", "random", "density", "seed",
-    "file", "\"a.mtx\"", "sum", "maxr", "max", "exp", "relu", "#", "\n", "\n", "\n", " ", "0-2", "s", "\"",
+    "input",
+    "output",
+    "temp",
+    "param",
+    "fuse",
+    "A",
+    "B",
+    "x",
+    "i",
+    "j",
+    "k",
+    "N",
+    "[",
+    "]",
+    "(",
+    ")",
+    ",",
+    "=",
+    "+",
+    "-",
+    "*",
+    "/",
+    "3",
+    "0",
+    "0.5",
+    "1e-5",
+    "dense",
+    "dcsr",
+    "csr",
+    "csc",
+    "order",
+    "random",
+    "density",
+    "seed",
+    "file",
+    "\"a.mtx\"",
+    "sum",
+    "maxr",
+    "max",
+    "exp",
+    "relu",
+    "#",
+    "\n",
+    "\n",
+    "\n",
+    " ",
+    "0-2",
+    "s",
+    "\"",
 ];
 
 fn fuzz_one(src: &str) {

@@ -1,5 +1,5 @@
 //! Times the reference evaluator on a few larger kernels:
-//! `cargo run --release -p fuseflow-reference --example eval_timing`.
+//! `cargo run --release -p fuseflow-reference --example eval_timing [NAME-FILTER]`.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -14,7 +14,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("SDDMM 2000^2 at 1%, K=64", "param N = 2000\ninput B[N,N] dcsr = random(density=0.01)\ninput C[N,64] dense\ninput D[64,N] dense\noutput X[N,N] dcsr\nX(i,j) = B(i,j) * C(i,k) * D(k,j)\n"),
         ("Softmax 1000^2 at 1%", "param N = 1000\ninput A[N,N] dcsr = random(density=0.01)\ntemp m[N] dense\ntemp E[N,N] dense\ntemp s[N] dense\noutput Y[N,N] dense\nm(i) = maxr(j, A(i,j))\nE(i,j) = exp(A(i,j) - m(i))\ns(i) = E(i,j)\nY(i,j) = E(i,j) / s(i)\n"),
     ];
-    for (name, src) in cases {
+    let filter = std::env::args().nth(1).unwrap_or_default();
+    for (name, src) in cases.into_iter().filter(|c| c.0.contains(&filter)) {
         let p = check(parse(src, name, &BTreeMap::new())?)?;
         let inputs = fuseflow_ir::load_inputs(&p, std::path::Path::new("."), 1)?;
         let nnz: usize = p.decls.iter().filter(|d| d.role == Role::Input).map(|d| inputs[&d.name].to_coo().nnz()).sum();

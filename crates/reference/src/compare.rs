@@ -64,8 +64,7 @@ pub fn compare_named(name: &str, expected: &Coo, actual: &Coo, rel_tol: f64, abs
     }
     let e_pts = merged(expected);
     let a_pts = merged(actual);
-    let mut res =
-        Comparison { max_abs_error: 0.0, max_rel_error: 0.0, mismatches: 0, first_mismatch: None, ok: true };
+    let mut res = Comparison { max_abs_error: 0.0, max_rel_error: 0.0, mismatches: 0, first_mismatch: None, ok: true };
     let (mut i, mut j) = (0, 0);
     while i < e_pts.len() || j < a_pts.len() {
         let ord = match (e_pts.get(i), a_pts.get(j)) {

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use fuseflow_ir::{BinOp, CheckedProgram, Expr, ReduceOp, Role, Stmt};
 use fuseflow_tensor::{Coo, Tensor};
 
-use crate::relation::{merge_union, normalize_sum, Layout, Point, Projector, Relation, SumAccumulator, MAX_DENSE_POINTS};
+use crate::relation::{
+    merge_union, normalize_sum, Layout, Point, Projector, Relation, SumAccumulator, MAX_DENSE_POINTS,
+};
 use crate::EvalError;
 
 /// Evaluates every statement of `p` in order and returns the value of every statement's
@@ -34,17 +36,19 @@ pub fn evaluate(p: &CheckedProgram, inputs: &BTreeMap<String, Tensor>) -> Result
     for d in p.decls.iter().filter(|d| d.role == Role::Input) {
         let t = inputs.get(&d.name).ok_or_else(|| EvalError::MissingInput { tensor: d.name.clone() })?;
         if t.shape != d.shape {
-            return Err(EvalError::InputShape { tensor: d.name.clone(), expected: d.shape.clone(), actual: t.shape.clone() });
+            return Err(EvalError::InputShape {
+                tensor: d.name.clone(),
+                expected: d.shape.clone(),
+                actual: t.shape.clone(),
+            });
         }
         t.validate().map_err(|source| EvalError::InvalidInput { tensor: d.name.clone(), source })?;
         values.insert(d.name.clone(), t.to_coo());
     }
     let mut out = BTreeMap::new();
     for (s, stmt) in p.stmts.iter().enumerate() {
-        let sizes = p
-            .index_sizes
-            .get(s)
-            .ok_or_else(|| EvalError::Malformed(format!("no index sizes for statement {s}")))?;
+        let sizes =
+            p.index_sizes.get(s).ok_or_else(|| EvalError::Malformed(format!("no index sizes for statement {s}")))?;
         let shape = p
             .decl(&stmt.lhs.tensor)
             .ok_or_else(|| EvalError::Malformed(format!("{} is not declared", stmt.lhs.tensor)))?
@@ -112,7 +116,8 @@ impl Cx<'_> {
     /// The points of `r` re-keyed into `to` (a superset of its variables) and repeated over the
     /// full range of the variables `missing` (positions in `to`), sorted.
     fn expand(&self, r: &Relation, to: &Layout, missing: &[usize], what: &str) -> Result<Vec<Point>, EvalError> {
-        let fits = to.dense_points(missing).is_some_and(|m| m.saturating_mul(r.points.len() as u128) <= MAX_DENSE_POINTS);
+        let fits =
+            to.dense_points(missing).is_some_and(|m| m.saturating_mul(r.points.len() as u128) <= MAX_DENSE_POINTS);
         if !fits {
             return Err(self.too_large(what));
         }
@@ -314,7 +319,8 @@ impl Cx<'_> {
             }
             return Ok(r);
         };
-        let rest: Vec<String> = body.layout.vars.iter().enumerate().filter(|&(v, _)| v != k).map(|(_, n)| n.clone()).collect();
+        let rest: Vec<String> =
+            body.layout.vars.iter().enumerate().filter(|&(v, _)| v != k).map(|(_, n)| n.clone()).collect();
         let out = self.layout(rest)?;
         let proj = Projector::new(&body.layout, &out);
         let points = match op {

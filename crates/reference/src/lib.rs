@@ -6,6 +6,8 @@
 //! written to be obviously correct rather than fast, but handles thousands-wide sparse
 //! matrices in well under a second. [`compare`] checks a result against the oracle.
 
+#![warn(missing_docs)]
+
 mod compare;
 mod eval;
 mod relation;

@@ -148,14 +148,7 @@ fn max_reduce_counts_implicit_zeros() {
         src,
         &[(
             "A",
-            &[
-                (&[0, 0], -1.0),
-                (&[0, 1], -2.0),
-                (&[1, 0], -1.0),
-                (&[1, 1], -2.0),
-                (&[1, 2], -3.0),
-                (&[2, 0], 5.0),
-            ],
+            &[(&[0, 0], -1.0), (&[0, 1], -2.0), (&[1, 0], -1.0), (&[1, 1], -2.0), (&[1, 2], -3.0), (&[2, 0], 5.0)],
         )],
     );
     // Row 0 has an implicit zero (max 0, absent); row 1 is full (max -1); row 3 is empty.
@@ -244,7 +237,8 @@ fn input_errors_are_typed() {
     let p = program("input A[2,2] dense\noutput X[2,2] dense\nX(i,j) = A(i,j)\n", &BTreeMap::new());
     assert_eq!(evaluate(&p, &BTreeMap::new()).unwrap_err(), EvalError::MissingInput { tensor: "A".into() });
     let mut inputs = BTreeMap::new();
-    inputs.insert("A".to_string(), Tensor::from_coo(&Coo::new(vec![3, 2]), &fuseflow_tensor::Format::dense(2)).unwrap());
+    inputs
+        .insert("A".to_string(), Tensor::from_coo(&Coo::new(vec![3, 2]), &fuseflow_tensor::Format::dense(2)).unwrap());
     let e = evaluate(&p, &inputs).unwrap_err();
     assert_eq!(e.to_string(), "input A has shape [3, 2] but is declared with shape [2, 2]");
     let mut bad = Tensor::from_coo(&Coo::new(vec![2, 2]), &fuseflow_tensor::Format::dense(2)).unwrap();
@@ -259,7 +253,10 @@ fn huge_dense_expansion_is_refused() {
     let p = program(src, &BTreeMap::new());
     let mut inputs = BTreeMap::new();
     for n in ["a", "b"] {
-        inputs.insert(n.to_string(), Tensor::from_coo(&coo(&[100000], &[(&[1], 1.0)]), &p.decl(n).unwrap().format).unwrap());
+        inputs.insert(
+            n.to_string(),
+            Tensor::from_coo(&coo(&[100000], &[(&[1], 1.0)]), &p.decl(n).unwrap().format).unwrap(),
+        );
     }
     assert!(matches!(evaluate(&p, &inputs), Err(EvalError::TooLarge { .. })));
 }
@@ -269,7 +266,10 @@ fn huge_dense_expansion_is_refused() {
 #[test]
 fn compare_treats_zeros_duplicates_and_specials_as_values() {
     let e = coo(&[2, 3], &[(&[0, 1], 1.0), (&[1, 2], f64::NAN), (&[1, 0], f64::INFINITY)]);
-    let a = coo(&[2, 3], &[(&[1, 0], f64::INFINITY), (&[0, 0], 0.0), (&[1, 2], f64::NAN), (&[0, 1], 0.25), (&[0, 1], 0.75)]);
+    let a = coo(
+        &[2, 3],
+        &[(&[1, 0], f64::INFINITY), (&[0, 0], 0.0), (&[1, 2], f64::NAN), (&[0, 1], 0.25), (&[0, 1], 0.75)],
+    );
     let c = compare(&e, &a, 0.0, 0.0);
     assert!(c.ok, "{c}");
     assert_eq!((c.mismatches, c.max_abs_error, c.max_rel_error), (0, 0.0, 0.0));
@@ -344,7 +344,10 @@ fn large_spmm_is_fast_enough() {
     let p = program(src, &BTreeMap::new());
     let mut inputs = BTreeMap::new();
     for (name, seed) in [("A", 1), ("B", 2)] {
-        inputs.insert(name.to_string(), Tensor::from_coo(&random_matrix(n, n, 0.01, seed), &p.decl(name).unwrap().format).unwrap());
+        inputs.insert(
+            name.to_string(),
+            Tensor::from_coo(&random_matrix(n, n, 0.01, seed), &p.decl(name).unwrap().format).unwrap(),
+        );
     }
     let start = std::time::Instant::now();
     let out = evaluate(&p, &inputs).unwrap();
@@ -450,6 +453,8 @@ const TEMPLATES: &[&str] = &[
     "input B[N,K,L] csf = random(density=0.5)\ninput C[K,M] dense\ninput D[L,M] dense\noutput A[N,M] dense\nA(i,j) = B(i,k,l) * C(k,j) * D(l,j)\n",
     // Linear layer with bias and ReLU
     "input A[N,K] dcsr = random(density=0.5)\ninput W[K,M] dense order(1,0)\ninput b[M] sparse = random(density=0.5)\noutput Y[N,M] dense\nY(i,j) = relu(A(i,k) * W(k,j) + b(j))\n",
+    // Transposed operands in elementwise operations
+    "input A[N,M] dcsr = random(density=0.5)\ninput B[M,N] dcsc = random(density=0.5)\noutput X[M,N] dense\nX(j,i) = A(i,j) - B(j,i) * A(i,j) + exp(B(j,i)) / max(B(j,i), A(i,j))\n",
     // Softmax pieces
     "input A[N,M] dcsr = random(density=0.5)\ntemp m[N] dense\ntemp E[N,M] dense\ntemp s[N] dense\noutput Y[N,M] dense\nm(i) = maxr(j, A(i,j))\nE(i,j) = exp(A(i,j) - m(i))\ns(i) = E(i,j)\nY(i,j) = E(i,j) / s(i)\n",
     // Layer norm pieces
@@ -462,7 +467,8 @@ const TEMPLATES: &[&str] = &[
 /// Builds random inputs for `p` (per-tensor density from `densities`), runs both evaluators and
 /// compares every result.
 fn differential(template: usize, dims: [usize; 4], seed: u64, densities: &[f64]) {
-    let params: BTreeMap<String, i64> = ["N", "M", "K", "L"].iter().zip(dims).map(|(n, d)| (n.to_string(), d as i64)).collect();
+    let params: BTreeMap<String, i64> =
+        ["N", "M", "K", "L"].iter().zip(dims).map(|(n, d)| (n.to_string(), d as i64)).collect();
     let header: String = params.iter().map(|(n, d)| format!("param {n} = {d}\n")).collect();
     let mut text = header + TEMPLATES[template];
     // Parameters not used by this template would be "given but not declared": all are declared

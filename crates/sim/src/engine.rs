@@ -10,6 +10,9 @@ use crate::io::{Io, Primitive};
 use crate::prims::{self, scan::LevelSource};
 use crate::{Channel, SimError, Written};
 
+/// Default soft cap on unbounded channels (see [`Network::run_with_soft_cap`]).
+pub const DEFAULT_SOFT_CAP: usize = 1024;
+
 /// Per-primitive timing: initiation interval and output latency, in cycles.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Timing {
@@ -137,7 +140,18 @@ impl Network {
 
     /// Runs every node to completion; returns the total cycle count (largest local clock).
     pub fn run(&mut self, max_cycles: u64) -> Result<u64, SimError> {
+        self.run_with_soft_cap(max_cycles, DEFAULT_SOFT_CAP)
+    }
+
+    /// [`Network::run`] with an explicit soft cap: producers yield once an unbounded channel
+    /// holds `soft_cap` tokens. Results do not depend on it (tests check this); it only trades
+    /// sweeps against buffer memory. A sweep without progress lifts the cap once before a
+    /// deadlock is declared.
+    pub fn run_with_soft_cap(&mut self, max_cycles: u64, soft_cap: usize) -> Result<u64, SimError> {
+        let soft_cap = soft_cap.max(1);
+        let mut lifted = false;
         loop {
+            let cap_now = if lifted { usize::MAX } else { soft_cap };
             let mut progress = false;
             let mut all_done = true;
             for (i, slot) in self.slots.iter_mut().enumerate() {
@@ -155,6 +169,7 @@ impl Network {
                     stall_in: slot.stall_in,
                     stall_out: slot.stall_out,
                     node: i as u32,
+                    soft_cap: cap_now,
                 };
                 let p = slot.prim.run(&mut io)?;
                 slot.t = io.t;
@@ -174,7 +189,11 @@ impl Network {
             if all_done {
                 return Ok(self.slots.iter().map(|s| s.t).max().unwrap_or(0));
             }
-            if !progress {
+            if progress {
+                lifted = false;
+            } else if !lifted {
+                lifted = true;
+            } else {
                 return Err(self.deadlock());
             }
         }
@@ -254,8 +273,11 @@ pub struct SimReport {
     pub outputs: BTreeMap<String, Tensor>,
 }
 
+/// A bound level: its format, dense size, and `seg`/`crd` arrays when compressed.
+type LevelArrays = (LevelFormat, usize, Option<(Arc<Vec<u32>>, Arc<Vec<u32>>)>);
+
 struct TensorArrays {
-    levels: Vec<(LevelFormat, usize, Option<(Arc<Vec<u32>>, Arc<Vec<u32>>)>)>,
+    levels: Vec<LevelArrays>,
     vals: Arc<Vec<f64>>,
 }
 
@@ -293,7 +315,9 @@ pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimC
         arrays.insert(&b.tensor, TensorArrays { levels, vals: Arc::new(t.vals.clone()) });
     }
     let lookup = |name: &str| {
-        arrays.get(name).ok_or_else(|| SimError::Tensor { tensor: name.into(), message: "not bound by the graph".into() })
+        arrays
+            .get(name)
+            .ok_or_else(|| SimError::Tensor { tensor: name.into(), message: "not bound by the graph".into() })
     };
 
     let mut net = Network::new();
@@ -338,7 +362,10 @@ pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimC
             Op::Spacc { order: 1, op, .. } => Box::new(prims::Spacc1::new(*op)),
             Op::Spacc { order: 2, op, .. } => Box::new(prims::Spacc2::new(*op)),
             Op::Spacc { order, .. } => {
-                return Err(SimError::Protocol { node: i as u32, message: format!("no sparse accumulator of order {order}") })
+                return Err(SimError::Protocol {
+                    node: i as u32,
+                    message: format!("no sparse accumulator of order {order}"),
+                })
             }
             Op::CrdDrop => Box::new(prims::CrdDrop::default()),
             Op::LevelWrite { .. } => Box::new(prims::LevelWrite::default()),
@@ -377,7 +404,8 @@ pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimC
                 _ => {}
             }
         }
-        let missing = |what: String| SimError::Output { tensor: b.tensor.clone(), message: format!("no writer for {what}") };
+        let missing =
+            |what: String| SimError::Output { tensor: b.tensor.clone(), message: format!("no writer for {what}") };
         let levels: Vec<LevelData> = levels
             .into_iter()
             .enumerate()

@@ -20,6 +20,10 @@ pub struct Io<'a> {
     /// Cycles lost waiting for output space.
     pub stall_out: u64,
     pub(crate) node: u32,
+    /// Occupancy at which an unbounded channel makes its producer yield. Purely a scheduling
+    /// device to keep buffers small and cache-resident; timing is unaffected because tokens
+    /// carry their own ready cycles.
+    pub(crate) soft_cap: usize,
 }
 
 impl Io<'_> {
@@ -40,7 +44,11 @@ impl Io<'_> {
     pub fn out_free(&self, port: usize) -> Option<u64> {
         let mut t = 0;
         for &c in &self.outs[port] {
-            t = t.max(self.chans[c as usize].free_at()?);
+            let ch = &self.chans[c as usize];
+            if ch.len() >= self.soft_cap {
+                return None;
+            }
+            t = t.max(ch.free_at()?);
         }
         Some(t)
     }

@@ -15,7 +15,7 @@ pub mod prims;
 mod token;
 
 pub use channel::Channel;
-pub use engine::{Network, NodeStats, SimConfig, SimReport, Timing, simulate};
+pub use engine::{simulate, Network, NodeStats, SimConfig, SimReport, Timing};
 pub use io::{Io, Primitive};
 pub use token::Token;
 

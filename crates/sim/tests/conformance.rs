@@ -217,11 +217,9 @@ fn run_case(case: &Value) -> Option<Result<BTreeMap<String, Got>, SimError>> {
         }
         "alu_mul" => streams(|| Box::new(Alu::new(AluOp::Mul)), vec![s("val1"), s("val2")], &["val"]),
         "reduce" => streams(|| Box::new(Reduce::new(ReduceKind::Sum)), vec![s("val")], &["val"]),
-        "crd_drop" => streams(
-            || Box::<CrdDrop>::default(),
-            vec![s("outer_crd"), s("inner_crd")],
-            &["outer_crd", "inner_crd"],
-        ),
+        "crd_drop" => {
+            streams(|| Box::<CrdDrop>::default(), vec![s("outer_crd"), s("inner_crd")], &["outer_crd", "inner_crd"])
+        }
         "array_vals" => {
             let v = Arc::new(numbers(&cfg["values"]));
             streams(|| Box::new(Array::new(v.clone())), vec![s("ref")], &["val"])

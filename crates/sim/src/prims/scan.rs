@@ -44,7 +44,11 @@ pub enum LevelSource {
 enum ScanState {
     Idle,
     /// Emitting positions `pos..end` of the current fiber; `base` maps positions to dense refs.
-    Fiber { pos: u32, end: u32, base: u64 },
+    Fiber {
+        pos: u32,
+        end: u32,
+        base: u64,
+    },
     /// Fiber finished; the closing stop waits for the next input token (look-ahead).
     Closing,
     Finished,

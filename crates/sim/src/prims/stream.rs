@@ -173,7 +173,9 @@ impl Primitive for CrdDrop {
                             // Empty outer fiber: the inner stream holds the matching bare stop.
                             let Some((iready, inner)) = io.head(1) else { break };
                             if !matches!(inner, Token::Stop { level: il, .. } if il == level + 1) {
-                                return Err(io.err(format!("empty outer fiber closed by S{level} but inner holds {inner}")));
+                                return Err(
+                                    io.err(format!("empty outer fiber closed by S{level} but inner holds {inner}"))
+                                );
                             }
                             let at = io.fire(ready.max(iready), free);
                             io.pop(0, at);

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use fuseflow_graph::{AluOp, ReduceKind};
+use fuseflow_graph::{AluOp, ReduceKind, ScalarOp};
 
 use crate::io::{Io, Primitive};
 use crate::{SimError, Token};
@@ -29,9 +29,7 @@ impl Primitive for Array {
             let out = match tok {
                 Token::Idx(r) => match self.vals.get(r as usize) {
                     Some(&v) => Token::Val(v),
-                    None => {
-                        return Err(io.err(format!("reference {r} out of range for {} values", self.vals.len())))
-                    }
+                    None => return Err(io.err(format!("reference {r} out of range for {} values", self.vals.len()))),
                 },
                 Token::Empty => Token::Val(0.0),
                 Token::Stop { .. } => tok,
@@ -76,7 +74,9 @@ impl Primitive for Locate {
             let out = match (crd, parent) {
                 (Token::Idx(c), Token::Idx(p)) => {
                     if c >= self.size {
-                        return Err(io.err(format!("coordinate {c} out of range for a dense level of size {}", self.size)));
+                        return Err(
+                            io.err(format!("coordinate {c} out of range for a dense level of size {}", self.size))
+                        );
                     }
                     let pos = p as u64 * self.size as u64 + c as u64;
                     if pos > u32::MAX as u64 {
@@ -107,9 +107,17 @@ impl Primitive for Locate {
 
 /// ALU: unary or binary on aligned value streams; stops must agree.
 ///
-/// `N` (an absent operand) counts as 0 (sam-semantics.md §4.9 [rec]), with two exceptions that
-/// are graph errors: a division by an absent operand, and a unary or scalar operation with
-/// f(0) ≠ 0 (exp, sigmoid, `x + c`, …), which would silently densify the result.
+/// `N` (an absent operand) counts as 0 (sam-semantics.md §4.9). Unary and scalar operations
+/// compute f(0) for it: the compiler iterates an f(0) ≠ 0 operation densely (a union with a
+/// range), and an accumulator's value stream then reaches the ALU with `N` where it has no
+/// entry.
+///
+/// Division (binary or with a scalar) is 0 when either operand is 0 or absent, the project's
+/// reference semantics: the compiler iterates a quotient as an intersection, so an absent
+/// operand means an absent quotient. Under an enclosing union the operands reach the ALU as `N`
+/// or as the 0 an array loaded for `N`, and a plain IEEE division would give NaN or ±inf
+/// there. (sam-semantics.md §4.9 [rec] suggests an error for a division by `N`; that would
+/// reject valid kernels such as `C(i,j) / T(i,j) + C(i,j)` with `T` accumulated.)
 pub struct Alu {
     op: AluOp,
     finished: bool,
@@ -124,25 +132,20 @@ impl Alu {
     }
 }
 
+/// Division with the reference semantics: 0 when either operand is 0 (or absent).
+fn div(x: f64, y: f64) -> f64 {
+    if x == 0.0 || y == 0.0 {
+        0.0
+    } else {
+        x / y
+    }
+}
+
 fn num(t: Token) -> Option<f64> {
     match t {
         Token::Val(v) => Some(v),
         Token::Empty => Some(0.0),
         _ => None,
-    }
-}
-
-impl Alu {
-    /// Why an `N` operand cannot be computed as 0, if it cannot.
-    fn empty_operand_error(&self, a: Token, b: Token, binary: bool) -> Option<String> {
-        if binary {
-            (self.op == AluOp::Div && b == Token::Empty)
-                .then(|| format!("{} by an absent operand (N)", self.op.name()))
-        } else {
-            let f0 = self.op.apply1(0.0);
-            (a == Token::Empty && f0 != 0.0)
-                .then(|| format!("{} of an absent operand (N): f(0) = {f0} ≠ 0 would densify the result", self.op.name()))
-        }
     }
 }
 
@@ -161,11 +164,14 @@ impl Primitive for Alu {
             let Some(free) = io.out_free(0) else { break };
             let out = match (num(a), num(b)) {
                 (Some(x), Some(y)) => {
-                    if let Some(e) = self.empty_operand_error(a, b, binary) {
-                        return Err(io.err(e));
-                    }
                     self.ops += 1;
-                    Token::Val(if binary { self.op.apply2(x, y) } else { self.op.apply1(x) })
+                    Token::Val(match self.op {
+                        AluOp::Div => div(x, y),
+                        AluOp::Scalar { op: ScalarOp::Div, scalar, scalar_first: true } => div(scalar, x),
+                        AluOp::Scalar { op: ScalarOp::Div, scalar, scalar_first: false } => div(x, scalar),
+                        op if binary => op.apply2(x, y),
+                        op => op.apply1(x),
+                    })
                 }
                 _ => match (a, b) {
                     (Token::Stop { level: la, .. }, Token::Stop { level: lb, .. }) if la == lb => a,

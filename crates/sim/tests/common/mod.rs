@@ -63,7 +63,11 @@ pub fn run_prim(
 }
 
 /// Runs a writer (a primitive without outputs) and returns what it wrote.
-pub fn run_writer(prim: Box<dyn Primitive>, inputs: Vec<Vec<Token>>, capacity: Option<usize>) -> Result<Written, SimError> {
+pub fn run_writer(
+    prim: Box<dyn Primitive>,
+    inputs: Vec<Vec<Token>>,
+    capacity: Option<usize>,
+) -> Result<Written, SimError> {
     let r = run_full(prim, inputs, 0, capacity)?;
     Ok(r.written.expect("writer recorded nothing"))
 }
@@ -101,10 +105,7 @@ pub fn run_all_caps(
 
 /// Runs a fresh writer from `make` under every capacity in [`CAPACITIES`], asserts that every
 /// run writes the same arrays, and returns them.
-pub fn run_writer_all_caps(
-    make: impl Fn() -> Box<dyn Primitive>,
-    inputs: &[Vec<Token>],
-) -> Result<Written, SimError> {
+pub fn run_writer_all_caps(make: impl Fn() -> Box<dyn Primitive>, inputs: &[Vec<Token>]) -> Result<Written, SimError> {
     let mut first: Option<Written> = None;
     for cap in CAPACITIES {
         let w = run_writer(make(), inputs.to_vec(), cap)?;
@@ -133,11 +134,7 @@ pub fn check(make: impl Fn() -> Box<dyn Primitive>, inputs: &[Vec<Token>], expec
 
 /// Like [`check`], but also compares stop gaps (expected lists use `S1'1` for gap 1).
 #[track_caller]
-pub fn check_exact(
-    make: impl Fn() -> Box<dyn Primitive>,
-    inputs: &[Vec<Token>],
-    expected: &[&str],
-) -> Vec<Vec<Token>> {
+pub fn check_exact(make: impl Fn() -> Box<dyn Primitive>, inputs: &[Vec<Token>], expected: &[&str]) -> Vec<Vec<Token>> {
     let out = match run_all_caps(make, inputs, expected.len()) {
         Ok(o) => o,
         Err(e) => panic!("simulation failed: {e}"),
