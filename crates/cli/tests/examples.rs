@@ -116,3 +116,33 @@ fn runs_are_deterministic() {
     let kb = fuseflow::compile_statement(&p, 0, &cfg).unwrap().graph.to_text();
     assert_eq!(ka, kb);
 }
+
+#[test]
+fn scheduling_granularity_does_not_change_results() {
+    // Tokens carry their ready cycles, so how far a node runs ahead before yielding must not
+    // change cycles, token counts, per-node statistics or outputs.
+    for file in ["spmm_gustavson.ff", "spmm_inner.ff", "spmm_outer.ff", "mttkrp.ff", "add.ff"] {
+        let p = example(file);
+        let mut reference = None;
+        for soft_cap in [1, 3, 64, 1024, usize::MAX] {
+            for capacity in [None, Some(4)] {
+                let mut cfg = fuseflow::RunConfig::default();
+                cfg.sim.soft_cap = soft_cap;
+                cfg.sim.channel_capacity = capacity;
+                let r = fuseflow::run(&p, &examples_dir(), &cfg).unwrap();
+                assert!(r.verified);
+                let key = (capacity, r.cycles, r.tokens, r.flops);
+                match &reference {
+                    None => reference = Some(vec![key]),
+                    Some(v) => {
+                        if let Some(prev) = v.iter().find(|k| k.0 == capacity) {
+                            assert_eq!(*prev, key, "{file}: soft cap {soft_cap} changed the result");
+                        } else {
+                            reference.as_mut().unwrap().push(key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -75,6 +75,12 @@ impl Channel {
         }
     }
 
+    /// Whether the channel has no capacity limit.
+    #[inline]
+    pub fn is_unbounded(&self) -> bool {
+        self.capacity.is_none()
+    }
+
     /// Current occupancy.
     pub fn len(&self) -> usize {
         self.buf.len()

@@ -47,11 +47,14 @@ pub struct SimConfig {
     pub channel_capacity: Option<usize>,
     /// Stop with an error once any node's clock passes this cycle.
     pub max_cycles: u64,
+    /// Scheduling granularity: tokens an unbounded channel may hold before its producer
+    /// yields to other nodes. Affects speed and memory only, never cycles or outputs.
+    pub soft_cap: usize,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { timing: Timing::default(), channel_capacity: None, max_cycles: 1 << 40 }
+        SimConfig { timing: Timing::default(), channel_capacity: None, max_cycles: 1 << 40, soft_cap: DEFAULT_SOFT_CAP }
     }
 }
 
@@ -381,7 +384,7 @@ pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimC
             kind,
         );
     }
-    let cycles = net.run(config.max_cycles)?;
+    let cycles = net.run_with_soft_cap(config.max_cycles, config.soft_cap)?;
     let mut outputs = BTreeMap::new();
     for b in &graph.outputs {
         let rank = b.dims.len();

@@ -53,6 +53,23 @@ impl Io<'_> {
         Some(t)
     }
 
+    /// How many tokens every channel of `ports` can take right now without any timing
+    /// constraint: 0 when a channel is bounded (callers then use [`Io::out_free`] per token).
+    #[inline]
+    pub fn room(&self, ports: std::ops::Range<usize>) -> usize {
+        let mut room = usize::MAX;
+        for p in ports {
+            for &c in &self.outs[p] {
+                let ch = &self.chans[c as usize];
+                if !ch.is_unbounded() {
+                    return 0;
+                }
+                room = room.min(self.soft_cap.saturating_sub(ch.len()));
+            }
+        }
+        room
+    }
+
     /// Earliest send cycle over several outputs, `None` if any is full.
     #[inline]
     pub fn outs_free(&self, ports: std::ops::Range<usize>) -> Option<u64> {

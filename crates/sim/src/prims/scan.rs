@@ -147,6 +147,31 @@ impl Primitive for Scan {
                         self.state = ScanState::Closing;
                         continue;
                     }
+                    // Fast path: unbounded outputs with room take a run of coordinates without
+                    // per-token slot checks; timing is the same as one fire per coordinate.
+                    let room = io.room(0..2);
+                    if room > 1 {
+                        let n = room.min((end - *pos) as usize) as u32;
+                        match &self.src {
+                            LevelSource::Dense(_) => {
+                                for q in *pos..*pos + n {
+                                    let at = io.fire(0, 0);
+                                    io.push(0, at, Token::Idx(q));
+                                    io.push(1, at, Token::Idx((base + q as u64) as u32));
+                                }
+                            }
+                            LevelSource::Compressed { crd, .. } => {
+                                for (q, &c) in (*pos..*pos + n).zip(&crd[*pos as usize..(*pos + n) as usize]) {
+                                    let at = io.fire(0, 0);
+                                    io.push(0, at, Token::Idx(c));
+                                    io.push(1, at, Token::Idx(q));
+                                }
+                            }
+                        }
+                        *pos += n;
+                        progress = true;
+                        continue;
+                    }
                     let Some(free) = io.outs_free(0..2) else { break };
                     let at = io.fire(0, free);
                     let (crd, r) = match &self.src {
