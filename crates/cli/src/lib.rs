@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use fuseflow_compiler::{lower_statement, Kernel, LowerOptions};
+use fuseflow_compiler::{lower_group, lower_statement, plan, Fusion, GroupKernel, Kernel, LowerOptions};
 use fuseflow_ir::CheckedProgram;
 use fuseflow_sim::{simulate, SimConfig};
-use fuseflow_tensor::{Coo, Tensor};
+use fuseflow_tensor::Tensor;
 
 /// Everything a run can be configured with.
 #[derive(Debug, Clone)]
@@ -32,6 +32,8 @@ pub struct RunConfig {
     pub abs_tol: f64,
     /// Lowering switches.
     pub lower: LowerOptions,
+    /// Fusion granularity.
+    pub fusion: Fusion,
 }
 
 impl Default for RunConfig {
@@ -44,6 +46,7 @@ impl Default for RunConfig {
             rel_tol: 1e-9,
             abs_tol: 1e-9,
             lower: LowerOptions::default(),
+            fusion: Fusion::Unfused,
         }
     }
 }
@@ -83,24 +86,28 @@ pub enum DriverError {
     },
 }
 
-/// The result of one statement's graph.
+/// The result of one group's graph (one statement when unfused).
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct StatementReport {
-    /// Statement index.
-    pub stmt: usize,
-    /// Tensor it computes.
-    pub tensor: String,
-    /// Dataflow order used.
-    pub order: Vec<String>,
+pub struct GroupReport {
+    /// Statement indices fused in this graph.
+    pub statements: Vec<usize>,
+    /// Tensors the graph writes.
+    pub outputs: Vec<String>,
+    /// Dataflow order used for each output expression.
+    pub orders: Vec<Vec<String>>,
     /// Simulated cycles.
     pub cycles: u64,
     /// Tokens moved over channels.
     pub tokens: u64,
     /// ALU, reducer and accumulator operations.
     pub flops: u64,
+    /// Off-chip bytes read (scanners and value arrays).
+    pub bytes_read: u64,
+    /// Off-chip bytes written (writers).
+    pub bytes_written: u64,
     /// Graph nodes per primitive kind.
     pub primitives: BTreeMap<String, usize>,
-    /// Whether the output matched the reference (`None` when not checked).
+    /// Whether every output matched the reference (`None` when not checked).
     pub verified: Option<bool>,
     /// Largest absolute difference from the reference.
     pub max_abs_error: f64,
@@ -113,12 +120,16 @@ pub struct StatementReport {
 pub struct RunReport {
     /// Program file.
     pub program: String,
-    /// Total cycles (sum over statements; kernels run one after another).
+    /// Fusion granularity used.
+    pub fusion: String,
+    /// Total cycles (sum over groups; kernels run one after another).
     pub cycles: u64,
     /// Total tokens moved.
     pub tokens: u64,
     /// Total arithmetic operations.
     pub flops: u64,
+    /// Total off-chip bytes read and written.
+    pub offchip_bytes: u64,
     /// Whether every output was checked and matched.
     pub verified: bool,
     /// Whether outputs were checked at all.
@@ -131,8 +142,8 @@ pub struct RunReport {
     pub sim_seconds: f64,
     /// Wall-clock seconds for the whole run (loading, reference, compile, simulate, verify).
     pub wall_seconds: f64,
-    /// Per-statement results.
-    pub statements: Vec<StatementReport>,
+    /// Per-group results.
+    pub groups: Vec<GroupReport>,
 }
 
 /// Compiles statement `stmt`, using `order` if it names exactly the statement's indices.
@@ -144,7 +155,30 @@ pub fn compile_statement(p: &CheckedProgram, stmt: usize, cfg: &RunConfig) -> Re
     Ok(lower_statement(p, stmt, order.map(|o| o.as_slice()), &cfg.lower)?)
 }
 
-/// Loads, compiles, simulates and (unless disabled) verifies every statement of `p`.
+/// Compiles every group of the configured fusion granularity.
+pub fn compile_groups(p: &CheckedProgram, cfg: &RunConfig) -> Result<Vec<GroupKernel>, DriverError> {
+    let groups = plan(p, &cfg.fusion)?;
+    let mut out = Vec::new();
+    for g in groups {
+        out.push(lower_group(p, &g, cfg.order.as_deref(), &cfg.lower)?);
+    }
+    if let Some(order) = &cfg.order {
+        if !out.iter().any(|k| k.orders.contains(order)) {
+            let kernels: Vec<String> = out.iter().flat_map(|k| k.orders.iter().map(|o| o.join(","))).collect();
+            return Err(DriverError::Tensor {
+                tensor: p.file.clone(),
+                message: format!(
+                    "order {} names the indices of no kernel (kernels use orders {})",
+                    order.join(","),
+                    kernels.join(" | ")
+                ),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Loads, compiles, simulates and (unless disabled) verifies every group of `p`.
 pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunReport, DriverError> {
     let start = Instant::now();
     let mut tensors = fuseflow_ir::load_inputs(p, base_dir, cfg.seed)?;
@@ -155,68 +189,78 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
     };
     let mut report = RunReport {
         program: p.file.clone(),
+        fusion: format!("{:?}", cfg.fusion).to_lowercase(),
         cycles: 0,
         tokens: 0,
         flops: 0,
+        offchip_bytes: 0,
         verified: cfg.verify,
         checked: cfg.verify,
         max_abs_error: 0.0,
         primitives: BTreeMap::new(),
         sim_seconds: 0.0,
         wall_seconds: 0.0,
-        statements: Vec::new(),
+        groups: Vec::new(),
     };
-    for stmt in 0..p.stmts.len() {
-        let kernel = compile_statement(p, stmt, cfg)?;
-        let tensor = p.stmts[stmt].lhs.tensor.clone();
+    for kernel in compile_groups(p, cfg)? {
+        let first = kernel.stmts[0];
+        let label = kernel.outputs.join(",");
         let t0 = Instant::now();
         let sim = simulate(&kernel.graph, &tensors, &cfg.sim).map_err(|error| DriverError::Sim {
-            stmt,
-            tensor: tensor.clone(),
+            stmt: first,
+            tensor: label.clone(),
             error,
         })?;
         report.sim_seconds += t0.elapsed().as_secs_f64();
-        let written = sim.outputs.get(&tensor).cloned().ok_or_else(|| DriverError::Tensor {
-            tensor: tensor.clone(),
-            message: "the graph wrote no output".into(),
-        })?;
-        let actual: Coo = written.to_coo();
-        let mut sr = StatementReport {
-            stmt,
-            tensor: tensor.clone(),
-            order: kernel.order.clone(),
+        let mut gr = GroupReport {
+            statements: kernel.stmts.clone(),
+            outputs: kernel.outputs.clone(),
+            orders: kernel.orders.clone(),
             cycles: sim.cycles,
             tokens: sim.tokens,
             flops: sim.ops,
+            bytes_read: sim.bytes_read,
+            bytes_written: sim.bytes_written,
             primitives: kernel.graph.kind_counts().into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
-            verified: None,
+            verified: expected.as_ref().map(|_| true),
             max_abs_error: 0.0,
             mismatch: None,
         };
-        if let Some(exp) = &expected {
-            let e = exp.get(&tensor).ok_or_else(|| DriverError::Reference(format!("no result for {tensor}")))?;
-            let cmp = fuseflow_reference::compare(e, &actual, cfg.rel_tol, cfg.abs_tol);
-            sr.verified = Some(cmp.ok);
-            sr.max_abs_error = cmp.max_abs_error;
-            sr.mismatch = cmp.first_mismatch.clone();
-            report.verified &= cmp.ok;
-            report.max_abs_error = report.max_abs_error.max(cmp.max_abs_error);
+        for tensor in &kernel.outputs {
+            let written = sim.outputs.get(tensor).cloned().ok_or_else(|| DriverError::Tensor {
+                tensor: tensor.clone(),
+                message: "the graph wrote no output".into(),
+            })?;
+            if let Some(exp) = &expected {
+                let e = exp.get(tensor).ok_or_else(|| DriverError::Reference(format!("no result for {tensor}")))?;
+                let cmp = fuseflow_reference::compare(e, &written.to_coo(), cfg.rel_tol, cfg.abs_tol);
+                if !cmp.ok {
+                    gr.verified = Some(false);
+                    if gr.mismatch.is_none() {
+                        gr.mismatch = cmp.first_mismatch.clone().map(|m| format!("{tensor}: {m}"));
+                    }
+                }
+                gr.max_abs_error = gr.max_abs_error.max(cmp.max_abs_error);
+            }
+            // Later groups read this result in its declared format.
+            let decl = p
+                .decl(tensor)
+                .ok_or_else(|| DriverError::Tensor { tensor: tensor.clone(), message: "not declared".into() })?;
+            let stored: Tensor = written
+                .convert(&decl.format)
+                .map_err(|e| DriverError::Tensor { tensor: tensor.clone(), message: e.to_string() })?;
+            tensors.insert(tensor.clone(), stored);
         }
-        // Later statements read this result in its declared format.
-        let decl = p
-            .decl(&tensor)
-            .ok_or_else(|| DriverError::Tensor { tensor: tensor.clone(), message: "not declared".into() })?;
-        let stored: Tensor = written
-            .convert(&decl.format)
-            .map_err(|e| DriverError::Tensor { tensor: tensor.clone(), message: e.to_string() })?;
-        tensors.insert(tensor, stored);
-        report.cycles += sr.cycles;
-        report.tokens += sr.tokens;
-        report.flops += sr.flops;
-        for (k, n) in &sr.primitives {
+        report.verified &= gr.verified.unwrap_or(false);
+        report.max_abs_error = report.max_abs_error.max(gr.max_abs_error);
+        report.cycles += gr.cycles;
+        report.tokens += gr.tokens;
+        report.flops += gr.flops;
+        report.offchip_bytes += gr.bytes_read + gr.bytes_written;
+        for (k, n) in &gr.primitives {
             *report.primitives.entry(k.clone()).or_insert(0) += n;
         }
-        report.statements.push(sr);
+        report.groups.push(gr);
     }
     report.wall_seconds = start.elapsed().as_secs_f64();
     Ok(report)

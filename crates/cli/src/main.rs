@@ -35,6 +35,10 @@ struct ProgramArgs {
     /// Do not insert coordinate droppers before the output writers.
     #[arg(long)]
     no_crddrop: bool,
+    /// Fusion granularity: `unfused`, `full`, `partial` (the program's `fuse` groups) or
+    /// explicit groups such as `0-3,4-7`.
+    #[arg(long, default_value = "unfused")]
+    fusion: fuseflow_compiler::Fusion,
 }
 
 #[derive(Subcommand)]
@@ -114,6 +118,7 @@ fn config(args: &ProgramArgs) -> RunConfig {
     let mut cfg = RunConfig { order: args.order.clone(), ..RunConfig::default() };
     cfg.lower.locate = !args.no_locate;
     cfg.lower.crddrop = !args.no_crddrop;
+    cfg.fusion = args.fusion.clone();
     cfg
 }
 
@@ -146,26 +151,31 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
-                println!("program      {}", r.program);
-                for s in &r.statements {
-                    let v = match s.verified {
+                println!("program      {} (fusion {})", r.program, r.fusion);
+                for g in &r.groups {
+                    let v = match g.verified {
                         Some(true) => "verified".to_string(),
-                        Some(false) => format!("MISMATCH ({})", s.mismatch.clone().unwrap_or_default()),
+                        Some(false) => format!("MISMATCH ({})", g.mismatch.clone().unwrap_or_default()),
                         None => "not verified (--no-verify)".to_string(),
                     };
+                    let orders: Vec<String> = g.orders.iter().map(|o| o.join(",")).collect();
+                    let stmts: Vec<String> = g.statements.iter().map(|s| s.to_string()).collect();
                     println!(
-                        "stmt {:<3} {:<10} order {:<10} cycles {:>12}  tokens {:>12}  flops {:>10}  {v}",
-                        s.stmt,
-                        s.tensor,
-                        s.order.join(","),
-                        s.cycles,
-                        s.tokens,
-                        s.flops
+                        "group [{}] -> {}  order {}  cycles {}  tokens {}  flops {}  bytes r/w {}/{}  {v}",
+                        stmts.join(","),
+                        g.outputs.join(","),
+                        orders.join(" | "),
+                        g.cycles,
+                        g.tokens,
+                        g.flops,
+                        g.bytes_read,
+                        g.bytes_written
                     );
                 }
                 println!("cycles       {}", r.cycles);
                 println!("tokens       {}", r.tokens);
                 println!("flops        {}", r.flops);
+                println!("offchip      {} bytes", r.offchip_bytes);
                 let kinds: Vec<String> = r.primitives.iter().map(|(k, n)| format!("{k}={n}")).collect();
                 println!("primitives   {}", kinds.join(" "));
                 println!("max error    {:e}", r.max_abs_error);

@@ -37,7 +37,7 @@ pub fn run_all_orders(
             "order {} capacity {:?}: mismatch: {:?}",
             o.join(","),
             capacity,
-            r.statements.iter().map(|s| s.mismatch.clone()).collect::<Vec<_>>()
+            r.groups.iter().map(|s| s.mismatch.clone()).collect::<Vec<_>>()
         );
         out.push((o, r));
     }

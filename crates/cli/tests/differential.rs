@@ -110,7 +110,7 @@ proptest! {
                     let cfg = fuseflow::RunConfig { order: Some(o.clone()), seed: c.seed, ..Default::default() };
                     let r = fuseflow::run(&p, std::path::Path::new("."), &cfg)
                         .map_err(|e| TestCaseError::fail(format!("order {}: {e}\n{src}", o.join(","))))?;
-                    prop_assert!(r.verified, "order {}: {:?}\n{}", o.join(","), r.statements[0].mismatch, src);
+                    prop_assert!(r.verified, "order {}: {:?}\n{}", o.join(","), r.groups[0].mismatch, src);
                     RUNS.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -59,8 +59,16 @@ impl Tree {
     /// through products (`Σk(x)·y = Σk(x·y)` when `y` lacks `k`), giving one iteration space
     /// for a product chain (global iteration) instead of one per factor (factored iteration).
     pub fn build(p: &CheckedProgram, s: usize, hoist: bool) -> Result<Tree, String> {
-        let stmt: &Stmt = &p.stmts[s];
-        let sizes = &p.index_sizes[s];
+        Tree::from_parts(p, &p.stmts[s], &p.index_sizes[s], hoist)
+    }
+
+    /// Builds the tree of a (possibly fused) statement with the given index sizes.
+    pub fn from_parts(
+        p: &CheckedProgram,
+        stmt: &Stmt,
+        sizes: &std::collections::BTreeMap<String, usize>,
+        hoist: bool,
+    ) -> Result<Tree, String> {
         let mut t = Tree {
             nodes: Vec::new(),
             root: 0,

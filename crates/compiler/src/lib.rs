@@ -8,9 +8,11 @@
 //! an outer variable only when that variable precedes the reduced one in the order.
 
 mod expr;
+pub mod fuse;
 pub mod lower;
 pub mod order;
 
+pub use fuse::{group_outputs, lower_group, plan, Fusion, GroupKernel};
 pub use lower::{lower_statement, Kernel, LowerOptions};
 pub use order::legal_orders;
 

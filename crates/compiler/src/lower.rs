@@ -16,7 +16,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use fuseflow_graph::{AluOp, Graph, JoinKind, Op, OutputBinding, ReduceKind, ScalarOp, StreamId, TensorBinding};
-use fuseflow_ir::{BinOp, CheckedProgram, ReduceOp, UnaryOp};
+use fuseflow_ir::{BinOp, CheckedProgram, ReduceOp, Stmt, UnaryOp};
 use fuseflow_tensor::LevelFormat;
 
 use crate::expr::{Kind, Nid, Tree, Var};
@@ -563,6 +563,32 @@ pub(crate) fn check_formats(t: &Tree, pos: &[usize]) -> Res<()> {
     Ok(())
 }
 
+/// Dense-shape cost estimate of an order: the summed iteration volume (product of index
+/// sizes over its space) of every expression node, so recomputation forced by the order
+/// multiplies the estimate. `None` when the order is not supported.
+pub(crate) fn estimate(t: &Tree, order: &[Var]) -> Option<f64> {
+    let mut pos = vec![usize::MAX; t.var_names.len()];
+    for (i, &v) in order.iter().enumerate() {
+        pos[v] = i;
+    }
+    check_formats(t, &pos).ok()?;
+    let mut sorted = t.clone();
+    sorted.sort_sums(&pos);
+    let space = spaces(&sorted, &pos).ok()?;
+    let volume = |sp: &[Var]| sp.iter().map(|&v| t.var_sizes[v] as f64).product::<f64>();
+    let mut cost: f64 = space.iter().map(|sp| volume(sp)).sum();
+    // Sparse accumulators buffer and re-sort what scalar reducers stream: charge their operand
+    // volume once per level they keep inside the reduced variable.
+    for (n, node) in sorted.nodes.iter().enumerate() {
+        if let Kind::Reduce { var, child, .. } = node.kind {
+            let inner = space[child].iter().filter(|&&v| pos[v] > pos[var]).count();
+            cost += volume(&space[child]) * inner as f64;
+            let _ = n;
+        }
+    }
+    Some(cost)
+}
+
 fn lower_tree(t: &Tree, order: &[Var], opts: &LowerOptions, name: &str) -> Res<Graph> {
     let mut pos = vec![usize::MAX; t.var_names.len()];
     for (i, &v) in order.iter().enumerate() {
@@ -651,17 +677,29 @@ pub fn lower_statement(
     opts: &LowerOptions,
 ) -> Result<Kernel, CompileError> {
     let s = &p.stmts[stmt];
-    let err_unsupported = |message: String| CompileError::Unsupported {
+    let trees = Trees::build(p, stmt).map_err(|message| CompileError::Unsupported {
         file: p.file.clone(),
         line: s.span.line,
         col: s.span.col,
         message,
-    };
-    let trees = Trees::build(p, stmt).map_err(err_unsupported)?;
+    })?;
+    let (order, graph) = lower_trees(p, s, &trees, order, opts, &s.lhs.tensor)?;
+    Ok(Kernel { stmt, order, graph })
+}
+
+/// Lowers a (possibly fused) statement's trees under `order`, or its first legal order.
+pub(crate) fn lower_trees(
+    p: &CheckedProgram,
+    s: &Stmt,
+    trees: &Trees,
+    order: Option<&[String]>,
+    opts: &LowerOptions,
+    name: &str,
+) -> Result<(Vec<String>, Graph), CompileError> {
     let t = &trees.factored;
     let order: Vec<String> = match order {
         Some(o) => o.to_vec(),
-        None => crate::order::legal_orders(p, stmt, 1, opts)?.into_iter().next().expect("at least one order"),
+        None => crate::order::best_order(p, s, trees, opts)?,
     };
     let order_err = |message: String| CompileError::Order {
         file: p.file.clone(),
@@ -683,10 +721,10 @@ pub fn lower_statement(
             (0..t.var_names.len()).filter(|v| !vars.contains(v)).map(|v| t.var_names[v].as_str()).collect();
         return Err(order_err(format!("missing index {}", missing.join(", "))));
     }
-    let name = format!("{}_{}", s.lhs.tensor, order.join(""));
+    let name = format!("{name}_{}", order.join(""));
     let graph = trees.lower(&vars, opts, &name).map_err(order_err)?;
     graph.verify()?;
-    Ok(Kernel { stmt, order, graph })
+    Ok((order, graph))
 }
 
 /// A statement's tree with reductions where the program puts them (factored iteration) and
@@ -699,6 +737,22 @@ pub(crate) struct Trees {
 impl Trees {
     pub fn build(p: &CheckedProgram, stmt: usize) -> Res<Trees> {
         Ok(Trees { factored: Tree::build(p, stmt, false)?, hoisted: Tree::build(p, stmt, true)? })
+    }
+
+    pub fn from_parts(
+        p: &CheckedProgram,
+        stmt: &Stmt,
+        sizes: &std::collections::BTreeMap<String, usize>,
+    ) -> Res<Trees> {
+        Ok(Trees {
+            factored: Tree::from_parts(p, stmt, sizes, false)?,
+            hoisted: Tree::from_parts(p, stmt, sizes, true)?,
+        })
+    }
+
+    /// The tree with sums hoisted through products.
+    pub fn hoisted_tree(&self) -> Tree {
+        self.hoisted.clone()
     }
 
     /// Lowers the factored tree, or the hoisted one if the order does not support the first.

@@ -229,6 +229,37 @@ impl Graph {
         self.streams = streams;
     }
 
+    /// Appends every node and stream of `other` (ids shifted), and its bindings (inputs
+    /// already bound are not repeated). The two parts share nothing and run side by side.
+    pub fn append(&mut self, other: &Graph) {
+        let n0 = self.nodes.len() as u32;
+        let s0 = self.streams.len() as u32;
+        for st in &other.streams {
+            let mut st = st.clone();
+            st.producer.0 .0 += n0;
+            for c in st.consumers.iter_mut() {
+                c.0 .0 += n0;
+            }
+            self.streams.push(st);
+        }
+        for node in &other.nodes {
+            let mut node = node.clone();
+            for s in node.ins.iter_mut() {
+                s.0 += s0;
+            }
+            for s in node.outs.iter_mut().flatten() {
+                s.0 += s0;
+            }
+            self.nodes.push(node);
+        }
+        for b in &other.inputs {
+            if !self.inputs.iter().any(|x| x.tensor == b.tensor) {
+                self.inputs.push(b.clone());
+            }
+        }
+        self.outputs.extend(other.outputs.iter().cloned());
+    }
+
     /// Number of nodes per primitive kind, sorted by kind name.
     pub fn kind_counts(&self) -> Vec<(&'static str, usize)> {
         let mut map = std::collections::BTreeMap::new();

@@ -77,6 +77,10 @@ pub struct NodeStats {
     pub tokens_out: u64,
     /// Arithmetic operations (ALUs, reducers, accumulators).
     pub ops: u64,
+    /// Off-chip bytes read.
+    pub bytes_read: u64,
+    /// Off-chip bytes written.
+    pub bytes_written: u64,
 }
 
 struct Slot {
@@ -251,6 +255,8 @@ impl Network {
                 finish: s.t,
                 tokens_out: s.outs.iter().flatten().map(|&c| self.chans[c as usize].pushed).sum(),
                 ops: s.prim.ops(),
+                bytes_read: s.prim.traffic().0,
+                bytes_written: s.prim.traffic().1,
             })
             .collect()
     }
@@ -270,6 +276,10 @@ pub struct SimReport {
     pub tokens: u64,
     /// Arithmetic operations (ALU, reducer and accumulator operations).
     pub ops: u64,
+    /// Off-chip bytes read (scanners and arrays).
+    pub bytes_read: u64,
+    /// Off-chip bytes written (writers).
+    pub bytes_written: u64,
     /// Per-node counters, indexed like the graph's nodes.
     pub nodes: Vec<NodeStats>,
     /// Output tensors as written (every level compressed, mode order = written dims).
@@ -385,6 +395,7 @@ pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimC
         );
     }
     let cycles = net.run_with_soft_cap(config.max_cycles, config.soft_cap)?;
+    let nodes = net.stats();
     let mut outputs = BTreeMap::new();
     for b in &graph.outputs {
         let rank = b.dims.len();
@@ -424,6 +435,13 @@ pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimC
         t.validate().map_err(|e| SimError::Output { tensor: b.tensor.clone(), message: e.to_string() })?;
         outputs.insert(b.tensor.clone(), t);
     }
-    let nodes = net.stats();
-    Ok(SimReport { cycles, tokens: net.tokens(), ops: nodes.iter().map(|n| n.ops).sum(), nodes, outputs })
+    Ok(SimReport {
+        cycles,
+        tokens: net.tokens(),
+        ops: nodes.iter().map(|n| n.ops).sum(),
+        bytes_read: nodes.iter().map(|n| n.bytes_read).sum(),
+        bytes_written: nodes.iter().map(|n| n.bytes_written).sum(),
+        nodes,
+        outputs,
+    })
 }

@@ -134,4 +134,9 @@ pub trait Primitive {
     fn ops(&self) -> u64 {
         0
     }
+    /// Off-chip bytes `(read, written)` so far: 4 bytes per coordinate, segment entry or value
+    /// touched in memory. Streams between primitives cost nothing.
+    fn traffic(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }

@@ -58,12 +58,16 @@ enum ScanState {
 pub struct Scan {
     src: LevelSource,
     state: ScanState,
+    /// Fibers looked up (two segment entries each, compressed levels only).
+    fibers: u64,
+    /// Coordinates emitted.
+    coords: u64,
 }
 
 impl Scan {
     /// A scanner over the given level.
     pub fn new(src: LevelSource) -> Scan {
-        Scan { src, state: ScanState::Idle }
+        Scan { src, state: ScanState::Idle, fibers: 0, coords: 0 }
     }
 }
 
@@ -107,6 +111,8 @@ impl Primitive for Scan {
                                             crd.len()
                                         )));
                                     }
+                                    self.fibers += 1;
+                                    self.coords += (end - pos) as u64;
                                     ScanState::Fiber { pos, end, base: 0 }
                                 }
                             };
@@ -205,5 +211,11 @@ impl Primitive for Scan {
     }
     fn done(&self) -> bool {
         matches!(self.state, ScanState::Finished)
+    }
+    fn traffic(&self) -> (u64, u64) {
+        match self.src {
+            LevelSource::Dense(_) => (0, 0),
+            LevelSource::Compressed { .. } => (8 * self.fibers + 4 * self.coords, 0),
+        }
     }
 }

@@ -11,12 +11,13 @@ use crate::{SimError, Token};
 pub struct Array {
     vals: Arc<Vec<f64>>,
     finished: bool,
+    loads: u64,
 }
 
 impl Array {
     /// An array over these values.
     pub fn new(vals: Arc<Vec<f64>>) -> Array {
-        Array { vals, finished: false }
+        Array { vals, finished: false, loads: 0 }
     }
 }
 
@@ -28,7 +29,10 @@ impl Primitive for Array {
             let Some(free) = io.out_free(0) else { break };
             let out = match tok {
                 Token::Idx(r) => match self.vals.get(r as usize) {
-                    Some(&v) => Token::Val(v),
+                    Some(&v) => {
+                        self.loads += 1;
+                        Token::Val(v)
+                    }
                     None => return Err(io.err(format!("reference {r} out of range for {} values", self.vals.len()))),
                 },
                 Token::Empty => Token::Val(0.0),
@@ -45,6 +49,9 @@ impl Primitive for Array {
             progress = true;
         }
         Ok(progress)
+    }
+    fn traffic(&self) -> (u64, u64) {
+        (4 * self.loads, 0)
     }
     fn done(&self) -> bool {
         self.finished

@@ -49,6 +49,9 @@ impl Primitive for LevelWrite {
         }
         Ok(progress)
     }
+    fn traffic(&self) -> (u64, u64) {
+        (0, 4 * (self.seg.len() as u64 - 1 + self.crd.len() as u64))
+    }
     fn done(&self) -> bool {
         self.finished
     }
@@ -88,6 +91,9 @@ impl Primitive for ValWrite {
             progress = true;
         }
         Ok(progress)
+    }
+    fn traffic(&self) -> (u64, u64) {
+        (0, 4 * self.vals.len() as u64)
     }
     fn done(&self) -> bool {
         self.finished

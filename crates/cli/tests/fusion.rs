@@ -1,0 +1,53 @@
+//! Fusion granularity: every multi-statement example verifies unfused, layer-wise (partial)
+//! and fully fused, and the GCN shows the paper's qualitative finding.
+
+mod common;
+
+use common::examples_dir;
+use fuseflow_compiler::Fusion;
+
+fn run(file: &str, fusion: Fusion) -> fuseflow::RunReport {
+    let p = fuseflow_ir::load(&examples_dir().join(file), &Default::default()).unwrap();
+    let cfg = fuseflow::RunConfig { fusion: fusion.clone(), ..Default::default() };
+    let r = fuseflow::run(&p, &examples_dir(), &cfg).unwrap_or_else(|e| panic!("{file} {fusion:?}: {e}"));
+    assert!(r.verified, "{file} {fusion:?}: {:?}", r.groups.iter().map(|g| g.mismatch.clone()).collect::<Vec<_>>());
+    r
+}
+
+#[test]
+fn nested_matmul_fuses_without_recomputation() {
+    let unfused = run("nested_matmul.ff", Fusion::Unfused);
+    let full = run("nested_matmul.ff", Fusion::Full);
+    assert_eq!(unfused.groups.len(), 2);
+    assert_eq!(full.groups.len(), 1);
+    assert_eq!(unfused.flops, full.flops, "T is consumed row by row, so fusing it recomputes nothing");
+    assert!(full.cycles < unfused.cycles);
+    assert!(full.offchip_bytes < unfused.offchip_bytes, "the intermediate T no longer goes through memory");
+    let groups = run("nested_matmul.ff", "0,1".parse().unwrap());
+    assert_eq!(groups.cycles, unfused.cycles);
+}
+
+#[test]
+fn gcn_layerwise_fusion_wins_and_full_fusion_recomputes() {
+    let unfused = run("gcn.ff", Fusion::Unfused);
+    let partial = run("gcn.ff", Fusion::Partial);
+    let full = run("gcn.ff", Fusion::Full);
+    assert_eq!(unfused.groups.len(), 11);
+    assert_eq!(partial.groups.len(), 2);
+    assert_eq!(full.groups.len(), 1);
+    assert!(partial.cycles < unfused.cycles, "partial {} vs unfused {}", partial.cycles, unfused.cycles);
+    assert!(full.cycles > partial.cycles, "full {} vs partial {}", full.cycles, partial.cycles);
+    // Full fusion recomputes layer 1 for every row of layer 2's aggregation.
+    assert!(full.flops > 10 * partial.flops, "full {} vs partial {}", full.flops, partial.flops);
+}
+
+#[test]
+fn bad_fusion_groups_are_rejected() {
+    let p = fuseflow_ir::load(&examples_dir().join("gcn.ff"), &Default::default()).unwrap();
+    for (groups, needle) in [("0-3,5-10", "expected statement 4"), ("0-3,4-12", "has 11"), ("0-3", "cover")] {
+        let cfg = fuseflow::RunConfig { fusion: groups.parse().unwrap(), ..Default::default() };
+        let e = fuseflow::run(&p, &examples_dir(), &cfg).unwrap_err().to_string();
+        assert!(e.contains(needle), "{groups}: {e}");
+    }
+    assert!("0-x".parse::<Fusion>().is_err());
+}

@@ -1,0 +1,249 @@
+//! Cross-expression fusion: statements of a group are inlined into one expression per group
+//! output and lowered to one graph, so intermediates flow as streams and never touch memory.
+//!
+//! A consumer's access `T(i,j)` to a tensor produced in the same group is replaced by the
+//! producer's right-hand side with its left-hand indices renamed to `i,j` and its own reduced
+//! indices renamed apart. Reductions stay where the program put them, so each producer keeps
+//! its own iteration space (factored iteration); the lowering recomputes a producer only when
+//! the dataflow order places one of the consumer's variables outside the producer's
+//! reduction, and such recomputation shows up in the simulated FLOPs and traffic.
+
+use std::collections::BTreeMap;
+
+use fuseflow_graph::Graph;
+use fuseflow_ir::{Access, CheckedProgram, Expr, Role, Stmt};
+
+use crate::lower::{LowerOptions, Trees};
+use crate::CompileError;
+
+/// How statements are grouped into graphs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fusion {
+    /// One graph per statement.
+    Unfused,
+    /// One graph for the whole program.
+    Full,
+    /// The groups named by the program's `fuse` lines (statements not named stay alone).
+    Partial,
+    /// Explicit groups of statement indices.
+    Groups(Vec<Vec<usize>>),
+}
+
+impl std::str::FromStr for Fusion {
+    type Err = String;
+    /// `unfused`, `full`, `partial`, or groups like `0-3,4-7` (each item a group; `a-b` is a
+    /// range, a bare number a group of one).
+    fn from_str(s: &str) -> Result<Fusion, String> {
+        match s.trim() {
+            "unfused" => return Ok(Fusion::Unfused),
+            "full" => return Ok(Fusion::Full),
+            "partial" => return Ok(Fusion::Partial),
+            _ => {}
+        }
+        let mut groups = Vec::new();
+        for item in s.split(',') {
+            let item = item.trim();
+            let bad = || format!("invalid fusion group {item:?} (expected N or A-B)");
+            let group: Vec<usize> = match item.split_once('-') {
+                Some((a, b)) => {
+                    let a: usize = a.trim().parse().map_err(|_| bad())?;
+                    let b: usize = b.trim().parse().map_err(|_| bad())?;
+                    if b < a {
+                        return Err(bad());
+                    }
+                    (a..=b).collect()
+                }
+                None => vec![item.parse().map_err(|_| bad())?],
+            };
+            groups.push(group);
+        }
+        Ok(Fusion::Groups(groups))
+    }
+}
+
+/// A fused group lowered to one graph.
+#[derive(Debug, Clone)]
+pub struct GroupKernel {
+    /// Statement indices in the group.
+    pub stmts: Vec<usize>,
+    /// Tensors the group writes (read by later groups or program outputs).
+    pub outputs: Vec<String>,
+    /// Dataflow order used for each output's expression.
+    pub orders: Vec<Vec<String>>,
+    /// The verified graph.
+    pub graph: Graph,
+}
+
+fn err(p: &CheckedProgram, message: String) -> CompileError {
+    CompileError::Unsupported { file: p.file.clone(), line: 0, col: 0, message }
+}
+
+/// Resolves a fusion choice into validated groups covering every statement once, in order.
+pub fn plan(p: &CheckedProgram, fusion: &Fusion) -> Result<Vec<Vec<usize>>, CompileError> {
+    let n = p.stmts.len();
+    let groups: Vec<Vec<usize>> = match fusion {
+        Fusion::Unfused => (0..n).map(|s| vec![s]).collect(),
+        Fusion::Full => vec![(0..n).collect()],
+        Fusion::Partial => {
+            let mut out = Vec::new();
+            let mut s = 0;
+            while s < n {
+                match p.groups.iter().find(|g| g.first() == Some(&s)) {
+                    Some(g) => {
+                        out.push(g.clone());
+                        s = g.last().copied().unwrap_or(s) + 1;
+                    }
+                    None => {
+                        if p.groups.iter().any(|g| g.contains(&s)) {
+                            return Err(err(p, format!("fuse group containing statement {s} is not contiguous")));
+                        }
+                        out.push(vec![s]);
+                        s += 1;
+                    }
+                }
+            }
+            out
+        }
+        Fusion::Groups(g) => g.clone(),
+    };
+    // Every statement exactly once, groups contiguous and in program order.
+    let mut next = 0;
+    for g in &groups {
+        for (k, &s) in g.iter().enumerate() {
+            if s >= n {
+                return Err(err(p, format!("fusion group names statement {s}, but the program has {n}")));
+            }
+            if s != next {
+                let what = if k == 0 { "does not continue the previous group" } else { "is not contiguous" };
+                return Err(err(p, format!("fusion group {g:?} {what}: expected statement {next}, found {s}")));
+            }
+            next += 1;
+        }
+    }
+    if next != n {
+        return Err(err(p, format!("fusion groups cover statements 0..{next}, but the program has {n}")));
+    }
+    Ok(groups)
+}
+
+/// Renames index variables in an expression.
+fn rename(e: &Expr, map: &BTreeMap<String, String>) -> Expr {
+    let r = |s: &String| map.get(s).cloned().unwrap_or_else(|| s.clone());
+    match e {
+        Expr::Access(a) => Expr::Access(Access { indices: a.indices.iter().map(r).collect(), ..a.clone() }),
+        Expr::Const(c) => Expr::Const(*c),
+        Expr::Unary(op, x) => Expr::Unary(*op, Box::new(rename(x, map))),
+        Expr::Binary(op, a, b) => Expr::Binary(*op, Box::new(rename(a, map)), Box::new(rename(b, map))),
+        Expr::Reduce { op, index, body } => {
+            Expr::Reduce { op: *op, index: r(index), body: Box::new(rename(body, map)) }
+        }
+    }
+}
+
+struct Inliner<'a> {
+    p: &'a CheckedProgram,
+    /// Statement defining each tensor of the group.
+    defs: BTreeMap<String, usize>,
+    sizes: BTreeMap<String, usize>,
+    fresh: usize,
+}
+
+impl Inliner<'_> {
+    fn expr(&mut self, e: &Expr) -> Expr {
+        match e {
+            Expr::Access(a) => match self.defs.get(&a.tensor).copied() {
+                Some(s) => {
+                    let st = &self.p.stmts[s];
+                    let mut map = BTreeMap::new();
+                    for (from, to) in st.lhs.indices.iter().zip(&a.indices) {
+                        map.insert(from.clone(), to.clone());
+                    }
+                    // The producer's other indices are its own: rename them apart.
+                    for (name, &size) in &self.p.index_sizes[s] {
+                        if !map.contains_key(name) {
+                            self.fresh += 1;
+                            let fresh = format!("{name}{}", self.fresh);
+                            self.sizes.insert(fresh.clone(), size);
+                            map.insert(name.clone(), fresh);
+                        }
+                    }
+                    let body = rename(&st.rhs, &map);
+                    self.expr(&body)
+                }
+                None => e.clone(),
+            },
+            Expr::Const(c) => Expr::Const(*c),
+            Expr::Unary(op, x) => Expr::Unary(*op, Box::new(self.expr(x))),
+            Expr::Binary(op, a, b) => Expr::Binary(*op, Box::new(self.expr(a)), Box::new(self.expr(b))),
+            Expr::Reduce { op, index, body } => {
+                Expr::Reduce { op: *op, index: index.clone(), body: Box::new(self.expr(body)) }
+            }
+        }
+    }
+}
+
+/// The tensors a group must write: program outputs, and tensors read after the group.
+pub fn group_outputs(p: &CheckedProgram, group: &[usize]) -> Vec<String> {
+    let last = group.last().copied().unwrap_or(0);
+    let mut out = Vec::new();
+    for &s in group {
+        let t = &p.stmts[s].lhs.tensor;
+        let read_later = p.stmts[last + 1..].iter().any(|st| reads(&st.rhs, t));
+        let is_output = p.decl(t).is_some_and(|d| d.role == Role::Output);
+        if read_later || is_output {
+            out.push(t.clone());
+        }
+    }
+    out
+}
+
+fn reads(e: &Expr, t: &str) -> bool {
+    match e {
+        Expr::Access(a) => a.tensor == t,
+        Expr::Const(_) => false,
+        Expr::Unary(_, x) => reads(x, t),
+        Expr::Binary(_, a, b) => reads(a, t) || reads(b, t),
+        Expr::Reduce { body, .. } => reads(body, t),
+    }
+}
+
+/// Lowers a group of statements to one graph. `order` applies to every output expression
+/// whose index variables it names exactly; others use their first legal order.
+pub fn lower_group(
+    p: &CheckedProgram,
+    group: &[usize],
+    order: Option<&[String]>,
+    opts: &LowerOptions,
+) -> Result<GroupKernel, CompileError> {
+    let outputs = group_outputs(p, group);
+    let mut graph = Graph::new(format!("group_{}", group.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("_")));
+    let mut orders = Vec::new();
+    for t in &outputs {
+        let s = *group.iter().find(|&&s| p.stmts[s].lhs.tensor == *t).expect("output defined in group");
+        let st = &p.stmts[s];
+        let mut inl = Inliner {
+            p,
+            defs: group.iter().filter(|&&g| g < s).map(|&g| (p.stmts[g].lhs.tensor.clone(), g)).collect(),
+            sizes: p.index_sizes[s].clone(),
+            fresh: 0,
+        };
+        let rhs = inl.expr(&st.rhs);
+        let fused = Stmt { lhs: st.lhs.clone(), rhs, span: st.span };
+        let trees = Trees::from_parts(p, &fused, &inl.sizes).map_err(|m| CompileError::Unsupported {
+            file: p.file.clone(),
+            line: st.span.line,
+            col: st.span.col,
+            message: m,
+        })?;
+        let names: Vec<String> = inl.sizes.keys().cloned().collect();
+        // A lone kernel takes the order as given (so a wrong order is reported); otherwise the
+        // order applies to the kernels whose indices it names.
+        let lone = p.stmts.len() == 1;
+        let chosen = order.filter(|o| lone || (o.len() == names.len() && o.iter().all(|v| names.contains(v))));
+        let (o, g) = crate::lower::lower_trees(p, st, &trees, chosen, opts, &format!("{t}_fused"))?;
+        graph.append(&g);
+        orders.push(o);
+    }
+    graph.verify()?;
+    Ok(GroupKernel { stmts: group.to_vec(), outputs, orders, graph })
+}
