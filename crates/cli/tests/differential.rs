@@ -33,6 +33,9 @@ const KERNELS: &[(&str, &[(&str, &str)])] = &[
     ("X(i,j) = max(A(i,j), B(i,j))", &[("X", "ij"), ("A", "ij"), ("B", "ij")]),
     ("s() = A(i,j) * B(i,j)", &[("s", ""), ("A", "ij"), ("B", "ij")]),
     ("X(i,j) = A(i,k) * B(k,l) * C(l,j)", &[("X", "ij"), ("A", "ik"), ("B", "kl"), ("C", "lj")]),
+    ("y(i) = maxr(j, A(i,j))", &[("y", "i"), ("A", "ij")]),
+    ("y(i) = maxr(j, A(i,j) - B(i,j))", &[("y", "i"), ("A", "ij"), ("B", "ij")]),
+    ("X(i,j) = A(i,j) - maxr(k, B(i,k))", &[("X", "ij"), ("A", "ij"), ("B", "ik")]),
 ];
 
 #[derive(Debug, Clone)]

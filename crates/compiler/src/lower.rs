@@ -355,6 +355,18 @@ impl<'a> Lowerer<'a> {
                 }
             }
         };
+        // A max over a variable counts the implicit zeros of its operand (dense semantics), so
+        // the operand is iterated over the variable's full range there.
+        let res = match self.t.nodes[n].parent.map(|p| &self.t.nodes[p].kind) {
+            // With the reduced variable outside others (a max accumulator), the inner levels
+            // must be complete too, or their implicit zeros would be missed.
+            Some(Kind::Reduce { op: ReduceOp::Max, var, .. }) if self.pos[v] >= self.pos[*var] => {
+                let mut its: Vec<Iter> = res.into_iter().collect();
+                its.push(self.range(n, v)?);
+                Some(self.join(JoinKind::Union, v, its)?)
+            }
+            _ => res,
+        };
         self.iter_memo.insert((n, v), res.clone());
         Ok(res)
     }
