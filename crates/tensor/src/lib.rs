@@ -10,6 +10,7 @@ mod format;
 mod io_error;
 pub mod mtx;
 pub mod npz;
+pub mod patterns;
 pub mod random;
 pub mod tensor_dir;
 
