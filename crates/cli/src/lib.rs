@@ -34,6 +34,9 @@ pub struct RunConfig {
     pub lower: LowerOptions,
     /// Fusion granularity.
     pub fusion: Fusion,
+    /// Data that replaces an input's generated data: `(tensor name, COO)`, e.g. a graph
+    /// dataset's adjacency bound to `A`.
+    pub bind: Option<(String, fuseflow_tensor::Coo)>,
 }
 
 impl Default for RunConfig {
@@ -47,6 +50,7 @@ impl Default for RunConfig {
             abs_tol: 1e-9,
             lower: LowerOptions::default(),
             fusion: Fusion::Unfused,
+            bind: None,
         }
     }
 }
@@ -182,6 +186,21 @@ pub fn compile_groups(p: &CheckedProgram, cfg: &RunConfig) -> Result<Vec<GroupKe
 pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunReport, DriverError> {
     let start = Instant::now();
     let mut tensors = fuseflow_ir::load_inputs(p, base_dir, cfg.seed)?;
+    if let Some((name, coo)) = &cfg.bind {
+        let decl = p.decl(name).filter(|d| d.role == fuseflow_ir::Role::Input).ok_or_else(|| DriverError::Tensor {
+            tensor: name.clone(),
+            message: "is not an input of the program".into(),
+        })?;
+        if decl.shape != coo.shape {
+            return Err(DriverError::Tensor {
+                tensor: name.clone(),
+                message: format!("declared {:?} but the bound data is {:?}", decl.shape, coo.shape),
+            });
+        }
+        let t = Tensor::from_coo(coo, &decl.format)
+            .map_err(|e| DriverError::Tensor { tensor: name.clone(), message: e.to_string() })?;
+        tensors.insert(name.clone(), t);
+    }
     let expected = if cfg.verify {
         Some(fuseflow_reference::evaluate(p, &tensors).map_err(|e| DriverError::Reference(e.to_string()))?)
     } else {

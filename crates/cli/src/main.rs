@@ -62,6 +62,14 @@ enum Cmd {
         /// Stop with an error past this many cycles.
         #[arg(long, default_value_t = 1u64 << 40)]
         max_cycles: u64,
+        /// Graph dataset for graph models: a name (`karate`, `cora-synth`, ... see
+        /// `fuseflow datasets`) or a path (.mtx, .npz, edge list, Planetoid or OGB directory).
+        /// Sets the program's `N`, `F` and `C` params when declared and binds the adjacency.
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Input tensor that receives the dataset's adjacency.
+        #[arg(long, default_value = "A")]
+        adjacency: String,
         /// Relative tolerance for verification.
         #[arg(long, default_value_t = 1e-9)]
         rel_tol: f64,
@@ -88,6 +96,8 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         cap: usize,
     },
+    /// List the bundled and synthetic graph datasets.
+    Datasets,
     /// Run the simulator benchmarks.
     Bench {
         /// Print JSON.
@@ -108,6 +118,17 @@ fn parse_param(s: &str) -> Result<(String, i64), String> {
 fn load(args: &ProgramArgs) -> Result<fuseflow_ir::CheckedProgram> {
     let params: BTreeMap<String, i64> = args.params.iter().cloned().collect();
     Ok(fuseflow_ir::load(&args.program, &params)?)
+}
+
+/// Names declared by `param` lines of a program file.
+fn declared_params(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("param "))
+        .filter_map(|rest| rest.split(|c: char| c == '=' || c.is_whitespace()).find(|w| !w.is_empty()))
+        .map(String::from)
+        .collect())
 }
 
 fn base_dir(p: &Path) -> PathBuf {
@@ -135,12 +156,25 @@ fn main() -> ExitCode {
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Run { prog, fifo_depth, seed, json, no_verify, max_cycles, rel_tol, abs_tol } => {
+        Cmd::Run { mut prog, fifo_depth, seed, json, no_verify, max_cycles, rel_tol, abs_tol, dataset, adjacency } => {
             if fifo_depth == Some(0) {
                 return Err(anyhow!("--fifo-depth must be at least 1"));
             }
+            let graph = match &dataset {
+                Some(spec) => Some(fuseflow_datasets::load(spec, seed).with_context(|| format!("dataset {spec}"))?),
+                None => None,
+            };
+            if let Some(g) = &graph {
+                let declared = declared_params(&prog.program)?;
+                for (name, value) in [("N", g.num_nodes), ("F", g.num_features), ("C", g.num_classes)] {
+                    if value > 0 && declared.iter().any(|d| d == name) && !prog.params.iter().any(|(k, _)| k == name) {
+                        prog.params.push((name.to_string(), value as i64));
+                    }
+                }
+            }
             let p = load(&prog)?;
             let mut cfg = config(&prog);
+            cfg.bind = graph.map(|g| (adjacency.clone(), g.adjacency));
             cfg.sim.channel_capacity = fifo_depth;
             cfg.sim.max_cycles = max_cycles;
             cfg.seed = seed;
@@ -218,6 +252,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 let orders = fuseflow_compiler::legal_orders(&p, s, cap, &cfg.lower)?;
                 let list: Vec<String> = orders.iter().map(|o| o.join(",")).collect();
                 println!("stmt {s} {}: {}", p.stmts[s].lhs.tensor, list.join("  "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Datasets => {
+            for (name, description) in fuseflow_datasets::list() {
+                println!("{name:<20} {description}");
             }
             Ok(ExitCode::SUCCESS)
         }
