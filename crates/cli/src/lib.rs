@@ -34,6 +34,8 @@ pub struct RunConfig {
     pub lower: LowerOptions,
     /// Fusion granularity.
     pub fusion: Fusion,
+    /// Dataflow order per group index (as listed by `plan`), taking precedence over `order`.
+    pub group_orders: BTreeMap<usize, Vec<String>>,
     /// Data that replaces an input's generated data: `(tensor name, COO)`, e.g. a graph
     /// dataset's adjacency bound to `A`.
     pub bind: Option<(String, fuseflow_tensor::Coo)>,
@@ -51,6 +53,7 @@ impl Default for RunConfig {
             lower: LowerOptions::default(),
             fusion: Fusion::Unfused,
             bind: None,
+            group_orders: BTreeMap::new(),
         }
     }
 }
@@ -163,8 +166,9 @@ pub fn compile_statement(p: &CheckedProgram, stmt: usize, cfg: &RunConfig) -> Re
 pub fn compile_groups(p: &CheckedProgram, cfg: &RunConfig) -> Result<Vec<GroupKernel>, DriverError> {
     let groups = plan(p, &cfg.fusion)?;
     let mut out = Vec::new();
-    for g in groups {
-        out.push(lower_group(p, &g, cfg.order.as_deref(), &cfg.lower)?);
+    for (i, g) in groups.iter().enumerate() {
+        let order = cfg.group_orders.get(&i).or(cfg.order.as_ref());
+        out.push(lower_group(p, g, order.map(|o| o.as_slice()), &cfg.lower)?);
     }
     if let Some(order) = &cfg.order {
         if !out.iter().any(|k| k.orders.contains(order)) {

@@ -51,3 +51,32 @@ fn bad_fusion_groups_are_rejected() {
     }
     assert!("0-x".parse::<Fusion>().is_err());
 }
+
+#[test]
+fn every_model_verifies_under_three_orders_per_kernel_at_every_granularity() {
+    let mut runs = 0;
+    for file in ["gcn.ff", "graphsage.ff", "sae.ff", "nested_matmul.ff"] {
+        let p = fuseflow_ir::load(&examples_dir().join(file), &Default::default()).unwrap();
+        for fusion in [Fusion::Unfused, Fusion::Partial, Fusion::Full] {
+            let groups = fuseflow_compiler::plan(&p, &fusion).unwrap();
+            for (gi, g) in groups.iter().enumerate() {
+                let orders = fuseflow_compiler::group_orders(&p, g, 3, &Default::default()).unwrap();
+                for per_output in orders {
+                    assert!(!per_output.is_empty());
+                    for order in per_output {
+                        let cfg = fuseflow::RunConfig {
+                            fusion: Fusion::Groups(groups.clone()),
+                            group_orders: [(gi, order.clone())].into_iter().collect(),
+                            ..Default::default()
+                        };
+                        let r = fuseflow::run(&p, &examples_dir(), &cfg)
+                            .unwrap_or_else(|e| panic!("{file} {fusion:?} {}: {e}", order.join(",")));
+                        assert!(r.verified, "{file} {fusion:?} order {}", order.join(","));
+                        runs += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(runs >= 45, "{runs} runs");
+}

@@ -207,6 +207,44 @@ fn reads(e: &Expr, t: &str) -> bool {
     }
 }
 
+/// The fused statement of each output of a group: its inlined expression and index sizes.
+fn fused_statements(p: &CheckedProgram, group: &[usize]) -> Vec<(Stmt, BTreeMap<String, usize>)> {
+    let mut out = Vec::new();
+    for t in group_outputs(p, group) {
+        let s = *group.iter().find(|&&s| p.stmts[s].lhs.tensor == t).expect("output defined in group");
+        let st = &p.stmts[s];
+        let mut inl = Inliner {
+            p,
+            defs: group.iter().filter(|&&g| g < s).map(|&g| (p.stmts[g].lhs.tensor.clone(), g)).collect(),
+            sizes: p.index_sizes[s].clone(),
+            fresh: 0,
+        };
+        let rhs = inl.expr(&st.rhs);
+        out.push((Stmt { lhs: st.lhs.clone(), rhs, span: st.span }, inl.sizes));
+    }
+    out
+}
+
+/// Legal dataflow orders (at most `cap`) of every output expression of a group.
+pub fn group_orders(
+    p: &CheckedProgram,
+    group: &[usize],
+    cap: usize,
+    opts: &LowerOptions,
+) -> Result<Vec<Vec<Vec<String>>>, CompileError> {
+    let mut out = Vec::new();
+    for (st, sizes) in fused_statements(p, group) {
+        let trees = Trees::from_parts(p, &st, &sizes).map_err(|m| CompileError::Unsupported {
+            file: p.file.clone(),
+            line: st.span.line,
+            col: st.span.col,
+            message: m,
+        })?;
+        out.push(crate::order::orders_of(p, &st, &trees, cap, opts)?);
+    }
+    Ok(out)
+}
+
 /// Lowers a group of statements to one graph. `order` applies to every output expression
 /// whose index variables it names exactly; others use their first legal order.
 pub fn lower_group(
@@ -218,24 +256,16 @@ pub fn lower_group(
     let outputs = group_outputs(p, group);
     let mut graph = Graph::new(format!("group_{}", group.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("_")));
     let mut orders = Vec::new();
-    for t in &outputs {
-        let s = *group.iter().find(|&&s| p.stmts[s].lhs.tensor == *t).expect("output defined in group");
-        let st = &p.stmts[s];
-        let mut inl = Inliner {
-            p,
-            defs: group.iter().filter(|&&g| g < s).map(|&g| (p.stmts[g].lhs.tensor.clone(), g)).collect(),
-            sizes: p.index_sizes[s].clone(),
-            fresh: 0,
-        };
-        let rhs = inl.expr(&st.rhs);
-        let fused = Stmt { lhs: st.lhs.clone(), rhs, span: st.span };
-        let trees = Trees::from_parts(p, &fused, &inl.sizes).map_err(|m| CompileError::Unsupported {
+    for (fused, sizes) in fused_statements(p, group) {
+        let st = &fused;
+        let t = &st.lhs.tensor;
+        let trees = Trees::from_parts(p, &fused, &sizes).map_err(|m| CompileError::Unsupported {
             file: p.file.clone(),
             line: st.span.line,
             col: st.span.col,
             message: m,
         })?;
-        let names: Vec<String> = inl.sizes.keys().cloned().collect();
+        let names: Vec<String> = sizes.keys().cloned().collect();
         // A lone kernel takes the order as given (so a wrong order is reported); otherwise the
         // order applies to the kernels whose indices it names.
         let lone = p.stmts.len() == 1;

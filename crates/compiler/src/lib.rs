@@ -12,7 +12,7 @@ pub mod fuse;
 pub mod lower;
 pub mod order;
 
-pub use fuse::{group_outputs, lower_group, plan, Fusion, GroupKernel};
+pub use fuse::{group_orders, group_outputs, lower_group, plan, Fusion, GroupKernel};
 pub use lower::{lower_statement, Kernel, LowerOptions};
 pub use order::legal_orders;
 
