@@ -146,3 +146,49 @@ fn malformed_data_files_fail_cleanly() {
         fails_with(&["run", &p], &needles);
     }
 }
+
+#[test]
+fn bad_multi_statement_programs_fail_cleanly() {
+    let d = tmpdir("multi");
+    // A tensor used before the statement that defines it (also the only way to write a cycle).
+    let p = write(
+        &d,
+        "cycle.ff",
+        "input A[4,4] dcsr = random(density=0.5)\ntemp T[4,4] dcsr\noutput U[4,4] dcsr\nT(i,j) = U(i,j) * A(i,j)\nU(i,j) = T(i,j) + A(i,j)\n",
+    );
+    fails_with(&["run", &p], &["cycle.ff:4:", "U"]);
+    // Fusion groups that split the program out of order or leave statements out.
+    let ok = write(
+        &d,
+        "chain.ff",
+        "input A[4,4] dcsr = random(density=0.5)\ntemp T[4,4] dcsr\noutput U[4,4] dcsr\nT(i,j) = A(i,k) * A(k,j)\nU(i,j) = T(i,j) + A(i,j)\n",
+    );
+    fails_with(&["run", &ok, "--fusion", "1,0"], &["expected statement 0"]);
+    fails_with(&["run", &ok, "--fusion", "0"], &["cover"]);
+    fails_with(&["run", &ok, "--fusion", "0-7"], &["has 2"]);
+    fails_with(&["run", &ok, "--fusion", "zero"], &["fusion"]);
+    // Fusing statements whose operands' mode orders conflict: B is stored j-major, so
+    // U = T·B needs j before l while C forces l before j.
+    let conflict = write(
+        &d,
+        "conflict.ff",
+        "input A[4,4] dcsr = random(density=0.5)\ninput B[4,4] dcsc = random(density=0.5)\ninput C[4,4] dcsr = random(density=0.5)\ntemp T[4,4] dcsr\noutput U[4,4] dcsr\nT(i,j) = A(i,k) * B(k,j)\nU(i,j) = T(i,j) * C(j,i)\n",
+    );
+    fails_with(&["run", &conflict, "--fusion", "full"], &["conflict.ff:7:1", "no legal dataflow order"]);
+    let (code, _, err) = run(&["run", &ok, "--fusion", "full"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn dataset_option_binds_the_adjacency() {
+    let (code, out, err) = run(&["run", &example("gcn.ff"), "--dataset", "karate", "--fusion", "partial", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["verified"], serde_json::Value::Bool(true));
+    assert_eq!(v["groups"].as_array().unwrap().len(), 2);
+    for key in ["flops", "offchip_bytes"] {
+        assert!(v[key].as_u64().unwrap() > 0, "{key}");
+    }
+    fails_with(&["run", &example("gcn.ff"), "--dataset", "no-such-graph"], &["no-such-graph"]);
+    fails_with(&["run", &example("spmv.ff"), "--dataset", "karate"], &["A"]);
+}
