@@ -107,6 +107,41 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         reps: usize,
     },
+    // --- Comal interop (fuseflow-comal) ---
+    /// Compile one statement and write it for Comal: `graph.bin` (tortilla protobuf) plus the
+    /// input tensors as a SAM tensor directory.
+    Compile {
+        #[command(flatten)]
+        prog: ProgramArgs,
+        /// Statement index.
+        #[arg(long, default_value_t = 0)]
+        stmt: usize,
+        /// Output format (only `comal`).
+        #[arg(long)]
+        emit: String,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed for generated inputs.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Import a tortilla graph with its tensor directory and simulate it (default config).
+    Simulate {
+        /// The binary protobuf graph (`graph.bin`).
+        #[arg(long)]
+        comal: PathBuf,
+        /// The tensor directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Write every output tensor into this tensor directory.
+        #[arg(long)]
+        dump_outputs: Option<PathBuf>,
+    },
+    // --- end Comal interop ---
 }
 
 fn parse_param(s: &str) -> Result<(String, i64), String> {
@@ -274,6 +309,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        // --- Comal interop (fuseflow-comal) ---
+        Cmd::Compile { prog, stmt, emit, out, seed } => comal_compile(&prog, stmt, &emit, &out, seed),
+        Cmd::Simulate { comal, data, json, dump_outputs } => {
+            comal_simulate(&comal, &data, json, dump_outputs.as_deref())
+        }
+        // --- end Comal interop ---
         Cmd::Bench { json, reps } => {
             let results = fuseflow::bench::run_suite(reps).context("benchmark failed")?;
             if json {
@@ -295,3 +336,78 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
     }
 }
+
+// --- Comal interop (fuseflow-comal) ---
+
+/// `fuseflow compile --emit comal`: statement `stmt` under the requested order, exported with
+/// the program's inputs (generated with `seed`, as `run --seed` does) and the temporaries it
+/// reads, computed by simulating the statements before it.
+fn comal_compile(prog: &ProgramArgs, stmt: usize, emit: &str, out: &Path, seed: u64) -> Result<ExitCode> {
+    if emit != "comal" {
+        return Err(anyhow!("--emit {emit}: unsupported format (only `comal`)"));
+    }
+    let p = load(prog)?;
+    if stmt >= p.stmts.len() {
+        return Err(anyhow!("{}: statement {stmt} does not exist (the program has {})", p.file, p.stmts.len()));
+    }
+    let cfg = config(prog);
+    let k = compile_statement(&p, stmt, &cfg)?;
+    let mut tensors = fuseflow_ir::load_inputs(&p, &base_dir(&prog.program), seed)?;
+    // Temporaries the statement reads are computed by simulating the statements before it.
+    for earlier in 0..stmt {
+        if k.graph.inputs.iter().all(|b| tensors.contains_key(&b.tensor)) {
+            break;
+        }
+        let name = p.stmts[earlier].lhs.tensor.clone();
+        let ke = compile_statement(&p, earlier, &cfg)?;
+        let r = fuseflow_sim::simulate(&ke.graph, &tensors, &cfg.sim)
+            .map_err(|e| anyhow!("computing {name} (statement {earlier}) for statement {stmt}: {e}"))?;
+        let decl = p.decl(&name).ok_or_else(|| anyhow!("{name}: not declared"))?;
+        let t = r.outputs.get(&name).ok_or_else(|| anyhow!("statement {earlier} wrote no {name}"))?;
+        tensors.insert(name.clone(), t.convert(&decl.format).map_err(|e| anyhow!("{name}: {e}"))?);
+    }
+    fuseflow_comal::export_dir(&k.graph, &tensors, out)?;
+    println!(
+        "wrote {} ({} nodes, order {}) and {} input tensors",
+        out.join(fuseflow_comal::GRAPH_FILE).display(),
+        k.graph.nodes.len(),
+        k.order.join(","),
+        k.graph.inputs.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fuseflow simulate --comal`: import, simulate with the default configuration, report.
+fn comal_simulate(graph: &Path, data: &Path, json: bool, dump: Option<&Path>) -> Result<ExitCode> {
+    let (g, tensors) = fuseflow_comal::import_file(graph, data)?;
+    let r = fuseflow_sim::simulate(&g, &tensors, &fuseflow_sim::SimConfig::default())
+        .map_err(|e| anyhow!("{}: {e}", graph.display()))?;
+    if let Some(dir) = dump {
+        for (name, t) in &r.outputs {
+            fuseflow_tensor::write_tensor_dir(dir, name, t)?;
+        }
+    }
+    if json {
+        let outputs: BTreeMap<&String, &Vec<usize>> = r.outputs.iter().map(|(k, t)| (k, &t.shape)).collect();
+        let v = serde_json::json!({
+            "graph": g.name,
+            "nodes": g.nodes.len(),
+            "cycles": r.cycles,
+            "tokens": r.tokens,
+            "flops": r.ops,
+            "outputs": outputs,
+        });
+        println!("{v}");
+    } else {
+        println!("graph        {} ({} nodes)", g.name, g.nodes.len());
+        println!("cycles       {}", r.cycles);
+        println!("tokens       {}", r.tokens);
+        println!("flops        {}", r.ops);
+        for (name, t) in &r.outputs {
+            println!("output       {name} {:?} ({} stored)", t.shape, t.stored());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// --- end Comal interop ---

@@ -34,6 +34,11 @@ const KERNELS: &[(&str, &[(&str, &str)])] = &[
     ("s() = A(i,j) * B(i,j)", &[("s", ""), ("A", "ij"), ("B", "ij")]),
     ("X(i,j) = A(i,k) * B(k,l) * C(l,j)", &[("X", "ij"), ("A", "ik"), ("B", "kl"), ("C", "lj")]),
     ("y(i) = maxr(j, A(i,j))", &[("y", "i"), ("A", "ij")]),
+    ("y(i) = maxnz(j, A(i,j) - B(i,j))", &[("y", "i"), ("A", "ij"), ("B", "ij")]),
+    ("X(i,j) = expnz(A(i,j) - B(i,j))", &[("X", "ij"), ("A", "ij"), ("B", "ij")]),
+    ("X(i,j) = expsubnz(A(i,j), b(i))", &[("X", "ij"), ("A", "ij"), ("b", "i")]),
+    ("X(i,j) = expsubnz(A(i,j), B(i,j))", &[("X", "ij"), ("A", "ij"), ("B", "ij")]),
+    ("X(i,j) = expsubnz(b(i), A(i,j))", &[("X", "ij"), ("b", "i"), ("A", "ij")]),
     ("y(i) = maxr(j, A(i,j) - B(i,j))", &[("y", "i"), ("A", "ij"), ("B", "ij")]),
     ("X(i,j) = A(i,j) - maxr(k, B(i,k))", &[("X", "ij"), ("A", "ij"), ("B", "ik")]),
 ];

@@ -80,3 +80,18 @@ fn every_model_verifies_under_three_orders_per_kernel_at_every_granularity() {
     }
     assert!(runs >= 45, "{runs} runs");
 }
+
+/// Regression: fully fusing softmax and two layer norms inlines their operands many times and
+/// builds joiners with more than 256 ports, which once overflowed port numbers and deadlocked.
+#[test]
+fn deeply_inlined_builtins_fuse_fully() {
+    let src = "input A[2, 3] dense = random(density=0.5)\ninput B0[2, 3] dense = random(density=0.5)\n\
+               temp T0[2, 3] dense\ntemp T1[2, 3] dense\ntemp T2[2, 3] dense\noutput T3[2, 3] dense\n\
+               T0(i,j) = A(i,j) * B0(i,j)\nT1(i,j) = softmax(j, T0(i,j))\nT2(i,j) = layernorm(j, T1(i,j))\nT3(i,j) = layernorm(j, T2(i,j))\n";
+    let p = fuseflow_ir::check(fuseflow_ir::parse(src, "deep.ff", &Default::default()).unwrap()).unwrap();
+    for fusion in [Fusion::Unfused, Fusion::Full] {
+        let cfg = fuseflow::RunConfig { fusion: fusion.clone(), ..Default::default() };
+        let r = fuseflow::run(&p, std::path::Path::new("."), &cfg).unwrap();
+        assert!(r.verified, "{fusion:?}");
+    }
+}

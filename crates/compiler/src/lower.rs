@@ -80,6 +80,8 @@ struct Lowerer<'a> {
     value_memo: HashMap<Nid, StreamId>,
     acc_memo: HashMap<Nid, (Vec<StreamId>, StreamId)>,
     repsig_memo: HashMap<StreamId, StreamId>,
+    /// Reference streams that may carry `N` (payloads of a union, and what is derived from them).
+    may_n: std::collections::HashSet<StreamId>,
     opts: LowerOptions,
 }
 
@@ -190,7 +192,11 @@ impl<'a> Lowerer<'a> {
                 Key::Leaf(n) => format!("{}_rep_{}", self.leaf_tensor(n), self.name(v)),
                 Key::Range(_, w) => format!("range_{}_rep_{}", self.name(w), self.name(v)),
             };
-            self.g.add(Op::Repeat { index: self.name(v).to_string() }, &[prev, sig], label)[0]
+            let out = self.g.add(Op::Repeat { index: self.name(v).to_string() }, &[prev, sig], label)[0];
+            if self.may_n.contains(&prev) {
+                self.may_n.insert(out);
+            }
+            out
         };
         self.stream_memo.insert((k, v), s);
         Ok(s)
@@ -199,7 +205,26 @@ impl<'a> Lowerer<'a> {
     /// Builds a joiner over the given iterations.
     fn join(&mut self, kind: JoinKind, v: Var, its: Vec<Iter>) -> Res<Iter> {
         if its.len() == 1 {
-            return Ok(its.into_iter().next().unwrap());
+            let it = its.into_iter().next().unwrap();
+            if !self.may_n.contains(&it.crd) {
+                return Ok(it);
+            }
+            // A lone operand whose coordinates may be `N` (it is absent under an outer union):
+            // a one-operand union turns its `[N, S]` fibers into empty ones, as a join with a
+            // second operand would, so no `N` coordinate reaches writers or accumulators.
+            let mut ins = vec![it.crd];
+            ins.extend(it.payloads.iter().map(|(_, s)| *s));
+            let outs = self.g.add(
+                Op::Join {
+                    kind: JoinKind::Union,
+                    payloads: vec![it.payloads.len() as u32],
+                    index: self.name(v).to_string(),
+                },
+                &ins,
+                format!("present_{}", self.name(v)),
+            );
+            let payloads = it.payloads.iter().zip(&outs[1..]).map(|((k, _), s)| (*k, *s)).collect();
+            return Ok(Iter { crd: outs[0], payloads, filterable: it.filterable, dense_leaf: None });
         }
         if its.iter().any(|i| !i.filterable) {
             return Err(format!(
@@ -235,6 +260,9 @@ impl<'a> Lowerer<'a> {
             &ins,
             format!("{sym}_{}", self.name(v)),
         );
+        if kind == JoinKind::Union {
+            self.may_n.extend(outs[1..].iter().copied());
+        }
         Ok(Iter {
             crd: outs[0],
             payloads: keys.into_iter().zip(outs[1..].iter().copied()).collect(),
@@ -298,6 +326,10 @@ impl<'a> Lowerer<'a> {
                     };
                     let outs = self.g.add(op, &[prev], format!("{}_{}", l.tensor, self.name(v)));
                     let dense = (l.formats[level] == LevelFormat::Dense).then_some((n, level));
+                    if self.may_n.contains(&prev) {
+                        // The operand may be absent here: the scanner emits `[N, S]` fibers.
+                        self.may_n.extend([outs[0], outs[1]]);
+                    }
                     Some(Iter {
                         crd: outs[0],
                         payloads: vec![(Key::Leaf(n), outs[1])],
@@ -330,7 +362,13 @@ impl<'a> Lowerer<'a> {
                             Some(self.join(JoinKind::Intersect, v, its)?)
                         }
                     }
-                    BinOp::Add | BinOp::Sub | BinOp::Max => match (ia, ib) {
+                    // Nonzero only where `a` is: `a` drives; `b` joins by union when it drives
+                    // too (its extra coordinates compute to 0), and is broadcast otherwise.
+                    BinOp::ExpSubNz if ia.is_some() => match ib {
+                        Some(y) => Some(self.join(JoinKind::Union, v, vec![ia.expect("checked"), y])?),
+                        None => Some(self.join(JoinKind::Union, v, vec![ia.expect("checked")])?),
+                    },
+                    BinOp::Add | BinOp::Sub | BinOp::Max | BinOp::ExpSubNz => match (ia, ib) {
                         (None, None) => None,
                         (Some(x), Some(y)) => Some(self.join(JoinKind::Union, v, vec![x, y])?),
                         (Some(x), None) | (None, Some(x)) => {
@@ -388,11 +426,17 @@ impl<'a> Lowerer<'a> {
         let Kind::Reduce { op, var: r, child } = self.t.nodes[n].kind else { unreachable!() };
         let kind = match op {
             ReduceOp::Sum => ReduceKind::Sum,
-            ReduceOp::Max => ReduceKind::Max,
+            ReduceOp::Max | ReduceOp::MaxNz => ReduceKind::Max,
         };
         let after = self.after_vars(n);
-        let val = self.value(child)?;
-        let res = if after.is_empty() {
+        let mut val = self.value(child)?;
+        // A max over nonzeros: zeros (stored or absent) become −∞ so they never win, and a
+        // group with nothing but zeros comes back as 0.
+        let nz = op == ReduceOp::MaxNz;
+        if nz {
+            val = self.g.add(Op::Alu { op: AluOp::ZeroToNegInf }, &[val], "")[0];
+        }
+        let mut res = if after.is_empty() {
             let out = self.g.add(Op::Reduce { op: kind }, &[val], format!("reduce_{}", self.name(r)))[0];
             (vec![], out)
         } else {
@@ -419,6 +463,9 @@ impl<'a> Lowerer<'a> {
             );
             (outs[..after.len()].to_vec(), outs[after.len()])
         };
+        if nz {
+            res.1 = self.g.add(Op::Alu { op: AluOp::NegInfToZero }, &[res.1], "")[0];
+        }
         self.acc_memo.insert(n, res.clone());
         Ok(res)
     }
@@ -482,6 +529,7 @@ fn unary(op: UnaryOp) -> AluOp {
         UnaryOp::Rsqrt => AluOp::Rsqrt,
         UnaryOp::Sigmoid => AluOp::Sigmoid,
         UnaryOp::Gelu => AluOp::Gelu,
+        UnaryOp::ExpNz => AluOp::ExpNz,
     }
 }
 
@@ -492,6 +540,7 @@ fn binary(op: BinOp) -> AluOp {
         BinOp::Mul => AluOp::Mul,
         BinOp::Div => AluOp::Div,
         BinOp::Max => AluOp::Max,
+        BinOp::ExpSubNz => AluOp::ExpSubNz,
     }
 }
 
@@ -502,6 +551,7 @@ fn scalar(op: BinOp) -> ScalarOp {
         BinOp::Mul => ScalarOp::Mul,
         BinOp::Div => ScalarOp::Div,
         BinOp::Max => ScalarOp::Max,
+        BinOp::ExpSubNz => ScalarOp::ExpSubNz,
     }
 }
 
@@ -621,6 +671,7 @@ fn lower_tree(t: &Tree, order: &[Var], opts: &LowerOptions, name: &str) -> Res<G
         value_memo: HashMap::new(),
         acc_memo: HashMap::new(),
         repsig_memo: HashMap::new(),
+        may_n: Default::default(),
         opts: opts.clone(),
     };
     let root = t.root;

@@ -72,9 +72,9 @@ pub struct Stream {
     /// Human-readable name, e.g. `B_k.crd`.
     pub name: String,
     /// Producing node and output port.
-    pub producer: (NodeId, u8),
+    pub producer: (NodeId, u32),
     /// Consuming nodes and their input ports, in the order they were connected.
-    pub consumers: Vec<(NodeId, u8)>,
+    pub consumers: Vec<(NodeId, u32)>,
 }
 
 /// A node: a primitive with its input and output streams. An output that nothing consumes is
@@ -145,7 +145,7 @@ impl Graph {
         let label = label.into();
         let in_kinds: Vec<StreamKind> = ins.iter().map(|s| self.streams[s.0 as usize].kind).collect();
         for (port, s) in ins.iter().enumerate() {
-            self.streams[s.0 as usize].consumers.push((id, port as u8));
+            self.streams[s.0 as usize].consumers.push((id, port as u32));
         }
         let out_kinds = op.output_kinds(&in_kinds);
         let port_names = op.output_port_names(out_kinds.len());
@@ -154,7 +154,7 @@ impl Graph {
             let sid = StreamId(self.streams.len() as u32);
             let name =
                 if label.is_empty() { port_names[port].clone() } else { format!("{label}.{}", port_names[port]) };
-            self.streams.push(Stream { kind, name, producer: (id, port as u8), consumers: Vec::new() });
+            self.streams.push(Stream { kind, name, producer: (id, port as u32), consumers: Vec::new() });
             outs.push(sid);
         }
         self.nodes.push(Node { op, ins: ins.to_vec(), outs: outs.iter().copied().map(Some).collect(), label });
@@ -221,7 +221,7 @@ impl Graph {
             }
             for (port, s) in node.ins.iter_mut().enumerate() {
                 *s = StreamId(stream_map[s.0 as usize]);
-                streams[s.0 as usize].consumers.push((NodeId(node_map[i]), port as u8));
+                streams[s.0 as usize].consumers.push((NodeId(node_map[i]), port as u32));
             }
             nodes.push(node);
         }
@@ -267,5 +267,39 @@ impl Graph {
             *map.entry(n.op.kind_name()).or_insert(0usize) += 1;
         }
         map.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ports are not limited to 256: fused graphs build joiners with hundreds of payloads.
+    #[test]
+    fn wide_nodes_keep_every_port() {
+        let mut g = Graph::new("wide");
+        let root = g.add(Op::Root, &[], "r")[0];
+        let scan = g.add(
+            Op::Scan {
+                tensor: "A".into(),
+                level: 0,
+                dim: 0,
+                format: fuseflow_tensor::LevelFormat::Dense,
+                index: "i".into(),
+            },
+            &[root],
+            "A_i",
+        );
+        let mut ins = vec![scan[0]];
+        ins.extend(std::iter::repeat_n(scan[1], 300));
+        let outs = g.add(Op::Join { kind: JoinKind::Union, payloads: vec![300], index: "i".into() }, &ins, "u");
+        for (k, &o) in outs.iter().enumerate() {
+            g.add(Op::LevelWrite { tensor: format!("X{k}"), level: 0 }, &[if k == 0 { o } else { outs[0] }], "w");
+        }
+        let ports: Vec<u32> = g.stream(scan[1]).consumers.iter().map(|c| c.1).collect();
+        assert_eq!(ports, (1..=300).collect::<Vec<u32>>());
+        assert_eq!(g.stream(outs[300]).producer.1, 300);
+        g.prune();
+        g.verify().unwrap();
     }
 }

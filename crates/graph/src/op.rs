@@ -47,6 +47,14 @@ pub enum AluOp {
     Sigmoid,
     /// GELU, tanh form
     Gelu,
+    /// eᵃ on nonzero a, 0 on zero (sparsity-preserving exponential)
+    ExpNz,
+    /// eᵃ⁻ᵇ where a ≠ 0, else 0 (shifted exponential of a masked softmax)
+    ExpSubNz,
+    /// −∞ for 0, a otherwise: makes a max reduction ignore zeros
+    ZeroToNegInf,
+    /// 0 for −∞, a otherwise: an all-zero max group reads as 0
+    NegInfToZero,
     /// `a op c` (or `c op a` when `scalar_first`) with a constant `c`.
     Scalar {
         /// The binary operation.
@@ -71,6 +79,8 @@ pub enum ScalarOp {
     Div,
     /// max
     Max,
+    /// eᵃ⁻ᶜ where a ≠ 0, else 0 (the non-constant operand is `a`)
+    ExpSubNz,
 }
 
 impl ScalarOp {
@@ -81,7 +91,18 @@ impl ScalarOp {
             ScalarOp::Mul => mul(a, b),
             ScalarOp::Div => div(a, b),
             ScalarOp::Max => a.max(b),
+            ScalarOp::ExpSubNz => exp_sub_nz(a, b),
         }
+    }
+}
+
+/// eᵃ⁻ᵇ where a ≠ 0, else 0.
+#[inline]
+pub fn exp_sub_nz(a: f64, b: f64) -> f64 {
+    if a == 0.0 {
+        0.0
+    } else {
+        (a - b).exp()
     }
 }
 
@@ -111,7 +132,7 @@ impl AluOp {
     /// Number of value inputs (1 or 2).
     pub fn arity(self) -> usize {
         match self {
-            AluOp::Add | AluOp::Sub | AluOp::Mul | AluOp::Div | AluOp::Max => 2,
+            AluOp::Add | AluOp::Sub | AluOp::Mul | AluOp::Div | AluOp::Max | AluOp::ExpSubNz => 2,
             _ => 1,
         }
     }
@@ -125,6 +146,7 @@ impl AluOp {
             AluOp::Mul => mul(a, b),
             AluOp::Div => div(a, b),
             AluOp::Max => a.max(b),
+            AluOp::ExpSubNz => exp_sub_nz(a, b),
             _ => self.apply1(a),
         }
     }
@@ -141,6 +163,28 @@ impl AluOp {
             AluOp::Gelu => {
                 let c = (2.0 / std::f64::consts::PI).sqrt();
                 0.5 * a * (1.0 + (c * (a + 0.044715 * a * a * a)).tanh())
+            }
+            AluOp::ExpNz => {
+                if a == 0.0 {
+                    0.0
+                } else {
+                    a.exp()
+                }
+            }
+            AluOp::Scalar { op: ScalarOp::ExpSubNz, scalar, scalar_first: true } => exp_sub_nz(scalar, a),
+            AluOp::ZeroToNegInf => {
+                if a == 0.0 {
+                    f64::NEG_INFINITY
+                } else {
+                    a
+                }
+            }
+            AluOp::NegInfToZero => {
+                if a == f64::NEG_INFINITY {
+                    0.0
+                } else {
+                    a
+                }
             }
             AluOp::Scalar { op, scalar, scalar_first } => {
                 if scalar_first {
@@ -167,6 +211,10 @@ impl AluOp {
             AluOp::Rsqrt => "rsqrt".into(),
             AluOp::Sigmoid => "sigmoid".into(),
             AluOp::Gelu => "gelu".into(),
+            AluOp::ExpNz => "expnz".into(),
+            AluOp::ExpSubNz => "expsubnz".into(),
+            AluOp::ZeroToNegInf => "zero_to_neginf".into(),
+            AluOp::NegInfToZero => "neginf_to_zero".into(),
             AluOp::Scalar { op, scalar, scalar_first } => {
                 let o = format!("{op:?}").to_lowercase();
                 if scalar_first {

@@ -120,7 +120,7 @@ impl Graph {
                     let Some(stream) = self.streams.get(s.0 as usize) else {
                         return Err(VerifyError::Dangling { node: id, stream: *s });
                     };
-                    if stream.producer != (id, port as u8) {
+                    if stream.producer != (id, port as u32) {
                         return Err(VerifyError::Producer { stream: *s });
                     }
                 }

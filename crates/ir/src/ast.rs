@@ -77,7 +77,9 @@ pub struct Access {
     pub span: Span,
 }
 
-/// Binary operators. `Add`, `Sub`, `Max` co-iterate by union; `Mul`, `Div` by intersection.
+/// Binary operators. `Add`, `Sub`, `Max` co-iterate by union; `Mul`, `Div` by intersection;
+/// `ExpSubNz` iterates over the nonzeros of its first operand only (the second is looked up,
+/// absent entries reading as 0, and broadcast over the indices it lacks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum BinOp {
     /// `a + b`
@@ -90,6 +92,11 @@ pub enum BinOp {
     Div,
     /// `max(a, b)`
     Max,
+    /// `expsubnz(a, b)` = `exp(a - b)` where `a != 0`, and 0 where `a` is 0 or absent. The
+    /// result has exactly the sparsity of `a` (broadcast over the indices only `b` has); `b` is
+    /// read where `a` is nonzero, an absent `b` reading as 0. This is the shifted exponential of
+    /// a masked (sparse) softmax: unlike `expnz(a - b)` it gives `exp(0) = 1` where `a == b`.
+    ExpSubNz,
 }
 
 /// Unary functions.
@@ -107,6 +114,9 @@ pub enum UnaryOp {
     Sigmoid,
     /// `gelu(a)`, tanh approximation
     Gelu,
+    /// `expnz(a)`: `exp(a)` on the nonzero entries of `a`, 0 where `a` is 0 or absent, so it
+    /// preserves sparsity (the sparse-attention exponential).
+    ExpNz,
 }
 
 impl UnaryOp {
@@ -116,6 +126,13 @@ impl UnaryOp {
             UnaryOp::Neg => -x,
             UnaryOp::Relu => x.max(0.0),
             UnaryOp::Exp => x.exp(),
+            UnaryOp::ExpNz => {
+                if x == 0.0 {
+                    0.0
+                } else {
+                    x.exp()
+                }
+            }
             UnaryOp::Rsqrt => 1.0 / x.sqrt(),
             UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             UnaryOp::Gelu => {
@@ -133,6 +150,7 @@ impl UnaryOp {
 
 impl BinOp {
     /// Applies the operator (division is only applied where both operands are stored).
+    /// `ExpSubNz` gives `exp(a - b)` if `a != 0` and 0 otherwise.
     pub fn apply(self, a: f64, b: f64) -> f64 {
         match self {
             BinOp::Add => a + b,
@@ -140,6 +158,13 @@ impl BinOp {
             BinOp::Mul => a * b,
             BinOp::Div => a / b,
             BinOp::Max => a.max(b),
+            BinOp::ExpSubNz => {
+                if a == 0.0 {
+                    0.0
+                } else {
+                    (a - b).exp()
+                }
+            }
         }
     }
 }
@@ -151,6 +176,9 @@ pub enum ReduceOp {
     Sum,
     /// Maximum over the index; implicit zeros count as values.
     Max,
+    /// `maxnz(k, e)`: maximum over the nonzero values of `e` along the index; zeros (stored or
+    /// implicit) are ignored, and a group without any nonzero value is 0 (absent).
+    MaxNz,
 }
 
 /// An expression. In a [`Program`] reductions may be implicit; in a [`CheckedProgram`] every
@@ -168,7 +196,7 @@ pub enum Expr {
     Binary(BinOp, Box<Expr>, Box<Expr>),
     /// A reduction over one index variable.
     Reduce {
-        /// Sum or max.
+        /// Sum, max or max over nonzeros.
         op: ReduceOp,
         /// The reduced index variable.
         index: String,
@@ -193,11 +221,14 @@ pub struct Stmt {
 pub struct Program {
     /// File name used in error messages.
     pub file: String,
-    /// Declarations in order.
+    /// Declarations in order (including the temporaries that statement-level built-ins such as
+    /// `softmax` declare, each right after the declaration of the built-in's left-hand side).
     pub decls: Vec<TensorDecl>,
-    /// Statements in order.
+    /// Statements in order, built-ins already expanded into ordinary statements.
     pub stmts: Vec<Stmt>,
-    /// Named fusion groups (`fuse 0-3` lines): lists of statement indices.
+    /// Named fusion groups (`fuse 0-3` lines): lists of statement indices. The parser has
+    /// already mapped source statements to the statements their built-ins expand to, so these
+    /// index `stmts`.
     pub groups: Vec<Vec<usize>>,
 }
 

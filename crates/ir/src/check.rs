@@ -2,9 +2,9 @@
 //! fusion groups, and makes every reduction explicit.
 //!
 //! Implicit reductions follow the TACO convention: an index that occurs on the right-hand side
-//! but not on the left (and is not bound by an explicit `sum`/`maxr`) is summed at the smallest
-//! subexpression that contains all of its occurrences. Several indices placed at the same node
-//! nest in order of first occurrence, the first-occurring one outermost.
+//! but not on the left (and is not bound by an explicit `sum`/`maxr`/`maxnz`) is summed at the
+//! smallest subexpression that contains all of its occurrences. Several indices placed at the
+//! same node nest in order of first occurrence, the first-occurring one outermost.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,6 +13,7 @@ use fuseflow_tensor::Format;
 use crate::ast::{Access, CheckedProgram, Expr, Program, ReduceOp, Role, Source, Span, Stmt, TensorDecl};
 use crate::error::IrError;
 use crate::parser::RESERVED;
+use crate::pretty::reduce_name;
 
 /// Checks a parsed program and makes its reductions explicit.
 pub fn check(p: Program) -> Result<CheckedProgram, IrError> {
@@ -181,7 +182,7 @@ impl StmtCx<'_> {
             if let Some(u) = w.uses.get(k).filter(|u| u.free > 0) {
                 return Err(self.err(
                     u.first_span,
-                    format!("index {k} is reduced by an explicit sum/maxr but also used outside it"),
+                    format!("index {k} is reduced by an explicit sum/maxr/maxnz but also used outside it"),
                 ));
             }
         }
@@ -221,7 +222,7 @@ impl StmtCx<'_> {
                 self.walk(b, lhs, x, w, stmt_span)
             }
             Expr::Reduce { op, index, body } => {
-                let f = if *op == ReduceOp::Sum { "sum" } else { "maxr" };
+                let f = reduce_name(*op);
                 let span = first_access_span(body).unwrap_or(stmt_span);
                 if lhs.contains(index) {
                     return Err(self.err(

@@ -6,10 +6,15 @@
 //! Entry points: [`parse`] (text → [`Program`]), [`check`] ([`Program`] → [`CheckedProgram`],
 //! with every reduction explicit), [`load`] (both, from a file), [`pretty`] (back to text) and
 //! [`load_inputs`] (the declared input tensors).
+//!
+//! Statement-level built-ins (`softmax`, `masked_softmax`, `layernorm`; see [`builtin`]) are
+//! expanded by the parser into ordinary statements, so a [`Program`] and everything after it
+//! only contain ordinary statements.
 
 #![warn(missing_docs)]
 
 pub mod ast;
+pub mod builtin;
 mod check;
 mod data;
 mod error;
@@ -21,11 +26,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use ast::*;
+pub use builtin::{BUILTINS, LAYERNORM_EPS};
 pub use check::check;
 pub use data::{load_inputs, DataError};
 pub use error::{IrError, IrResult};
 pub use parser::{parse, MAX_EXPR_DEPTH, RESERVED};
-pub use pretty::{format_name, pretty, pretty_decl, pretty_expr, pretty_stmt, unary_name};
+pub use pretty::{binary_name, format_name, pretty, pretty_decl, pretty_expr, pretty_stmt, reduce_name, unary_name};
 
 /// Reads, parses and checks a program file. An unreadable file is an error naming the path.
 pub fn load(path: &Path, params: &BTreeMap<String, i64>) -> Result<CheckedProgram, IrError> {

@@ -13,20 +13,36 @@
 //! source  := "random" "(" [kwarg ("," kwarg)*] ")"   kwarg := "density" "=" NUM | "seed" "=" INT
 //!          | "file" "(" STRING ")"
 //! fuse    := "fuse" group ("," group)*           group := INT | INT "-" INT
-//! stmt    := access "=" expr
+//! stmt    := access "=" (expr | BUILTIN "(" INDEX "," expr ")")
 //! expr    := term (("+" | "-") term)*
 //! term    := unary (("*" | "/") unary)*
 //! unary   := "-" unary | primary
-//! primary := NUM | "(" expr ")" | FUNC "(" expr ")" | "max" "(" expr "," expr ")"
-//!          | ("sum" | "maxr") "(" INDEX "," expr ")" | PARAM_NAME | access
+//! primary := NUM | "(" expr ")" | FUNC "(" expr ")" | ("max" | "expsubnz") "(" expr "," expr ")"
+//!          | ("sum" | "maxr" | "maxnz") "(" INDEX "," expr ")" | PARAM_NAME | access
 //! access  := NAME ["(" [INDEX ("," INDEX)*] ")"]
-//! FUNC    := relu | exp | neg | rsqrt | sigmoid | gelu
+//! FUNC    := relu | exp | expnz | neg | rsqrt | sigmoid | gelu
+//! BUILTIN := softmax | masked_softmax | layernorm
 //! ```
 //!
 //! In an expression, a bare parameter name (no parentheses) is that parameter's value as a
-//! constant; tensors and parameters therefore may not share names. Each `fuse` group is a single
-//! statement index or an inclusive range, so `fuse 0-3, 4` names two groups. Unary minus binds
-//! tighter than `*` and `/`, and a negated number literal is folded into the constant.
+//! constant; tensors and parameters therefore may not share names. Unary minus binds tighter
+//! than `*` and `/`, and a negated number literal is folded into the constant.
+//!
+//! Sparsity-aware operators: `expnz(e)` is `exp` of the nonzero entries of `e` (zeros stay 0);
+//! `maxnz(k, e)` is the maximum over the nonzero entries of `e` along `k` (a group without any
+//! is 0), where `maxr` counts implicit zeros; `expsubnz(a, b)` is `exp(a - b)` where `a` is
+//! nonzero and 0 elsewhere.
+//!
+//! A statement-level built-in (`softmax`, `masked_softmax`, `layernorm`) must be the whole
+//! right-hand side; the parser expands it into ordinary statements over temporaries it declares
+//! (`Y__max`, `Y__exp`, ... — see [`crate::builtin`]), so a [`Program`] never contains one.
+//!
+//! `fuse` lines name groups of **source** statements, numbered from 0 in the order written,
+//! where a statement using a built-in counts as one statement. Each `fuse` group is a single
+//! statement index or an inclusive range, so `fuse 0-3, 4` names two groups. The parser maps
+//! every group to the statements its members expand to, so [`Program::groups`] index
+//! [`Program::stmts`]: with `Y(i,j) = softmax(j, A(i,j))` as statement 0 and an ordinary
+//! statement 1, `fuse 0-1` becomes the group of expanded statements 0 to 4.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,11 +50,29 @@ use std::path::PathBuf;
 use fuseflow_tensor::{Format, LevelFormat};
 
 use crate::ast::{Access, BinOp, Expr, Program, ReduceOp, Role, Source, Span, Stmt, TensorDecl, UnaryOp};
+use crate::builtin::{expand, Builtin, BuiltinStmt, SourceStmt, BUILTINS};
 use crate::error::IrError;
 use crate::lexer::{lex_line, Tok, Token};
 
-/// Names that are functions in expressions and therefore cannot name tensors.
-pub const RESERVED: [&str; 9] = ["relu", "exp", "neg", "rsqrt", "sigmoid", "gelu", "max", "sum", "maxr"];
+/// Names that are functions in expressions (or statement-level built-ins) and therefore cannot
+/// name tensors.
+pub const RESERVED: [&str; 15] = [
+    "relu",
+    "exp",
+    "neg",
+    "rsqrt",
+    "sigmoid",
+    "gelu",
+    "max",
+    "sum",
+    "maxr",
+    "expnz",
+    "maxnz",
+    "expsubnz",
+    "softmax",
+    "masked_softmax",
+    "layernorm",
+];
 
 /// Deepest expression tree accepted (keeps every recursive pass far from stack exhaustion).
 pub const MAX_EXPR_DEPTH: usize = 200;
@@ -50,6 +84,7 @@ fn unary_op(name: &str) -> Option<UnaryOp> {
     Some(match name {
         "relu" => UnaryOp::Relu,
         "exp" => UnaryOp::Exp,
+        "expnz" => UnaryOp::ExpNz,
         "neg" => UnaryOp::Neg,
         "rsqrt" => UnaryOp::Rsqrt,
         "sigmoid" => UnaryOp::Sigmoid,
@@ -80,6 +115,7 @@ pub fn parse(src: &str, file: &str, params: &BTreeMap<String, i64>) -> Result<Pr
             ));
         }
     }
+    // Fusion groups name source statements; validate them before expansion.
     let n_stmts = st.stmts.len();
     let mut owner: BTreeMap<usize, usize> = BTreeMap::new();
     for (g, (group, span)) in st.groups.iter().enumerate() {
@@ -98,19 +134,17 @@ pub fn parse(src: &str, file: &str, params: &BTreeMap<String, i64>) -> Result<Pr
             }
         }
     }
-    Ok(Program {
-        file: file.to_string(),
-        decls: st.decls,
-        stmts: st.stmts,
-        groups: st.groups.into_iter().map(|(g, _)| g).collect(),
-    })
+    let expanded = expand(file, st.decls, &st.params, st.stmts)?;
+    let groups =
+        st.groups.into_iter().map(|(g, _)| g.into_iter().flat_map(|s| expanded.ranges[s].clone()).collect()).collect();
+    Ok(Program { file: file.to_string(), decls: expanded.decls, stmts: expanded.stmts, groups })
 }
 
 struct State<'a> {
     overrides: &'a BTreeMap<String, i64>,
     params: BTreeMap<String, i64>,
     decls: Vec<TensorDecl>,
-    stmts: Vec<Stmt>,
+    stmts: Vec<SourceStmt>,
     groups: Vec<(Vec<usize>, Span)>,
 }
 
@@ -502,15 +536,49 @@ impl LineParser<'_> {
         }
     }
 
-    fn stmt(&mut self, params: &BTreeMap<String, i64>) -> Result<Stmt, IrError> {
+    fn stmt(&mut self, params: &BTreeMap<String, i64>) -> Result<SourceStmt, IrError> {
         self.params = params.clone();
         let span = self.span();
         let (name, nspan) = self.ident("a statement `X(i,j) = ...` or a declaration")?;
         let lhs = self.access_rest(name, nspan)?;
         self.sym('=', "`=`")?;
+        let builtin = match self.peek() {
+            Some(Tok::Ident(f)) => Builtin::from_name(f),
+            _ => None,
+        };
+        if let Some(kind) = builtin {
+            return self.builtin(kind, lhs, span);
+        }
         let (rhs, _) = self.expr(0)?;
         self.end()?;
-        Ok(Stmt { lhs, rhs, span })
+        Ok(SourceStmt::Plain(Stmt { lhs, rhs, span }))
+    }
+
+    /// `BUILTIN "(" INDEX "," expr ")"` as the whole right-hand side.
+    fn builtin(&mut self, kind: Builtin, lhs: Access, span: Span) -> Result<SourceStmt, IrError> {
+        let name_span = self.span();
+        let name = match self.next() {
+            Some(Tok::Ident(f)) => f,
+            _ => String::new(),
+        };
+        self.sym('(', &format!("`(` after {name}"))?;
+        let (index, index_span) =
+            self.ident(&format!("the index to normalise over as the first argument of {name}"))?;
+        self.sym(',', &format!("`,` ({name} takes an index and an expression)"))?;
+        // The argument is nested up to three levels deeper by the expansion.
+        let (arg, _) = self.expr(3)?;
+        self.sym(')', &format!("`)` closing {name}(...)"))?;
+        let after = self.span();
+        if let Some(t) = self.next() {
+            return Err(self.err_at(
+                after,
+                format!(
+                    "{name}(...) must be the whole right-hand side of a statement, but {} follows it",
+                    t.describe()
+                ),
+            ));
+        }
+        Ok(SourceStmt::Builtin(BuiltinStmt { kind, lhs, index, index_span, arg, span, name_span }))
     }
 
     /// Parses the optional `(i, j, ...)` after a tensor name.
@@ -595,17 +663,28 @@ impl LineParser<'_> {
                 self.sym(')', "`)`")?;
                 Ok((e, d))
             }
+            Some(Tok::Ident(name)) if BUILTINS.contains(&name.as_str()) => Err(self.err_at(
+                span,
+                format!(
+                    "{name}(...) must be the whole right-hand side of a statement, as in `Y(i,j) = {name}(j, ...)`"
+                ),
+            )),
             Some(Tok::Ident(name)) if RESERVED.contains(&name.as_str()) => {
                 self.sym('(', &format!("`(` after function {name}"))?;
                 let res = match name.as_str() {
-                    "max" => {
+                    "max" | "expsubnz" => {
+                        let op = if name == "max" { BinOp::Max } else { BinOp::ExpSubNz };
                         let (a, da) = self.expr(depth + 1)?;
-                        self.sym(',', "`,` (max takes two arguments)")?;
+                        self.sym(',', &format!("`,` ({name} takes two arguments)"))?;
                         let (b, db) = self.expr(depth + 1)?;
-                        (Expr::Binary(BinOp::Max, Box::new(a), Box::new(b)), da.max(db) + 1)
+                        (Expr::Binary(op, Box::new(a), Box::new(b)), da.max(db) + 1)
                     }
-                    "sum" | "maxr" => {
-                        let op = if name == "sum" { ReduceOp::Sum } else { ReduceOp::Max };
+                    "sum" | "maxr" | "maxnz" => {
+                        let op = match name.as_str() {
+                            "sum" => ReduceOp::Sum,
+                            "maxr" => ReduceOp::Max,
+                            _ => ReduceOp::MaxNz,
+                        };
                         let (index, _) =
                             self.ident(&format!("the reduced index variable as the first argument of {name}"))?;
                         self.sym(',', &format!("`,` ({name} takes an index and an expression)"))?;

@@ -8,7 +8,9 @@ use fuseflow_tensor::{Format, LevelFormat};
 use crate::ast::{BinOp, CheckedProgram, Expr, ReduceOp, Role, Source, Stmt, TensorDecl, UnaryOp};
 
 /// Prints a checked program as program text, with every reduction as an explicit `sum(...)` /
-/// `maxr(...)`: declarations, a blank line, statements, then `fuse` lines if any.
+/// `maxr(...)` / `maxnz(...)`: declarations, a blank line, statements, then `fuse` lines if
+/// any. Built-ins appear expanded (their temporaries declared, `fuse` groups over the expanded
+/// statements), which parses back to the same program.
 pub fn pretty(p: &CheckedProgram) -> String {
     let mut out = String::new();
     for d in &p.decls {
@@ -163,8 +165,9 @@ fn write_expr(out: &mut String, e: &Expr) {
             write_expr(out, a);
             out.push(')');
         }
-        Expr::Binary(BinOp::Max, a, b) => {
-            out.push_str("max(");
+        Expr::Binary(op @ (BinOp::Max | BinOp::ExpSubNz), a, b) => {
+            out.push_str(binary_name(*op));
+            out.push('(');
             write_expr(out, a);
             out.push_str(", ");
             write_expr(out, b);
@@ -173,16 +176,14 @@ fn write_expr(out: &mut String, e: &Expr) {
         Expr::Binary(op, a, b) => {
             let p = prec(e);
             paren(out, a, prec(a) < p);
-            out.push_str(match op {
-                BinOp::Add => " + ",
-                BinOp::Sub => " - ",
-                BinOp::Mul => " * ",
-                _ => " / ",
-            });
+            out.push(' ');
+            out.push_str(binary_name(*op));
+            out.push(' ');
             paren(out, b, prec(b) <= p);
         }
         Expr::Reduce { op, index, body } => {
-            out.push_str(if *op == ReduceOp::Sum { "sum(" } else { "maxr(" });
+            out.push_str(reduce_name(*op));
+            out.push('(');
             out.push_str(index);
             out.push_str(", ");
             write_expr(out, body);
@@ -197,8 +198,31 @@ pub fn unary_name(op: UnaryOp) -> &'static str {
         UnaryOp::Neg => "neg",
         UnaryOp::Relu => "relu",
         UnaryOp::Exp => "exp",
+        UnaryOp::ExpNz => "expnz",
         UnaryOp::Rsqrt => "rsqrt",
         UnaryOp::Sigmoid => "sigmoid",
         UnaryOp::Gelu => "gelu",
+    }
+}
+
+/// The program-text spelling of a binary operator: the symbol of an infix operator (`+`, `-`,
+/// `*`, `/`) or the function name of one written as a call (`max`, `expsubnz`).
+pub fn binary_name(op: BinOp) -> &'static str {
+    match op {
+        BinOp::Add => "+",
+        BinOp::Sub => "-",
+        BinOp::Mul => "*",
+        BinOp::Div => "/",
+        BinOp::Max => "max",
+        BinOp::ExpSubNz => "expsubnz",
+    }
+}
+
+/// The program-text name of a reduction (`sum`, `maxr`, `maxnz`).
+pub fn reduce_name(op: ReduceOp) -> &'static str {
+    match op {
+        ReduceOp::Sum => "sum",
+        ReduceOp::Max => "maxr",
+        ReduceOp::MaxNz => "maxnz",
     }
 }

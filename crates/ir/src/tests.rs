@@ -667,6 +667,388 @@ fn pretty_prints_awkward_constants() {
     assert_round_trip(&p);
 }
 
+// ---- Sparsity-aware operators -------------------------------------------------------------
+
+#[test]
+fn nonzero_operators_parse_print_and_apply() {
+    let src = "\
+input A[4,5] dcsr = random(density=0.5)
+input m[4] dense
+output E[4,5] dcsr
+output M[4] dense
+output S[4,5] dcsr
+E(i,j) = expnz(A(i,j) * 2)
+M(i) = maxnz(j, A(i,j) * 2) + maxr(j, A(i,j))
+S(i,j) = expsubnz(A(i,j), m(i)) + expsubnz(A(i,j) - 1, m(i) * 2)
+";
+    let p = ok(src);
+    let printed: Vec<String> = p.stmts.iter().map(pretty_stmt).collect();
+    assert_eq!(
+        printed,
+        [
+            "E(i,j) = expnz(A(i,j) * 2)",
+            "M(i) = maxnz(j, A(i,j) * 2) + maxr(j, A(i,j))",
+            "S(i,j) = expsubnz(A(i,j), m(i)) + expsubnz(A(i,j) - 1, m(i) * 2)"
+        ]
+    );
+    assert!(matches!(p.stmts[0].rhs, Expr::Unary(UnaryOp::ExpNz, _)));
+    match &p.stmts[1].rhs {
+        Expr::Binary(BinOp::Add, a, b) => {
+            assert!(matches!(&**a, Expr::Reduce { op: ReduceOp::MaxNz, index, .. } if index == "j"));
+            assert!(matches!(&**b, Expr::Reduce { op: ReduceOp::Max, .. }));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(&p.stmts[2].rhs, Expr::Binary(BinOp::Add, a, _) if matches!(**a, Expr::Binary(BinOp::ExpSubNz, ..)))
+    );
+    assert_round_trip(&p);
+    // An implicit reduction inside maxnz is placed inside it.
+    assert_eq!(
+        rhs("input A[4,5,3] dense\noutput m[4] dense\nm(i) = maxnz(j, A(i,j,k))\n"),
+        "maxnz(j, sum(k, A(i,j,k)))"
+    );
+
+    // Exact values.
+    assert_eq!(UnaryOp::ExpNz.apply(0.0), 0.0);
+    assert_eq!(UnaryOp::ExpNz.apply(-0.0), 0.0);
+    assert_eq!(UnaryOp::ExpNz.apply(1.0), 1f64.exp());
+    assert_eq!(UnaryOp::ExpNz.apply(-2.5), (-2.5f64).exp());
+    assert!(UnaryOp::ExpNz.preserves_zero());
+    assert!(!UnaryOp::Exp.preserves_zero());
+    assert_eq!(BinOp::ExpSubNz.apply(0.0, 3.0), 0.0);
+    assert_eq!(BinOp::ExpSubNz.apply(0.0, f64::NAN), 0.0);
+    assert_eq!(BinOp::ExpSubNz.apply(2.0, 2.0), 1.0);
+    assert_eq!(BinOp::ExpSubNz.apply(2.0, 0.0), 2f64.exp());
+    assert_eq!(BinOp::ExpSubNz.apply(-1.0, 0.5), (-1.5f64).exp());
+    assert_eq!(
+        (binary_name(BinOp::ExpSubNz), reduce_name(ReduceOp::MaxNz), unary_name(UnaryOp::ExpNz)),
+        ("expsubnz", "maxnz", "expnz")
+    );
+    for name in ["expnz", "maxnz", "expsubnz", "softmax", "masked_softmax", "layernorm"] {
+        assert!(RESERVED.contains(&name), "{name}");
+    }
+}
+
+#[test]
+fn error_nonzero_operator_misuse() {
+    assert_err(
+        &format!("{DECLS}X(i,j) = maxnz(j, A(i,k) * B(k,j))\n"),
+        4,
+        19,
+        &["maxnz(j, ...)", "left-hand side of X"],
+    );
+    assert_err(&format!("{DECLS}X(i,j) = maxnz(k, A(i,k)) * B(k,j)\n"), 4, 29, &["index k", "also used outside"]);
+    assert_err(&format!("{DECLS}X(i,j) = expsubnz(A(i,k) * B(k,j))\n"), 4, 34, &["expsubnz takes two arguments"]);
+    assert_err(&format!("{DECLS}X(i,j) = maxnz(A(i,k), B(k,j))\n"), 4, 17, &["`(`"]);
+    assert_err("input expnz[2] dense\n", 1, 7, &["`expnz` is a function name"]);
+    assert_err("output maxnz[2] dense\n", 1, 8, &["`maxnz` is a function name"]);
+    assert_err("temp softmax[2] dense\n", 1, 6, &["`softmax` is a function name"]);
+}
+
+// ---- Statement-level built-ins --------------------------------------------------------------
+
+const SOFTMAX: &str = "\
+# Attention scores, a row softmax and a per-head softmax over a 3-D tensor.
+param N = 6
+param H = 2
+input  Q[N, 4]    dense
+input  K[N, 4]    dense order(1,0)
+input  S[H, N, N] csf = random(density=0.3)
+temp   T[N, N]    dense
+output Y[N, N]    dense
+output P[H, N, N] (dense, dense, dense) order(1,0,2)
+T(i,j) = Q(i,d) * K(j,d) / 2
+Y(i,j) = softmax(j, T(i,j))
+P(h,i,j) = softmax(j, S(h,i,j) + T(i,j))
+";
+
+const MASKED_SOFTMAX: &str = "\
+# Sparse attention: scores only where the mask is stored, softmax over those entries.
+param N = 8
+input  Mask[N, N] dcsr = random(density=0.25, seed=3)
+input  Q[N, 4]    dense
+input  K[N, 4]    dense
+output A[N, N]    dcsr
+output C[N, N]    csc
+A(i,j) = masked_softmax(j, Mask(i,j) * Q(i,d) * K(j,d))
+C(i,j) = masked_softmax(i, Mask(i,j))
+";
+
+const LAYERNORM: &str = "\
+param B = 2
+param D = 12
+input  X[B, 5, D] dense
+input  R[B, 5, D] csf = random(density=0.5)
+output Y[B, 5, D] dense
+Y(b,t,d) = layernorm(d, X(b,t,d) + R(b,t,d))
+";
+
+/// Parses a program with built-ins and checks the expanded form: every statement ordinary,
+/// temporaries declared right after their tensor with role Temp, and a clean round trip.
+fn expanded(src: &str) -> CheckedProgram {
+    let p = ok(src);
+    assert_round_trip(&p);
+    // The unchecked parse already has the expansion (the checker sees ordinary statements).
+    let parsed = parse(src, FILE, &no_params()).unwrap();
+    assert_eq!(parsed.stmts.len(), p.stmts.len());
+    for d in p.decls.iter().filter(|d| d.name.contains("__")) {
+        assert_eq!(d.role, Role::Temp, "{}", d.name);
+        assert_eq!(d.source, None);
+        let owner = d.name.split("__").next().unwrap();
+        let at = p.decls.iter().position(|x| x.name == d.name).unwrap();
+        let owner_at = p.decls.iter().position(|x| x.name == owner).unwrap();
+        assert!(owner_at < at && p.decls[owner_at + 1..at].iter().all(|x| x.name.starts_with(&format!("{owner}__"))));
+    }
+    p
+}
+
+fn decl_summary(p: &CheckedProgram, name: &str) -> (Vec<usize>, String, Role) {
+    let d = p.decl(name).unwrap_or_else(|| panic!("no {name}"));
+    (d.shape.clone(), format_name(&d.format), d.role)
+}
+
+#[test]
+fn builtin_softmax_expands() {
+    let p = expanded(SOFTMAX);
+    let printed: Vec<String> = p.stmts.iter().map(pretty_stmt).collect();
+    assert_eq!(
+        printed,
+        [
+            "T(i,j) = sum(d, Q(i,d) * K(j,d)) / 2",
+            "Y__max(i) = maxr(j, T(i,j))",
+            "Y__exp(i,j) = exp(T(i,j) - Y__max(i))",
+            "Y__sum(i) = sum(j, Y__exp(i,j))",
+            "Y(i,j) = Y__exp(i,j) / Y__sum(i)",
+            "P__max(h,i) = maxr(j, S(h,i,j) + T(i,j))",
+            "P__exp(h,i,j) = exp(S(h,i,j) + T(i,j) - P__max(h,i))",
+            "P__sum(h,i) = sum(j, P__exp(h,i,j))",
+            "P(h,i,j) = P__exp(h,i,j) / P__sum(h,i)",
+        ]
+    );
+    assert_eq!(decl_summary(&p, "Y__max"), (vec![6], "dense".to_string(), Role::Temp));
+    assert_eq!(decl_summary(&p, "Y__exp"), (vec![6, 6], "dense".to_string(), Role::Temp));
+    assert_eq!(decl_summary(&p, "Y__sum"), (vec![6], "dense".to_string(), Role::Temp));
+    // Row temporaries keep the left-hand side's mode order restricted to the row.
+    assert_eq!(decl_summary(&p, "P__max"), (vec![2, 6], "dense order(1,0)".to_string(), Role::Temp));
+    assert_eq!(decl_summary(&p, "P__exp"), (vec![2, 6, 6], "dense order(1,0,2)".to_string(), Role::Temp));
+    // Every expanded statement carries the position of the built-in statement.
+    assert!(p.stmts[1..5].iter().all(|s| s.span == Span { line: 11, col: 1 }));
+    assert_eq!(p.index_sizes[2]["j"], 6);
+    assert_eq!(p.index_sizes[6].get("d"), None);
+    insta::assert_snapshot!("builtin_softmax", pretty(&p));
+}
+
+#[test]
+fn builtin_masked_softmax_expands() {
+    let p = expanded(MASKED_SOFTMAX);
+    let printed: Vec<String> = p.stmts.iter().map(pretty_stmt).collect();
+    assert_eq!(
+        printed,
+        [
+            "A__max(i) = maxnz(j, sum(d, Mask(i,j) * Q(i,d) * K(j,d)))",
+            "A__exp(i,j) = expsubnz(sum(d, Mask(i,j) * Q(i,d) * K(j,d)), A__max(i))",
+            "A__sum(i) = sum(j, A__exp(i,j))",
+            "A(i,j) = A__exp(i,j) / A__sum(i)",
+            "C__max(j) = maxnz(i, Mask(i,j))",
+            "C__exp(i,j) = expsubnz(Mask(i,j), C__max(j))",
+            "C__sum(j) = sum(i, C__exp(i,j))",
+            "C(i,j) = C__exp(i,j) / C__sum(j)",
+        ]
+    );
+    // The full-shape temporary keeps the output's (sparse) format.
+    assert_eq!(decl_summary(&p, "A__exp"), (vec![8, 8], "dcsr".to_string(), Role::Temp));
+    assert_eq!(decl_summary(&p, "C__exp"), (vec![8, 8], "csc".to_string(), Role::Temp));
+    assert_eq!(decl_summary(&p, "C__max"), (vec![8], "dense".to_string(), Role::Temp));
+    match &p.stmts[1].rhs {
+        Expr::Binary(BinOp::ExpSubNz, a, b) => {
+            assert!(matches!(**a, Expr::Reduce { op: ReduceOp::Sum, .. }));
+            assert!(matches!(&**b, Expr::Access(x) if x.tensor == "A__max" && x.span == Span { line: 8, col: 10 }));
+        }
+        other => panic!("{other:?}"),
+    }
+    insta::assert_snapshot!("builtin_masked_softmax", pretty(&p));
+}
+
+#[test]
+fn builtin_layernorm_expands() {
+    let p = expanded(LAYERNORM);
+    let printed: Vec<String> = p.stmts.iter().map(pretty_stmt).collect();
+    assert_eq!(
+        printed,
+        [
+            "Y__mean(b,t) = sum(d, X(b,t,d) + R(b,t,d)) / 12",
+            "Y__cen(b,t,d) = X(b,t,d) + R(b,t,d) - Y__mean(b,t)",
+            "Y__var(b,t) = sum(d, Y__cen(b,t,d) * Y__cen(b,t,d)) / 12",
+            "Y__rstd(b,t) = rsqrt(Y__var(b,t) + 0.00001)",
+            "Y(b,t,d) = Y__cen(b,t,d) * Y__rstd(b,t)",
+        ]
+    );
+    let names: Vec<&str> = p.decls.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["X", "R", "Y", "Y__mean", "Y__cen", "Y__var", "Y__rstd"]);
+    assert_eq!(decl_summary(&p, "Y__rstd"), (vec![2, 5], "dense".to_string(), Role::Temp));
+    assert_eq!(LAYERNORM_EPS, 1e-5);
+    // D follows the size of the normalised index, including a parameter override.
+    let mut params = BTreeMap::new();
+    params.insert("D".to_string(), 7);
+    let q = parse_check(LAYERNORM, &params).unwrap();
+    assert_eq!(pretty_stmt(&q.stmts[0]), "Y__mean(b,t) = sum(d, X(b,t,d) + R(b,t,d)) / 7");
+    insta::assert_snapshot!("builtin_layernorm", pretty(&p));
+}
+
+#[test]
+fn builtin_rank_one_and_scalar_rows() {
+    // A vector softmax: the row is empty and the statistics are scalars.
+    let p = expanded("input x[5] sparse = random(density=0.5)\noutput y[5] dense\ny(j) = softmax(j, x(j))\n");
+    assert_eq!(pretty_stmt(&p.stmts[0]), "y__max() = maxr(j, x(j))");
+    assert_eq!(pretty_stmt(&p.stmts[3]), "y(j) = y__exp(j) / y__sum()");
+    assert_eq!(decl_summary(&p, "y__sum"), (vec![], "dense".to_string(), Role::Temp));
+    // Temporaries may be read by later statements.
+    let p = expanded(
+        "input x[3,5] dense\noutput y[3,5] dense\noutput s[3] dense\ny(i,j) = layernorm(j, x(i,j))\ns(i) = y__var(i) * 2\n",
+    );
+    assert_eq!(pretty_stmt(&p.stmts[5]), "s(i) = y__var(i) * 2");
+}
+
+#[test]
+fn fuse_lines_name_source_statements() {
+    let src = "\
+input A[4,6] dcsr = random(density=0.5)
+temp T[4,6] dcsr
+temp Y[4,6] dcsr
+temp L[4,6] dense
+output X[4,6] dense
+fuse 0-1, 2
+fuse 3
+T(i,j) = A(i,j) * 2
+Y(i,j) = masked_softmax(j, T(i,j))
+L(i,j) = layernorm(j, Y(i,j))
+X(i,j) = relu(L(i,j))
+";
+    let p = ok(src);
+    assert_eq!(p.stmts.len(), 11);
+    // Source statement 0 is statement 0, 1 is 1-4, 2 is 5-9 and 3 is 10.
+    assert_eq!(p.groups, vec![vec![0, 1, 2, 3, 4], vec![5, 6, 7, 8, 9], vec![10]]);
+    assert!(pretty(&p).ends_with("fuse 0-4, 5-9, 10\n"), "{}", pretty(&p));
+    assert_round_trip(&p);
+    let parsed = parse(src, FILE, &no_params()).unwrap();
+    assert_eq!(parsed.groups, p.groups);
+    // A single built-in statement as a group.
+    assert_eq!(ok(&src.replace("fuse 0-1, 2\nfuse 3", "fuse 1")).groups, vec![vec![1, 2, 3, 4]]);
+    // Ranges and errors are about source statements.
+    assert_err(&src.replace("fuse 3", "fuse 4"), 7, 6, &["statement 4 does not exist", "has 4 statements"]);
+    assert_err(&src.replace("fuse 3", "fuse 2-3"), 7, 6, &["statement 2", "two fusion groups"]);
+    // A source group that skips a dependent built-in is not contiguous after expansion either.
+    let gap = src.replace("fuse 0-1, 2\nfuse 3", "fuse 0, 2");
+    assert_eq!(ok(&gap).groups, vec![vec![0], vec![5, 6, 7, 8, 9]]);
+}
+
+#[test]
+fn error_builtin_not_whole_rhs() {
+    let base = "input A[4,5] dense\noutput Y[4,5] dense\n";
+    assert_err(
+        &format!("{base}Y(i,j) = 2 * softmax(j, A(i,j))\n"),
+        3,
+        14,
+        &["softmax(...) must be the whole right-hand side", "Y(i,j) = softmax(j, ...)"],
+    );
+    assert_err(
+        &format!("{base}Y(i,j) = softmax(j, A(i,j)) + 1\n"),
+        3,
+        29,
+        &["softmax(...) must be the whole right-hand side", "`+` follows it"],
+    );
+    assert_err(&format!("{base}Y(i,j) = (layernorm(j, A(i,j)))\n"), 3, 11, &["layernorm(...) must be the whole"]);
+    assert_err(&format!("{base}Y(i,j) = exp(masked_softmax(j, A(i,j)))\n"), 3, 14, &["masked_softmax(...) must be"]);
+    assert_err(&format!("{base}Y(i,j) = softmax\n"), 3, 17, &["`(` after softmax"]);
+    assert_err(
+        &format!("{base}Y(i,j) = softmax(A(i,j))\n"),
+        3,
+        19,
+        &["`,` (softmax takes an index and an expression)"],
+    );
+    assert_err(&format!("{base}Y(i,j) = softmax(2, A(i,j))\n"), 3, 18, &["index to normalise over"]);
+    assert_err(&format!("{base}Y(i,j) = softmax(j, A(i,j)\n"), 3, 27, &["`)` closing softmax(...)"]);
+}
+
+#[test]
+fn error_builtin_indices() {
+    let base = "input A[4,5] dense\ninput v[5] dense\noutput Y[4,5] dense\n";
+    assert_err(
+        &format!("{base}Y(i,j) = softmax(k, A(i,k))\n"),
+        4,
+        18,
+        &["softmax(k, ...): k is not an index of the left-hand side Y(i,j)"],
+    );
+    assert_err(
+        &format!("{base}Y(i,j) = layernorm(j, sum(j, A(i,j)))\n"),
+        4,
+        20,
+        &["layernorm(j, ...): index j does not occur in the argument"],
+    );
+    assert_err(
+        &format!("{base}Y(i,j) = masked_softmax(j, v(j))\n"),
+        4,
+        1,
+        &["index i of Y does not occur in the argument of masked_softmax(...)"],
+    );
+    assert_err(
+        "input A[4,4] dense\noutput Y[4,4] dense\nY(i,i) = softmax(i, A(i,i))\n",
+        3,
+        1,
+        &["index i appears twice on the left-hand side of Y"],
+    );
+    assert_err(&format!("{base}Y(i) = softmax(i, A(i,j))\n"), 4, 1, &["Y has rank 2 but is accessed with 1 indices"]);
+    assert_err(
+        &format!("{base}Y(j,i) = softmax(j, A(i,j))\n"),
+        4,
+        1,
+        &["Y dimension 0 has size 4 but index j has size 5 (from A dimension 1)"],
+    );
+    // Errors inside the argument keep their own positions.
+    assert_err(&format!("{base}Y(i,j) = softmax(j, A(i,j) * Z(j))\n"), 4, 30, &["unknown tensor Z"]);
+    assert_err(&format!("{base}Y(i,j) = softmax(j, A(i,j) * v(i))\n"), 4, 30, &["index i is used with two sizes"]);
+}
+
+#[test]
+fn error_builtin_names() {
+    let base = "input A[4,5] dense\noutput Y[4,5] dense\n";
+    assert_err(&format!("{base}Z(i,j) = softmax(j, A(i,j))\n"), 3, 1, &["unknown tensor Z"]);
+    assert_err(&format!("{base}A(i,j) = softmax(j, A(i,j))\n"), 3, 1, &["cannot assign to input A"]);
+    assert_err(
+        &format!("{base}temp Y__exp[4,5] dense\nY(i,j) = softmax(j, A(i,j))\n"),
+        4,
+        1,
+        &["softmax(...) declares the temporary Y__exp, but a tensor Y__exp is already declared at line 3"],
+    );
+    assert_err(
+        &format!("param Y__rstd = 3\n{base}Y(i,j) = layernorm(j, A(i,j))\n"),
+        4,
+        1,
+        &["declares the temporary Y__rstd, but Y__rstd is a parameter"],
+    );
+    assert_err(
+        &format!("{base}Y(i,j) = softmax(j, A(i,j))\nY(i,j) = masked_softmax(j, A(i,j))\n"),
+        4,
+        1,
+        &["Y is assigned twice (first at line 3)"],
+    );
+    assert_err(
+        &format!("{base}Y(i,j) = softmax(j, A(i,j))\nY(i,j) = A(i,j)\n"),
+        4,
+        1,
+        &["Y is assigned twice (first at line 3)"],
+    );
+    // Two outputs whose temporaries would collide.
+    let src = "input A[4,5] dense\noutput Y[4,5] dense\noutput Y__max[4,5] dense\nY__max(i,j) = softmax(j, A(i,j))\nY(i,j) = layernorm(j, A(i,j))\n";
+    assert!(ok(src).decl("Y__max__exp").is_some());
+    let src = "input A[4,5] dense\noutput Y[4,5] dense\noutput Y__max[4,5] dense\nY(i,j) = softmax(j, A(i,j))\nY__max(i,j) = A(i,j)\n";
+    assert_err(src, 4, 1, &["declares the temporary Y__max, but a tensor Y__max is already declared at line 3"]);
+    // Assigning an auto-declared temporary yourself.
+    let src = "input A[4,5] dense\noutput Y[4,5] dense\nY(i,j) = softmax(j, A(i,j))\nY__sum(i) = A(i,j)\n";
+    assert_err(src, 4, 1, &["Y__sum is assigned twice (first at line 3)"]);
+}
+
 // ---- Fuzzing ------------------------------------------------------------------------------
 
 const FRAGMENTS: &[&str] = &[
@@ -711,6 +1093,13 @@ const FRAGMENTS: &[&str] = &[
     "max",
     "exp",
     "relu",
+    "expnz",
+    "maxnz",
+    "expsubnz",
+    "softmax",
+    "masked_softmax",
+    "layernorm",
+    "Y__max",
     "#",
     "\n",
     "\n",
@@ -747,8 +1136,11 @@ proptest! {
     }
 
     #[test]
-    fn fuzz_mutated_programs(edits in prop::collection::vec((any::<prop::sample::Index>(), prop::sample::select(FRAGMENTS), any::<bool>()), 1..6)) {
-        let mut src: Vec<char> = GCN.chars().collect();
+    fn fuzz_mutated_programs(
+        base in prop::sample::select(&[GCN, SOFTMAX, MASKED_SOFTMAX, LAYERNORM][..]),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), prop::sample::select(FRAGMENTS), any::<bool>()), 1..6),
+    ) {
+        let mut src: Vec<char> = base.chars().collect();
         for (at, frag, delete) in edits {
             let pos = at.index(src.len() + 1);
             if delete && pos < src.len() {

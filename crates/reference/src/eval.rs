@@ -24,10 +24,14 @@ use crate::EvalError;
 ///   is 0 elsewhere (so `x / 0` is 0, never `inf`).
 /// - `+`, `-` and `max(a, b)` have true dense semantics: `op(a_or_0, b_or_0)` at every point,
 ///   an operand lacking an index variable being broadcast over that variable's full range.
-/// - A unary `f` with `f(0) = 0` maps the nonzero values; any other `f` is evaluated over the
-///   full dense index space of its operand (`exp` of a sparse matrix is dense).
+/// - `expsubnz(a, b)` is `exp(a - b)` at every point where `a` is nonzero (broadcast over the
+///   variables only `b` has), `b` reading 0 where absent, and 0 wherever `a` is 0.
+/// - A unary `f` with `f(0) = 0` (including `expnz`) maps the nonzero values; any other `f` is
+///   evaluated over the full dense index space of its operand (`exp` of a sparse matrix is
+///   dense).
 /// - `sum` over `k` adds over `k`; `maxr` over `k` takes the maximum of the values present and
-///   also 0 if fewer than `size(k)` values were present (implicit zeros count).
+///   also 0 if fewer than `size(k)` values were present (implicit zeros count); `maxnz` over `k`
+///   takes the maximum of the nonzero values only, a group without any being 0.
 ///
 /// Every input declared by `p` must be in `inputs`, with the declared shape. Dense enumeration
 /// of more than 2^27 points in one step is refused with [`EvalError::TooLarge`].
@@ -179,6 +183,11 @@ impl Cx<'_> {
                 let b = self.eval(b)?;
                 self.join(*op, &a, &b, None)
             }
+            Expr::Binary(BinOp::ExpSubNz, a, b) => {
+                let a = self.eval(a)?;
+                let b = self.eval(b)?;
+                self.driven_by_left(BinOp::ExpSubNz, &a, &b)
+            }
             Expr::Binary(op, a, b) => {
                 let a = self.eval(a)?;
                 let b = self.eval(b)?;
@@ -305,6 +314,27 @@ impl Cx<'_> {
         Ok(r)
     }
 
+    /// `op(a, b_or_0)` at every nonzero point of `a`, broadcast over the variables only `b` has
+    /// (for operators with `op(0, b) = 0`, such as `expsubnz`).
+    fn driven_by_left(&self, op: BinOp, a: &Relation, b: &Relation) -> Result<Relation, EvalError> {
+        let mut vars = a.layout.vars.clone();
+        vars.extend(b.layout.vars.iter().filter(|v| a.layout.pos(v).is_none()).cloned());
+        let full = self.layout(vars)?;
+        let a_missing: Vec<usize> = (0..full.vars.len()).filter(|&v| a.layout.pos(&full.vars[v]).is_none()).collect();
+        let ea = self.expand(a, &full, &a_missing, "broadcast in an elementwise operation")?;
+        let to_b = Projector::new(&full, &b.layout);
+        let mut r = Relation::empty(full);
+        for (k, va) in ea {
+            let kb = to_b.apply(k);
+            let vb = b.points.binary_search_by_key(&kb, |p| p.0).map_or(0.0, |i| b.points[i].1);
+            let v = op.apply(va, vb);
+            if v != 0.0 {
+                r.points.push((k, v));
+            }
+        }
+        Ok(r)
+    }
+
     /// Reduces `index` out of `body`.
     fn reduce(&self, op: ReduceOp, index: &str, body: Relation) -> Result<Relation, EvalError> {
         let size = *self.sizes.get(index).ok_or_else(|| self.malformed(format!("index {index} has no size")))?;
@@ -331,14 +361,15 @@ impl Cx<'_> {
                 }
                 acc.finish()
             }
-            ReduceOp::Max => {
+            ReduceOp::Max | ReduceOp::MaxNz => {
                 let mut projected: Vec<Point> = body.points.iter().map(|&(key, v)| (proj.apply(key), v)).collect();
-                // Group equal keys; implicit zeros count when a group has fewer than size(k) values.
+                // Group equal keys. For `maxr`, implicit zeros count when a group has fewer than
+                // size(k) values; `maxnz` sees only the (nonzero) values present.
                 projected.sort_by_key(|p| p.0);
                 let mut points = Vec::new();
                 for group in projected.chunk_by(|x, y| x.0 == y.0) {
                     let max = group.iter().fold(f64::NEG_INFINITY, |m, p| m.max(p.1));
-                    let max = if group.len() < size { max.max(0.0) } else { max };
+                    let max = if op == ReduceOp::Max && group.len() < size { max.max(0.0) } else { max };
                     if max != 0.0 {
                         points.push((group[0].0, max));
                     }

@@ -261,6 +261,102 @@ fn huge_dense_expansion_is_refused() {
     assert!(matches!(evaluate(&p, &inputs), Err(EvalError::TooLarge { .. })));
 }
 
+#[test]
+fn max_over_nonzeros_ignores_zeros() {
+    let src = "input A[4,3] dcsr = random(density=0.5)\noutput m[4] dense\noutput r[4] dense\nm(i) = maxnz(j, A(i,j))\nr(i) = maxr(j, A(i,j))\n";
+    let out = run(
+        src,
+        &[(
+            "A",
+            &[(&[0, 0], -1.0), (&[0, 1], -2.0), (&[1, 0], -1.0), (&[1, 1], -2.0), (&[1, 2], -3.0), (&[2, 0], 5.0)],
+        )],
+    );
+    // Row 0 has an implicit zero, which maxnz ignores (maxr does not); row 3 has no entries.
+    expect(&out["m"], &[(&[0], -1.0), (&[1], -1.0), (&[2], 5.0)]);
+    expect(&out["r"], &[(&[1], -1.0), (&[2], 5.0)]);
+    // Computed zeros are ignored too: A - A is zero everywhere, so the result is empty.
+    let src =
+        "input A[2,3] dcsr = random(density=0.5)\noutput m[2] dense\nm(i) = maxnz(j, A(i,j) - A(i,j) + A(i,j) * 0)\n";
+    let out = run(src, &[("A", &[(&[0, 0], -1.0), (&[1, 2], 4.0)])]);
+    expect(&out["m"], &[]);
+}
+
+#[test]
+fn exp_of_nonzeros_keeps_sparsity() {
+    let src = "input A[2,3] dcsr = random(density=0.5)\noutput E[2,3] dense\nE(i,j) = expnz(A(i,j) - 1)\n";
+    // A - 1 is -1 where A is absent and 0 where A is 1; only the nonzeros are exponentiated.
+    let out = run(src, &[("A", &[(&[0, 0], 1.0), (&[1, 1], 3.0)])]);
+    let m1 = (-1.0f64).exp();
+    expect(&out["E"], &[(&[0, 1], m1), (&[0, 2], m1), (&[1, 0], m1), (&[1, 1], 2f64.exp()), (&[1, 2], m1)]);
+}
+
+#[test]
+fn exp_sub_follows_the_first_operand() {
+    let src = "\
+input A[2,3] dcsr = random(density=0.5)
+input m[2] sparse = random(density=0.5)
+input c[3,2] dcsr = random(density=0.5)
+output X[2,3] dcsr
+output W[2,3,2] csf
+output V[2,3] dense
+X(i,j) = expsubnz(A(i,j), m(i))
+W(i,j,k) = expsubnz(A(i,j), c(j,k))
+V(i,j) = expsubnz(m(i), A(i,j))
+";
+    let out = run(
+        src,
+        &[
+            ("A", &[(&[0, 0], 1.0), (&[0, 2], 3.0), (&[1, 1], -2.0)]),
+            ("m", &[(&[0], 3.0)]),
+            ("c", &[(&[0, 1], 1.0), (&[2, 0], 3.0)]),
+        ],
+    );
+    let e = f64::exp;
+    // Where a == b the result is exp(0) = 1 (not 0); an absent b reads as 0.
+    expect(&out["X"], &[(&[0, 0], e(-2.0)), (&[0, 2], 1.0), (&[1, 1], e(-2.0))]);
+    // b has an index a lacks: a is broadcast over it.
+    expect(
+        &out["W"],
+        &[
+            (&[0, 0, 0], e(1.0)),
+            (&[0, 0, 1], e(0.0)),
+            (&[0, 2, 0], 1.0),
+            (&[0, 2, 1], e(3.0)),
+            (&[1, 1, 0], e(-2.0)),
+            (&[1, 1, 1], e(-2.0)),
+        ],
+    );
+    // a lacks an index b has: row 0 of m is broadcast over j, row 1 of m is absent.
+    expect(&out["V"], &[(&[0, 0], e(2.0)), (&[0, 1], e(3.0)), (&[0, 2], 1.0)]);
+}
+
+#[test]
+fn masked_softmax_by_hand() {
+    let src = "input A[3,3] dcsr = random(density=0.5)\noutput Y[3,3] dcsr\nY(i,j) = masked_softmax(j, A(i,j))\n";
+    let out = run(src, &[("A", &[(&[0, 0], 1.0), (&[0, 1], 2.0), (&[2, 1], -5.0)])]);
+    let (a, b) = ((-1.0f64).exp(), 1.0);
+    // Row 0: softmax over {1, 2} only; row 1: no entries; row 2: a single entry gives 1.
+    expect(&out["Y"], &[(&[0, 0], a / (a + b)), (&[0, 1], b / (a + b)), (&[2, 1], 1.0)]);
+    expect(&out["Y__max"], &[(&[0], 2.0), (&[2], -5.0)]);
+    expect(&out["Y__sum"], &[(&[0], a + b), (&[2], 1.0)]);
+    // The dense softmax of the same data counts the implicit zeros.
+    let dense = run(&src.replace("masked_softmax", "softmax"), &[("A", &[(&[0, 0], 1.0), (&[0, 1], 2.0)])]);
+    assert_eq!(dense["Y"].nnz(), 9);
+}
+
+#[test]
+fn layernorm_by_hand() {
+    let src = "input x[2,3] dcsr = random(density=0.5)\noutput y[2,3] dense\ny(i,j) = layernorm(j, x(i,j))\n";
+    let out = run(src, &[("x", &[(&[0, 0], 1.0), (&[0, 1], 2.0), (&[0, 2], 3.0)])]);
+    let r = 1.0 / (2.0f64 / 3.0 + 1e-5).sqrt();
+    // Row 1 is constant (all zero): centred values are 0, so the row is 0.
+    expect(&out["y"], &[(&[0, 0], -r), (&[0, 2], r)]);
+    expect(&out["y__mean"], &[(&[0], 2.0)]);
+    let rstd = points(&out["y__rstd"]);
+    assert_eq!(rstd.len(), 2);
+    assert!((rstd[1].1 - 1.0 / 1e-5f64.sqrt()).abs() < 1e-9);
+}
+
 // ---- compare ------------------------------------------------------------------------------
 
 #[test]
@@ -407,13 +503,26 @@ fn dense_eval(e: &Expr, env: &mut BTreeMap<String, usize>, sizes: &BTreeMap<Stri
         }
         Expr::Reduce { op, index, body } => {
             let mut acc = if *op == ReduceOp::Sum { 0.0 } else { f64::NEG_INFINITY };
+            let mut any_nonzero = false;
             for k in 0..sizes[index] {
                 env.insert(index.clone(), k);
                 let v = dense_eval(body, env, sizes, vals);
-                acc = if *op == ReduceOp::Sum { acc + v } else { acc.max(v) };
+                match op {
+                    ReduceOp::Sum => acc += v,
+                    ReduceOp::Max => acc = acc.max(v),
+                    ReduceOp::MaxNz if v != 0.0 => {
+                        any_nonzero = true;
+                        acc = acc.max(v);
+                    }
+                    ReduceOp::MaxNz => {}
+                }
             }
             env.remove(index);
-            acc
+            if *op == ReduceOp::MaxNz && !any_nonzero {
+                0.0
+            } else {
+                acc
+            }
         }
     }
 }
@@ -462,18 +571,29 @@ const TEMPLATES: &[&str] = &[
     // (A·B)·C in one statement, a diagonal, scalars and a broadcast outer sum
     "input A[N,K] dcsr = random(density=0.5)\ninput B[K,L] dcsr = random(density=0.5)\ninput C[L,M] dcsr = random(density=0.5)\ninput s[] dense\noutput X[N,M] dcsr\nX(i,l) = A(i,j) * B(j,k) * C(k,l) * s\n",
     "input A[N,N] dcsr = random(density=0.5)\ninput u[N] sparse = random(density=0.5)\ninput v[M] sparse = random(density=0.5)\noutput t[] dense\noutput X[N,M] dense\nt = A(i,i) * 2 - A(i,j) * u(j)\nX(i,j) = sigmoid(u(i) - v(j)) * gelu(v(j)) + t\n",
+    // Sparsity-aware operators: expnz, maxnz (also over computed zeros and inside a contraction)
+    // and expsubnz with the second operand broadcast either way.
+    "input A[N,M] dcsr = random(density=0.5)\ninput B[N,M] csr = random(density=0.5)\ninput C[M,K] dcsr = random(density=0.5)\ninput u[N] sparse = random(density=0.5)\noutput X[N,M] dense\noutput y[N] dense\noutput z[N] dense\noutput W[N,M,K] csf\noutput V[N,M] dense\nX(i,j) = expnz(A(i,j) - B(i,j)) + expsubnz(B(i,j), u(i))\ny(i) = maxnz(j, A(i,j) - B(i,j)) - maxnz(j, u(i) * A(i,j))\nz(i) = maxnz(k, A(i,j) * C(j,k))\nW(i,j,k) = expsubnz(A(i,j), C(j,k))\nV(i,j) = expsubnz(u(i) - 1, A(i,j))\n",
+    // The built-ins, as expanded programs (checked against the mathematical definitions in
+    // `BUILTIN_CASES` as well).
+    "input A[N,M] dcsr = random(density=0.5)\noutput Y[N,M] dense\noutput Z[N,M] dcsr\noutput Ln[N,M] dense\nY(i,j) = softmax(j, A(i,j))\nZ(i,j) = masked_softmax(j, A(i,j) * 2)\nLn(i,j) = layernorm(j, A(i,j))\n",
 ];
 
-/// Builds random inputs for `p` (per-tensor density from `densities`), runs both evaluators and
-/// compares every result.
-fn differential(template: usize, dims: [usize; 4], seed: u64, densities: &[f64]) {
+/// Parses a template with the parameters `N, M, K, L = dims` and builds random inputs for it
+/// (per-tensor density from `densities`), both as tensors in their declared formats and as
+/// dense arrays.
+fn prepare(
+    body: &str,
+    dims: [usize; 4],
+    seed: u64,
+    densities: &[f64],
+) -> (CheckedProgram, BTreeMap<String, Tensor>, DenseVals) {
     let params: BTreeMap<String, i64> =
         ["N", "M", "K", "L"].iter().zip(dims).map(|(n, d)| (n.to_string(), d as i64)).collect();
     let header: String = params.iter().map(|(n, d)| format!("param {n} = {d}\n")).collect();
-    let mut text = header + TEMPLATES[template];
-    // Parameters not used by this template would be "given but not declared": all are declared
-    // by the header, so that cannot happen.
-    text.push('\n');
+    // Parameters not used by a template would be "given but not declared": all are declared by
+    // the header, so that cannot happen.
+    let text = header + body + "\n";
     let p = program(&text, &params);
     let mut rng = Lcg(seed);
     let mut dense = DenseVals::new();
@@ -495,8 +615,18 @@ fn differential(template: usize, dims: [usize; 4], seed: u64, densities: &[f64])
         inputs.insert(d.name.clone(), Tensor::from_dense(&d.shape, &data, &d.format).unwrap());
         dense.insert(d.name.clone(), (d.shape.clone(), data));
     }
-    let want = dense_program(&p, dense);
-    let got = evaluate(&p, &inputs).unwrap_or_else(|e| panic!("{e}"));
+    (p, inputs, dense)
+}
+
+/// Runs both evaluators and compares every result; returns the dense-loop results.
+fn against_dense_loops(
+    label: &str,
+    p: &CheckedProgram,
+    inputs: &BTreeMap<String, Tensor>,
+    dense: DenseVals,
+) -> (BTreeMap<String, Coo>, DenseVals) {
+    let want = dense_program(p, dense);
+    let got = evaluate(p, inputs).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(got.len(), want.len());
     for (name, (shape, data)) in &want {
         let expected = Coo::from_dense(shape, data).unwrap();
@@ -507,8 +637,178 @@ fn differential(template: usize, dims: [usize; 4], seed: u64, densities: &[f64])
         }
         assert!(actual.vals.iter().all(|&v| v != 0.0), "{name} stores a zero");
         let c = compare_named(name, &expected, actual, 1e-9, 1e-12);
-        assert!(c.ok, "template {template}, dims {dims:?}: {c}\n{}", fuseflow_ir::pretty(&p));
+        assert!(c.ok, "{label}: {c}\n{}", fuseflow_ir::pretty(p));
     }
+    (got, want)
+}
+
+/// Builds random inputs for a template, runs both evaluators and compares every result.
+fn differential(template: usize, dims: [usize; 4], seed: u64, densities: &[f64]) {
+    let (p, inputs, dense) = prepare(TEMPLATES[template], dims, seed, densities);
+    against_dense_loops(&format!("template {template}, dims {dims:?}"), &p, &inputs, dense);
+}
+
+// ---- Built-ins against their mathematical definitions ---------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+enum Builtin {
+    Softmax,
+    MaskedSoftmax,
+    LayerNorm,
+}
+
+/// A program whose last statement is `Y(...) = builtin(index at position axis, E)`, and `E`
+/// computed directly from the dense inputs over `Y`'s shape (row-major).
+struct BuiltinCase {
+    src: &'static str,
+    kind: Builtin,
+    axis: usize,
+    e: fn(&DenseVals, &[usize]) -> Vec<f64>,
+}
+
+/// The dense array of a tensor.
+fn arr<'v>(v: &'v DenseVals, name: &str) -> &'v [f64] {
+    &v[name].1
+}
+
+/// Row-major coordinates of every point of `shape`.
+fn points_of(shape: &[usize]) -> Vec<Vec<usize>> {
+    let total: usize = shape.iter().product();
+    (0..total)
+        .map(|mut flat| {
+            let mut c = vec![0; shape.len()];
+            for d in (0..shape.len()).rev() {
+                c[d] = flat % shape[d];
+                flat /= shape[d];
+            }
+            c
+        })
+        .collect()
+}
+
+/// The built-in's definition along `axis` of a dense row-major array:
+/// - softmax: `exp(x - max) / Σ exp(x - max)` over the whole line (zeros included);
+/// - masked softmax: over the nonzero entries P of the line only, `exp(x - max_P) / Σ_P
+///   exp(x - max_P)` on P and 0 elsewhere (an empty P gives a zero line);
+/// - layernorm: `(x - mean) / sqrt(var + 1e-5)` with the population variance.
+fn builtin_math(kind: Builtin, shape: &[usize], axis: usize, e: &[f64]) -> Vec<f64> {
+    let n = shape[axis];
+    let stride: usize = shape[axis + 1..].iter().product();
+    let mut out = vec![0.0; e.len()];
+    for base in (0..e.len()).filter(|b| (b / stride).is_multiple_of(n)) {
+        let at: Vec<usize> = (0..n).map(|t| base + t * stride).collect();
+        let xs: Vec<f64> = at.iter().map(|&q| e[q]).collect();
+        let ys: Vec<f64> = match kind {
+            Builtin::Softmax => {
+                let m = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let ex: Vec<f64> = xs.iter().map(|x| (x - m).exp()).collect();
+                let s: f64 = ex.iter().sum();
+                ex.iter().map(|x| x / s).collect()
+            }
+            Builtin::MaskedSoftmax => {
+                let m = xs.iter().copied().filter(|&x| x != 0.0).fold(f64::NEG_INFINITY, f64::max);
+                let ex: Vec<f64> = xs.iter().map(|&x| if x != 0.0 { (x - m).exp() } else { 0.0 }).collect();
+                let s: f64 = ex.iter().sum();
+                ex.iter().map(|&x| if x != 0.0 { x / s } else { 0.0 }).collect()
+            }
+            Builtin::LayerNorm => {
+                let mean = xs.iter().sum::<f64>() / n as f64;
+                let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
+                xs.iter().map(|x| (x - mean) / (var + 1e-5).sqrt()).collect()
+            }
+        };
+        for (q, y) in at.into_iter().zip(ys) {
+            out[q] = y;
+        }
+    }
+    out
+}
+
+const BUILTIN_CASES: &[BuiltinCase] = &[
+    BuiltinCase {
+        src: "input A[N,M] dcsr = random(density=0.5)\noutput Y[N,M] dense\nY(i,j) = softmax(j, A(i,j))\n",
+        kind: Builtin::Softmax,
+        axis: 1,
+        e: |v, _| arr(v, "A").to_vec(),
+    },
+    BuiltinCase {
+        src: "input A[N,M] dcsr = random(density=0.5)\ninput b[N] sparse = random(density=0.5)\noutput Y[N,M] dcsc\nY(i,j) = softmax(i, A(i,j) * 2 - b(i))\n",
+        kind: Builtin::Softmax,
+        axis: 0,
+        e: |v, s| points_of(s).iter().map(|c| 2.0 * arr(v, "A")[c[0] * s[1] + c[1]] - arr(v, "b")[c[0]]).collect(),
+    },
+    BuiltinCase {
+        src: "input Q[L,N,K] dense\ninput Kt[L,M,K] csf = random(density=0.5)\noutput Y[L,N,M] dense\nY(h,i,j) = softmax(j, Q(h,i,d) * Kt(h,j,d) / 2)\n",
+        kind: Builtin::Softmax,
+        axis: 2,
+        e: |v, s| {
+            let k = v["Q"].0[2];
+            points_of(s)
+                .iter()
+                .map(|c| {
+                    let (h, i, j) = (c[0], c[1], c[2]);
+                    (0..k).map(|d| arr(v, "Q")[(h * s[1] + i) * k + d] * arr(v, "Kt")[(h * s[2] + j) * k + d]).sum::<f64>()
+                        / 2.0
+                })
+                .collect()
+        },
+    },
+    BuiltinCase {
+        src: "input Mk[N,M] dcsr = random(density=0.5)\ninput Q[N,K] dense\ninput Kt[M,K] dense\noutput Y[N,M] dcsr\nY(i,j) = masked_softmax(j, Mk(i,j) * Q(i,d) * Kt(j,d))\n",
+        kind: Builtin::MaskedSoftmax,
+        axis: 1,
+        e: |v, s| {
+            let k = v["Q"].0[1];
+            points_of(s)
+                .iter()
+                .map(|c| {
+                    let (i, j) = (c[0], c[1]);
+                    let dot: f64 = (0..k).map(|d| arr(v, "Q")[i * k + d] * arr(v, "Kt")[j * k + d]).sum();
+                    arr(v, "Mk")[i * s[1] + j] * dot
+                })
+                .collect()
+        },
+    },
+    BuiltinCase {
+        // S - 1 is nonzero where S is absent and zero where S is 1: those entries drop out.
+        src: "input S[L,N,M] csf = random(density=0.5)\noutput Y[L,N,M] csf\nY(h,i,j) = masked_softmax(i, S(h,i,j) - 1)\n",
+        kind: Builtin::MaskedSoftmax,
+        axis: 1,
+        e: |v, _| arr(v, "S").iter().map(|x| x - 1.0).collect(),
+    },
+    BuiltinCase {
+        src: "input x[N,M] dcsr = random(density=0.5)\noutput Y[N,M] dense\nY(i,j) = layernorm(j, x(i,j))\n",
+        kind: Builtin::LayerNorm,
+        axis: 1,
+        e: |v, _| arr(v, "x").to_vec(),
+    },
+    BuiltinCase {
+        src: "input X[L,N,M] csf = random(density=0.5)\ninput g[M] dense\noutput Y[L,N,M] dense\nY(b,t,d) = layernorm(d, X(b,t,d) * g(d) + 1)\n",
+        kind: Builtin::LayerNorm,
+        axis: 2,
+        e: |v, s| points_of(s).iter().map(|c| arr(v, "X")[(c[0] * s[1] + c[1]) * s[2] + c[2]] * arr(v, "g")[c[2]] + 1.0).collect(),
+    },
+    BuiltinCase {
+        src: "input x[N,M] dense\noutput Y[N,M] dense order(1,0)\nY(i,j) = layernorm(i, x(i,j))\n",
+        kind: Builtin::LayerNorm,
+        axis: 0,
+        e: |v, _| arr(v, "x").to_vec(),
+    },
+];
+
+/// Runs a built-in case through both evaluators (every expanded statement compared) and checks
+/// the final output against the mathematical definition.
+fn builtin_differential(case: usize, dims: [usize; 4], seed: u64, densities: &[f64]) {
+    let c = &BUILTIN_CASES[case];
+    let (p, inputs, dense) = prepare(c.src, dims, seed, densities);
+    let label = format!("built-in case {case}, dims {dims:?}");
+    let (got, _) = against_dense_loops(&label, &p, &inputs, dense.clone());
+    let y = &p.stmts.last().expect("a statement").lhs.tensor;
+    let shape = p.decl(y).unwrap().shape.clone();
+    let want = builtin_math(c.kind, &shape, c.axis, &(c.e)(&dense, &shape));
+    let expected = Coo::from_dense(&shape, &want).unwrap();
+    let cmp = compare_named(y, &expected, &got[y], 1e-9, 1e-12);
+    assert!(cmp.ok, "{label} ({:?}): {cmp}\n{}", c.kind, fuseflow_ir::pretty(&p));
 }
 
 proptest! {
@@ -523,6 +823,16 @@ proptest! {
     ) {
         differential(template, dims, seed, &densities);
     }
+
+    #[test]
+    fn builtins_match_their_definitions(
+        case in 0..BUILTIN_CASES.len(),
+        dims in [1usize..=5, 1usize..=5, 1usize..=5, 1usize..=5],
+        seed in any::<u64>(),
+        densities in prop::collection::vec(prop::sample::select(&[0.0, 0.2, 0.5, 0.8, 1.0][..]), 1..4),
+    ) {
+        builtin_differential(case, dims, seed, &densities);
+    }
 }
 
 #[test]
@@ -531,6 +841,12 @@ fn every_template_at_extreme_densities() {
         for d in [0.0, 1.0] {
             differential(t, [3, 4, 2, 5], 7, &[d]);
             differential(t, [1, 1, 1, 1], 7, &[d]);
+        }
+    }
+    for c in 0..BUILTIN_CASES.len() {
+        for d in [0.0, 0.5, 1.0] {
+            builtin_differential(c, [3, 4, 2, 5], 7, &[d]);
+            builtin_differential(c, [1, 1, 1, 1], 7, &[d]);
         }
     }
 }

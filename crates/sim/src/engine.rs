@@ -7,6 +7,7 @@ use fuseflow_graph::{Graph, Op};
 use fuseflow_tensor::{Format, LevelData, LevelFormat, Tensor};
 
 use crate::io::{Io, Primitive};
+use crate::memory::MemoryConfig;
 use crate::prims::{self, scan::LevelSource};
 use crate::{Channel, SimError, Written};
 
@@ -38,13 +39,22 @@ impl Timing {
     }
 }
 
-/// Simulation parameters.
+/// Simulation parameters. The default is the ideal machine: II 1 and latency 1 everywhere,
+/// unbounded channels, ideal memory. [`crate::HwConfig`] builds one from a hardware
+/// description (see `docs/hardware.md`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SimConfig {
     /// Primitive timing.
     pub timing: Timing,
-    /// Capacity of every channel; `None` = unbounded.
+    /// Capacity of every channel, in tokens; `None` = unbounded.
     pub channel_capacity: Option<usize>,
+    /// Capacity of the input channels of every node of a kind (by [`Op::kind_name`]),
+    /// overriding `channel_capacity` for them; `None` = unbounded.
+    pub input_capacity: BTreeMap<String, Option<usize>>,
+    /// The off-chip memory model; `None` = ideal memory (accesses cost nothing).
+    pub memory: Option<MemoryConfig>,
+    /// Clock frequency in MHz; used only to report simulated time.
+    pub clock_mhz: f64,
     /// Stop with an error once any node's clock passes this cycle.
     pub max_cycles: u64,
     /// Scheduling granularity: tokens an unbounded channel may hold before its producer
@@ -54,9 +64,20 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { timing: Timing::default(), channel_capacity: None, max_cycles: 1 << 40, soft_cap: DEFAULT_SOFT_CAP }
+        SimConfig {
+            timing: Timing::default(),
+            channel_capacity: None,
+            input_capacity: BTreeMap::new(),
+            memory: None,
+            clock_mhz: DEFAULT_CLOCK_MHZ,
+            max_cycles: 1 << 40,
+            soft_cap: DEFAULT_SOFT_CAP,
+        }
     }
 }
+
+/// Default clock frequency (MHz), used only to convert cycles to time.
+pub const DEFAULT_CLOCK_MHZ: f64 = 1000.0;
 
 /// Per-node counters.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -81,6 +102,10 @@ pub struct NodeStats {
     pub bytes_read: u64,
     /// Off-chip bytes written.
     pub bytes_written: u64,
+    /// Memory requests issued (0 with ideal memory).
+    pub mem_requests: u64,
+    /// Bytes those requests moved: whole lines for reads, the words written for writes.
+    pub mem_bytes: u64,
 }
 
 struct Slot {
@@ -104,6 +129,8 @@ struct Slot {
 pub struct Network {
     slots: Vec<Slot>,
     chans: Vec<Channel>,
+    /// Channel names for diagnostics (index = channel; missing = `c{index}`).
+    labels: Vec<String>,
 }
 
 impl Network {
@@ -116,6 +143,27 @@ impl Network {
     pub fn channel(&mut self, capacity: Option<usize>) -> u32 {
         self.chans.push(Channel::new(capacity));
         (self.chans.len() - 1) as u32
+    }
+
+    /// Names channel `c` in diagnostics (e.g. the stream it carries).
+    pub fn label_channel(&mut self, c: u32, label: impl Into<String>) {
+        let c = c as usize;
+        if self.labels.len() <= c {
+            self.labels.resize(c + 1, String::new());
+        }
+        self.labels[c] = label.into();
+    }
+
+    fn channel_name(&self, c: u32) -> String {
+        match self.labels.get(c as usize) {
+            Some(l) if !l.is_empty() => format!("c{c} {l}"),
+            _ => format!("c{c}"),
+        }
+    }
+
+    /// The node reading channel `c`, and its port.
+    fn consumer(&self, c: u32) -> Option<(usize, usize)> {
+        self.slots.iter().enumerate().find_map(|(i, s)| s.ins.iter().position(|&x| x == c).map(|p| (i, p)))
     }
 
     /// Adds a node reading channels `ins` and writing each output port to the listed channels.
@@ -207,8 +255,9 @@ impl Network {
     }
 
     fn deadlock(&self) -> SimError {
-        // Nodes blocked on a full output are where the cycle of full channels shows; the rest
-        // are waiting for input and are summarised by count.
+        // Nodes blocked on a full output are where the cycle of full channels shows: name each
+        // full channel, its consumer, and the empty inputs that consumer is waiting on. The
+        // other nodes are waiting for input and are summarised by count.
         let mut blocked = Vec::new();
         let mut waiting = 0;
         for (i, s) in self.slots.iter().enumerate() {
@@ -221,12 +270,31 @@ impl Network {
                 .enumerate()
                 .flat_map(|(p, cs)| cs.iter().map(move |&c| (p, c)))
                 .filter(|&(_, c)| self.chans[c as usize].is_full())
-                .map(|(p, c)| format!("out{p}=c{c}"))
+                .map(|(p, c)| {
+                    let to = match self.consumer(c) {
+                        Some((j, port)) => {
+                            let empty: Vec<String> = self.slots[j]
+                                .ins
+                                .iter()
+                                .filter(|&&e| self.chans[e as usize].is_empty())
+                                .map(|&e| self.channel_name(e))
+                                .collect();
+                            let waits = if empty.is_empty() {
+                                String::new()
+                            } else {
+                                format!(", waiting on {}", empty.join(" + "))
+                            };
+                            format!(" -> n{j} {} in{port}{waits}", self.slots[j].kind)
+                        }
+                        None => String::new(),
+                    };
+                    format!("out{p}={}{to}", self.channel_name(c))
+                })
                 .collect();
             if full.is_empty() {
                 waiting += 1;
             } else {
-                blocked.push(format!("n{i} {} ({}) full [{}]", s.kind, s.name, full.join(" ")));
+                blocked.push(format!("n{i} {} ({}) full [{}]", s.kind, s.name, full.join("; ")));
             }
         }
         let cycle = self.slots.iter().map(|s| s.t).max().unwrap_or(0);
@@ -257,6 +325,8 @@ impl Network {
                 ops: s.prim.ops(),
                 bytes_read: s.prim.traffic().0,
                 bytes_written: s.prim.traffic().1,
+                mem_requests: s.prim.mem_stats().0,
+                mem_bytes: s.prim.mem_stats().1,
             })
             .collect()
     }
@@ -265,6 +335,19 @@ impl Network {
     pub fn tokens(&self) -> u64 {
         self.chans.iter().map(|c| c.pushed).sum()
     }
+}
+
+/// Off-chip traffic of one tensor.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct TensorTraffic {
+    /// Bytes read: 4 per coordinate, segment entry or value touched.
+    pub bytes_read: u64,
+    /// Bytes written: 4 per coordinate, segment entry or value written.
+    pub bytes_written: u64,
+    /// Memory requests issued (0 with ideal memory).
+    pub mem_requests: u64,
+    /// Bytes those requests moved (whole lines for reads), 0 with ideal memory.
+    pub mem_bytes: u64,
 }
 
 /// The result of simulating a graph.
@@ -276,14 +359,33 @@ pub struct SimReport {
     pub tokens: u64,
     /// Arithmetic operations (ALU, reducer and accumulator operations).
     pub ops: u64,
-    /// Off-chip bytes read (scanners and arrays).
+    /// Off-chip bytes read (scanners and arrays): 4 per word touched.
     pub bytes_read: u64,
-    /// Off-chip bytes written (writers).
+    /// Off-chip bytes written (writers): 4 per word written.
     pub bytes_written: u64,
+    /// Traffic per tensor (inputs and outputs), by name.
+    pub tensors: BTreeMap<String, TensorTraffic>,
+    /// Memory requests issued (0 with ideal memory).
+    pub mem_requests: u64,
+    /// Bytes moved by memory requests (0 with ideal memory).
+    pub mem_bytes: u64,
+    /// Peak memory bandwidth in bytes per cycle (`None` = ideal memory).
+    pub peak_bytes_per_cycle: Option<u64>,
+    /// `mem_bytes / (cycles × peak_bytes_per_cycle)` (`None` = ideal memory).
+    pub bandwidth_utilisation: Option<f64>,
+    /// Clock frequency (MHz) used for [`SimReport::seconds`].
+    pub clock_mhz: f64,
     /// Per-node counters, indexed like the graph's nodes.
     pub nodes: Vec<NodeStats>,
     /// Output tensors as written (every level compressed, mode order = written dims).
     pub outputs: BTreeMap<String, Tensor>,
+}
+
+impl SimReport {
+    /// Simulated time in seconds at the configured clock.
+    pub fn seconds(&self) -> f64 {
+        self.cycles as f64 / (self.clock_mhz * 1e6)
+    }
 }
 
 /// A bound level: its format, dense size, and `seg`/`crd` arrays when compressed.
@@ -334,16 +436,28 @@ pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimC
     };
 
     let mut net = Network::new();
-    // One channel per (stream, consumer).
+    // One channel per (stream, consumer); its capacity is the consumer kind's input capacity.
     let mut in_chans: Vec<Vec<u32>> = graph.nodes.iter().map(|n| vec![0; n.ins.len()]).collect();
     let mut out_chans: Vec<Vec<Vec<u32>>> = graph.nodes.iter().map(|n| vec![Vec::new(); n.outs.len()]).collect();
-    for s in &graph.streams {
+    for (sid, s) in graph.streams.iter().enumerate() {
         for &(c, port) in &s.consumers {
-            let ch = net.channel(config.channel_capacity);
+            let kind = graph.nodes[c.0 as usize].op.kind_name();
+            let capacity = config.input_capacity.get(kind).copied().unwrap_or(config.channel_capacity);
+            let ch = net.channel(capacity);
+            net.label_channel(ch, format!("s{sid} {}", s.name));
             in_chans[c.0 as usize][port as usize] = ch;
             out_chans[s.producer.0 .0 as usize][s.producer.1 as usize].push(ch);
         }
     }
+    // Every memory access stream (one per array a primitive reads or writes) gets its own
+    // port (see `memory`).
+    let streams = |op: &Op| match op {
+        Op::Scan { format: LevelFormat::Compressed, .. } | Op::LevelWrite { .. } => 2,
+        Op::Array { .. } | Op::ValWrite { .. } => 1,
+        _ => 0,
+    };
+    let requesters = graph.nodes.iter().map(|n| streams(&n.op)).sum();
+    let port = || config.memory.as_ref().map(|m| m.port(requesters));
     for (i, node) in graph.nodes.iter().enumerate() {
         let prim: Box<dyn Primitive> = match &node.op {
             Op::Root => Box::new(prims::Root::default()),
@@ -362,14 +476,24 @@ pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimC
                     None => LevelSource::Dense(*size as u32),
                     Some((seg, crd)) => LevelSource::Compressed { seg: seg.clone(), crd: crd.clone() },
                 };
-                Box::new(prims::Scan::new(src))
+                let scan = prims::Scan::new(src);
+                Box::new(match (port(), port()) {
+                    (Some(seg), Some(crd)) => scan.with_memory(seg, crd),
+                    _ => scan,
+                })
             }
             Op::Range { size, .. } => Box::new(prims::Scan::new(LevelSource::Dense(*size))),
             Op::RepSig => Box::new(prims::RepSig::default()),
             Op::Repeat { .. } => Box::new(prims::Repeat::default()),
             Op::Join { kind, payloads, .. } => Box::new(prims::Join::new(*kind, payloads)),
             Op::Locate { size, .. } => Box::new(prims::Locate::new(*size)),
-            Op::Array { tensor } => Box::new(prims::Array::new(lookup(tensor)?.vals.clone())),
+            Op::Array { tensor } => {
+                let array = prims::Array::new(lookup(tensor)?.vals.clone());
+                Box::new(match port() {
+                    Some(p) => array.with_memory(p),
+                    None => array,
+                })
+            }
             Op::Alu { op } => Box::new(prims::Alu::new(*op)),
             Op::Reduce { op } => Box::new(prims::Reduce::new(*op)),
             Op::Spacc { order: 1, op, .. } => Box::new(prims::Spacc1::new(*op)),
@@ -381,8 +505,14 @@ pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimC
                 })
             }
             Op::CrdDrop => Box::new(prims::CrdDrop::default()),
-            Op::LevelWrite { .. } => Box::new(prims::LevelWrite::default()),
-            Op::ValWrite { .. } => Box::new(prims::ValWrite::default()),
+            Op::LevelWrite { .. } => Box::new(match (port(), port()) {
+                (Some(seg), Some(crd)) => prims::LevelWrite::default().with_memory(seg, crd),
+                _ => prims::LevelWrite::default(),
+            }),
+            Op::ValWrite { .. } => Box::new(match port() {
+                Some(p) => prims::ValWrite::default().with_memory(p),
+                None => prims::ValWrite::default(),
+            }),
         };
         let kind = node.op.kind_name();
         net.add(
@@ -435,12 +565,35 @@ pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimC
         t.validate().map_err(|e| SimError::Output { tensor: b.tensor.clone(), message: e.to_string() })?;
         outputs.insert(b.tensor.clone(), t);
     }
+    let mut traffic: BTreeMap<String, TensorTraffic> = BTreeMap::new();
+    for (node, stats) in graph.nodes.iter().zip(&nodes) {
+        let tensor = match &node.op {
+            Op::Scan { tensor, format: LevelFormat::Compressed, .. }
+            | Op::Array { tensor }
+            | Op::LevelWrite { tensor, .. }
+            | Op::ValWrite { tensor } => tensor,
+            _ => continue,
+        };
+        let t = traffic.entry(tensor.clone()).or_default();
+        t.bytes_read += stats.bytes_read;
+        t.bytes_written += stats.bytes_written;
+        t.mem_requests += stats.mem_requests;
+        t.mem_bytes += stats.mem_bytes;
+    }
+    let mem_bytes = nodes.iter().map(|n| n.mem_bytes).sum();
+    let peak = config.memory.as_ref().map(MemoryConfig::peak_bytes_per_cycle);
     Ok(SimReport {
         cycles,
         tokens: net.tokens(),
         ops: nodes.iter().map(|n| n.ops).sum(),
         bytes_read: nodes.iter().map(|n| n.bytes_read).sum(),
         bytes_written: nodes.iter().map(|n| n.bytes_written).sum(),
+        tensors: traffic,
+        mem_requests: nodes.iter().map(|n| n.mem_requests).sum(),
+        mem_bytes,
+        peak_bytes_per_cycle: peak,
+        bandwidth_utilisation: peak.map(|p| mem_bytes as f64 / (cycles.max(1) as f64 * p as f64)),
+        clock_mhz: config.clock_mhz,
         nodes,
         outputs,
     })

@@ -139,4 +139,8 @@ pub trait Primitive {
     fn traffic(&self) -> (u64, u64) {
         (0, 0)
     }
+    /// Memory requests issued and bytes they moved so far (0 with ideal memory).
+    fn mem_stats(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }

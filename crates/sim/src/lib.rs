@@ -10,13 +10,17 @@
 
 mod channel;
 mod engine;
+pub mod hw;
 mod io;
+pub mod memory;
 pub mod prims;
 mod token;
 
 pub use channel::Channel;
-pub use engine::{simulate, Network, NodeStats, SimConfig, SimReport, Timing};
+pub use engine::{simulate, Network, NodeStats, SimConfig, SimReport, TensorTraffic, Timing, DEFAULT_CLOCK_MHZ};
+pub use hw::{HwConfig, HwError};
 pub use io::{Io, Primitive};
+pub use memory::{MemoryConfig, Sharing};
 pub use token::Token;
 
 /// What a sink node recorded.

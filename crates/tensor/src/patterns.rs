@@ -27,7 +27,10 @@ impl Default for BigBird {
 /// The set of nonzero blocks `(block row, block column)` of an `n×n` BigBird mask.
 pub fn bigbird_blocks(n: usize, p: &BigBird, seed: u64) -> Result<BTreeSet<(usize, usize)>, TensorError> {
     if p.block == 0 || !n.is_multiple_of(p.block) {
-        return Err(TensorError::Argument(format!("BigBird block size {} must divide the sequence length {n}", p.block)));
+        return Err(TensorError::Argument(format!(
+            "BigBird block size {} must divide the sequence length {n}",
+            p.block
+        )));
     }
     let nb = n / p.block;
     let mut rng = Rng::new(seed);

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::io::{Io, Primitive};
+use crate::memory::MemPort;
 use crate::{SimError, Token};
 
 /// Root generator: emits `[0, D]`.
@@ -54,7 +55,19 @@ enum ScanState {
     Finished,
 }
 
+/// A compressed scanner's memory interface: a port per array.
+struct ScanMem {
+    seg: MemPort,
+    crd: MemPort,
+    /// Cycle at which the current fiber's bounds (its `seg` entries) are known.
+    want: u64,
+}
+
 /// Level scanner (compressed or dense): `ref → crd, ref`, with the stop-token increment rule.
+///
+/// With a memory port (compressed levels only), a fiber's two `seg` entries are requested
+/// when its reference arrives, and its coordinates once those entries are back; the fiber
+/// starts when its `seg` entries are back and each coordinate waits for its line.
 pub struct Scan {
     src: LevelSource,
     state: ScanState,
@@ -62,12 +75,22 @@ pub struct Scan {
     fibers: u64,
     /// Coordinates emitted.
     coords: u64,
+    mem: Option<Box<ScanMem>>,
 }
 
 impl Scan {
     /// A scanner over the given level.
     pub fn new(src: LevelSource) -> Scan {
-        Scan { src, state: ScanState::Idle, fibers: 0, coords: 0 }
+        Scan { src, state: ScanState::Idle, fibers: 0, coords: 0, mem: None }
+    }
+
+    /// Reads `seg` and `crd` through these memory ports (ignored for dense levels, which
+    /// need no memory).
+    pub fn with_memory(mut self, seg: MemPort, crd: MemPort) -> Scan {
+        if matches!(self.src, LevelSource::Compressed { .. }) {
+            self.mem = Some(Box::new(ScanMem { seg, crd, want: 0 }));
+        }
+        self
     }
 }
 
@@ -113,6 +136,18 @@ impl Primitive for Scan {
                                     }
                                     self.fibers += 1;
                                     self.coords += (end - pos) as u64;
+                                    if let Some(m) = &mut self.mem {
+                                        // The bounds are requested when the reference arrives;
+                                        // the fiber cannot start before they are back.
+                                        let a = m.seg.fetch(p as u32, ready);
+                                        let b = m.seg.fetch(p as u32 + 1, ready);
+                                        m.want = a.max(b);
+                                        if m.want > io.t {
+                                            io.stall_in += m.want - io.t;
+                                            io.t = m.want;
+                                        }
+                                        m.seg.consume(io.t);
+                                    }
                                     ScanState::Fiber { pos, end, base: 0 }
                                 }
                             };
@@ -167,10 +202,21 @@ impl Primitive for Scan {
                                 }
                             }
                             LevelSource::Compressed { crd, .. } => {
-                                for (q, &c) in (*pos..*pos + n).zip(&crd[*pos as usize..(*pos + n) as usize]) {
-                                    let at = io.fire(0, 0);
-                                    io.push(0, at, Token::Idx(c));
-                                    io.push(1, at, Token::Idx(q));
+                                let crds = &crd[*pos as usize..(*pos + n) as usize];
+                                if let Some(m) = &mut self.mem {
+                                    for (q, &c) in (*pos..*pos + n).zip(crds) {
+                                        let ready = m.crd.fetch(q, m.want);
+                                        let at = io.fire(ready, 0);
+                                        m.crd.consume(at);
+                                        io.push(0, at, Token::Idx(c));
+                                        io.push(1, at, Token::Idx(q));
+                                    }
+                                } else {
+                                    for (q, &c) in (*pos..*pos + n).zip(crds) {
+                                        let at = io.fire(0, 0);
+                                        io.push(0, at, Token::Idx(c));
+                                        io.push(1, at, Token::Idx(q));
+                                    }
                                 }
                             }
                         }
@@ -179,7 +225,14 @@ impl Primitive for Scan {
                         continue;
                     }
                     let Some(free) = io.outs_free(0..2) else { break };
-                    let at = io.fire(0, free);
+                    let ready = match &mut self.mem {
+                        Some(m) => m.crd.fetch(*pos, m.want),
+                        None => 0,
+                    };
+                    let at = io.fire(ready, free);
+                    if let Some(m) = &mut self.mem {
+                        m.crd.consume(at);
+                    }
                     let (crd, r) = match &self.src {
                         LevelSource::Dense(_) => (*pos, (base + *pos as u64) as u32),
                         LevelSource::Compressed { crd, .. } => (crd[*pos as usize], *pos),
@@ -217,5 +270,8 @@ impl Primitive for Scan {
             LevelSource::Dense(_) => (0, 0),
             LevelSource::Compressed { .. } => (8 * self.fibers + 4 * self.coords, 0),
         }
+    }
+    fn mem_stats(&self) -> (u64, u64) {
+        self.mem.as_ref().map_or((0, 0), |m| (m.seg.requests + m.crd.requests, m.seg.bytes + m.crd.bytes))
     }
 }

@@ -5,19 +5,30 @@ use std::sync::Arc;
 use fuseflow_graph::{AluOp, ReduceKind, ScalarOp};
 
 use crate::io::{Io, Primitive};
+use crate::memory::MemPort;
 use crate::{SimError, Token};
 
 /// Value array: `ref → val`; `N` loads 0.
+///
+/// With a memory port, a value's line is requested when its reference arrives, and the value
+/// leaves once the line is back (consecutive references into one line share a request).
 pub struct Array {
     vals: Arc<Vec<f64>>,
     finished: bool,
     loads: u64,
+    mem: Option<Box<MemPort>>,
 }
 
 impl Array {
     /// An array over these values.
     pub fn new(vals: Arc<Vec<f64>>) -> Array {
-        Array { vals, finished: false, loads: 0 }
+        Array { vals, finished: false, loads: 0, mem: None }
+    }
+
+    /// Reads through this memory port.
+    pub fn with_memory(mut self, port: MemPort) -> Array {
+        self.mem = Some(Box::new(port));
+        self
     }
 }
 
@@ -27,10 +38,14 @@ impl Primitive for Array {
         while !self.finished {
             let Some((ready, tok)) = io.head(0) else { break };
             let Some(free) = io.out_free(0) else { break };
+            let mut data = ready;
             let out = match tok {
                 Token::Idx(r) => match self.vals.get(r as usize) {
                     Some(&v) => {
                         self.loads += 1;
+                        if let Some(m) = &mut self.mem {
+                            data = data.max(m.fetch(r, ready));
+                        }
                         Token::Val(v)
                     }
                     None => return Err(io.err(format!("reference {r} out of range for {} values", self.vals.len()))),
@@ -43,7 +58,10 @@ impl Primitive for Array {
                 }
                 other => return Err(io.err(format!("unexpected token {other} on a reference stream"))),
             };
-            let at = io.fire(ready, free);
+            let at = io.fire(data, free);
+            if let Some(m) = &mut self.mem {
+                m.consume(at);
+            }
             io.pop(0, at);
             io.push(0, at, out);
             progress = true;
@@ -52,6 +70,9 @@ impl Primitive for Array {
     }
     fn traffic(&self) -> (u64, u64) {
         (4 * self.loads, 0)
+    }
+    fn mem_stats(&self) -> (u64, u64) {
+        self.mem.as_ref().map_or((0, 0), |m| (m.requests, m.bytes))
     }
     fn done(&self) -> bool {
         self.finished

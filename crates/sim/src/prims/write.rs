@@ -1,20 +1,59 @@
 //! Writers (output sinks) and the token sources/sinks used to drive primitives in tests.
 
 use crate::io::{Io, Primitive};
+use crate::memory::MemPort;
 use crate::{SimError, Token, Written};
+
+/// Adds a word written at `at` to `port`'s line buffer; a writer whose full buffer was sent
+/// cannot take another word before the send.
+#[inline]
+fn write_word(port: &mut MemPort, io: &mut Io<'_>, at: u64) {
+    if let Some(issue) = port.push_word(at) {
+        if issue > io.t {
+            io.stall_out += issue - io.t;
+            io.t = issue;
+        }
+    }
+}
+
+/// Sends partly filled buffers at `at`; a writer finishes when every write is acknowledged.
+fn finish_writes(ports: &mut [MemPort], io: &mut Io<'_>, at: u64) {
+    for p in ports.iter_mut() {
+        p.flush(at);
+    }
+    for p in ports.iter() {
+        if p.last_done() > io.t {
+            io.stall_out += p.last_done() - io.t;
+            io.t = p.last_done();
+        }
+    }
+}
 
 /// Level writer: appends coordinates to `crd` and, at every stop that ends a fiber of its
 /// level (`gap` 0, empty fibers included), the running count to `seg`. Stops that only mark
 /// empty outer fibers are skipped, so `seg` has one entry per parent position.
+///
+/// With memory ports, `crd` and `seg` words are written a line at a time (`seg` starting with
+/// its leading 0).
 pub struct LevelWrite {
     seg: Vec<u32>,
     crd: Vec<u32>,
     finished: bool,
+    /// Memory ports: `[seg, crd]`.
+    mem: Option<Box<[MemPort; 2]>>,
 }
 
 impl Default for LevelWrite {
     fn default() -> Self {
-        LevelWrite { seg: vec![0], crd: Vec::new(), finished: false }
+        LevelWrite { seg: vec![0], crd: Vec::new(), finished: false, mem: None }
+    }
+}
+
+impl LevelWrite {
+    /// Writes `seg` and `crd` through these memory ports.
+    pub fn with_memory(mut self, seg: MemPort, crd: MemPort) -> LevelWrite {
+        self.mem = Some(Box::new([seg.preload(1), crd]));
+        self
     }
 }
 
@@ -28,12 +67,18 @@ impl Primitive for LevelWrite {
                     let at = io.fire(ready, 0);
                     io.pop(0, at);
                     self.crd.push(c);
+                    if let Some(m) = &mut self.mem {
+                        write_word(&mut m[1], io, at);
+                    }
                 }
                 Token::Stop { gap, .. } => {
                     if gap == 0 {
                         let at = io.fire(ready, 0);
                         io.pop(0, at);
                         self.seg.push(self.crd.len() as u32);
+                        if let Some(m) = &mut self.mem {
+                            write_word(&mut m[0], io, at);
+                        }
                     } else {
                         io.pop(0, ready.max(io.t));
                     }
@@ -41,6 +86,9 @@ impl Primitive for LevelWrite {
                 Token::Done => {
                     let at = io.fire(ready, 0);
                     io.pop(0, at);
+                    if let Some(m) = &mut self.mem {
+                        finish_writes(&mut m[..], io, at);
+                    }
                     self.finished = true;
                 }
                 other => return Err(io.err(format!("level writer received {other}"))),
@@ -52,6 +100,9 @@ impl Primitive for LevelWrite {
     fn traffic(&self) -> (u64, u64) {
         (0, 4 * (self.seg.len() as u64 - 1 + self.crd.len() as u64))
     }
+    fn mem_stats(&self) -> (u64, u64) {
+        self.mem.as_ref().map_or((0, 0), |m| (m[0].requests + m[1].requests, m[0].bytes + m[1].bytes))
+    }
     fn done(&self) -> bool {
         self.finished
     }
@@ -60,11 +111,21 @@ impl Primitive for LevelWrite {
     }
 }
 
-/// Value writer: appends values in order; stops are ignored.
+/// Value writer: appends values in order; stops are ignored. With a memory port, values are
+/// written a line at a time.
 #[derive(Default)]
 pub struct ValWrite {
     vals: Vec<f64>,
     finished: bool,
+    mem: Option<Box<[MemPort; 1]>>,
+}
+
+impl ValWrite {
+    /// Writes through this memory port.
+    pub fn with_memory(mut self, port: MemPort) -> ValWrite {
+        self.mem = Some(Box::new([port]));
+        self
+    }
 }
 
 impl Primitive for ValWrite {
@@ -77,6 +138,9 @@ impl Primitive for ValWrite {
                     let at = io.fire(ready, 0);
                     io.pop(0, at);
                     self.vals.push(v);
+                    if let Some(m) = &mut self.mem {
+                        write_word(&mut m[0], io, at);
+                    }
                 }
                 Token::Stop { .. } => {
                     io.pop(0, ready.max(io.t));
@@ -84,6 +148,9 @@ impl Primitive for ValWrite {
                 Token::Done => {
                     let at = io.fire(ready, 0);
                     io.pop(0, at);
+                    if let Some(m) = &mut self.mem {
+                        finish_writes(&mut m[..], io, at);
+                    }
                     self.finished = true;
                 }
                 other => return Err(io.err(format!("value writer received {other}"))),
@@ -94,6 +161,9 @@ impl Primitive for ValWrite {
     }
     fn traffic(&self) -> (u64, u64) {
         (0, 4 * self.vals.len() as u64)
+    }
+    fn mem_stats(&self) -> (u64, u64) {
+        self.mem.as_ref().map_or((0, 0), |m| (m[0].requests, m[0].bytes))
     }
     fn done(&self) -> bool {
         self.finished

@@ -1,0 +1,817 @@
+//! Export: our graph → tortilla protobuf, and the data directory.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use fuseflow_graph::{AluOp, Graph, JoinKind, Node, NodeId, Op, ReduceKind, ScalarOp, StreamId, StreamKind};
+use fuseflow_tensor::{LevelFormat, Tensor};
+use prost::Message as _;
+
+use crate::meta::Meta;
+use crate::proto::{self, joiner, operation, Operation};
+use crate::{path_name, ExportError, CHANNEL_SIZE, GRAPH_FILE, RANGE_PREFIX};
+
+/// How one of our streams is wired in Comal.
+#[derive(Debug, Clone)]
+enum Wire {
+    /// Not yet touched.
+    Unset,
+    /// One producer and one consumer share this id.
+    Direct(u64),
+    /// The producer writes `input`; a broadcast copies it to `outputs`, handed out in order.
+    Fanout { input: u64, outputs: Vec<u64>, next: usize },
+}
+
+/// Stream-id allocation, run twice: a counting pass records how many Comal consumers each of
+/// our streams has, and the real pass hands out ids (and inserts broadcasts) accordingly.
+struct Alloc<'g> {
+    g: &'g Graph,
+    counting: bool,
+    consumers: Vec<u32>,
+    wires: Vec<Wire>,
+    next_id: [u64; 4],
+    next_op: u64,
+    pending: Vec<Operation>,
+}
+
+fn ns(kind: StreamKind) -> usize {
+    match kind {
+        StreamKind::Ref => 0,
+        StreamKind::Crd => 1,
+        StreamKind::Val => 2,
+        StreamKind::RepSig => 3,
+    }
+}
+
+impl<'g> Alloc<'g> {
+    fn new(g: &'g Graph) -> Alloc<'g> {
+        Alloc {
+            g,
+            counting: true,
+            consumers: vec![0; g.streams.len()],
+            wires: vec![Wire::Unset; g.streams.len()],
+            next_id: [1; 4],
+            next_op: g.nodes.len() as u64,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Switches from the counting pass to the real pass.
+    fn start_real_pass(&mut self) {
+        self.counting = false;
+        self.next_op = self.g.nodes.len() as u64;
+    }
+
+    fn fresh(&mut self, kind: StreamKind) -> u64 {
+        let slot = &mut self.next_id[ns(kind)];
+        let id = *slot;
+        *slot += 1;
+        id
+    }
+
+    fn fresh_op(&mut self) -> u64 {
+        let id = self.next_op;
+        self.next_op += 1;
+        id
+    }
+
+    fn kind(&self, s: StreamId) -> StreamKind {
+        self.g.streams[s.0 as usize].kind
+    }
+
+    fn name(&self, s: StreamId) -> String {
+        self.g.streams[s.0 as usize].name.clone()
+    }
+
+    /// Wires stream `s` on first use: a direct id, or a broadcast for several consumers.
+    fn ensure(&mut self, s: StreamId) {
+        let i = s.0 as usize;
+        if !matches!(self.wires[i], Wire::Unset) {
+            return;
+        }
+        let kind = self.kind(s);
+        let n = self.consumers[i];
+        if n <= 1 {
+            let id = self.fresh(kind);
+            self.wires[i] = Wire::Direct(id);
+            return;
+        }
+        let input = self.fresh(kind);
+        let outputs: Vec<u64> = (0..n).map(|_| self.fresh(kind)).collect();
+        let name = self.name(s);
+        let label = format!("{name}.broadcast");
+        let conn = match kind {
+            StreamKind::Ref => proto::broadcast::Conn::Ref(proto::broadcast::RefBundle {
+                input: Some(proto::RefStream::new(input, &name)),
+                outputs: outputs.iter().map(|&o| proto::RefStream::new(o, &name)).collect(),
+            }),
+            StreamKind::Crd => proto::broadcast::Conn::Crd(proto::broadcast::CrdBundle {
+                input: Some(proto::CrdStream::new(input, &name)),
+                outputs: outputs.iter().map(|&o| proto::CrdStream::new(o, &name)).collect(),
+            }),
+            StreamKind::Val => proto::broadcast::Conn::Val(proto::broadcast::ValBundle {
+                input: Some(proto::ValStream::new(input, &name)),
+                outputs: outputs.iter().map(|&o| proto::ValStream::new(o, &name)).collect(),
+            }),
+            StreamKind::RepSig => proto::broadcast::Conn::Repsig(proto::broadcast::RepSigBundle {
+                input: Some(proto::RepSigStream::new(input, &name)),
+                outputs: outputs.iter().map(|&o| proto::RepSigStream::new(o, &name)).collect(),
+            }),
+        };
+        let id = self.fresh_op();
+        self.pending.push(Operation {
+            name: "broadcast".into(),
+            id,
+            op: Some(operation::Op::Broadcast(proto::Broadcast { label, conn: Some(conn) })),
+        });
+        self.wires[i] = Wire::Fanout { input, outputs, next: 0 };
+    }
+
+    /// The id a consumer of `s` uses.
+    fn consume(&mut self, s: StreamId) -> u64 {
+        if self.counting {
+            self.consumers[s.0 as usize] += 1;
+            return 0;
+        }
+        self.ensure(s);
+        match &mut self.wires[s.0 as usize] {
+            Wire::Direct(id) => *id,
+            Wire::Fanout { outputs, next, .. } => {
+                // The counting pass saw exactly as many consumptions, so this never runs out.
+                let id = outputs.get(*next).copied().unwrap_or(0);
+                *next += 1;
+                id
+            }
+            Wire::Unset => 0,
+        }
+    }
+
+    /// The id the producer of `s` writes (0 for a void output).
+    fn produce(&mut self, s: Option<StreamId>) -> u64 {
+        let Some(s) = s else { return 0 };
+        if self.counting || self.consumers[s.0 as usize] == 0 {
+            return 0;
+        }
+        self.ensure(s);
+        match &self.wires[s.0 as usize] {
+            Wire::Direct(id) => *id,
+            Wire::Fanout { input, .. } => *input,
+            Wire::Unset => 0,
+        }
+    }
+
+    fn name_of(&self, s: Option<StreamId>) -> String {
+        s.map(|s| self.name(s)).unwrap_or_default()
+    }
+
+    fn c_ref(&mut self, s: StreamId) -> Option<proto::RefStream> {
+        let id = self.consume(s);
+        Some(proto::RefStream::new(id, self.name(s)))
+    }
+    fn c_crd(&mut self, s: StreamId) -> Option<proto::CrdStream> {
+        let id = self.consume(s);
+        Some(proto::CrdStream::new(id, self.name(s)))
+    }
+    fn c_val(&mut self, s: StreamId) -> Option<proto::ValStream> {
+        let id = self.consume(s);
+        Some(proto::ValStream::new(id, self.name(s)))
+    }
+    fn p_ref(&mut self, s: Option<StreamId>) -> Option<proto::RefStream> {
+        let id = self.produce(s);
+        Some(proto::RefStream::new(id, self.name_of(s)))
+    }
+    fn p_crd(&mut self, s: Option<StreamId>) -> Option<proto::CrdStream> {
+        let id = self.produce(s);
+        Some(proto::CrdStream::new(id, self.name_of(s)))
+    }
+    fn p_val(&mut self, s: Option<StreamId>) -> Option<proto::ValStream> {
+        let id = self.produce(s);
+        Some(proto::ValStream::new(id, self.name_of(s)))
+    }
+
+    /// A consumed payload (ref or val).
+    fn c_payload(&mut self, s: StreamId) -> joiner::Payload {
+        let id = self.consume(s);
+        payload(self.kind(s), id, self.name(s))
+    }
+
+    /// A produced payload of the given kind.
+    fn p_payload(&mut self, kind: StreamKind, s: Option<StreamId>) -> joiner::Payload {
+        let id = self.produce(s);
+        payload(kind, id, self.name_of(s))
+    }
+}
+
+fn payload(kind: StreamKind, id: u64, name: String) -> joiner::Payload {
+    let stream = if kind == StreamKind::Val {
+        joiner::payload::Stream::ValStream(proto::ValStream::new(id, name))
+    } else {
+        joiner::payload::Stream::RefStream(proto::RefStream::new(id, name))
+    };
+    joiner::Payload { stream: Some(stream) }
+}
+
+fn unsupported(i: usize, node: &Node, message: impl Into<String>) -> ExportError {
+    ExportError::Unsupported { node: NodeId(i as u32), kind: node.op.kind_name(), message: message.into() }
+}
+
+/// `(stage op, scalar)` of an ALU op that Comal's one-stage ALU computes exactly, or `None`.
+fn alu_stage(op: AluOp) -> Option<(proto::alu::AluOp, f64)> {
+    use proto::alu::AluOp as P;
+    Some(match op {
+        AluOp::Add => (P::Add, 0.0),
+        AluOp::Sub => (P::Sub, 0.0),
+        AluOp::Mul => (P::Mul, 0.0),
+        AluOp::Div => (P::Div, 0.0),
+        AluOp::Max => (P::Max, 0.0),
+        AluOp::Exp => (P::Exp, 0.0),
+        AluOp::Rsqrt => (P::Rsqrt, 0.0),
+        AluOp::Sigmoid => (P::Sigmoid, 0.0),
+        AluOp::Relu => (P::Max, 0.0),
+        AluOp::Neg => (P::Scalarmul, -1.0),
+        AluOp::Scalar { op, scalar, scalar_first } => match (op, scalar_first) {
+            (ScalarOp::Add, _) => (P::Scalaradd, scalar),
+            (ScalarOp::Mul, _) => (P::Scalarmul, scalar),
+            (ScalarOp::Max, _) => (P::Max, scalar),
+            (ScalarOp::Sub, false) => (P::Scalaradd, -scalar),
+            (ScalarOp::Div, false) => (P::Scalardiv, scalar),
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+/// The `op=` code of an ALU op (the importer's `alu_from_meta` reads it back), or `None` for
+/// an op this crate does not know.
+fn alu_code(op: AluOp) -> Option<&'static str> {
+    Some(match op {
+        AluOp::Add => "add",
+        AluOp::Sub => "sub",
+        AluOp::Mul => "mul",
+        AluOp::Div => "div",
+        AluOp::Max => "max",
+        AluOp::Neg => "neg",
+        AluOp::Relu => "relu",
+        AluOp::Exp => "exp",
+        AluOp::Rsqrt => "rsqrt",
+        AluOp::Sigmoid => "sigmoid",
+        AluOp::Gelu => "gelu",
+        AluOp::ExpNz => "expnz",
+        AluOp::ExpSubNz => "expsubnz",
+        AluOp::ZeroToNegInf => "zero_to_neginf",
+        AluOp::NegInfToZero => "neginf_to_zero",
+        AluOp::Scalar { op, .. } => match op {
+            ScalarOp::Add => "sadd",
+            ScalarOp::Sub => "ssub",
+            ScalarOp::Mul => "smul",
+            ScalarOp::Div => "sdiv",
+            ScalarOp::Max => "smax",
+            ScalarOp::ExpSubNz => "sexpsubnz",
+            #[allow(unreachable_patterns)]
+            _ => return None,
+        },
+        #[allow(unreachable_patterns)]
+        _ => return None,
+    })
+}
+
+fn op(name: Meta, id: usize, op: operation::Op) -> Operation {
+    Operation { name: name.render(), id: id as u64, op: Some(op) }
+}
+
+/// Emits every node once; run in the counting pass and again in the real pass.
+fn emit(g: &Graph, a: &mut Alloc) -> Result<Vec<Operation>, ExportError> {
+    use operation::Op as P;
+    // RepSigs over ref/val streams fold into the repeats they drive.
+    let folded: Vec<bool> = g
+        .nodes
+        .iter()
+        .map(|n| matches!(n.op, Op::RepSig) && n.ins.first().is_some_and(|&s| g.stream(s).kind != StreamKind::Crd))
+        .collect();
+    let mut ops = Vec::with_capacity(g.nodes.len() * 2);
+    for (i, n) in g.nodes.iter().enumerate() {
+        let out = |p: usize| n.outs.get(p).copied().flatten();
+        let label = n.label.clone();
+        match &n.op {
+            Op::Root => {
+                let output_ref = a.p_ref(out(0));
+                ops.push(op(
+                    Meta::new("root"),
+                    i,
+                    P::Root(proto::Generator { label, tensor: String::new(), output_ref }),
+                ));
+            }
+            Op::Scan { tensor, level, dim, format, index } => {
+                if tensor.starts_with(RANGE_PREFIX) {
+                    return Err(ExportError::Tensor {
+                        tensor: tensor.clone(),
+                        message: format!("names starting with {RANGE_PREFIX} are reserved for range scanners"),
+                    });
+                }
+                let input_ref = a.c_ref(n.ins[0]);
+                let output_crd = a.p_crd(out(0));
+                let output_ref = a.p_ref(out(1));
+                ops.push(op(
+                    Meta::new("fiberlookup").with("level", level),
+                    i,
+                    P::FiberLookup(proto::FiberLookup {
+                        input_ref,
+                        output_ref,
+                        output_crd,
+                        index: index.clone(),
+                        tensor: tensor.clone(),
+                        mode: u64::from(*dim),
+                        format: format.name().to_string(),
+                        src: true,
+                        root: *level == 0,
+                        label,
+                    }),
+                ));
+            }
+            Op::Range { size, index } => {
+                let input_ref = a.c_ref(n.ins[0]);
+                let output_crd = a.p_crd(out(0));
+                let output_ref = a.p_ref(out(1));
+                ops.push(op(
+                    Meta::new("fiberlookup").with("range", size),
+                    i,
+                    P::FiberLookup(proto::FiberLookup {
+                        input_ref,
+                        output_ref,
+                        output_crd,
+                        index: index.clone(),
+                        tensor: format!("{RANGE_PREFIX}{size}"),
+                        mode: 0,
+                        format: "dense".into(),
+                        src: true,
+                        root: false,
+                        label,
+                    }),
+                ));
+            }
+            Op::RepSig if folded[i] => {}
+            Op::RepSig => {
+                let input_crd = a.c_crd(n.ins[0]);
+                let output_rep_sig = {
+                    let id = a.produce(out(0));
+                    Some(proto::RepSigStream::new(id, a.name_of(out(0))))
+                };
+                ops.push(op(
+                    Meta::new("repeatsig"),
+                    i,
+                    P::Repeatsig(proto::RepeatSig { input_crd, output_rep_sig, label, index: String::new() }),
+                ));
+            }
+            Op::Repeat { index } => {
+                let (payload_in, sig) = (n.ins[0], n.ins[1]);
+                let kind = g.stream(payload_in).kind;
+                let r = g.stream(sig).producer.0 .0 as usize;
+                let mut meta = Meta::new("repeat");
+                let input_ref = Some(if kind == StreamKind::Val {
+                    proto::repeat::InputRef::InVal(a.c_val(payload_in).unwrap_or_default())
+                } else {
+                    proto::repeat::InputRef::InRef(a.c_ref(payload_in).unwrap_or_default())
+                });
+                let rep = if folded.get(r).copied().unwrap_or(false) {
+                    let rn = &g.nodes[r];
+                    let src = rn.ins[0];
+                    meta.set("repsig", r);
+                    meta.set("sig_label", &rn.label);
+                    meta.set("sig_name", a.name(sig));
+                    if a.kind(src) == StreamKind::Val {
+                        proto::repeat::InputRepSig::RepVal(a.c_val(src).unwrap_or_default())
+                    } else {
+                        proto::repeat::InputRepSig::RepRef(a.c_ref(src).unwrap_or_default())
+                    }
+                } else {
+                    meta.set("sig", "repsig");
+                    let id = a.consume(sig);
+                    proto::repeat::InputRepSig::RepRef(proto::RefStream::new(id, a.name(sig)))
+                };
+                let output_ref = Some(if kind == StreamKind::Val {
+                    proto::repeat::OutputRef::OutVal(a.p_val(out(0)).unwrap_or_default())
+                } else {
+                    proto::repeat::OutputRef::OutRef(a.p_ref(out(0)).unwrap_or_default())
+                });
+                ops.push(op(
+                    meta,
+                    i,
+                    P::Repeat(proto::Repeat {
+                        input_ref,
+                        output_ref,
+                        input_rep_sig: Some(rep),
+                        label,
+                        index: index.clone(),
+                        root: false,
+                        tensor: String::new(),
+                    }),
+                ));
+            }
+            Op::Join { kind, payloads, index } => {
+                if payloads.is_empty() {
+                    return Err(unsupported(i, n, "a joiner needs at least one operand"));
+                }
+                // Input and output positions of each operand's crd and payloads.
+                let mut crd_in = Vec::with_capacity(payloads.len());
+                let mut pay_in: Vec<Vec<StreamId>> = Vec::with_capacity(payloads.len());
+                let mut pay_out: Vec<Vec<Option<StreamId>>> = Vec::with_capacity(payloads.len());
+                let (mut ii, mut oi) = (0usize, 1usize);
+                for &p in payloads {
+                    crd_in.push(n.ins[ii]);
+                    ii += 1;
+                    pay_in.push(n.ins[ii..ii + p as usize].to_vec());
+                    pay_out.push((0..p as usize).map(|k| out(oi + k)).collect());
+                    ii += p as usize;
+                    oi += p as usize;
+                }
+                let parts = payloads.iter().copied().max().unwrap_or(0).max(1) as usize;
+                let simple = payloads.iter().all(|&p| p == 1);
+                let join_type = match kind {
+                    JoinKind::Intersect => proto::joiner::Type::Intersect,
+                    JoinKind::Union => proto::joiner::Type::Union,
+                    #[allow(unreachable_patterns)]
+                    _ => return Err(unsupported(i, n, format!("joiner kind {kind:?} has no tortilla encoding"))),
+                } as i32;
+                let plist: Vec<String> = payloads.iter().map(|p| p.to_string()).collect();
+                for j in 0..parts {
+                    let mut input_pairs = Vec::with_capacity(payloads.len());
+                    let mut output_refs = Vec::with_capacity(payloads.len());
+                    for (p, &np) in payloads.iter().enumerate() {
+                        let crd = a.c_crd(crd_in[p]);
+                        let (in_ref, out_ref) = if j < np as usize {
+                            let s = pay_in[p][j];
+                            let inp = a.c_payload(s);
+                            (Some(inp), a.p_payload(a.kind(s), pay_out[p][j]))
+                        } else if np >= 1 {
+                            // Filler: a copy of payload 0 whose output is void.
+                            let s = pay_in[p][0];
+                            let inp = a.c_payload(s);
+                            (Some(inp), payload(a.kind(s), 0, String::new()))
+                        } else {
+                            (None, joiner::Payload { stream: None })
+                        };
+                        input_pairs.push(joiner::JoinBundle { crd, in_ref });
+                        output_refs.push(out_ref);
+                    }
+                    let output_crd = if j == 0 { a.p_crd(out(0)) } else { Some(proto::CrdStream::new(0, "")) };
+                    let mut meta = Meta::new("joiner");
+                    if !simple {
+                        meta.set("payloads", plist.join(","));
+                    }
+                    if parts > 1 {
+                        meta.set("group", i);
+                        meta.set("part", j);
+                    }
+                    let id = if j == 0 { i } else { a.fresh_op() as usize };
+                    ops.push(op(
+                        meta,
+                        id,
+                        P::Joiner(proto::Joiner {
+                            join_type,
+                            input_pairs,
+                            index: index.clone(),
+                            label: label.clone(),
+                            output_refs,
+                            output_crd,
+                        }),
+                    ));
+                }
+            }
+            Op::Locate { tensor, level, size, index } => {
+                let mut meta = Meta::new("locate")
+                    .with("tensor", tensor)
+                    .with("level", level)
+                    .with("size", size)
+                    .with("index", index);
+                if let Some(b) = g.inputs.iter().find(|b| b.tensor == *tensor) {
+                    if let Some(&d) = b.mode_order.get(*level as usize) {
+                        meta.set("dim", d);
+                    }
+                }
+                let input_crd = a.c_crd(n.ins[0]);
+                let input_ref = a.c_ref(n.ins[1]);
+                let output_ref1 = a.p_ref(out(0));
+                ops.push(op(
+                    meta,
+                    i,
+                    P::Locate(proto::Locate {
+                        input_crd,
+                        input_ref,
+                        output_ref1,
+                        output_ref2: Some(proto::RefStream::new(0, "")),
+                        output_crd: Some(proto::CrdStream::new(0, "")),
+                        label,
+                    }),
+                ));
+            }
+            Op::Array { tensor } => {
+                let input_ref = a.c_ref(n.ins[0]);
+                let output_val = a.p_val(out(0));
+                ops.push(op(
+                    Meta::new("arrayvals"),
+                    i,
+                    P::Array(proto::ArrayVals {
+                        tensor: tensor.clone(),
+                        input_ref,
+                        output_val,
+                        label,
+                        stream_shape: 0,
+                        blocked: false,
+                    }),
+                ));
+            }
+            Op::Alu { op: alu } => {
+                let code = alu_code(*alu)
+                    .ok_or_else(|| unsupported(i, n, format!("ALU op {} has no tortilla encoding", alu.name())))?;
+                let mut meta = Meta::new("alu").with("op", code);
+                let first = matches!(alu, AluOp::Scalar { scalar_first: true, .. });
+                if first {
+                    meta.set("first", 1);
+                }
+                let mut inputs = Vec::with_capacity(n.ins.len());
+                for &s in &n.ins {
+                    inputs.extend(a.c_val(s));
+                }
+                let output = a.p_val(out(0));
+                // An op Comal's one-stage ALU cannot compute gets no stage: Comal rejects it
+                // instead of computing something else; the name still carries it exactly.
+                let (stages, scalar) = match alu_stage(*alu) {
+                    Some((stage_op, scalar)) => {
+                        let k = inputs.len() as u64;
+                        (vec![proto::alu::Stage { inputs: (0..k).collect(), output: k, op: stage_op as i32 }], scalar)
+                    }
+                    None => {
+                        let c = match alu {
+                            AluOp::Scalar { scalar, .. } => *scalar,
+                            _ => 0.0,
+                        };
+                        (Vec::new(), c)
+                    }
+                };
+                ops.push(op(
+                    meta,
+                    i,
+                    P::Alu(proto::Alu {
+                        conn: Some(proto::alu::Conn::Vals(proto::alu::Val { inputs, output })),
+                        stages,
+                        output_val: 0,
+                        label,
+                        stream_shape: 0,
+                        blocked: false,
+                        scalar,
+                    }),
+                ));
+            }
+            Op::Reduce { op: r } => {
+                let input_val = a.c_val(n.ins[0]);
+                let output_val = a.p_val(out(0));
+                let reduce_type = match r {
+                    ReduceKind::Sum => proto::reduce::Type::Add,
+                    ReduceKind::Max => proto::reduce::Type::Max,
+                    #[allow(unreachable_patterns)]
+                    _ => return Err(unsupported(i, n, format!("reduction {r:?} has no tortilla encoding"))),
+                } as i32;
+                ops.push(op(
+                    Meta::new("reduce"),
+                    i,
+                    P::Reduce(proto::Reduce {
+                        input_val,
+                        output_val,
+                        label,
+                        stream_shape: 0,
+                        blocked: false,
+                        reduce_type,
+                    }),
+                ));
+            }
+            Op::Spacc { order, op: r, index } => {
+                let mut meta = Meta::new("spacc");
+                match r {
+                    ReduceKind::Sum => {}
+                    ReduceKind::Max => meta.set("op", "max"),
+                    #[allow(unreachable_patterns)]
+                    _ => return Err(unsupported(i, n, format!("accumulation {r:?} has no tortilla encoding"))),
+                }
+                let spacc = match order {
+                    1 => {
+                        let reduced = a.c_crd(n.ins[0]);
+                        let input_inner_crd = a.c_crd(n.ins[1]);
+                        let input_val = a.c_val(n.ins[2]);
+                        let output_inner_crd = a.p_crd(out(0));
+                        let output_val = a.p_val(out(1));
+                        proto::SparseAccumulator {
+                            input_inner_crd,
+                            output_inner_crd,
+                            input_outer_crds: reduced.into_iter().collect(),
+                            input_val,
+                            output_val,
+                            order: 1,
+                            inner_crd: String::new(),
+                            outer_crds: vec![index.clone()],
+                            label,
+                            output_outer_crds: Vec::new(),
+                            stream_shape: 0,
+                            blocked: false,
+                        }
+                    }
+                    2 => {
+                        let reduced = a.c_crd(n.ins[0]);
+                        let middle = a.c_crd(n.ins[1]);
+                        let input_inner_crd = a.c_crd(n.ins[2]);
+                        let input_val = a.c_val(n.ins[3]);
+                        let middle_out = a.p_crd(out(0));
+                        let output_inner_crd = a.p_crd(out(1));
+                        let output_val = a.p_val(out(2));
+                        proto::SparseAccumulator {
+                            input_inner_crd,
+                            output_inner_crd,
+                            input_outer_crds: middle.into_iter().chain(reduced).collect(),
+                            input_val,
+                            output_val,
+                            order: 2,
+                            inner_crd: String::new(),
+                            outer_crds: vec![String::new(), index.clone()],
+                            label,
+                            output_outer_crds: middle_out.into_iter().collect(),
+                            stream_shape: 0,
+                            blocked: false,
+                        }
+                    }
+                    _ => return Err(unsupported(i, n, format!("no sparse accumulator of order {order}"))),
+                };
+                ops.push(op(meta, i, P::Spacc(spacc)));
+            }
+            Op::CrdDrop => {
+                let inner_kind = g.stream(n.ins[1]).kind;
+                let mut meta = Meta::new("crddrop");
+                let input_outer_crd = a.c_crd(n.ins[0]);
+                let (input_inner_crd, output_outer_crd, output_inner_crd);
+                if inner_kind == StreamKind::Crd {
+                    input_inner_crd = a.c_crd(n.ins[1]);
+                    output_outer_crd = a.p_crd(out(0));
+                    output_inner_crd = a.p_crd(out(1));
+                } else {
+                    // The schema's inner fields are crd-typed: carry value ids, marked.
+                    meta.set("inner", inner_kind.name());
+                    let id = a.consume(n.ins[1]);
+                    input_inner_crd = Some(proto::CrdStream::new(id, a.name(n.ins[1])));
+                    output_outer_crd = a.p_crd(out(0));
+                    let id = a.produce(out(1));
+                    output_inner_crd = Some(proto::CrdStream::new(id, a.name_of(out(1))));
+                }
+                ops.push(op(
+                    meta,
+                    i,
+                    P::CoordDrop(proto::CoordDrop {
+                        input_inner_crd,
+                        input_outer_crd,
+                        output_inner_crd,
+                        output_outer_crd,
+                        inner_crd: String::new(),
+                        outer_crd: String::new(),
+                        label,
+                    }),
+                ));
+            }
+            Op::LevelWrite { tensor, level } => {
+                let b = g
+                    .outputs
+                    .iter()
+                    .find(|b| b.tensor == *tensor)
+                    .ok_or_else(|| unsupported(i, n, format!("output tensor {tensor} has no output binding")))?;
+                let dim = *b.dims.get(*level as usize).ok_or_else(|| {
+                    unsupported(i, n, format!("output {tensor} has {} levels, no level {level}", b.dims.len()))
+                })?;
+                let size = *b.shape.get(dim).ok_or_else(|| {
+                    unsupported(i, n, format!("output {tensor} has rank {}, no dimension {dim}", b.shape.len()))
+                })?;
+                let input_crd = a.c_crd(n.ins[0]);
+                ops.push(op(
+                    Meta::new("fiberwrite").with("level", level),
+                    i,
+                    P::FiberWrite(proto::FiberWrite {
+                        r#ref: false,
+                        input_crd,
+                        index: String::new(),
+                        tensor: tensor.clone(),
+                        mode_val: dim.to_string(),
+                        format: LevelFormat::Compressed.name().into(),
+                        segsize: String::new(),
+                        crdsize: String::new(),
+                        size: size.to_string(),
+                        sink: true,
+                        label,
+                    }),
+                ));
+            }
+            Op::ValWrite { tensor } => {
+                let input_val = a.c_val(n.ins[0]);
+                ops.push(op(
+                    Meta::new("valwrite"),
+                    i,
+                    P::ValWrite(proto::ValWrite {
+                        input_val,
+                        label,
+                        crdsize: String::new(),
+                        segsize: String::new(),
+                        tensor: tensor.clone(),
+                        sink: true,
+                    }),
+                ));
+            }
+            #[allow(unreachable_patterns)]
+            _ => return Err(unsupported(i, n, "no tortilla mapping for this primitive")),
+        }
+        // Broadcasts created while wiring this node's outputs come right after it.
+        ops.append(&mut a.pending);
+    }
+    Ok(ops)
+}
+
+/// Exports `g` as a tortilla graph (see the crate documentation for the mapping).
+///
+/// The graph must verify. Stream ids start at 1 in each namespace, every id has one producer
+/// and one consumer (broadcasts are inserted for fan-out), and void outputs get id 0.
+pub fn to_comal(g: &Graph) -> Result<proto::ComalGraph, ExportError> {
+    g.verify().map_err(|source| ExportError::Verify { graph: g.name.clone(), source })?;
+    let mut a = Alloc::new(g);
+    emit(g, &mut a)?;
+    a.start_real_pass();
+    let operators = emit(g, &mut a)?;
+    Ok(proto::ComalGraph {
+        name: g.name.clone(),
+        channel_size: CHANNEL_SIZE,
+        graph: Some(proto::ProgramGraph { name: g.name.clone(), operators }),
+    })
+}
+
+/// Sizes of the range scanners of `g`, each needing a synthetic shape file.
+fn range_sizes(g: &Graph) -> Vec<u32> {
+    let mut v: Vec<u32> = g
+        .nodes
+        .iter()
+        .filter_map(|n| match n.op {
+            Op::Range { size, .. } => Some(size),
+            _ => None,
+        })
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Writes `dir/graph.bin` (the binary protobuf of [`to_comal`]) and every input tensor of `g`
+/// as a SAM tensor directory in `dir`, plus a shape file for each range scanner's synthetic
+/// tensor. `tensors` must hold every input binding's tensor in the bound shape and format.
+pub fn export_dir(g: &Graph, tensors: &BTreeMap<String, Tensor>, dir: &Path) -> Result<(), ExportError> {
+    let c = to_comal(g)?;
+    for b in &g.inputs {
+        if b.tensor.starts_with(RANGE_PREFIX) {
+            return Err(ExportError::Tensor {
+                tensor: b.tensor.clone(),
+                message: format!("names starting with {RANGE_PREFIX} are reserved for range scanners"),
+            });
+        }
+        let t = tensors
+            .get(&b.tensor)
+            .ok_or_else(|| ExportError::Tensor { tensor: b.tensor.clone(), message: "no data supplied".into() })?;
+        if t.shape != b.shape || t.format.levels != b.levels || t.format.mode_order != b.mode_order {
+            return Err(ExportError::Tensor {
+                tensor: b.tensor.clone(),
+                message: format!(
+                    "data has shape {:?} format {}, the graph expects shape {:?} format {}",
+                    t.shape,
+                    t.format,
+                    b.shape,
+                    fuseflow_tensor::Format { levels: b.levels.clone(), mode_order: b.mode_order.clone() }
+                ),
+            });
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|source| ExportError::Io {
+        file: path_name(dir),
+        action: "create directory",
+        source,
+    })?;
+    for b in &g.inputs {
+        if let Some(t) = tensors.get(&b.tensor) {
+            fuseflow_tensor::write_tensor_dir(dir, &b.tensor, t)?;
+        }
+    }
+    for size in range_sizes(g) {
+        let name = format!("{RANGE_PREFIX}{size}");
+        let path = dir.join(fuseflow_tensor::tensor_dir::shape_file(&name));
+        std::fs::write(&path, format!("{size}\n")).map_err(|source| ExportError::Io {
+            file: path_name(&path),
+            action: "write",
+            source,
+        })?;
+    }
+    let path = dir.join(GRAPH_FILE);
+    std::fs::write(&path, c.encode_to_vec()).map_err(|source| ExportError::Io {
+        file: path_name(&path),
+        action: "write",
+        source,
+    })?;
+    Ok(())
+}
