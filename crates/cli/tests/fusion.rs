@@ -95,3 +95,15 @@ fn deeply_inlined_builtins_fuse_fully() {
         assert!(r.verified, "{fusion:?}");
     }
 }
+
+#[test]
+fn attention_and_decoder_models_verify() {
+    for (file, fusions) in
+        [("bigbird_attention.ff", vec![Fusion::Unfused, Fusion::Full]), ("gpt3_decoder.ff", vec![Fusion::Unfused])]
+    {
+        for fusion in fusions {
+            let r = run(file, fusion);
+            assert!(r.cycles > 0);
+        }
+    }
+}

@@ -41,6 +41,21 @@ pub enum Source {
         /// Fixed seed, overriding the run seed.
         seed: Option<u64>,
     },
+    /// A BigBird block-sparse attention mask (square, values 1.0): a band of `window` blocks
+    /// either side of the diagonal, `global` dense leading block rows and columns, and
+    /// `random` random block columns per block row (benchmarks.md §2.4).
+    BigBird {
+        /// Block size; must divide the matrix size.
+        block: usize,
+        /// Leading global block rows/columns.
+        global: usize,
+        /// Band half-width in blocks.
+        window: usize,
+        /// Random block columns per block row.
+        random: usize,
+        /// Fixed seed, overriding the run seed.
+        seed: Option<u64>,
+    },
     /// A file (`.mtx`, `.npz`) or a SAM tensor directory, relative to the program file.
     File {
         /// Path as written in the program.

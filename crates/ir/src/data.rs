@@ -68,6 +68,31 @@ pub fn load_inputs(p: &CheckedProgram, base_dir: &Path, run_seed: u64) -> Result
                     .map_err(|source| DataError::Tensor { tensor: tensor.clone(), origin: origin.clone(), source })?;
                 Tensor::from_coo(&coo, &d.format).map_err(|source| DataError::Tensor { tensor, origin, source })?
             }
+            Some(Source::BigBird { block, global, window, random, seed }) => {
+                let seed = seed.unwrap_or_else(|| fuseflow_tensor::derive_seed(run_seed, &d.name));
+                let origin = format!("bigbird(block={block}, seed={seed})");
+                let n = d.shape.first().copied().unwrap_or(0);
+                let params = fuseflow_tensor::patterns::BigBird {
+                    block: *block,
+                    global: *global,
+                    window: *window,
+                    random: *random,
+                };
+                let coo = if d.shape.len() != 2 || d.shape[1] != n {
+                    Err(fuseflow_tensor::TensorError::Argument(format!(
+                        "a BigBird mask must be square, not {:?}",
+                        d.shape
+                    )))
+                } else {
+                    fuseflow_tensor::patterns::bigbird_mask(n, &params, seed)
+                }
+                .map_err(|source| DataError::Tensor {
+                    tensor: tensor.clone(),
+                    origin: origin.clone(),
+                    source,
+                })?;
+                Tensor::from_coo(&coo, &d.format).map_err(|source| DataError::Tensor { tensor, origin, source })?
+            }
             Some(Source::File { path }) => {
                 let full = base_dir.join(path);
                 let file = full.display().to_string();

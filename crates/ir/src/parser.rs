@@ -11,6 +11,7 @@
 //! format  := "dense" | "sparse" | "dcsr" | "csf" | "csr" | "csc" | "dcsc"
 //!          | "(" level ("," level)* ")"          level := dense | compressed | d | c
 //! source  := "random" "(" [kwarg ("," kwarg)*] ")"   kwarg := "density" "=" NUM | "seed" "=" INT
+//!          | "bigbird" "(" [("block"|"global"|"window"|"random"|"seed") "=" INT, ...] ")"
 //!          | "file" "(" STRING ")"
 //! fuse    := "fuse" group ("," group)*           group := INT | INT "-" INT
 //! stmt    := access "=" (expr | BUILTIN "(" INDEX "," expr ")")
@@ -421,6 +422,39 @@ fn parse_source(p: &mut LineParser, name: &str) -> Result<Source, IrError> {
                 }
             }
             Ok(Source::Random { density: density.unwrap_or(1.0), seed })
+        }
+        "bigbird" => {
+            p.sym('(', "`(`")?;
+            let (mut block, mut global, mut window, mut random, mut seed) = (16u64, 2u64, 1u64, 2u64, None);
+            if !p.eat_sym(')') {
+                loop {
+                    let (key, kspan) = p.ident("`block`, `global`, `window`, `random` or `seed`")?;
+                    p.sym('=', "`=`")?;
+                    let v = p.uint("a non-negative integer")?.0;
+                    match key.as_str() {
+                        "block" => block = v,
+                        "global" => global = v,
+                        "window" => window = v,
+                        "random" => random = v,
+                        "seed" => seed = Some(v),
+                        _ => return Err(p.err_at(kspan, format!("bigbird(...) of {name}: unknown argument `{key}`"))),
+                    }
+                    if p.eat_sym(')') {
+                        break;
+                    }
+                    p.sym(',', "`,` or `)`")?;
+                }
+            }
+            if block == 0 {
+                return Err(p.err_at(span, format!("bigbird(...) of {name}: block must be positive")));
+            }
+            Ok(Source::BigBird {
+                block: block as usize,
+                global: global as usize,
+                window: window as usize,
+                random: random as usize,
+                seed,
+            })
         }
         "file" => {
             p.sym('(', "`(`")?;

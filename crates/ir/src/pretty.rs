@@ -57,6 +57,13 @@ pub fn pretty_decl(d: &TensorDecl) -> String {
             }
             s.push(')');
         }
+        Some(Source::BigBird { block, global, window, random, seed }) => {
+            s.push_str(&format!(" = bigbird(block={block}, global={global}, window={window}, random={random}"));
+            if let Some(seed) = seed {
+                s.push_str(&format!(", seed={seed}"));
+            }
+            s.push(')');
+        }
         Some(Source::File { path }) => {
             let p = path.to_string_lossy().replace('\\', "\\\\").replace('"', "\\\"");
             s.push_str(&format!(" = file(\"{p}\")"));

@@ -7,7 +7,7 @@ use fuseflow_graph::{Graph, Op};
 use fuseflow_tensor::{Format, LevelData, LevelFormat, Tensor};
 
 use crate::io::{Io, Primitive};
-use crate::memory::MemoryConfig;
+use crate::memory::{MemoryConfig, Sharing};
 use crate::prims::{self, scan::LevelSource};
 use crate::{Channel, SimError, Written};
 
@@ -331,6 +331,16 @@ impl Network {
             .collect()
     }
 
+    /// Bytes moved by every memory port, in port creation order (node order, then each
+    /// primitive's ports in order).
+    pub fn port_bytes(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for s in &self.slots {
+            s.prim.port_bytes(&mut out);
+        }
+        out
+    }
+
     /// Tokens sent over all channels.
     pub fn tokens(&self) -> u64 {
         self.chans.iter().map(|c| c.pushed).sum()
@@ -397,8 +407,36 @@ struct TensorArrays {
 }
 
 /// Simulates `graph` on `tensors` (every input binding must be present, in its format).
+///
+/// With [`Sharing::Demand`] memory the graph runs twice: once with private memory ports to
+/// count the bytes each access stream moves (a count that does not depend on timing), then
+/// with each stream's share of the memory proportional to its count.
 pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimConfig) -> Result<SimReport, SimError> {
     graph.verify()?;
+    let arrays = bind(graph, tensors)?;
+    let mut shares = Shares::Even;
+    if let Some(m) = config.memory.as_ref().filter(|m| m.sharing == Sharing::Demand) {
+        let probe =
+            SimConfig { memory: Some(MemoryConfig { sharing: Sharing::Private, ..m.clone() }), ..config.clone() };
+        let mut net = build(graph, &arrays, &probe, &Shares::Even)?;
+        net.run_with_soft_cap(config.max_cycles, config.soft_cap)?;
+        shares = Shares::Weighted(net.port_bytes());
+    }
+    let mut net = build(graph, &arrays, config, &shares)?;
+    let cycles = net.run_with_soft_cap(config.max_cycles, config.soft_cap)?;
+    report(graph, config, net, cycles)
+}
+
+/// How memory ports are sized.
+enum Shares {
+    /// By `config.memory.sharing` alone.
+    Even,
+    /// By the bytes each port moved in a probe run, in port creation order.
+    Weighted(Vec<u64>),
+}
+
+/// Checks and binds the graph's input tensors.
+fn bind<'a>(graph: &'a Graph, tensors: &BTreeMap<String, Tensor>) -> Result<BTreeMap<&'a str, TensorArrays>, SimError> {
     let mut arrays: BTreeMap<&str, TensorArrays> = BTreeMap::new();
     for b in &graph.inputs {
         let t = tensors
@@ -429,6 +467,16 @@ pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimC
             .collect();
         arrays.insert(&b.tensor, TensorArrays { levels, vals: Arc::new(t.vals.clone()) });
     }
+    Ok(arrays)
+}
+
+/// Builds the network of `graph` over bound arrays.
+fn build(
+    graph: &Graph,
+    arrays: &BTreeMap<&str, TensorArrays>,
+    config: &SimConfig,
+    shares: &Shares,
+) -> Result<Network, SimError> {
     let lookup = |name: &str| {
         arrays
             .get(name)
@@ -456,8 +504,25 @@ pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimC
         Op::Array { .. } | Op::ValWrite { .. } => 1,
         _ => 0,
     };
-    let requesters = graph.nodes.iter().map(|n| streams(&n.op)).sum();
-    let port = || config.memory.as_ref().map(|m| m.port(requesters));
+    let requesters: usize = graph.nodes.iter().map(|n| streams(&n.op)).sum();
+    // Demand weights: a stream's bytes, but at least an even share of all bytes, so that a
+    // stream with few requests is not starved; shares are normalised to the whole memory.
+    let (floor, total) = match shares {
+        Shares::Weighted(w) => {
+            let floor = (w.iter().sum::<u64>() / requesters.max(1) as u64).max(1);
+            (floor, w.iter().map(|&b| b.max(floor)).sum::<u64>())
+        }
+        Shares::Even => (1, 1),
+    };
+    let mut next_port = 0;
+    let mut port = || {
+        let k = next_port;
+        next_port += 1;
+        config.memory.as_ref().map(|m| match shares {
+            Shares::Weighted(w) => m.port_share(w.get(k).copied().unwrap_or(0).max(floor), total),
+            Shares::Even => m.port(requesters),
+        })
+    };
     for (i, node) in graph.nodes.iter().enumerate() {
         let prim: Box<dyn Primitive> = match &node.op {
             Op::Root => Box::new(prims::Root::default()),
@@ -476,8 +541,9 @@ pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimC
                     None => LevelSource::Dense(*size as u32),
                     Some((seg, crd)) => LevelSource::Compressed { seg: seg.clone(), crd: crd.clone() },
                 };
+                let compressed = matches!(src, LevelSource::Compressed { .. });
                 let scan = prims::Scan::new(src);
-                Box::new(match (port(), port()) {
+                Box::new(match if compressed { (port(), port()) } else { (None, None) } {
                     (Some(seg), Some(crd)) => scan.with_memory(seg, crd),
                     _ => scan,
                 })
@@ -524,7 +590,11 @@ pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimC
             kind,
         );
     }
-    let cycles = net.run_with_soft_cap(config.max_cycles, config.soft_cap)?;
+    Ok(net)
+}
+
+/// Assembles the report (and output tensors) of a finished run.
+fn report(graph: &Graph, config: &SimConfig, mut net: Network, cycles: u64) -> Result<SimReport, SimError> {
     let nodes = net.stats();
     let mut outputs = BTreeMap::new();
     for b in &graph.outputs {

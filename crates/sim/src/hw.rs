@@ -401,7 +401,13 @@ impl HwConfig {
                 self.memory.params.sharing = match v {
                     Value::String(s) if s == "partition" => Sharing::Partition,
                     Value::String(s) if s == "private" => Sharing::Private,
-                    _ => return Err(bad(format!("expected \"partition\" or \"private\", got {}", describe(v)))),
+                    Value::String(s) if s == "demand" => Sharing::Demand,
+                    _ => {
+                        return Err(bad(format!(
+                            "expected \"partition\", \"private\" or \"demand\", got {}",
+                            describe(v)
+                        )))
+                    }
                 }
             }
             ["memory", field] => {
@@ -518,6 +524,7 @@ mod tests {
             "timing.scan_compressed.latency=2",
             "memory.channels=16",
             "memory.enabled=false",
+            "memory.sharing=demand",
             "memory.sharing=private",
             "input_fifo_depth.spacc = unbounded",
             "clock_mhz=700.5",
@@ -571,6 +578,16 @@ mod tests {
         }
         assert!(c.apply_override("fifo_depth").unwrap_err().to_string().contains("not key=value"));
         assert_eq!(c, HwConfig::default(), "failed overrides change nothing");
+    }
+
+    #[test]
+    fn configs_serialize_like_their_files() {
+        let j = serde_json::to_value(HwConfig::comal()).unwrap();
+        assert_eq!(j["memory"]["enabled"], true);
+        assert_eq!(j["memory"]["startup"], 14);
+        assert_eq!(j["memory"]["sharing"], "partition");
+        assert_eq!(j["timing"]["kinds"]["spacc"]["ii"], 1);
+        assert_eq!(j["fifo_depth"], serde_json::Value::Null);
     }
 
     #[test]

@@ -143,4 +143,6 @@ pub trait Primitive {
     fn mem_stats(&self) -> (u64, u64) {
         (0, 0)
     }
+    /// Appends the bytes each of the primitive's memory ports moved, in port order.
+    fn port_bytes(&self, _out: &mut Vec<u64>) {}
 }

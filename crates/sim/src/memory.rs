@@ -41,6 +41,10 @@ pub enum Sharing {
     Partition,
     /// Each access stream sees the whole memory (no interference; optimistic).
     Private,
+    /// Each access stream gets a share of the bandwidth and request slots proportional to the
+    /// bytes it moves over the whole run (measured by a first run with private ports), but at
+    /// least an even share of all bytes moved, so that rarely used streams are not starved.
+    Demand,
 }
 
 impl Sharing {
@@ -49,6 +53,7 @@ impl Sharing {
         match self {
             Sharing::Partition => "partition",
             Sharing::Private => "private",
+            Sharing::Demand => "demand",
         }
     }
 }
@@ -106,21 +111,28 @@ impl MemoryConfig {
     }
 
     /// The port of one of `requesters` access streams (parameters out of range are clamped).
+    /// With [`Sharing::Demand`] this is the even partition; [`MemoryConfig::port_share`]
+    /// sizes demand-weighted ports.
     pub fn port(&self, requesters: usize) -> MemPort {
-        let share = match self.sharing {
-            Sharing::Partition => requesters.max(1) as u64,
-            Sharing::Private => 1,
-        };
-        let units = self.peak_bytes_per_cycle();
-        let slots = (self.channels.max(1) as u64 * self.queue_depth.max(1) as u64 / share).max(1);
+        match self.sharing {
+            Sharing::Partition | Sharing::Demand => self.port_share(1, requesters.max(1) as u64),
+            Sharing::Private => self.port_share(1, 1),
+        }
+    }
+
+    /// A port with `num / den` of the memory's bandwidth and request slots (at least one).
+    pub fn port_share(&self, num: u64, den: u64) -> MemPort {
+        let (num, den) = (num.max(1) as u128, den.max(1) as u128);
+        let peak = self.peak_bytes_per_cycle() as u128;
+        let slots = (self.channels.max(1) as u128 * self.queue_depth.max(1) as u128 * num / den).max(1);
         let line = (self.granularity.max(WORD_BYTES) / WORD_BYTES) * WORD_BYTES;
         MemPort {
-            units: units as u128,
-            share: share as u128,
+            units: peak * num,
+            share: den,
             latency: self.latency,
             line_bytes: line,
             words_per_line: line / WORD_BYTES,
-            free: self.startup as u128 * units as u128,
+            free: self.startup as u128 * peak * num,
             last_issue: 0,
             ring: vec![0; slots.min(1 << 16) as usize],
             next: 0,
@@ -252,6 +264,9 @@ impl MemPort {
     /// Starts the write buffer with `words` words already in it (e.g. the leading 0 of a
     /// segment array).
     pub fn preload(mut self, words: u32) -> MemPort {
+        for _ in 0..words / self.words_per_line {
+            self.write(0, self.words_per_line);
+        }
         self.pending_words = words % self.words_per_line;
         self
     }

@@ -274,4 +274,9 @@ impl Primitive for Scan {
     fn mem_stats(&self) -> (u64, u64) {
         self.mem.as_ref().map_or((0, 0), |m| (m.seg.requests + m.crd.requests, m.seg.bytes + m.crd.bytes))
     }
+    fn port_bytes(&self, out: &mut Vec<u64>) {
+        if let Some(m) = &self.mem {
+            out.extend([m.seg.bytes, m.crd.bytes]);
+        }
+    }
 }

@@ -74,6 +74,9 @@ impl Primitive for Array {
     fn mem_stats(&self) -> (u64, u64) {
         self.mem.as_ref().map_or((0, 0), |m| (m.requests, m.bytes))
     }
+    fn port_bytes(&self, out: &mut Vec<u64>) {
+        out.extend(self.mem.as_ref().map(|m| m.bytes));
+    }
     fn done(&self) -> bool {
         self.finished
     }

@@ -103,6 +103,11 @@ impl Primitive for LevelWrite {
     fn mem_stats(&self) -> (u64, u64) {
         self.mem.as_ref().map_or((0, 0), |m| (m[0].requests + m[1].requests, m[0].bytes + m[1].bytes))
     }
+    fn port_bytes(&self, out: &mut Vec<u64>) {
+        if let Some(m) = &self.mem {
+            out.extend(m.iter().map(|p| p.bytes));
+        }
+    }
     fn done(&self) -> bool {
         self.finished
     }
@@ -164,6 +169,11 @@ impl Primitive for ValWrite {
     }
     fn mem_stats(&self) -> (u64, u64) {
         self.mem.as_ref().map_or((0, 0), |m| (m[0].requests, m[0].bytes))
+    }
+    fn port_bytes(&self, out: &mut Vec<u64>) {
+        if let Some(m) = &self.mem {
+            out.extend(m.iter().map(|p| p.bytes));
+        }
     }
     fn done(&self) -> bool {
         self.finished
