@@ -77,11 +77,11 @@ enum Cmd {
         #[arg(long, default_value_t = 1e-9)]
         abs_tol: f64,
     },
-    /// Print a statement's dataflow graph.
+    /// Print a statement's dataflow graph (a fusion group's with `--fusion`).
     Graph {
         #[command(flatten)]
         prog: ProgramArgs,
-        /// Statement index.
+        /// Statement index, or group index under `--fusion`.
         #[arg(long, default_value_t = 0)]
         stmt: usize,
         /// Graphviz DOT instead of the text dump.
@@ -285,11 +285,20 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             if stmt >= p.stmts.len() {
                 return Err(anyhow!("{}: statement {stmt} does not exist (the program has {})", p.file, p.stmts.len()));
             }
-            let k = compile_statement(&p, stmt, &config(&prog))?;
-            if dot {
-                print!("{}", k.graph.to_dot(|_| None));
+            let cfg = config(&prog);
+            let graph = if cfg.fusion == fuseflow_compiler::Fusion::Unfused {
+                compile_statement(&p, stmt, &cfg)?.graph
             } else {
-                print!("{}", k.graph.to_text());
+                let mut groups = fuseflow::compile_groups(&p, &cfg)?;
+                if stmt >= groups.len() {
+                    return Err(anyhow!("{}: group {stmt} does not exist (the fusion has {})", p.file, groups.len()));
+                }
+                groups.swap_remove(stmt).graph
+            };
+            if dot {
+                print!("{}", graph.to_dot(|_| None));
+            } else {
+                print!("{}", graph.to_text());
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -37,8 +37,13 @@ fn gcn_layerwise_fusion_wins_and_full_fusion_recomputes() {
     assert_eq!(full.groups.len(), 1);
     assert!(partial.cycles < unfused.cycles, "partial {} vs unfused {}", partial.cycles, unfused.cycles);
     assert!(full.cycles > partial.cycles, "full {} vs partial {}", full.cycles, partial.cycles);
-    // Full fusion recomputes layer 1 for every row of layer 2's aggregation.
-    assert!(full.flops > 10 * partial.flops, "full {} vs partial {}", full.flops, partial.flops);
+    // Full fusion recomputes a layer-1 row for every edge of layer 2's aggregation instead of
+    // once per node: FLOPs grow by about the average degree (3.8 here; measured 3.0x).
+    assert!(full.flops > 2 * partial.flops, "full {} vs partial {}", full.flops, partial.flops);
+    // Layer-wise fusion recomputes nothing of substance: only the bias add feeding the softmax
+    // max is evaluated twice (N x C = 336 adds), because the max iterates Z2 over the dense
+    // range while the exponent does not.
+    assert!(partial.flops <= unfused.flops + 48 * 7, "partial {} vs unfused {}", partial.flops, unfused.flops);
 }
 
 #[test]
@@ -55,8 +60,19 @@ fn bad_fusion_groups_are_rejected() {
 #[test]
 fn every_model_verifies_under_three_orders_per_kernel_at_every_granularity() {
     let mut runs = 0;
-    for file in ["gcn.ff", "graphsage.ff", "sae.ff", "nested_matmul.ff"] {
-        let p = fuseflow_ir::load(&examples_dir().join(file), &Default::default()).unwrap();
+    let tiny = |kv: &[(&str, i64)]| kv.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let models: [(&str, std::collections::BTreeMap<String, i64>); 6] = [
+        ("gcn.ff", Default::default()),
+        ("graphsage.ff", Default::default()),
+        ("sae.ff", Default::default()),
+        ("nested_matmul.ff", Default::default()),
+        // The attention models at small shapes: the first legal orders of a fully fused
+        // decoder recompute heavily, and this test walks them all.
+        ("bigbird_attention.ff", tiny(&[("S", 16), ("DH", 4)])),
+        ("gpt3_decoder.ff", tiny(&[("S", 8), ("D", 8), ("DH", 4), ("FF", 8)])),
+    ];
+    for (file, params) in models {
+        let p = fuseflow_ir::load(&examples_dir().join(file), &params).unwrap();
         for fusion in [Fusion::Unfused, Fusion::Partial, Fusion::Full] {
             let groups = fuseflow_compiler::plan(&p, &fusion).unwrap();
             for (gi, g) in groups.iter().enumerate() {
@@ -96,14 +112,57 @@ fn deeply_inlined_builtins_fuse_fully() {
     }
 }
 
+/// The paper's finding for block-sparse attention: full fusion beats unfused. Identical views
+/// are shared (one pass over each score row, buffered in the channels), so the fused graph
+/// computes every score once and does no more arithmetic than the unfused kernels.
 #[test]
-fn attention_and_decoder_models_verify() {
-    for (file, fusions) in
-        [("bigbird_attention.ff", vec![Fusion::Unfused, Fusion::Full]), ("gpt3_decoder.ff", vec![Fusion::Unfused])]
-    {
-        for fusion in fusions {
-            let r = run(file, fusion);
-            assert!(r.cycles > 0);
-        }
-    }
+fn attention_full_fusion_wins_without_recomputation() {
+    let unfused = run("bigbird_attention.ff", Fusion::Unfused);
+    let full = run("bigbird_attention.ff", Fusion::Full);
+    assert_eq!(full.groups.len(), 1);
+    // Measured: 133,540 vs 315,091 cycles.
+    assert!(full.cycles * 2 < unfused.cycles, "full {} vs unfused {}", full.cycles, unfused.cycles);
+    assert!(full.flops <= unfused.flops, "full {} vs unfused {}", full.flops, unfused.flops);
+    assert!(full.offchip_bytes < unfused.offchip_bytes);
+}
+
+/// Decoder block: the paper's three groups (LN1 + QKV, attention, out-projection to the second
+/// residual) beat unfused; one graph for the whole block must regenerate a key and value row
+/// for every query (a gathered dimension), so it does many times the arithmetic and loses.
+#[test]
+fn decoder_partial_fusion_wins_and_one_graph_recomputes() {
+    let params: std::collections::BTreeMap<String, i64> =
+        [("S", 16), ("D", 16), ("DH", 8), ("FF", 32)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let p = fuseflow_ir::load(&examples_dir().join("gpt3_decoder.ff"), &params).unwrap();
+    let run = |fusion: Fusion| {
+        let cfg = fuseflow::RunConfig { fusion, ..Default::default() };
+        let r = fuseflow::run(&p, &examples_dir(), &cfg).unwrap();
+        assert!(r.verified);
+        r
+    };
+    let (unfused, partial, full) = (run(Fusion::Unfused), run(Fusion::Partial), run(Fusion::Full));
+    assert_eq!(partial.groups.len(), 3);
+    // Measured: 53,003 / 20,987 / 72,588 cycles; 91,552 / 158,976 / 7,543,776 FLOPs.
+    assert!(partial.cycles * 2 < unfused.cycles, "partial {} vs unfused {}", partial.cycles, unfused.cycles);
+    assert!(full.cycles > partial.cycles, "full {} vs partial {}", full.cycles, partial.cycles);
+    assert!(full.flops > 10 * partial.flops, "full {} vs partial {}", full.flops, partial.flops);
+}
+
+/// A fused softmax reads its input row once: the max, the exponent and the sum share one
+/// stream of the row (FuseFlow's shared views), so fusing adds no arithmetic.
+#[test]
+fn fused_softmax_shares_its_row() {
+    let src = "input A[5, 7] dcsr = random(density=0.5)\ninput B[7, 6] dense = random(density=1)\n\
+               temp X[5, 6] dense\noutput Y[5, 6] dense\n\
+               X(i,j) = A(i,k) * B(k,j)\nY(i,j) = softmax(j, X(i,j))\n";
+    let p = fuseflow_ir::check(fuseflow_ir::parse(src, "sm.ff", &Default::default()).unwrap()).unwrap();
+    let run = |fusion: Fusion| {
+        let cfg = fuseflow::RunConfig { fusion, ..Default::default() };
+        let r = fuseflow::run(&p, std::path::Path::new("."), &cfg).unwrap();
+        assert!(r.verified);
+        r
+    };
+    let (unfused, full) = (run(Fusion::Unfused), run(Fusion::Full));
+    assert_eq!(full.flops, unfused.flops, "the matmul row is computed once for max, exp and sum");
+    assert!(full.cycles < unfused.cycles);
 }

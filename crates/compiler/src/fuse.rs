@@ -8,7 +8,7 @@
 //! the dataflow order places one of the consumer's variables outside the producer's
 //! reduction, and such recomputation shows up in the simulated FLOPs and traffic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use fuseflow_graph::Graph;
 use fuseflow_ir::{Access, CheckedProgram, Expr, Role, Stmt};
@@ -145,41 +145,181 @@ struct Inliner<'a> {
     /// Statement defining each tensor of the group.
     defs: BTreeMap<String, usize>,
     sizes: BTreeMap<String, usize>,
+    /// Every index name of the group's statements: fresh names avoid them.
+    taken: BTreeSet<String>,
     fresh: usize,
+    /// What inlined copies share (see [`Inliner::expr`]).
+    share: Sharing,
+    /// Inlined expression of each intermediate view `(tensor, indices)`.
+    memo: BTreeMap<(String, Vec<String>), Expr>,
 }
 
 impl Inliner<'_> {
-    fn expr(&mut self, e: &Expr) -> Expr {
+    fn fresh(&mut self, name: &str, size: usize) -> String {
+        loop {
+            self.fresh += 1;
+            let f = format!("{name}{}", self.fresh);
+            if !self.taken.contains(&f) && !self.sizes.contains_key(&f) {
+                self.sizes.insert(f.clone(), size);
+                return f;
+            }
+        }
+    }
+
+    /// Inlines the intermediates read by `e` in context `cx`.
+    ///
+    /// As FuseFlow's `Dup` cells and logical index variables do: the same view `T(i,j)` read
+    /// twice becomes one expression, which the lowering builds once (`Views`); and a producer's
+    /// reduced index takes the consumer's index when the consumer iterates the same view with
+    /// it (the producer reads `E(r,j)` and so does the consumer, as in softmax and layer norm),
+    /// so a row reduction and its broadcast back over the row run in one pass, the row
+    /// buffered in the channels (`Rows`). With `Nothing` every copy gets fresh names.
+    fn expr(&mut self, e: &Expr, cx: &Context) -> Expr {
         match e {
             Expr::Access(a) => match self.defs.get(&a.tensor).copied() {
                 Some(s) => {
+                    let key = (a.tensor.clone(), a.indices.clone());
+                    if self.share != Sharing::Nothing {
+                        if let Some(x) = self.memo.get(&key) {
+                            return x.clone();
+                        }
+                    }
                     let st = &self.p.stmts[s];
                     let mut map = BTreeMap::new();
                     for (from, to) in st.lhs.indices.iter().zip(&a.indices) {
                         map.insert(from.clone(), to.clone());
                     }
-                    // The producer's other indices are its own: rename them apart.
+                    let lhs_map = map.clone();
+                    // The producer's other indices are its own: rename them apart, unless they
+                    // can share the consumer's loop.
                     for (name, &size) in &self.p.index_sizes[s] {
-                        if !map.contains_key(name) {
-                            self.fresh += 1;
-                            let fresh = format!("{name}{}", self.fresh);
-                            self.sizes.insert(fresh.clone(), size);
-                            map.insert(name.clone(), fresh);
+                        if map.contains_key(name) {
+                            continue;
                         }
+                        let shared = if self.share == Sharing::Rows {
+                            shared_index(&st.rhs, name, &lhs_map, &cx.views)
+                        } else {
+                            None
+                        };
+                        let to = match shared {
+                            Some(q)
+                                if cx.scope.contains(&q)
+                                    && !a.indices.contains(&q)
+                                    && !map.values().any(|x| *x == q)
+                                    && self.sizes.get(&q) == Some(&size) =>
+                            {
+                                q
+                            }
+                            _ => self.fresh(name, size),
+                        };
+                        map.insert(name.clone(), to);
                     }
                     let body = rename(&st.rhs, &map);
-                    self.expr(&body)
+                    let mut inner = cx.clone();
+                    inner.scope.extend(a.indices.iter().cloned());
+                    accesses(&body, &mut inner.views);
+                    let out = self.expr(&body, &inner);
+                    if self.share != Sharing::Nothing {
+                        self.memo.insert(key, out.clone());
+                    }
+                    out
                 }
                 None => e.clone(),
             },
             Expr::Const(c) => Expr::Const(*c),
-            Expr::Unary(op, x) => Expr::Unary(*op, Box::new(self.expr(x))),
-            Expr::Binary(op, a, b) => Expr::Binary(*op, Box::new(self.expr(a)), Box::new(self.expr(b))),
+            Expr::Unary(op, x) => Expr::Unary(*op, Box::new(self.expr(x, cx))),
+            Expr::Binary(op, a, b) => Expr::Binary(*op, Box::new(self.expr(a, cx)), Box::new(self.expr(b, cx))),
             Expr::Reduce { op, index, body } => {
-                Expr::Reduce { op: *op, index: index.clone(), body: Box::new(self.expr(body)) }
+                let mut inner = cx.clone();
+                inner.scope.insert(index.clone());
+                Expr::Reduce { op: *op, index: index.clone(), body: Box::new(self.expr(body, &inner)) }
             }
         }
     }
+}
+
+/// What the inlined copies of an intermediate share, from most to least.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sharing {
+    /// Identical views, and a reduced index with the consumer's index over the same row.
+    Rows,
+    /// Identical views only.
+    Views,
+    /// Nothing: every copy has fresh index names.
+    Nothing,
+}
+
+impl Sharing {
+    /// The modes to try, in order.
+    fn modes(opts: &LowerOptions) -> &'static [Sharing] {
+        if opts.row_sharing {
+            &[Sharing::Rows, Sharing::Views, Sharing::Nothing]
+        } else {
+            &[Sharing::Views, Sharing::Nothing]
+        }
+    }
+}
+
+/// What is visible where an intermediate is inlined: the index names bound there (by the
+/// enclosing statements and reductions) and the views the enclosing statements read.
+#[derive(Clone, Default)]
+struct Context {
+    scope: BTreeSet<String>,
+    views: BTreeSet<(String, Vec<String>)>,
+}
+
+/// Every tensor access `(tensor, indices)` of an expression.
+fn accesses(e: &Expr, out: &mut BTreeSet<(String, Vec<String>)>) {
+    match e {
+        Expr::Access(a) => {
+            out.insert((a.tensor.clone(), a.indices.clone()));
+        }
+        Expr::Const(_) => {}
+        Expr::Unary(_, x) => accesses(x, out),
+        Expr::Binary(_, a, b) => {
+            accesses(a, out);
+            accesses(b, out);
+        }
+        Expr::Reduce { body, .. } => accesses(body, out),
+    }
+}
+
+/// The consumer's index that producer index `name` can share: the producer reads a view
+/// `T(.., name, ..)` (its other indices left-hand ones, mapped by `lhs_map`) that the consumer
+/// reads as `T(.., q, ..)`.
+fn shared_index(
+    rhs: &Expr,
+    name: &str,
+    lhs_map: &BTreeMap<String, String>,
+    views: &BTreeSet<(String, Vec<String>)>,
+) -> Option<String> {
+    let mut own = BTreeSet::new();
+    accesses(rhs, &mut own);
+    for (t, idx) in &own {
+        if !idx.iter().any(|i| i == name) || !idx.iter().all(|i| i == name || lhs_map.contains_key(i)) {
+            continue;
+        }
+        for (vt, vidx) in views {
+            if vt != t || vidx.len() != idx.len() {
+                continue;
+            }
+            let mut q: Option<&String> = None;
+            let fits =
+                idx.iter().zip(vidx).all(
+                    |(i, v)| {
+                        if i == name {
+                            q.get_or_insert(v) == &v
+                        } else {
+                            lhs_map.get(i) == Some(v)
+                        }
+                    },
+                );
+            if fits {
+                return q.cloned();
+            }
+        }
+    }
+    None
 }
 
 /// The tensors a group must write: program outputs, and tensors read after the group.
@@ -208,7 +348,8 @@ fn reads(e: &Expr, t: &str) -> bool {
 }
 
 /// The fused statement of each output of a group: its inlined expression and index sizes.
-fn fused_statements(p: &CheckedProgram, group: &[usize]) -> Vec<(Stmt, BTreeMap<String, usize>)> {
+fn fused_statements(p: &CheckedProgram, group: &[usize], share: Sharing) -> Vec<(Stmt, BTreeMap<String, usize>)> {
+    let taken: BTreeSet<String> = group.iter().flat_map(|&s| p.index_sizes[s].keys().cloned()).collect();
     let mut out = Vec::new();
     for t in group_outputs(p, group) {
         let s = *group.iter().find(|&&s| p.stmts[s].lhs.tensor == t).expect("output defined in group");
@@ -217,9 +358,14 @@ fn fused_statements(p: &CheckedProgram, group: &[usize]) -> Vec<(Stmt, BTreeMap<
             p,
             defs: group.iter().filter(|&&g| g < s).map(|&g| (p.stmts[g].lhs.tensor.clone(), g)).collect(),
             sizes: p.index_sizes[s].clone(),
+            taken: taken.clone(),
             fresh: 0,
+            share,
+            memo: BTreeMap::new(),
         };
-        let rhs = inl.expr(&st.rhs);
+        let mut cx = Context { scope: st.lhs.indices.iter().cloned().collect(), views: BTreeSet::new() };
+        accesses(&st.rhs, &mut cx.views);
+        let rhs = inl.expr(&st.rhs, &cx);
         out.push((Stmt { lhs: st.lhs.clone(), rhs, span: st.span }, inl.sizes));
     }
     out
@@ -232,8 +378,27 @@ pub fn group_orders(
     cap: usize,
     opts: &LowerOptions,
 ) -> Result<Vec<Vec<Vec<String>>>, CompileError> {
+    let mut first = None;
+    for share in Sharing::modes(opts) {
+        match group_orders_with(p, group, cap, opts, share) {
+            Ok(o) => return Ok(o),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    Err(first.expect("at least one sharing mode"))
+}
+
+fn group_orders_with(
+    p: &CheckedProgram,
+    group: &[usize],
+    cap: usize,
+    opts: &LowerOptions,
+    share: Sharing,
+) -> Result<Vec<Vec<Vec<String>>>, CompileError> {
     let mut out = Vec::new();
-    for (st, sizes) in fused_statements(p, group) {
+    for (st, sizes) in fused_statements(p, group, share) {
         let trees = Trees::from_parts(p, &st, &sizes).map_err(|m| CompileError::Unsupported {
             file: p.file.clone(),
             line: st.span.line,
@@ -246,17 +411,38 @@ pub fn group_orders(
 }
 
 /// Lowers a group of statements to one graph. `order` applies to every output expression
-/// whose index variables it names exactly; others use their first legal order.
+/// whose index variables it names exactly; others use their cost-guided default order.
+/// Inlined copies share as much as the options allow and the lowering supports for the chosen
+/// orders (rows, then identical views only, then nothing).
 pub fn lower_group(
     p: &CheckedProgram,
     group: &[usize],
     order: Option<&[String]>,
     opts: &LowerOptions,
 ) -> Result<GroupKernel, CompileError> {
+    let mut first = None;
+    for share in Sharing::modes(opts) {
+        match lower_group_with(p, group, order, opts, share) {
+            Ok(k) => return Ok(k),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    Err(first.expect("at least one sharing mode"))
+}
+
+fn lower_group_with(
+    p: &CheckedProgram,
+    group: &[usize],
+    order: Option<&[String]>,
+    opts: &LowerOptions,
+    share: Sharing,
+) -> Result<GroupKernel, CompileError> {
     let outputs = group_outputs(p, group);
     let mut graph = Graph::new(format!("group_{}", group.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("_")));
     let mut orders = Vec::new();
-    for (fused, sizes) in fused_statements(p, group) {
+    for (fused, sizes) in fused_statements(p, group, share) {
         let st = &fused;
         let t = &st.lhs.tensor;
         let trees = Trees::from_parts(p, &fused, &sizes).map_err(|m| CompileError::Unsupported {
@@ -274,6 +460,7 @@ pub fn lower_group(
         graph.append(&g);
         orders.push(o);
     }
+    let graph = graph.share();
     graph.verify()?;
     Ok(GroupKernel { stmts: group.to_vec(), outputs, orders, graph })
 }

@@ -30,11 +30,17 @@ pub struct LowerOptions {
     /// Insert coordinate droppers before the output writers so that empty fibers are not
     /// stored.
     pub crddrop: bool,
+    /// In fused groups, let a row reduction and its broadcast back over the same row share
+    /// one pass (FuseFlow's logical index variables): the row is produced once and waits in
+    /// the channels while the reduction completes, so channels must hold a row. Off, the
+    /// reduction iterates the row in a loop of its own and the row is computed twice, which
+    /// finite FIFOs can always sustain.
+    pub row_sharing: bool,
 }
 
 impl Default for LowerOptions {
     fn default() -> Self {
-        LowerOptions { locate: true, crddrop: true }
+        LowerOptions { locate: true, crddrop: true, row_sharing: true }
     }
 }
 
@@ -313,6 +319,10 @@ impl<'a> Lowerer<'a> {
         if let Some(it) = self.iter_memo.get(&(n, v)) {
             return Ok(it.clone());
         }
+        if !self.space[n].contains(&v) {
+            // A computed operand that stops before `v`: its values are repeated over `v`.
+            return Ok(None);
+        }
         let res = match self.t.nodes[n].kind.clone() {
             Kind::Leaf(l) => match l.level_vars.iter().position(|&x| x == v) {
                 Some(level) => {
@@ -489,35 +499,57 @@ impl<'a> Lowerer<'a> {
             }
             Kind::Const(c) => return Err(format!("internal: standalone constant {c}")),
             Kind::Unary(op, c) => {
-                let x = self.value(c)?;
+                let x = self.operand_value(n, c)?;
                 self.g.add(Op::Alu { op: unary(op) }, &[x], "")[0]
             }
             Kind::Binary(op, a, b) => match (&self.t.nodes[a].kind, &self.t.nodes[b].kind) {
                 (_, Kind::Const(c)) => {
                     let c = *c;
-                    let x = self.value(a)?;
+                    let x = self.operand_value(n, a)?;
                     let op = AluOp::Scalar { op: scalar(op), scalar: c, scalar_first: false };
                     self.g.add(Op::Alu { op }, &[x], "")[0]
                 }
                 (Kind::Const(c), _) => {
                     let c = *c;
-                    let x = self.value(b)?;
+                    let x = self.operand_value(n, b)?;
                     let op = AluOp::Scalar { op: scalar(op), scalar: c, scalar_first: true };
                     self.g.add(Op::Alu { op }, &[x], "")[0]
                 }
                 _ => {
-                    let x = self.value(a)?;
-                    let y = self.value(b)?;
+                    let x = self.operand_value(n, a)?;
+                    let y = self.operand_value(n, b)?;
                     self.g.add(Op::Alu { op: binary(op) }, &[x, y], "")[0]
                 }
             },
+            // Also when the enclosing expression iterates the reduced variable itself (a row
+            // reduction broadcast back over its row): the result is repeated over it.
             Kind::Reduce { var: r, .. } => match self.space[n].last().copied() {
-                Some(last) if self.pos[last] > self.pos[r] => self.stream(Key::Leaf(n), last)?,
+                Some(last) if self.pos[last] >= self.pos[r] => self.stream(Key::Leaf(n), last)?,
                 _ => self.base_value(n)?,
             },
         };
         self.value_memo.insert(n, s);
         Ok(s)
+    }
+
+    /// The value stream of operand `c` of node `n`, repeated over the variables of `n`'s space
+    /// that follow `c`'s own (see `operand_space`).
+    fn operand_value(&mut self, n: Nid, c: Nid) -> Res<StreamId> {
+        let mut x = self.value(c)?;
+        let have = self.space[c].len();
+        for i in have..self.space[n].len() {
+            let v = self.space[n][i];
+            let rr = self.region_root(n, v);
+            let it =
+                self.iter(rr, v)?.ok_or_else(|| format!("internal: region at {} has no iteration", self.name(v)))?;
+            let sig = self.repsig(it.crd);
+            x = self.g.add(
+                Op::Repeat { index: self.name(v).to_string() },
+                &[x, sig],
+                format!("val_rep_{}", self.name(v)),
+            )[0];
+        }
+        Ok(x)
     }
 }
 
@@ -569,10 +601,10 @@ fn spaces(t: &Tree, pos: &[usize]) -> Res<Vec<Vec<Var>>> {
         let sp = space[n].clone();
         match &t.nodes[n].kind {
             Kind::Leaf(_) | Kind::Const(_) => {}
-            Kind::Unary(_, c) => space[*c] = sp,
+            Kind::Unary(_, c) => space[*c] = operand_space(t, *c, &sp),
             Kind::Binary(_, a, b) => {
-                space[*a] = sp.clone();
-                space[*b] = sp;
+                space[*a] = operand_space(t, *a, &sp);
+                space[*b] = operand_space(t, *b, &sp);
             }
             Kind::Reduce { var: r, child, .. } => {
                 let own = &t.nodes[n].vars;
@@ -587,7 +619,7 @@ fn spaces(t: &Tree, pos: &[usize]) -> Res<Vec<Vec<Var>>> {
                 // follow every variable of the result.
                 let last_own = own.iter().map(|&v| pos[v]).filter(|&p| p > pos[*r]).max();
                 for &v in &sp {
-                    if !own.contains(&v) && pos[v] > pos[*r] {
+                    if !own.contains(&v) && pos[v] >= pos[*r] {
                         if let Some(lo) = last_own {
                             if pos[v] < lo {
                                 return Err(format!(
@@ -603,6 +635,21 @@ fn spaces(t: &Tree, pos: &[usize]) -> Res<Vec<Vec<Var>>> {
         }
     }
     Ok(space)
+}
+
+/// The space of operand `c` of a node with space `sp`. A computed operand (not a tensor) stops
+/// at its own last variable: it is computed once and its values are repeated over the
+/// enclosing variables that follow (FuseFlow's value repeat), so a consumer's extra inner
+/// loops do not recompute it. Tensors are repeated by reference instead, which costs the same.
+fn operand_space(t: &Tree, c: Nid, sp: &[Var]) -> Vec<Var> {
+    match t.nodes[c].kind {
+        Kind::Leaf(_) | Kind::Const(_) => sp.to_vec(),
+        _ => {
+            let own = &t.nodes[c].vars;
+            let end = sp.iter().rposition(|v| own.contains(v)).map_or(0, |i| i + 1);
+            sp[..end].to_vec()
+        }
+    }
 }
 
 /// Checks that every tensor (and the output) stores its levels in an order compatible with

@@ -42,7 +42,13 @@ pub fn legal_orders(
     orders_of(p, s, &trees, cap, opts)
 }
 
-/// Legal orders of a (possibly fused) statement's trees.
+/// How many complete orders the enumeration lowers before giving up: fused groups can have
+/// factorially many candidate orders, and the search must end with an error, not hang.
+const PROBE_BUDGET: usize = 2000;
+
+/// Legal orders of a (possibly fused) statement's trees, lexicographic; when the enumeration's
+/// budget runs out first (large fused groups), supported orders near the cost-guided default
+/// complete the list.
 pub(crate) fn orders_of(
     p: &CheckedProgram,
     s: &Stmt,
@@ -57,6 +63,7 @@ pub(crate) fn orders_of(
     let mut first_error: Option<String> = None;
     let mut cur = Vec::with_capacity(n);
     let mut used = vec![false; n];
+    let mut budget = PROBE_BUDGET;
     // Backtracking over topological sorts.
     #[allow(clippy::too_many_arguments)]
     fn go(
@@ -68,13 +75,15 @@ pub(crate) fn orders_of(
         opts: &LowerOptions,
         result: &mut Vec<Vec<String>>,
         first_error: &mut Option<String>,
+        budget: &mut usize,
     ) {
         let n = used.len();
         let t = &trees.factored;
-        if result.len() >= cap {
+        if result.len() >= cap || *budget == 0 {
             return;
         }
         if cur.len() == n {
+            *budget -= 1;
             match trees.lower(cur, opts, "probe") {
                 Ok(_) => result.push(cur.iter().map(|&v| t.var_names[v].clone()).collect()),
                 Err(e) => {
@@ -92,14 +101,27 @@ pub(crate) fn orders_of(
             }
             used[v] = true;
             cur.push(v);
-            go(trees, arcs, cur, used, cap, opts, result, first_error);
+            go(trees, arcs, cur, used, cap, opts, result, first_error, budget);
             cur.pop();
             used[v] = false;
         }
     }
-    go(trees, &arcs, &mut cur, &mut used, cap, opts, &mut result, &mut first_error);
+    go(trees, &arcs, &mut cur, &mut used, cap, opts, &mut result, &mut first_error, &mut budget);
+    if budget == 0 && result.len() < cap {
+        // The first orders in lexicographic order all failed to lower: look near the
+        // cost-guided ones instead.
+        for o in nearby_orders(trees, &arcs, opts, cap) {
+            let names: Vec<String> = o.iter().map(|&v| t.var_names[v].clone()).collect();
+            if result.len() < cap && !result.contains(&names) {
+                result.push(names);
+            }
+        }
+    }
     if result.is_empty() {
         let message = match first_error {
+            Some(e) if budget == 0 => {
+                format!("no supported order among the first {PROBE_BUDGET} candidates (first failure: {e})")
+            }
             Some(e) => e,
             None => {
                 let desc: Vec<String> =
@@ -112,9 +134,8 @@ pub(crate) fn orders_of(
     Ok(result)
 }
 
-/// The default order: built greedily, one variable at a time, taking the allowed variable whose
-/// best completion has the lowest dense-shape cost estimate (see `estimate`), then checked by
-/// lowering; if that fails, the cheapest of the first legal orders.
+/// The default order: the cost-guided candidates of [`guided_orders`] in order, the first that
+/// lowers; if none does, the cheapest of the first legal orders.
 pub(crate) fn best_order(
     p: &CheckedProgram,
     s: &Stmt,
@@ -122,8 +143,28 @@ pub(crate) fn best_order(
     opts: &LowerOptions,
 ) -> Result<Vec<String>, CompileError> {
     let t = &trees.factored;
+    for o in guided_orders(trees, &arcs(t)) {
+        if trees.lower(&o, opts, "probe").is_ok() {
+            return Ok(o.iter().map(|&v| t.var_names[v].clone()).collect());
+        }
+    }
+    let mut orders = orders_of(p, s, trees, 64, opts)?;
+    let var = |name: &String| t.var_names.iter().position(|x| x == name).unwrap_or(0);
+    orders.sort_by(|a, b| {
+        let ca = estimate(t, &a.iter().map(var).collect::<Vec<_>>()).unwrap_or(f64::INFINITY);
+        let cb = estimate(t, &b.iter().map(var).collect::<Vec<_>>()).unwrap_or(f64::INFINITY);
+        ca.total_cmp(&cb)
+    });
+    Ok(orders.swap_remove(0))
+}
+
+/// Cost-guided candidate orders, best first: the greedy order (built one variable at a time,
+/// taking the allowed variable whose completion has the lowest dense-shape cost estimate, see
+/// `estimate`) improved by local search, then the plain greedy order. Not yet checked by
+/// lowering.
+fn guided_orders(trees: &Trees, arcs: &[(Var, Var, String)]) -> Vec<Vec<Var>> {
+    let t = &trees.factored;
     let n = t.var_names.len();
-    let arcs = arcs(t);
     let ready = |used: &[bool], v: Var| !used[v] && !arcs.iter().any(|(a, b, _)| *b == v && !used[*a]);
     // Completes a prefix with the lexicographically first allowed variables.
     let complete = |prefix: &[Var]| -> Vec<Var> {
@@ -165,15 +206,106 @@ pub(crate) fn best_order(
         used[v] = true;
         prefix.push(v);
     }
-    if prefix.len() == n && trees.lower(&prefix, opts, "probe").is_ok() {
-        return Ok(prefix.iter().map(|&v| t.var_names[v].clone()).collect());
+    if prefix.len() < n {
+        return Vec::new();
     }
-    let mut orders = orders_of(p, s, trees, 64, opts)?;
-    let var = |name: &String| t.var_names.iter().position(|x| x == name).unwrap_or(0);
-    orders.sort_by(|a, b| {
-        let ca = estimate(t, &a.iter().map(var).collect::<Vec<_>>()).unwrap_or(f64::INFINITY);
-        let cb = estimate(t, &b.iter().map(var).collect::<Vec<_>>()).unwrap_or(f64::INFINITY);
-        ca.total_cmp(&cb)
-    });
-    Ok(orders.swap_remove(0))
+    let improved = improve(trees, arcs, prefix.clone());
+    if improved == prefix {
+        vec![prefix]
+    } else {
+        vec![improved, prefix]
+    }
+}
+
+/// Supported orders near the cost-guided ones (those candidates and every single-variable move
+/// from them), for when the lexicographic enumeration runs out of budget on a large group.
+fn nearby_orders(trees: &Trees, arcs: &[(Var, Var, String)], opts: &LowerOptions, cap: usize) -> Vec<Vec<Var>> {
+    let n = trees.factored.var_names.len();
+    let legal = |o: &[Var]| {
+        let mut pos = vec![0; n];
+        for (i, &v) in o.iter().enumerate() {
+            pos[v] = i;
+        }
+        arcs.iter().all(|(a, b, _)| pos[*a] < pos[*b])
+    };
+    let mut out: Vec<Vec<Var>> = Vec::new();
+    let mut probes = 0;
+    for start in guided_orders(trees, arcs) {
+        let mut cands = vec![start.clone()];
+        for from in 0..n {
+            for to in 0..n {
+                if from != to {
+                    let mut c = start.clone();
+                    let v = c.remove(from);
+                    c.insert(to, v);
+                    cands.push(c);
+                }
+            }
+        }
+        for c in cands {
+            if out.len() >= cap || probes >= PROBE_BUDGET {
+                return out;
+            }
+            if out.contains(&c) || !legal(&c) {
+                continue;
+            }
+            probes += 1;
+            if trees.lower(&c, opts, "probe").is_ok() {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Most cost estimates a local search evaluates; keeps compile time bounded on large groups.
+const SEARCH_BUDGET: usize = 4000;
+
+/// Local search from `order`: moves one variable to another position while that lowers the
+/// cost estimate and keeps the mode-order arcs, until no move helps (or the budget is spent).
+/// The greedy construction judges a prefix by one arbitrary completion, which can hide the
+/// order that keeps a nested reduction outside its consumers' loops; moving single variables
+/// repairs that.
+fn improve(trees: &Trees, arcs: &[(Var, Var, String)], mut order: Vec<Var>) -> Vec<Var> {
+    let t = &trees.factored;
+    let n = order.len();
+    let cost = |o: &[Var]| estimate(t, o).or_else(|| estimate(&trees.hoisted_tree(), o));
+    let Some(mut best) = cost(&order) else { return order };
+    let legal = |o: &[Var]| {
+        let mut pos = vec![0; n];
+        for (i, &v) in o.iter().enumerate() {
+            pos[v] = i;
+        }
+        arcs.iter().all(|(a, b, _)| pos[*a] < pos[*b])
+    };
+    let mut evaluated = 0;
+    loop {
+        let mut step: Option<(f64, Vec<Var>)> = None;
+        for from in 0..n {
+            for to in 0..n {
+                if from == to || evaluated >= SEARCH_BUDGET {
+                    continue;
+                }
+                let mut cand = order.clone();
+                let v = cand.remove(from);
+                cand.insert(to, v);
+                if !legal(&cand) {
+                    continue;
+                }
+                evaluated += 1;
+                if let Some(c) = cost(&cand) {
+                    if c < best && step.as_ref().is_none_or(|(b, _)| c < *b) {
+                        step = Some((c, cand));
+                    }
+                }
+            }
+        }
+        match step {
+            Some((c, cand)) => {
+                best = c;
+                order = cand;
+            }
+            None => return order,
+        }
+    }
 }

@@ -11,6 +11,7 @@
 
 mod dot;
 mod op;
+mod share;
 mod text;
 mod verify;
 
