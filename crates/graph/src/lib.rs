@@ -14,6 +14,7 @@ mod op;
 mod text;
 mod verify;
 
+pub use dot::NodeStyle;
 pub use op::{AluOp, JoinKind, Op, ReduceKind, ScalarOp};
 pub use verify::VerifyError;
 
