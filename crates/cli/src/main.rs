@@ -326,8 +326,10 @@ fn write_observations(
         ));
     }
     if let Some(path) = &args.trace {
-        let (text, summary) = observe::chrome_trace(program, &hw.name, groups, args.trace_limit);
-        write_file(path, &text)?;
+        let cannot = |e: std::io::Error| anyhow!("{}: cannot write: {e}", path.display());
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(cannot)?);
+        let summary =
+            observe::write_chrome_trace(&mut file, program, &hw.name, groups, args.trace_limit).map_err(cannot)?;
         written.push((
             "trace".to_string(),
             serde_json::json!({
@@ -336,7 +338,7 @@ fn write_observations(
                 "limit": summary.limit,
                 "dropped_spans": summary.dropped,
                 "truncated": summary.truncated(),
-                "bytes": text.len(),
+                "bytes": summary.bytes,
             }),
         ));
     }

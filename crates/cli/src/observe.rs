@@ -2,7 +2,7 @@
 //! annotated with utilisation. Each is a pure function from simulated groups to text, so the
 //! same inputs give byte-identical files; `main.rs` writes them. Schemas: `docs/observability.md`.
 
-use std::fmt::Write;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use fuseflow_graph::{Graph, NodeStyle};
@@ -169,6 +169,8 @@ pub struct TraceSummary {
     pub dropped: u64,
     /// The limit.
     pub limit: usize,
+    /// Size of the file in bytes.
+    pub bytes: u64,
 }
 
 impl TraceSummary {
@@ -188,46 +190,27 @@ fn json_str(s: &str) -> String {
 /// are offset by the cycles of the groups before it. `limit` is the cap the spans were
 /// recorded under; a truncated trace says so in `otherData`.
 pub fn chrome_trace(program: &str, hardware: &str, groups: &[Observed], limit: usize) -> (String, TraceSummary) {
-    let mut events: Vec<String> = Vec::new();
-    let mut summary = TraceSummary { spans: 0, dropped: 0, limit };
+    let mut out = Vec::new();
+    let summary = write_chrome_trace(&mut out, program, hardware, groups, limit).expect("writing to memory");
+    (String::from_utf8(out).expect("the trace is UTF-8"), summary)
+}
+
+/// [`chrome_trace`], streamed to `w` (a trace can hold millions of spans); the summary's
+/// `bytes` counts what was written.
+pub fn write_chrome_trace(
+    w: &mut impl std::io::Write,
+    program: &str,
+    hardware: &str,
+    groups: &[Observed],
+    limit: usize,
+) -> std::io::Result<TraceSummary> {
+    let mut w = Counting { inner: w, bytes: 0 };
+    let mut summary = TraceSummary { spans: 0, dropped: 0, limit, bytes: 0 };
     let mut offset = 0;
     let mut group_meta = Vec::new();
     for (pid, g) in groups.iter().enumerate() {
-        events.push(format!(
-            "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{pid},\"args\":{{\"name\":{}}}}}",
-            json_str(&g.title(pid))
-        ));
-        events.push(format!(
-            "{{\"name\":\"process_sort_index\",\"ph\":\"M\",\"pid\":{pid},\"args\":{{\"sort_index\":{pid}}}}}"
-        ));
-        for (tid, s) in g.nodes.iter().enumerate() {
-            let name =
-                if s.name.is_empty() { format!("n{tid} {}", s.kind) } else { format!("n{tid} {} {}", s.kind, s.name) };
-            events.push(format!(
-                "{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"name\":{}}}}}",
-                json_str(&name)
-            ));
-            events.push(format!(
-                "{{\"name\":\"thread_sort_index\",\"ph\":\"M\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"sort_index\":{tid}}}}}"
-            ));
-        }
         if let Some(t) = g.trace {
-            let kinds: Vec<String> = g.nodes.iter().map(|n| json_str(&n.kind)).collect();
-            let mut spans = t.spans.clone();
-            spans.sort_by_key(|s| (s.start, s.node, s.end));
-            for s in &spans {
-                let kind = kinds.get(s.node as usize).map_or("\"node\"", |k| k.as_str());
-                let dur = s.end - s.start;
-                events.push(format!(
-                    "{{\"name\":{kind},\"cat\":{kind},\"ph\":\"X\",\"pid\":{pid},\"tid\":{},\"ts\":{},\"dur\":{dur},\"args\":{{\"fires\":{},\"busy\":{},\"stalled\":{}}}}}",
-                    s.node,
-                    offset + s.start,
-                    s.fires,
-                    s.busy,
-                    dur.saturating_sub(s.busy)
-                ));
-            }
-            summary.spans += spans.len();
+            summary.spans += t.spans.len();
             summary.dropped += t.dropped;
         }
         group_meta.push(format!(
@@ -237,23 +220,81 @@ pub fn chrome_trace(program: &str, hardware: &str, groups: &[Observed], limit: u
         ));
         offset += g.cycles;
     }
-    let mut out = String::new();
-    out.push_str("{\"displayTimeUnit\":\"ns\",\n\"otherData\":{");
-    let _ = write!(
-        out,
-        "\"generator\":\"fuseflow\",\"program\":{},\"hardware\":{},\"time_unit\":\"cycle\",\"cycles\":{offset},\
-         \"span_limit\":{limit},\"spans\":{},\"dropped_spans\":{},\"truncated\":{},\"groups\":[{}]",
+    write!(
+        w,
+        "{{\"displayTimeUnit\":\"ns\",\n\"otherData\":{{\"generator\":\"fuseflow\",\"program\":{},\"hardware\":{},\
+         \"time_unit\":\"cycle\",\"cycles\":{offset},\"span_limit\":{limit},\"spans\":{},\"dropped_spans\":{},\
+         \"truncated\":{},\"groups\":[{}]}},\n\"traceEvents\":[",
         json_str(program),
         json_str(hardware),
         summary.spans,
         summary.dropped,
         summary.truncated(),
         group_meta.join(",")
-    );
-    out.push_str("},\n\"traceEvents\":[\n");
-    out.push_str(&events.join(",\n"));
-    out.push_str("\n]}\n");
-    (out, summary)
+    )?;
+    let mut sep = "\n";
+    let mut offset = 0;
+    for (pid, g) in groups.iter().enumerate() {
+        write!(
+            w,
+            "{sep}{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{pid},\"args\":{{\"name\":{}}}}},\n\
+             {{\"name\":\"process_sort_index\",\"ph\":\"M\",\"pid\":{pid},\"args\":{{\"sort_index\":{pid}}}}}",
+            json_str(&g.title(pid))
+        )?;
+        sep = ",\n";
+        for (tid, s) in g.nodes.iter().enumerate() {
+            let name =
+                if s.name.is_empty() { format!("n{tid} {}", s.kind) } else { format!("n{tid} {} {}", s.kind, s.name) };
+            write!(
+                w,
+                ",\n{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"name\":{}}}}},\n\
+                 {{\"name\":\"thread_sort_index\",\"ph\":\"M\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"sort_index\":{tid}}}}}",
+                json_str(&name)
+            )?;
+        }
+        if let Some(t) = g.trace {
+            let kinds: Vec<String> = g.nodes.iter().map(|n| json_str(&n.kind)).collect();
+            let mut order: Vec<usize> = (0..t.spans.len()).collect();
+            order.sort_by_key(|&i| (t.spans[i].start, t.spans[i].node, t.spans[i].end));
+            for i in order {
+                let s = &t.spans[i];
+                let kind = kinds.get(s.node as usize).map_or("\"node\"", |k| k.as_str());
+                let dur = s.end - s.start;
+                write!(
+                    w,
+                    ",\n{{\"name\":{kind},\"cat\":{kind},\"ph\":\"X\",\"pid\":{pid},\"tid\":{},\"ts\":{},\"dur\":{dur},\
+                     \"args\":{{\"fires\":{},\"busy\":{},\"stalled\":{}}}}}",
+                    s.node,
+                    offset + s.start,
+                    s.fires,
+                    s.busy,
+                    dur.saturating_sub(s.busy)
+                )?;
+            }
+        }
+        offset += g.cycles;
+    }
+    w.write_all(b"\n]}\n")?;
+    w.flush()?;
+    summary.bytes = w.bytes;
+    Ok(summary)
+}
+
+/// A writer that counts the bytes it passes on.
+struct Counting<'a, W: std::io::Write> {
+    inner: &'a mut W,
+    bytes: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The group's graph in DOT, each node annotated with its utilisation (busy cycles over the

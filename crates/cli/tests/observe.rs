@@ -19,6 +19,10 @@ fn run_json(program: &str, args: &[&str]) -> Value {
     v
 }
 
+fn sum_of(v: &Value, keys: &[&str]) -> u64 {
+    keys.iter().map(|k| v[*k].as_u64().unwrap_or_else(|| panic!("{k}: {v}"))).sum()
+}
+
 fn read_json(path: &std::path::Path) -> Value {
     json(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
@@ -155,6 +159,9 @@ fn stats_count_every_node_of_every_group() {
             let u = n["utilisation"].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&u), "{n}");
             assert!(n["finish_cycle"].as_u64() <= g["cycles"].as_u64(), "{n}");
+            // A node's clock advances only by fires and stalls.
+            let clock = sum_of(n, &["busy_cycles", "stall_in_cycles", "stall_out_cycles"]);
+            assert_eq!(Some(clock), n["finish_cycle"].as_u64(), "{n}");
             for key in ["stall_in_cycles", "stall_out_cycles", "mem_requests"] {
                 assert!(n[key].is_u64(), "{key}: {n}");
             }
