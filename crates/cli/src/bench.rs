@@ -1,11 +1,13 @@
 //! The simulator benchmarks behind `fuseflow bench`.
 //!
-//! Each benchmark is a program text compiled and simulated with unbounded channels and ideal
-//! memory; throughput is tokens moved over channels per second of simulation wall time. Every
+//! Each benchmark is a program text compiled and simulated, by default with unbounded
+//! channels and ideal memory; throughput is tokens moved over channels per second of simulation wall time. Every
 //! run is also verified against the reference evaluator (outside the timed region).
 
 use std::collections::BTreeMap;
 use std::path::Path;
+
+use fuseflow_sim::SimConfig;
 
 use crate::{run, DriverError, RunConfig};
 
@@ -56,13 +58,22 @@ pub struct BenchResult {
     pub verified: bool,
 }
 
-/// Runs every benchmark `reps` times and keeps the fastest simulation.
+/// Runs every benchmark `reps` times on the ideal machine and keeps the fastest simulation.
 pub fn run_suite(reps: usize) -> Result<Vec<BenchResult>, DriverError> {
+    run_suite_with(reps, &SimConfig::default())
+}
+
+/// [`run_suite`] on the machine `sim` describes (e.g. from a hardware preset).
+pub fn run_suite_with(reps: usize, sim: &SimConfig) -> Result<Vec<BenchResult>, DriverError> {
     let mut out = Vec::new();
     for b in SUITE {
         let prog = fuseflow_ir::parse(b.program, b.name, &BTreeMap::new())?;
         let prog = fuseflow_ir::check(prog)?;
-        let cfg = RunConfig { order: Some(b.order.iter().map(|s| s.to_string()).collect()), ..RunConfig::default() };
+        let cfg = RunConfig {
+            order: Some(b.order.iter().map(|s| s.to_string()).collect()),
+            sim: sim.clone(),
+            ..RunConfig::default()
+        };
         let mut best: Option<BenchResult> = None;
         for rep in 0..reps.max(1) {
             let cfg = RunConfig { verify: rep == 0, ..cfg.clone() };

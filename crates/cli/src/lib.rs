@@ -4,14 +4,16 @@
 //! It does no terminal output; `main.rs` does.
 
 pub mod bench;
+pub mod observe;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
 use fuseflow_compiler::{lower_group, lower_statement, plan, Fusion, GroupKernel, Kernel, LowerOptions};
+use fuseflow_graph::Graph;
 use fuseflow_ir::CheckedProgram;
-use fuseflow_sim::{simulate, SimConfig};
+use fuseflow_sim::{simulate, NodeStats, SimConfig, TensorTraffic, Trace};
 use fuseflow_tensor::Tensor;
 
 /// Everything a run can be configured with.
@@ -39,6 +41,8 @@ pub struct RunConfig {
     /// Data that replaces an input's generated data: `(tensor name, COO)`, e.g. a graph
     /// dataset's adjacency bound to `A`.
     pub bind: Option<(String, fuseflow_tensor::Coo)>,
+    /// Record activation spans for a trace, at most this many over all groups (`None` = off).
+    pub trace_limit: Option<usize>,
 }
 
 impl Default for RunConfig {
@@ -54,6 +58,7 @@ impl Default for RunConfig {
             fusion: Fusion::Unfused,
             bind: None,
             group_orders: BTreeMap::new(),
+            trace_limit: None,
         }
     }
 }
@@ -112,6 +117,14 @@ pub struct GroupReport {
     pub bytes_read: u64,
     /// Off-chip bytes written (writers).
     pub bytes_written: u64,
+    /// Memory requests issued (0 with ideal memory).
+    pub mem_requests: u64,
+    /// Bytes moved by memory requests (whole lines for reads; 0 with ideal memory).
+    pub mem_bytes: u64,
+    /// `mem_bytes / (cycles × peak bytes per cycle)`; `None` with ideal memory.
+    pub bandwidth_utilisation: Option<f64>,
+    /// Traffic per tensor; `None` with ideal memory.
+    pub tensors: Option<BTreeMap<String, TensorTraffic>>,
     /// Graph nodes per primitive kind.
     pub primitives: BTreeMap<String, usize>,
     /// Whether every output matched the reference (`None` when not checked).
@@ -120,6 +133,15 @@ pub struct GroupReport {
     pub max_abs_error: f64,
     /// First mismatching entry, if any.
     pub mismatch: Option<String>,
+    /// The group's graph (for annotated exports).
+    #[serde(skip)]
+    pub graph: Graph,
+    /// Per-node counters, indexed like the graph's nodes.
+    #[serde(skip)]
+    pub nodes: Vec<NodeStats>,
+    /// Activation spans, when [`RunConfig::trace_limit`] asked for them.
+    #[serde(skip)]
+    pub trace: Option<Trace>,
 }
 
 /// The result of a run.
@@ -137,6 +159,16 @@ pub struct RunReport {
     pub flops: u64,
     /// Total off-chip bytes read and written.
     pub offchip_bytes: u64,
+    /// Total memory requests (0 with ideal memory).
+    pub mem_requests: u64,
+    /// Total bytes moved by memory requests (0 with ideal memory).
+    pub mem_bytes: u64,
+    /// Peak memory bandwidth in bytes per cycle; `None` with ideal memory.
+    pub peak_bytes_per_cycle: Option<u64>,
+    /// `mem_bytes / (cycles × peak bytes per cycle)` over all groups; `None` with ideal memory.
+    pub bandwidth_utilisation: Option<f64>,
+    /// Traffic per tensor summed over groups; `None` with ideal memory.
+    pub tensors: Option<BTreeMap<String, TensorTraffic>>,
     /// Whether every output was checked and matched.
     pub verified: bool,
     /// Whether outputs were checked at all.
@@ -217,6 +249,11 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
         tokens: 0,
         flops: 0,
         offchip_bytes: 0,
+        mem_requests: 0,
+        mem_bytes: 0,
+        peak_bytes_per_cycle: cfg.sim.memory.as_ref().map(fuseflow_sim::MemoryConfig::peak_bytes_per_cycle),
+        bandwidth_utilisation: None,
+        tensors: cfg.sim.memory.as_ref().map(|_| BTreeMap::new()),
         verified: cfg.verify,
         checked: cfg.verify,
         max_abs_error: 0.0,
@@ -229,7 +266,14 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
         let first = kernel.stmts[0];
         let label = kernel.outputs.join(",");
         let t0 = Instant::now();
-        let sim = simulate(&kernel.graph, &tensors, &cfg.sim).map_err(|error| DriverError::Sim {
+        let sim_cfg = match cfg.trace_limit {
+            Some(limit) => {
+                let used: usize = report.groups.iter().filter_map(|g| g.trace.as_ref()).map(|t| t.spans.len()).sum();
+                SimConfig { trace: Some(limit.saturating_sub(used)), ..cfg.sim.clone() }
+            }
+            None => cfg.sim.clone(),
+        };
+        let mut sim = simulate(&kernel.graph, &tensors, &sim_cfg).map_err(|error| DriverError::Sim {
             stmt: first,
             tensor: label.clone(),
             error,
@@ -244,10 +288,17 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
             flops: sim.ops,
             bytes_read: sim.bytes_read,
             bytes_written: sim.bytes_written,
+            mem_requests: sim.mem_requests,
+            mem_bytes: sim.mem_bytes,
+            bandwidth_utilisation: sim.bandwidth_utilisation,
+            tensors: sim.peak_bytes_per_cycle.map(|_| sim.tensors.clone()),
             primitives: kernel.graph.kind_counts().into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
             verified: expected.as_ref().map(|_| true),
             max_abs_error: 0.0,
             mismatch: None,
+            graph: Graph::default(),
+            nodes: std::mem::take(&mut sim.nodes),
+            trace: sim.trace.take(),
         };
         for tensor in &kernel.outputs {
             let written = sim.outputs.get(tensor).cloned().ok_or_else(|| DriverError::Tensor {
@@ -280,11 +331,25 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
         report.tokens += gr.tokens;
         report.flops += gr.flops;
         report.offchip_bytes += gr.bytes_read + gr.bytes_written;
+        report.mem_requests += gr.mem_requests;
+        report.mem_bytes += gr.mem_bytes;
+        if let (Some(all), Some(group)) = (report.tensors.as_mut(), gr.tensors.as_ref()) {
+            for (name, t) in group {
+                let x = all.entry(name.clone()).or_default();
+                x.bytes_read += t.bytes_read;
+                x.bytes_written += t.bytes_written;
+                x.mem_requests += t.mem_requests;
+                x.mem_bytes += t.mem_bytes;
+            }
+        }
+        gr.graph = kernel.graph;
         for (k, n) in &gr.primitives {
             *report.primitives.entry(k.clone()).or_insert(0) += n;
         }
         report.groups.push(gr);
     }
+    report.bandwidth_utilisation =
+        report.peak_bytes_per_cycle.map(|p| report.mem_bytes as f64 / (report.cycles.max(1) as f64 * p as f64));
     report.wall_seconds = start.elapsed().as_secs_f64();
     Ok(report)
 }

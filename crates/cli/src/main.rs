@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
+use fuseflow::observe::{self, Observed, DEFAULT_TRACE_LIMIT};
 use fuseflow::{compile_statement, run, RunConfig};
+use fuseflow_sim::{HwConfig, SimConfig, TensorTraffic};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +41,46 @@ struct ProgramArgs {
     /// explicit groups such as `0-3,4-7`.
     #[arg(long, default_value = "unfused")]
     fusion: fuseflow_compiler::Fusion,
+}
+
+/// The simulated machine (see docs/hardware.md).
+#[derive(clap::Args, Clone)]
+struct HwArgs {
+    /// Hardware: a preset (`ideal`, `comal`, `rda`) or the path of a TOML file.
+    #[arg(long, default_value = "ideal", value_name = "PRESET|FILE")]
+    hw: String,
+    /// Override one hardware key, e.g. `--set memory.channels=8` (repeatable; after --hw).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// `ideal` switches the off-chip memory model off, `model` switches it on (after --set).
+    #[arg(long, value_enum, value_name = "MODE")]
+    memory: Option<MemoryMode>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum MemoryMode {
+    /// Ideal memory: accesses cost nothing.
+    Ideal,
+    /// The hardware's off-chip memory model.
+    Model,
+}
+
+/// Observability outputs (see docs/observability.md).
+#[derive(clap::Args, Clone)]
+struct ObserveArgs {
+    /// Write per-node statistics of every group to this JSON file.
+    #[arg(long, value_name = "FILE.json")]
+    stats: Option<PathBuf>,
+    /// Write a Chrome/Perfetto trace (Trace Event Format) of node activity to this file.
+    #[arg(long, value_name = "FILE.json")]
+    trace: Option<PathBuf>,
+    /// At most this many spans (complete events) in the trace; recording stops there.
+    #[arg(long, default_value_t = DEFAULT_TRACE_LIMIT, value_name = "N")]
+    trace_limit: usize,
+    /// Write each group's graph as DOT annotated with per-node utilisation: FILE for one
+    /// group, FILE's stem + `.gN.dot` for several.
+    #[arg(long, value_name = "FILE.dot")]
+    dot: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -76,6 +118,10 @@ enum Cmd {
         /// Absolute tolerance for verification.
         #[arg(long, default_value_t = 1e-9)]
         abs_tol: f64,
+        #[command(flatten)]
+        hw: HwArgs,
+        #[command(flatten)]
+        observe: ObserveArgs,
     },
     /// Print a statement's dataflow graph (a fusion group's with `--fusion`).
     Graph {
@@ -106,6 +152,8 @@ enum Cmd {
         /// Repetitions per benchmark (the fastest is reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
+        #[command(flatten)]
+        hw: HwArgs,
     },
     // --- Comal interop (fuseflow-comal) ---
     /// Compile one statement and write it for Comal: `graph.bin` (tortilla protobuf) plus the
@@ -126,7 +174,7 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
-    /// Import a tortilla graph with its tensor directory and simulate it (default config).
+    /// Import a tortilla graph with its tensor directory and simulate it.
     Simulate {
         /// The binary protobuf graph (`graph.bin`).
         #[arg(long)]
@@ -140,6 +188,16 @@ enum Cmd {
         /// Write every output tensor into this tensor directory.
         #[arg(long)]
         dump_outputs: Option<PathBuf>,
+        /// Channel capacity in tokens (default: the hardware's).
+        #[arg(long)]
+        fifo_depth: Option<usize>,
+        /// Stop with an error past this many cycles.
+        #[arg(long, default_value_t = 1u64 << 40)]
+        max_cycles: u64,
+        #[command(flatten)]
+        hw: HwArgs,
+        #[command(flatten)]
+        observe: ObserveArgs,
     },
     // --- end Comal interop ---
 }
@@ -178,6 +236,180 @@ fn config(args: &ProgramArgs) -> RunConfig {
     cfg
 }
 
+/// The hardware: preset or file, then `--set` overrides, then `--memory`, then `--fifo-depth`.
+fn hardware(args: &HwArgs, fifo_depth: Option<usize>) -> Result<HwConfig> {
+    let mut hw = HwConfig::from_spec(&args.hw).map_err(|e| anyhow!("--hw: {e}"))?;
+    for o in &args.set {
+        hw.apply_override(o).map_err(|e| anyhow!("--set: {e}"))?;
+    }
+    if let Some(m) = args.memory {
+        hw.memory.enabled = m == MemoryMode::Model;
+    }
+    match fifo_depth {
+        Some(0) => return Err(anyhow!("--fifo-depth must be at least 1")),
+        Some(d) => hw.fifo_depth = Some(d),
+        None => {}
+    }
+    Ok(hw)
+}
+
+/// The simulator configuration for `hw` with a cycle limit.
+fn sim_config(hw: &HwConfig, max_cycles: u64) -> SimConfig {
+    SimConfig { max_cycles, ..hw.to_sim_config() }
+}
+
+/// One line describing the machine.
+fn describe_hw(hw: &HwConfig, args: &HwArgs) -> String {
+    let depth = hw.fifo_depth.map_or("unbounded".to_string(), |d| d.to_string());
+    let m = &hw.memory.params;
+    let memory = if hw.memory.enabled {
+        format!(
+            "memory model {} channels x {} B/cycle ({} B/cycle peak), latency {}, {}-byte requests, {} sharing",
+            m.channels,
+            m.bytes_per_cycle,
+            m.channels as u64 * m.bytes_per_cycle as u64,
+            m.latency,
+            m.granularity,
+            format!("{:?}", m.sharing).to_lowercase()
+        )
+    } else {
+        "ideal memory".to_string()
+    };
+    let mut sets = args.set.clone();
+    if let Some(m) = args.memory {
+        sets.push(format!("--memory {}", if m == MemoryMode::Ideal { "ideal" } else { "model" }));
+    }
+    let sets = if sets.is_empty() { String::new() } else { format!(" + {}", sets.join(" ")) };
+    format!("{}{sets} (fifo depth {depth}, {memory})", hw.name)
+}
+
+/// Memory lines of a text summary (nothing with ideal memory).
+fn print_memory(
+    mem_requests: u64,
+    mem_bytes: u64,
+    peak: Option<u64>,
+    utilisation: Option<f64>,
+    tensors: Option<&BTreeMap<String, TensorTraffic>>,
+) {
+    let (Some(peak), Some(u)) = (peak, utilisation) else { return };
+    println!(
+        "memory       {mem_requests} requests, {mem_bytes} bytes moved, bandwidth utilisation {:.2}% of {peak} B/cycle",
+        100.0 * u
+    );
+    for (name, t) in tensors.into_iter().flatten() {
+        println!(
+            "  tensor {name:<8} read {} B  written {} B  requests {}  moved {} B",
+            t.bytes_read, t.bytes_written, t.mem_requests, t.mem_bytes
+        );
+    }
+}
+
+/// Writes `text` to `path`, naming the file on failure.
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))
+}
+
+/// Writes the requested observability files; returns one `(what, description)` per file.
+fn write_observations(
+    args: &ObserveArgs,
+    program: &str,
+    hw: &HwConfig,
+    groups: &[Observed],
+) -> Result<Vec<(String, serde_json::Value)>> {
+    let mut written = Vec::new();
+    if let Some(path) = &args.stats {
+        write_file(path, &observe::stats_json(program, hw, groups))?;
+        let nodes: usize = groups.iter().map(|g| g.nodes.len()).sum();
+        written.push((
+            "stats".to_string(),
+            serde_json::json!({"file": path.display().to_string(), "groups": groups.len(), "nodes": nodes}),
+        ));
+    }
+    if let Some(path) = &args.trace {
+        let cannot = |e: std::io::Error| anyhow!("{}: cannot write: {e}", path.display());
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(cannot)?);
+        let summary =
+            observe::write_chrome_trace(&mut file, program, &hw.name, groups, args.trace_limit).map_err(cannot)?;
+        written.push((
+            "trace".to_string(),
+            serde_json::json!({
+                "file": path.display().to_string(),
+                "spans": summary.spans,
+                "limit": summary.limit,
+                "dropped_spans": summary.dropped,
+                "truncated": summary.truncated(),
+                "bytes": summary.bytes,
+            }),
+        ));
+    }
+    if let Some(path) = &args.dot {
+        let paths = observe::dot_paths(path, groups.len());
+        for (i, (g, p)) in groups.iter().zip(&paths).enumerate() {
+            write_file(p, &observe::annotated_dot(g, i))?;
+        }
+        let files: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        written.push(("dot".to_string(), serde_json::json!({"files": files})));
+    }
+    Ok(written)
+}
+
+/// Text lines for the files written.
+fn print_observations(written: &[(String, serde_json::Value)]) {
+    for (what, v) in written {
+        match what.as_str() {
+            "stats" => println!(
+                "stats        {} ({} nodes in {} groups)",
+                v["file"].as_str().unwrap_or(""),
+                v["nodes"],
+                v["groups"]
+            ),
+            "trace" => {
+                let note = if v["truncated"].as_bool() == Some(true) {
+                    format!(
+                        "; TRUNCATED at --trace-limit {}, {} more spans not recorded",
+                        v["limit"], v["dropped_spans"]
+                    )
+                } else {
+                    String::new()
+                };
+                println!(
+                    "trace        {} ({} spans, {} bytes{note})",
+                    v["file"].as_str().unwrap_or(""),
+                    v["spans"],
+                    v["bytes"]
+                );
+            }
+            _ => {
+                let files: Vec<&str> = v["files"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
+                println!("dot          {}", files.join(" "));
+            }
+        }
+    }
+}
+
+/// `--json` output: the report with the hardware and the files written.
+fn json_with(
+    report: impl serde::Serialize,
+    hw: &HwConfig,
+    written: Vec<(String, serde_json::Value)>,
+) -> Result<String> {
+    let mut v = serde_json::to_value(report)?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("hardware".into(), serde_json::to_value(hw)?);
+        for (what, desc) in written {
+            o.insert(what, desc);
+        }
+    }
+    Ok(serde_json::to_string(&v)?)
+}
+
+fn check_observe(args: &ObserveArgs) -> Result<()> {
+    if args.trace_limit == 0 {
+        return Err(anyhow!("--trace-limit must be at least 1"));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -204,10 +436,22 @@ fn main() -> ExitCode {
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Run { mut prog, fifo_depth, seed, json, no_verify, max_cycles, rel_tol, abs_tol, dataset, adjacency } => {
-            if fifo_depth == Some(0) {
-                return Err(anyhow!("--fifo-depth must be at least 1"));
-            }
+        Cmd::Run {
+            mut prog,
+            fifo_depth,
+            seed,
+            json,
+            no_verify,
+            max_cycles,
+            rel_tol,
+            abs_tol,
+            dataset,
+            adjacency,
+            hw: hw_args,
+            observe: obs,
+        } => {
+            let hw = hardware(&hw_args, fifo_depth)?;
+            check_observe(&obs)?;
             let graph = match &dataset {
                 Some(spec) => Some(fuseflow_datasets::load(spec, seed).with_context(|| format!("dataset {spec}"))?),
                 None => None,
@@ -223,17 +467,19 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let p = load(&prog)?;
             let mut cfg = config(&prog);
             cfg.bind = graph.map(|g| (adjacency.clone(), g.adjacency));
-            cfg.sim.channel_capacity = fifo_depth;
-            cfg.sim.max_cycles = max_cycles;
+            cfg.sim = sim_config(&hw, max_cycles);
+            cfg.trace_limit = obs.trace.as_ref().map(|_| obs.trace_limit);
             cfg.seed = seed;
             cfg.verify = !no_verify;
             cfg.rel_tol = rel_tol;
             cfg.abs_tol = abs_tol;
             let r = run(&p, &base_dir(&prog.program), &cfg)?;
+            let written = write_observations(&obs, &r.program, &hw, &observe::groups(&r))?;
             if json {
-                println!("{}", serde_json::to_string(&r)?);
+                println!("{}", json_with(&r, &hw, written)?);
             } else {
                 println!("program      {} (fusion {})", r.program, r.fusion);
+                println!("hardware     {}", describe_hw(&hw, &hw_args));
                 for g in &r.groups {
                     let v = match g.verified {
                         Some(true) => "verified".to_string(),
@@ -242,8 +488,14 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     };
                     let orders: Vec<String> = g.orders.iter().map(|o| o.join(",")).collect();
                     let stmts: Vec<String> = g.statements.iter().map(|s| s.to_string()).collect();
+                    let mem = match g.bandwidth_utilisation {
+                        Some(u) => {
+                            format!("  mem requests {} bytes {} util {:.2}%", g.mem_requests, g.mem_bytes, 100.0 * u)
+                        }
+                        None => String::new(),
+                    };
                     println!(
-                        "group [{}] -> {}  order {}  cycles {}  tokens {}  flops {}  bytes r/w {}/{}  {v}",
+                        "group [{}] -> {}  order {}  cycles {}  tokens {}  flops {}  bytes r/w {}/{}{mem}  {v}",
                         stmts.join(","),
                         g.outputs.join(","),
                         orders.join(" | "),
@@ -258,6 +510,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 println!("tokens       {}", r.tokens);
                 println!("flops        {}", r.flops);
                 println!("offchip      {} bytes", r.offchip_bytes);
+                print_memory(
+                    r.mem_requests,
+                    r.mem_bytes,
+                    r.peak_bytes_per_cycle,
+                    r.bandwidth_utilisation,
+                    r.tensors.as_ref(),
+                );
                 let kinds: Vec<String> = r.primitives.iter().map(|(k, n)| format!("{k}={n}")).collect();
                 println!("primitives   {}", kinds.join(" "));
                 println!("max error    {:e}", r.max_abs_error);
@@ -267,6 +526,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     r.tokens as f64 / r.sim_seconds.max(1e-12) / 1e6
                 );
                 println!("wall time    {:.3} s", r.wall_seconds);
+                print_observations(&written);
                 println!(
                     "result       {}",
                     if !r.checked {
@@ -320,15 +580,23 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         // --- Comal interop (fuseflow-comal) ---
         Cmd::Compile { prog, stmt, emit, out, seed } => comal_compile(&prog, stmt, &emit, &out, seed),
-        Cmd::Simulate { comal, data, json, dump_outputs } => {
-            comal_simulate(&comal, &data, json, dump_outputs.as_deref())
+        Cmd::Simulate { comal, data, json, dump_outputs, fifo_depth, max_cycles, hw: hw_args, observe: obs } => {
+            let hw = hardware(&hw_args, fifo_depth)?;
+            check_observe(&obs)?;
+            let sim = SimConfig { trace: obs.trace.as_ref().map(|_| obs.trace_limit), ..sim_config(&hw, max_cycles) };
+            let out = SimulateOut { json, dump: dump_outputs.as_deref(), hw: &hw, hw_args: &hw_args, observe: &obs };
+            comal_simulate(&comal, &data, &sim, &out)
         }
         // --- end Comal interop ---
-        Cmd::Bench { json, reps } => {
-            let results = fuseflow::bench::run_suite(reps).context("benchmark failed")?;
+        Cmd::Bench { json, reps, hw: hw_args } => {
+            let hw = hardware(&hw_args, None)?;
+            let results = fuseflow::bench::run_suite_with(reps, &hw.to_sim_config()).context("benchmark failed")?;
             if json {
                 println!("{}", serde_json::to_string(&results)?);
             } else {
+                if hw != HwConfig::default() || !hw_args.set.is_empty() {
+                    println!("hardware     {}", describe_hw(&hw, &hw_args));
+                }
                 for r in &results {
                     println!(
                         "{:<28} tokens {:>11}  cycles {:>10}  wall {:>8.4} s  {:>7.1} M tokens/s  {}",
@@ -386,17 +654,35 @@ fn comal_compile(prog: &ProgramArgs, stmt: usize, emit: &str, out: &Path, seed: 
     Ok(ExitCode::SUCCESS)
 }
 
-/// `fuseflow simulate --comal`: import, simulate with the default configuration, report.
-fn comal_simulate(graph: &Path, data: &Path, json: bool, dump: Option<&Path>) -> Result<ExitCode> {
+/// Output options of `fuseflow simulate`.
+struct SimulateOut<'a> {
+    json: bool,
+    dump: Option<&'a Path>,
+    hw: &'a HwConfig,
+    hw_args: &'a HwArgs,
+    observe: &'a ObserveArgs,
+}
+
+/// `fuseflow simulate --comal`: import, simulate on the configured hardware, report.
+fn comal_simulate(graph: &Path, data: &Path, sim: &SimConfig, out: &SimulateOut) -> Result<ExitCode> {
     let (g, tensors) = fuseflow_comal::import_file(graph, data)?;
-    let r = fuseflow_sim::simulate(&g, &tensors, &fuseflow_sim::SimConfig::default())
-        .map_err(|e| anyhow!("{}: {e}", graph.display()))?;
-    if let Some(dir) = dump {
+    let r = fuseflow_sim::simulate(&g, &tensors, sim).map_err(|e| anyhow!("{}: {e}", graph.display()))?;
+    if let Some(dir) = out.dump {
         for (name, t) in &r.outputs {
             fuseflow_tensor::write_tensor_dir(dir, name, t)?;
         }
     }
-    if json {
+    let observed = [Observed {
+        statements: Vec::new(),
+        outputs: r.outputs.keys().cloned().collect(),
+        graph: &g,
+        cycles: r.cycles,
+        nodes: &r.nodes,
+        trace: r.trace.as_ref(),
+    }];
+    let written = write_observations(out.observe, &graph.display().to_string(), out.hw, &observed)?;
+    let memory_on = r.peak_bytes_per_cycle.is_some();
+    if out.json {
         let outputs: BTreeMap<&String, &Vec<usize>> = r.outputs.iter().map(|(k, t)| (k, &t.shape)).collect();
         let v = serde_json::json!({
             "graph": g.name,
@@ -404,17 +690,40 @@ fn comal_simulate(graph: &Path, data: &Path, json: bool, dump: Option<&Path>) ->
             "cycles": r.cycles,
             "tokens": r.tokens,
             "flops": r.ops,
+            "offchip_bytes": r.bytes_read + r.bytes_written,
+            "bytes_read": r.bytes_read,
+            "bytes_written": r.bytes_written,
+            "mem_requests": r.mem_requests,
+            "mem_bytes": r.mem_bytes,
+            "peak_bytes_per_cycle": r.peak_bytes_per_cycle,
+            "bandwidth_utilisation": r.bandwidth_utilisation,
+            "tensors": memory_on.then_some(&r.tensors),
             "outputs": outputs,
         });
-        println!("{v}");
+        println!("{}", json_with(v, out.hw, written)?);
     } else {
         println!("graph        {} ({} nodes)", g.name, g.nodes.len());
+        println!("hardware     {}", describe_hw(out.hw, out.hw_args));
         println!("cycles       {}", r.cycles);
         println!("tokens       {}", r.tokens);
         println!("flops        {}", r.ops);
+        println!(
+            "offchip      {} bytes (read {}, written {})",
+            r.bytes_read + r.bytes_written,
+            r.bytes_read,
+            r.bytes_written
+        );
+        print_memory(
+            r.mem_requests,
+            r.mem_bytes,
+            r.peak_bytes_per_cycle,
+            r.bandwidth_utilisation,
+            memory_on.then_some(&r.tensors),
+        );
         for (name, t) in &r.outputs {
             println!("output       {name} {:?} ({} stored)", t.shape, t.stored());
         }
+        print_observations(&written);
     }
     Ok(ExitCode::SUCCESS)
 }

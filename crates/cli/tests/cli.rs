@@ -1,58 +1,17 @@
 //! The `fuseflow` command on good and bad input: bad input gives one line naming the problem
 //! and a non-zero exit code, never a panic.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_fuseflow"))
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fuseflow-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Runs `fuseflow args...` and returns (exit code, stdout, stderr).
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = bin().args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-/// Asserts a clean failure whose single stderr line contains every `needle`.
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let (code, _, err) = run(args);
-    assert_ne!(code, 0, "{args:?} succeeded");
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: {err:?} lacks {n:?}");
-    }
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.to_string_lossy().into()
-}
-
-fn example(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name).to_string_lossy().into()
-}
+use common::{cli, example_path, fails_with, tmpdir, write};
 
 #[test]
 fn run_prints_verified_summary_and_json() {
-    let (code, out, err) = run(&["run", &example("spmm_gustavson.ff")]);
+    let (code, out, err) = cli(&["run", &example_path("spmm_gustavson.ff")]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("verified against the reference evaluator"), "{out}");
     let (code, out, _) =
-        run(&["run", &example("spmm_gustavson.ff"), "--json", "--order", "i,k,j", "--fifo-depth", "8"]);
+        cli(&["run", &example_path("spmm_gustavson.ff"), "--json", "--order", "i,k,j", "--fifo-depth", "8"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     for key in ["cycles", "verified", "max_abs_error", "tokens", "wall_seconds"] {
@@ -64,17 +23,17 @@ fn run_prints_verified_summary_and_json() {
 
 #[test]
 fn no_verify_says_so_and_exits_nonzero() {
-    let (code, out, _) = run(&["run", &example("add.ff"), "--no-verify"]);
+    let (code, out, _) = cli(&["run", &example_path("add.ff"), "--no-verify"]);
     assert_ne!(code, 0);
     assert!(out.contains("NOT VERIFIED"), "{out}");
 }
 
 #[test]
 fn graph_prints_dot_and_text() {
-    let (code, out, _) = run(&["graph", &example("spmm_inner.ff"), "--order", "i,j,k", "--dot"]);
+    let (code, out, _) = cli(&["graph", &example_path("spmm_inner.ff"), "--order", "i,j,k", "--dot"]);
     assert_eq!(code, 0);
     assert!(out.starts_with("digraph") && out.contains("intersect"), "{out}");
-    let (code, out, _) = run(&["graph", &example("spmm_inner.ff")]);
+    let (code, out, _) = cli(&["graph", &example_path("spmm_inner.ff")]);
     assert_eq!(code, 0);
     assert!(out.contains("reduce[sum]"), "{out}");
 }
@@ -110,13 +69,13 @@ fn bad_programs_fail_cleanly() {
 
 #[test]
 fn forbidden_order_fails_cleanly() {
-    fails_with(&["run", &example("spmm_gustavson.ff"), "--order", "i,j,k"], &["order i,j,k", "stores k before j"]);
-    fails_with(&["run", &example("spmm_gustavson.ff"), "--order", "i,k"], &["missing index j"]);
+    fails_with(&["run", &example_path("spmm_gustavson.ff"), "--order", "i,j,k"], &["order i,j,k", "stores k before j"]);
+    fails_with(&["run", &example_path("spmm_gustavson.ff"), "--order", "i,k"], &["missing index j"]);
 }
 
 #[test]
 fn bad_options_fail_cleanly() {
-    fails_with(&["run", &example("add.ff"), "--fifo-depth", "0"], &["fifo-depth"]);
+    fails_with(&["run", &example_path("add.ff"), "--fifo-depth", "0"], &["fifo-depth"]);
 }
 
 #[test]
@@ -175,13 +134,14 @@ fn bad_multi_statement_programs_fail_cleanly() {
         "input A[4,4] dcsr = random(density=0.5)\ninput B[4,4] dcsc = random(density=0.5)\ninput C[4,4] dcsr = random(density=0.5)\ntemp T[4,4] dcsr\noutput U[4,4] dcsr\nT(i,j) = A(i,k) * B(k,j)\nU(i,j) = T(i,j) * C(j,i)\n",
     );
     fails_with(&["run", &conflict, "--fusion", "full"], &["conflict.ff:7:1", "no legal dataflow order"]);
-    let (code, _, err) = run(&["run", &ok, "--fusion", "full"]);
+    let (code, _, err) = cli(&["run", &ok, "--fusion", "full"]);
     assert_eq!(code, 0, "{err}");
 }
 
 #[test]
 fn dataset_option_binds_the_adjacency() {
-    let (code, out, err) = run(&["run", &example("gcn.ff"), "--dataset", "karate", "--fusion", "partial", "--json"]);
+    let (code, out, err) =
+        cli(&["run", &example_path("gcn.ff"), "--dataset", "karate", "--fusion", "partial", "--json"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["verified"], serde_json::Value::Bool(true));
@@ -189,6 +149,6 @@ fn dataset_option_binds_the_adjacency() {
     for key in ["flops", "offchip_bytes"] {
         assert!(v[key].as_u64().unwrap() > 0, "{key}");
     }
-    fails_with(&["run", &example("gcn.ff"), "--dataset", "no-such-graph"], &["no-such-graph"]);
-    fails_with(&["run", &example("spmv.ff"), "--dataset", "karate"], &["A"]);
+    fails_with(&["run", &example_path("gcn.ff"), "--dataset", "no-such-graph"], &["no-such-graph"]);
+    fails_with(&["run", &example_path("spmv.ff"), "--dataset", "karate"], &["A"]);
 }

@@ -2,36 +2,9 @@
 //! imported and simulated, gives the cycle count of `fuseflow run`; bad files give one line and
 //! a non-zero exit code.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_fuseflow"))
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fuseflow-cli-comal-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = bin().args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-fn example(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name).to_string_lossy().into()
-}
-
-fn json(out: &str) -> serde_json::Value {
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
+use common::{cli, example_path, fails_with, json, tmpdir};
 
 /// Compiles `program` under `order` for Comal, simulates the export, and compares the cycle
 /// count with `fuseflow run --json` for the same program and order.
@@ -40,16 +13,16 @@ fn same_cycles(program: &str, order: &str, tag: &str) {
     let out = dir.join("export");
     let out_s = out.to_string_lossy().to_string();
     let (code, stdout, err) =
-        run(&["compile", &example(program), "--order", order, "--emit", "comal", "--out", &out_s]);
+        cli(&["compile", &example_path(program), "--order", order, "--emit", "comal", "--out", &out_s]);
     assert_eq!(code, 0, "compile: {err}");
     assert!(stdout.contains("graph.bin"), "{stdout}");
     let graph = out.join("graph.bin").to_string_lossy().to_string();
     let dump = dir.join("outputs").to_string_lossy().to_string();
     let (code, stdout, err) =
-        run(&["simulate", "--comal", &graph, "--data", &out_s, "--json", "--dump-outputs", &dump]);
+        cli(&["simulate", "--comal", &graph, "--data", &out_s, "--json", "--dump-outputs", &dump]);
     assert_eq!(code, 0, "simulate: {err}");
     let via = json(&stdout);
-    let (code, stdout, err) = run(&["run", &example(program), "--order", order, "--json"]);
+    let (code, stdout, err) = cli(&["run", &example_path(program), "--order", order, "--json"]);
     assert_eq!(code, 0, "run: {err}");
     let direct = json(&stdout);
     assert!(via["cycles"].as_u64().unwrap() > 0);
@@ -62,7 +35,7 @@ fn same_cycles(program: &str, order: &str, tag: &str) {
         .collect();
     assert!(names.iter().any(|n| n.ends_with("_mode_vals")), "{names:?}");
     // The text report names the cycles too.
-    let (code, stdout, _) = run(&["simulate", "--comal", &graph, "--data", &out_s]);
+    let (code, stdout, _) = cli(&["simulate", "--comal", &graph, "--data", &out_s]);
     assert_eq!(code, 0);
     assert!(stdout.contains(&format!("cycles       {}", direct["cycles"])), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -74,17 +47,6 @@ fn compile_then_simulate_matches_run() {
     same_cycles("spmv.ff", "i,j", "spmv");
     same_cycles("sddmm.ff", "i,j,k", "sddmm");
     same_cycles("add.ff", "i,j", "add");
-}
-
-/// Asserts a clean failure with one stderr line containing every needle.
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let (code, _, err) = run(args);
-    assert_ne!(code, 0, "{args:?} succeeded");
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: {err:?} lacks {n:?}");
-    }
 }
 
 #[test]
@@ -102,13 +64,16 @@ fn bad_files_and_arguments_fail_with_one_line() {
     // A valid graph whose tensor directory lacks the data.
     let out = dir.join("export");
     let out_s = out.to_string_lossy().to_string();
-    let (code, _, err) = run(&["compile", &example("spmv.ff"), "--emit", "comal", "--out", &out_s]);
+    let (code, _, err) = cli(&["compile", &example_path("spmv.ff"), "--emit", "comal", "--out", &out_s]);
     assert_eq!(code, 0, "{err}");
     let graph = out.join("graph.bin").to_string_lossy().to_string();
     fails_with(&["simulate", "--comal", &graph, "--data", &dir_s], &["tensor_", "cannot read"]);
-    fails_with(&["compile", &example("spmv.ff"), "--emit", "dot", "--out", &out_s], &["--emit dot", "only `comal`"]);
     fails_with(
-        &["compile", &example("spmv.ff"), "--stmt", "3", "--emit", "comal", "--out", &out_s],
+        &["compile", &example_path("spmv.ff"), "--emit", "dot", "--out", &out_s],
+        &["--emit dot", "only `comal`"],
+    );
+    fails_with(
+        &["compile", &example_path("spmv.ff"), "--stmt", "3", "--emit", "comal", "--out", &out_s],
         &["statement 3 does not exist"],
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -121,13 +86,13 @@ fn later_statements_export_their_temporaries() {
     let dir = tmpdir("gcn");
     let out = dir.join("export");
     let out_s = out.to_string_lossy().to_string();
-    let (code, _, err) = run(&["compile", &example("gcn.ff"), "--stmt", "8", "--emit", "comal", "--out", &out_s]);
+    let (code, _, err) = cli(&["compile", &example_path("gcn.ff"), "--stmt", "8", "--emit", "comal", "--out", &out_s]);
     assert_eq!(code, 0, "compile: {err}");
     let graph = out.join("graph.bin").to_string_lossy().to_string();
-    let (code, stdout, err) = run(&["simulate", "--comal", &graph, "--data", &out_s, "--json"]);
+    let (code, stdout, err) = cli(&["simulate", "--comal", &graph, "--data", &out_s, "--json"]);
     assert_eq!(code, 0, "simulate: {err}");
     let via = json(&stdout);
-    let (code, stdout, err) = run(&["run", &example("gcn.ff"), "--json"]);
+    let (code, stdout, err) = cli(&["run", &example_path("gcn.ff"), "--json"]);
     assert_eq!(code, 0, "run: {err}");
     let direct = json(&stdout);
     let group = direct["groups"]

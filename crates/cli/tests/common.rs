@@ -43,3 +43,57 @@ pub fn run_all_orders(
     }
     out
 }
+
+// --- The `fuseflow` binary ---
+
+/// The `fuseflow` binary built for these tests.
+pub fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_fuseflow"))
+}
+
+/// Runs `fuseflow args...` and returns (exit code, stdout, stderr).
+pub fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = bin().args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Asserts a clean failure: exit code 2, no panic, and a single stderr line containing every
+/// `needle`.
+pub fn fails_with(args: &[&str], needles: &[&str]) {
+    let (code, _, err) = cli(args);
+    assert_eq!(code, 2, "{args:?}: exit code {code}: {err}");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: {err:?} lacks {n:?}");
+    }
+}
+
+/// A fresh temporary directory for this test process.
+pub fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fuseflow-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes `text` to `dir/name`; returns the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into()
+}
+
+/// The path of an example program.
+pub fn example_path(name: &str) -> String {
+    examples_dir().join(name).to_string_lossy().into()
+}
+
+/// Parses one JSON document.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+}

@@ -237,6 +237,8 @@ fn depth_one_deadlock_names_its_channels() {
     assert!(err.starts_with("deadlock at cycle"), "{err}");
     // e.g. "n3 scan_compressed (B_k) full [out0=c5 s4 B_k.crd -> n7 intersect in2, waiting on c9 s8 A_k.crd]"
     assert!(err.contains(".crd") || err.contains(".ref"), "{err}");
+    // The wait-for cycle, as a chain of channels from a node back to itself.
+    assert!(err.contains("cycle of channels: n") && err.contains(" full]-> n"), "{err}");
 }
 
 #[test]

@@ -15,6 +15,7 @@ mod share;
 mod text;
 mod verify;
 
+pub use dot::NodeStyle;
 pub use op::{AluOp, JoinKind, Op, ReduceKind, ScalarOp};
 pub use verify::VerifyError;
 

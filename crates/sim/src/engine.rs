@@ -9,10 +9,14 @@ use fuseflow_tensor::{Format, LevelData, LevelFormat, Tensor};
 use crate::io::{Io, Primitive};
 use crate::memory::{MemoryConfig, Sharing};
 use crate::prims::{self, scan::LevelSource};
+use crate::trace::{Trace, TraceLog, Traced};
 use crate::{Channel, SimError, Written};
 
 /// Default soft cap on unbounded channels (see [`Network::run_with_soft_cap`]).
 pub const DEFAULT_SOFT_CAP: usize = 1024;
+
+/// Largest soft cap of a traced run (see [`SimConfig::trace`]).
+pub const TRACE_SOFT_CAP: usize = 16;
 
 /// Per-primitive timing: initiation interval and output latency, in cycles.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -60,6 +64,10 @@ pub struct SimConfig {
     /// Scheduling granularity: tokens an unbounded channel may hold before its producer
     /// yields to other nodes. Affects speed and memory only, never cycles or outputs.
     pub soft_cap: usize,
+    /// Record activation spans (see [`crate::trace`]), at most this many; `None` = off.
+    /// A traced run uses a soft cap of at most [`TRACE_SOFT_CAP`], so that activations, and
+    /// with them spans, are short; cycles and outputs are the same.
+    pub trace: Option<usize>,
 }
 
 impl Default for SimConfig {
@@ -72,6 +80,7 @@ impl Default for SimConfig {
             clock_mhz: DEFAULT_CLOCK_MHZ,
             max_cycles: 1 << 40,
             soft_cap: DEFAULT_SOFT_CAP,
+            trace: None,
         }
     }
 }
@@ -86,15 +95,19 @@ pub struct NodeStats {
     pub name: String,
     /// Primitive kind.
     pub kind: String,
-    /// Fires (busy cycles at II 1).
+    /// Fires.
     pub fires: u64,
+    /// Cycles spent firing: fires × initiation interval.
+    pub busy: u64,
     /// Cycles lost waiting for inputs.
     pub stall_in: u64,
     /// Cycles lost waiting for output space.
     pub stall_out: u64,
     /// Final local clock.
     pub finish: u64,
-    /// Tokens sent on all outputs.
+    /// Tokens received on all inputs.
+    pub tokens_in: u64,
+    /// Tokens sent on all outputs (counted once per consuming channel).
     pub tokens_out: u64,
     /// Arithmetic operations (ALUs, reducers, accumulators).
     pub ops: u64,
@@ -298,11 +311,100 @@ impl Network {
             }
         }
         let cycle = self.slots.iter().map(|s| s.t).max().unwrap_or(0);
+        let chain = match self.wait_cycle() {
+            Some(edges) => {
+                let node = |i: usize| match self.slots[i].name.as_str() {
+                    "" => format!("n{i} {}", self.slots[i].kind),
+                    name => format!("n{i} {} ({name})", self.slots[i].kind),
+                };
+                let mut text = node(edges[0].0);
+                for &(_, c, full, to) in &edges {
+                    let state = if full { "full" } else { "empty" };
+                    text.push_str(&format!(" -[{} {state}]-> {}", self.channel_name(c), node(to)));
+                }
+                format!("cycle of channels: {text}")
+            }
+            None => "no cycle of waiting nodes found".to_string(),
+        };
         let detail = format!(
-            "blocked on full channels: {}; {waiting} more nodes waiting for input",
+            "{chain}; blocked on full channels: {}; {waiting} more nodes waiting for input",
             if blocked.is_empty() { "none".to_string() } else { blocked.join(", ") }
         );
         SimError::Deadlock { cycle, detail }
+    }
+
+    /// The shortest cycle of the wait-for graph of a stuck network, as edges
+    /// `(from, channel, full, to)`: a node blocked on a full output channel waits for the
+    /// channel's consumer (`full`), a node with an empty input channel waits for its producer.
+    /// Finished nodes wait for nothing and are not waited for. Ties go to the lowest node index.
+    fn wait_cycle(&self) -> Option<Vec<(usize, u32, bool, usize)>> {
+        let n = self.slots.len();
+        let mut producer = vec![usize::MAX; self.chans.len()];
+        let mut consumer = vec![usize::MAX; self.chans.len()];
+        for (i, s) in self.slots.iter().enumerate() {
+            for &c in s.outs.iter().flatten() {
+                producer[c as usize] = i;
+            }
+            for &c in &s.ins {
+                consumer[c as usize] = i;
+            }
+        }
+        let live = |i: usize| i < n && !self.slots[i].done;
+        let edges: Vec<Vec<(u32, bool, usize)>> = (0..n)
+            .map(|i| {
+                if !live(i) {
+                    return Vec::new();
+                }
+                let s = &self.slots[i];
+                let full = s
+                    .outs
+                    .iter()
+                    .flatten()
+                    .filter(|&&c| self.chans[c as usize].is_full())
+                    .map(|&c| (c, true, consumer[c as usize]));
+                let empty = s
+                    .ins
+                    .iter()
+                    .filter(|&&c| self.chans[c as usize].is_empty())
+                    .map(|&c| (c, false, producer[c as usize]));
+                full.chain(empty).filter(|&(_, _, to)| live(to)).collect()
+            })
+            .collect();
+        let mut best: Option<Vec<(usize, u32, bool, usize)>> = None;
+        for start in 0..n {
+            // Breadth-first search for the shortest path from `start` back to itself.
+            let mut from: Vec<Option<(usize, u32, bool)>> = vec![None; n];
+            let mut queue = std::collections::VecDeque::from([start]);
+            let mut seen = vec![false; n];
+            seen[start] = true;
+            let mut closing = None;
+            'search: while let Some(u) = queue.pop_front() {
+                for &(c, full, v) in &edges[u] {
+                    if v == start {
+                        closing = Some((u, c, full));
+                        break 'search;
+                    }
+                    if !seen[v] {
+                        seen[v] = true;
+                        from[v] = Some((u, c, full));
+                        queue.push_back(v);
+                    }
+                }
+            }
+            let Some((last, c, full)) = closing else { continue };
+            let mut path = vec![(last, c, full, start)];
+            let mut v = last;
+            while v != start {
+                let (u, c, full) = from[v].expect("BFS predecessor");
+                path.push((u, c, full, v));
+                v = u;
+            }
+            path.reverse();
+            if best.as_ref().is_none_or(|b| path.len() < b.len()) {
+                best = Some(path);
+            }
+        }
+        best
     }
 
     /// What node `i` wrote (sinks only); takes the data out.
@@ -318,9 +420,11 @@ impl Network {
                 name: s.name.clone(),
                 kind: s.kind.clone(),
                 fires: s.fires,
+                busy: s.fires.saturating_mul(s.ii),
                 stall_in: s.stall_in,
                 stall_out: s.stall_out,
                 finish: s.t,
+                tokens_in: s.ins.iter().map(|&c| self.chans[c as usize].pushed).sum(),
                 tokens_out: s.outs.iter().flatten().map(|&c| self.chans[c as usize].pushed).sum(),
                 ops: s.prim.ops(),
                 bytes_read: s.prim.traffic().0,
@@ -389,6 +493,8 @@ pub struct SimReport {
     pub nodes: Vec<NodeStats>,
     /// Output tensors as written (every level compressed, mode order = written dims).
     pub outputs: BTreeMap<String, Tensor>,
+    /// Activation spans, when [`SimConfig::trace`] asked for them.
+    pub trace: Option<Trace>,
 }
 
 impl SimReport {
@@ -418,13 +524,17 @@ pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimC
     if let Some(m) = config.memory.as_ref().filter(|m| m.sharing == Sharing::Demand) {
         let probe =
             SimConfig { memory: Some(MemoryConfig { sharing: Sharing::Private, ..m.clone() }), ..config.clone() };
-        let mut net = build(graph, &arrays, &probe, &Shares::Even)?;
+        let mut net = build(graph, &arrays, &probe, &Shares::Even, None)?;
         net.run_with_soft_cap(config.max_cycles, config.soft_cap)?;
         shares = Shares::Weighted(net.port_bytes());
     }
-    let mut net = build(graph, &arrays, config, &shares)?;
-    let cycles = net.run_with_soft_cap(config.max_cycles, config.soft_cap)?;
-    report(graph, config, net, cycles)
+    let log = config.trace.map(|limit| TraceLog::new(Trace { limit, ..Trace::default() }.into()));
+    let mut net = build(graph, &arrays, config, &shares, log.as_ref())?;
+    let soft_cap = if log.is_some() { config.soft_cap.min(TRACE_SOFT_CAP) } else { config.soft_cap };
+    let cycles = net.run_with_soft_cap(config.max_cycles, soft_cap)?;
+    let mut r = report(graph, config, net, cycles)?;
+    r.trace = log.map(|l| l.take());
+    Ok(r)
 }
 
 /// How memory ports are sized.
@@ -476,6 +586,7 @@ fn build(
     arrays: &BTreeMap<&str, TensorArrays>,
     config: &SimConfig,
     shares: &Shares,
+    trace: Option<&TraceLog>,
 ) -> Result<Network, SimError> {
     let lookup = |name: &str| {
         arrays
@@ -581,6 +692,13 @@ fn build(
             }),
         };
         let kind = node.op.kind_name();
+        let prim = match trace {
+            Some(log) => {
+                let ports = (node.ins.len(), node.outs.len());
+                Box::new(Traced::new(prim, log.clone(), i as u32, ports, config.timing.of(kind).0))
+            }
+            None => prim,
+        };
         net.add(
             prim,
             std::mem::take(&mut in_chans[i]),
@@ -666,5 +784,6 @@ fn report(graph: &Graph, config: &SimConfig, mut net: Network, cycles: u64) -> R
         clock_mhz: config.clock_mhz,
         nodes,
         outputs,
+        trace: None,
     })
 }

@@ -268,10 +268,20 @@ impl HwConfig {
         }
     }
 
-    /// A preset name or the path of a TOML file (what a `--hw` flag takes).
+    /// A preset name or the path of a TOML file (what a `--hw` flag takes). A bare word that
+    /// is neither a preset nor an existing file is reported as an unknown preset.
     pub fn from_spec(spec: &str) -> Result<HwConfig, HwError> {
+        let bare = !spec.contains(['/', '\\', '.']);
         if PRESETS.contains(&spec) {
             HwConfig::preset(spec)
+        } else if bare && !Path::new(spec).exists() {
+            Err(HwError {
+                key: None,
+                message: format!(
+                    "unknown hardware preset `{spec}` (presets: {}; or the path of a TOML file)",
+                    PRESETS.join(", ")
+                ),
+            })
         } else {
             HwConfig::load(spec)
         }
@@ -490,6 +500,10 @@ mod tests {
         assert_eq!(r.channel_capacity, Some(16));
         assert_eq!(r.memory.as_ref().unwrap().granularity, 64);
         assert!(HwConfig::preset("tpu").unwrap_err().to_string().contains("unknown hardware preset `tpu`"));
+        let e = HwConfig::from_spec("tpu").unwrap_err().to_string();
+        assert!(e.contains("unknown hardware preset `tpu`") && e.contains("TOML file"), "{e}");
+        let e = HwConfig::from_spec("no/such.toml").unwrap_err().to_string();
+        assert!(e.starts_with("no/such.toml: cannot read"), "{e}");
     }
 
     #[test]

@@ -15,13 +15,17 @@ mod io;
 pub mod memory;
 pub mod prims;
 mod token;
+pub mod trace;
 
 pub use channel::Channel;
-pub use engine::{simulate, Network, NodeStats, SimConfig, SimReport, TensorTraffic, Timing, DEFAULT_CLOCK_MHZ};
+pub use engine::{
+    simulate, Network, NodeStats, SimConfig, SimReport, TensorTraffic, Timing, DEFAULT_CLOCK_MHZ, TRACE_SOFT_CAP,
+};
 pub use hw::{HwConfig, HwError};
 pub use io::{Io, Primitive};
 pub use memory::{MemoryConfig, Sharing};
 pub use token::Token;
+pub use trace::{Span, Trace};
 
 /// What a sink node recorded.
 #[derive(Debug, Clone, PartialEq)]
