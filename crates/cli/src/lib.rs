@@ -195,12 +195,19 @@ pub fn compile_statement(p: &CheckedProgram, stmt: usize, cfg: &RunConfig) -> Re
 }
 
 /// Compiles every group of the configured fusion granularity.
+///
+/// Row sharing (see [`LowerOptions::row_sharing`]) needs channels that hold a row, so with
+/// finite FIFOs a fused row reduction iterates its row in a loop of its own instead.
 pub fn compile_groups(p: &CheckedProgram, cfg: &RunConfig) -> Result<Vec<GroupKernel>, DriverError> {
     let groups = plan(p, &cfg.fusion)?;
+    let mut lower = cfg.lower.clone();
+    if cfg.sim.channel_capacity.is_some() || cfg.sim.input_capacity.values().any(|c| c.is_some()) {
+        lower.row_sharing = false;
+    }
     let mut out = Vec::new();
     for (i, g) in groups.iter().enumerate() {
         let order = cfg.group_orders.get(&i).or(cfg.order.as_ref());
-        out.push(lower_group(p, g, order.map(|o| o.as_slice()), &cfg.lower)?);
+        out.push(lower_group(p, g, order.map(|o| o.as_slice()), &lower)?);
     }
     if let Some(order) = &cfg.order {
         if !out.iter().any(|k| k.orders.contains(order)) {

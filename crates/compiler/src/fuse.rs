@@ -379,7 +379,7 @@ pub fn group_orders(
     opts: &LowerOptions,
 ) -> Result<Vec<Vec<Vec<String>>>, CompileError> {
     let mut first = None;
-    for share in Sharing::modes(opts) {
+    for &share in Sharing::modes(opts) {
         match group_orders_with(p, group, cap, opts, share) {
             Ok(o) => return Ok(o),
             Err(e) => {
@@ -421,7 +421,7 @@ pub fn lower_group(
     opts: &LowerOptions,
 ) -> Result<GroupKernel, CompileError> {
     let mut first = None;
-    for share in Sharing::modes(opts) {
+    for &share in Sharing::modes(opts) {
         match lower_group_with(p, group, order, opts, share) {
             Ok(k) => return Ok(k),
             Err(e) => {
