@@ -688,11 +688,10 @@ pub(crate) fn estimate(t: &Tree, order: &[Var]) -> Option<f64> {
     let mut cost: f64 = space.iter().map(|sp| volume(sp)).sum();
     // Sparse accumulators buffer and re-sort what scalar reducers stream: charge their operand
     // volume once per level they keep inside the reduced variable.
-    for (n, node) in sorted.nodes.iter().enumerate() {
+    for node in &sorted.nodes {
         if let Kind::Reduce { var, child, .. } = node.kind {
             let inner = space[child].iter().filter(|&&v| pos[v] > pos[var]).count();
             cost += volume(&space[child]) * inner as f64;
-            let _ = n;
         }
     }
     Some(cost)
