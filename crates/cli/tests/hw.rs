@@ -43,7 +43,8 @@ fn report(file: &str, sim: &SimConfig) -> Result<SimReport, SimError> {
     simulate(&k.graph, &tensors, sim)
 }
 
-const EXAMPLES: [&str; 6] = ["spmm_gustavson.ff", "spmm_inner.ff", "spmm_outer.ff", "add.ff", "mttkrp.ff", "sddmm.ff"];
+const EXAMPLES: [&str; 7] =
+    ["spmv.ff", "spmm_gustavson.ff", "spmm_inner.ff", "spmm_outer.ff", "add.ff", "mttkrp.ff", "sddmm.ff"];
 
 #[test]
 fn config_files_are_the_presets() {
