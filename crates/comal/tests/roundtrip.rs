@@ -41,15 +41,15 @@ fn fused_groups_round_trip_exactly() {
     for path in example_programs() {
         // A whole fused decoder block recomputes its key and value projections per query
         // (hundreds of millions of tokens, too slow in a debug build); its unfused kernels are
-        // covered by the test above.
+        // covered by the test above and its layer-wise groups here.
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name == "gpt3_decoder.ff" {
-            continue;
-        }
         let p = load(&path);
         for (fusion, row_sharing) in
             [(Fusion::Full, true), (Fusion::Full, false), (Fusion::Partial, true), (Fusion::Partial, false)]
         {
+            if name == "gpt3_decoder.ff" && fusion == Fusion::Full {
+                continue;
+            }
             let Ok(groups) = plan(&p, &fusion) else { continue };
             let mut tensors = inputs(&p, &path);
             let opts = LowerOptions { row_sharing, ..Default::default() };
