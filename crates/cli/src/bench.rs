@@ -1,15 +1,21 @@
-//! The simulator benchmarks behind `fuseflow bench`.
+//! The benchmarks behind `fuseflow bench`.
 //!
-//! Each benchmark is a program text compiled and simulated, by default with unbounded
-//! channels and ideal memory; throughput is tokens moved over channels per second of simulation wall time. Every
-//! run is also verified against the reference evaluator (outside the timed region).
+//! Simulator benchmarks ([`SUITE`]): each is a program text compiled and simulated, by default
+//! with unbounded channels and ideal memory; throughput is tokens moved over channels per second
+//! of simulation wall time. Every run is also verified against the reference evaluator (outside
+//! the timed region).
+//!
+//! Compile benchmarks ([`COMPILE_SUITE`]): a model at a preset and a fusion granularity, timing
+//! the plan and the lowering of every group ([`crate::compile_groups`]); nothing is simulated.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Instant;
 
+use fuseflow_compiler::Fusion;
 use fuseflow_sim::SimConfig;
 
-use crate::{run, DriverError, RunConfig};
+use crate::{compile_groups, run, DriverError, RunConfig};
 
 /// One benchmark definition.
 pub struct Bench {
@@ -46,6 +52,8 @@ pub const SUITE: &[Bench] = &[
 pub struct BenchResult {
     /// Benchmark name.
     pub name: String,
+    /// `"simulate"` (tells these apart from [`CompileResult`]s in `fuseflow bench --json`).
+    pub kind: &'static str,
     /// Tokens moved over channels.
     pub tokens: u64,
     /// Simulated cycles.
@@ -80,6 +88,7 @@ pub fn run_suite_with(reps: usize, sim: &SimConfig) -> Result<Vec<BenchResult>, 
             let r = run(&prog, Path::new("."), &cfg)?;
             let res = BenchResult {
                 name: b.name.to_string(),
+                kind: "simulate",
                 tokens: r.tokens,
                 cycles: r.cycles,
                 wall_seconds: r.sim_seconds,
@@ -93,4 +102,101 @@ pub fn run_suite_with(reps: usize, sim: &SimConfig) -> Result<Vec<BenchResult>, 
         out.extend(best);
     }
     Ok(out)
+}
+
+/// The GPT-3 decoder block of `examples/gpt3_decoder.ff`.
+const GPT3_DECODER: &str = include_str!("../../../examples/gpt3_decoder.ff");
+
+/// One compile-only benchmark: a program at a preset and a fusion granularity.
+pub struct CompileBench {
+    /// Name.
+    pub name: &'static str,
+    /// File name the program is reported under (errors name it).
+    pub file: &'static str,
+    /// Program text.
+    pub program: &'static str,
+    /// The program's `preset` line to apply.
+    pub preset: &'static str,
+    /// Fusion granularity (`unfused`, `partial`, `full` or explicit groups).
+    pub fusion: &'static str,
+}
+
+/// The compile benchmarks: the GPT-3 decoder block at paper scale (issue 3 asks that it compile
+/// in under a second) at every granularity.
+pub const COMPILE_SUITE: &[CompileBench] = &[
+    CompileBench {
+        name: "compile_gpt3_paper_unfused",
+        file: "examples/gpt3_decoder.ff",
+        program: GPT3_DECODER,
+        preset: "paper",
+        fusion: "unfused",
+    },
+    CompileBench {
+        name: "compile_gpt3_paper_partial",
+        file: "examples/gpt3_decoder.ff",
+        program: GPT3_DECODER,
+        preset: "paper",
+        fusion: "partial",
+    },
+    CompileBench {
+        name: "compile_gpt3_paper_full",
+        file: "examples/gpt3_decoder.ff",
+        program: GPT3_DECODER,
+        preset: "paper",
+        fusion: "full",
+    },
+];
+
+/// One compile benchmark's measurement.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CompileResult {
+    /// Benchmark name.
+    pub name: String,
+    /// `"compile"`.
+    pub kind: &'static str,
+    /// The preset applied.
+    pub preset: String,
+    /// The fusion granularity.
+    pub fusion: String,
+    /// Graphs (fusion groups) compiled.
+    pub groups: usize,
+    /// Nodes over all graphs.
+    pub nodes: usize,
+    /// Streams over all graphs.
+    pub streams: usize,
+    /// Wall time of planning and lowering every group (best of the repetitions); parsing and
+    /// checking the program are not included.
+    pub wall_seconds: f64,
+}
+
+/// Compiles every [`COMPILE_SUITE`] entry `reps` times and keeps the fastest.
+pub fn run_compile_suite(reps: usize) -> Result<Vec<CompileResult>, DriverError> {
+    COMPILE_SUITE.iter().map(|b| run_compile_bench(b, reps)).collect()
+}
+
+/// Plans and lowers every group of `b` `reps` times; reports the fastest.
+pub fn run_compile_bench(b: &CompileBench, reps: usize) -> Result<CompileResult, DriverError> {
+    let overrides = fuseflow_ir::Overrides { preset: Some(b.preset.to_string()), params: BTreeMap::new() };
+    let prog = fuseflow_ir::check(fuseflow_ir::parse_with(b.program, b.file, &overrides)?)?;
+    let fusion: Fusion = b.fusion.parse().map_err(|message| DriverError::Tensor { tensor: b.file.into(), message })?;
+    let cfg = RunConfig { fusion, ..RunConfig::default() };
+    let time = || -> Result<(f64, Vec<fuseflow_compiler::GroupKernel>), DriverError> {
+        let start = Instant::now();
+        let kernels = compile_groups(&prog, &cfg)?;
+        Ok((start.elapsed().as_secs_f64(), kernels))
+    };
+    let (mut wall_seconds, kernels) = time()?;
+    for _ in 1..reps {
+        wall_seconds = wall_seconds.min(time()?.0);
+    }
+    Ok(CompileResult {
+        name: b.name.to_string(),
+        kind: "compile",
+        preset: b.preset.to_string(),
+        fusion: b.fusion.to_string(),
+        groups: kernels.len(),
+        nodes: kernels.iter().map(|k| k.graph.nodes.len()).sum(),
+        streams: kernels.iter().map(|k| k.graph.streams.len()).sum(),
+        wall_seconds,
+    })
 }

@@ -1,6 +1,7 @@
 //! The `fuseflow` command: the only place that prints and sets exit codes.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -9,6 +10,47 @@ use clap::{Parser, Subcommand};
 use fuseflow::observe::{self, Observed, DEFAULT_TRACE_LIMIT};
 use fuseflow::{compile_statement, run, RunConfig};
 use fuseflow_sim::{HwConfig, SimConfig, TensorTraffic};
+
+/// Writing to stdout failed. A closed pipe (`fuseflow graph ... | head`) is not an error: the
+/// command stops printing and exits as it would have (see [`finish`]).
+#[derive(Debug)]
+struct StdoutError(std::io::Error);
+
+impl std::fmt::Display for StdoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "writing to stdout: {}", self.0)
+    }
+}
+
+impl std::error::Error for StdoutError {}
+
+/// Whether `e` is a write to a stdout whose reader has gone.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<StdoutError>().is_some_and(|StdoutError(io)| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// `Ok(code)` when everything was printed or the reader closed the pipe early; other errors
+/// propagate.
+fn finish(printed: Result<()>, code: ExitCode) -> Result<ExitCode> {
+    match printed {
+        Err(e) if !is_broken_pipe(&e) => Err(e),
+        _ => Ok(code),
+    }
+}
+
+/// `println!` that returns a [`StdoutError`] instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err(StdoutError)?
+    };
+}
+
+/// `print!` that returns a [`StdoutError`] instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write!(std::io::stdout().lock(), $($arg)*).map_err(StdoutError)?
+    };
+}
 
 #[derive(Parser)]
 #[command(
@@ -28,7 +70,11 @@ struct ProgramArgs {
     /// Dataflow order, outermost first, e.g. `i,k,j`.
     #[arg(long, value_delimiter = ',')]
     order: Option<Vec<String>>,
-    /// Override a `param` of the program: `--param N=100` (repeatable).
+    /// Apply a `preset` line of the program, e.g. `--preset paper` (the paper-scale shapes of
+    /// the models in examples/). Explicit `--param` values (and `run --dataset`) win over it.
+    #[arg(long, value_name = "NAME")]
+    preset: Option<String>,
+    /// Override a `param` of the program: `--param N=100` (repeatable; wins over `--preset`).
     #[arg(long = "param", value_parser = parse_param)]
     params: Vec<(String, i64)>,
     /// Disable the locate optimisation (dense ∩ sparse by lookup).
@@ -106,7 +152,8 @@ enum Cmd {
         max_cycles: u64,
         /// Graph dataset for graph models: a name (`karate`, `cora-synth`, ... see
         /// `fuseflow datasets`) or a path (.mtx, .npz, edge list, Planetoid or OGB directory).
-        /// Sets the program's `N`, `F` and `C` params when declared and binds the adjacency.
+        /// Sets the program's `N`, `F` and `C` params when declared (over `--preset`, under
+        /// `--param`) and binds the adjacency.
         #[arg(long)]
         dataset: Option<String>,
         /// Input tensor that receives the dataset's adjacency.
@@ -208,9 +255,12 @@ fn parse_param(s: &str) -> Result<(String, i64), String> {
     Ok((k.trim().to_string(), v))
 }
 
+/// Loads the program: declared defaults, then `--preset`, then `--param` (the last of repeated
+/// ones wins).
 fn load(args: &ProgramArgs) -> Result<fuseflow_ir::CheckedProgram> {
-    let params: BTreeMap<String, i64> = args.params.iter().cloned().collect();
-    Ok(fuseflow_ir::load(&args.program, &params)?)
+    let overrides =
+        fuseflow_ir::Overrides { preset: args.preset.clone(), params: args.params.iter().cloned().collect() };
+    Ok(fuseflow_ir::load_with(&args.program, &overrides)?)
 }
 
 /// Names declared by `param` lines of a program file.
@@ -290,18 +340,22 @@ fn print_memory(
     peak: Option<u64>,
     utilisation: Option<f64>,
     tensors: Option<&BTreeMap<String, TensorTraffic>>,
-) {
-    let (Some(peak), Some(u)) = (peak, utilisation) else { return };
-    println!(
+) -> Result<()> {
+    let (Some(peak), Some(u)) = (peak, utilisation) else { return Ok(()) };
+    outln!(
         "memory       {mem_requests} requests, {mem_bytes} bytes moved, bandwidth utilisation {:.2}% of {peak} B/cycle",
         100.0 * u
     );
     for (name, t) in tensors.into_iter().flatten() {
-        println!(
+        outln!(
             "  tensor {name:<8} read {} B  written {} B  requests {}  moved {} B",
-            t.bytes_read, t.bytes_written, t.mem_requests, t.mem_bytes
+            t.bytes_read,
+            t.bytes_written,
+            t.mem_requests,
+            t.mem_bytes
         );
     }
+    Ok(())
 }
 
 /// Writes `text` to `path`, naming the file on failure.
@@ -354,10 +408,10 @@ fn write_observations(
 }
 
 /// Text lines for the files written.
-fn print_observations(written: &[(String, serde_json::Value)]) {
+fn print_observations(written: &[(String, serde_json::Value)]) -> Result<()> {
     for (what, v) in written {
         match what.as_str() {
-            "stats" => println!(
+            "stats" => outln!(
                 "stats        {} ({} nodes in {} groups)",
                 v["file"].as_str().unwrap_or(""),
                 v["nodes"],
@@ -372,7 +426,7 @@ fn print_observations(written: &[(String, serde_json::Value)]) {
                 } else {
                     String::new()
                 };
-                println!(
+                outln!(
                     "trace        {} ({} spans, {} bytes{note})",
                     v["file"].as_str().unwrap_or(""),
                     v["spans"],
@@ -381,10 +435,11 @@ fn print_observations(written: &[(String, serde_json::Value)]) {
             }
             _ => {
                 let files: Vec<&str> = v["files"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
-                println!("dot          {}", files.join(" "));
+                outln!("dot          {}", files.join(" "));
             }
         }
     }
+    Ok(())
 }
 
 /// `--json` output: the report with the hardware and the files written.
@@ -421,14 +476,16 @@ fn main() -> ExitCode {
             }
             // One line, like every other error.
             let text = e.to_string();
-            eprintln!("{}", text.lines().next().unwrap_or("invalid arguments"));
+            let _ = writeln!(std::io::stderr(), "{}", text.lines().next().unwrap_or("invalid arguments"));
             return ExitCode::from(2);
         }
     };
     match real_main(cli) {
         Ok(code) => code,
+        // The reader of our output has gone (`fuseflow graph ... | head`): nothing to report.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::from(2)
         }
     }
@@ -475,70 +532,79 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             cfg.abs_tol = abs_tol;
             let r = run(&p, &base_dir(&prog.program), &cfg)?;
             let written = write_observations(&obs, &r.program, &hw, &observe::groups(&r))?;
-            if json {
-                println!("{}", json_with(&r, &hw, written)?);
-            } else {
-                println!("program      {} (fusion {})", r.program, r.fusion);
-                println!("hardware     {}", describe_hw(&hw, &hw_args));
-                for g in &r.groups {
-                    let v = match g.verified {
-                        Some(true) => "verified".to_string(),
-                        Some(false) => format!("MISMATCH ({})", g.mismatch.clone().unwrap_or_default()),
-                        None => "not verified (--no-verify)".to_string(),
-                    };
-                    let orders: Vec<String> = g.orders.iter().map(|o| o.join(",")).collect();
-                    let stmts: Vec<String> = g.statements.iter().map(|s| s.to_string()).collect();
-                    let mem = match g.bandwidth_utilisation {
-                        Some(u) => {
-                            format!("  mem requests {} bytes {} util {:.2}%", g.mem_requests, g.mem_bytes, 100.0 * u)
+            let code = if r.checked && r.verified { ExitCode::SUCCESS } else { ExitCode::from(1) };
+            let printed = (|| -> Result<()> {
+                if json {
+                    outln!("{}", json_with(&r, &hw, written)?);
+                } else {
+                    outln!("program      {} (fusion {})", r.program, r.fusion);
+                    outln!("hardware     {}", describe_hw(&hw, &hw_args));
+                    for g in &r.groups {
+                        let v = match g.verified {
+                            Some(true) => "verified".to_string(),
+                            Some(false) => format!("MISMATCH ({})", g.mismatch.clone().unwrap_or_default()),
+                            None => "not verified (--no-verify)".to_string(),
+                        };
+                        let orders: Vec<String> = g.orders.iter().map(|o| o.join(",")).collect();
+                        let stmts: Vec<String> = g.statements.iter().map(|s| s.to_string()).collect();
+                        let mem = match g.bandwidth_utilisation {
+                            Some(u) => {
+                                format!(
+                                    "  mem requests {} bytes {} util {:.2}%",
+                                    g.mem_requests,
+                                    g.mem_bytes,
+                                    100.0 * u
+                                )
+                            }
+                            None => String::new(),
+                        };
+                        outln!(
+                            "group [{}] -> {}  order {}  cycles {}  tokens {}  flops {}  bytes r/w {}/{}{mem}  {v}",
+                            stmts.join(","),
+                            g.outputs.join(","),
+                            orders.join(" | "),
+                            g.cycles,
+                            g.tokens,
+                            g.flops,
+                            g.bytes_read,
+                            g.bytes_written
+                        );
+                    }
+                    outln!("cycles       {}", r.cycles);
+                    outln!("tokens       {}", r.tokens);
+                    outln!("flops        {}", r.flops);
+                    outln!("offchip      {} bytes", r.offchip_bytes);
+                    print_memory(
+                        r.mem_requests,
+                        r.mem_bytes,
+                        r.peak_bytes_per_cycle,
+                        r.bandwidth_utilisation,
+                        r.tensors.as_ref(),
+                    )?;
+                    let kinds: Vec<String> = r.primitives.iter().map(|(k, n)| format!("{k}={n}")).collect();
+                    outln!("primitives   {}", kinds.join(" "));
+                    outln!("max error    {:e}", r.max_abs_error);
+                    outln!(
+                        "sim time     {:.3} s ({:.1} M tokens/s)",
+                        r.sim_seconds,
+                        r.tokens as f64 / r.sim_seconds.max(1e-12) / 1e6
+                    );
+                    outln!("wall time    {:.3} s", r.wall_seconds);
+                    print_observations(&written)?;
+                    outln!(
+                        "result       {}",
+                        if !r.checked {
+                            "NOT VERIFIED (verification disabled by --no-verify)"
+                        } else if r.verified {
+                            "verified against the reference evaluator"
+                        } else {
+                            "MISMATCH against the reference evaluator"
                         }
-                        None => String::new(),
-                    };
-                    println!(
-                        "group [{}] -> {}  order {}  cycles {}  tokens {}  flops {}  bytes r/w {}/{}{mem}  {v}",
-                        stmts.join(","),
-                        g.outputs.join(","),
-                        orders.join(" | "),
-                        g.cycles,
-                        g.tokens,
-                        g.flops,
-                        g.bytes_read,
-                        g.bytes_written
                     );
                 }
-                println!("cycles       {}", r.cycles);
-                println!("tokens       {}", r.tokens);
-                println!("flops        {}", r.flops);
-                println!("offchip      {} bytes", r.offchip_bytes);
-                print_memory(
-                    r.mem_requests,
-                    r.mem_bytes,
-                    r.peak_bytes_per_cycle,
-                    r.bandwidth_utilisation,
-                    r.tensors.as_ref(),
-                );
-                let kinds: Vec<String> = r.primitives.iter().map(|(k, n)| format!("{k}={n}")).collect();
-                println!("primitives   {}", kinds.join(" "));
-                println!("max error    {:e}", r.max_abs_error);
-                println!(
-                    "sim time     {:.3} s ({:.1} M tokens/s)",
-                    r.sim_seconds,
-                    r.tokens as f64 / r.sim_seconds.max(1e-12) / 1e6
-                );
-                println!("wall time    {:.3} s", r.wall_seconds);
-                print_observations(&written);
-                println!(
-                    "result       {}",
-                    if !r.checked {
-                        "NOT VERIFIED (verification disabled by --no-verify)"
-                    } else if r.verified {
-                        "verified against the reference evaluator"
-                    } else {
-                        "MISMATCH against the reference evaluator"
-                    }
-                );
-            }
-            Ok(if r.checked && r.verified { ExitCode::SUCCESS } else { ExitCode::from(1) })
+                Ok(())
+            })();
+            finish(printed, code)
         }
         Cmd::Graph { prog, stmt, dot } => {
             let p = load(&prog)?;
@@ -556,9 +622,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 groups.swap_remove(stmt).graph
             };
             if dot {
-                print!("{}", graph.to_dot(|_| None));
+                out!("{}", graph.to_dot(|_| None));
             } else {
-                print!("{}", graph.to_text());
+                out!("{}", graph.to_text());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -568,13 +634,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             for s in 0..p.stmts.len() {
                 let orders = fuseflow_compiler::legal_orders(&p, s, cap, &cfg.lower)?;
                 let list: Vec<String> = orders.iter().map(|o| o.join(",")).collect();
-                println!("stmt {s} {}: {}", p.stmts[s].lhs.tensor, list.join("  "));
+                outln!("stmt {s} {}: {}", p.stmts[s].lhs.tensor, list.join("  "));
             }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Datasets => {
             for (name, description) in fuseflow_datasets::list() {
-                println!("{name:<20} {description}");
+                outln!("{name:<20} {description}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -591,14 +657,22 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Bench { json, reps, hw: hw_args } => {
             let hw = hardware(&hw_args, None)?;
             let results = fuseflow::bench::run_suite_with(reps, &hw.to_sim_config()).context("benchmark failed")?;
-            if json {
-                println!("{}", serde_json::to_string(&results)?);
-            } else {
+            let compiled = fuseflow::bench::run_compile_suite(reps).context("compile benchmark failed")?;
+            let code = if results.iter().all(|r| r.verified) { ExitCode::SUCCESS } else { ExitCode::from(1) };
+            let printed = (|| -> Result<()> {
+                if json {
+                    let mut all = serde_json::to_value(&results)?;
+                    if let Some(list) = all.as_array_mut() {
+                        list.extend(compiled.iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?);
+                    }
+                    outln!("{}", serde_json::to_string(&all)?);
+                    return Ok(());
+                }
                 if hw != HwConfig::default() || !hw_args.set.is_empty() {
-                    println!("hardware     {}", describe_hw(&hw, &hw_args));
+                    outln!("hardware     {}", describe_hw(&hw, &hw_args));
                 }
                 for r in &results {
-                    println!(
+                    outln!(
                         "{:<28} tokens {:>11}  cycles {:>10}  wall {:>8.4} s  {:>7.1} M tokens/s  {}",
                         r.name,
                         r.tokens,
@@ -608,8 +682,21 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                         if r.verified { "verified" } else { "MISMATCH" }
                     );
                 }
-            }
-            Ok(if results.iter().all(|r| r.verified) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+                for c in &compiled {
+                    outln!(
+                        "{:<28} compile only (preset {}, fusion {}): {} groups, {} nodes, {} streams  wall {:>8.4} s",
+                        c.name,
+                        c.preset,
+                        c.fusion,
+                        c.groups,
+                        c.nodes,
+                        c.streams,
+                        c.wall_seconds
+                    );
+                }
+                Ok(())
+            })();
+            finish(printed, code)
         }
     }
 }
@@ -644,7 +731,7 @@ fn comal_compile(prog: &ProgramArgs, stmt: usize, emit: &str, out: &Path, seed: 
         tensors.insert(name.clone(), t.convert(&decl.format).map_err(|e| anyhow!("{name}: {e}"))?);
     }
     fuseflow_comal::export_dir(&k.graph, &tensors, out)?;
-    println!(
+    outln!(
         "wrote {} ({} nodes, order {}) and {} input tensors",
         out.join(fuseflow_comal::GRAPH_FILE).display(),
         k.graph.nodes.len(),
@@ -700,14 +787,14 @@ fn comal_simulate(graph: &Path, data: &Path, sim: &SimConfig, out: &SimulateOut)
             "tensors": memory_on.then_some(&r.tensors),
             "outputs": outputs,
         });
-        println!("{}", json_with(v, out.hw, written)?);
+        outln!("{}", json_with(v, out.hw, written)?);
     } else {
-        println!("graph        {} ({} nodes)", g.name, g.nodes.len());
-        println!("hardware     {}", describe_hw(out.hw, out.hw_args));
-        println!("cycles       {}", r.cycles);
-        println!("tokens       {}", r.tokens);
-        println!("flops        {}", r.ops);
-        println!(
+        outln!("graph        {} ({} nodes)", g.name, g.nodes.len());
+        outln!("hardware     {}", describe_hw(out.hw, out.hw_args));
+        outln!("cycles       {}", r.cycles);
+        outln!("tokens       {}", r.tokens);
+        outln!("flops        {}", r.ops);
+        outln!(
             "offchip      {} bytes (read {}, written {})",
             r.bytes_read + r.bytes_written,
             r.bytes_read,
@@ -719,11 +806,11 @@ fn comal_simulate(graph: &Path, data: &Path, sim: &SimConfig, out: &SimulateOut)
             r.peak_bytes_per_cycle,
             r.bandwidth_utilisation,
             memory_on.then_some(&r.tensors),
-        );
+        )?;
         for (name, t) in &r.outputs {
-            println!("output       {name} {:?} ({} stored)", t.shape, t.stored());
+            outln!("output       {name} {:?} ({} stored)", t.shape, t.stored());
         }
-        print_observations(&written);
+        print_observations(&written)?;
     }
     Ok(ExitCode::SUCCESS)
 }

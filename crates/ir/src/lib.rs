@@ -5,7 +5,8 @@
 //!
 //! Entry points: [`parse`] (text → [`Program`]), [`check`] ([`Program`] → [`CheckedProgram`],
 //! with every reduction explicit), [`load`] (both, from a file), [`pretty`] (back to text) and
-//! [`load_inputs`] (the declared input tensors).
+//! [`load_inputs`] (the declared input tensors). [`parse_with`] and [`load_with`] also select a
+//! `preset` line ([`Overrides`]); the grammar is documented in the parser module.
 //!
 //! Statement-level built-ins (`softmax`, `masked_softmax`, `layernorm`; see [`builtin`]) are
 //! expanded by the parser into ordinary statements, so a [`Program`] and everything after it
@@ -30,15 +31,20 @@ pub use builtin::{BUILTINS, LAYERNORM_EPS};
 pub use check::check;
 pub use data::{load_inputs, DataError};
 pub use error::{IrError, IrResult};
-pub use parser::{parse, MAX_EXPR_DEPTH, RESERVED};
+pub use parser::{parse, parse_with, Overrides, MAX_EXPR_DEPTH, RESERVED};
 pub use pretty::{binary_name, format_name, pretty, pretty_decl, pretty_expr, pretty_stmt, reduce_name, unary_name};
 
 /// Reads, parses and checks a program file. An unreadable file is an error naming the path.
 pub fn load(path: &Path, params: &BTreeMap<String, i64>) -> Result<CheckedProgram, IrError> {
+    load_with(path, &Overrides::params(params))
+}
+
+/// [`load`] with a preset and explicit parameter values (see [`parse_with`]).
+pub fn load_with(path: &Path, overrides: &Overrides) -> Result<CheckedProgram, IrError> {
     let file = path.display().to_string();
     let src = std::fs::read_to_string(path)
         .map_err(|e| IrError::whole_file(&file, format!("cannot read program file: {e}")))?;
-    check(parse(&src, &file, params)?)
+    check(parse_with(&src, &file, overrides)?)
 }
 
 #[cfg(test)]

@@ -3,15 +3,16 @@
 //! Grammar (one item per line, `#` comments, blank lines ignored):
 //!
 //! ```text
-//! line    := param | decl | fuse | stmt
+//! line    := param | preset | decl | fuse | stmt
 //! param   := "param" NAME "=" ["-"] INT
+//! preset  := "preset" NAME (PARAM_NAME "=" ["-"] INT)+
 //! decl    := ("input" | "output" | "temp") NAME "[" [dim ("," dim)*] "]" format
 //!            ["order" "(" INT ("," INT)* ")"] ["=" source]
 //! dim     := INT | PARAM_NAME
 //! format  := "dense" | "sparse" | "dcsr" | "csf" | "csr" | "csc" | "dcsc"
 //!          | "(" level ("," level)* ")"          level := dense | compressed | d | c
 //! source  := "random" "(" [kwarg ("," kwarg)*] ")"   kwarg := "density" "=" NUM | "seed" "=" INT
-//!          | "bigbird" "(" [("block"|"global"|"window"|"random"|"seed") "=" INT, ...] ")"
+//!          | "bigbird" "(" [("block"|"global"|"window"|"random"|"seed") "=" (INT | PARAM_NAME), ...] ")"
 //!          | "file" "(" STRING ")"
 //! fuse    := "fuse" group ("," group)*           group := INT | INT "-" INT
 //! stmt    := access "=" (expr | BUILTIN "(" INDEX "," expr ")")
@@ -24,6 +25,13 @@
 //! FUNC    := relu | exp | expnz | neg | rsqrt | sigmoid | gelu
 //! BUILTIN := softmax | masked_softmax | layernorm
 //! ```
+//!
+//! A `preset` line names a set of parameter values, e.g. `preset paper N=2708 F=1433`; selecting
+//! it ([`Overrides::preset`], `--preset paper` on the command line) replaces those parameters'
+//! defaults. Precedence, lowest first: the `param` line's default, the selected preset, explicit
+//! values ([`Overrides::params`], `--param`). A preset may appear anywhere in the file, may only
+//! name parameters the program declares, and preset names must be distinct; selecting a preset
+//! the program does not have is an error listing the ones it has.
 //!
 //! In an expression, a bare parameter name (no parentheses) is that parameter's value as a
 //! constant; tensors and parameters therefore may not share names. Unary minus binds tighter
@@ -94,11 +102,43 @@ fn unary_op(name: &str) -> Option<UnaryOp> {
     })
 }
 
+/// Values that replace a program's `param` defaults: a preset, then explicit values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// The `preset` line to apply (its values replace the defaults of the parameters it names).
+    pub preset: Option<String>,
+    /// Explicit parameter values, applied after the preset (they win over it).
+    pub params: BTreeMap<String, i64>,
+}
+
+impl Overrides {
+    /// Explicit parameter values only (no preset).
+    pub fn params(params: &BTreeMap<String, i64>) -> Overrides {
+        Overrides { preset: None, params: params.clone() }
+    }
+}
+
+/// One `preset` line.
+struct Preset {
+    name: String,
+    span: Span,
+    /// `(parameter, value, position of the parameter name)` in the order written.
+    values: Vec<(String, i64, Span)>,
+}
+
 /// Parses program text. `file` is used in error messages; `params` overrides the values of
-/// `param` lines (naming a parameter the program does not declare is an error).
+/// `param` lines (naming a parameter the program does not declare is an error). Equivalent to
+/// [`parse_with`] without a preset.
 pub fn parse(src: &str, file: &str, params: &BTreeMap<String, i64>) -> Result<Program, IrError> {
-    let mut st =
-        State { overrides: params, params: BTreeMap::new(), decls: Vec::new(), stmts: Vec::new(), groups: Vec::new() };
+    parse_with(src, file, &Overrides::params(params))
+}
+
+/// Parses program text with parameter overrides: the selected `preset` line's values replace
+/// the declared defaults, and explicit values replace both. Naming a preset the program does
+/// not have, or an explicit parameter it does not declare, is an error.
+pub fn parse_with(src: &str, file: &str, overrides: &Overrides) -> Result<Program, IrError> {
+    let mut lines = Vec::new();
+    let mut presets: Vec<Preset> = Vec::new();
     for (n, text) in src.lines().enumerate() {
         let line_no = u32::try_from(n + 1).unwrap_or(u32::MAX);
         let (toks, end_col) = lex_line(file, line_no, text)?;
@@ -106,7 +146,46 @@ pub fn parse(src: &str, file: &str, params: &BTreeMap<String, i64>) -> Result<Pr
             continue;
         }
         let mut p = LineParser { file, line: line_no, toks, pos: 0, end_col, params: BTreeMap::new() };
+        if is_preset_line(&p.toks) {
+            let preset = parse_preset(&mut p)?;
+            if presets.iter().any(|q| q.name == preset.name) {
+                return Err(p.err_at(preset.span, format!("preset {} is declared twice", preset.name)));
+            }
+            presets.push(preset);
+        } else {
+            lines.push(p);
+        }
+    }
+    let mut values = BTreeMap::new();
+    if let Some(name) = &overrides.preset {
+        let Some(preset) = presets.iter().find(|q| &q.name == name) else {
+            let available = if presets.is_empty() {
+                "the program has no `preset` lines".to_string()
+            } else {
+                let names: Vec<&str> = presets.iter().map(|q| q.name.as_str()).collect();
+                format!("available: {}", names.join(", "))
+            };
+            return Err(IrError::whole_file(file, format!("unknown preset `{name}` ({available})")));
+        };
+        values.extend(preset.values.iter().map(|(k, v, _)| (k.clone(), *v)));
+    }
+    values.extend(overrides.params.iter().map(|(k, v)| (k.clone(), *v)));
+    let params = &overrides.params;
+    let mut st =
+        State { overrides: &values, params: BTreeMap::new(), decls: Vec::new(), stmts: Vec::new(), groups: Vec::new() };
+    for mut p in lines {
         st.line(&mut p)?;
+    }
+    for preset in &presets {
+        for (k, _, span) in &preset.values {
+            if !st.params.contains_key(k) {
+                return Err(IrError::at(
+                    file,
+                    *span,
+                    format!("preset {}: parameter {k} is not declared by a `param` line", preset.name),
+                ));
+            }
+        }
     }
     for name in params.keys() {
         if !st.params.contains_key(name) {
@@ -139,6 +218,30 @@ pub fn parse(src: &str, file: &str, params: &BTreeMap<String, i64>) -> Result<Pr
     let groups =
         st.groups.into_iter().map(|(g, _)| g.into_iter().flat_map(|s| expanded.ranges[s].clone()).collect()).collect();
     Ok(Program { file: file.to_string(), decls: expanded.decls, stmts: expanded.stmts, groups })
+}
+
+/// Whether a line is a `preset` line (`preset` followed by a name).
+fn is_preset_line(toks: &[Token]) -> bool {
+    matches!(&toks[0].tok, Tok::Ident(s) if s == "preset") && matches!(toks.get(1).map(|t| &t.tok), Some(Tok::Ident(_)))
+}
+
+/// `preset NAME (PARAM = [-] INT)+`.
+fn parse_preset(p: &mut LineParser) -> Result<Preset, IrError> {
+    p.pos = 1;
+    let (name, span) = p.ident("a preset name")?;
+    let mut values: Vec<(String, i64, Span)> = Vec::new();
+    while p.peek().is_some() || values.is_empty() {
+        let (param, pspan) = p.ident(&format!("`PARAM=VALUE` in preset {name}"))?;
+        p.sym('=', "`=`")?;
+        let neg = p.eat_sym('-');
+        let (v, vspan) = p.uint(&format!("an integer value for {param} in preset {name}"))?;
+        let v = i64::try_from(v).map_err(|_| p.err_at(vspan, format!("preset {name}: value of {param} too large")))?;
+        if values.iter().any(|(k, _, _)| *k == param) {
+            return Err(p.err_at(pspan, format!("preset {name} sets {param} twice")));
+        }
+        values.push((param, if neg { -v } else { v }, pspan));
+    }
+    Ok(Preset { name, span, values })
 }
 
 struct State<'a> {
@@ -237,7 +340,7 @@ impl State<'_> {
         }
         let rank = shape.len();
         let format = parse_format(p, &name, rank)?;
-        let source = if p.eat_sym('=') { Some(parse_source(p, &name)?) } else { None };
+        let source = if p.eat_sym('=') { Some(parse_source(p, &name, &self.params)?) } else { None };
         p.end()?;
         let source = match (role, source) {
             (Role::Input, Some(s)) => Some(s),
@@ -384,8 +487,9 @@ fn parse_format(p: &mut LineParser, name: &str, rank: usize) -> Result<Format, I
     Ok(Format { levels, mode_order: order })
 }
 
-/// Parses `random(...)` or `file("...")`.
-fn parse_source(p: &mut LineParser, name: &str) -> Result<Source, IrError> {
+/// Parses `random(...)`, `bigbird(...)` or `file("...")`; `bigbird` arguments may name
+/// parameters declared above.
+fn parse_source(p: &mut LineParser, name: &str, params: &BTreeMap<String, i64>) -> Result<Source, IrError> {
     let (kind, span) = p.ident("a data source (random(...) or file(\"...\"))")?;
     match kind.as_str() {
         "random" => {
@@ -430,7 +534,7 @@ fn parse_source(p: &mut LineParser, name: &str) -> Result<Source, IrError> {
                 loop {
                     let (key, kspan) = p.ident("`block`, `global`, `window`, `random` or `seed`")?;
                     p.sym('=', "`=`")?;
-                    let v = p.uint("a non-negative integer")?.0;
+                    let v = p.uint_or_param(params, &format!("bigbird(...) of {name}: {key}"))?;
                     match key.as_str() {
                         "block" => block = v,
                         "global" => global = v,
@@ -544,6 +648,28 @@ impl LineParser<'_> {
                 Err(_) => Err(self.err_at(span, format!("expected {what}, found number {s}"))),
             },
             other => Err(self.unexpected(span, other, what)),
+        }
+    }
+
+    /// A non-negative integer, given literally or as the name of a declared parameter; `what`
+    /// names the value in errors.
+    fn uint_or_param(&mut self, params: &BTreeMap<String, i64>, what: &str) -> Result<u64, IrError> {
+        let span = self.span();
+        match self.peek() {
+            Some(Tok::Ident(s)) => {
+                let s = s.clone();
+                self.pos += 1;
+                match params.get(&s) {
+                    Some(&v) => u64::try_from(v).map_err(|_| {
+                        self.err_at(span, format!("{what} = {s} is {v}, expected a non-negative integer"))
+                    }),
+                    None => Err(self.err_at(
+                        span,
+                        format!("{what}: unknown parameter {s} (declare it with `param {s} = ...` first)"),
+                    )),
+                }
+            }
+            _ => Ok(self.uint("a non-negative integer or a parameter name")?.0),
         }
     }
 

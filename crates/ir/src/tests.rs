@@ -1154,3 +1154,119 @@ proptest! {
         fuzz_one(&src.into_iter().collect::<String>());
     }
 }
+
+// ---- Presets ------------------------------------------------------------------------------
+
+const PRESETS: &str = "\
+# Presets may come before the parameters they set.
+preset paper N=2708 M=1433
+preset tiny N=2
+param N = 10
+param M = 3
+input A[N, M] csr = random(density=0.5)
+input x[M] dense
+output y[N] dense
+y(i) = A(i,j) * x(j) + M
+";
+
+fn with_preset(src: &str, preset: Option<&str>, params: &[(&str, i64)]) -> Result<CheckedProgram, IrError> {
+    let overrides = Overrides {
+        preset: preset.map(String::from),
+        params: params.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    };
+    check(parse_with(src, FILE, &overrides)?)
+}
+
+#[test]
+fn preset_replaces_defaults() {
+    let p = ok(PRESETS);
+    assert_eq!(p.decl("A").unwrap().shape, vec![10, 3]);
+    let p = with_preset(PRESETS, Some("paper"), &[]).unwrap();
+    assert_eq!(p.decl("A").unwrap().shape, vec![2708, 1433]);
+    assert_eq!(p.index_sizes[0]["j"], 1433);
+    // Bare parameter names in expressions see the preset's value too.
+    assert_eq!(pretty_expr(&p.stmts[0].rhs), "sum(j, A(i,j) * x(j)) + 1433");
+    // A preset that sets only some parameters keeps the others' defaults.
+    let p = with_preset(PRESETS, Some("tiny"), &[]).unwrap();
+    assert_eq!(p.decl("A").unwrap().shape, vec![2, 3]);
+    // parse_with without a preset is parse.
+    let p = with_preset(PRESETS, None, &[("N", 4)]).unwrap();
+    assert_eq!(p.decl("A").unwrap().shape, vec![4, 3]);
+    // Optional minus sign, as on `param` lines; the value is checked where it is used.
+    let src = PRESETS.replace("preset tiny N=2", "preset neg N=-2");
+    let e = with_preset(&src, Some("neg"), &[]).unwrap_err().to_string();
+    assert!(e.starts_with("t.ein:6:9: ") && e.contains("got -2"), "{e}");
+}
+
+#[test]
+fn explicit_params_win_over_the_preset() {
+    let p = with_preset(PRESETS, Some("paper"), &[("M", 5)]).unwrap();
+    assert_eq!(p.decl("A").unwrap().shape, vec![2708, 5]);
+    let p = with_preset(PRESETS, Some("tiny"), &[("N", 7), ("M", 9)]).unwrap();
+    assert_eq!(p.decl("A").unwrap().shape, vec![7, 9]);
+    // Explicit parameters are still checked against the declarations.
+    let e = with_preset(PRESETS, Some("paper"), &[("Q", 1)]).unwrap_err();
+    assert_eq!(e.to_string(), "t.ein: parameter Q is given but not declared by a `param` line");
+}
+
+#[test]
+fn unknown_preset_lists_the_available_ones() {
+    let e = with_preset(PRESETS, Some("huge"), &[]).unwrap_err().to_string();
+    assert_eq!(e, "t.ein: unknown preset `huge` (available: paper, tiny)");
+    let e = with_preset("param N = 2\n", Some("paper"), &[]).unwrap_err().to_string();
+    assert_eq!(e, "t.ein: unknown preset `paper` (the program has no `preset` lines)");
+}
+
+#[test]
+fn preset_errors_name_the_line() {
+    // Undeclared parameters are errors whether or not the preset is selected.
+    let src = format!("{PRESETS}preset big N=5 K=3\n");
+    for preset in [None, Some("paper"), Some("big")] {
+        let e = with_preset(&src, preset, &[]).unwrap_err().to_string();
+        assert_eq!(e, "t.ein:10:16: preset big: parameter K is not declared by a `param` line");
+    }
+    assert_err(&format!("{PRESETS}preset tiny N=3\n"), 10, 8, &["preset tiny is declared twice"]);
+    assert_err(&format!("{PRESETS}preset x N=3 N=4\n"), 10, 14, &["preset x sets N twice"]);
+    assert_err(&format!("{PRESETS}preset x\n"), 10, 9, &["expected `PARAM=VALUE` in preset x, found end of line"]);
+    assert_err(&format!("{PRESETS}preset x N=3, M=4\n"), 10, 13, &["expected `PARAM=VALUE` in preset x, found `,`"]);
+    assert_err(&format!("{PRESETS}preset x N 3\n"), 10, 12, &["expected `=`"]);
+    assert_err(&format!("{PRESETS}preset x N=big\n"), 10, 12, &["an integer value for N in preset x"]);
+    assert_err(&format!("{PRESETS}preset x N=1.5\n"), 10, 12, &["an integer value for N in preset x"]);
+    // `preset` without a name is not a preset line (here: a statement missing its `=`).
+    assert_err(&format!("{PRESETS}preset\n"), 10, 7, &["expected `=`"]);
+}
+
+#[test]
+fn bigbird_arguments_take_parameters() {
+    let src = "\
+param S = 32
+param B = 8
+preset big S=64 B=16
+input M[S, S] dcsr = bigbird(block=B, global=2, window=1, random=2)
+input V[S] dense
+output y[S] dense
+y(i) = M(i,j) * V(j)
+";
+    let block = |p: &CheckedProgram| match p.decl("M").unwrap().source {
+        Some(Source::BigBird { block, .. }) => block,
+        ref other => panic!("{other:?}"),
+    };
+    assert_eq!(block(&ok(src)), 8);
+    assert_eq!(block(&with_preset(src, Some("big"), &[]).unwrap()), 16);
+    assert_eq!(block(&with_preset(src, Some("big"), &[("B", 32)]).unwrap()), 32);
+    assert_err(&src.replace("block=B", "block=K"), 4, 36, &["bigbird(...) of M: block: unknown parameter K"]);
+    let e = with_preset(src, None, &[("B", -1)]).unwrap_err().to_string();
+    assert!(e.starts_with("t.ein:4:36: ") && e.contains("block = B is -1"), "{e}");
+    let e = with_preset(src, None, &[("B", 0)]).unwrap_err().to_string();
+    assert!(e.contains("block must be positive"), "{e}");
+}
+
+#[test]
+fn load_with_applies_a_preset() {
+    let dir = temp_dir("preset");
+    let path = dir.join("p.ein");
+    std::fs::write(&path, PRESETS).unwrap();
+    let o = Overrides { preset: Some("tiny".into()), params: BTreeMap::new() };
+    assert_eq!(load_with(&path, &o).unwrap().decl("y").unwrap().shape, vec![2]);
+    assert_eq!(load(&path, &no_params()).unwrap().decl("y").unwrap().shape, vec![10]);
+}
