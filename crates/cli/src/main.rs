@@ -203,12 +203,12 @@ enum Cmd {
         hw: HwArgs,
     },
     // --- Comal interop (fuseflow-comal) ---
-    /// Compile one statement and write it for Comal: `graph.bin` (tortilla protobuf) plus the
-    /// input tensors as a SAM tensor directory.
+    /// Compile one statement (or, with `--fusion`, one fusion group) and write it for Comal:
+    /// `graph.bin` (tortilla protobuf) plus the input tensors as a SAM tensor directory.
     Compile {
         #[command(flatten)]
         prog: ProgramArgs,
-        /// Statement index.
+        /// Statement index, or group index under `--fusion`.
         #[arg(long, default_value_t = 0)]
         stmt: usize,
         /// Output format (only `comal`).
@@ -715,6 +715,9 @@ fn comal_compile(prog: &ProgramArgs, stmt: usize, emit: &str, out: &Path, seed: 
         return Err(anyhow!("{}: statement {stmt} does not exist (the program has {})", p.file, p.stmts.len()));
     }
     let cfg = config(prog);
+    if cfg.fusion != fuseflow_compiler::Fusion::Unfused {
+        return comal_compile_group(&p, &cfg, prog, stmt, out, seed);
+    }
     let k = compile_statement(&p, stmt, &cfg)?;
     let mut tensors = fuseflow_ir::load_inputs(&p, &base_dir(&prog.program), seed)?;
     // Temporaries the statement reads are computed by simulating the statements before it.
@@ -736,6 +739,46 @@ fn comal_compile(prog: &ProgramArgs, stmt: usize, emit: &str, out: &Path, seed: 
         out.join(fuseflow_comal::GRAPH_FILE).display(),
         k.graph.nodes.len(),
         k.order.join(","),
+        k.graph.inputs.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fuseflow compile --fusion G --stmt N`: writes fusion group `N`; the intermediates it reads
+/// are computed by simulating the groups before it.
+fn comal_compile_group(
+    p: &fuseflow_ir::CheckedProgram,
+    cfg: &RunConfig,
+    prog: &ProgramArgs,
+    group: usize,
+    out: &Path,
+    seed: u64,
+) -> Result<ExitCode> {
+    let groups = fuseflow::compile_groups(p, cfg)?;
+    let Some(k) = groups.get(group) else {
+        return Err(anyhow!("{}: group {group} does not exist (the fusion has {})", p.file, groups.len()));
+    };
+    let mut tensors = fuseflow_ir::load_inputs(p, &base_dir(&prog.program), seed)?;
+    for (gi, earlier) in groups[..group].iter().enumerate() {
+        if k.graph.inputs.iter().all(|b| tensors.contains_key(&b.tensor)) {
+            break;
+        }
+        let r = fuseflow_sim::simulate(&earlier.graph, &tensors, &cfg.sim)
+            .map_err(|e| anyhow!("computing group {gi} for group {group}: {e}"))?;
+        for name in &earlier.outputs {
+            let decl = p.decl(name).ok_or_else(|| anyhow!("{name}: not declared"))?;
+            let t = r.outputs.get(name).ok_or_else(|| anyhow!("group {gi} wrote no {name}"))?;
+            tensors.insert(name.clone(), t.convert(&decl.format).map_err(|e| anyhow!("{name}: {e}"))?);
+        }
+    }
+    fuseflow_comal::export_dir(&k.graph, &tensors, out)?;
+    let orders: Vec<String> = k.orders.iter().map(|o| o.join(",")).collect();
+    outln!(
+        "wrote {} (group {group}: statements {:?}, {} nodes, order {}) and {} input tensors",
+        out.join(fuseflow_comal::GRAPH_FILE).display(),
+        k.stmts,
+        k.graph.nodes.len(),
+        orders.join(" | "),
         k.graph.inputs.len()
     );
     Ok(ExitCode::SUCCESS)

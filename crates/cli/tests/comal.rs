@@ -49,6 +49,46 @@ fn compile_then_simulate_matches_run() {
     same_cycles("add.ff", "i,j", "add");
 }
 
+/// `compile --fusion G --stmt N` exports fusion group `N` (computing the intermediates it reads
+/// by simulating the groups before it); simulating the export gives that group's cycles.
+#[test]
+fn fused_groups_export_and_match_run() {
+    for (program, fusion, group) in
+        [("gcn.ff", "partial", 1), ("bigbird_attention.ff", "full", 0), ("nested_matmul.ff", "full", 0)]
+    {
+        let dir = tmpdir(&format!("fused-{group}-{program}"));
+        let out_s = dir.join("export").to_string_lossy().to_string();
+        let g = group.to_string();
+        let (code, stdout, err) = cli(&[
+            "compile",
+            &example_path(program),
+            "--fusion",
+            fusion,
+            "--stmt",
+            &g,
+            "--emit",
+            "comal",
+            "--out",
+            &out_s,
+        ]);
+        assert_eq!(code, 0, "compile: {err}");
+        assert!(stdout.contains(&format!("group {group}")), "{stdout}");
+        let graph = dir.join("export").join("graph.bin").to_string_lossy().to_string();
+        let (code, stdout, err) = cli(&["simulate", "--comal", &graph, "--data", &out_s, "--json"]);
+        assert_eq!(code, 0, "simulate: {err}");
+        let via = json(&stdout);
+        let (code, stdout, err) = cli(&["run", &example_path(program), "--fusion", fusion, "--json"]);
+        assert_eq!(code, 0, "run: {err}");
+        let direct = json(&stdout);
+        assert_eq!(via["cycles"], direct["groups"][group]["cycles"], "{program} {fusion} group {group}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    fails_with(
+        &["compile", &example_path("gcn.ff"), "--fusion", "partial", "--stmt", "7", "--emit", "comal", "--out", "x"],
+        &["group 7 does not exist"],
+    );
+}
+
 #[test]
 fn bad_files_and_arguments_fail_with_one_line() {
     let dir = tmpdir("bad");
