@@ -63,40 +63,58 @@ impl Join {
     #[inline]
     fn step_binary(&mut self, io: &mut Io<'_>) -> Result<Option<bool>, SimError> {
         let (Some((r0, t0)), Some((r1, t1))) = (io.head(0), io.head(2)) else { return Ok(Some(false)) };
-        let (Token::Idx(c0), Token::Idx(c1)) = (t0, t1) else { return Ok(None) };
         let ready = r0.max(r1);
-        if c0 == c1 {
-            let (Some((p0, _)), Some((p1, _))) = (io.head(1), io.head(3)) else { return Ok(Some(false)) };
-            let Some(free) = io.outs_free(0..3) else { return Ok(Some(false)) };
-            let at = io.fire(ready.max(p0).max(p1), free);
-            io.push(0, at, Token::Idx(c0));
-            for p in 0..2 {
-                io.pop(2 * p, at);
-                let tok = io.pop(2 * p + 1, at);
-                if !matches!(tok, Token::Idx(_) | Token::Val(_) | Token::Empty) {
-                    return Err(io.err(format!("operand {p}: payload holds {tok} against a coordinate")));
+        let (p, target) = match (t0, t1) {
+            (Token::Idx(c0), Token::Idx(c1)) if c0 == c1 => {
+                let (Some((p0, _)), Some((p1, _))) = (io.head(1), io.head(3)) else { return Ok(Some(false)) };
+                let Some(free) = io.outs_free(0..3) else { return Ok(Some(false)) };
+                let at = io.fire(ready.max(p0).max(p1), free);
+                io.push(0, at, Token::Idx(c0));
+                for p in 0..2 {
+                    io.pop(2 * p, at);
+                    let tok = io.pop(2 * p + 1, at);
+                    if !matches!(tok, Token::Idx(_) | Token::Val(_) | Token::Empty) {
+                        return Err(io.err(format!("operand {p}: payload holds {tok} against a coordinate")));
+                    }
+                    io.push(1 + p, at, tok);
                 }
-                io.push(1 + p, at, tok);
+                return Ok(Some(true));
             }
-        } else {
             // Drop the lagging operand's coordinates while they stay below the other head.
-            let (p, target) = if c0 < c1 { (0, c1) } else { (1, c0) };
-            let (crd_port, pay_port) = (2 * p, 2 * p + 1);
-            let Some((pr, _)) = io.head(pay_port) else { return Ok(Some(false)) };
-            let mut at = io.fire(ready.max(pr), 0);
-            loop {
-                io.pop(crd_port, at);
-                let tok = io.pop(pay_port, at);
-                if !matches!(tok, Token::Idx(_) | Token::Val(_) | Token::Empty) {
-                    return Err(io.err(format!("operand {p}: payload holds {tok} against a coordinate")));
+            (Token::Idx(c0), Token::Idx(c1)) => {
+                if c0 < c1 {
+                    (0, c1)
+                } else {
+                    (1, c0)
                 }
-                let Some((r, Token::Idx(c))) = io.head(crd_port) else { break };
-                if c >= target {
-                    break;
-                }
-                let Some((pr, _)) = io.head(pay_port) else { break };
-                at = io.fire(r.max(pr), 0);
             }
+            // The other operand's fiber is over: drop every coordinate left in this one.
+            (Token::Idx(_), Token::Stop { .. }) => (0, u32::MAX),
+            (Token::Stop { .. }, Token::Idx(_)) => (1, u32::MAX),
+            _ => return Ok(None),
+        };
+        let (crd_port, pay_port) = (2 * p, 2 * p + 1);
+        let Some((pr, _)) = io.head(pay_port) else { return Ok(Some(false)) };
+        // The run of drops works on the two channels directly.
+        let mut clk = io.clock();
+        let [crd, pay] = io.channels([io.in_chan(crd_port), io.in_chan(pay_port)]);
+        let mut at = clk.fire(ready.max(pr), 0);
+        let bad = loop {
+            crd.pop(at);
+            let tok = pay.pop(at);
+            if !matches!(tok, Token::Idx(_) | Token::Val(_) | Token::Empty) {
+                break Some(tok);
+            }
+            let Some((r, Token::Idx(c))) = crd.head() else { break None };
+            if c >= target {
+                break None;
+            }
+            let Some((pr, _)) = pay.head() else { break None };
+            at = clk.fire(r.max(pr), 0);
+        };
+        io.set_clock(clk);
+        if let Some(tok) = bad {
+            return Err(io.err(format!("operand {p}: payload holds {tok} against a coordinate")));
         }
         Ok(Some(true))
     }

@@ -193,12 +193,14 @@ impl Primitive for Scan {
                     let room = io.room(0..2);
                     if room > 1 {
                         let n = room.min((end - *pos) as usize) as u32;
+                        let mut clk = io.clock();
+                        let [o0, o1] = io.channels([io.out_chan(0), io.out_chan(1)]);
                         match &self.src {
                             LevelSource::Dense(_) => {
                                 for q in *pos..*pos + n {
-                                    let at = io.fire(0, 0);
-                                    io.push(0, at, Token::Idx(q));
-                                    io.push(1, at, Token::Idx((base + q as u64) as u32));
+                                    let at = clk.fire(0, 0);
+                                    o0.push(clk.ready(at), Token::Idx(q));
+                                    o1.push(clk.ready(at), Token::Idx((base + q as u64) as u32));
                                 }
                             }
                             LevelSource::Compressed { crd, .. } => {
@@ -206,20 +208,23 @@ impl Primitive for Scan {
                                 if let Some(m) = &mut self.mem {
                                     for (q, &c) in (*pos..*pos + n).zip(crds) {
                                         let ready = m.crd.fetch(q, m.want);
-                                        let at = io.fire(ready, 0);
+                                        let at = clk.fire(ready, 0);
                                         m.crd.consume(at);
-                                        io.push(0, at, Token::Idx(c));
-                                        io.push(1, at, Token::Idx(q));
+                                        o0.push(clk.ready(at), Token::Idx(c));
+                                        o1.push(clk.ready(at), Token::Idx(q));
                                     }
                                 } else {
                                     for (q, &c) in (*pos..*pos + n).zip(crds) {
-                                        let at = io.fire(0, 0);
-                                        io.push(0, at, Token::Idx(c));
-                                        io.push(1, at, Token::Idx(q));
+                                        let at = clk.fire(0, 0);
+                                        o0.push(clk.ready(at), Token::Idx(c));
+                                        o1.push(clk.ready(at), Token::Idx(q));
                                     }
                                 }
                             }
                         }
+                        io.set_clock(clk);
+                        io.replicate(0, n as usize);
+                        io.replicate(1, n as usize);
                         *pos += n;
                         progress = true;
                         continue;

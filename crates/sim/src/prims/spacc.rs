@@ -137,6 +137,22 @@ impl Primitive for Spacc1 {
                     progress = true;
                 }
                 S1::Inner => {
+                    // Batch path: a run of coordinate-value pairs is accumulated with the
+                    // channels in hand (no outputs); anything else goes the per-token way.
+                    if let (Some((_, Token::Idx(_))), Some((_, Token::Val(_)))) = (io.head(1), io.head(2)) {
+                        let mut clk = io.clock();
+                        let [ci, vi] = io.channels([io.in_chan(1), io.in_chan(2)]);
+                        while let (Some((r1, Token::Idx(c))), Some((r2, Token::Val(v)))) = (ci.head(), vi.head()) {
+                            let at = clk.fire(r1.max(r2), 0);
+                            ci.pop(at);
+                            vi.pop(at);
+                            self.acc.push((c, v));
+                            self.ops += 1;
+                        }
+                        io.set_clock(clk);
+                        progress = true;
+                        continue;
+                    }
                     let Some((r1, c)) = io.head(1) else { break };
                     let Some((r2, v)) = io.head(2) else { break };
                     let at = io.fire(r1.max(r2), 0);
