@@ -1,4 +1,5 @@
-//! `fuseflow bench`'s suite under a hardware preset: `simbench [ideal|mem|comal|rda] [reps]`.
+//! `fuseflow bench`'s suite under a hardware preset:
+//! `simbench [ideal|mem|comal|rda] [reps] [name filter]`.
 //! `mem` is the ideal machine with `rda`'s memory model switched on. Used to profile the
 //! simulator (e.g. under callgrind) and to compare ideal and modelled memory.
 
@@ -21,7 +22,8 @@ fn main() {
         }
         p => HwConfig::preset(p).expect("preset"),
     };
-    for b in SUITE {
+    let filter = args.get(3).map(String::as_str).unwrap_or("");
+    for b in SUITE.iter().filter(|b| b.name.contains(filter)) {
         let prog = fuseflow_ir::parse(b.program, b.name, &BTreeMap::new()).expect("parse");
         let prog = fuseflow_ir::check(prog).expect("check");
         let mut best = f64::MAX;

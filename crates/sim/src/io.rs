@@ -136,6 +136,18 @@ impl Io<'_> {
         self.outs[port][0]
     }
 
+    /// The first channel of output `port`, `None` if it feeds none.
+    #[inline(always)]
+    pub(crate) fn out_first(&self, port: usize) -> Option<u32> {
+        self.outs[port].first().copied()
+    }
+
+    /// Number of channels output `port` feeds.
+    #[inline(always)]
+    pub(crate) fn fanout(&self, port: usize) -> usize {
+        self.outs[port].len()
+    }
+
     /// Copies the last `n` tokens pushed on output `port`'s first channel to its other
     /// channels (fan-out).
     #[inline]
@@ -180,19 +192,26 @@ impl Io<'_> {
     /// twice to one channel).
     #[inline]
     pub(crate) fn channels<const N: usize>(&mut self, idx: [u32; N]) -> [&mut Channel; N] {
+        self.channels_opt(idx.map(Some)).map(|c| c.expect("every channel assigned"))
+    }
+
+    /// [`Io::channels`] where some indices may be missing (`None` in, `None` out).
+    #[inline]
+    pub(crate) fn channels_opt<const N: usize>(&mut self, idx: [Option<u32>; N]) -> [Option<&mut Channel>; N] {
         let mut order: [usize; N] = std::array::from_fn(|i| i);
         order.sort_unstable_by_key(|&i| idx[i]);
         let mut out: [Option<&mut Channel>; N] = std::array::from_fn(|_| None);
         let mut rest: &mut [Channel] = self.chans;
         let mut base = 0usize;
         for &k in &order {
-            let i = (idx[k] as usize).checked_sub(base).expect("channel used twice");
+            let Some(c) = idx[k] else { continue };
+            let i = (c as usize).checked_sub(base).expect("channel used twice");
             let (ch, tail) = std::mem::take(&mut rest)[i..].split_first_mut().expect("channel index out of range");
             out[k] = Some(ch);
             rest = tail;
-            base = idx[k] as usize + 1;
+            base = c as usize + 1;
         }
-        out.map(|c| c.expect("every channel assigned"))
+        out
     }
 
     /// Batch path of a primitive that turns each token of input `inp` into one token of

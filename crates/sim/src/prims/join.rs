@@ -3,7 +3,7 @@
 use fuseflow_graph::JoinKind;
 
 use crate::io::{Io, Primitive};
-use crate::{SimError, Token};
+use crate::{Channel, SimError, Token};
 
 /// Whether a payload token lines up with its operand's crd token: data (or `N`) with data (or
 /// `N`), equal stop levels, done with done.
@@ -57,66 +57,136 @@ impl Join {
         }
     }
 
-    /// One step of a two-operand, one-payload-each intersection when both heads are
-    /// coordinates (the hot case), with the same timing as the general path. `Some(true)`: a
-    /// step was taken; `Some(false)`: blocked; `None`: not applicable, use the general path.
-    #[inline]
-    fn step_binary(&mut self, io: &mut Io<'_>) -> Result<Option<bool>, SimError> {
-        let (Some((r0, t0)), Some((r1, t1))) = (io.head(0), io.head(2)) else { return Ok(Some(false)) };
-        let ready = r0.max(r1);
-        let (p, target) = match (t0, t1) {
-            (Token::Idx(c0), Token::Idx(c1)) if c0 == c1 => {
-                let (Some((p0, _)), Some((p1, _))) = (io.head(1), io.head(3)) else { return Ok(Some(false)) };
-                let Some(free) = io.outs_free(0..3) else { return Ok(Some(false)) };
-                let at = io.fire(ready.max(p0).max(p1), free);
-                io.push(0, at, Token::Idx(c0));
-                for p in 0..2 {
-                    io.pop(2 * p, at);
-                    let tok = io.pop(2 * p + 1, at);
-                    if !matches!(tok, Token::Idx(_) | Token::Val(_) | Token::Empty) {
-                        return Err(io.err(format!("operand {p}: payload holds {tok} against a coordinate")));
-                    }
-                    io.push(1 + p, at, tok);
-                }
-                return Ok(Some(true));
-            }
-            // Drop the lagging operand's coordinates while they stay below the other head.
-            (Token::Idx(c0), Token::Idx(c1)) => {
-                if c0 < c1 {
-                    (0, c1)
-                } else {
-                    (1, c0)
-                }
-            }
-            // The other operand's fiber is over: drop every coordinate left in this one.
-            (Token::Idx(_), Token::Stop { .. }) => (0, u32::MAX),
-            (Token::Stop { .. }, Token::Idx(_)) => (1, u32::MAX),
-            _ => return Ok(None),
+    /// Batch path of a two-operand, one-payload-each intersection (the hot case): matches,
+    /// runs of dropped coordinates (also against an operand whose fiber is over) and aligned
+    /// stops, worked on the seven channels directly, with the general path's timing. Stops at
+    /// anything else (`N`, `D`, malformed streams), which the general path then handles.
+    /// Needs every output port to feed one channel, or all of them to be unbounded (fan-out
+    /// copies are made at the end). Returns whether anything moved.
+    fn binary_batch(&mut self, io: &mut Io<'_>) -> bool {
+        // Unbounded outputs: at most `room` sends. Bounded ones (each feeding one channel):
+        // `free` checks each send. Ports without a channel take anything.
+        let connected = || (0..3).filter(|&p| io.fanout(p) > 0);
+        let room = connected().map(|p| io.room(p..p + 1)).min().unwrap_or(usize::MAX);
+        let limit = match room {
+            0 if connected().all(|p| io.fanout(p) == 1) => usize::MAX,
+            0 => return false,
+            r => r,
         };
-        let (crd_port, pay_port) = (2 * p, 2 * p + 1);
-        let Some((pr, _)) = io.head(pay_port) else { return Ok(Some(false)) };
-        // The run of drops works on the two channels directly.
+        let soft_cap = io.soft_cap;
         let mut clk = io.clock();
-        let [crd, pay] = io.channels([io.in_chan(crd_port), io.in_chan(pay_port)]);
-        let mut at = clk.fire(ready.max(pr), 0);
-        let bad = loop {
-            crd.pop(at);
-            let tok = pay.pop(at);
-            if !matches!(tok, Token::Idx(_) | Token::Val(_) | Token::Empty) {
-                break Some(tok);
+        let [c0, p0, c1, p1, mut o0, mut o1, mut o2] = io.channels_opt([
+            Some(io.in_chan(0)),
+            Some(io.in_chan(1)),
+            Some(io.in_chan(2)),
+            Some(io.in_chan(3)),
+            io.out_first(0),
+            io.out_first(1),
+            io.out_first(2),
+        ]);
+        let (Some(c0), Some(p0), Some(c1), Some(p1)) = (c0, p0, c1, p1) else { unreachable!() };
+        // Earliest send cycle on the outputs (as `Io::outs_free`).
+        let free = |o0: &Option<&mut Channel>, o1: &Option<&mut Channel>, o2: &Option<&mut Channel>| {
+            let mut t = 0;
+            for o in [o0, o1, o2].into_iter().flatten() {
+                if o.len() >= soft_cap {
+                    return None;
+                }
+                t = t.max(o.free_at()?);
             }
-            let Some((r, Token::Idx(c))) = crd.head() else { break None };
-            if c >= target {
-                break None;
-            }
-            let Some((pr, _)) = pay.head() else { break None };
-            at = clk.fire(r.max(pr), 0);
+            Some(t)
         };
-        io.set_clock(clk);
-        if let Some(tok) = bad {
-            return Err(io.err(format!("operand {p}: payload holds {tok} against a coordinate")));
+        let push = |o: &mut Option<&mut Channel>, r: u64, t: Token| {
+            if let Some(o) = o {
+                o.push(r, t);
+            }
+        };
+        let payload = |t: Token| matches!(t, Token::Idx(_) | Token::Val(_) | Token::Empty);
+        let mut sent = 0;
+        let mut moved = false;
+        while let (Some((r0, t0)), Some((r1, t1))) = (c0.head(), c1.head()) {
+            let ready = r0.max(r1);
+            let (lag, target) = match (t0, t1) {
+                (Token::Idx(a), Token::Idx(b)) if a == b => {
+                    let (Some((q0, x)), Some((q1, y))) = (p0.head(), p1.head()) else { break };
+                    if sent == limit || !payload(x) || !payload(y) {
+                        break;
+                    }
+                    let Some(f) = free(&o0, &o1, &o2) else { break };
+                    let at = clk.fire(ready.max(q0).max(q1), f);
+                    for c in [&mut *c0, &mut *p0, &mut *c1, &mut *p1] {
+                        c.pop(at);
+                    }
+                    let r = clk.ready(at);
+                    push(&mut o0, r, Token::Idx(a));
+                    push(&mut o1, r, x);
+                    push(&mut o2, r, y);
+                    sent += 1;
+                    moved = true;
+                    continue;
+                }
+                (Token::Stop { level: l0, gap: g0 }, Token::Stop { level: l1, gap: g1 }) if l0 == l1 => {
+                    let (Some((q0, x)), Some((q1, y))) = (p0.head(), p1.head()) else { break };
+                    if sent == limit || !aligned(t0, x) || !aligned(t1, y) {
+                        break;
+                    }
+                    let Some(f) = free(&o0, &o1, &o2) else { break };
+                    let at = clk.fire(ready.max(q0).max(q1), f);
+                    for c in [&mut *c0, &mut *p0, &mut *c1, &mut *p1] {
+                        c.pop(at);
+                    }
+                    let r = clk.ready(at);
+                    push(&mut o0, r, Token::Stop { level: l0, gap: g0.max(g1) });
+                    push(&mut o1, r, x);
+                    push(&mut o2, r, y);
+                    sent += 1;
+                    moved = true;
+                    continue;
+                }
+                // Drop the lagging operand's coordinates while they stay below the other head.
+                (Token::Idx(a), Token::Idx(b)) => {
+                    if a < b {
+                        (0, b)
+                    } else {
+                        (1, a)
+                    }
+                }
+                // The other operand's fiber is over: drop every coordinate left in this one.
+                (Token::Idx(_), Token::Stop { .. }) => (0, u32::MAX),
+                (Token::Stop { .. }, Token::Idx(_)) => (1, u32::MAX),
+                _ => break,
+            };
+            let (crd, pay) = if lag == 0 { (&mut *c0, &mut *p0) } else { (&mut *c1, &mut *p1) };
+            // Dropping emits nothing, so it does not wait for output space.
+            // The first drop needs its payload (else this batch is over); later ones stop the
+            // run instead.
+            let first = matches!(pay.head(), Some((_, x)) if payload(x));
+            if !first {
+                break;
+            }
+            let mut ready = ready;
+            loop {
+                let Some((pr, x)) = pay.head() else { break };
+                if !payload(x) {
+                    break;
+                }
+                let at = clk.fire(ready.max(pr), 0);
+                crd.pop(at);
+                pay.pop(at);
+                moved = true;
+                match crd.head() {
+                    Some((r, Token::Idx(c))) if c < target => ready = r,
+                    _ => break,
+                }
+            }
         }
-        Ok(Some(true))
+        io.set_clock(clk);
+        if room > 0 {
+            for p in 0..3 {
+                io.replicate(p, sent);
+            }
+        }
+        moved
     }
 
     /// Ready time of operand `p`'s payload heads, or `None` if one is missing.
@@ -150,15 +220,9 @@ impl Primitive for Join {
         let mut progress = false;
         let n = self.base.len();
         'outer: while !self.finished {
-            if self.binary_intersect {
-                match self.step_binary(io)? {
-                    Some(true) => {
-                        progress = true;
-                        continue;
-                    }
-                    Some(false) => break,
-                    None => {}
-                }
+            // The batch path takes what it can; the general path below handles the rest.
+            if self.binary_intersect && self.binary_batch(io) {
+                progress = true;
             }
             let Some(free) = io.outs_free(0..self.n_out) else { break };
             let mut ready = 0;
