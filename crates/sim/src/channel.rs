@@ -67,12 +67,6 @@ impl Channel {
         }
     }
 
-    /// The `i`-th token from the head (`i < len`).
-    #[inline(always)]
-    pub(crate) fn at(&self, i: usize) -> (u64, Token) {
-        self.buf[self.slot(self.popped + i as u64)]
-    }
-
     /// Earliest cycle at which a token may be sent, or `None` while the channel is full.
     #[inline(always)]
     pub fn free_at(&self) -> Option<u64> {
@@ -113,6 +107,50 @@ impl Channel {
         }
     }
 
+    /// The consumer's side of the channel for a batch loop (see [`Reader`]).
+    #[inline(always)]
+    pub(crate) fn reader(&mut self) -> Reader<'_> {
+        Reader {
+            buf: &mut self.buf,
+            mask: self.mask,
+            popped: self.popped,
+            pushed: self.pushed,
+            bounded: self.cap != usize::MAX,
+            back: &mut self.popped,
+        }
+    }
+
+    /// The producer's side of the channel for a batch loop of at most `n` sends (see
+    /// [`Writer`]): an unbounded channel first grows to hold them; a bounded one takes no
+    /// more than its free slots.
+    #[inline(always)]
+    pub(crate) fn writer(&mut self, n: usize) -> Writer<'_> {
+        let (limit, cap) = if self.cap == usize::MAX {
+            self.reserve(n);
+            (self.pushed + n as u64, u64::MAX)
+        } else {
+            ((self.pushed + n as u64).min(self.popped + self.cap as u64), self.cap as u64)
+        };
+        Writer {
+            buf: &mut self.buf,
+            mask: self.mask,
+            pushed: self.pushed,
+            popped: self.popped,
+            limit,
+            cap,
+            back: &mut self.pushed,
+            peak: &mut self.peak,
+        }
+    }
+
+    /// Makes room for `n` more tokens in an unbounded channel's buffer.
+    #[inline(always)]
+    fn reserve(&mut self, n: usize) {
+        if self.len() + n > self.buf.len() {
+            self.grow_to(self.len() + n);
+        }
+    }
+
     /// Pushes the last `n` tokens pushed on `src` (fan-out of a batch).
     #[inline]
     pub(crate) fn copy_last(&mut self, src: &Channel, n: usize) {
@@ -127,8 +165,15 @@ impl Channel {
     #[cold]
     #[inline(never)]
     fn grow(&mut self) {
+        self.grow_to(self.buf.len() * 2);
+    }
+
+    /// Grows an unbounded channel's buffer to at least `n` slots.
+    #[cold]
+    #[inline(never)]
+    fn grow_to(&mut self, n: usize) {
         assert!(self.cap == usize::MAX, "push to a full channel");
-        let n = self.buf.len() * 2;
+        let n = n.next_power_of_two();
         let mut buf = vec![(0, Token::Empty); n];
         for k in self.popped..self.pushed {
             buf[k as usize & (n - 1)] = self.buf[self.slot(k)];
@@ -157,6 +202,94 @@ impl Channel {
     /// Whether the channel is at capacity.
     pub fn is_full(&self) -> bool {
         self.free_at().is_none()
+    }
+}
+
+/// A consumer's view of a channel during a batch loop: the head counter lives in a local
+/// (a register, not memory that stores into the buffer might alias) and is written back when
+/// the reader is dropped.
+pub(crate) struct Reader<'a> {
+    buf: &'a mut [(u64, Token)],
+    mask: usize,
+    popped: u64,
+    pushed: u64,
+    bounded: bool,
+    back: &'a mut u64,
+}
+
+impl Reader<'_> {
+    /// The head token and its ready time.
+    #[inline(always)]
+    pub fn head(&self) -> Option<(u64, Token)> {
+        if self.popped == self.pushed {
+            None
+        } else {
+            Some(self.buf[self.popped as usize & self.mask])
+        }
+    }
+
+    /// Removes the head, recording that its slot frees up after cycle `at`.
+    #[inline(always)]
+    pub fn pop(&mut self, at: u64) {
+        assert!(self.popped != self.pushed, "pop from empty channel");
+        if self.bounded {
+            self.buf[self.popped as usize & self.mask].0 = at + 1;
+        }
+        self.popped += 1;
+    }
+}
+
+impl Drop for Reader<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        *self.back = self.popped;
+    }
+}
+
+/// A producer's view of a channel during a batch loop (the consumer does not run meanwhile,
+/// so occupancy only grows): the tail counter lives in a local and is written back, with the
+/// peak occupancy, when the writer is dropped.
+pub(crate) struct Writer<'a> {
+    buf: &'a mut [(u64, Token)],
+    mask: usize,
+    pushed: u64,
+    popped: u64,
+    /// Sends allowed up to this count (the reserved room, or a bounded channel's capacity).
+    limit: u64,
+    /// Capacity (`u64::MAX` = unbounded).
+    cap: u64,
+    back: &'a mut u64,
+    peak: &'a mut usize,
+}
+
+impl Writer<'_> {
+    /// Earliest cycle at which a token may be sent, or `None` once the writer's room is used
+    /// up ([`Channel::free_at`] within the room).
+    #[inline(always)]
+    pub fn free_at(&self) -> Option<u64> {
+        if self.pushed == self.limit {
+            None
+        } else if self.cap == u64::MAX {
+            Some(0)
+        } else {
+            Some(self.buf[self.pushed.wrapping_sub(self.cap) as usize & self.mask].0)
+        }
+    }
+
+    /// Appends a token that becomes visible at `ready`.
+    #[inline(always)]
+    pub fn push(&mut self, ready: u64, tok: Token) {
+        assert!(self.pushed < self.limit, "push beyond the writer's room");
+        self.buf[self.pushed as usize & self.mask] = (ready, tok);
+        self.pushed += 1;
+    }
+}
+
+impl Drop for Writer<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        *self.back = self.pushed;
+        *self.peak = (*self.peak).max((self.pushed - self.popped) as usize);
     }
 }
 

@@ -74,6 +74,23 @@ impl Io<'_> {
         room
     }
 
+    /// How many tokens every channel of output `port` can take before reaching the soft cap
+    /// (bounded or not).
+    #[inline]
+    pub(crate) fn soft_room(&self, port: usize) -> usize {
+        self.outs[port]
+            .iter()
+            .map(|&c| self.soft_cap.saturating_sub(self.chans[c as usize].len()))
+            .min()
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Whether a channel of output `port` is bounded.
+    #[inline]
+    pub(crate) fn bounded(&self, port: usize) -> bool {
+        self.outs[port].iter().any(|&c| !self.chans[c as usize].is_unbounded())
+    }
+
     /// Earliest send cycle over several outputs, `None` if any is full.
     #[inline(always)]
     pub fn outs_free(&self, ports: std::ops::Range<usize>) -> Option<u64> {
@@ -232,17 +249,18 @@ impl Io<'_> {
         }
         let mut clk = self.clock();
         let [i, o] = self.channels([self.in_chan(inp), self.out_chan(out)]);
+        let (mut i, mut o) = (i.reader(), o.writer(n));
         let mut k = 0;
-        while k < n {
-            let (ready, tok) = i.at(0);
+        while let Some((ready, tok)) = i.head() {
             let Some((at, res)) = f(&mut clk, ready, tok) else { break };
             i.pop(at);
             o.push(clk.ready(at), res);
             k += 1;
-            if res == Token::Done {
+            if k == n || res == Token::Done {
                 break;
             }
         }
+        drop((i, o));
         self.set_clock(clk);
         self.replicate(out, k);
         k
@@ -257,18 +275,19 @@ impl Io<'_> {
         }
         let mut clk = self.clock();
         let [a, b, o] = self.channels([self.in_chan(0), self.in_chan(1), self.out_chan(0)]);
+        let (mut a, mut b, mut o) = (a.reader(), b.reader(), o.writer(n));
         let mut k = 0;
-        while k < n {
-            let ((ra, ta), (rb, tb)) = (a.at(0), b.at(0));
+        while let (Some((ra, ta)), Some((rb, tb))) = (a.head(), b.head()) {
             let Some((at, res)) = f(&mut clk, ra.max(rb), ta, tb) else { break };
             a.pop(at);
             b.pop(at);
             o.push(clk.ready(at), res);
             k += 1;
-            if res == Token::Done {
+            if k == n || res == Token::Done {
                 break;
             }
         }
+        drop((a, b, o));
         self.set_clock(clk);
         self.replicate(0, k);
         k

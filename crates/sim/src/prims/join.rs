@@ -2,8 +2,9 @@
 
 use fuseflow_graph::JoinKind;
 
+use crate::channel::Writer;
 use crate::io::{Io, Primitive};
-use crate::{Channel, SimError, Token};
+use crate::{SimError, Token};
 
 /// Whether a payload token lines up with its operand's crd token: data (or `N`) with data (or
 /// `N`), equal stop levels, done with done.
@@ -64,18 +65,19 @@ impl Join {
     /// Needs every output port to feed one channel, or all of them to be unbounded (fan-out
     /// copies are made at the end). Returns whether anything moved.
     fn binary_batch(&mut self, io: &mut Io<'_>) -> bool {
-        // Unbounded outputs: at most `room` sends. Bounded ones (each feeding one channel):
-        // `free` checks each send. Ports without a channel take anything.
+        // Every send consumes a token of both crd inputs, so they bound the sends too.
+        let most = io.in_len(0).min(io.in_len(2));
+        // At most as many sends as the outputs' soft room; bounded outputs (each feeding one
+        // channel) are also checked per send by the writers' `free_at`. Fan-out copies are
+        // made at the end, so a bounded port must not fan out. Ports without a channel take
+        // anything.
         let connected = || (0..3).filter(|&p| io.fanout(p) > 0);
-        let room = connected().map(|p| io.room(p..p + 1)).min().unwrap_or(usize::MAX);
-        let limit = match room {
-            0 if connected().all(|p| io.fanout(p) == 1) => usize::MAX,
-            0 => return false,
-            r => r,
-        };
-        let soft_cap = io.soft_cap;
+        if connected().any(|p| io.fanout(p) > 1 && io.bounded(p)) {
+            return false;
+        }
+        let n = connected().map(|p| io.soft_room(p)).min().unwrap_or(usize::MAX).min(most);
         let mut clk = io.clock();
-        let [c0, p0, c1, p1, mut o0, mut o1, mut o2] = io.channels_opt([
+        let [c0, p0, c1, p1, o0, o1, o2] = io.channels_opt([
             Some(io.in_chan(0)),
             Some(io.in_chan(1)),
             Some(io.in_chan(2)),
@@ -85,20 +87,21 @@ impl Join {
             io.out_first(2),
         ]);
         let (Some(c0), Some(p0), Some(c1), Some(p1)) = (c0, p0, c1, p1) else { unreachable!() };
-        // Earliest send cycle on the outputs (as `Io::outs_free`).
-        let free = |o0: &Option<&mut Channel>, o1: &Option<&mut Channel>, o2: &Option<&mut Channel>| {
+        let (mut c0, mut p0, mut c1, mut p1) = (c0.reader(), p0.reader(), c1.reader(), p1.reader());
+        let mut outs = [o0, o1, o2].map(|o| o.map(|o| o.writer(n)));
+        // Earliest send cycle on the outputs (as `Io::outs_free`), `None` when one is full.
+        let free = |outs: &[Option<Writer<'_>>; 3]| {
             let mut t = 0;
-            for o in [o0, o1, o2].into_iter().flatten() {
-                if o.len() >= soft_cap {
-                    return None;
-                }
-                t = t.max(o.free_at()?);
+            for w in outs.iter().flatten() {
+                t = t.max(w.free_at()?);
             }
             Some(t)
         };
-        let push = |o: &mut Option<&mut Channel>, r: u64, t: Token| {
-            if let Some(o) = o {
-                o.push(r, t);
+        let send = |outs: &mut [Option<Writer<'_>>; 3], at: u64, toks: [Token; 3]| {
+            for (w, t) in outs.iter_mut().zip(toks) {
+                if let Some(w) = w {
+                    w.push(at, t);
+                }
             }
         };
         let payload = |t: Token| matches!(t, Token::Idx(_) | Token::Val(_) | Token::Empty);
@@ -109,36 +112,30 @@ impl Join {
             let (lag, target) = match (t0, t1) {
                 (Token::Idx(a), Token::Idx(b)) if a == b => {
                     let (Some((q0, x)), Some((q1, y))) = (p0.head(), p1.head()) else { break };
-                    if sent == limit || !payload(x) || !payload(y) {
+                    if !payload(x) || !payload(y) {
                         break;
                     }
-                    let Some(f) = free(&o0, &o1, &o2) else { break };
+                    let Some(f) = free(&outs) else { break };
                     let at = clk.fire(ready.max(q0).max(q1), f);
-                    for c in [&mut *c0, &mut *p0, &mut *c1, &mut *p1] {
+                    for c in [&mut c0, &mut p0, &mut c1, &mut p1] {
                         c.pop(at);
                     }
-                    let r = clk.ready(at);
-                    push(&mut o0, r, Token::Idx(a));
-                    push(&mut o1, r, x);
-                    push(&mut o2, r, y);
+                    send(&mut outs, clk.ready(at), [Token::Idx(a), x, y]);
                     sent += 1;
                     moved = true;
                     continue;
                 }
                 (Token::Stop { level: l0, gap: g0 }, Token::Stop { level: l1, gap: g1 }) if l0 == l1 => {
                     let (Some((q0, x)), Some((q1, y))) = (p0.head(), p1.head()) else { break };
-                    if sent == limit || !aligned(t0, x) || !aligned(t1, y) {
+                    if !aligned(t0, x) || !aligned(t1, y) {
                         break;
                     }
-                    let Some(f) = free(&o0, &o1, &o2) else { break };
+                    let Some(f) = free(&outs) else { break };
                     let at = clk.fire(ready.max(q0).max(q1), f);
-                    for c in [&mut *c0, &mut *p0, &mut *c1, &mut *p1] {
+                    for c in [&mut c0, &mut p0, &mut c1, &mut p1] {
                         c.pop(at);
                     }
-                    let r = clk.ready(at);
-                    push(&mut o0, r, Token::Stop { level: l0, gap: g0.max(g1) });
-                    push(&mut o1, r, x);
-                    push(&mut o2, r, y);
+                    send(&mut outs, clk.ready(at), [Token::Stop { level: l0, gap: g0.max(g1) }, x, y]);
                     sent += 1;
                     moved = true;
                     continue;
@@ -156,17 +153,14 @@ impl Join {
                 (Token::Stop { .. }, Token::Idx(_)) => (1, u32::MAX),
                 _ => break,
             };
-            let (crd, pay) = if lag == 0 { (&mut *c0, &mut *p0) } else { (&mut *c1, &mut *p1) };
-            // Dropping emits nothing, so it does not wait for output space.
-            // The first drop needs its payload (else this batch is over); later ones stop the
-            // run instead.
-            let first = matches!(pay.head(), Some((_, x)) if payload(x));
-            if !first {
+            let (crd, pay) = if lag == 0 { (&mut c0, &mut p0) } else { (&mut c1, &mut p1) };
+            // The first drop needs its payload (else this batch is over); later ones end the
+            // run without it. Dropping emits nothing, so it does not wait for output space.
+            if !matches!(pay.head(), Some((_, x)) if payload(x)) {
                 break;
             }
             let mut ready = ready;
-            loop {
-                let Some((pr, x)) = pay.head() else { break };
+            while let Some((pr, x)) = pay.head() {
                 if !payload(x) {
                     break;
                 }
@@ -180,11 +174,10 @@ impl Join {
                 }
             }
         }
+        drop((c0, p0, c1, p1, outs));
         io.set_clock(clk);
-        if room > 0 {
-            for p in 0..3 {
-                io.replicate(p, sent);
-            }
+        for p in 0..3 {
+            io.replicate(p, sent);
         }
         moved
     }

@@ -195,6 +195,7 @@ impl Primitive for Scan {
                         let n = room.min((end - *pos) as usize) as u32;
                         let mut clk = io.clock();
                         let [o0, o1] = io.channels([io.out_chan(0), io.out_chan(1)]);
+                        let (mut o0, mut o1) = (o0.writer(n as usize), o1.writer(n as usize));
                         match &self.src {
                             LevelSource::Dense(_) => {
                                 for q in *pos..*pos + n {
@@ -222,6 +223,7 @@ impl Primitive for Scan {
                                 }
                             }
                         }
+                        drop((o0, o1));
                         io.set_clock(clk);
                         io.replicate(0, n as usize);
                         io.replicate(1, n as usize);

@@ -184,6 +184,7 @@ impl Primitive for Spacc1 {
                     if let (Some((_, Token::Idx(_))), Some((_, Token::Val(_)))) = (io.head(1), io.head(2)) {
                         let mut clk = io.clock();
                         let [ci, vi] = io.channels([io.in_chan(1), io.in_chan(2)]);
+                        let (mut ci, mut vi) = (ci.reader(), vi.reader());
                         while let (Some((r1, Token::Idx(c))), Some((r2, Token::Val(v)))) = (ci.head(), vi.head()) {
                             let at = clk.fire(r1.max(r2), 0);
                             ci.pop(at);
@@ -191,6 +192,7 @@ impl Primitive for Spacc1 {
                             self.acc.push((c, v));
                             self.ops += 1;
                         }
+                        drop((ci, vi));
                         io.set_clock(clk);
                         progress = true;
                         continue;
@@ -222,11 +224,13 @@ impl Primitive for Spacc1 {
                         let n = room.min(self.acc.len() - *next);
                         let mut clk = io.clock();
                         let [o0, o1] = io.channels([io.out_chan(0), io.out_chan(1)]);
+                        let (mut o0, mut o1) = (o0.writer(n), o1.writer(n));
                         for &(c, v) in &self.acc[*next..*next + n] {
                             let at = clk.fire(0, 0);
                             o0.push(clk.ready(at), Token::Idx(c));
                             o1.push(clk.ready(at), Token::Val(v));
                         }
+                        drop((o0, o1));
                         io.set_clock(clk);
                         io.replicate(0, n);
                         io.replicate(1, n);

@@ -89,15 +89,18 @@ impl Primitive for Repeat {
                 let room = io.room(0..1);
                 if room > 0 {
                     let mut clk = io.clock();
+                    let n = room.min(io.in_len(1));
                     let [s, o] = io.channels([io.in_chan(1), io.out_chan(0)]);
+                    let (mut s, mut o) = (s.reader(), o.writer(n));
                     let mut k = 0;
-                    while k < room {
+                    while k < n {
                         let Some((r, Token::Rep)) = s.head() else { break };
                         let at = clk.fire(r.max(in_ready), 0);
                         s.pop(at);
                         o.push(clk.ready(at), head);
                         k += 1;
                     }
+                    drop((s, o));
                     io.set_clock(clk);
                     io.replicate(0, k);
                     progress = true;

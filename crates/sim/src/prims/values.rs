@@ -341,6 +341,7 @@ impl Primitive for Reduce {
                 let (op, mut acc) = (self.op, self.acc);
                 let mut clk = io.clock();
                 let [i] = io.channels([io.in_chan(0)]);
+                let mut i = i.reader();
                 while let Some((ready, Token::Val(v))) = i.head() {
                     let at = clk.fire(ready, 0);
                     i.pop(at);
@@ -350,6 +351,7 @@ impl Primitive for Reduce {
                     };
                     self.ops += 1;
                 }
+                drop(i);
                 io.set_clock(clk);
                 self.acc = acc;
                 self.any = true;

@@ -51,6 +51,7 @@ fn consume(
     let mut error = None;
     let mut clk = io.clock();
     let [inp] = io.channels([io.in_chan(0)]);
+    let mut inp = inp.reader();
     while let Some((ready, tok)) = inp.head() {
         if tok == Token::Done {
             let at = clk.fire(ready, 0);
@@ -80,6 +81,7 @@ fn consume(
         }
         progress = true;
     }
+    drop(inp);
     io.set_clock(clk);
     match error {
         Some(message) => Err(io.err(message)),
