@@ -276,6 +276,17 @@ impl Writer<'_> {
         }
     }
 
+    /// [`Writer::free_at`] for a writer statically known to be bounded or not: an unbounded
+    /// one is always free (the caller's loop stays within the writer's room).
+    #[inline(always)]
+    pub fn free<const BOUNDED: bool>(&self) -> Option<u64> {
+        if BOUNDED {
+            self.free_at()
+        } else {
+            Some(0)
+        }
+    }
+
     /// Appends a token that becomes visible at `ready`.
     #[inline(always)]
     pub fn push(&mut self, ready: u64, tok: Token) {

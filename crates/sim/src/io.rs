@@ -74,6 +74,23 @@ impl Io<'_> {
         room
     }
 
+    /// How many sends a batch loop may make on `ports` (through [`Channel::writer`], whose
+    /// `free_at` also enforces a bounded channel's capacity and timing): the ports' room below
+    /// the soft cap, or 0 when a port cannot be batched: it feeds no channel, or it fans out
+    /// to a bounded one ([`Io::replicate`] copies fan-out after the batch, without timing).
+    #[inline]
+    pub(crate) fn batch_room(&self, ports: std::ops::Range<usize>) -> usize {
+        let mut room = usize::MAX;
+        for p in ports {
+            let outs = &self.outs[p];
+            if outs.is_empty() || (outs.len() > 1 && self.bounded(p)) {
+                return 0;
+            }
+            room = room.min(self.soft_room(p));
+        }
+        room
+    }
+
     /// How many tokens every channel of output `port` can take before reaching the soft cap
     /// (bounded or not).
     #[inline]
@@ -232,27 +249,43 @@ impl Io<'_> {
     }
 
     /// Batch path of a primitive that turns each token of input `inp` into one token of
-    /// output `out`: while the output is unbounded with room, `f(clock, ready, token)` fires
-    /// (on `clock`) and returns the fire cycle and the output token, or returns `None` without
-    /// firing to leave the token to the per-token path. Stops after sending `D`. Returns the
-    /// number of tokens moved.
+    /// output `out`: while the output has room (see [`Io::batch_room`]),
+    /// `f(clock, ready, free, token)` fires (on `clock`, with the output slot free at `free`)
+    /// and returns the fire cycle and the output token, or returns `None` without firing to
+    /// leave the token to the per-token path. Stops after sending `D`. Returns the number of
+    /// tokens moved.
     #[inline(always)]
     pub(crate) fn map1(
         &mut self,
         inp: usize,
         out: usize,
-        mut f: impl FnMut(&mut Clock, u64, Token) -> Option<(u64, Token)>,
+        f: impl FnMut(&mut Clock, u64, u64, Token) -> Option<(u64, Token)>,
     ) -> usize {
-        let n = self.room(out..out + 1).min(self.in_len(inp));
+        let n = self.batch_room(out..out + 1).min(self.in_len(inp));
         if n == 0 {
-            return 0;
+            0
+        } else if self.bounded(out) {
+            self.map1_with::<true>(inp, out, n, f)
+        } else {
+            self.map1_with::<false>(inp, out, n, f)
         }
+    }
+
+    /// [`Io::map1`] for `n > 0` tokens, specialised for a bounded or unbounded output.
+    #[inline(always)]
+    fn map1_with<const BOUNDED: bool>(
+        &mut self,
+        inp: usize,
+        out: usize,
+        n: usize,
+        mut f: impl FnMut(&mut Clock, u64, u64, Token) -> Option<(u64, Token)>,
+    ) -> usize {
         let mut clk = self.clock();
         let [i, o] = self.channels([self.in_chan(inp), self.out_chan(out)]);
         let (mut i, mut o) = (i.reader(), o.writer(n));
         let mut k = 0;
-        while let Some((ready, tok)) = i.head() {
-            let Some((at, res)) = f(&mut clk, ready, tok) else { break };
+        while let (Some((ready, tok)), Some(free)) = (i.head(), o.free::<BOUNDED>()) {
+            let Some((at, res)) = f(&mut clk, ready, free, tok) else { break };
             i.pop(at);
             o.push(clk.ready(at), res);
             k += 1;
@@ -268,17 +301,30 @@ impl Io<'_> {
 
     /// [`Io::map1`] for two aligned inputs (0 and 1) consumed together into output 0.
     #[inline(always)]
-    pub(crate) fn map2(&mut self, mut f: impl FnMut(&mut Clock, u64, Token, Token) -> Option<(u64, Token)>) -> usize {
-        let n = self.room(0..1).min(self.in_len(0)).min(self.in_len(1));
+    pub(crate) fn map2(&mut self, f: impl FnMut(&mut Clock, u64, u64, Token, Token) -> Option<(u64, Token)>) -> usize {
+        let n = self.batch_room(0..1).min(self.in_len(0)).min(self.in_len(1));
         if n == 0 {
-            return 0;
+            0
+        } else if self.bounded(0) {
+            self.map2_with::<true>(n, f)
+        } else {
+            self.map2_with::<false>(n, f)
         }
+    }
+
+    /// [`Io::map2`] for `n > 0` tokens, specialised for a bounded or unbounded output.
+    #[inline(always)]
+    fn map2_with<const BOUNDED: bool>(
+        &mut self,
+        n: usize,
+        mut f: impl FnMut(&mut Clock, u64, u64, Token, Token) -> Option<(u64, Token)>,
+    ) -> usize {
         let mut clk = self.clock();
         let [a, b, o] = self.channels([self.in_chan(0), self.in_chan(1), self.out_chan(0)]);
         let (mut a, mut b, mut o) = (a.reader(), b.reader(), o.writer(n));
         let mut k = 0;
-        while let (Some((ra, ta)), Some((rb, tb))) = (a.head(), b.head()) {
-            let Some((at, res)) = f(&mut clk, ra.max(rb), ta, tb) else { break };
+        while let (Some((ra, ta)), Some((rb, tb)), Some(free)) = (a.head(), b.head(), o.free::<BOUNDED>()) {
+            let Some((at, res)) = f(&mut clk, ra.max(rb), free, ta, tb) else { break };
             a.pop(at);
             b.pop(at);
             o.push(clk.ready(at), res);

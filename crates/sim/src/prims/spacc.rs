@@ -218,25 +218,30 @@ impl Primitive for Spacc1 {
                     progress = true;
                 }
                 S1::Flush { ref mut next, stop } => {
-                    // Batch path: unbounded outputs take a run of accumulated entries.
-                    let room = io.room(0..2);
+                    // Batch path: a run of accumulated entries.
+                    let room = io.batch_room(0..2);
                     if room > 0 && *next < self.acc.len() {
                         let n = room.min(self.acc.len() - *next);
                         let mut clk = io.clock();
                         let [o0, o1] = io.channels([io.out_chan(0), io.out_chan(1)]);
                         let (mut o0, mut o1) = (o0.writer(n), o1.writer(n));
+                        let mut k = 0;
                         for &(c, v) in &self.acc[*next..*next + n] {
-                            let at = clk.fire(0, 0);
+                            let (Some(f0), Some(f1)) = (o0.free_at(), o1.free_at()) else { break };
+                            let at = clk.fire(0, f0.max(f1));
                             o0.push(clk.ready(at), Token::Idx(c));
                             o1.push(clk.ready(at), Token::Val(v));
+                            k += 1;
                         }
                         drop((o0, o1));
                         io.set_clock(clk);
-                        io.replicate(0, n);
-                        io.replicate(1, n);
-                        *next += n;
-                        progress = true;
-                        continue;
+                        io.replicate(0, k);
+                        io.replicate(1, k);
+                        *next += k;
+                        if k > 0 {
+                            progress = true;
+                            continue;
+                        }
                     }
                     let Some(free) = io.outs_free(0..2) else { break };
                     let at = io.fire(0, free);

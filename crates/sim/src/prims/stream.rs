@@ -15,7 +15,7 @@ impl Primitive for RepSig {
         while !self.finished {
             // Batch path (unbounded output), with the same fires as the per-token path below.
             let finished = &mut self.finished;
-            let moved = io.map1(0, 0, |clk, ready, tok| {
+            let moved = io.map1(0, 0, |clk, ready, free, tok| {
                 let out = match tok {
                     Token::Idx(_) | Token::Val(_) | Token::Empty | Token::Rep => Token::Rep,
                     Token::Stop { .. } => Token::stop(0),
@@ -24,7 +24,7 @@ impl Primitive for RepSig {
                         Token::Done
                     }
                 };
-                Some((clk.fire(ready, 0), out))
+                Some((clk.fire(ready, free), out))
             });
             if moved > 0 {
                 progress = true;
@@ -84,18 +84,17 @@ impl Primitive for Repeat {
             }
             let Some((sig_ready, sig)) = io.head(1) else { break };
             let Some((in_ready, head)) = io.head(0) else { break };
-            // Batch path: a run of `R` on an unbounded output repeats the held data token.
+            // Batch path: a run of `R` repeats the held data token.
             if sig == Token::Rep && !head.is_stop() && head != Token::Done {
-                let room = io.room(0..1);
-                if room > 0 {
+                let n = io.batch_room(0..1).min(io.in_len(1));
+                if n > 0 {
                     let mut clk = io.clock();
-                    let n = room.min(io.in_len(1));
                     let [s, o] = io.channels([io.in_chan(1), io.out_chan(0)]);
                     let (mut s, mut o) = (s.reader(), o.writer(n));
                     let mut k = 0;
-                    while k < n {
-                        let Some((r, Token::Rep)) = s.head() else { break };
-                        let at = clk.fire(r.max(in_ready), 0);
+                    while let (true, Some((r, Token::Rep))) = (k < n, s.head()) {
+                        let Some(free) = o.free_at() else { break };
+                        let at = clk.fire(r.max(in_ready), free);
                         s.pop(at);
                         o.push(clk.ready(at), head);
                         k += 1;
@@ -103,8 +102,10 @@ impl Primitive for Repeat {
                     drop((s, o));
                     io.set_clock(clk);
                     io.replicate(0, k);
-                    progress = true;
-                    continue;
+                    if k > 0 {
+                        progress = true;
+                        continue;
+                    }
                 }
             }
             let Some(free) = io.out_free(0) else { break };
@@ -249,14 +250,14 @@ impl Primitive for CrdDrop {
             }
             if self.pending.is_none() {
                 // Batch path: the rest of a fiber's data passes through (unbounded outputs).
-                let moved = if io.room(0..1) > 0 {
-                    io.map1(1, 1, |clk, ready, tok| match tok {
-                        Token::Idx(_) | Token::Val(_) | Token::Empty | Token::Rep => Some((clk.fire(ready, 0), tok)),
-                        _ => None,
-                    })
-                } else {
-                    0
-                };
+                // Output 0 gets nothing here, so its free cycle stays `free0` throughout.
+                let free0 = io.out_free(0).unwrap_or(0);
+                let moved = io.map1(1, 1, |clk, ready, free, tok| match tok {
+                    Token::Idx(_) | Token::Val(_) | Token::Empty | Token::Rep => {
+                        Some((clk.fire(ready, free.max(free0)), tok))
+                    }
+                    _ => None,
+                });
                 if moved > 0 {
                     progress = true;
                     continue;

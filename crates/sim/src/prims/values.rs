@@ -36,25 +36,35 @@ impl Primitive for Array {
     fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
         let mut progress = false;
         while !self.finished {
-            // Batch path (unbounded output) for loads and stops, with the per-token path's fires.
-            let (vals, loads, mem) = (&self.vals, &mut self.loads, &mut self.mem);
-            let moved = io.map1(0, 0, |clk, ready, tok| {
-                let (data, out) = match tok {
-                    Token::Idx(r) => {
-                        let &v = vals.get(r as usize)?;
-                        *loads += 1;
-                        (mem.as_mut().map_or(ready, |m| ready.max(m.fetch(r, ready))), Token::Val(v))
-                    }
-                    Token::Empty => (ready, Token::Val(0.0)),
-                    Token::Stop { .. } => (ready, tok),
-                    _ => return None,
-                };
-                let at = clk.fire(data, 0);
-                if let Some(m) = mem {
+            // Batch path for loads and stops, with the per-token path's fires; separate
+            // closures with and without a memory port keep the ideal one small enough to inline.
+            let (vals, loads) = (&self.vals, &mut self.loads);
+            let load = |tok| match tok {
+                Token::Idx(r) => vals.get(r as usize).map(|&v| (Some(r), Token::Val(v))),
+                Token::Empty => Some((None, Token::Val(0.0))),
+                Token::Stop { .. } => Some((None, tok)),
+                _ => None,
+            };
+            let moved = match &mut self.mem {
+                None => io.map1(0, 0, |clk, ready, free, tok| {
+                    let (r, out) = load(tok)?;
+                    *loads += r.is_some() as u64;
+                    Some((clk.fire(ready, free), out))
+                }),
+                Some(m) => io.map1(0, 0, |clk, ready, free, tok| {
+                    let (r, out) = load(tok)?;
+                    let data = match r {
+                        Some(r) => {
+                            *loads += 1;
+                            ready.max(m.fetch(r, ready))
+                        }
+                        None => ready,
+                    };
+                    let at = clk.fire(data, free);
                     m.consume(at);
-                }
-                Some((at, out))
-            });
+                    Some((at, out))
+                }),
+            };
             if moved > 0 {
                 progress = true;
                 continue;
@@ -122,12 +132,12 @@ impl Primitive for Locate {
     fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
         let mut progress = false;
         while !self.finished {
-            // Batch path (unbounded output) for in-range coordinates, as the per-token path.
+            // Batch path for in-range coordinates, as the per-token path.
             let size = self.size;
-            let moved = io.map2(|clk, ready, crd, parent| match (crd, parent) {
+            let moved = io.map2(|clk, ready, free, crd, parent| match (crd, parent) {
                 (Token::Idx(c), Token::Idx(p)) if c < size => {
                     let pos = p as u64 * size as u64 + c as u64;
-                    (pos <= u32::MAX as u64).then(|| (clk.fire(ready, 0), Token::Idx(pos as u32)))
+                    (pos <= u32::MAX as u64).then(|| (clk.fire(ready, free), Token::Idx(pos as u32)))
                 }
                 _ => None,
             });
@@ -233,9 +243,9 @@ impl Primitive for Alu {
         let mut progress = false;
         let binary = self.op.arity() == 2;
         while !self.finished {
-            // Batch path (unbounded output) for values and aligned stops, as the per-token path.
+            // Batch path for values and aligned stops, as the per-token path.
             let (op, ops) = (self.op, &mut self.ops);
-            let mut f = |clk: &mut Clock, ready, a, b| {
+            let mut f = |clk: &mut Clock, ready, free, a, b| {
                 let out = match (num(a), num(b)) {
                     (Some(x), Some(y)) => {
                         *ops += 1;
@@ -246,9 +256,10 @@ impl Primitive for Alu {
                         _ => return None,
                     },
                 };
-                Some((clk.fire(ready, 0), out))
+                Some((clk.fire(ready, free), out))
             };
-            let moved = if binary { io.map2(&mut f) } else { io.map1(0, 0, |clk, ready, a| f(clk, ready, a, a)) };
+            let moved =
+                if binary { io.map2(&mut f) } else { io.map1(0, 0, |clk, ready, free, a| f(clk, ready, free, a, a)) };
             if moved > 0 {
                 progress = true;
                 continue;
