@@ -1,5 +1,5 @@
 //! `fuseflow bench`'s suite under a hardware preset:
-//! `simbench [ideal|mem|comal|rda] [reps] [name filter]`.
+//! `simbench [ideal|mem|comal|rda] [reps] [name filter]`; `SOFT_CAP=n` overrides the soft cap.
 //! `mem` is the ideal machine with `rda`'s memory model switched on. Used to profile the
 //! simulator (e.g. under callgrind) and to compare ideal and modelled memory.
 
@@ -8,7 +8,7 @@ use std::path::Path;
 
 use fuseflow::bench::SUITE;
 use fuseflow::{run, RunConfig};
-use fuseflow_sim::HwConfig;
+use fuseflow_sim::{HwConfig, SimConfig};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -31,7 +31,13 @@ fn main() {
         for rep in 0..reps.max(1) {
             let cfg = RunConfig {
                 order: Some(b.order.iter().map(|s| s.to_string()).collect()),
-                sim: hw.to_sim_config(),
+                sim: SimConfig {
+                    soft_cap: std::env::var("SOFT_CAP")
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(SimConfig::default().soft_cap),
+                    ..hw.to_sim_config()
+                },
                 verify: rep == 0,
                 ..RunConfig::default()
             };
