@@ -139,8 +139,11 @@ fn more_channels_or_bandwidth_never_increase_cycles() {
 fn memory_results_do_not_depend_on_scheduling() {
     // Every memory port is private to its node and updated in that node's program order, so
     // how far nodes run ahead must change nothing: cycles, per-node counters, traffic, outputs.
+    // The ideal cases check the same of the primitives' batch paths, which soft cap 1 disables.
     for file in EXAMPLES {
         for (preset, overrides) in [
+            ("ideal", &[][..]),
+            ("ideal", &["fifo_depth=3"][..]),
             ("comal", &[][..]),
             ("comal", &["memory.sharing=demand"][..]),
             ("rda", &[][..]),

@@ -2,6 +2,7 @@
 
 use fuseflow_graph::JoinKind;
 
+use crate::channel::Writer;
 use crate::io::{Io, Primitive};
 use crate::{SimError, Token};
 
@@ -57,48 +58,128 @@ impl Join {
         }
     }
 
-    /// One step of a two-operand, one-payload-each intersection when both heads are
-    /// coordinates (the hot case), with the same timing as the general path. `Some(true)`: a
-    /// step was taken; `Some(false)`: blocked; `None`: not applicable, use the general path.
-    #[inline]
-    fn step_binary(&mut self, io: &mut Io<'_>) -> Result<Option<bool>, SimError> {
-        let (Some((r0, t0)), Some((r1, t1))) = (io.head(0), io.head(2)) else { return Ok(Some(false)) };
-        let (Token::Idx(c0), Token::Idx(c1)) = (t0, t1) else { return Ok(None) };
-        let ready = r0.max(r1);
-        if c0 == c1 {
-            let (Some((p0, _)), Some((p1, _))) = (io.head(1), io.head(3)) else { return Ok(Some(false)) };
-            let Some(free) = io.outs_free(0..3) else { return Ok(Some(false)) };
-            let at = io.fire(ready.max(p0).max(p1), free);
-            io.push(0, at, Token::Idx(c0));
-            for p in 0..2 {
-                io.pop(2 * p, at);
-                let tok = io.pop(2 * p + 1, at);
-                if !matches!(tok, Token::Idx(_) | Token::Val(_) | Token::Empty) {
-                    return Err(io.err(format!("operand {p}: payload holds {tok} against a coordinate")));
-                }
-                io.push(1 + p, at, tok);
+    /// Batch path of a two-operand, one-payload-each intersection (the hot case): matches,
+    /// runs of dropped coordinates (also against an operand whose fiber is over) and aligned
+    /// stops, worked on the seven channels directly, with the general path's timing. Stops at
+    /// anything else (`N`, `D`, malformed streams), which the general path then handles.
+    /// Needs every output port to feed one channel, or all of them to be unbounded (fan-out
+    /// copies are made at the end). Returns whether anything moved.
+    fn binary_batch(&mut self, io: &mut Io<'_>) -> bool {
+        // Every send consumes a token of both crd inputs, so they bound the sends too.
+        let most = io.in_len(0).min(io.in_len(2));
+        // At most as many sends as the outputs' soft room; bounded outputs (each feeding one
+        // channel) are also checked per send by the writers' `free_at`. Fan-out copies are
+        // made at the end, so a bounded port must not fan out. Ports without a channel take
+        // anything.
+        let connected = || (0..3).filter(|&p| io.fanout(p) > 0);
+        if connected().any(|p| io.fanout(p) > 1 && io.bounded(p)) {
+            return false;
+        }
+        let n = connected().map(|p| io.soft_room(p)).min().unwrap_or(usize::MAX).min(most);
+        let mut clk = io.clock();
+        let [c0, p0, c1, p1, o0, o1, o2] = io.channels_opt([
+            Some(io.in_chan(0)),
+            Some(io.in_chan(1)),
+            Some(io.in_chan(2)),
+            Some(io.in_chan(3)),
+            io.out_first(0),
+            io.out_first(1),
+            io.out_first(2),
+        ]);
+        let (Some(c0), Some(p0), Some(c1), Some(p1)) = (c0, p0, c1, p1) else { unreachable!() };
+        let (mut c0, mut p0, mut c1, mut p1) = (c0.reader(), p0.reader(), c1.reader(), p1.reader());
+        let mut outs = [o0, o1, o2].map(|o| o.map(|o| o.writer(n)));
+        // Earliest send cycle on the outputs (as `Io::outs_free`), `None` when one is full.
+        let free = |outs: &[Option<Writer<'_>>; 3]| {
+            let mut t = 0;
+            for w in outs.iter().flatten() {
+                t = t.max(w.free_at()?);
             }
-        } else {
-            // Drop the lagging operand's coordinates while they stay below the other head.
-            let (p, target) = if c0 < c1 { (0, c1) } else { (1, c0) };
-            let (crd_port, pay_port) = (2 * p, 2 * p + 1);
-            let Some((pr, _)) = io.head(pay_port) else { return Ok(Some(false)) };
-            let mut at = io.fire(ready.max(pr), 0);
-            loop {
-                io.pop(crd_port, at);
-                let tok = io.pop(pay_port, at);
-                if !matches!(tok, Token::Idx(_) | Token::Val(_) | Token::Empty) {
-                    return Err(io.err(format!("operand {p}: payload holds {tok} against a coordinate")));
+            Some(t)
+        };
+        let send = |outs: &mut [Option<Writer<'_>>; 3], at: u64, toks: [Token; 3]| {
+            for (w, t) in outs.iter_mut().zip(toks) {
+                if let Some(w) = w {
+                    w.push(at, t);
                 }
-                let Some((r, Token::Idx(c))) = io.head(crd_port) else { break };
-                if c >= target {
+            }
+        };
+        let payload = |t: Token| matches!(t, Token::Idx(_) | Token::Val(_) | Token::Empty);
+        let mut sent = 0;
+        let mut moved = false;
+        while let (Some((r0, t0)), Some((r1, t1))) = (c0.head(), c1.head()) {
+            let ready = r0.max(r1);
+            let (lag, target) = match (t0, t1) {
+                (Token::Idx(a), Token::Idx(b)) if a == b => {
+                    let (Some((q0, x)), Some((q1, y))) = (p0.head(), p1.head()) else { break };
+                    if !payload(x) || !payload(y) {
+                        break;
+                    }
+                    let Some(f) = free(&outs) else { break };
+                    let at = clk.fire(ready.max(q0).max(q1), f);
+                    for c in [&mut c0, &mut p0, &mut c1, &mut p1] {
+                        c.pop(at);
+                    }
+                    send(&mut outs, clk.ready(at), [Token::Idx(a), x, y]);
+                    sent += 1;
+                    moved = true;
+                    continue;
+                }
+                (Token::Stop { level: l0, gap: g0 }, Token::Stop { level: l1, gap: g1 }) if l0 == l1 => {
+                    let (Some((q0, x)), Some((q1, y))) = (p0.head(), p1.head()) else { break };
+                    if !aligned(t0, x) || !aligned(t1, y) {
+                        break;
+                    }
+                    let Some(f) = free(&outs) else { break };
+                    let at = clk.fire(ready.max(q0).max(q1), f);
+                    for c in [&mut c0, &mut p0, &mut c1, &mut p1] {
+                        c.pop(at);
+                    }
+                    send(&mut outs, clk.ready(at), [Token::Stop { level: l0, gap: g0.max(g1) }, x, y]);
+                    sent += 1;
+                    moved = true;
+                    continue;
+                }
+                // Drop the lagging operand's coordinates while they stay below the other head.
+                (Token::Idx(a), Token::Idx(b)) => {
+                    if a < b {
+                        (0, b)
+                    } else {
+                        (1, a)
+                    }
+                }
+                // The other operand's fiber is over: drop every coordinate left in this one.
+                (Token::Idx(_), Token::Stop { .. }) => (0, u32::MAX),
+                (Token::Stop { .. }, Token::Idx(_)) => (1, u32::MAX),
+                _ => break,
+            };
+            let (crd, pay) = if lag == 0 { (&mut c0, &mut p0) } else { (&mut c1, &mut p1) };
+            // The first drop needs its payload (else this batch is over); later ones end the
+            // run without it. Dropping emits nothing, so it does not wait for output space.
+            if !matches!(pay.head(), Some((_, x)) if payload(x)) {
+                break;
+            }
+            let mut ready = ready;
+            while let Some((pr, x)) = pay.head() {
+                if !payload(x) {
                     break;
                 }
-                let Some((pr, _)) = io.head(pay_port) else { break };
-                at = io.fire(r.max(pr), 0);
+                let at = clk.fire(ready.max(pr), 0);
+                crd.pop(at);
+                pay.pop(at);
+                moved = true;
+                match crd.head() {
+                    Some((r, Token::Idx(c))) if c < target => ready = r,
+                    _ => break,
+                }
             }
         }
-        Ok(Some(true))
+        drop((c0, p0, c1, p1, outs));
+        io.set_clock(clk);
+        for p in 0..3 {
+            io.replicate(p, sent);
+        }
+        moved
     }
 
     /// Ready time of operand `p`'s payload heads, or `None` if one is missing.
@@ -132,15 +213,9 @@ impl Primitive for Join {
         let mut progress = false;
         let n = self.base.len();
         'outer: while !self.finished {
-            if self.binary_intersect {
-                match self.step_binary(io)? {
-                    Some(true) => {
-                        progress = true;
-                        continue;
-                    }
-                    Some(false) => break,
-                    None => {}
-                }
+            // The batch path takes what it can; the general path below handles the rest.
+            if self.binary_intersect && self.binary_batch(io) {
+                progress = true;
             }
             let Some(free) = io.outs_free(0..self.n_out) else { break };
             let mut ready = 0;

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::io::{Io, Primitive};
+use crate::channel::Writer;
+use crate::io::{Clock, Io, Primitive};
 use crate::memory::MemPort;
 use crate::{SimError, Token};
 
@@ -92,6 +93,56 @@ impl Scan {
         }
         self
     }
+}
+
+/// The scanner's batch path: sends coordinates `pos..pos + n` of the current fiber (dense
+/// references are offset by `base`) through the two writers, one fire each as on the per-token
+/// path, and returns how many were sent (fewer if a bounded output fills up).
+#[inline(always)]
+fn emit<const BOUNDED: bool>(
+    src: &LevelSource,
+    mem: &mut Option<Box<ScanMem>>,
+    clk: &mut Clock,
+    [o0, o1]: [&mut Writer<'_>; 2],
+    (pos, n, base): (u32, u32, u64),
+) -> u32 {
+    let mut sent = 0;
+    match src {
+        LevelSource::Dense(_) => {
+            for q in pos..pos + n {
+                let (Some(f0), Some(f1)) = (o0.free::<BOUNDED>(), o1.free::<BOUNDED>()) else { break };
+                let at = clk.fire(0, f0.max(f1));
+                o0.push(clk.ready(at), Token::Idx(q));
+                o1.push(clk.ready(at), Token::Idx((base + q as u64) as u32));
+                sent += 1;
+            }
+        }
+        LevelSource::Compressed { crd, .. } => {
+            let crds = &crd[pos as usize..(pos + n) as usize];
+            match mem {
+                None => {
+                    for (q, &c) in (pos..pos + n).zip(crds) {
+                        let (Some(f0), Some(f1)) = (o0.free::<BOUNDED>(), o1.free::<BOUNDED>()) else { break };
+                        let at = clk.fire(0, f0.max(f1));
+                        o0.push(clk.ready(at), Token::Idx(c));
+                        o1.push(clk.ready(at), Token::Idx(q));
+                        sent += 1;
+                    }
+                }
+                Some(m) => {
+                    for (q, &c) in (pos..pos + n).zip(crds) {
+                        let (Some(f0), Some(f1)) = (o0.free::<BOUNDED>(), o1.free::<BOUNDED>()) else { break };
+                        let at = clk.fire(m.crd.fetch(q, m.want), f0.max(f1));
+                        m.crd.consume(at);
+                        o0.push(clk.ready(at), Token::Idx(c));
+                        o1.push(clk.ready(at), Token::Idx(q));
+                        sent += 1;
+                    }
+                }
+            }
+        }
+    }
+    sent
 }
 
 impl Primitive for Scan {
@@ -188,41 +239,32 @@ impl Primitive for Scan {
                         self.state = ScanState::Closing;
                         continue;
                     }
-                    // Fast path: unbounded outputs with room take a run of coordinates without
-                    // per-token slot checks; timing is the same as one fire per coordinate.
-                    let room = io.room(0..2);
+                    // Batch path: a run of coordinates goes straight into the output channels'
+                    // writers, one fire per coordinate as on the per-token path below.
+                    let room = io.batch_room(0..2);
                     if room > 1 {
-                        let n = room.min((end - *pos) as usize) as u32;
-                        match &self.src {
-                            LevelSource::Dense(_) => {
-                                for q in *pos..*pos + n {
-                                    let at = io.fire(0, 0);
-                                    io.push(0, at, Token::Idx(q));
-                                    io.push(1, at, Token::Idx((base + q as u64) as u32));
-                                }
-                            }
-                            LevelSource::Compressed { crd, .. } => {
-                                let crds = &crd[*pos as usize..(*pos + n) as usize];
-                                if let Some(m) = &mut self.mem {
-                                    for (q, &c) in (*pos..*pos + n).zip(crds) {
-                                        let ready = m.crd.fetch(q, m.want);
-                                        let at = io.fire(ready, 0);
-                                        m.crd.consume(at);
-                                        io.push(0, at, Token::Idx(c));
-                                        io.push(1, at, Token::Idx(q));
-                                    }
-                                } else {
-                                    for (q, &c) in (*pos..*pos + n).zip(crds) {
-                                        let at = io.fire(0, 0);
-                                        io.push(0, at, Token::Idx(c));
-                                        io.push(1, at, Token::Idx(q));
-                                    }
-                                }
-                            }
+                        let n = room.min((end - *pos) as usize);
+                        let mut clk = io.clock();
+                        let bounded = io.bounded(0) || io.bounded(1);
+                        let [o0, o1] = io.channels([io.out_chan(0), io.out_chan(1)]);
+                        let (mut o0, mut o1) = (o0.writer(n), o1.writer(n));
+                        let run = (*pos, n as u32, base);
+                        let sent = if bounded {
+                            emit::<true>(&self.src, &mut self.mem, &mut clk, [&mut o0, &mut o1], run)
+                        } else {
+                            emit::<false>(&self.src, &mut self.mem, &mut clk, [&mut o0, &mut o1], run)
+                        };
+                        let q = *pos + sent;
+                        drop((o0, o1));
+                        io.set_clock(clk);
+                        let moved = (q - *pos) as usize;
+                        io.replicate(0, moved);
+                        io.replicate(1, moved);
+                        *pos = q;
+                        if moved > 0 {
+                            progress = true;
+                            continue;
                         }
-                        *pos += n;
-                        progress = true;
-                        continue;
                     }
                     let Some(free) = io.outs_free(0..2) else { break };
                     let ready = match &mut self.mem {

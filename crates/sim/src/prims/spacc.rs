@@ -14,9 +14,49 @@ fn combine(op: ReduceKind, a: f64, b: f64) -> f64 {
     }
 }
 
+/// Sorts `(crd, val)` pairs by coordinate, stably: equal coordinates keep their arrival order,
+/// so that [`merge`] combines them in that order (floating-point results depend on it). Long
+/// lists use a least-significant-digit radix sort over the bytes in which coordinates differ,
+/// with `scratch` as its second buffer.
+fn sort_stable(pairs: &mut Vec<(u32, f64)>, scratch: &mut Vec<(u32, f64)>) {
+    if pairs.len() < 64 {
+        pairs.sort_by_key(|p| p.0);
+        return;
+    }
+    let (mut all, mut any) = (u32::MAX, 0);
+    for p in pairs.iter() {
+        all &= p.0;
+        any |= p.0;
+    }
+    let differ = all ^ any;
+    scratch.clear();
+    scratch.resize(pairs.len(), (0, 0.0));
+    for shift in [0, 8, 16, 24] {
+        if (differ >> shift) & 0xff == 0 {
+            continue;
+        }
+        let mut start = [0usize; 256];
+        for p in pairs.iter() {
+            start[(p.0 >> shift) as usize & 0xff] += 1;
+        }
+        let mut sum = 0;
+        for s in start.iter_mut() {
+            let n = *s;
+            *s = sum;
+            sum += n;
+        }
+        for &p in pairs.iter() {
+            let d = (p.0 >> shift) as usize & 0xff;
+            scratch[start[d]] = p;
+            start[d] += 1;
+        }
+        std::mem::swap(pairs, scratch);
+    }
+}
+
 /// Sorts `(crd, val)` pairs and merges equal coordinates.
-fn merge(op: ReduceKind, pairs: &mut Vec<(u32, f64)>) {
-    pairs.sort_by_key(|p| p.0);
+fn merge(op: ReduceKind, pairs: &mut Vec<(u32, f64)>, scratch: &mut Vec<(u32, f64)>) {
+    sort_stable(pairs, scratch);
     let mut w = 0;
     for r in 0..pairs.len() {
         if w > 0 && pairs[w - 1].0 == pairs[r].0 {
@@ -59,6 +99,8 @@ pub struct Spacc1 {
     op: ReduceKind,
     state: S1,
     acc: Vec<(u32, f64)>,
+    /// Second buffer of the sort.
+    scratch: Vec<(u32, f64)>,
     /// Whether the current reduced fiber has held a coordinate.
     fiber_data: bool,
     /// Level of the stop that closed the last inner fiber (checked against the reduced stream).
@@ -70,7 +112,7 @@ pub struct Spacc1 {
 impl Spacc1 {
     /// An accumulator for this operation.
     pub fn new(op: ReduceKind) -> Spacc1 {
-        Spacc1 { op, state: S1::Outer, acc: Vec::new(), fiber_data: false, expect: None, ops: 0 }
+        Spacc1 { op, state: S1::Outer, acc: Vec::new(), scratch: Vec::new(), fiber_data: false, expect: None, ops: 0 }
     }
 }
 
@@ -112,7 +154,7 @@ impl Primitive for Spacc1 {
                                 let at = io.fire(ready, 0);
                                 io.pop(0, at);
                             }
-                            merge(self.op, &mut self.acc);
+                            merge(self.op, &mut self.acc, &mut self.scratch);
                             self.fiber_data = false;
                             self.expect = None;
                             self.state = S1::Flush { next: 0, stop: tok };
@@ -137,6 +179,24 @@ impl Primitive for Spacc1 {
                     progress = true;
                 }
                 S1::Inner => {
+                    // Batch path: a run of coordinate-value pairs is accumulated with the
+                    // channels in hand (no outputs); anything else goes the per-token way.
+                    if let (Some((_, Token::Idx(_))), Some((_, Token::Val(_)))) = (io.head(1), io.head(2)) {
+                        let mut clk = io.clock();
+                        let [ci, vi] = io.channels([io.in_chan(1), io.in_chan(2)]);
+                        let (mut ci, mut vi) = (ci.reader(), vi.reader());
+                        while let (Some((r1, Token::Idx(c))), Some((r2, Token::Val(v)))) = (ci.head(), vi.head()) {
+                            let at = clk.fire(r1.max(r2), 0);
+                            ci.pop(at);
+                            vi.pop(at);
+                            self.acc.push((c, v));
+                            self.ops += 1;
+                        }
+                        drop((ci, vi));
+                        io.set_clock(clk);
+                        progress = true;
+                        continue;
+                    }
                     let Some((r1, c)) = io.head(1) else { break };
                     let Some((r2, v)) = io.head(2) else { break };
                     let at = io.fire(r1.max(r2), 0);
@@ -158,6 +218,31 @@ impl Primitive for Spacc1 {
                     progress = true;
                 }
                 S1::Flush { ref mut next, stop } => {
+                    // Batch path: a run of accumulated entries.
+                    let room = io.batch_room(0..2);
+                    if room > 0 && *next < self.acc.len() {
+                        let n = room.min(self.acc.len() - *next);
+                        let mut clk = io.clock();
+                        let [o0, o1] = io.channels([io.out_chan(0), io.out_chan(1)]);
+                        let (mut o0, mut o1) = (o0.writer(n), o1.writer(n));
+                        let mut k = 0;
+                        for &(c, v) in &self.acc[*next..*next + n] {
+                            let (Some(f0), Some(f1)) = (o0.free_at(), o1.free_at()) else { break };
+                            let at = clk.fire(0, f0.max(f1));
+                            o0.push(clk.ready(at), Token::Idx(c));
+                            o1.push(clk.ready(at), Token::Val(v));
+                            k += 1;
+                        }
+                        drop((o0, o1));
+                        io.set_clock(clk);
+                        io.replicate(0, k);
+                        io.replicate(1, k);
+                        *next += k;
+                        if k > 0 {
+                            progress = true;
+                            continue;
+                        }
+                    }
                     let Some(free) = io.outs_free(0..2) else { break };
                     let at = io.fire(0, free);
                     if *next < self.acc.len() {
@@ -198,6 +283,8 @@ pub struct Spacc2 {
     op: ReduceKind,
     state: S2,
     acc: BTreeMap<u32, Vec<(u32, f64)>>,
+    /// Second buffer of the sort.
+    scratch: Vec<(u32, f64)>,
     cur_mid: Option<u32>,
     fiber_data: bool,
     middle_data: bool,
@@ -218,6 +305,7 @@ impl Spacc2 {
             op,
             state: S2::Outer,
             acc: BTreeMap::new(),
+            scratch: Vec::new(),
             cur_mid: None,
             fiber_data: false,
             middle_data: false,
@@ -239,7 +327,7 @@ impl Spacc2 {
             return;
         }
         for (i, (mid, mut pairs)) in acc.into_iter().enumerate() {
-            merge(self.op, &mut pairs);
+            merge(self.op, &mut pairs, &mut self.scratch);
             self.out.push_back([Some(Token::Idx(mid)), None, None]);
             for (c, v) in pairs {
                 self.out.push_back([None, Some(Token::Idx(c)), Some(Token::Val(v))]);
@@ -423,5 +511,29 @@ impl Primitive for Spacc2 {
     }
     fn done(&self) -> bool {
         matches!(self.state, S2::Finished)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn radix_sort_is_stable_and_matches_the_standard_sort() {
+        let mut seed = 7u64;
+        for len in [0, 1, 63, 64, 65, 500, 3000] {
+            for spread in [1u32, 300, 70_000, u32::MAX] {
+                let mut pairs: Vec<(u32, f64)> = (0..len)
+                    .map(|i| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        ((seed >> 33) as u32 % spread.max(1), i as f64)
+                    })
+                    .collect();
+                let mut expected = pairs.clone();
+                expected.sort_by_key(|p| p.0);
+                sort_stable(&mut pairs, &mut Vec::new());
+                assert_eq!(pairs, expected, "len {len} spread {spread}");
+            }
+        }
     }
 }

@@ -13,6 +13,23 @@ impl Primitive for RepSig {
     fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
         let mut progress = false;
         while !self.finished {
+            // Batch path (unbounded output), with the same fires as the per-token path below.
+            let finished = &mut self.finished;
+            let moved = io.map1(0, 0, |clk, ready, free, tok| {
+                let out = match tok {
+                    Token::Idx(_) | Token::Val(_) | Token::Empty | Token::Rep => Token::Rep,
+                    Token::Stop { .. } => Token::stop(0),
+                    Token::Done => {
+                        *finished = true;
+                        Token::Done
+                    }
+                };
+                Some((clk.fire(ready, free), out))
+            });
+            if moved > 0 {
+                progress = true;
+                continue;
+            }
             let Some((ready, tok)) = io.head(0) else { break };
             let Some(free) = io.out_free(0) else { break };
             let at = io.fire(ready, free);
@@ -67,6 +84,30 @@ impl Primitive for Repeat {
             }
             let Some((sig_ready, sig)) = io.head(1) else { break };
             let Some((in_ready, head)) = io.head(0) else { break };
+            // Batch path: a run of `R` repeats the held data token.
+            if sig == Token::Rep && !head.is_stop() && head != Token::Done {
+                let n = io.batch_room(0..1).min(io.in_len(1));
+                if n > 0 {
+                    let mut clk = io.clock();
+                    let [s, o] = io.channels([io.in_chan(1), io.out_chan(0)]);
+                    let (mut s, mut o) = (s.reader(), o.writer(n));
+                    let mut k = 0;
+                    while let (true, Some((r, Token::Rep))) = (k < n, s.head()) {
+                        let Some(free) = o.free_at() else { break };
+                        let at = clk.fire(r.max(in_ready), free);
+                        s.pop(at);
+                        o.push(clk.ready(at), head);
+                        k += 1;
+                    }
+                    drop((s, o));
+                    io.set_clock(clk);
+                    io.replicate(0, k);
+                    if k > 0 {
+                        progress = true;
+                        continue;
+                    }
+                }
+            }
             let Some(free) = io.out_free(0) else { break };
             match sig {
                 Token::Rep => {
@@ -206,6 +247,21 @@ impl Primitive for CrdDrop {
                 }
                 progress = true;
                 continue;
+            }
+            if self.pending.is_none() {
+                // Batch path: the rest of a fiber's data passes through (unbounded outputs).
+                // Output 0 gets nothing here, so its free cycle stays `free0` throughout.
+                let free0 = io.out_free(0).unwrap_or(0);
+                let moved = io.map1(1, 1, |clk, ready, free, tok| match tok {
+                    Token::Idx(_) | Token::Val(_) | Token::Empty | Token::Rep => {
+                        Some((clk.fire(ready, free.max(free0)), tok))
+                    }
+                    _ => None,
+                });
+                if moved > 0 {
+                    progress = true;
+                    continue;
+                }
             }
             let Some((ready, inner)) = io.head(1) else { break };
             let at = io.fire(ready, free);

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use fuseflow_graph::{AluOp, ReduceKind, ScalarOp};
 
-use crate::io::{Io, Primitive};
+use crate::io::{Clock, Io, Primitive};
 use crate::memory::MemPort;
 use crate::{SimError, Token};
 
@@ -36,6 +36,39 @@ impl Primitive for Array {
     fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
         let mut progress = false;
         while !self.finished {
+            // Batch path for loads and stops, with the per-token path's fires; separate
+            // closures with and without a memory port keep the ideal one small enough to inline.
+            let (vals, loads) = (&self.vals, &mut self.loads);
+            let load = |tok| match tok {
+                Token::Idx(r) => vals.get(r as usize).map(|&v| (Some(r), Token::Val(v))),
+                Token::Empty => Some((None, Token::Val(0.0))),
+                Token::Stop { .. } => Some((None, tok)),
+                _ => None,
+            };
+            let moved = match &mut self.mem {
+                None => io.map1(0, 0, |clk, ready, free, tok| {
+                    let (r, out) = load(tok)?;
+                    *loads += r.is_some() as u64;
+                    Some((clk.fire(ready, free), out))
+                }),
+                Some(m) => io.map1(0, 0, |clk, ready, free, tok| {
+                    let (r, out) = load(tok)?;
+                    let data = match r {
+                        Some(r) => {
+                            *loads += 1;
+                            ready.max(m.fetch(r, ready))
+                        }
+                        None => ready,
+                    };
+                    let at = clk.fire(data, free);
+                    m.consume(at);
+                    Some((at, out))
+                }),
+            };
+            if moved > 0 {
+                progress = true;
+                continue;
+            }
             let Some((ready, tok)) = io.head(0) else { break };
             let Some(free) = io.out_free(0) else { break };
             let mut data = ready;
@@ -99,6 +132,19 @@ impl Primitive for Locate {
     fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
         let mut progress = false;
         while !self.finished {
+            // Batch path for in-range coordinates, as the per-token path.
+            let size = self.size;
+            let moved = io.map2(|clk, ready, free, crd, parent| match (crd, parent) {
+                (Token::Idx(c), Token::Idx(p)) if c < size => {
+                    let pos = p as u64 * size as u64 + c as u64;
+                    (pos <= u32::MAX as u64).then(|| (clk.fire(ready, free), Token::Idx(pos as u32)))
+                }
+                _ => None,
+            });
+            if moved > 0 {
+                progress = true;
+                continue;
+            }
             let Some((r0, crd)) = io.head(0) else { break };
             let Some((r1, parent)) = io.head(1) else { break };
             let Some(free) = io.out_free(0) else { break };
@@ -180,11 +226,44 @@ fn num(t: Token) -> Option<f64> {
     }
 }
 
+/// The ALU's result on numeric operands (`y` is ignored by unary operations).
+#[inline(always)]
+fn apply(op: AluOp, binary: bool, x: f64, y: f64) -> f64 {
+    match op {
+        AluOp::Div => div(x, y),
+        AluOp::Scalar { op: ScalarOp::Div, scalar, scalar_first: true } => div(scalar, x),
+        AluOp::Scalar { op: ScalarOp::Div, scalar, scalar_first: false } => div(x, scalar),
+        op if binary => op.apply2(x, y),
+        op => op.apply1(x),
+    }
+}
+
 impl Primitive for Alu {
     fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
         let mut progress = false;
         let binary = self.op.arity() == 2;
         while !self.finished {
+            // Batch path for values and aligned stops, as the per-token path.
+            let (op, ops) = (self.op, &mut self.ops);
+            let mut f = |clk: &mut Clock, ready, free, a, b| {
+                let out = match (num(a), num(b)) {
+                    (Some(x), Some(y)) => {
+                        *ops += 1;
+                        Token::Val(apply(op, binary, x, y))
+                    }
+                    _ => match (a, b) {
+                        (Token::Stop { level: la, .. }, Token::Stop { level: lb, .. }) if la == lb => a,
+                        _ => return None,
+                    },
+                };
+                Some((clk.fire(ready, free), out))
+            };
+            let moved =
+                if binary { io.map2(&mut f) } else { io.map1(0, 0, |clk, ready, free, a| f(clk, ready, free, a, a)) };
+            if moved > 0 {
+                progress = true;
+                continue;
+            }
             let Some((r0, a)) = io.head(0) else { break };
             let (r1, b) = if binary {
                 let Some(h) = io.head(1) else { break };
@@ -196,13 +275,7 @@ impl Primitive for Alu {
             let out = match (num(a), num(b)) {
                 (Some(x), Some(y)) => {
                     self.ops += 1;
-                    Token::Val(match self.op {
-                        AluOp::Div => div(x, y),
-                        AluOp::Scalar { op: ScalarOp::Div, scalar, scalar_first: true } => div(scalar, x),
-                        AluOp::Scalar { op: ScalarOp::Div, scalar, scalar_first: false } => div(x, scalar),
-                        op if binary => op.apply2(x, y),
-                        op => op.apply1(x),
-                    })
+                    Token::Val(apply(self.op, binary, x, y))
                 }
                 _ => match (a, b) {
                     (Token::Stop { level: la, .. }, Token::Stop { level: lb, .. }) if la == lb => a,
@@ -271,6 +344,28 @@ impl Primitive for Reduce {
                 io.push(0, at, tok);
                 self.pending = None;
                 self.finished = tok == Token::Done;
+                progress = true;
+                continue;
+            }
+            // Batch path: a run of values accumulates without output.
+            if let Some((_, Token::Val(_))) = io.head(0) {
+                let (op, mut acc) = (self.op, self.acc);
+                let mut clk = io.clock();
+                let [i] = io.channels([io.in_chan(0)]);
+                let mut i = i.reader();
+                while let Some((ready, Token::Val(v))) = i.head() {
+                    let at = clk.fire(ready, 0);
+                    i.pop(at);
+                    acc = match op {
+                        ReduceKind::Sum => acc + v,
+                        ReduceKind::Max => acc.max(v),
+                    };
+                    self.ops += 1;
+                }
+                drop(i);
+                io.set_clock(clk);
+                self.acc = acc;
+                self.any = true;
                 progress = true;
                 continue;
             }

@@ -1,31 +1,91 @@
 //! Writers (output sinks) and the token sources/sinks used to drive primitives in tests.
 
-use crate::io::{Io, Primitive};
+use crate::io::{Clock, Io, Primitive};
 use crate::memory::MemPort;
 use crate::{SimError, Token, Written};
 
 /// Adds a word written at `at` to `port`'s line buffer; a writer whose full buffer was sent
 /// cannot take another word before the send.
 #[inline]
-fn write_word(port: &mut MemPort, io: &mut Io<'_>, at: u64) {
+fn write_word(port: &mut MemPort, clk: &mut Clock, at: u64) {
     if let Some(issue) = port.push_word(at) {
-        if issue > io.t {
-            io.stall_out += issue - io.t;
-            io.t = issue;
+        if issue > clk.t {
+            clk.stall_out += issue - clk.t;
+            clk.t = issue;
         }
     }
 }
 
 /// Sends partly filled buffers at `at`; a writer finishes when every write is acknowledged.
-fn finish_writes(ports: &mut [MemPort], io: &mut Io<'_>, at: u64) {
+fn finish_writes(ports: &mut [MemPort], clk: &mut Clock, at: u64) {
     for p in ports.iter_mut() {
         p.flush(at);
     }
     for p in ports.iter() {
-        if p.last_done() > io.t {
-            io.stall_out += p.last_done() - io.t;
-            io.t = p.last_done();
+        if p.last_done() > clk.t {
+            clk.stall_out += p.last_done() - clk.t;
+            clk.t = p.last_done();
         }
+    }
+}
+
+/// What a writer does with a token other than `D`.
+enum Record {
+    /// The token was recorded: one fire, and a word written through memory port `port`.
+    Word(usize),
+    /// Skipped at no cost, but not before it has arrived.
+    Skip,
+}
+
+/// The consume loop shared by the writers. `record` handles every token but `D` (or rejects
+/// it with a message); `D` costs a fire and finishes the writer once its writes (through
+/// `mem`, if any) are acknowledged. Works on the input channel directly: a writer has no
+/// outputs, so nothing bounds a run but the input.
+fn consume(
+    io: &mut Io<'_>,
+    mut mem: Option<&mut [MemPort]>,
+    finished: &mut bool,
+    mut record: impl FnMut(Token) -> Result<Record, String>,
+) -> Result<bool, SimError> {
+    let mut progress = false;
+    let mut error = None;
+    let mut clk = io.clock();
+    let [inp] = io.channels([io.in_chan(0)]);
+    let mut inp = inp.reader();
+    while let Some((ready, tok)) = inp.head() {
+        if tok == Token::Done {
+            let at = clk.fire(ready, 0);
+            inp.pop(at);
+            if let Some(m) = mem {
+                finish_writes(m, &mut clk, at);
+            }
+            *finished = true;
+            progress = true;
+            break;
+        }
+        match record(tok) {
+            Ok(Record::Word(port)) => {
+                let at = clk.fire(ready, 0);
+                inp.pop(at);
+                if let Some(m) = mem.as_deref_mut() {
+                    write_word(&mut m[port], &mut clk, at);
+                }
+            }
+            Ok(Record::Skip) => {
+                inp.pop(ready.max(clk.t));
+            }
+            Err(message) => {
+                error = Some(message);
+                break;
+            }
+        }
+        progress = true;
+    }
+    drop(inp);
+    io.set_clock(clk);
+    match error {
+        Some(message) => Err(io.err(message)),
+        None => Ok(progress),
     }
 }
 
@@ -59,43 +119,22 @@ impl LevelWrite {
 
 impl Primitive for LevelWrite {
     fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
-        let mut progress = false;
-        while !self.finished {
-            let Some((ready, tok)) = io.head(0) else { break };
-            match tok {
-                Token::Idx(c) => {
-                    let at = io.fire(ready, 0);
-                    io.pop(0, at);
-                    self.crd.push(c);
-                    if let Some(m) = &mut self.mem {
-                        write_word(&mut m[1], io, at);
-                    }
-                }
-                Token::Stop { gap, .. } => {
-                    if gap == 0 {
-                        let at = io.fire(ready, 0);
-                        io.pop(0, at);
-                        self.seg.push(self.crd.len() as u32);
-                        if let Some(m) = &mut self.mem {
-                            write_word(&mut m[0], io, at);
-                        }
-                    } else {
-                        io.pop(0, ready.max(io.t));
-                    }
-                }
-                Token::Done => {
-                    let at = io.fire(ready, 0);
-                    io.pop(0, at);
-                    if let Some(m) = &mut self.mem {
-                        finish_writes(&mut m[..], io, at);
-                    }
-                    self.finished = true;
-                }
-                other => return Err(io.err(format!("level writer received {other}"))),
-            }
-            progress = true;
+        if self.finished {
+            return Ok(false);
         }
-        Ok(progress)
+        let (seg, crd) = (&mut self.seg, &mut self.crd);
+        consume(io, self.mem.as_deref_mut().map(|m| &mut m[..]), &mut self.finished, |tok| match tok {
+            Token::Idx(c) => {
+                crd.push(c);
+                Ok(Record::Word(1))
+            }
+            Token::Stop { gap: 0, .. } => {
+                seg.push(crd.len() as u32);
+                Ok(Record::Word(0))
+            }
+            Token::Stop { .. } => Ok(Record::Skip),
+            other => Err(format!("level writer received {other}")),
+        })
     }
     fn traffic(&self) -> (u64, u64) {
         (0, 4 * (self.seg.len() as u64 - 1 + self.crd.len() as u64))
@@ -135,34 +174,18 @@ impl ValWrite {
 
 impl Primitive for ValWrite {
     fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
-        let mut progress = false;
-        while !self.finished {
-            let Some((ready, tok)) = io.head(0) else { break };
-            match tok {
-                Token::Val(v) => {
-                    let at = io.fire(ready, 0);
-                    io.pop(0, at);
-                    self.vals.push(v);
-                    if let Some(m) = &mut self.mem {
-                        write_word(&mut m[0], io, at);
-                    }
-                }
-                Token::Stop { .. } => {
-                    io.pop(0, ready.max(io.t));
-                }
-                Token::Done => {
-                    let at = io.fire(ready, 0);
-                    io.pop(0, at);
-                    if let Some(m) = &mut self.mem {
-                        finish_writes(&mut m[..], io, at);
-                    }
-                    self.finished = true;
-                }
-                other => return Err(io.err(format!("value writer received {other}"))),
-            }
-            progress = true;
+        if self.finished {
+            return Ok(false);
         }
-        Ok(progress)
+        let vals = &mut self.vals;
+        consume(io, self.mem.as_deref_mut().map(|m| &mut m[..]), &mut self.finished, |tok| match tok {
+            Token::Val(v) => {
+                vals.push(v);
+                Ok(Record::Word(0))
+            }
+            Token::Stop { .. } => Ok(Record::Skip),
+            other => Err(format!("value writer received {other}")),
+        })
     }
     fn traffic(&self) -> (u64, u64) {
         (0, 4 * self.vals.len() as u64)
