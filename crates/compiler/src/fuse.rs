@@ -258,6 +258,24 @@ impl Sharing {
             &[Sharing::Views, Sharing::Nothing]
         }
     }
+
+    /// The result of `f` under the first mode for which it succeeds, or the error of the
+    /// most-sharing mode (the one the user would expect to work).
+    fn first_ok<T>(
+        opts: &LowerOptions,
+        mut f: impl FnMut(Sharing) -> Result<T, CompileError>,
+    ) -> Result<T, CompileError> {
+        let mut first = None;
+        for &share in Sharing::modes(opts) {
+            match f(share) {
+                Ok(x) => return Ok(x),
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        Err(first.expect("at least one sharing mode"))
+    }
 }
 
 /// What is visible where an intermediate is inlined: the index names bound there (by the
@@ -378,16 +396,7 @@ pub fn group_orders(
     cap: usize,
     opts: &LowerOptions,
 ) -> Result<Vec<Vec<Vec<String>>>, CompileError> {
-    let mut first = None;
-    for &share in Sharing::modes(opts) {
-        match group_orders_with(p, group, cap, opts, share) {
-            Ok(o) => return Ok(o),
-            Err(e) => {
-                first.get_or_insert(e);
-            }
-        }
-    }
-    Err(first.expect("at least one sharing mode"))
+    Sharing::first_ok(opts, |share| group_orders_with(p, group, cap, opts, share))
 }
 
 fn group_orders_with(
@@ -420,16 +429,7 @@ pub fn lower_group(
     order: Option<&[String]>,
     opts: &LowerOptions,
 ) -> Result<GroupKernel, CompileError> {
-    let mut first = None;
-    for &share in Sharing::modes(opts) {
-        match lower_group_with(p, group, order, opts, share) {
-            Ok(k) => return Ok(k),
-            Err(e) => {
-                first.get_or_insert(e);
-            }
-        }
-    }
-    Err(first.expect("at least one sharing mode"))
+    Sharing::first_ok(opts, |share| lower_group_with(p, group, order, opts, share))
 }
 
 fn lower_group_with(
