@@ -83,6 +83,10 @@ struct ProgramArgs {
     /// Do not insert coordinate droppers before the output writers.
     #[arg(long)]
     no_crddrop: bool,
+    /// In fused groups, do not let a row reduction share one pass over its row with the
+    /// consumer that broadcasts it back (it is off anyway when channels are finite).
+    #[arg(long)]
+    no_row_sharing: bool,
     /// Fusion granularity: `unfused`, `full`, `partial` (the program's `fuse` groups) or
     /// explicit groups such as `0-3,4-7`.
     #[arg(long, default_value = "unfused")]
@@ -282,6 +286,7 @@ fn config(args: &ProgramArgs) -> RunConfig {
     let mut cfg = RunConfig { order: args.order.clone(), ..RunConfig::default() };
     cfg.lower.locate = !args.no_locate;
     cfg.lower.crddrop = !args.no_crddrop;
+    cfg.lower.row_sharing = !args.no_row_sharing;
     cfg.fusion = args.fusion.clone();
     cfg
 }

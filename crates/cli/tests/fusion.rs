@@ -124,6 +124,13 @@ fn attention_full_fusion_wins_without_recomputation() {
     assert!(full.cycles * 2 < unfused.cycles, "full {} vs unfused {}", full.cycles, unfused.cycles);
     assert!(full.flops <= unfused.flops, "full {} vs unfused {}", full.flops, unfused.flops);
     assert!(full.offchip_bytes < unfused.offchip_bytes);
+    // Without row sharing the score row is computed once more for the max and the sum.
+    let p = fuseflow_ir::load(&examples_dir().join("bigbird_attention.ff"), &Default::default()).unwrap();
+    let mut cfg = fuseflow::RunConfig { fusion: Fusion::Full, ..Default::default() };
+    cfg.lower.row_sharing = false;
+    let unshared = fuseflow::run(&p, &examples_dir(), &cfg).unwrap();
+    assert!(unshared.verified);
+    assert!(unshared.flops > full.flops, "unshared {} vs shared {}", unshared.flops, full.flops);
 }
 
 /// Decoder block: the paper's three groups (LN1 + QKV, attention, out-projection to the second
