@@ -185,11 +185,12 @@ enum Cmd {
         #[arg(long)]
         dot: bool,
     },
-    /// List the legal dataflow orders of every statement.
+    /// List the legal dataflow orders of every statement (of every group output with
+    /// `--fusion`).
     Orders {
         #[command(flatten)]
         prog: ProgramArgs,
-        /// At most this many orders per statement.
+        /// At most this many orders per statement (group output).
         #[arg(long, default_value_t = 100)]
         cap: usize,
     },
@@ -636,6 +637,18 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Orders { prog, cap } => {
             let p = load(&prog)?;
             let cfg = config(&prog);
+            if cfg.fusion != fuseflow_compiler::Fusion::Unfused {
+                let groups = fuseflow_compiler::plan(&p, &cfg.fusion)?;
+                for (gi, g) in groups.iter().enumerate() {
+                    let outputs = fuseflow_compiler::group_outputs(&p, g);
+                    let orders = fuseflow_compiler::group_orders(&p, g, cap, &cfg.lower)?;
+                    for (t, per_output) in outputs.iter().zip(orders) {
+                        let list: Vec<String> = per_output.iter().map(|o| o.join(",")).collect();
+                        outln!("group {gi} {g:?} {t}: {}", list.join("  "));
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             for s in 0..p.stmts.len() {
                 let orders = fuseflow_compiler::legal_orders(&p, s, cap, &cfg.lower)?;
                 let list: Vec<String> = orders.iter().map(|o| o.join(",")).collect();
