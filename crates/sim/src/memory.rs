@@ -197,7 +197,11 @@ impl MemPort {
         self.last_issue = issue;
         let start = self.free.max(issue as u128 * self.units);
         self.free = start + bytes as u128 * self.share;
-        let done = self.free.div_ceil(self.units) as u64 + self.latency;
+        // 128-bit division is slow; the scaled times almost always fit 64 bits.
+        let done = match (u64::try_from(self.free), u64::try_from(self.units)) {
+            (Ok(f), Ok(u)) => f.div_ceil(u),
+            _ => self.free.div_ceil(self.units) as u64,
+        } + self.latency;
         self.ring[slot] = done;
         self.next += 1;
         self.requests += 1;
