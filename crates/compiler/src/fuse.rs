@@ -288,18 +288,9 @@ struct Context {
 
 /// Every tensor access `(tensor, indices)` of an expression.
 fn accesses(e: &Expr, out: &mut BTreeSet<(String, Vec<String>)>) {
-    match e {
-        Expr::Access(a) => {
-            out.insert((a.tensor.clone(), a.indices.clone()));
-        }
-        Expr::Const(_) => {}
-        Expr::Unary(_, x) => accesses(x, out),
-        Expr::Binary(_, a, b) => {
-            accesses(a, out);
-            accesses(b, out);
-        }
-        Expr::Reduce { body, .. } => accesses(body, out),
-    }
+    e.for_each_access(&mut |a| {
+        out.insert((a.tensor.clone(), a.indices.clone()));
+    });
 }
 
 /// The consumer's index that producer index `name` can share: the producer reads a view
@@ -356,13 +347,9 @@ pub fn group_outputs(p: &CheckedProgram, group: &[usize]) -> Vec<String> {
 }
 
 fn reads(e: &Expr, t: &str) -> bool {
-    match e {
-        Expr::Access(a) => a.tensor == t,
-        Expr::Const(_) => false,
-        Expr::Unary(_, x) => reads(x, t),
-        Expr::Binary(_, a, b) => reads(a, t) || reads(b, t),
-        Expr::Reduce { body, .. } => reads(body, t),
-    }
+    let mut found = false;
+    e.for_each_access(&mut |a| found |= a.tensor == t);
+    found
 }
 
 /// The fused statement of each output of a group: its inlined expression and index sizes.

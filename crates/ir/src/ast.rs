@@ -220,6 +220,22 @@ pub enum Expr {
     },
 }
 
+impl Expr {
+    /// Calls `f` on every tensor access, left to right.
+    pub fn for_each_access<'e>(&'e self, f: &mut impl FnMut(&'e Access)) {
+        match self {
+            Expr::Access(a) => f(a),
+            Expr::Const(_) => {}
+            Expr::Unary(_, x) => x.for_each_access(f),
+            Expr::Binary(_, a, b) => {
+                a.for_each_access(f);
+                b.for_each_access(f);
+            }
+            Expr::Reduce { body, .. } => body.for_each_access(f),
+        }
+    }
+}
+
 /// One statement `X(i,j) = expr`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Stmt {

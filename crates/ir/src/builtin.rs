@@ -305,7 +305,7 @@ impl Cx<'_> {
     fn check_sizes(&self, e: &Expr, y: &TensorDecl) -> Result<(), IrError> {
         let mut sizes: BTreeMap<&str, (usize, &str, usize)> = BTreeMap::new();
         let mut consistent = true;
-        for_each_access(e, &mut |a| {
+        e.for_each_access(&mut |a| {
             let Some(da) = self.decl(&a.tensor).filter(|d| d.shape.len() == a.indices.len()) else {
                 consistent = false;
                 return;
@@ -356,18 +356,5 @@ fn free_indices(e: &Expr, bound: &mut Vec<String>, out: &mut BTreeSet<String>) {
             free_indices(body, bound, out);
             bound.pop();
         }
-    }
-}
-
-fn for_each_access<'e>(e: &'e Expr, f: &mut impl FnMut(&'e Access)) {
-    match e {
-        Expr::Access(a) => f(a),
-        Expr::Const(_) => {}
-        Expr::Unary(_, a) => for_each_access(a, f),
-        Expr::Binary(_, a, b) => {
-            for_each_access(a, f);
-            for_each_access(b, f);
-        }
-        Expr::Reduce { body, .. } => for_each_access(body, f),
     }
 }

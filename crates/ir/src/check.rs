@@ -402,7 +402,7 @@ fn check_groups(
     let mut direct: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
     for (b, st) in stmts.iter().enumerate() {
         let mut reads = Vec::new();
-        collect_reads(&st.rhs, &mut reads);
+        st.rhs.for_each_access(&mut |a| reads.push(a.tensor.as_str()));
         for t in reads {
             if let Some(&a) = assigned.get(t) {
                 if a < b {
@@ -440,17 +440,4 @@ fn check_groups(
         }
     }
     Ok(())
-}
-
-fn collect_reads<'e>(e: &'e Expr, out: &mut Vec<&'e str>) {
-    match e {
-        Expr::Access(a) => out.push(&a.tensor),
-        Expr::Const(_) => {}
-        Expr::Unary(_, a) => collect_reads(a, out),
-        Expr::Binary(_, a, b) => {
-            collect_reads(a, out);
-            collect_reads(b, out);
-        }
-        Expr::Reduce { body, .. } => collect_reads(body, out),
-    }
 }
