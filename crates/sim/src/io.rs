@@ -122,17 +122,9 @@ impl Io<'_> {
     /// Returns the fire cycle.
     #[inline(always)]
     pub fn fire(&mut self, ready: u64, out: u64) -> u64 {
-        let mut at = self.t;
-        if ready > at {
-            self.stall_in += ready - at;
-            at = ready;
-        }
-        if out > at {
-            self.stall_out += out - at;
-            at = out;
-        }
-        self.t = at + self.ii;
-        self.fires += 1;
+        let mut c = self.clock();
+        let at = c.fire(ready, out);
+        self.set_clock(c);
         at
     }
 
@@ -357,7 +349,7 @@ pub(crate) struct Clock {
 }
 
 impl Clock {
-    /// Same as [`Io::fire`].
+    /// The timing model of one fire; [`Io::fire`] runs it on the node's clock.
     #[inline(always)]
     pub fn fire(&mut self, ready: u64, out: u64) -> u64 {
         let mut at = self.t;
