@@ -268,17 +268,6 @@ fn load(args: &ProgramArgs) -> Result<fuseflow_ir::CheckedProgram> {
     Ok(fuseflow_ir::load_with(&args.program, &overrides)?)
 }
 
-/// Names declared by `param` lines of a program file.
-fn declared_params(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.trim_start().strip_prefix("param "))
-        .filter_map(|rest| rest.split(|c: char| c == '=' || c.is_whitespace()).find(|w| !w.is_empty()))
-        .map(String::from)
-        .collect())
-}
-
 fn base_dir(p: &Path) -> PathBuf {
     p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
@@ -519,15 +508,21 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 Some(spec) => Some(fuseflow_datasets::load(spec, seed).with_context(|| format!("dataset {spec}"))?),
                 None => None,
             };
+            let mut p = load(&prog)?;
             if let Some(g) = &graph {
-                let declared = declared_params(&prog.program)?;
+                // The dataset sets the declared N, F and C that `--param` does not, and the
+                // program is loaded again with them.
+                let mut added = false;
                 for (name, value) in [("N", g.num_nodes), ("F", g.num_features), ("C", g.num_classes)] {
-                    if value > 0 && declared.iter().any(|d| d == name) && !prog.params.iter().any(|(k, _)| k == name) {
+                    if value > 0 && p.params.contains_key(name) && !prog.params.iter().any(|(k, _)| k == name) {
                         prog.params.push((name.to_string(), value as i64));
+                        added = true;
                     }
                 }
+                if added {
+                    p = load(&prog)?;
+                }
             }
-            let p = load(&prog)?;
             let mut cfg = config(&prog);
             cfg.bind = graph.map(|g| (adjacency.clone(), g.adjacency));
             cfg.sim = sim_config(&hw, max_cycles);

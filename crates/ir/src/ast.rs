@@ -261,6 +261,8 @@ pub struct Program {
     /// already mapped source statements to the statements their built-ins expand to, so these
     /// index `stmts`.
     pub groups: Vec<Vec<usize>>,
+    /// Every declared `param` with its value after the preset and explicit overrides.
+    pub params: BTreeMap<String, i64>,
 }
 
 /// A checked program, ready for the compiler and the reference evaluator.
@@ -277,6 +279,8 @@ pub struct CheckedProgram {
     pub index_sizes: Vec<BTreeMap<String, usize>>,
     /// Fusion groups named in the program (may be empty).
     pub groups: Vec<Vec<usize>>,
+    /// Every declared `param` with its value after the preset and explicit overrides.
+    pub params: BTreeMap<String, i64>,
 }
 
 impl CheckedProgram {

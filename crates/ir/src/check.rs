@@ -72,7 +72,14 @@ pub fn check(p: Program) -> Result<CheckedProgram, IrError> {
 
     check_groups(file, &p.groups, &p.stmts, &assigned)?;
 
-    Ok(CheckedProgram { file: p.file.clone(), decls: p.decls.clone(), stmts, index_sizes, groups: p.groups.clone() })
+    Ok(CheckedProgram {
+        file: p.file.clone(),
+        decls: p.decls.clone(),
+        stmts,
+        index_sizes,
+        groups: p.groups.clone(),
+        params: p.params.clone(),
+    })
 }
 
 fn check_decl(file: &str, d: &TensorDecl) -> Result<(), IrError> {

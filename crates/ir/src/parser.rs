@@ -217,7 +217,7 @@ pub fn parse_with(src: &str, file: &str, overrides: &Overrides) -> Result<Progra
     let expanded = expand(file, st.decls, &st.params, st.stmts)?;
     let groups =
         st.groups.into_iter().map(|(g, _)| g.into_iter().flat_map(|s| expanded.ranges[s].clone()).collect()).collect();
-    Ok(Program { file: file.to_string(), decls: expanded.decls, stmts: expanded.stmts, groups })
+    Ok(Program { file: file.to_string(), decls: expanded.decls, stmts: expanded.stmts, groups, params: st.params })
 }
 
 /// Whether a line is a `preset` line (`preset` followed by a name).
