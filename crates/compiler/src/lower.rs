@@ -860,8 +860,8 @@ impl Trees {
     }
 
     /// The tree with sums hoisted through products.
-    pub fn hoisted_tree(&self) -> Tree {
-        self.hoisted.clone()
+    pub fn hoisted_tree(&self) -> &Tree {
+        &self.hoisted
     }
 
     /// Lowers the factored tree, or the hoisted one if the order does not support the first.

@@ -184,8 +184,7 @@ fn guided_orders(trees: &Trees, arcs: &[(Var, Var, String)]) -> Vec<Vec<Var>> {
         }
         out
     };
-    let cost =
-        |o: &[Var]| if o.len() == n { estimate(t, o).or_else(|| estimate(&trees.hoisted_tree(), o)) } else { None };
+    let cost = |o: &[Var]| if o.len() == n { order_cost(trees, o) } else { None };
     let mut prefix: Vec<Var> = Vec::new();
     let mut used = vec![false; n];
     while prefix.len() < n {
@@ -220,33 +219,14 @@ fn guided_orders(trees: &Trees, arcs: &[(Var, Var, String)]) -> Vec<Vec<Var>> {
 /// Supported orders near the cost-guided ones (those candidates and every single-variable move
 /// from them), for when the lexicographic enumeration runs out of budget on a large group.
 fn nearby_orders(trees: &Trees, arcs: &[(Var, Var, String)], opts: &LowerOptions, cap: usize) -> Vec<Vec<Var>> {
-    let n = trees.factored.var_names.len();
-    let legal = |o: &[Var]| {
-        let mut pos = vec![0; n];
-        for (i, &v) in o.iter().enumerate() {
-            pos[v] = i;
-        }
-        arcs.iter().all(|(a, b, _)| pos[*a] < pos[*b])
-    };
     let mut out: Vec<Vec<Var>> = Vec::new();
     let mut probes = 0;
     for start in guided_orders(trees, arcs) {
-        let mut cands = vec![start.clone()];
-        for from in 0..n {
-            for to in 0..n {
-                if from != to {
-                    let mut c = start.clone();
-                    let v = c.remove(from);
-                    c.insert(to, v);
-                    cands.push(c);
-                }
-            }
-        }
-        for c in cands {
+        for c in std::iter::once(start.clone()).chain(moves(&start)) {
             if out.len() >= cap || probes >= PROBE_BUDGET {
                 return out;
             }
-            if out.contains(&c) || !legal(&c) {
+            if out.contains(&c) || !respects(arcs, &c) {
                 continue;
             }
             probes += 1;
@@ -258,6 +238,34 @@ fn nearby_orders(trees: &Trees, arcs: &[(Var, Var, String)], opts: &LowerOptions
     out
 }
 
+/// The cost estimate of an order: of the factored tree, or of the hoisted one when the
+/// factored form has no supported lowering for it (as [`Trees::lower`] chooses).
+fn order_cost(trees: &Trees, o: &[Var]) -> Option<f64> {
+    estimate(&trees.factored, o).or_else(|| estimate(trees.hoisted_tree(), o))
+}
+
+/// Whether order `o` keeps every mode-order arc.
+fn respects(arcs: &[(Var, Var, String)], o: &[Var]) -> bool {
+    let mut pos = vec![0; o.len()];
+    for (i, &v) in o.iter().enumerate() {
+        pos[v] = i;
+    }
+    arcs.iter().all(|(a, b, _)| pos[*a] < pos[*b])
+}
+
+/// Every order that moves one variable of `order` to another position.
+fn moves(order: &[Var]) -> impl Iterator<Item = Vec<Var>> + '_ {
+    let n = order.len();
+    (0..n).flat_map(move |from| {
+        (0..n).filter(move |&to| to != from).map(move |to| {
+            let mut c = order.to_vec();
+            let v = c.remove(from);
+            c.insert(to, v);
+            c
+        })
+    })
+}
+
 /// Most cost estimates a local search evaluates; keeps compile time bounded on large groups.
 const SEARCH_BUDGET: usize = 4000;
 
@@ -267,36 +275,21 @@ const SEARCH_BUDGET: usize = 4000;
 /// order that keeps a nested reduction outside its consumers' loops; moving single variables
 /// repairs that.
 fn improve(trees: &Trees, arcs: &[(Var, Var, String)], mut order: Vec<Var>) -> Vec<Var> {
-    let t = &trees.factored;
-    let n = order.len();
-    let cost = |o: &[Var]| estimate(t, o).or_else(|| estimate(&trees.hoisted_tree(), o));
-    let Some(mut best) = cost(&order) else { return order };
-    let legal = |o: &[Var]| {
-        let mut pos = vec![0; n];
-        for (i, &v) in o.iter().enumerate() {
-            pos[v] = i;
-        }
-        arcs.iter().all(|(a, b, _)| pos[*a] < pos[*b])
-    };
+    let Some(mut best) = order_cost(trees, &order) else { return order };
     let mut evaluated = 0;
     loop {
         let mut step: Option<(f64, Vec<Var>)> = None;
-        for from in 0..n {
-            for to in 0..n {
-                if from == to || evaluated >= SEARCH_BUDGET {
-                    continue;
-                }
-                let mut cand = order.clone();
-                let v = cand.remove(from);
-                cand.insert(to, v);
-                if !legal(&cand) {
-                    continue;
-                }
-                evaluated += 1;
-                if let Some(c) = cost(&cand) {
-                    if c < best && step.as_ref().is_none_or(|(b, _)| c < *b) {
-                        step = Some((c, cand));
-                    }
+        for cand in moves(&order) {
+            if evaluated >= SEARCH_BUDGET {
+                break;
+            }
+            if !respects(arcs, &cand) {
+                continue;
+            }
+            evaluated += 1;
+            if let Some(c) = order_cost(trees, &cand) {
+                if c < best && step.as_ref().is_none_or(|(b, _)| c < *b) {
+                    step = Some((c, cand));
                 }
             }
         }
