@@ -55,14 +55,10 @@ pub(crate) struct Tree {
 }
 
 impl Tree {
-    /// Builds the tree of statement `s` (constants folded). With `hoist`, sums are moved up
-    /// through products (`Σk(x)·y = Σk(x·y)` when `y` lacks `k`), giving one iteration space
-    /// for a product chain (global iteration) instead of one per factor (factored iteration).
-    pub fn build(p: &CheckedProgram, s: usize, hoist: bool) -> Result<Tree, String> {
-        Tree::from_parts(p, &p.stmts[s], &p.index_sizes[s], hoist)
-    }
-
-    /// Builds the tree of a (possibly fused) statement with the given index sizes.
+    /// Builds the tree of a (possibly fused) statement with the given index sizes (constants
+    /// folded). With `hoist`, sums are moved up through products (`Σk(x)·y = Σk(x·y)` when `y`
+    /// lacks `k`), giving one iteration space for a product chain (global iteration) instead of
+    /// one per factor (factored iteration).
     pub fn from_parts(
         p: &CheckedProgram,
         stmt: &Stmt,

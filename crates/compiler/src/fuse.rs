@@ -395,12 +395,7 @@ fn group_orders_with(
 ) -> Result<Vec<Vec<Vec<String>>>, CompileError> {
     let mut out = Vec::new();
     for (st, sizes) in fused_statements(p, group, share) {
-        let trees = Trees::from_parts(p, &st, &sizes).map_err(|m| CompileError::Unsupported {
-            file: p.file.clone(),
-            line: st.span.line,
-            col: st.span.col,
-            message: m,
-        })?;
+        let trees = Trees::from_parts(p, &st, &sizes)?;
         out.push(crate::order::orders_of(p, &st, &trees, cap, opts)?);
     }
     Ok(out)
@@ -432,12 +427,7 @@ fn lower_group_with(
     for (fused, sizes) in fused_statements(p, group, share) {
         let st = &fused;
         let t = &st.lhs.tensor;
-        let trees = Trees::from_parts(p, &fused, &sizes).map_err(|m| CompileError::Unsupported {
-            file: p.file.clone(),
-            line: st.span.line,
-            col: st.span.col,
-            message: m,
-        })?;
+        let trees = Trees::from_parts(p, &fused, &sizes)?;
         let names: Vec<String> = sizes.keys().cloned().collect();
         // A lone kernel takes the order as given (so a wrong order is reported); otherwise the
         // order applies to the kernels whose indices it names.

@@ -786,12 +786,7 @@ pub fn lower_statement(
     opts: &LowerOptions,
 ) -> Result<Kernel, CompileError> {
     let s = &p.stmts[stmt];
-    let trees = Trees::build(p, stmt).map_err(|message| CompileError::Unsupported {
-        file: p.file.clone(),
-        line: s.span.line,
-        col: s.span.col,
-        message,
-    })?;
+    let trees = Trees::build(p, stmt)?;
     let (order, graph) = lower_trees(p, s, &trees, order, opts, &s.lhs.tensor)?;
     Ok(Kernel { stmt, order, graph })
 }
@@ -844,19 +839,27 @@ pub(crate) struct Trees {
 }
 
 impl Trees {
-    pub fn build(p: &CheckedProgram, stmt: usize) -> Res<Trees> {
-        Ok(Trees { factored: Tree::build(p, stmt, false)?, hoisted: Tree::build(p, stmt, true)? })
+    /// The trees of statement `stmt` of `p`.
+    pub fn build(p: &CheckedProgram, stmt: usize) -> Result<Trees, CompileError> {
+        Trees::from_parts(p, &p.stmts[stmt], &p.index_sizes[stmt])
     }
 
+    /// The trees of a (possibly fused) statement with the given index sizes; errors point at
+    /// the statement.
     pub fn from_parts(
         p: &CheckedProgram,
         stmt: &Stmt,
         sizes: &std::collections::BTreeMap<String, usize>,
-    ) -> Res<Trees> {
-        Ok(Trees {
-            factored: Tree::from_parts(p, stmt, sizes, false)?,
-            hoisted: Tree::from_parts(p, stmt, sizes, true)?,
-        })
+    ) -> Result<Trees, CompileError> {
+        let tree = |hoist| {
+            Tree::from_parts(p, stmt, sizes, hoist).map_err(|message| CompileError::Unsupported {
+                file: p.file.clone(),
+                line: stmt.span.line,
+                col: stmt.span.col,
+                message,
+            })
+        };
+        Ok(Trees { factored: tree(false)?, hoisted: tree(true)? })
     }
 
     /// The tree with sums hoisted through products.

@@ -33,12 +33,7 @@ pub fn legal_orders(
     opts: &LowerOptions,
 ) -> Result<Vec<Vec<String>>, CompileError> {
     let s = &p.stmts[stmt];
-    let trees = Trees::build(p, stmt).map_err(|message| CompileError::Unsupported {
-        file: p.file.clone(),
-        line: s.span.line,
-        col: s.span.col,
-        message,
-    })?;
+    let trees = Trees::build(p, stmt)?;
     orders_of(p, s, &trees, cap, opts)
 }
 
