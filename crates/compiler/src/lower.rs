@@ -266,8 +266,18 @@ impl<'a> Lowerer<'a> {
             &ins,
             format!("{sym}_{}", self.name(v)),
         );
-        if kind == JoinKind::Union {
-            self.may_n.extend(outs[1..].iter().copied());
+        match kind {
+            JoinKind::Union => self.may_n.extend(outs[1..].iter().copied()),
+            // An intersection passes its operands' references through: one that may be `N`
+            // (its operand is absent under an outer union) still may be.
+            JoinKind::Intersect => {
+                let passed = its.iter().flat_map(|it| it.payloads.iter().map(|&(_, s)| s));
+                for (inp, &out) in passed.zip(&outs[1..]) {
+                    if self.may_n.contains(&inp) {
+                        self.may_n.insert(out);
+                    }
+                }
+            }
         }
         Ok(Iter {
             crd: outs[0],
@@ -301,6 +311,9 @@ impl<'a> Lowerer<'a> {
             &[rest.crd, rep],
             format!("{tensor}_loc_{}", self.name(v)),
         )[0];
+        if self.may_n.contains(&rep) {
+            self.may_n.insert(r);
+        }
         let mut payloads = rest.payloads;
         payloads.push((Key::Leaf(leaf), r));
         Ok(Iter { crd: rest.crd, payloads, filterable: true, dense_leaf: None })
