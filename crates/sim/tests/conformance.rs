@@ -1,5 +1,5 @@
-//! Runs the SAM-simulator conformance cases (`shared/conformance/sam-primitives.json`, see its
-//! README) against our primitives.
+//! Runs the SAM-simulator conformance cases (`tests/data/sam-primitives.json`, vendored; see
+//! `tests/data/README.md`) against our primitives.
 //!
 //! Every case of a primitive we implement must reproduce the SAM simulator's outputs exactly
 //! (numbers by value, stop gaps ignored), unless it is listed in [`EXEMPT`]: the places where
@@ -102,15 +102,15 @@ const EXPECT_EXEMPT: usize = 6;
 const EXPECT_NOT_APPLICABLE: usize = 88;
 
 fn cases_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/sam-primitives.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/sam-primitives.json")
 }
 
 fn load_cases() -> Vec<Value> {
     let path = cases_path();
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "conformance cases not found at {} ({e}). The shared/ directory must sit beside the \
-             repository (CI always provides it); the conformance test refuses to pass without it.",
+            "conformance cases not found at {} ({e}); they are vendored in the repository \
+             (see tests/data/README.md) and the conformance test refuses to pass without them.",
             path.display()
         )
     });
