@@ -127,6 +127,9 @@ pub struct GroupReport {
     pub tensors: Option<BTreeMap<String, TensorTraffic>>,
     /// Graph nodes per primitive kind.
     pub primitives: BTreeMap<String, usize>,
+    /// Channel capacities when channels are bounded: total FIFO storage and the channels
+    /// that FIFO sizing enlarged.
+    pub fifo: Option<fuseflow_sim::FifoReport>,
     /// Whether every output matched the reference (`None` when not checked).
     pub verified: Option<bool>,
     /// Largest absolute difference from the reference.
@@ -196,18 +199,15 @@ pub fn compile_statement(p: &CheckedProgram, stmt: usize, cfg: &RunConfig) -> Re
 
 /// Compiles every group of the configured fusion granularity.
 ///
-/// Row sharing (see [`LowerOptions::row_sharing`]) needs channels that hold a row, so with
-/// finite FIFOs a fused row reduction iterates its row in a loop of its own instead.
+/// Row sharing (see [`LowerOptions::row_sharing`]) needs channels that hold a row; with finite
+/// FIFOs the simulator's FIFO sizing gives those channels a row's depth
+/// ([`fuseflow_sim::SimConfig::fifo_sizing`]), so it is on whatever the channels.
 pub fn compile_groups(p: &CheckedProgram, cfg: &RunConfig) -> Result<Vec<GroupKernel>, DriverError> {
     let groups = plan(p, &cfg.fusion)?;
-    let mut lower = cfg.lower.clone();
-    if cfg.sim.channel_capacity.is_some() || cfg.sim.input_capacity.values().any(|c| c.is_some()) {
-        lower.row_sharing = false;
-    }
     let mut out = Vec::new();
     for (i, g) in groups.iter().enumerate() {
         let order = cfg.group_orders.get(&i).or(cfg.order.as_ref());
-        out.push(lower_group(p, g, order.map(|o| o.as_slice()), &lower)?);
+        out.push(lower_group(p, g, order.map(|o| o.as_slice()), &cfg.lower)?);
     }
     if let Some(order) = &cfg.order {
         if !out.iter().any(|k| k.orders.contains(order)) {
@@ -300,6 +300,7 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
             bandwidth_utilisation: sim.bandwidth_utilisation,
             tensors: sim.peak_bytes_per_cycle.map(|_| sim.tensors.clone()),
             primitives: kernel.graph.kind_counts().into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
+            fifo: sim.fifo.take(),
             verified: expected.as_ref().map(|_| true),
             max_abs_error: 0.0,
             mismatch: None,

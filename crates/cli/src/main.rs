@@ -353,6 +353,43 @@ fn print_memory(
     Ok(())
 }
 
+/// FIFO lines of a text summary when channels are bounded: the storage all groups need and
+/// the channels FIFO sizing enlarged (the first few; `--json` lists them all).
+fn print_fifo<'a>(groups: impl Iterator<Item = Option<&'a fuseflow_sim::FifoReport>>) -> Result<()> {
+    const SHOWN: usize = 6;
+    let mut channels = 0;
+    let mut total = 0u64;
+    let mut enlarged = Vec::new();
+    let mut any = false;
+    for (gi, f) in groups.enumerate() {
+        let Some(f) = f else { continue };
+        any = true;
+        channels += f.bounded_channels;
+        total = total.saturating_add(f.total_capacity);
+        enlarged.extend(f.enlarged.iter().map(|c| (gi, c)));
+    }
+    if !any {
+        return Ok(());
+    }
+    outln!("fifo         {channels} bounded channels, {total} tokens of FIFO storage in all");
+    if enlarged.is_empty() {
+        return Ok(());
+    }
+    let max = enlarged.iter().map(|(_, c)| c.depth).max().unwrap_or(0);
+    let list: Vec<String> = enlarged
+        .iter()
+        .take(SHOWN)
+        .map(|(g, c)| format!("g{g}:s{} {}->n{} {}", c.stream, c.name, c.consumer, c.depth))
+        .collect();
+    let more = if enlarged.len() > SHOWN { format!(" and {} more", enlarged.len() - SHOWN) } else { String::new() };
+    outln!(
+        "fifo sizing  {} channels enlarged (deepest {max}) so the graph cannot deadlock: {}{more}",
+        enlarged.len(),
+        list.join(", ")
+    );
+    Ok(())
+}
+
 /// Writes `text` to `path`, naming the file on failure.
 fn write_file(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))
@@ -575,6 +612,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     outln!("tokens       {}", r.tokens);
                     outln!("flops        {}", r.flops);
                     outln!("offchip      {} bytes", r.offchip_bytes);
+                    print_fifo(r.groups.iter().map(|g| g.fifo.as_ref()))?;
                     print_memory(
                         r.mem_requests,
                         r.mem_bytes,

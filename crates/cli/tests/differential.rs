@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 static RUNS: AtomicUsize = AtomicUsize::new(0);
 static NO_ORDER: AtomicUsize = AtomicUsize::new(0);
@@ -46,6 +47,8 @@ const KERNELS: &[(&str, &[(&str, &str)])] = &[
 #[derive(Debug, Clone)]
 struct Case {
     kernel: usize,
+    /// FIFO depth of a second, bounded run (FIFO sizing on).
+    depth: usize,
     sizes: BTreeMap<char, usize>,
     /// Per tensor: level kinds (true = compressed), mode order, density.
     tensors: Vec<(Vec<bool>, Vec<usize>, f64)>,
@@ -54,8 +57,8 @@ struct Case {
 
 fn case() -> impl Strategy<Value = Case> {
     let global = Just(vec!['i', 'j', 'k', 'l', 'm']).prop_shuffle();
-    (0..KERNELS.len(), any::<u64>(), proptest::collection::vec(1usize..6, 6), global).prop_flat_map(
-        |(kernel, seed, dims, global)| {
+    (0..KERNELS.len(), any::<u64>(), proptest::collection::vec(1usize..6, 6), global, 1usize..5).prop_flat_map(
+        |(kernel, seed, dims, global, depth)| {
             let (_, ts) = KERNELS[kernel];
             let per_tensor: Vec<_> = ts
                 .iter()
@@ -77,7 +80,7 @@ fn case() -> impl Strategy<Value = Case> {
                 .collect();
             per_tensor.prop_map(move |tensors| {
                 let sizes = "ijklm".chars().zip(dims.iter().copied()).collect();
-                Case { kernel, sizes, tensors, seed }
+                Case { kernel, depth, sizes, tensors, seed }
             })
         },
     )
@@ -107,7 +110,11 @@ fn program(c: &Case) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 1000,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
 
     fn differential_property(c in case()) {
         let src = program(&c);
@@ -115,11 +122,16 @@ proptest! {
         match fuseflow_compiler::legal_orders(&p, 0, 1000, &Default::default()) {
             Ok(orders) => {
                 for o in orders {
-                    let cfg = fuseflow::RunConfig { order: Some(o.clone()), seed: c.seed, ..Default::default() };
-                    let r = fuseflow::run(&p, std::path::Path::new("."), &cfg)
-                        .map_err(|e| TestCaseError::fail(format!("order {}: {e}\n{src}", o.join(","))))?;
-                    prop_assert!(r.verified, "order {}: {:?}\n{}", o.join(","), r.groups[0].mismatch, src);
-                    RUNS.fetch_add(1, Ordering::Relaxed);
+                    // Unbounded channels, then FIFOs of the case's depth with FIFO sizing:
+                    // every order must verify and never deadlock.
+                    for capacity in [None, Some(c.depth)] {
+                        let mut cfg = fuseflow::RunConfig { order: Some(o.clone()), seed: c.seed, ..Default::default() };
+                        cfg.sim.channel_capacity = capacity;
+                        let r = fuseflow::run(&p, std::path::Path::new("."), &cfg)
+                            .map_err(|e| TestCaseError::fail(format!("order {} depth {capacity:?}: {e}\n{src}", o.join(","))))?;
+                        prop_assert!(r.verified, "order {} depth {:?}: {:?}\n{}", o.join(","), capacity, r.groups[0].mismatch, src);
+                        RUNS.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             Err(e) => {
@@ -140,5 +152,5 @@ fn differential_runs_many_orders() {
     let runs = RUNS.load(Ordering::Relaxed);
     let none = NO_ORDER.load(Ordering::Relaxed);
     eprintln!("differential: {runs} verified simulations, {none} cases without a legal order");
-    assert!(runs >= 600, "only {runs} simulations ran");
+    assert!(runs >= 1200, "only {runs} simulations ran");
 }

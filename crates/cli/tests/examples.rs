@@ -82,12 +82,24 @@ fn cycles_do_not_increase_with_fifo_depth() {
 
 #[test]
 fn depth_one_deadlock_is_reported_not_hung() {
+    // Without FIFO sizing the scanners' look-ahead deadlocks depth-1 FIFOs; with it (the
+    // default) the same run completes and verifies, and the report names the enlarged
+    // channels.
     let p = example("spmm_gustavson.ff");
     let mut cfg = fuseflow::RunConfig::default();
     cfg.sim.channel_capacity = Some(1);
+    cfg.sim.fifo_sizing = false;
     let err = fuseflow::run(&p, &examples_dir(), &cfg).unwrap_err().to_string();
     assert!(err.contains("deadlock") && err.contains("full"), "{err}");
     assert!(!err.contains('\n'));
+    cfg.sim.fifo_sizing = true;
+    let r = fuseflow::run(&p, &examples_dir(), &cfg).unwrap();
+    assert!(r.verified);
+    let fifo = r.groups[0].fifo.as_ref().expect("bounded channels are reported");
+    assert!(!fifo.enlarged.is_empty() && fifo.enlarged.iter().all(|c| c.depth > c.configured && c.configured == 1));
+    let unsized_total = fifo.bounded_channels as u64;
+    let extra: u64 = fifo.enlarged.iter().map(|c| c.depth - c.configured).sum();
+    assert_eq!(fifo.total_capacity, unsized_total + extra);
 }
 
 #[test]

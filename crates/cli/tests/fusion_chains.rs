@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fuseflow_compiler::Fusion;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 static RUNS: AtomicUsize = AtomicUsize::new(0);
 
@@ -93,7 +94,12 @@ fn program(rows: usize, cols: usize, steps: &[Step], sparse: &[bool], density: f
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 120, max_global_rejects: 10_000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 120,
+        max_global_rejects: 10_000,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
 
     fn chains_property(
         rows in 1usize..6,
@@ -102,11 +108,12 @@ proptest! {
         sparse in proptest::collection::vec(any::<bool>(), 1..7),
         density in prop_oneof![Just(0.0), Just(0.3), Just(0.7), Just(1.0)],
         cut in any::<proptest::sample::Index>(),
+        depth in 1usize..5,
         seed in any::<u64>(),
     ) {
-        // Built-ins read their operand two or three times; without row sharing (finite FIFOs)
-        // full fusion iterates each use on its own: keep at most two per chain so the fused
-        // graph stays small.
+        // Built-ins read their operand two or three times; without row sharing full fusion
+        // iterates each use on its own: keep at most two per chain so the fused graph stays
+        // small.
         let builtins = steps.iter().filter(|s| matches!(s, Step::Softmax | Step::MaskedSoftmax | Step::LayerNorm)).count();
         prop_assume!(builtins <= 2);
         let (src, _) = program(rows, cols, &steps, &sparse, density);
@@ -114,18 +121,26 @@ proptest! {
         let n = p.stmts.len();
         let split = 1 + cut.index(n - 1);
         let partial = Fusion::Groups(vec![(0..split).collect(), (split..n).collect()]);
-        // Full fusion twice: with unbounded channels (rows shared between a reduction and its
-        // broadcast) and with 4-deep FIFOs (no row sharing; must neither deadlock nor differ).
-        // At depth 2 a fused layer norm can deadlock: its two row loops share the outer
-        // scanner's stream, and a scanner closes a fiber only when it sees the next row.
-        let bounded = fuseflow_sim::SimConfig { channel_capacity: Some(4), ..Default::default() };
-        for (fusion, sim) in
-            [(Fusion::Unfused, None), (Fusion::Full, None), (Fusion::Full, Some(bounded)), (partial, None)]
-        {
-            let cfg = fuseflow::RunConfig { fusion: fusion.clone(), seed, sim: sim.unwrap_or_default(), ..Default::default() };
+        // Unbounded channels, and FIFOs of a random depth from 1 to 4 with FIFO sizing, with
+        // and without row sharing: sizing must prevent every deadlock, and no configuration
+        // may change a result.
+        let bounded = fuseflow_sim::SimConfig { channel_capacity: Some(depth), ..Default::default() };
+        let runs = [
+            (Fusion::Unfused, None, true),
+            (Fusion::Full, None, true),
+            (Fusion::Full, Some(bounded.clone()), true),
+            (Fusion::Full, Some(bounded.clone()), false),
+            (partial.clone(), None, true),
+            (partial, Some(bounded), true),
+        ];
+        for (fusion, sim, row_sharing) in runs {
+            let bounded = sim.is_some();
+            let mut cfg = fuseflow::RunConfig { fusion: fusion.clone(), seed, sim: sim.unwrap_or_default(), ..Default::default() };
+            cfg.lower.row_sharing = row_sharing;
+            let what = format!("{fusion:?} depth {} row sharing {row_sharing}", if bounded { depth.to_string() } else { "unbounded".into() });
             let r = fuseflow::run(&p, std::path::Path::new("."), &cfg)
-                .map_err(|e| TestCaseError::fail(format!("{fusion:?}: {e}\n{src}")))?;
-            prop_assert!(r.verified, "{:?}: {:?}\n{}", fusion, r.groups.iter().map(|g| g.mismatch.clone()).collect::<Vec<_>>(), src);
+                .map_err(|e| TestCaseError::fail(format!("{what}: {e}\n{src}")))?;
+            prop_assert!(r.verified, "{}: {:?}\n{}", what, r.groups.iter().map(|g| g.mismatch.clone()).collect::<Vec<_>>(), src);
             RUNS.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -136,5 +151,5 @@ fn fused_chains_verify() {
     chains_property();
     let runs = RUNS.load(Ordering::Relaxed);
     eprintln!("fusion chains: {runs} verified runs");
-    assert!(runs >= 300, "only {runs} runs");
+    assert!(runs >= 450, "only {runs} runs");
 }

@@ -10,6 +10,7 @@
 //! outputs are consumed only by nodes added after it (the graph is a DAG in arena order).
 
 mod dot;
+pub mod fifo;
 mod op;
 mod share;
 mod text;

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use fuseflow_graph::{Graph, Op};
+use fuseflow_graph::fifo::{self, DepthNeed};
+use fuseflow_graph::{Graph, NodeId, Op};
 use fuseflow_tensor::{Format, LevelData, LevelFormat, Tensor};
 
 use crate::io::{Io, Primitive};
@@ -55,6 +56,11 @@ pub struct SimConfig {
     /// Capacity of the input channels of every node of a kind (by [`Op::kind_name`]),
     /// overriding `channel_capacity` for them; `None` = unbounded.
     pub input_capacity: BTreeMap<String, Option<usize>>,
+    /// Raise bounded channels to the depth the graph needs so that it cannot deadlock
+    /// ([`fuseflow_graph::fifo::min_depths`]: row buffers where a reduction is broadcast back
+    /// over its row, look-ahead slack); the capacities configured above are then defaults.
+    /// Off, every channel has exactly its configured capacity (to study deadlocks).
+    pub fifo_sizing: bool,
     /// The off-chip memory model; `None` = ideal memory (accesses cost nothing).
     pub memory: Option<MemoryConfig>,
     /// Clock frequency in MHz; used only to report simulated time.
@@ -76,6 +82,7 @@ impl Default for SimConfig {
             timing: Timing::default(),
             channel_capacity: None,
             input_capacity: BTreeMap::new(),
+            fifo_sizing: true,
             memory: None,
             clock_mhz: DEFAULT_CLOCK_MHZ,
             max_cycles: 1 << 40,
@@ -464,6 +471,35 @@ pub struct TensorTraffic {
     pub mem_bytes: u64,
 }
 
+/// A channel whose capacity FIFO sizing raised above its configured depth.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EnlargedChannel {
+    /// The stream (graph stream id).
+    pub stream: u32,
+    /// The stream's name.
+    pub name: String,
+    /// The consuming node.
+    pub consumer: u32,
+    /// The depth configured for it.
+    pub configured: u64,
+    /// The depth it got.
+    pub depth: u64,
+    /// The reducer whose fibers it buffers (`None`: look-ahead slack).
+    pub reducer: Option<u32>,
+}
+
+/// The FIFO storage of a run with bounded channels.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FifoReport {
+    /// Bounded channels.
+    pub bounded_channels: usize,
+    /// Their total capacity in tokens: the FIFO storage the machine needs, enlarged channels
+    /// included.
+    pub total_capacity: u64,
+    /// Channels that [`SimConfig::fifo_sizing`] enlarged, by stream.
+    pub enlarged: Vec<EnlargedChannel>,
+}
+
 /// The result of simulating a graph.
 #[derive(Debug, Clone)]
 pub struct SimReport {
@@ -495,6 +531,8 @@ pub struct SimReport {
     pub outputs: BTreeMap<String, Tensor>,
     /// Activation spans, when [`SimConfig::trace`] asked for them.
     pub trace: Option<Trace>,
+    /// Channel capacities; `None` when every channel is unbounded.
+    pub fifo: Option<FifoReport>,
 }
 
 impl SimReport {
@@ -524,16 +562,17 @@ pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimC
     if let Some(m) = config.memory.as_ref().filter(|m| m.sharing == Sharing::Demand) {
         let probe =
             SimConfig { memory: Some(MemoryConfig { sharing: Sharing::Private, ..m.clone() }), ..config.clone() };
-        let mut net = build(graph, &arrays, &probe, &Shares::Even, None)?;
+        let (mut net, _) = build(graph, &arrays, &probe, &Shares::Even, None)?;
         net.run_with_soft_cap(config.max_cycles, config.soft_cap)?;
         shares = Shares::Weighted(net.port_bytes());
     }
     let log = config.trace.map(|limit| TraceLog::new(Trace { limit, ..Trace::default() }.into()));
-    let mut net = build(graph, &arrays, config, &shares, log.as_ref())?;
+    let (mut net, fifo) = build(graph, &arrays, config, &shares, log.as_ref())?;
     let soft_cap = if log.is_some() { config.soft_cap.min(TRACE_SOFT_CAP) } else { config.soft_cap };
     let cycles = net.run_with_soft_cap(config.max_cycles, soft_cap)?;
     let mut r = report(graph, config, net, cycles)?;
     r.trace = log.map(|l| l.take());
+    r.fifo = fifo;
     Ok(r)
 }
 
@@ -587,7 +626,7 @@ fn build(
     config: &SimConfig,
     shares: &Shares,
     trace: Option<&TraceLog>,
-) -> Result<Network, SimError> {
+) -> Result<(Network, Option<FifoReport>), SimError> {
     let lookup = |name: &str| {
         arrays
             .get(name)
@@ -595,13 +634,41 @@ fn build(
     };
 
     let mut net = Network::new();
-    // One channel per (stream, consumer); its capacity is the consumer kind's input capacity.
+    // One channel per (stream, consumer); its capacity is the consumer kind's input capacity,
+    // raised where the graph needs deeper channels (see `SimConfig::fifo_sizing`).
+    let configured = |c: NodeId| {
+        let kind = graph.nodes[c.0 as usize].op.kind_name();
+        config.input_capacity.get(kind).copied().unwrap_or(config.channel_capacity)
+    };
+    let bounded = graph.streams.iter().flat_map(|s| &s.consumers).any(|&(c, _)| configured(c).is_some());
+    let needs: BTreeMap<(u32, u32, u32), DepthNeed> = if bounded && config.fifo_sizing {
+        fifo::min_depths(graph).into_iter().map(|d| ((d.stream.0, d.consumer.0, d.port), d)).collect()
+    } else {
+        BTreeMap::new()
+    };
+    let mut fifo = bounded.then(FifoReport::default);
     let mut in_chans: Vec<Vec<u32>> = graph.nodes.iter().map(|n| vec![0; n.ins.len()]).collect();
     let mut out_chans: Vec<Vec<Vec<u32>>> = graph.nodes.iter().map(|n| vec![Vec::new(); n.outs.len()]).collect();
     for (sid, s) in graph.streams.iter().enumerate() {
         for &(c, port) in &s.consumers {
-            let kind = graph.nodes[c.0 as usize].op.kind_name();
-            let capacity = config.input_capacity.get(kind).copied().unwrap_or(config.channel_capacity);
+            let mut capacity = configured(c);
+            if let (Some(cap), Some(report)) = (capacity, fifo.as_mut()) {
+                let mut cap = cap as u64;
+                if let Some(need) = needs.get(&(sid as u32, c.0, port)).filter(|d| d.depth > cap) {
+                    report.enlarged.push(EnlargedChannel {
+                        stream: sid as u32,
+                        name: s.name.clone(),
+                        consumer: c.0,
+                        configured: cap,
+                        depth: need.depth,
+                        reducer: need.reducer.map(|r| r.0),
+                    });
+                    cap = need.depth;
+                    capacity = Some(usize::try_from(cap).unwrap_or(usize::MAX));
+                }
+                report.bounded_channels += 1;
+                report.total_capacity = report.total_capacity.saturating_add(cap);
+            }
             let ch = net.channel(capacity);
             net.label_channel(ch, format!("s{sid} {}", s.name));
             in_chans[c.0 as usize][port as usize] = ch;
@@ -708,7 +775,7 @@ fn build(
             kind,
         );
     }
-    Ok(net)
+    Ok((net, fifo))
 }
 
 /// Assembles the report (and output tensors) of a finished run.
@@ -785,5 +852,6 @@ fn report(graph: &Graph, config: &SimConfig, mut net: Network, cycles: u64) -> R
         nodes,
         outputs,
         trace: None,
+        fifo: None,
     })
 }

@@ -60,7 +60,8 @@ pub const KINDS: [&str; 16] = [
 pub const PRESETS: [&str; 3] = ["ideal", "comal", "rda"];
 
 const MEMORY_KEYS: &str = "enabled, channels, bytes_per_cycle, latency, startup, queue_depth, granularity, sharing";
-const TOP_KEYS: &str = "base, name, clock_mhz, fifo_depth, input_fifo_depth.<kind>, timing.ii, timing.latency, \
+const TOP_KEYS: &str =
+    "base, name, clock_mhz, fifo_depth, fifo_sizing, input_fifo_depth.<kind>, timing.ii, timing.latency, \
                         timing.<kind>.ii, timing.<kind>.latency, memory.<key>";
 
 /// A bad configuration: one line, naming the key (or the syntax error's position).
@@ -123,6 +124,8 @@ pub struct HwConfig {
     pub fifo_depth: Option<usize>,
     /// Capacity of the input channels of every node of a kind, overriding `fifo_depth`.
     pub input_fifo_depth: BTreeMap<String, Option<usize>>,
+    /// Raise bounded channels to the depth the graph needs (see [`SimConfig::fifo_sizing`]).
+    pub fifo_sizing: bool,
     /// Primitive timing.
     pub timing: TimingConfig,
     /// Off-chip memory.
@@ -138,6 +141,7 @@ impl Default for HwConfig {
             clock_mhz: DEFAULT_CLOCK_MHZ,
             fifo_depth: None,
             input_fifo_depth: BTreeMap::new(),
+            fifo_sizing: true,
             timing: TimingConfig { ii: 1, latency: 1, kinds: BTreeMap::new() },
             memory: MemorySection { enabled: false, params: rda_memory() },
         }
@@ -238,6 +242,7 @@ impl HwConfig {
             clock_mhz: DEFAULT_CLOCK_MHZ,
             fifo_depth: None,
             input_fifo_depth: BTreeMap::new(),
+            fifo_sizing: true,
             timing: TimingConfig { ii: 1, latency: 1, kinds: every_kind(1, 1) },
             memory: MemorySection {
                 enabled: true,
@@ -263,6 +268,7 @@ impl HwConfig {
             clock_mhz: DEFAULT_CLOCK_MHZ,
             fifo_depth: Some(16),
             input_fifo_depth: BTreeMap::new(),
+            fifo_sizing: true,
             timing: TimingConfig { ii: 1, latency: 1, kinds: every_kind(1, 1) },
             memory: MemorySection { enabled: true, params: rda_memory() },
         }
@@ -380,6 +386,10 @@ impl HwConfig {
                 self.clock_mhz = f;
             }
             ["fifo_depth"] => self.fifo_depth = depth(v).map_err(bad)?,
+            ["fifo_sizing"] => match v {
+                Value::Boolean(b) => self.fifo_sizing = *b,
+                _ => return Err(bad(format!("expected true or false, got {}", describe(v)))),
+            },
             ["input_fifo_depth", k] => {
                 let k = kind(key, k)?;
                 let d = depth(v).map_err(bad)?;
@@ -463,6 +473,7 @@ impl HwConfig {
             timing: Timing { ii: self.timing.ii, latency: self.timing.latency, per_kind },
             channel_capacity: self.fifo_depth,
             input_capacity: self.input_fifo_depth.clone(),
+            fifo_sizing: self.fifo_sizing,
             memory: self.memory.enabled.then(|| self.memory.params.clone()),
             clock_mhz: self.clock_mhz,
             ..SimConfig::default()
