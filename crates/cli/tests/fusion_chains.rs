@@ -1,5 +1,6 @@
 //! Property test: random chains of 2 to 5 statements, each consuming the previous result,
-//! verify under unfused, fully fused and random partial fusion.
+//! verify under unfused, fully fused and random partial fusion (split between expanded
+//! statements, possibly inside a built-in, and between statements as written).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -111,16 +112,21 @@ proptest! {
         prop_assume!(builtins <= 2);
         let (src, _) = program(rows, cols, &steps, &sparse, density);
         let p = fuseflow_ir::check(fuseflow_ir::parse(&src, "chain.ff", &BTreeMap::new()).unwrap()).unwrap();
+        // A split anywhere in the expanded statements (possibly inside a built-in), and one
+        // between statements as written (what `--fusion A-B,C-D` can express).
         let n = p.stmts.len();
         let split = 1 + cut.index(n - 1);
-        let partial = Fusion::Groups(vec![(0..split).collect(), (split..n).collect()]);
+        let partial = Fusion::Expanded(vec![(0..split).collect(), (split..n).collect()]);
+        let users = p.user_stmts.len();
+        let user_split = 1 + cut.index(users - 1);
+        let user_partial = Fusion::Groups(vec![(0..user_split).collect(), (user_split..users).collect()]);
         // Full fusion twice: with unbounded channels (rows shared between a reduction and its
         // broadcast) and with 4-deep FIFOs (no row sharing; must neither deadlock nor differ).
         // At depth 2 a fused layer norm can deadlock: its two row loops share the outer
         // scanner's stream, and a scanner closes a fiber only when it sees the next row.
         let bounded = fuseflow_sim::SimConfig { channel_capacity: Some(4), ..Default::default() };
         for (fusion, sim) in
-            [(Fusion::Unfused, None), (Fusion::Full, None), (Fusion::Full, Some(bounded)), (partial, None)]
+            [(Fusion::Unfused, None), (Fusion::Full, None), (Fusion::Full, Some(bounded)), (partial, None), (user_partial, None)]
         {
             let cfg = fuseflow::RunConfig { fusion: fusion.clone(), seed, sim: sim.unwrap_or_default(), ..Default::default() };
             let r = fuseflow::run(&p, std::path::Path::new("."), &cfg)
@@ -136,5 +142,5 @@ fn fused_chains_verify() {
     chains_property();
     let runs = RUNS.load(Ordering::Relaxed);
     eprintln!("fusion chains: {runs} verified runs");
-    assert!(runs >= 300, "only {runs} runs");
+    assert!(runs >= 400, "only {runs} runs");
 }
