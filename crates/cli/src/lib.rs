@@ -381,11 +381,11 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
             if let Some(exp) = &expected {
                 let e = exp.get(tensor).ok_or_else(|| DriverError::Reference(format!("no result for {tensor}")))?;
                 let coo = written.to_coo();
-                let cmp = fuseflow_reference::compare(e, &coo, cfg.rel_tol, cfg.abs_tol);
+                let cmp = fuseflow_reference::compare_named(tensor, e, &coo, cfg.rel_tol, cfg.abs_tol);
                 if !cmp.ok {
                     gr.verified = Some(false);
                     if gr.mismatch.is_none() {
-                        gr.mismatch = cmp.first_mismatch.clone().map(|m| format!("{tensor}: {m}"));
+                        gr.mismatch = cmp.first_mismatch.clone();
                     }
                 }
                 // A NaN or an infinity verifies nothing, even where the reference agrees.
