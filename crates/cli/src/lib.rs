@@ -38,9 +38,11 @@ pub struct RunConfig {
     pub fusion: Fusion,
     /// Dataflow order per group index (as listed by `plan`), taking precedence over `order`.
     pub group_orders: BTreeMap<usize, Vec<String>>,
-    /// Data that replaces an input's generated data: `(tensor name, COO)`, e.g. a graph
-    /// dataset's adjacency bound to `A`.
-    pub bind: Option<(String, fuseflow_tensor::Coo)>,
+    /// Data that replaces inputs' generated data: `(tensor name, COO)`, e.g. a graph dataset's
+    /// adjacency bound to `A` and its identity features bound to `X`.
+    pub bind: Vec<(String, fuseflow_tensor::Coo)>,
+    /// The graph dataset the bound data came from, for the report.
+    pub dataset: Option<DatasetInfo>,
     /// Record activation spans for a trace, at most this many over all groups (`None` = off).
     pub trace_limit: Option<usize>,
 }
@@ -56,7 +58,8 @@ impl Default for RunConfig {
             abs_tol: 1e-9,
             lower: LowerOptions::default(),
             fusion: Fusion::Unfused,
-            bind: None,
+            bind: Vec::new(),
+            dataset: None,
             group_orders: BTreeMap::new(),
             trace_limit: None,
         }
@@ -69,9 +72,14 @@ pub enum DriverError {
     /// Program text or checking.
     #[error(transparent)]
     Ir(#[from] fuseflow_ir::IrError),
-    /// Input data.
-    #[error(transparent)]
-    Data(#[from] fuseflow_ir::DataError),
+    /// Input data, located at the declaration of the input concerned.
+    #[error("{at}: {error}")]
+    Data {
+        /// `FILE:LINE:COL` of the input's declaration.
+        at: String,
+        /// What went wrong (names the tensor and the data file).
+        error: Box<fuseflow_ir::DataError>,
+    },
     /// Compilation.
     #[error(transparent)]
     Compile(#[from] fuseflow_compiler::CompileError),
@@ -79,14 +87,23 @@ pub enum DriverError {
     #[error("reference evaluator: {0}")]
     Reference(String),
     /// Simulation.
-    #[error("simulating statement {stmt} ({tensor}): {error}")]
+    #[error("simulating statements {stmt} ({tensor}): {error}")]
     Sim {
-        /// Statement index.
-        stmt: usize,
+        /// The group's statements in user numbering (e.g. `0-3`, or `2.1` for a part of a
+        /// built-in).
+        stmt: String,
         /// Tensor it computes.
         tensor: String,
         /// The simulator error.
         error: fuseflow_sim::SimError,
+    },
+    /// An `--order` that fits no kernel of the run.
+    #[error("{file}: {message}")]
+    Order {
+        /// Program file.
+        file: String,
+        /// The order and the kernels' index names.
+        message: String,
     },
     /// Converting a simulated tensor.
     #[error("tensor {tensor}: {message}")]
@@ -101,8 +118,12 @@ pub enum DriverError {
 /// The result of one group's graph (one statement when unfused).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct GroupReport {
-    /// Statement indices fused in this graph.
+    /// The statements this graph computes, numbered as written (a built-in line is one
+    /// statement; unfused, each of its parts is a group of its own and lists that statement).
     pub statements: Vec<usize>,
+    /// The same in `--fusion` syntax, with `U.K` for part K of built-in statement U when a
+    /// group holds only part of it (e.g. `0-3`, `5`, `2.1`).
+    pub label: String,
     /// Tensors the graph writes.
     pub outputs: Vec<String>,
     /// Dataflow order used for each output expression.
@@ -132,9 +153,9 @@ pub struct GroupReport {
     pub fifo: Option<fuseflow_sim::FifoReport>,
     /// Whether every output matched the reference (`None` when not checked).
     pub verified: Option<bool>,
-    /// Largest absolute difference from the reference.
-    pub max_abs_error: f64,
-    /// First mismatching entry, if any.
+    /// Largest absolute difference from the reference (`None` when not checked).
+    pub max_abs_error: Option<f64>,
+    /// First mismatching entry, or the first entry that is NaN or infinite, if any.
     pub mismatch: Option<String>,
     /// The group's graph (for annotated exports).
     #[serde(skip)]
@@ -152,8 +173,13 @@ pub struct GroupReport {
 pub struct RunReport {
     /// Program file.
     pub program: String,
-    /// Fusion granularity used.
+    /// Fusion granularity used (`unfused`, `partial`, `full` or groups such as `0-3,4`).
     pub fusion: String,
+    /// Every `param` of the program with the value the run used (after `--preset`, the
+    /// dataset and `--param`).
+    pub params: BTreeMap<String, i64>,
+    /// The graph dataset whose data the run used (`--dataset`), if any.
+    pub dataset: Option<DatasetInfo>,
     /// Total cycles (sum over groups; kernels run one after another).
     pub cycles: u64,
     /// Total tokens moved.
@@ -172,12 +198,15 @@ pub struct RunReport {
     pub bandwidth_utilisation: Option<f64>,
     /// Traffic per tensor summed over groups; `None` with ideal memory.
     pub tensors: Option<BTreeMap<String, TensorTraffic>>,
-    /// Whether every output was checked and matched.
+    /// Whether every output was checked, matched the reference and is finite, and the program
+    /// computed anything at all.
     pub verified: bool,
     /// Whether outputs were checked at all.
     pub checked: bool,
-    /// Largest absolute error over all checked outputs.
-    pub max_abs_error: f64,
+    /// Why the run is not verified (`None` when it is).
+    pub reason: Option<String>,
+    /// Largest absolute error over all checked outputs (`None` when not checked).
+    pub max_abs_error: Option<f64>,
     /// Nodes per primitive kind over all graphs.
     pub primitives: BTreeMap<String, usize>,
     /// Wall-clock seconds spent simulating.
@@ -186,6 +215,39 @@ pub struct RunReport {
     pub wall_seconds: f64,
     /// Per-group results.
     pub groups: Vec<GroupReport>,
+}
+
+/// The graph dataset a run used.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DatasetInfo {
+    /// Graph name (`karate`, `cora-synth`, or the file it was read from).
+    pub name: String,
+    /// The loader's one-line description: source, size, what was done to it.
+    pub description: String,
+    /// What replaced which input, e.g. `A: adjacency`, `X: identity features (sparse)`.
+    pub bound: Vec<String>,
+}
+
+/// The program's input tensors ([`fuseflow_ir::load_inputs`]), errors located at the
+/// declaration of the input concerned.
+pub fn load_inputs(p: &CheckedProgram, base_dir: &Path, seed: u64) -> Result<BTreeMap<String, Tensor>, DriverError> {
+    fuseflow_ir::load_inputs(p, base_dir, seed).map_err(|error| data_error(p, error))
+}
+
+/// Locates a data error at the declaration of its tensor.
+fn data_error(p: &CheckedProgram, error: fuseflow_ir::DataError) -> DriverError {
+    let at = match p.decl(error.tensor()) {
+        Some(d) => format!("{}:{}:{}", p.file, d.span.line, d.span.col),
+        None => p.file.clone(),
+    };
+    DriverError::Data { at, error: Box::new(error) }
+}
+
+/// Where an output is NaN or infinite: `Y(3,4) is NaN`.
+fn first_non_finite(name: &str, c: &fuseflow_tensor::Coo) -> Option<String> {
+    let i = c.vals.iter().position(|v| !v.is_finite())?;
+    let coords: Vec<String> = c.coords(i).iter().map(|x| x.to_string()).collect();
+    Some(format!("{name}({}) is {}", coords.join(","), c.vals[i]))
 }
 
 /// Compiles statement `stmt`, using `order` if it names exactly the statement's indices.
@@ -212,10 +274,10 @@ pub fn compile_groups(p: &CheckedProgram, cfg: &RunConfig) -> Result<Vec<GroupKe
     if let Some(order) = &cfg.order {
         if !out.iter().any(|k| k.orders.contains(order)) {
             let kernels: Vec<String> = out.iter().flat_map(|k| k.orders.iter().map(|o| o.join(","))).collect();
-            return Err(DriverError::Tensor {
-                tensor: p.file.clone(),
+            return Err(DriverError::Order {
+                file: p.file.clone(),
                 message: format!(
-                    "order {} names the indices of no kernel (kernels use orders {})",
+                    "--order {} names the indices of no kernel (the kernels use orders {}; `fuseflow orders` lists the legal ones)",
                     order.join(","),
                     kernels.join(" | ")
                 ),
@@ -228,8 +290,8 @@ pub fn compile_groups(p: &CheckedProgram, cfg: &RunConfig) -> Result<Vec<GroupKe
 /// Loads, compiles, simulates and (unless disabled) verifies every group of `p`.
 pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunReport, DriverError> {
     let start = Instant::now();
-    let mut tensors = fuseflow_ir::load_inputs(p, base_dir, cfg.seed)?;
-    if let Some((name, coo)) = &cfg.bind {
+    let mut tensors = load_inputs(p, base_dir, cfg.seed)?;
+    for (name, coo) in &cfg.bind {
         let decl = p.decl(name).filter(|d| d.role == fuseflow_ir::Role::Input).ok_or_else(|| DriverError::Tensor {
             tensor: name.clone(),
             message: "is not an input of the program".into(),
@@ -251,7 +313,9 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
     };
     let mut report = RunReport {
         program: p.file.clone(),
-        fusion: format!("{:?}", cfg.fusion).to_lowercase(),
+        fusion: cfg.fusion.to_string(),
+        params: p.params.clone(),
+        dataset: cfg.dataset.clone(),
         cycles: 0,
         tokens: 0,
         flops: 0,
@@ -263,15 +327,16 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
         tensors: cfg.sim.memory.as_ref().map(|_| BTreeMap::new()),
         verified: cfg.verify,
         checked: cfg.verify,
-        max_abs_error: 0.0,
+        reason: None,
+        max_abs_error: cfg.verify.then_some(0.0),
         primitives: BTreeMap::new(),
         sim_seconds: 0.0,
         wall_seconds: 0.0,
         groups: Vec::new(),
     };
     for kernel in compile_groups(p, cfg)? {
-        let first = kernel.stmts[0];
         let label = kernel.outputs.join(",");
+        let stmts_label = p.group_label(&kernel.stmts);
         let t0 = Instant::now();
         let sim_cfg = match cfg.trace_limit {
             Some(limit) => {
@@ -281,13 +346,14 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
             None => cfg.sim.clone(),
         };
         let mut sim = simulate(&kernel.graph, &tensors, &sim_cfg).map_err(|error| DriverError::Sim {
-            stmt: first,
+            stmt: stmts_label.clone(),
             tensor: label.clone(),
             error,
         })?;
         report.sim_seconds += t0.elapsed().as_secs_f64();
         let mut gr = GroupReport {
-            statements: kernel.stmts.clone(),
+            statements: p.user_stmts_of(&kernel.stmts),
+            label: stmts_label,
             outputs: kernel.outputs.clone(),
             orders: kernel.orders.clone(),
             cycles: sim.cycles,
@@ -302,7 +368,7 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
             primitives: kernel.graph.kind_counts().into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
             fifo: sim.fifo.take(),
             verified: expected.as_ref().map(|_| true),
-            max_abs_error: 0.0,
+            max_abs_error: expected.as_ref().map(|_| 0.0),
             mismatch: None,
             graph: Graph::default(),
             nodes: std::mem::take(&mut sim.nodes),
@@ -315,14 +381,22 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
             })?;
             if let Some(exp) = &expected {
                 let e = exp.get(tensor).ok_or_else(|| DriverError::Reference(format!("no result for {tensor}")))?;
-                let cmp = fuseflow_reference::compare(e, &written.to_coo(), cfg.rel_tol, cfg.abs_tol);
+                let coo = written.to_coo();
+                let cmp = fuseflow_reference::compare_named(tensor, e, &coo, cfg.rel_tol, cfg.abs_tol);
                 if !cmp.ok {
                     gr.verified = Some(false);
                     if gr.mismatch.is_none() {
-                        gr.mismatch = cmp.first_mismatch.clone().map(|m| format!("{tensor}: {m}"));
+                        gr.mismatch = cmp.first_mismatch.clone();
                     }
                 }
-                gr.max_abs_error = gr.max_abs_error.max(cmp.max_abs_error);
+                // A NaN or an infinity verifies nothing, even where the reference agrees.
+                if let Some(bad) = first_non_finite(tensor, &coo) {
+                    gr.verified = Some(false);
+                    if gr.mismatch.is_none() {
+                        gr.mismatch = Some(bad);
+                    }
+                }
+                gr.max_abs_error = gr.max_abs_error.map(|m| m.max(cmp.max_abs_error));
             }
             // Later groups read this result in its declared format.
             let decl = p
@@ -334,7 +408,11 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
             tensors.insert(tensor.clone(), stored);
         }
         report.verified &= gr.verified.unwrap_or(false);
-        report.max_abs_error = report.max_abs_error.max(gr.max_abs_error);
+        if gr.verified == Some(false) && report.reason.is_none() {
+            let what = gr.mismatch.clone().unwrap_or_else(|| "an output differs from the reference".into());
+            report.reason = Some(format!("statements {}: {what}", gr.label));
+        }
+        report.max_abs_error = report.max_abs_error.zip(gr.max_abs_error).map(|(a, b)| a.max(b));
         report.cycles += gr.cycles;
         report.tokens += gr.tokens;
         report.flops += gr.flops;
@@ -355,6 +433,13 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
             *report.primitives.entry(k.clone()).or_insert(0) += n;
         }
         report.groups.push(gr);
+    }
+    if !cfg.verify {
+        report.reason = Some("verification disabled (--no-verify)".into());
+    } else if report.groups.is_empty() {
+        report.verified = false;
+        report.max_abs_error = None;
+        report.reason = Some("the program has no statements, so nothing was computed or checked".into());
     }
     report.bandwidth_utilisation =
         report.peak_bytes_per_cycle.map(|p| report.mem_bytes as f64 / (report.cycles.max(1) as f64 * p as f64));

@@ -52,11 +52,25 @@ macro_rules! out {
     };
 }
 
+/// Exit codes, shown by `--help` (and in the README).
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success; for `run`: every output verified against the reference evaluator
+  1  `run`: an output differs from the reference, is NaN or infinite, the program has no
+     statements, or verification was disabled (--no-verify); `bench`: a benchmark mismatched
+  2  bad input (program, data, options, fusion plan, order), a deadlock or the cycle limit
+`simulate` has no reference evaluator: it exits 0 when the simulation completes, and its
+outputs are reported as not verified.
+
+Statements are numbered from 0 as written: a softmax/masked_softmax/layernorm line is one
+statement. Unfused, a built-in runs as one graph per step, shown as U.K (step K of statement U).";
+
 #[derive(Parser)]
 #[command(
     name = "fuseflow",
     version,
-    about = "Compile sparse tensor programs to SAM dataflow graphs and simulate them"
+    about = "Compile sparse tensor programs to SAM dataflow graphs and simulate them",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -67,8 +81,10 @@ struct Cli {
 struct ProgramArgs {
     /// Program file (tensor index notation).
     program: PathBuf,
-    /// Dataflow order, outermost first, e.g. `i,k,j`.
-    #[arg(long, value_delimiter = ',')]
+    /// Dataflow order, outermost first, e.g. `i,k,j` (spaces are ignored). For a fused group,
+    /// the index names `fuseflow orders --fusion ...` prints: the program's own, with `k2`, `k3`
+    /// ... where the group reuses a name for another loop.
+    #[arg(long, value_delimiter = ',', value_parser = parse_index)]
     order: Option<Vec<String>>,
     /// Apply a `preset` line of the program, e.g. `--preset paper` (the paper-scale shapes of
     /// the models in examples/). Explicit `--param` values (and `run --dataset`) win over it.
@@ -87,8 +103,10 @@ struct ProgramArgs {
     /// consumer that broadcasts it back (it is off anyway when channels are finite).
     #[arg(long)]
     no_row_sharing: bool,
-    /// Fusion granularity: `unfused`, `full`, `partial` (the program's `fuse` groups) or
-    /// explicit groups such as `0-3,4-7`.
+    /// Fusion granularity: `unfused` (every kernel alone, a built-in's steps included),
+    /// `full`, `partial` (the program's `fuse` groups, other statements alone) or explicit
+    /// groups of statements numbered as written, such as `0-3,4-7` (a built-in line is one
+    /// statement and cannot be split).
     #[arg(long, default_value = "unfused")]
     fusion: fuseflow_compiler::Fusion,
 }
@@ -135,7 +153,8 @@ struct ObserveArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Compile, simulate and verify a program.
+    /// Compile, simulate and verify a program (exit 0 only when verified).
+    #[command(after_help = EXIT_CODES)]
     Run {
         #[command(flatten)]
         prog: ProgramArgs,
@@ -157,12 +176,17 @@ enum Cmd {
         /// Graph dataset for graph models: a name (`karate`, `cora-synth`, ... see
         /// `fuseflow datasets`) or a path (.mtx, .npz, edge list, Planetoid or OGB directory).
         /// Sets the program's `N`, `F` and `C` params when declared (over `--preset`, under
-        /// `--param`) and binds the adjacency.
+        /// `--param`) and binds the adjacency. A dataset without node features (edge lists,
+        /// bare matrices; karate's are the identity) gets identity features: F = N and the
+        /// `--features` input is bound to the sparse identity.
         #[arg(long)]
         dataset: Option<String>,
         /// Input tensor that receives the dataset's adjacency.
         #[arg(long, default_value = "A")]
         adjacency: String,
+        /// Input tensor that receives identity features (datasets without features).
+        #[arg(long, default_value = "X")]
+        features: String,
         /// Relative tolerance for verification.
         #[arg(long, default_value_t = 1e-9)]
         rel_tol: f64,
@@ -178,9 +202,10 @@ enum Cmd {
     Graph {
         #[command(flatten)]
         prog: ProgramArgs,
-        /// Statement index, or group index under `--fusion`.
-        #[arg(long, default_value_t = 0)]
-        stmt: usize,
+        /// Statement, numbered as written (`U.K` for step K of a built-in statement U), or the
+        /// group index (as `orders` lists them) under `--fusion`.
+        #[arg(long, default_value = "0", value_name = "N")]
+        stmt: String,
         /// Graphviz DOT instead of the text dump.
         #[arg(long)]
         dot: bool,
@@ -213,9 +238,10 @@ enum Cmd {
     Compile {
         #[command(flatten)]
         prog: ProgramArgs,
-        /// Statement index, or group index under `--fusion`.
-        #[arg(long, default_value_t = 0)]
-        stmt: usize,
+        /// Statement, numbered as written (`U.K` for step K of a built-in statement U), or the
+        /// group index (as `orders` lists them) under `--fusion`.
+        #[arg(long, default_value = "0", value_name = "N")]
+        stmt: String,
         /// Output format (only `comal`).
         #[arg(long)]
         emit: String,
@@ -226,7 +252,10 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
-    /// Import a tortilla graph with its tensor directory and simulate it.
+    /// Import a tortilla graph with its tensor directory and simulate it. There is no
+    /// reference evaluator here: outputs are reported as not verified, and the exit code is 0
+    /// when the simulation completes (2 on bad input, a deadlock or the cycle limit).
+    #[command(after_help = EXIT_CODES)]
     Simulate {
         /// The binary protobuf graph (`graph.bin`).
         #[arg(long)]
@@ -254,6 +283,18 @@ enum Cmd {
     // --- end Comal interop ---
 }
 
+/// One index name of `--order` (surrounding spaces ignored).
+fn parse_index(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty index name (expected e.g. i,k,j)".into());
+    }
+    if !s.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        return Err(format!("{s:?} is not an index name (expected e.g. i,k,j)"));
+    }
+    Ok(s.to_string())
+}
+
 fn parse_param(s: &str) -> Result<(String, i64), String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got {s}"))?;
     let v: i64 = v.trim().parse().map_err(|_| format!("parameter {k}: {v} is not an integer"))?;
@@ -266,6 +307,44 @@ fn load(args: &ProgramArgs) -> Result<fuseflow_ir::CheckedProgram> {
     let overrides =
         fuseflow_ir::Overrides { preset: args.preset.clone(), params: args.params.iter().cloned().collect() };
     Ok(fuseflow_ir::load_with(&args.program, &overrides)?)
+}
+
+/// The expanded statement `--stmt` names without `--fusion`: user statement `U` (an ordinary
+/// statement) or `U.K`, step K of built-in statement U.
+fn resolve_stmt(p: &fuseflow_ir::CheckedProgram, spec: &str) -> Result<usize> {
+    let spec = spec.trim();
+    let bad = || anyhow!("--stmt {spec}: expected a statement number such as 2 (or 2.1 for step 1 of a built-in)");
+    let (u, k) = match spec.split_once('.') {
+        Some((u, k)) => {
+            (u.trim().parse::<usize>().map_err(|_| bad())?, Some(k.trim().parse::<usize>().map_err(|_| bad())?))
+        }
+        None => (spec.parse::<usize>().map_err(|_| bad())?, None),
+    };
+    let n = p.user_stmts.len();
+    let Some(x) = p.user_stmts.get(u) else {
+        return Err(anyhow!("{}: statement {u} does not exist (the program has {n})", p.file));
+    };
+    let at = format!("{}:{}:{}", p.file, x.span.line, x.span.col);
+    let steps = x.stmts.len();
+    match (k, x.builtin) {
+        (None, None) => Ok(x.stmts.start),
+        (None, Some(b)) => Err(anyhow!(
+            "{at}: statement {u} is a {b} that runs as {steps} graphs unfused: choose one with --stmt {u}.0 to {u}.{}, or give --fusion (then --stmt is a group index) to compile it as one graph",
+            steps - 1
+        )),
+        (Some(k), Some(_)) if k < steps => Ok(x.stmts.start + k),
+        (Some(k), Some(b)) => {
+            Err(anyhow!("{at}: statement {u} ({b}) has steps {u}.0 to {u}.{}, not {u}.{k}", steps - 1))
+        }
+        (Some(_), None) => Err(anyhow!("{at}: statement {u} is not a built-in; use --stmt {u}")),
+    }
+}
+
+/// The group index `--stmt` names under `--fusion`.
+fn group_index(spec: &str) -> Result<usize> {
+    spec.trim().parse().map_err(|_| {
+        anyhow!("--stmt {spec}: with --fusion, --stmt is a group index (as `fuseflow orders --fusion ...` lists them)")
+    })
 }
 
 fn base_dir(p: &Path) -> PathBuf {
@@ -301,6 +380,76 @@ fn hardware(args: &HwArgs, fifo_depth: Option<usize>) -> Result<HwConfig> {
 /// The simulator configuration for `hw` with a cycle limit.
 fn sim_config(hw: &HwConfig, max_cycles: u64) -> SimConfig {
     SimConfig { max_cycles, ..hw.to_sim_config() }
+}
+
+/// What `--dataset` gives a run: the data to bind to inputs and the report's description.
+struct DatasetBinding {
+    bind: Vec<(String, fuseflow_tensor::Coo)>,
+    info: fuseflow::DatasetInfo,
+}
+
+/// Identity features stored densely above this many values are refused (`--dataset`).
+const DENSE_IDENTITY_MAX: usize = 1 << 24;
+
+/// `--dataset`: sets the declared `N`, `F` and `C` that `--param` does not (F = N for identity
+/// features), loads the program again with them, and returns it with the data to bind (the
+/// adjacency; the sparse identity as the features when the dataset's features are the
+/// identity) and the report's description.
+fn bind_dataset(
+    prog: &mut ProgramArgs,
+    spec: &str,
+    g: fuseflow_datasets::Graph,
+    adjacency: &str,
+    features: &str,
+) -> Result<(fuseflow_ir::CheckedProgram, DatasetBinding)> {
+    let first = load(prog)?;
+    let identity = g.identity_features();
+    let n = g.num_nodes;
+    let width = if identity { n } else { g.num_features };
+    let mut set = Vec::new();
+    for (name, value) in [("N", n), ("F", width), ("C", g.num_classes)] {
+        if value > 0 && first.params.contains_key(name) && !prog.params.iter().any(|(k, _)| k == name) {
+            prog.params.push((name.to_string(), value as i64));
+            set.push(name);
+        }
+    }
+    let p = if set.is_empty() { first } else { load(prog)? };
+    let mut bind = vec![(adjacency.to_string(), g.adjacency.clone())];
+    let mut bound = vec![format!("{adjacency}: adjacency ({n} x {n}, {} entries)", g.num_edges())];
+    if set.contains(&"F") {
+        if identity {
+            let why = if g.identity_features {
+                "the dataset's node features are the identity"
+            } else {
+                "the dataset has no node features, so it gets identity features"
+            };
+            let Some(d) = p.decl(features).filter(|d| d.role == fuseflow_ir::Role::Input) else {
+                return Err(anyhow!(
+                    "--dataset {spec}: {why} (F = N = {n}), but the program has no input {features} to receive them: name it with --features, or give --param F=... to keep the program's own features"
+                ));
+            };
+            let dense_rows = d.format.levels.last() == Some(&fuseflow_tensor::LevelFormat::Dense);
+            let values = n.saturating_mul(if dense_rows { n } else { 1 });
+            if values > DENSE_IDENTITY_MAX {
+                return Err(anyhow!(
+                    "--dataset {spec}: {why} ({n} x {n}), but input {features} is declared {} at {}:{}:{} and would store {values} values: declare it sparse (e.g. `input {features}[N, F] dcsr`), or give --param F=... to keep the program's own features",
+                    fuseflow_ir::format_name(&d.format),
+                    p.file,
+                    d.span.line,
+                    d.span.col
+                ));
+            }
+            bind.push((features.to_string(), g.identity()));
+            bound.push(format!(
+                "{features}: identity features ({n} x {n}, {n} entries, stored {})",
+                fuseflow_ir::format_name(&d.format)
+            ));
+        } else {
+            bound.push(format!("features: none in the dataset; the program generates its own with F = {width}"));
+        }
+    }
+    let info = fuseflow::DatasetInfo { name: g.name.clone(), description: g.description.clone(), bound };
+    Ok((p, DatasetBinding { bind, info }))
 }
 
 /// One line describing the machine.
@@ -517,10 +666,24 @@ fn main() -> ExitCode {
         // The reader of our output has gone (`fuseflow graph ... | head`): nothing to report.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            let _ = writeln!(std::io::stderr(), "error: {}", error_line(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: many errors already quote their
+/// cause (a data file error quotes the OS error), and repeating it helps nobody.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out.replace(['\n', '\r'], " ")
 }
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
@@ -536,6 +699,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             abs_tol,
             dataset,
             adjacency,
+            features,
             hw: hw_args,
             observe: obs,
         } => {
@@ -545,23 +709,18 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 Some(spec) => Some(fuseflow_datasets::load(spec, seed).with_context(|| format!("dataset {spec}"))?),
                 None => None,
             };
-            let mut p = load(&prog)?;
-            if let Some(g) = &graph {
-                // The dataset sets the declared N, F and C that `--param` does not, and the
-                // program is loaded again with them.
-                let mut added = false;
-                for (name, value) in [("N", g.num_nodes), ("F", g.num_features), ("C", g.num_classes)] {
-                    if value > 0 && p.params.contains_key(name) && !prog.params.iter().any(|(k, _)| k == name) {
-                        prog.params.push((name.to_string(), value as i64));
-                        added = true;
-                    }
+            let (p, binding) = match (&dataset, graph) {
+                (Some(spec), Some(g)) => {
+                    let (p, binding) = bind_dataset(&mut prog, spec, g, &adjacency, &features)?;
+                    (p, Some(binding))
                 }
-                if added {
-                    p = load(&prog)?;
-                }
-            }
+                _ => (load(&prog)?, None),
+            };
             let mut cfg = config(&prog);
-            cfg.bind = graph.map(|g| (adjacency.clone(), g.adjacency));
+            if let Some(b) = binding {
+                cfg.bind = b.bind;
+                cfg.dataset = Some(b.info);
+            }
             cfg.sim = sim_config(&hw, max_cycles);
             cfg.trace_limit = obs.trace.as_ref().map(|_| obs.trace_limit);
             cfg.seed = seed;
@@ -576,15 +735,22 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     outln!("{}", json_with(&r, &hw, written)?);
                 } else {
                     outln!("program      {} (fusion {})", r.program, r.fusion);
+                    if let Some(d) = &r.dataset {
+                        outln!("dataset      {}", d.description);
+                        outln!("bound        {}", d.bound.join("; "));
+                    }
+                    if !r.params.is_empty() {
+                        let params: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        outln!("params       {}", params.join(" "));
+                    }
                     outln!("hardware     {}", describe_hw(&hw, &hw_args));
                     for g in &r.groups {
                         let v = match g.verified {
                             Some(true) => "verified".to_string(),
-                            Some(false) => format!("MISMATCH ({})", g.mismatch.clone().unwrap_or_default()),
+                            Some(false) => format!("NOT VERIFIED ({})", g.mismatch.clone().unwrap_or_default()),
                             None => "not verified (--no-verify)".to_string(),
                         };
                         let orders: Vec<String> = g.orders.iter().map(|o| o.join(",")).collect();
-                        let stmts: Vec<String> = g.statements.iter().map(|s| s.to_string()).collect();
                         let mem = match g.bandwidth_utilisation {
                             Some(u) => {
                                 format!(
@@ -598,7 +764,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                         };
                         outln!(
                             "group [{}] -> {}  order {}  cycles {}  tokens {}  flops {}  bytes r/w {}/{}{mem}  {v}",
-                            stmts.join(","),
+                            g.label,
                             g.outputs.join(","),
                             orders.join(" | "),
                             g.cycles,
@@ -622,7 +788,10 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     )?;
                     let kinds: Vec<String> = r.primitives.iter().map(|(k, n)| format!("{k}={n}")).collect();
                     outln!("primitives   {}", kinds.join(" "));
-                    outln!("max error    {:e}", r.max_abs_error);
+                    match r.max_abs_error {
+                        Some(e) => outln!("max error    {e:e}"),
+                        None => outln!("max error    n/a (not checked)"),
+                    }
                     outln!(
                         "sim time     {:.3} s ({:.1} M tokens/s)",
                         r.sim_seconds,
@@ -630,16 +799,11 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     );
                     outln!("wall time    {:.3} s", r.wall_seconds);
                     print_observations(&written)?;
-                    outln!(
-                        "result       {}",
-                        if !r.checked {
-                            "NOT VERIFIED (verification disabled by --no-verify)"
-                        } else if r.verified {
-                            "verified against the reference evaluator"
-                        } else {
-                            "MISMATCH against the reference evaluator"
-                        }
-                    );
+                    if r.verified {
+                        outln!("result       verified against the reference evaluator");
+                    } else {
+                        outln!("result       NOT VERIFIED: {}", r.reason.as_deref().unwrap_or("unknown reason"));
+                    }
                 }
                 Ok(())
             })();
@@ -647,18 +811,16 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Graph { prog, stmt, dot } => {
             let p = load(&prog)?;
-            if stmt >= p.stmts.len() {
-                return Err(anyhow!("{}: statement {stmt} does not exist (the program has {})", p.file, p.stmts.len()));
-            }
             let cfg = config(&prog);
             let graph = if cfg.fusion == fuseflow_compiler::Fusion::Unfused {
-                compile_statement(&p, stmt, &cfg)?.graph
+                compile_statement(&p, resolve_stmt(&p, &stmt)?, &cfg)?.graph
             } else {
+                let gi = group_index(&stmt)?;
                 let mut groups = fuseflow::compile_groups(&p, &cfg)?;
-                if stmt >= groups.len() {
-                    return Err(anyhow!("{}: group {stmt} does not exist (the fusion has {})", p.file, groups.len()));
+                if gi >= groups.len() {
+                    return Err(anyhow!("{}: group {gi} does not exist (the fusion has {})", p.file, groups.len()));
                 }
-                groups.swap_remove(stmt).graph
+                groups.swap_remove(gi).graph
             };
             if dot {
                 out!("{}", graph.to_dot(|_| None));
@@ -677,7 +839,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     let orders = fuseflow_compiler::group_orders(&p, g, cap, &cfg.lower)?;
                     for (t, per_output) in outputs.iter().zip(orders) {
                         let list: Vec<String> = per_output.iter().map(|o| o.join(",")).collect();
-                        outln!("group {gi} {g:?} {t}: {}", list.join("  "));
+                        outln!("group {gi} [{}] {t}: {}", p.group_label(g), list.join("  "));
                     }
                 }
                 return Ok(ExitCode::SUCCESS);
@@ -685,7 +847,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             for s in 0..p.stmts.len() {
                 let orders = fuseflow_compiler::legal_orders(&p, s, cap, &cfg.lower)?;
                 let list: Vec<String> = orders.iter().map(|o| o.join(",")).collect();
-                outln!("stmt {s} {}: {}", p.stmts[s].lhs.tensor, list.join("  "));
+                outln!("stmt {} {}: {}", p.stmt_label(s), p.stmts[s].lhs.tensor, list.join("  "));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -696,7 +858,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         // --- Comal interop (fuseflow-comal) ---
-        Cmd::Compile { prog, stmt, emit, out, seed } => comal_compile(&prog, stmt, &emit, &out, seed),
+        Cmd::Compile { prog, stmt, emit, out, seed } => comal_compile(&prog, &stmt, &emit, &out, seed),
         Cmd::Simulate { comal, data, json, dump_outputs, fifo_depth, max_cycles, hw: hw_args, observe: obs } => {
             let hw = hardware(&hw_args, fifo_depth)?;
             check_observe(&obs)?;
@@ -757,20 +919,18 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
 /// `fuseflow compile --emit comal`: statement `stmt` under the requested order, exported with
 /// the program's inputs (generated with `seed`, as `run --seed` does) and the temporaries it
 /// reads, computed by simulating the statements before it.
-fn comal_compile(prog: &ProgramArgs, stmt: usize, emit: &str, out: &Path, seed: u64) -> Result<ExitCode> {
+fn comal_compile(prog: &ProgramArgs, stmt: &str, emit: &str, out: &Path, seed: u64) -> Result<ExitCode> {
     if emit != "comal" {
         return Err(anyhow!("--emit {emit}: unsupported format (only `comal`)"));
     }
     let p = load(prog)?;
-    if stmt >= p.stmts.len() {
-        return Err(anyhow!("{}: statement {stmt} does not exist (the program has {})", p.file, p.stmts.len()));
-    }
     let cfg = config(prog);
     if cfg.fusion != fuseflow_compiler::Fusion::Unfused {
-        return comal_compile_group(&p, &cfg, prog, stmt, out, seed);
+        return comal_compile_group(&p, &cfg, prog, group_index(stmt)?, out, seed);
     }
+    let stmt = resolve_stmt(&p, stmt)?;
     let k = compile_statement(&p, stmt, &cfg)?;
-    let mut tensors = fuseflow_ir::load_inputs(&p, &base_dir(&prog.program), seed)?;
+    let mut tensors = fuseflow::load_inputs(&p, &base_dir(&prog.program), seed)?;
     // Temporaries the statement reads are computed by simulating the statements before it.
     for earlier in 0..stmt {
         if k.graph.inputs.iter().all(|b| tensors.contains_key(&b.tensor)) {
@@ -778,10 +938,11 @@ fn comal_compile(prog: &ProgramArgs, stmt: usize, emit: &str, out: &Path, seed: 
         }
         let name = p.stmts[earlier].lhs.tensor.clone();
         let ke = compile_statement(&p, earlier, &cfg)?;
-        let r = fuseflow_sim::simulate(&ke.graph, &tensors, &cfg.sim)
-            .map_err(|e| anyhow!("computing {name} (statement {earlier}) for statement {stmt}: {e}"))?;
+        let r = fuseflow_sim::simulate(&ke.graph, &tensors, &cfg.sim).map_err(|e| {
+            anyhow!("computing {name} (statement {}) for statement {}: {e}", p.stmt_label(earlier), p.stmt_label(stmt))
+        })?;
         let decl = p.decl(&name).ok_or_else(|| anyhow!("{name}: not declared"))?;
-        let t = r.outputs.get(&name).ok_or_else(|| anyhow!("statement {earlier} wrote no {name}"))?;
+        let t = r.outputs.get(&name).ok_or_else(|| anyhow!("statement {} wrote no {name}", p.stmt_label(earlier)))?;
         tensors.insert(name.clone(), t.convert(&decl.format).map_err(|e| anyhow!("{name}: {e}"))?);
     }
     fuseflow_comal::export_dir(&k.graph, &tensors, out)?;
@@ -809,7 +970,7 @@ fn comal_compile_group(
     let Some(k) = groups.get(group) else {
         return Err(anyhow!("{}: group {group} does not exist (the fusion has {})", p.file, groups.len()));
     };
-    let mut tensors = fuseflow_ir::load_inputs(p, &base_dir(&prog.program), seed)?;
+    let mut tensors = fuseflow::load_inputs(p, &base_dir(&prog.program), seed)?;
     for (gi, earlier) in groups[..group].iter().enumerate() {
         if k.graph.inputs.iter().all(|b| tensors.contains_key(&b.tensor)) {
             break;
@@ -825,9 +986,9 @@ fn comal_compile_group(
     fuseflow_comal::export_dir(&k.graph, &tensors, out)?;
     let orders: Vec<String> = k.orders.iter().map(|o| o.join(",")).collect();
     outln!(
-        "wrote {} (group {group}: statements {:?}, {} nodes, order {}) and {} input tensors",
+        "wrote {} (group {group}: statements {}, {} nodes, order {}) and {} input tensors",
         out.join(fuseflow_comal::GRAPH_FILE).display(),
-        k.stmts,
+        p.group_label(&k.stmts),
         k.graph.nodes.len(),
         orders.join(" | "),
         k.graph.inputs.len()
@@ -844,6 +1005,10 @@ struct SimulateOut<'a> {
     observe: &'a ObserveArgs,
 }
 
+/// Why `simulate` never verifies.
+const SIMULATE_UNVERIFIED: &str =
+    "`simulate` has no reference evaluator (exit code 0 means the simulation completed); `fuseflow run PROGRAM` verifies";
+
 /// `fuseflow simulate --comal`: import, simulate on the configured hardware, report.
 fn comal_simulate(graph: &Path, data: &Path, sim: &SimConfig, out: &SimulateOut) -> Result<ExitCode> {
     let (g, tensors) = fuseflow_comal::import_file(graph, data)?;
@@ -855,6 +1020,7 @@ fn comal_simulate(graph: &Path, data: &Path, sim: &SimConfig, out: &SimulateOut)
     }
     let observed = [Observed {
         statements: Vec::new(),
+        label: String::new(),
         outputs: r.outputs.keys().cloned().collect(),
         graph: &g,
         cycles: r.cycles,
@@ -880,6 +1046,8 @@ fn comal_simulate(graph: &Path, data: &Path, sim: &SimConfig, out: &SimulateOut)
             "bandwidth_utilisation": r.bandwidth_utilisation,
             "tensors": memory_on.then_some(&r.tensors),
             "outputs": outputs,
+            "verified": false,
+            "reason": SIMULATE_UNVERIFIED,
         });
         outln!("{}", json_with(v, out.hw, written)?);
     } else {
@@ -905,6 +1073,7 @@ fn comal_simulate(graph: &Path, data: &Path, sim: &SimConfig, out: &SimulateOut)
             outln!("output       {name} {:?} ({} stored)", t.shape, t.stored());
         }
         print_observations(&written)?;
+        outln!("result       NOT VERIFIED: {SIMULATE_UNVERIFIED}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -19,8 +19,10 @@ pub const DEFAULT_TRACE_LIMIT: usize = 1_000_000;
 
 /// One simulated graph (a fusion group), as the exports see it.
 pub struct Observed<'a> {
-    /// Statement indices fused in the graph (empty for an imported graph).
+    /// The statements fused in the graph, numbered as written (empty for an imported graph).
     pub statements: Vec<usize>,
+    /// The same as `fuseflow run` shows them (`0-3`, or `2.1` for step 1 of a built-in).
+    pub label: String,
     /// Tensors the graph writes.
     pub outputs: Vec<String>,
     /// The graph.
@@ -34,13 +36,14 @@ pub struct Observed<'a> {
 }
 
 impl Observed<'_> {
-    /// `group 0: X (statement 0)`.
+    /// `group 0: X (statement 0)`, `group 1: Y (statements 1-4)`.
     fn title(&self, group: usize) -> String {
-        let stmts: Vec<String> = self.statements.iter().map(|s| s.to_string()).collect();
-        let what = match stmts.len() {
-            0 => format!("graph {}", self.graph.name),
-            1 => format!("statement {}", stmts[0]),
-            _ => format!("statements {}", stmts.join(",")),
+        let what = if self.label.is_empty() {
+            format!("graph {}", self.graph.name)
+        } else if self.label.contains(['-', ',']) {
+            format!("statements {}", self.label)
+        } else {
+            format!("statement {}", self.label)
         };
         format!("group {group}: {} ({what})", self.outputs.join(","))
     }
@@ -53,6 +56,7 @@ pub fn groups(report: &RunReport) -> Vec<Observed<'_>> {
         .iter()
         .map(|g| Observed {
             statements: g.statements.clone(),
+            label: g.label.clone(),
             outputs: g.outputs.clone(),
             graph: &g.graph,
             cycles: g.cycles,

@@ -55,6 +55,14 @@ fn bad_fusion_groups_are_rejected() {
         assert!(e.contains(needle), "{groups}: {e}");
     }
     assert!("0-x".parse::<Fusion>().is_err());
+    // The report's `fusion` is the plan in `--fusion` syntax.
+    let f: Fusion = " 0-3, 4-10 ".parse().unwrap();
+    assert_eq!((f.to_string(), Fusion::Partial.to_string()), ("0-3,4-10".to_string(), "partial".to_string()));
+    // Groups of expanded statements (library only) are checked in that numbering.
+    let cfg = fuseflow::RunConfig { fusion: Fusion::Expanded(vec![vec![0, 1], vec![3]]), ..Default::default() };
+    let e = fuseflow::run(&p, &examples_dir(), &cfg).unwrap_err().to_string();
+    assert!(e.starts_with("fusion groups 0-1,3 (expanded statements): group 3"), "{e}");
+    assert!(e.contains("expected expanded statement 2"), "{e}");
 }
 
 #[test]
@@ -81,7 +89,7 @@ fn every_model_verifies_under_three_orders_per_kernel_at_every_granularity() {
                     assert!(!per_output.is_empty());
                     for order in per_output {
                         let cfg = fuseflow::RunConfig {
-                            fusion: Fusion::Groups(groups.clone()),
+                            fusion: Fusion::Expanded(groups.clone()),
                             group_orders: [(gi, order.clone())].into_iter().collect(),
                             ..Default::default()
                         };

@@ -1,5 +1,6 @@
 //! Property test: random chains of 2 to 5 statements, each consuming the previous result,
-//! verify under unfused, fully fused and random partial fusion.
+//! verify under unfused, fully fused and random partial fusion (split between expanded
+//! statements, possibly inside a built-in, and between statements as written).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -118,9 +119,14 @@ proptest! {
         prop_assume!(builtins <= 2);
         let (src, _) = program(rows, cols, &steps, &sparse, density);
         let p = fuseflow_ir::check(fuseflow_ir::parse(&src, "chain.ff", &BTreeMap::new()).unwrap()).unwrap();
+        // A split anywhere in the expanded statements (possibly inside a built-in), and one
+        // between statements as written (what `--fusion A-B,C-D` can express).
         let n = p.stmts.len();
         let split = 1 + cut.index(n - 1);
-        let partial = Fusion::Groups(vec![(0..split).collect(), (split..n).collect()]);
+        let partial = Fusion::Expanded(vec![(0..split).collect(), (split..n).collect()]);
+        let users = p.user_stmts.len();
+        let user_split = 1 + cut.index(users - 1);
+        let user_partial = Fusion::Groups(vec![(0..user_split).collect(), (user_split..users).collect()]);
         // Unbounded channels, and FIFOs of a random depth from 1 to 4 with FIFO sizing, with
         // and without row sharing: sizing must prevent every deadlock, and no configuration
         // may change a result.
@@ -132,6 +138,7 @@ proptest! {
             (Fusion::Full, Some(bounded.clone()), false),
             (partial.clone(), None, true),
             (partial, Some(bounded), true),
+            (user_partial, None, true),
         ];
         for (fusion, sim, row_sharing) in runs {
             let bounded = sim.is_some();
@@ -151,5 +158,5 @@ fn fused_chains_verify() {
     chains_property();
     let runs = RUNS.load(Ordering::Relaxed);
     eprintln!("fusion chains: {runs} verified runs");
-    assert!(runs >= 450, "only {runs} runs");
+    assert!(runs >= 525, "only {runs} runs");
 }

@@ -87,7 +87,9 @@ fn gpt3_decoder_compiles_at_paper_scale() {
     // Every command that takes a program takes --preset.
     let (code, out, err) = cli(&["orders", &gpt, "--preset", "paper"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("stmt 0 "), "{out}");
+    // Statement 0 is a layer norm: its steps are 0.0 to 0.4.
+    assert!(out.starts_with("stmt 0.0 L1__mean: "), "{out}");
+    assert!(out.contains("\nstmt 0.4 L1: ") && out.contains("\nstmt 1 Qh: "), "{out}");
 }
 
 #[test]

@@ -2,8 +2,11 @@
 //! output and lowered to one graph, so intermediates flow as streams and never touch memory.
 //!
 //! A consumer's access `T(i,j)` to a tensor produced in the same group is replaced by the
-//! producer's right-hand side with its left-hand indices renamed to `i,j` and its own reduced
-//! indices renamed apart. Reductions stay where the program put them, so each producer keeps
+//! producer's right-hand side with its left-hand indices renamed to `i,j`. The producer's own
+//! (reduced) indices keep the names the program gives them unless another loop of the fused
+//! expression already uses the name; then they are renamed apart to `k2`, `k3`, ... in the
+//! order the inlining meets them (depth first, left to right). `fuseflow orders --fusion`
+//! prints the resulting names, and `--order` for a fused group takes them. Reductions stay where the program put them, so each producer keeps
 //! its own iteration space (factored iteration); the lowering recomputes a producer only when
 //! the dataflow order places one of the consumer's variables outside the producer's
 //! reduction, and such recomputation shows up in the simulated FLOPs and traffic.
@@ -17,22 +20,34 @@ use crate::lower::{LowerOptions, Trees};
 use crate::CompileError;
 
 /// How statements are grouped into graphs.
+///
+/// Statements are numbered as the user wrote them (see [`fuseflow_ir::UserStmt`]): a line with
+/// a `softmax`, `masked_softmax` or `layernorm` is one statement, and no group can split it.
+/// Only [`Fusion::Unfused`] (every expanded statement alone) and the library-level
+/// [`Fusion::Expanded`] work below that level.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fusion {
-    /// One graph per statement.
+    /// One graph per expanded statement: a built-in runs as one graph per statement it
+    /// expands to (reported as `U.K`, part K of user statement U).
     Unfused,
     /// One graph for the whole program.
     Full,
-    /// The groups named by the program's `fuse` lines (statements not named stay alone).
+    /// The groups named by the program's `fuse` lines; every other statement is a group of its
+    /// own (a built-in as one graph).
     Partial,
-    /// Explicit groups of statement indices.
+    /// Explicit groups of user statements (`--fusion 0-3,4-7`): every statement exactly once,
+    /// in order.
     Groups(Vec<Vec<usize>>),
+    /// Explicit groups of expanded statements (indices into [`CheckedProgram::stmts`]): every
+    /// statement exactly once, in order. May split a built-in; for tests and tools that study
+    /// the expanded program, not offered on the command line.
+    Expanded(Vec<Vec<usize>>),
 }
 
 impl std::str::FromStr for Fusion {
     type Err = String;
-    /// `unfused`, `full`, `partial`, or groups like `0-3,4-7` (each item a group; `a-b` is a
-    /// range, a bare number a group of one).
+    /// `unfused`, `full`, `partial`, or groups of user statements like `0-3,4-7` (each item a
+    /// group; `a-b` is a range, a bare number a group of one; spaces are ignored).
     fn from_str(s: &str) -> Result<Fusion, String> {
         match s.trim() {
             "unfused" => return Ok(Fusion::Unfused),
@@ -43,13 +58,18 @@ impl std::str::FromStr for Fusion {
         let mut groups = Vec::new();
         for item in s.split(',') {
             let item = item.trim();
-            let bad = || format!("invalid fusion group {item:?} (expected N or A-B)");
+            let bad = || {
+                format!("invalid fusion group {item:?} (expected unfused, partial, full, or groups of statements such as 0-3,4)")
+            };
             let group: Vec<usize> = match item.split_once('-') {
                 Some((a, b)) => {
                     let a: usize = a.trim().parse().map_err(|_| bad())?;
                     let b: usize = b.trim().parse().map_err(|_| bad())?;
                     if b < a {
                         return Err(bad());
+                    }
+                    if b - a > 1_000_000 {
+                        return Err(format!("fusion group {item:?} is too large"));
                     }
                     (a..=b).collect()
                 }
@@ -61,10 +81,39 @@ impl std::str::FromStr for Fusion {
     }
 }
 
+impl std::fmt::Display for Fusion {
+    /// The form [`Fusion::from_str`](std::str::FromStr) reads (`expanded:` marks groups of
+    /// expanded statements).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fusion::Unfused => f.write_str("unfused"),
+            Fusion::Full => f.write_str("full"),
+            Fusion::Partial => f.write_str("partial"),
+            Fusion::Groups(g) => f.write_str(&groups_text(g)),
+            Fusion::Expanded(g) => write!(f, "expanded:{}", groups_text(g)),
+        }
+    }
+}
+
+/// Groups in `--fusion` syntax: `0-3,4`.
+fn groups_text(groups: &[Vec<usize>]) -> String {
+    groups.iter().map(|g| group_text(g)).collect::<Vec<_>>().join(",")
+}
+
+/// One group in `--fusion` syntax: `0-3` for a range, `0 2` otherwise.
+fn group_text(g: &[usize]) -> String {
+    let consecutive = g.windows(2).all(|w| w[1] == w[0] + 1);
+    match (g.first(), g.last()) {
+        (Some(a), Some(b)) if consecutive && a != b => format!("{a}-{b}"),
+        _ => g.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" "),
+    }
+}
+
 /// A fused group lowered to one graph.
 #[derive(Debug, Clone)]
 pub struct GroupKernel {
-    /// Statement indices in the group.
+    /// Expanded statement indices in the group (see [`CheckedProgram::group_label`] for how
+    /// users see them).
     pub stmts: Vec<usize>,
     /// Tensors the group writes (read by later groups or program outputs).
     pub outputs: Vec<String>,
@@ -74,56 +123,88 @@ pub struct GroupKernel {
     pub graph: Graph,
 }
 
-fn err(p: &CheckedProgram, message: String) -> CompileError {
-    CompileError::Unsupported { file: p.file.clone(), line: 0, col: 0, message }
-}
-
-/// Resolves a fusion choice into validated groups covering every statement once, in order.
+/// Resolves a fusion choice into validated groups of expanded statements (indices into
+/// [`CheckedProgram::stmts`]) covering every statement once, in order. Errors name the `fuse`
+/// line or the `--fusion` groups and use user statement numbering.
 pub fn plan(p: &CheckedProgram, fusion: &Fusion) -> Result<Vec<Vec<usize>>, CompileError> {
     let n = p.stmts.len();
-    let groups: Vec<Vec<usize>> = match fusion {
-        Fusion::Unfused => (0..n).map(|s| vec![s]).collect(),
-        Fusion::Full => vec![(0..n).collect()],
+    let users = if p.user_stmts.is_empty() { n } else { p.user_stmts.len() };
+    match fusion {
+        Fusion::Unfused => Ok((0..n).map(|s| vec![s]).collect()),
+        Fusion::Full => Ok(if n == 0 { Vec::new() } else { vec![(0..n).collect()] }),
         Fusion::Partial => {
             let mut out = Vec::new();
-            let mut s = 0;
-            while s < n {
-                match p.groups.iter().find(|g| g.first() == Some(&s)) {
+            let mut u = 0;
+            while u < users {
+                let group = match p.groups.iter().find(|g| g.stmts.contains(&u)) {
                     Some(g) => {
-                        out.push(g.clone());
-                        s = g.last().copied().unwrap_or(s) + 1;
-                    }
-                    None => {
-                        if p.groups.iter().any(|g| g.contains(&s)) {
-                            return Err(err(p, format!("fuse group containing statement {s} is not contiguous")));
+                        let consecutive = g.stmts.iter().enumerate().all(|(k, &s)| s == u + k);
+                        if !consecutive {
+                            return Err(CompileError::Fusion {
+                                origin: format!("{}:{}:{}", p.file, g.span.line, g.span.col),
+                                message: format!(
+                                    "fuse: group {} is not a range of consecutive statements starting at statement {u}",
+                                    group_text(&g.stmts)
+                                ),
+                            });
                         }
-                        out.push(vec![s]);
-                        s += 1;
+                        g.stmts.clone()
                     }
-                }
+                    None => vec![u],
+                };
+                u += group.len();
+                out.push(p.expand_user_stmts(&group));
             }
-            out
+            Ok(out)
         }
-        Fusion::Groups(g) => g.clone(),
-    };
-    // Every statement exactly once, groups contiguous and in program order.
+        Fusion::Groups(groups) => {
+            let origin = format!("--fusion {}", groups_text(groups));
+            check_cover(groups, users, "statement").map_err(|message| CompileError::Fusion { origin, message })?;
+            Ok(groups.iter().map(|g| p.expand_user_stmts(g)).collect())
+        }
+        Fusion::Expanded(groups) => {
+            let origin = format!("fusion groups {} (expanded statements)", groups_text(groups));
+            check_cover(groups, n, "expanded statement").map_err(|message| CompileError::Fusion { origin, message })?;
+            Ok(groups.clone())
+        }
+    }
+}
+
+/// Checks that `groups` hold `0..n` exactly once, in order; `what` names the unit in errors.
+fn check_cover(groups: &[Vec<usize>], n: usize, what: &str) -> Result<(), String> {
     let mut next = 0;
-    for g in &groups {
+    for g in groups {
+        if g.is_empty() {
+            return Err("empty group".to_string());
+        }
         for (k, &s) in g.iter().enumerate() {
             if s >= n {
-                return Err(err(p, format!("fusion group names statement {s}, but the program has {n}")));
+                return Err(format!("{what} {s} does not exist (the program has {n}: {})", range_text(n)));
             }
             if s != next {
-                let what = if k == 0 { "does not continue the previous group" } else { "is not contiguous" };
-                return Err(err(p, format!("fusion group {g:?} {what}: expected statement {next}, found {s}")));
+                let why = if k == 0 { "does not continue the previous group" } else { "is not contiguous" };
+                return Err(format!("group {} {why}: expected {what} {next}, found {s}", group_text(g)));
             }
             next += 1;
         }
     }
     if next != n {
-        return Err(err(p, format!("fusion groups cover statements 0..{next}, but the program has {n}")));
+        return Err(format!(
+            "the groups cover {what}s {}, but the program has {n} ({}); every {what} must be in a group",
+            range_text(next),
+            range_text(n)
+        ));
     }
-    Ok(groups)
+    Ok(())
+}
+
+/// `0-4`, `0` or `none` for the indices below `n`.
+fn range_text(n: usize) -> String {
+    match n {
+        0 => "none".to_string(),
+        1 => "0".to_string(),
+        _ => format!("0-{}", n - 1),
+    }
 }
 
 /// Renames index variables in an expression.
@@ -145,9 +226,8 @@ struct Inliner<'a> {
     /// Statement defining each tensor of the group.
     defs: BTreeMap<String, usize>,
     sizes: BTreeMap<String, usize>,
-    /// Every index name of the group's statements: fresh names avoid them.
+    /// Every index name of the group's statements: renamed indices avoid them.
     taken: BTreeSet<String>,
-    fresh: usize,
     /// What inlined copies share (see [`Inliner::expr`]).
     share: Sharing,
     /// Inlined expression of each intermediate view `(tensor, indices)`.
@@ -155,10 +235,18 @@ struct Inliner<'a> {
 }
 
 impl Inliner<'_> {
+    /// The name of a producer's own index `name` in the fused expression: `name` itself while
+    /// no other loop of the expression uses it, else `name2`, `name3`, ... (the first suffix
+    /// that names no index of the group's statements and no loop already in the expression).
     fn fresh(&mut self, name: &str, size: usize) -> String {
+        if !self.sizes.contains_key(name) {
+            self.sizes.insert(name.to_string(), size);
+            return name.to_string();
+        }
+        let mut k = 1;
         loop {
-            self.fresh += 1;
-            let f = format!("{name}{}", self.fresh);
+            k += 1;
+            let f = format!("{name}{k}");
             if !self.taken.contains(&f) && !self.sizes.contains_key(&f) {
                 self.sizes.insert(f.clone(), size);
                 return f;
@@ -364,7 +452,6 @@ fn fused_statements(p: &CheckedProgram, group: &[usize], share: Sharing) -> Vec<
             defs: group.iter().filter(|&&g| g < s).map(|&g| (p.stmts[g].lhs.tensor.clone(), g)).collect(),
             sizes: p.index_sizes[s].clone(),
             taken: taken.clone(),
-            fresh: 0,
             share,
             memo: BTreeMap::new(),
         };
@@ -422,7 +509,8 @@ fn lower_group_with(
     share: Sharing,
 ) -> Result<GroupKernel, CompileError> {
     let outputs = group_outputs(p, group);
-    let mut graph = Graph::new(format!("group_{}", group.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("_")));
+    // Named in user statement numbering, as everything users see.
+    let mut graph = Graph::new(format!("group_{}", p.group_label(group)));
     let mut orders = Vec::new();
     for (fused, sizes) in fused_statements(p, group, share) {
         let st = &fused;

@@ -57,6 +57,14 @@ pub enum CompileError {
         /// What is unsupported.
         message: String,
     },
+    /// A fusion plan that does not cover the program once, in order.
+    #[error("{origin}: {message}")]
+    Fusion {
+        /// Where the plan came from: `FILE:LINE:COL` of a `fuse` group, or `--fusion GROUPS`.
+        origin: String,
+        /// What is wrong, in user statement numbering.
+        message: String,
+    },
     /// The produced graph failed verification (a compiler bug).
     #[error("internal error: graph verification failed: {0}")]
     Verify(#[from] fuseflow_graph::VerifyError),

@@ -20,6 +20,10 @@ pub struct Graph {
     pub adjacency: Coo,
     /// Width of the node feature matrix X; 0 when the source does not say.
     pub num_features: usize,
+    /// The source defines the node features as the identity (one-hot per node,
+    /// `num_features == num_nodes`), as PyG's karate club does. See
+    /// [`Graph::identity_features`].
+    pub identity_features: bool,
     /// Number of output classes; 0 when the source does not say.
     pub num_classes: usize,
     /// True for generated graphs, whose structure only mimics a real dataset's statistics.
@@ -106,11 +110,30 @@ impl Graph {
             num_nodes: n,
             adjacency: adjacency_from_sorted_keys(n, &keys),
             num_features: 0,
+            identity_features: false,
             num_classes: 0,
             synthetic: false,
             description: String::new(),
         };
         (graph, duplicates)
+    }
+
+    /// Whether a GNN should use identity node features (one-hot per node, width `num_nodes`):
+    /// the source says so, or it has no features at all (edge lists and bare adjacency
+    /// matrices), where the identity is the usual convention. No loader reads feature values,
+    /// so for every other graph only the width is known.
+    pub fn identity_features(&self) -> bool {
+        self.identity_features || self.num_features == 0
+    }
+
+    /// The `num_nodes × num_nodes` identity as a sparse COO (`num_nodes` entries of 1.0).
+    pub fn identity(&self) -> Coo {
+        let n = u32::try_from(self.num_nodes).unwrap_or(u32::MAX);
+        Coo {
+            shape: vec![self.num_nodes, self.num_nodes],
+            coords: (0..n).flat_map(|i| [i, i]).collect(),
+            vals: vec![1.0; n as usize],
+        }
     }
 
     /// Number of stored directed entries (an undirected edge counts twice).

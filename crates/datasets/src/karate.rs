@@ -111,6 +111,7 @@ pub fn karate() -> Graph {
         .collect();
     let (mut g, _) = Graph::from_keys(NAME.to_string(), NUM_NODES, keys);
     g.num_features = NUM_NODES;
+    g.identity_features = true;
     g.num_classes = 4;
     g.description =
         format!("{SUMMARY}; Zachary (1977), as in networkx and PyG; features are the identity (one-hot per node)");
@@ -138,5 +139,9 @@ mod tests {
             ]
         );
         assert!(!g.synthetic);
+        assert!(g.identity_features());
+        let id = g.identity();
+        assert_eq!((id.shape.clone(), id.nnz()), (vec![34, 34], 34));
+        assert_eq!((id.coords(5), id.vals[5]), (&[5u32, 5][..], 1.0));
     }
 }

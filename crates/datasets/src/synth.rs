@@ -262,6 +262,7 @@ pub fn generate(spec: &SyntheticSpec, seed: u64) -> Result<Graph, DatasetError> 
         num_nodes: n,
         adjacency,
         num_features: spec.features,
+        identity_features: false,
         num_classes: spec.classes,
         synthetic: true,
         description,

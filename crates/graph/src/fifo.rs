@@ -251,6 +251,36 @@ fn can_lag(node: &crate::Node, nest: &[Vec<u64>], global: &[Lag]) -> bool {
     lags(&l.max)
 }
 
+/// How far one output of a node trails its other outputs: a sparse accumulator of order 2
+/// emits its result as a fibertree, each middle coordinate after the inner fiber of the one
+/// before, so every middle coordinate trails a whole inner fiber.
+fn skew(g: &Graph, nest: &[Vec<u64>], s: StreamId) -> Lag {
+    let (node, port) = g.streams[s.0 as usize].producer;
+    let mut l = Lag::default();
+    match g.nodes[node.0 as usize].op {
+        Op::Spacc { order, .. } if (port as usize) + 1 < order as usize => {
+            let d = nest[s.0 as usize].len();
+            add_at(&mut l.max, d);
+            add_at(&mut l.min, d);
+        }
+        Op::Spacc { .. }
+        | Op::Root
+        | Op::Scan { .. }
+        | Op::Range { .. }
+        | Op::RepSig
+        | Op::Repeat { .. }
+        | Op::Join { .. }
+        | Op::Locate { .. }
+        | Op::Array { .. }
+        | Op::Alu { .. }
+        | Op::Reduce { .. }
+        | Op::CrdDrop
+        | Op::LevelWrite { .. }
+        | Op::ValWrite { .. } => {}
+    }
+    l
+}
+
 /// The lag of every stream counted from the graph's sources (see the module documentation).
 fn stream_lags(g: &Graph, nest: &[Vec<u64>]) -> Vec<Lag> {
     let mut lag: Vec<Lag> = vec![Lag::default(); g.streams.len()];
@@ -261,16 +291,18 @@ fn stream_lags(g: &Graph, nest: &[Vec<u64>]) -> Vec<Lag> {
         }
         add_own_lag(node, nest, &lag, &mut out);
         for s in node.outs.iter().flatten() {
-            lag[s.0 as usize] = out.clone();
+            let mut l = out.clone();
+            l.join(&skew(g, nest, *s));
+            lag[s.0 as usize] = l;
         }
     }
     lag
 }
 
 /// The lag of the streams of the nodes in `visit` but not in `shared`, counted from the shared
-/// region (whose streams lag 0), written into `lag`. `visit` must be closed under ancestors.
-/// Look-ahead on a stream that lags from the sources still costs a fiber here: the shared
-/// region must produce it.
+/// region (whose streams lag only by their producer's output skew), written into `lag`.
+/// `visit` must be closed under ancestors. Look-ahead on a stream that lags from the sources
+/// still costs a fiber here: the shared region must produce it.
 fn relative_lags(g: &Graph, nest: &[Vec<u64>], global: &[Lag], shared: &Bits, visit: &Bits, lag: &mut [Lag]) {
     let producer = |s: StreamId| g.streams[s.0 as usize].producer.0 .0 as usize;
     for (i, node) in g.nodes.iter().enumerate() {
@@ -279,13 +311,17 @@ fn relative_lags(g: &Graph, nest: &[Vec<u64>], global: &[Lag], shared: &Bits, vi
         }
         let mut out = Lag::default();
         for &s in &node.ins {
-            if !shared.has(producer(s)) {
+            if shared.has(producer(s)) {
+                out.join(&skew(g, nest, s));
+            } else {
                 out.join(&lag[s.0 as usize]);
             }
         }
         add_own_lag(node, nest, global, &mut out);
         for s in node.outs.iter().flatten() {
-            lag[s.0 as usize] = out.clone();
+            let mut l = out.clone();
+            l.join(&skew(g, nest, *s));
+            lag[s.0 as usize] = l;
         }
     }
 }
@@ -321,7 +357,6 @@ pub fn min_depths(g: &Graph) -> Vec<DepthNeed> {
         }
     };
     let mut rel: Vec<Lag> = vec![Lag::default(); g.streams.len()];
-    let none = Lag::default();
     for (m, node) in g.nodes.iter().enumerate() {
         for (pb_port, &b) in node.ins.iter().enumerate() {
             let pb = producer(b);
@@ -341,9 +376,11 @@ pub fn min_depths(g: &Graph) -> Vec<DepthNeed> {
                 let shared = anc[pa].and(&anc[pb]);
                 let visit = anc[pa].or(&anc[pb]);
                 relative_lags(g, &nest, &global, &shared, &visit, &mut rel);
-                let at = |s: StreamId| if shared.has(producer(s)) { &none } else { &rel[s.0 as usize] };
+                let at =
+                    |s: StreamId| if shared.has(producer(s)) { skew(g, &nest, s) } else { rel[s.0 as usize].clone() };
                 // What a may trail beyond what b surely trails.
-                let (la, lb) = (&at(a).max, &at(b).min);
+                let (late, early) = (at(a), at(b));
+                let (la, lb) = (&late.max, &early.min);
                 let extra: Vec<(usize, u64)> = la
                     .iter()
                     .enumerate()

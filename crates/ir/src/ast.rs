@@ -5,6 +5,7 @@
 //! and every reduction explicit as an [`Expr::Reduce`] node.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::PathBuf;
 
 use fuseflow_tensor::Format;
@@ -247,6 +248,32 @@ pub struct Stmt {
     pub span: Span,
 }
 
+/// A statement as the user wrote it: one program line. A line calling a statement-level
+/// built-in (`softmax`, `masked_softmax`, `layernorm`) is one user statement that the parser
+/// expands into several ordinary statements; every other line is exactly one.
+///
+/// Everything users see numbers statements this way (`fuse` lines, `--fusion`, reports,
+/// `--stmt`), so that the numbers match the program text; [`Program::stmts`] and
+/// [`CheckedProgram::stmts`] hold the expanded statements the compiler works on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UserStmt {
+    /// The expanded statements this line became (a single one for an ordinary statement).
+    pub stmts: Range<usize>,
+    /// The built-in the line calls, if any.
+    pub builtin: Option<&'static str>,
+    /// Position of the statement.
+    pub span: Span,
+}
+
+/// One group of a `fuse` line, in user statement numbering (see [`UserStmt`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FuseGroup {
+    /// User statement indices, in order (the parser only produces ranges).
+    pub stmts: Vec<usize>,
+    /// Position of the group on its `fuse` line (for errors).
+    pub span: Span,
+}
+
 /// A parsed program (surface form).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Program {
@@ -257,10 +284,11 @@ pub struct Program {
     pub decls: Vec<TensorDecl>,
     /// Statements in order, built-ins already expanded into ordinary statements.
     pub stmts: Vec<Stmt>,
-    /// Named fusion groups (`fuse 0-3` lines): lists of statement indices. The parser has
-    /// already mapped source statements to the statements their built-ins expand to, so these
-    /// index `stmts`.
-    pub groups: Vec<Vec<usize>>,
+    /// The statements as written, each with the range of `stmts` it expanded to. Empty means
+    /// one user statement per statement (hand-built programs).
+    pub user_stmts: Vec<UserStmt>,
+    /// Named fusion groups (`fuse 0-3` lines), in user statement numbering.
+    pub groups: Vec<FuseGroup>,
     /// Every declared `param` with its value after the preset and explicit overrides.
     pub params: BTreeMap<String, i64>,
 }
@@ -272,13 +300,16 @@ pub struct CheckedProgram {
     pub file: String,
     /// Declarations in order.
     pub decls: Vec<TensorDecl>,
-    /// Statements in dependency order, with explicit reductions.
+    /// Expanded statements in dependency order, with explicit reductions.
     pub stmts: Vec<Stmt>,
     /// Size of every index variable, per statement (an index has one size within a statement;
     /// different statements may reuse a name with another size).
     pub index_sizes: Vec<BTreeMap<String, usize>>,
-    /// Fusion groups named in the program (may be empty).
-    pub groups: Vec<Vec<usize>>,
+    /// The statements as written (never empty when `stmts` is not): user statement `u` is
+    /// `stmts[user_stmts[u].stmts]`.
+    pub user_stmts: Vec<UserStmt>,
+    /// Fusion groups named in the program (may be empty), in user statement numbering.
+    pub groups: Vec<FuseGroup>,
     /// Every declared `param` with its value after the preset and explicit overrides.
     pub params: BTreeMap<String, i64>,
 }
@@ -287,5 +318,79 @@ impl CheckedProgram {
     /// The declaration of a tensor.
     pub fn decl(&self, name: &str) -> Option<&TensorDecl> {
         self.decls.iter().find(|d| d.name == name)
+    }
+
+    /// The user statement that expanded statement `s` belongs to.
+    pub fn user_stmt_of(&self, s: usize) -> usize {
+        if self.user_stmts.is_empty() {
+            return s;
+        }
+        self.user_stmts.partition_point(|u| u.stmts.end <= s)
+    }
+
+    /// The expanded statements of user statements `users` (in order).
+    pub fn expand_user_stmts(&self, users: &[usize]) -> Vec<usize> {
+        users
+            .iter()
+            .flat_map(|&u| {
+                if self.user_stmts.is_empty() {
+                    u..u + 1
+                } else {
+                    self.user_stmts.get(u).map_or(0..0, |x| x.stmts.clone())
+                }
+            })
+            .collect()
+    }
+
+    /// How expanded statement `s` is shown to users: its user statement `U`, or `U.K` for the
+    /// K-th (from 0) of the statements a built-in expanded to.
+    pub fn stmt_label(&self, s: usize) -> String {
+        let u = self.user_stmt_of(s);
+        match self.user_stmts.get(u) {
+            Some(x) if x.stmts.len() > 1 => format!("{u}.{}", s - x.stmts.start),
+            _ => u.to_string(),
+        }
+    }
+
+    /// How a group of expanded statements is shown to users: whole user statements as ranges
+    /// in `fuse` syntax (`0-3,5`), parts of a built-in as `U.K` (`2.1`).
+    pub fn group_label(&self, group: &[usize]) -> String {
+        let mut items: Vec<String> = Vec::new();
+        let mut run: Option<(usize, usize)> = None;
+        let flush = |run: &mut Option<(usize, usize)>, items: &mut Vec<String>| {
+            if let Some((a, b)) = run.take() {
+                items.push(if a == b { a.to_string() } else { format!("{a}-{b}") });
+            }
+        };
+        let mut k = 0;
+        while k < group.len() {
+            let s = group[k];
+            let u = self.user_stmt_of(s);
+            let whole = self.user_stmts.get(u).map_or(s..s + 1, |x| x.stmts.clone());
+            let n = whole.len();
+            if s == whole.start && group.len() >= k + n && group[k..k + n].iter().copied().eq(whole) {
+                match &mut run {
+                    Some((_, b)) if *b + 1 == u => *b = u,
+                    _ => {
+                        flush(&mut run, &mut items);
+                        run = Some((u, u));
+                    }
+                }
+                k += n;
+            } else {
+                flush(&mut run, &mut items);
+                items.push(self.stmt_label(s));
+                k += 1;
+            }
+        }
+        flush(&mut run, &mut items);
+        items.join(",")
+    }
+
+    /// The user statements a group of expanded statements computes, in whole or in part.
+    pub fn user_stmts_of(&self, group: &[usize]) -> Vec<usize> {
+        let mut out: Vec<usize> = group.iter().map(|&s| self.user_stmt_of(s)).collect();
+        out.dedup();
+        out
     }
 }

@@ -62,7 +62,7 @@ impl Builtin {
         })
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Builtin::Softmax => "softmax",
             Builtin::MaskedSoftmax => "masked_softmax",

@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use fuseflow_tensor::Format;
 
-use crate::ast::{Access, CheckedProgram, Expr, Program, ReduceOp, Role, Source, Span, Stmt, TensorDecl};
+use crate::ast::{
+    Access, CheckedProgram, Expr, FuseGroup, Program, ReduceOp, Role, Source, Span, Stmt, TensorDecl, UserStmt,
+};
 use crate::error::IrError;
 use crate::parser::RESERVED;
 use crate::pretty::reduce_name;
@@ -70,13 +72,15 @@ pub fn check(p: Program) -> Result<CheckedProgram, IrError> {
         }
     }
 
-    check_groups(file, &p.groups, &p.stmts, &assigned)?;
+    let users = user_stmts(&p)?;
+    check_groups(file, &p.groups, &users, &p.stmts, &assigned)?;
 
     Ok(CheckedProgram {
         file: p.file.clone(),
         decls: p.decls.clone(),
         stmts,
         index_sizes,
+        user_stmts: users,
         groups: p.groups.clone(),
         params: p.params.clone(),
     })
@@ -258,7 +262,14 @@ impl StmtCx<'_> {
 
     fn access(&self, a: &Access, w: &mut Walk) -> Result<(), IrError> {
         let name = a.tensor.as_str();
-        let decl = self.decls.get(name).ok_or_else(|| self.err(a.span, format!("unknown tensor {name}")))?;
+        let decl = self.decls.get(name).ok_or_else(|| {
+            let msg = if crate::parser::is_foreign_function(name) {
+                crate::parser::unknown_function(name)
+            } else {
+                format!("unknown tensor {name}")
+            };
+            self.err(a.span, msg)
+        })?;
         if a.indices.len() != decl.shape.len() {
             return Err(self.err(
                 a.span,
@@ -374,46 +385,85 @@ fn place_reductions(e: Expr, pending: &BTreeMap<String, (usize, usize)>) -> (Exp
     (e, counts)
 }
 
-/// Validates fusion groups: statement indices in range, no statement in two groups, and every
-/// group convex in the dependency order (no outside statement both depends on a member and is
-/// depended on by a member).
+/// The user statements of `p` (one per statement when the program was built by hand), checked
+/// to cover the statements in order.
+fn user_stmts(p: &Program) -> Result<Vec<UserStmt>, IrError> {
+    if p.user_stmts.is_empty() {
+        return Ok(p
+            .stmts
+            .iter()
+            .enumerate()
+            .map(|(s, st)| UserStmt { stmts: s..s + 1, builtin: None, span: st.span })
+            .collect());
+    }
+    let mut next = 0;
+    for (u, x) in p.user_stmts.iter().enumerate() {
+        if x.stmts.start != next || x.stmts.end <= x.stmts.start {
+            return Err(IrError::at(
+                &p.file,
+                x.span,
+                format!("statement {u} maps to statements {:?}, expected a range starting at {next}", x.stmts),
+            ));
+        }
+        next = x.stmts.end;
+    }
+    if next != p.stmts.len() {
+        return Err(IrError::whole_file(
+            &p.file,
+            format!("the user statements cover {next} statements, but the program has {}", p.stmts.len()),
+        ));
+    }
+    Ok(p.user_stmts.clone())
+}
+
+/// Validates fusion groups (user statement numbering): statement indices in range, no
+/// statement in two groups, and every group convex in the dependency order (no outside
+/// statement both depends on a member and is depended on by a member).
 fn check_groups(
     file: &str,
-    groups: &[Vec<usize>],
+    groups: &[FuseGroup],
+    users: &[UserStmt],
     stmts: &[Stmt],
     assigned: &BTreeMap<&str, usize>,
 ) -> Result<(), IrError> {
     if groups.is_empty() {
         return Ok(());
     }
-    let n = stmts.len();
-    let pos = |s: usize| stmts.get(s).map_or(Span::default(), |st| st.span);
+    let n = users.len();
     let mut owner: BTreeMap<usize, usize> = BTreeMap::new();
     for (g, group) in groups.iter().enumerate() {
-        if group.is_empty() {
-            return Err(IrError::whole_file(file, format!("fusion group {g} is empty")));
+        if group.stmts.is_empty() {
+            return Err(IrError::at(file, group.span, format!("fusion group {g} is empty")));
         }
-        for &s in group {
+        for &s in &group.stmts {
             if s >= n {
-                return Err(IrError::whole_file(
+                return Err(IrError::at(
                     file,
-                    format!("fusion group {g}: statement {s} does not exist (the program has {n} statements)"),
+                    group.span,
+                    format!("fuse: statement {s} does not exist (the program has {n} statements)"),
                 ));
             }
             if let Some(prev) = owner.insert(s, g) {
-                return Err(IrError::at(file, pos(s), format!("statement {s} is in fusion groups {prev} and {g}")));
+                return Err(IrError::at(
+                    file,
+                    group.span,
+                    format!("fuse: statement {s} is in fusion groups {prev} and {g}"),
+                ));
             }
         }
     }
-    // reach[a] = statements that (transitively) read what statement a produces.
+    // The user statement of every expanded statement.
+    let user_of: Vec<usize> = users.iter().enumerate().flat_map(|(u, x)| x.stmts.clone().map(move |_| u)).collect();
+    // reach[a] = user statements that (transitively) read what user statement a produces.
     let mut direct: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
     for (b, st) in stmts.iter().enumerate() {
         let mut reads = Vec::new();
         st.rhs.for_each_access(&mut |a| reads.push(a.tensor.as_str()));
         for t in reads {
             if let Some(&a) = assigned.get(t) {
-                if a < b {
-                    direct[a].insert(b);
+                let (ua, ub) = (user_of[a], user_of[b]);
+                if ua < ub {
+                    direct[ua].insert(ub);
                 }
             }
         }
@@ -427,8 +477,8 @@ fn check_groups(
         }
         reach[a] = r;
     }
-    for (g, group) in groups.iter().enumerate() {
-        let members: BTreeSet<usize> = group.iter().copied().collect();
+    for group in groups {
+        let members: BTreeSet<usize> = group.stmts.iter().copied().collect();
         for s in 0..n {
             if members.contains(&s) {
                 continue;
@@ -438,9 +488,10 @@ fn check_groups(
             if let (Some(from), Some(to)) = (from, to) {
                 return Err(IrError::at(
                     file,
-                    pos(s),
+                    group.span,
                     format!(
-                        "fusion group {g} is not contiguous in dependency order: statement {s} depends on statement {from} of the group and statement {to} of the group depends on it"
+                        "fuse: group is not contiguous in dependency order: statement {s} (line {}) depends on statement {from} of the group and statement {to} of the group depends on it",
+                        users[s].span.line
                     ),
                 ));
             }

@@ -52,9 +52,35 @@ pub enum DataError {
     },
 }
 
+impl DataError {
+    /// The input tensor the error concerns.
+    pub fn tensor(&self) -> &str {
+        match self {
+            DataError::NoSource { tensor }
+            | DataError::Read { tensor, .. }
+            | DataError::Shape { tensor, .. }
+            | DataError::Tensor { tensor, .. } => tensor,
+        }
+    }
+}
+
+/// A Matrix Market file always holds a matrix: a `n × 1` column or `1 × n` row read for a
+/// tensor declared with the one dimension `[n]` becomes that vector.
+fn as_declared_vector(coo: Coo, declared: &[usize]) -> Coo {
+    match (declared, coo.shape.as_slice()) {
+        (&[n], &[rows, 1]) | (&[n], &[1, rows]) if rows == n => {
+            let column = coo.shape[1] == 1;
+            let coords = coo.coords.chunks(2).map(|c| if column { c[0] } else { c[1] }).collect();
+            Coo { shape: vec![n], coords, vals: coo.vals }
+        }
+        _ => coo,
+    }
+}
+
 /// Builds every `input` tensor of `p` in its declared format. Random sources use their own seed
 /// if given, else `derive_seed(run_seed, name)`; file paths are relative to `base_dir` (the
-/// program file's directory), and a file's shape must equal the declared shape.
+/// program file's directory), and a file's shape must equal the declared shape (a one-column
+/// or one-row matrix file may fill a vector of the same length).
 pub fn load_inputs(p: &CheckedProgram, base_dir: &Path, run_seed: u64) -> Result<BTreeMap<String, Tensor>, DataError> {
     let mut out = BTreeMap::new();
     for d in p.decls.iter().filter(|d| d.role == Role::Input) {
@@ -100,7 +126,7 @@ pub fn load_inputs(p: &CheckedProgram, base_dir: &Path, run_seed: u64) -> Result
                 let coo: Coo = if full.is_dir() {
                     read_dir_tensor(&full, &d.name, &d.format).map_err(read_err)?
                 } else {
-                    fuseflow_tensor::read_any(&full).map_err(read_err)?
+                    as_declared_vector(fuseflow_tensor::read_any(&full).map_err(read_err)?, &d.shape)
                 };
                 if coo.shape != d.shape {
                     return Err(DataError::Shape { tensor, file, file_shape: coo.shape, declared: d.shape.clone() });

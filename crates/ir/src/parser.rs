@@ -46,19 +46,24 @@
 //! right-hand side; the parser expands it into ordinary statements over temporaries it declares
 //! (`Y__max`, `Y__exp`, ... — see [`crate::builtin`]), so a [`Program`] never contains one.
 //!
-//! `fuse` lines name groups of **source** statements, numbered from 0 in the order written,
+//! `fuse` lines name groups of statements **as written**, numbered from 0 in the order written,
 //! where a statement using a built-in counts as one statement. Each `fuse` group is a single
-//! statement index or an inclusive range, so `fuse 0-3, 4` names two groups. The parser maps
-//! every group to the statements its members expand to, so [`Program::groups`] index
-//! [`Program::stmts`]: with `Y(i,j) = softmax(j, A(i,j))` as statement 0 and an ordinary
-//! statement 1, `fuse 0-1` becomes the group of expanded statements 0 to 4.
+//! statement index or an inclusive range, so `fuse 0-3, 4` names two groups. [`Program::groups`]
+//! keep that numbering and [`Program::user_stmts`] maps every written statement to the
+//! statements it expands to: with `Y(i,j) = softmax(j, A(i,j))` as statement 0 and an ordinary
+//! statement 1, `fuse 0-1` is the group of user statements 0 and 1, expanded statements 0 to 4.
+//!
+//! A name followed by `(` and anything but a list of index names is a function call; one the
+//! language lacks is an error naming it and listing the known functions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use fuseflow_tensor::{Format, LevelFormat};
 
-use crate::ast::{Access, BinOp, Expr, Program, ReduceOp, Role, Source, Span, Stmt, TensorDecl, UnaryOp};
+use crate::ast::{
+    Access, BinOp, Expr, FuseGroup, Program, ReduceOp, Role, Source, Span, Stmt, TensorDecl, UnaryOp, UserStmt,
+};
 use crate::builtin::{expand, Builtin, BuiltinStmt, SourceStmt, BUILTINS};
 use crate::error::IrError;
 use crate::lexer::{lex_line, Tok, Token};
@@ -88,6 +93,30 @@ pub const MAX_EXPR_DEPTH: usize = 200;
 
 /// Largest dimension size (coordinates are 32-bit).
 const MAX_DIM: u64 = 1 << 32;
+
+/// Functions an expression may call, for error messages.
+const FUNCTIONS: &str =
+    "relu, exp, expnz, neg, rsqrt, sigmoid, gelu, max(a, b), expsubnz(a, b), sum(k, e), maxr(k, e), maxnz(k, e)";
+
+/// Names that are well-known functions elsewhere, so that `tanh(x)` with `x` an index reads as
+/// an unknown function rather than an undeclared tensor.
+const FOREIGN_FUNCTIONS: [&str; 16] = [
+    "tanh", "log", "ln", "sqrt", "abs", "sin", "cos", "tan", "pow", "min", "softplus", "silu", "elu", "exp2", "log2",
+    "sign",
+];
+
+/// The message for a call of a function the language does not have.
+pub(crate) fn unknown_function(name: &str) -> String {
+    format!(
+        "unknown function {name} (functions: {FUNCTIONS}; statement built-ins: {})",
+        BUILTINS.iter().map(|b| format!("{b}(k, e)")).collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// Whether `name(...)` naming no tensor is most likely a call of a function we lack.
+pub(crate) fn is_foreign_function(name: &str) -> bool {
+    FOREIGN_FUNCTIONS.contains(&name)
+}
 
 fn unary_op(name: &str) -> Option<UnaryOp> {
     Some(match name {
@@ -145,7 +174,15 @@ pub fn parse_with(src: &str, file: &str, overrides: &Overrides) -> Result<Progra
         if toks.is_empty() {
             continue;
         }
-        let mut p = LineParser { file, line: line_no, toks, pos: 0, end_col, params: BTreeMap::new() };
+        let mut p = LineParser {
+            file,
+            line: line_no,
+            toks,
+            pos: 0,
+            end_col,
+            params: BTreeMap::new(),
+            tensors: BTreeSet::new(),
+        };
         if is_preset_line(&p.toks) {
             let preset = parse_preset(&mut p)?;
             if presets.iter().any(|q| q.name == preset.name) {
@@ -214,10 +251,29 @@ pub fn parse_with(src: &str, file: &str, overrides: &Overrides) -> Result<Progra
             }
         }
     }
+    let sources: Vec<(Span, Option<&'static str>)> = st
+        .stmts
+        .iter()
+        .map(|s| match s {
+            SourceStmt::Plain(x) => (x.span, None),
+            SourceStmt::Builtin(b) => (b.span, Some(b.kind.name())),
+        })
+        .collect();
     let expanded = expand(file, st.decls, &st.params, st.stmts)?;
-    let groups =
-        st.groups.into_iter().map(|(g, _)| g.into_iter().flat_map(|s| expanded.ranges[s].clone()).collect()).collect();
-    Ok(Program { file: file.to_string(), decls: expanded.decls, stmts: expanded.stmts, groups, params: st.params })
+    let user_stmts = sources
+        .into_iter()
+        .zip(expanded.ranges)
+        .map(|((span, builtin), stmts)| UserStmt { stmts, builtin, span })
+        .collect();
+    let groups = st.groups.into_iter().map(|(stmts, span)| FuseGroup { stmts, span }).collect();
+    Ok(Program {
+        file: file.to_string(),
+        decls: expanded.decls,
+        stmts: expanded.stmts,
+        user_stmts,
+        groups,
+        params: st.params,
+    })
 }
 
 /// Whether a line is a `preset` line (`preset` followed by a name).
@@ -265,6 +321,7 @@ impl State<'_> {
             "fuse" if matches!(second, Some(Tok::Num(_))) => self.fuse(p),
             "input" | "output" | "temp" if second_is_ident => self.decl(p),
             _ => {
+                p.tensors = self.decls.iter().map(|d| d.name.clone()).collect();
                 let stmt = p.stmt(&self.params)?;
                 self.stmts.push(stmt);
                 Ok(())
@@ -585,6 +642,8 @@ struct LineParser<'a> {
     end_col: u32,
     /// Parameters usable as constants in expressions.
     params: BTreeMap<String, i64>,
+    /// Tensors declared above the line (statements only).
+    tensors: BTreeSet<String>,
 }
 
 impl LineParser<'_> {
@@ -741,6 +800,26 @@ impl LineParser<'_> {
         Ok(SourceStmt::Builtin(BuiltinStmt { kind, lhs, index, index_span, arg, span, name_span }))
     }
 
+    /// Whether the tokens from the cursor are `( [INDEX ("," INDEX)*] )`, the indices of a
+    /// tensor access (anything else after a name and `(` is a function call).
+    fn index_list_follows(&self) -> bool {
+        let mut k = self.pos + 1;
+        let tok = |k: usize| self.toks.get(k).map(|t| &t.tok);
+        if tok(k) == Some(&Tok::Sym(')')) {
+            return true;
+        }
+        loop {
+            if !matches!(tok(k), Some(Tok::Ident(_))) {
+                return false;
+            }
+            match tok(k + 1) {
+                Some(Tok::Sym(')')) => return true,
+                Some(Tok::Sym(',')) => k += 2,
+                _ => return false,
+            }
+        }
+    }
+
     /// Parses the optional `(i, j, ...)` after a tensor name.
     fn access_rest(&mut self, tensor: String, span: Span) -> Result<Access, IrError> {
         let mut indices = Vec::new();
@@ -862,6 +941,13 @@ impl LineParser<'_> {
             }
             Some(Tok::Ident(name)) if self.peek() != Some(&Tok::Sym('(')) && self.params.contains_key(&name) => {
                 Ok((Expr::Const(self.params[&name] as f64), 1))
+            }
+            Some(Tok::Ident(name))
+                if self.peek() == Some(&Tok::Sym('('))
+                    && !self.index_list_follows()
+                    && !self.tensors.contains(&name) =>
+            {
+                Err(self.err_at(span, unknown_function(&name)))
             }
             Some(Tok::Ident(name)) => Ok((Expr::Access(self.access_rest(name, span)?), 1)),
             other => Err(self.unexpected(span, other, "an expression")),

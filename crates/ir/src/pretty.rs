@@ -26,7 +26,8 @@ pub fn pretty(p: &CheckedProgram) -> String {
     }
     if !p.groups.is_empty() {
         out.push('\n');
-        let groups: Vec<String> = p.groups.iter().map(|g| pretty_group(g)).collect();
+        // The printed program is expanded: every statement is one user statement there.
+        let groups: Vec<String> = p.groups.iter().map(|g| pretty_group(&p.expand_user_stmts(&g.stmts))).collect();
         out.push_str(&format!("fuse {}\n", groups.join(", ")));
     }
     out

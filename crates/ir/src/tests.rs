@@ -226,6 +226,11 @@ X(i,j) = -A(i,j) * 2 + B(i,j) / (A(i,j) - 1e-5) - max(relu(A(i,j)), exp(B(i,j)))
     assert_eq!(rhs("input a[2] dense\noutput y[2] dense\ny(i) = -(a(i) + 1)\n"), "-(a(i) + 1)");
 }
 
+/// The user statements of each `fuse` group.
+fn group_stmts(p: &CheckedProgram) -> Vec<Vec<usize>> {
+    p.groups.iter().map(|g| g.stmts.clone()).collect()
+}
+
 #[test]
 fn fuse_lines_name_groups() {
     let src = "\
@@ -241,10 +246,11 @@ T2(i,j) = T1(i,j) * T0(i,j)
 X(i,j) = relu(T2(i,j))
 ";
     let p = ok(src);
-    assert_eq!(p.groups, vec![vec![0, 1, 2], vec![3]]);
+    assert_eq!(group_stmts(&p), vec![vec![0, 1, 2], vec![3]]);
+    assert_eq!(p.groups[1].span, Span { line: 6, col: 11 });
     assert!(pretty(&p).ends_with("fuse 0-2, 3\n"));
     let two_lines = src.replace("fuse 0-2, 3", "fuse 0-1\nfuse 2-3");
-    assert_eq!(ok(&two_lines).groups, vec![vec![0, 1], vec![2, 3]]);
+    assert_eq!(group_stmts(&ok(&two_lines)), vec![vec![0, 1], vec![2, 3]]);
 
     let out_of_range = src.replace("fuse 0-2, 3", "fuse 0-4");
     assert_err(&out_of_range, 6, 6, &["statement 4 does not exist"]);
@@ -256,10 +262,11 @@ X(i,j) = relu(T2(i,j))
     // A hand-built group that skips a statement lying between its members in the dependency
     // order is rejected by the checker; one that skips an independent statement is accepted.
     let mut prog = parse(&src.replace("fuse 0-2, 3\n", ""), FILE, &no_params()).unwrap();
-    prog.groups = vec![vec![0, 2]];
+    let at = Span { line: 9, col: 6 };
+    prog.groups = vec![FuseGroup { stmts: vec![0, 2], span: at }];
     let e = check(prog.clone()).unwrap_err().to_string();
-    assert!(e.starts_with("t.ein:7:1: fusion group 0 is not contiguous"), "{e}");
-    assert!(e.contains("statement 1"), "{e}");
+    assert!(e.starts_with("t.ein:9:6: fuse: group is not contiguous"), "{e}");
+    assert!(e.contains("statement 1 (line 7)"), "{e}");
     let independent = "\
 input A[4] dense
 temp T0[4] dense
@@ -270,8 +277,8 @@ T1(i) = A(i) + 1
 X(i) = T0(i) * T1(i)
 ";
     let mut prog = parse(independent, FILE, &no_params()).unwrap();
-    prog.groups = vec![vec![0, 2]];
-    assert_eq!(check(prog).unwrap().groups, vec![vec![0, 2]]);
+    prog.groups = vec![FuseGroup { stmts: vec![0, 2], span: at }];
+    assert_eq!(group_stmts(&check(prog).unwrap()), vec![vec![0, 2]]);
 }
 
 #[test]
@@ -592,7 +599,10 @@ fn assert_round_trip(p: &CheckedProgram) {
     let q = parse_check(&text, &no_params()).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(pretty(&q), text);
     assert_eq!(q.index_sizes, p.index_sizes);
-    assert_eq!(q.groups, p.groups);
+    // The printed program is expanded, so its groups name the expanded statements.
+    let expanded =
+        |p: &CheckedProgram| -> Vec<Vec<usize>> { p.groups.iter().map(|g| p.expand_user_stmts(&g.stmts)).collect() };
+    assert_eq!(expanded(&q), expanded(p));
     for (a, b) in p.decls.iter().zip(&q.decls) {
         assert_eq!(
             (&a.name, &a.shape, &a.format, a.role, &a.source),
@@ -927,20 +937,48 @@ X(i,j) = relu(L(i,j))
 ";
     let p = ok(src);
     assert_eq!(p.stmts.len(), 11);
-    // Source statement 0 is statement 0, 1 is 1-4, 2 is 5-9 and 3 is 10.
-    assert_eq!(p.groups, vec![vec![0, 1, 2, 3, 4], vec![5, 6, 7, 8, 9], vec![10]]);
+    // Groups stay in user numbering; user statement 0 is statement 0, 1 is 1-4, 2 is 5-9 and
+    // 3 is 10.
+    assert_eq!(group_stmts(&p), vec![vec![0, 1], vec![2], vec![3]]);
+    let ranges: Vec<_> = p.user_stmts.iter().map(|u| (u.stmts.clone(), u.builtin)).collect();
+    assert_eq!(ranges, vec![(0..1, None), (1..5, Some("masked_softmax")), (5..10, Some("layernorm")), (10..11, None)]);
+    let expanded: Vec<Vec<usize>> = p.groups.iter().map(|g| p.expand_user_stmts(&g.stmts)).collect();
+    assert_eq!(expanded, vec![vec![0, 1, 2, 3, 4], vec![5, 6, 7, 8, 9], vec![10]]);
+    assert_eq!(p.user_stmt_of(3), 1);
+    assert_eq!(
+        (p.stmt_label(0), p.stmt_label(3), p.stmt_label(9), p.stmt_label(10)),
+        ("0".into(), "1.2".into(), "2.4".into(), "3".into())
+    );
+    assert_eq!(p.group_label(&(0..11).collect::<Vec<_>>()), "0-3");
+    assert_eq!(p.group_label(&[0, 1, 2, 3, 4, 10]), "0-1,3");
+    assert_eq!(p.group_label(&[2]), "1.1");
+    assert_eq!(p.group_label(&[0, 1, 2]), "0,1.0,1.1");
+    assert_eq!(p.user_stmts_of(&[3, 4, 5]), vec![1, 2]);
     assert!(pretty(&p).ends_with("fuse 0-4, 5-9, 10\n"), "{}", pretty(&p));
     assert_round_trip(&p);
     let parsed = parse(src, FILE, &no_params()).unwrap();
     assert_eq!(parsed.groups, p.groups);
     // A single built-in statement as a group.
-    assert_eq!(ok(&src.replace("fuse 0-1, 2\nfuse 3", "fuse 1")).groups, vec![vec![1, 2, 3, 4]]);
+    assert_eq!(group_stmts(&ok(&src.replace("fuse 0-1, 2\nfuse 3", "fuse 1"))), vec![vec![1]]);
     // Ranges and errors are about source statements.
     assert_err(&src.replace("fuse 3", "fuse 4"), 7, 6, &["statement 4 does not exist", "has 4 statements"]);
     assert_err(&src.replace("fuse 3", "fuse 2-3"), 7, 6, &["statement 2", "two fusion groups"]);
     // A source group that skips a dependent built-in is not contiguous after expansion either.
     let gap = src.replace("fuse 0-1, 2\nfuse 3", "fuse 0, 2");
-    assert_eq!(ok(&gap).groups, vec![vec![0], vec![5, 6, 7, 8, 9]]);
+    assert_eq!(group_stmts(&ok(&gap)), vec![vec![0], vec![2]]);
+}
+
+#[test]
+fn error_unknown_function() {
+    let base = "input A[4,5] dense\noutput Y[4,5] dense\n";
+    let known = ["unknown function tanh", "relu", "gelu", "maxnz(k, e)", "layernorm(k, e)"];
+    assert_err(&format!("{base}Y(i,j) = 2 * tanh(A(i,j))\n"), 3, 14, &known);
+    // An index-like argument reads as a tensor access; well-known names still say function.
+    assert_err(&format!("{base}Y(i,j) = A(i,j) * tanh(j)\n"), 3, 19, &known);
+    assert_err(&format!("{base}Y(i,j) = foo(A(i,j) + 1)\n"), 3, 10, &["unknown function foo"]);
+    assert_err(&format!("{base}Y(i,j) = foo(i,j)\n"), 3, 10, &["unknown tensor foo"]);
+    // A declared tensor with a bad index list is a syntax error, not a function.
+    assert_err(&format!("{base}Y(i,j) = A(i + 1, j)\n"), 3, 14, &["expected `,` or `)`"]);
 }
 
 #[test]
