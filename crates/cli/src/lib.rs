@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use fuseflow_compiler::{lower_group, lower_statement, plan, Fusion, GroupKernel, Kernel, LowerOptions};
+use fuseflow_compiler::{lower_group, plan, Fusion, GroupKernel, Kernel, LowerOptions};
 use fuseflow_graph::Graph;
 use fuseflow_ir::CheckedProgram;
 use fuseflow_sim::{simulate, NodeStats, SimConfig, TensorTraffic, Trace};
@@ -250,13 +250,14 @@ fn first_non_finite(name: &str, c: &fuseflow_tensor::Coo) -> Option<String> {
     Some(format!("{name}({}) is {}", coords.join(","), c.vals[i]))
 }
 
-/// Compiles statement `stmt`, using `order` if it names exactly the statement's indices.
+/// Compiles (expanded) statement `stmt` on its own, exactly as an unfused [`run`] compiles it:
+/// the graph `fuseflow graph` prints and `fuseflow compile` exports is the graph `run`
+/// simulates. `order` applies if it names exactly the statement's indices.
 pub fn compile_statement(p: &CheckedProgram, stmt: usize, cfg: &RunConfig) -> Result<Kernel, DriverError> {
-    let order = cfg.order.as_ref().filter(|o| {
-        let sizes = &p.index_sizes[stmt];
-        p.stmts.len() == 1 || (o.len() == sizes.len() && o.iter().all(|v| sizes.contains_key(v)))
-    });
-    Ok(lower_statement(p, stmt, order.map(|o| o.as_slice()), &cfg.lower)?)
+    let order = cfg.group_orders.get(&stmt).or(cfg.order.as_ref());
+    let k = lower_group(p, &[stmt], order.map(|o| o.as_slice()), &cfg.lower)?;
+    let order = k.orders.into_iter().next().unwrap_or_default();
+    Ok(Kernel { stmt, order, graph: k.graph })
 }
 
 /// Compiles every group of the configured fusion granularity.

@@ -832,22 +832,19 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Orders { prog, cap } => {
             let p = load(&prog)?;
             let cfg = config(&prog);
-            if cfg.fusion != fuseflow_compiler::Fusion::Unfused {
-                let groups = fuseflow_compiler::plan(&p, &cfg.fusion)?;
-                for (gi, g) in groups.iter().enumerate() {
-                    let outputs = fuseflow_compiler::group_outputs(&p, g);
-                    let orders = fuseflow_compiler::group_orders(&p, g, cap, &cfg.lower)?;
-                    for (t, per_output) in outputs.iter().zip(orders) {
-                        let list: Vec<String> = per_output.iter().map(|o| o.join(",")).collect();
+            // The groups `run` compiles (one per statement unfused), each output's orders.
+            let unfused = cfg.fusion == fuseflow_compiler::Fusion::Unfused;
+            for (gi, g) in fuseflow_compiler::plan(&p, &cfg.fusion)?.iter().enumerate() {
+                let outputs = fuseflow_compiler::group_outputs(&p, g);
+                let orders = fuseflow_compiler::group_orders(&p, g, cap, &cfg.lower)?;
+                for (t, per_output) in outputs.iter().zip(orders) {
+                    let list: Vec<String> = per_output.iter().map(|o| o.join(",")).collect();
+                    if unfused {
+                        outln!("stmt {} {t}: {}", p.stmt_label(g[0]), list.join("  "));
+                    } else {
                         outln!("group {gi} [{}] {t}: {}", p.group_label(g), list.join("  "));
                     }
                 }
-                return Ok(ExitCode::SUCCESS);
-            }
-            for s in 0..p.stmts.len() {
-                let orders = fuseflow_compiler::legal_orders(&p, s, cap, &cfg.lower)?;
-                let list: Vec<String> = orders.iter().map(|o| o.join(",")).collect();
-                outln!("stmt {} {}: {}", p.stmt_label(s), p.stmts[s].lhs.tensor, list.join("  "));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -839,7 +839,9 @@ pub(crate) fn lower_trees(
         return Err(order_err(format!("missing index {}", missing.join(", "))));
     }
     let name = format!("{name}_{}", order.join(""));
-    let graph = trees.lower(&vars, opts, &name).map_err(order_err)?;
+    // Hash-consed here, where every statement and fused expression is lowered, so that every
+    // command (graph, orders, compile, run) sees the same graph.
+    let graph = trees.lower(&vars, opts, &name).map_err(order_err)?.share();
     graph.verify()?;
     Ok((order, graph))
 }
