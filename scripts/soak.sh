@@ -5,12 +5,13 @@
 #   scripts/soak.sh [N] [FIRST_SEED]      # seeds FIRST_SEED .. FIRST_SEED+N-1 (default: 1)
 #   JOBS=4 scripts/soak.sh 200            # seeds in parallel (default: the number of cores)
 #
-# The test targets are those whose sources contain `proptest!`; they are built once, as
-# `cargo test` builds them, and their executables run with PROPTEST_RNG_SEED set, from their
-# package's directory as cargo runs them. A failure is shrunk by proptest and saved in the
-# target's `*.regressions` file beside its source, so every later `cargo test` replays it
-# first; commit that file with the fix. The script prints one line per failing seed and target,
-# then a summary, and exits 1 if anything failed.
+# The test targets are those whose sources contain `proptest!` or a `TestRunner`; they are
+# built once, as `cargo test` builds them, and their executables run with PROPTEST_RNG_SEED
+# set, from their package's directory as cargo runs them. A failure is shrunk by proptest and
+# saved in the target's regressions file beside its source (`*.regressions`, or
+# `proptest-regressions/`), so every later `cargo test` replays it first; commit that file with
+# the fix. The script prints one line per failing seed and target, then a summary, and exits 1
+# if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-200}
@@ -29,7 +30,7 @@ while IFS= read -r file; do
         */src/*) args+=("-p $pkg --lib") ;;
         */tests/*) args+=("-p $pkg --test $(basename "$file" .rs)") ;;
     esac
-done < <(grep -rl --include='*.rs' 'proptest!' crates | sort)
+done < <(grep -rlE --include='*.rs' 'proptest!|TestRunner::new' crates | sort)
 mapfile -t args < <(printf '%s\n' "${args[@]}" | sort -u)
 
 # Build them and note "package-directory executable" per target.
