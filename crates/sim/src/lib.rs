@@ -19,7 +19,8 @@ pub mod trace;
 
 pub use channel::Channel;
 pub use engine::{
-    simulate, Network, NodeStats, SimConfig, SimReport, TensorTraffic, Timing, DEFAULT_CLOCK_MHZ, TRACE_SOFT_CAP,
+    simulate, Network, NodeStats, Quirks, SimConfig, SimReport, TensorTraffic, Timing, DEFAULT_CLOCK_MHZ,
+    TRACE_SOFT_CAP,
 };
 pub use hw::{HwConfig, HwError};
 pub use io::{Io, Primitive};
