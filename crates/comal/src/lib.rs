@@ -93,7 +93,7 @@ pub mod proto;
 
 use std::path::Path;
 
-pub use export::{export_dir, to_comal};
+pub use export::{comal_gaps, export_dir, to_comal};
 pub use import::{decode_comal, from_comal, import_dir, import_file};
 pub use proto::ComalGraph;
 
