@@ -1,6 +1,6 @@
 //! Export: our graph → tortilla protobuf, and the data directory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use fuseflow_graph::{AluOp, Graph, JoinKind, Node, NodeId, Op, ReduceKind, ScalarOp, StreamId, StreamKind};
@@ -257,6 +257,8 @@ struct Plan {
     drops: BTreeMap<String, Vec<CompatDrop>>,
     /// Level writer → the stream it reads instead of its input (a dropper's output).
     writer_in: HashMap<usize, StreamId>,
+    /// Compressed input levels stored densely ([`densified_levels`]).
+    dense: BTreeSet<(String, u32)>,
 }
 
 /// A coordinate dropper only the export has: `(outer, inner) → (outer', inner')`.
@@ -320,6 +322,7 @@ impl Plan {
             }
         }
         plan.add_droppers(g);
+        plan.dense = densified_levels(g);
         // A repeat whose every consumer is a rewritten locate is not exported.
         for (i, n) in g.nodes.iter().enumerate() {
             if let (Op::Repeat { .. }, Some(out)) = (&n.op, n.outs.first().copied().flatten()) {
@@ -463,6 +466,58 @@ impl Plan {
     }
 }
 
+/// Compressed levels `(tensor, level)` the export stores densely (every coordinate, with
+/// empty fibers below the ones without entries): those a union co-iterates with another
+/// operand while the union's references for it drive a scanner. A union gives an operand
+/// that lacks a coordinate an `N` reference; our scanner turns it into an empty fiber, Comal's
+/// into an `N` coordinate its joiners cannot take. Stored densely, the operand lacks nothing.
+pub(crate) fn densified_levels(g: &Graph) -> BTreeSet<(String, u32)> {
+    let mut out = BTreeSet::new();
+    for n in &g.nodes {
+        let Op::Join { kind: JoinKind::Union, payloads, .. } = &n.op else { continue };
+        if payloads.len() < 2 {
+            continue;
+        }
+        let (mut ii, mut oi) = (0usize, 1usize);
+        for &np in payloads {
+            let (NodeId(p), _) = g.stream(n.ins[ii]).producer;
+            if let Op::Scan { tensor, level, format: LevelFormat::Compressed, .. } = &g.nodes[p as usize].op {
+                let last =
+                    g.inputs.iter().find(|b| b.tensor == *tensor).is_none_or(|b| *level as usize + 1 >= b.levels.len());
+                let feeds_scan = (oi..oi + np as usize)
+                    .any(|k| n.outs.get(k).copied().flatten().is_some_and(|s| reaches_scan(g, s)));
+                if !last && feeds_scan {
+                    out.insert((tensor.clone(), *level));
+                }
+            }
+            ii += 1 + np as usize;
+            oi += np as usize;
+        }
+    }
+    out
+}
+
+/// Whether ref stream `s` drives a scanner, directly or through repeats.
+fn reaches_scan(g: &Graph, s: StreamId) -> bool {
+    let mut work = vec![s];
+    let mut steps = 0;
+    while let Some(s) = work.pop() {
+        steps += 1;
+        if steps > g.streams.len() + 1 {
+            break;
+        }
+        for &(c, port) in &g.stream(s).consumers {
+            let n = &g.nodes[c.0 as usize];
+            match &n.op {
+                Op::Scan { .. } | Op::Range { .. } => return true,
+                Op::Repeat { .. } if port == 0 => work.extend(n.outs.first().copied().flatten()),
+                _ => {}
+            }
+        }
+    }
+    false
+}
+
 /// Whether crd stream `s` can hold an empty fiber: false for dense scans and ranges, unions
 /// with such an operand, intersections of such operands, and droppers passing them on.
 fn may_be_empty(g: &Graph, s: StreamId) -> bool {
@@ -603,8 +658,15 @@ fn emit(g: &Graph, plan: &Plan, a: &mut Alloc) -> Result<Vec<Operation>, ExportE
                 let input_ref = a.c_ref(n.ins[0]);
                 let output_crd = a.p_crd(out(0));
                 let output_ref = a.p_ref(out(1));
+                let mut meta = Meta::new("fiberlookup").with("level", level);
+                let mut format = *format;
+                if plan.dense.contains(&(tensor.clone(), *level)) {
+                    // Stored densely for Comal; the importer restores the compressed level.
+                    meta.set("stored", "dense");
+                    format = LevelFormat::Dense;
+                }
                 ops.push(op(
-                    Meta::new("fiberlookup").with("level", level),
+                    meta,
                     i,
                     P::FiberLookup(proto::FiberLookup {
                         input_ref,
@@ -1146,13 +1208,14 @@ pub fn comal_gaps(g: &Graph) -> Vec<String> {
     let mut gaps = Vec::new();
     // Reference streams that can carry `N`: a union's payload outputs for an operand that can
     // lack a coordinate the others have, and repeats of them.
+    let dense = densified_levels(g);
     let mut may_n = vec![false; g.streams.len()];
     for n in &g.nodes {
         match &n.op {
             Op::Join { kind: JoinKind::Union, payloads, .. } => {
                 let (mut ii, mut oi) = (0usize, 1usize);
                 for &np in payloads {
-                    let lacks = !full(g, n.ins[ii]);
+                    let lacks = !full(g, &dense, n.ins[ii]);
                     for k in 0..np as usize {
                         if let Some(Some(s)) = n.outs.get(oi + k) {
                             may_n[s.0 as usize] = lacks;
@@ -1213,11 +1276,12 @@ pub fn comal_gaps(g: &Graph) -> Vec<String> {
 
 /// Whether crd stream `s` holds every coordinate of its dimension in each fiber (a dense
 /// scan or range, a union with one, an intersection of them).
-fn full(g: &Graph, s: StreamId) -> bool {
+fn full(g: &Graph, dense: &BTreeSet<(String, u32)>, s: StreamId) -> bool {
     let (NodeId(p), _) = g.stream(s).producer;
     let n = &g.nodes[p as usize];
     match &n.op {
         Op::Scan { format: LevelFormat::Dense, .. } | Op::Range { .. } => true,
+        Op::Scan { tensor, level, .. } if dense.contains(&(tensor.clone(), *level)) => true,
         Op::Join { kind, payloads, .. } => {
             let mut ii = 0usize;
             let mut crds = Vec::with_capacity(payloads.len());
@@ -1226,8 +1290,8 @@ fn full(g: &Graph, s: StreamId) -> bool {
                 ii += 1 + np as usize;
             }
             match kind {
-                JoinKind::Union => crds.iter().any(|&c| full(g, c)),
-                JoinKind::Intersect => crds.iter().all(|&c| full(g, c)),
+                JoinKind::Union => crds.iter().any(|&c| full(g, dense, c)),
+                JoinKind::Intersect => crds.iter().all(|&c| full(g, dense, c)),
             }
         }
         Op::Scan { format: LevelFormat::Compressed, .. }
@@ -1319,9 +1383,25 @@ pub fn export_dir(g: &Graph, tensors: &BTreeMap<String, Tensor>, dir: &Path) -> 
         action: "create directory",
         source,
     })?;
+    let dense = densified_levels(g);
     for b in &g.inputs {
         if let Some(t) = tensors.get(&b.tensor) {
-            fuseflow_tensor::write_tensor_dir(dir, &b.tensor, t)?;
+            let mut levels = b.levels.clone();
+            for (l, lf) in levels.iter_mut().enumerate() {
+                if dense.contains(&(b.tensor.clone(), l as u32)) {
+                    *lf = LevelFormat::Dense;
+                }
+            }
+            if levels == b.levels {
+                fuseflow_tensor::write_tensor_dir(dir, &b.tensor, t)?;
+            } else {
+                let terr = |e: fuseflow_tensor::TensorError| ExportError::Tensor {
+                    tensor: b.tensor.clone(),
+                    message: format!("cannot store it with dense levels for Comal: {e}"),
+                };
+                let f = fuseflow_tensor::Format::new(levels, b.mode_order.clone()).map_err(terr)?;
+                fuseflow_tensor::write_tensor_dir(dir, &b.tensor, &t.convert(&f).map_err(terr)?)?;
+            }
         }
     }
     for size in range_sizes(g) {

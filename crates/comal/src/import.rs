@@ -152,6 +152,8 @@ enum Extra {
     None,
     /// A scanner whose name gave no `level`.
     ScanLevel,
+    /// A scanner of a compressed level our export stored densely (`stored=dense`).
+    StoredDense,
     /// A range scanner: its size is line `mode` of the synthetic tensor's shape file.
     Range {
         tensor: String,
@@ -370,7 +372,16 @@ impl Builder {
                     )
                 } else {
                     let level = meta.parse_key::<u32>("level").map_err(bad)?;
-                    let format = if f.format == "compressed" { LevelFormat::Compressed } else { LevelFormat::Dense };
+                    let stored_dense = match meta.get("stored") {
+                        None => false,
+                        Some("dense") if level.is_some() => true,
+                        Some(other) => return Err(bad(format!("stored={other:?} needs level= and must be dense"))),
+                    };
+                    let format = if f.format == "compressed" || stored_dense {
+                        LevelFormat::Compressed
+                    } else {
+                        LevelFormat::Dense
+                    };
                     let op = Op::Scan {
                         tensor: f.tensor.clone(),
                         level: level.unwrap_or(0),
@@ -378,7 +389,12 @@ impl Builder {
                         format,
                         index: f.index.clone(),
                     };
-                    (op, if level.is_some() { Extra::None } else { Extra::ScanLevel })
+                    let extra = match (level, stored_dense) {
+                        (None, _) => Extra::ScanLevel,
+                        (Some(_), true) => Extra::StoredDense,
+                        (Some(_), false) => Extra::None,
+                    };
+                    (op, extra)
                 };
                 self.push(info, op, f.label.clone(), vec![input], vec![crd, rf], extra);
             }
@@ -1475,6 +1491,7 @@ fn bind(
     // Input tensors, in order of first use.
     let mut order: Vec<String> = Vec::new();
     let mut claims: HashMap<String, Vec<Claim>> = HashMap::new();
+    let mut restore: HashMap<String, Vec<usize>> = HashMap::new();
     let note = |t: &str, order: &mut Vec<String>| {
         if !order.iter().any(|x| x == t) {
             order.push(t.to_string());
@@ -1484,7 +1501,15 @@ fn bind(
         match &node.op {
             Op::Scan { tensor, level, dim, format, .. } => {
                 note(tensor, &mut order);
-                let c = LevelClaim { dim: Some(*dim as usize), format: Some(*format) };
+                // A level our export stored densely is read as written, then made compressed.
+                let (format, stored_dense) = match extras[i] {
+                    Extra::StoredDense => (LevelFormat::Dense, true),
+                    _ => (*format, false),
+                };
+                if stored_dense {
+                    restore.entry(tensor.clone()).or_default().push(*level as usize);
+                }
+                let c = LevelClaim { dim: Some(*dim as usize), format: Some(format) };
                 claims.entry(tensor.clone()).or_default().push((i, *level as usize, c, None));
             }
             Op::Locate { tensor, level, size, .. } if !tensor.is_empty() => {
@@ -1573,7 +1598,19 @@ fn bind(
             }));
         }
         let format = Format::new(formats, mode_order).map_err(|e| terr(e.to_string()))?;
-        let data = fuseflow_tensor::read_tensor_dir(dir, &t, &format)?;
+        let mut data = fuseflow_tensor::read_tensor_dir(dir, &t, &format)?;
+        let format = match restore.get(&t) {
+            None => format,
+            Some(levels) => {
+                let mut f = format.levels.clone();
+                for &l in levels {
+                    f[l] = LevelFormat::Compressed;
+                }
+                let f = Format::new(f, format.mode_order.clone()).map_err(|e| terr(e.to_string()))?;
+                data = data.convert(&f).map_err(|e| terr(e.to_string()))?;
+                f
+            }
+        };
         for &i in foreign_locates {
             if let Op::Locate { tensor, level, size, .. } = &mut g.nodes[i].op {
                 if *tensor == t {

@@ -299,3 +299,30 @@ fn deep_locates_become_a_dense_scan_and_an_intersection() {
         .count();
     assert_eq!((scans, joins), (deep, deep));
 }
+
+#[test]
+fn a_sparse_union_that_drives_scanners_reads_a_dense_top_level() {
+    // B + C, both DCSR: the union over i gives B an N reference where B lacks a row; Comal's
+    // scanner would pass it on as an N coordinate that its union at j rejects. The export
+    // stores both top levels densely (empty rows as empty fibers), so no N arises.
+    let (g, c) = export_of(&std::fs::read_to_string(examples_dir().join("add.ff")).unwrap(), 0);
+    let dense_tops: Vec<&str> = ops(&c)
+        .iter()
+        .filter_map(|o| match &o.op {
+            Some(P::FiberLookup(f)) if o.name.contains("stored=dense") => {
+                assert_eq!((f.format.as_str(), o.name.contains("level=0")), ("dense", true), "{}", o.name);
+                Some(f.tensor.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dense_tops, ["B", "C"]);
+    assert!(fuseflow_comal::comal_gaps(&g).is_empty(), "{:?}", fuseflow_comal::comal_gaps(&g));
+    // The tensor directory stores the dense level as such: no seg/crd files for dimension 0.
+    let p = load(&examples_dir().join("add.ff"));
+    let tensors = fuseflow_ir::load_inputs(&p, &examples_dir(), 0).unwrap();
+    let dir = TmpDir::new("dense-top");
+    fuseflow_comal::export_dir(&g, &tensors, dir.path()).unwrap();
+    assert!(!dir.path().join("tensor_B_mode_0_crd").exists());
+    assert!(dir.path().join("tensor_B_mode_1_crd").exists());
+}
