@@ -233,8 +233,8 @@ impl HwConfig {
     }
 
     /// Comal's timing model (comal-interop.md §4) without its bugs: II 1 and latency 1 for
-    /// every primitive, unbounded channels, and its HBM model with the start-up charged once
-    /// per channel instead of on every request.
+    /// every primitive with Comal's timing quirks ([`Quirks::comal`]), unbounded channels, and
+    /// its HBM model with the start-up charged once per channel instead of on every request.
     pub fn comal() -> HwConfig {
         HwConfig {
             name: "comal".into(),
