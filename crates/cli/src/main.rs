@@ -269,6 +269,19 @@ enum Cmd {
         /// Write every output tensor into this tensor directory.
         #[arg(long)]
         dump_outputs: Option<PathBuf>,
+        /// Compare every output tensor with the one in this tensor directory (e.g. what a Comal
+        /// runner wrote: every level compressed, `tensor_<T>_mode_shape` present); exit 1 on a
+        /// mismatch or an unreadable tensor.
+        #[arg(long)]
+        compare_outputs: Option<PathBuf>,
+        /// Relative tolerance of `--compare-outputs`. The defaults suit a simulator that
+        /// computes in f32 (Comal): about 1e-7 per operation, accumulated over sums of up to
+        /// ~1000 terms of magnitude ~1.
+        #[arg(long, default_value_t = 1e-4)]
+        rel_tol: f64,
+        /// Absolute tolerance of `--compare-outputs`.
+        #[arg(long, default_value_t = 1e-4)]
+        abs_tol: f64,
         /// Channel capacity in tokens (default: the hardware's).
         #[arg(long)]
         fifo_depth: Option<usize>,
@@ -856,11 +869,25 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         // --- Comal interop (fuseflow-comal) ---
         Cmd::Compile { prog, stmt, emit, out, seed } => comal_compile(&prog, &stmt, &emit, &out, seed),
-        Cmd::Simulate { comal, data, json, dump_outputs, fifo_depth, max_cycles, hw: hw_args, observe: obs } => {
+        Cmd::Simulate {
+            comal,
+            data,
+            json,
+            dump_outputs,
+            compare_outputs,
+            rel_tol,
+            abs_tol,
+            fifo_depth,
+            max_cycles,
+            hw: hw_args,
+            observe: obs,
+        } => {
             let hw = hardware(&hw_args, fifo_depth)?;
             check_observe(&obs)?;
             let sim = SimConfig { trace: obs.trace.as_ref().map(|_| obs.trace_limit), ..sim_config(&hw, max_cycles) };
-            let out = SimulateOut { json, dump: dump_outputs.as_deref(), hw: &hw, hw_args: &hw_args, observe: &obs };
+            let compare = compare_outputs.as_deref().map(|dir| (dir, rel_tol, abs_tol));
+            let out =
+                SimulateOut { json, dump: dump_outputs.as_deref(), compare, hw: &hw, hw_args: &hw_args, observe: &obs };
             comal_simulate(&comal, &data, &sim, &out)
         }
         // --- end Comal interop ---
@@ -943,6 +970,7 @@ fn comal_compile(prog: &ProgramArgs, stmt: &str, emit: &str, out: &Path, seed: u
         tensors.insert(name.clone(), t.convert(&decl.format).map_err(|e| anyhow!("{name}: {e}"))?);
     }
     fuseflow_comal::export_dir(&k.graph, &tensors, out)?;
+    print_comal_gaps(&k.graph);
     outln!(
         "wrote {} ({} nodes, order {}) and {} input tensors",
         out.join(fuseflow_comal::GRAPH_FILE).display(),
@@ -981,6 +1009,7 @@ fn comal_compile_group(
         }
     }
     fuseflow_comal::export_dir(&k.graph, &tensors, out)?;
+    print_comal_gaps(&k.graph);
     let orders: Vec<String> = k.orders.iter().map(|o| o.join(",")).collect();
     outln!(
         "wrote {} (group {group}: statements {}, {} nodes, order {}) and {} input tensors",
@@ -993,10 +1022,20 @@ fn comal_compile_group(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Notes on stderr for what the Comal simulator cannot run as exported (the export is
+/// written all the same).
+fn print_comal_gaps(g: &fuseflow_graph::Graph) {
+    for gap in fuseflow_comal::comal_gaps(g) {
+        let _ = writeln!(std::io::stderr().lock(), "note: Comal: {gap}");
+    }
+}
+
 /// Output options of `fuseflow simulate`.
 struct SimulateOut<'a> {
     json: bool,
     dump: Option<&'a Path>,
+    /// `--compare-outputs DIR` with its relative and absolute tolerances.
+    compare: Option<(&'a Path, f64, f64)>,
     hw: &'a HwConfig,
     hw_args: &'a HwArgs,
     observe: &'a ObserveArgs,
@@ -1015,6 +1054,10 @@ fn comal_simulate(graph: &Path, data: &Path, sim: &SimConfig, out: &SimulateOut)
             fuseflow_tensor::write_tensor_dir(dir, name, t)?;
         }
     }
+    let compared = match out.compare {
+        Some((dir, rel, abs)) => Some(compare_outputs(&g, &r.outputs, dir, rel, abs)),
+        None => None,
+    };
     let observed = [Observed {
         statements: Vec::new(),
         label: String::new(),
@@ -1046,6 +1089,26 @@ fn comal_simulate(graph: &Path, data: &Path, sim: &SimConfig, out: &SimulateOut)
             "verified": false,
             "reason": SIMULATE_UNVERIFIED,
         });
+        let mut v = v;
+        if let Some(c) = &compared {
+            let list: BTreeMap<&String, serde_json::Value> = c
+                .iter()
+                .map(|(name, res)| {
+                    let j = match res {
+                        Ok(cmp) => serde_json::json!({
+                            "equal": cmp.ok,
+                            "mismatches": cmp.mismatches,
+                            "max_abs_error": finite(cmp.max_abs_error),
+                            "max_rel_error": finite(cmp.max_rel_error),
+                            "first_mismatch": cmp.first_mismatch,
+                        }),
+                        Err(e) => serde_json::json!({ "equal": false, "error": e }),
+                    };
+                    (name, j)
+                })
+                .collect();
+            v["compare"] = serde_json::json!(list);
+        }
         outln!("{}", json_with(v, out.hw, written)?);
     } else {
         outln!("graph        {} ({} nodes)", g.name, g.nodes.len());
@@ -1069,10 +1132,44 @@ fn comal_simulate(graph: &Path, data: &Path, sim: &SimConfig, out: &SimulateOut)
         for (name, t) in &r.outputs {
             outln!("output       {name} {:?} ({} stored)", t.shape, t.stored());
         }
+        for (name, res) in compared.iter().flatten() {
+            match res {
+                Ok(cmp) => outln!("compare      {name} {cmp}"),
+                Err(e) => outln!("compare      {name} UNREADABLE: {e}"),
+            }
+        }
         print_observations(&written)?;
         outln!("result       NOT VERIFIED: {SIMULATE_UNVERIFIED}");
     }
-    Ok(ExitCode::SUCCESS)
+    let all_equal = compared.iter().flatten().all(|(_, res)| res.as_ref().is_ok_and(|c| c.ok));
+    Ok(if all_equal { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `None` for a non-finite error (JSON has no infinity).
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+/// Compares each simulated output with the tensor of the same name in `dir`, read with every
+/// level compressed in the output's level order (the layout a Comal runner's writers give).
+fn compare_outputs(
+    g: &fuseflow_graph::Graph,
+    outputs: &BTreeMap<String, fuseflow_tensor::Tensor>,
+    dir: &Path,
+    rel: f64,
+    abs: f64,
+) -> Vec<(String, std::result::Result<fuseflow_reference::Comparison, String>)> {
+    let mut res = Vec::with_capacity(outputs.len());
+    for (name, ours) in outputs {
+        let dims = g.outputs.iter().find(|b| &b.tensor == name).map(|b| b.dims.clone()).unwrap_or_default();
+        let levels = vec![fuseflow_tensor::LevelFormat::Compressed; dims.len()];
+        let theirs = fuseflow_tensor::Format::new(levels, dims)
+            .map_err(|e| format!("{name}: {e}"))
+            .and_then(|f| fuseflow_tensor::read_tensor_dir(dir, name, &f).map_err(|e| e.to_string()));
+        let cmp = theirs.map(|t| fuseflow_reference::compare_named(name, &ours.to_coo(), &t.to_coo(), rel, abs));
+        res.push((name.clone(), cmp));
+    }
+    res
 }
 
 // --- end Comal interop ---

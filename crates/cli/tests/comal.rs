@@ -28,6 +28,19 @@ fn same_cycles(program: &str, order: &str, tag: &str) {
     assert!(via["cycles"].as_u64().unwrap() > 0);
     assert_eq!(via["cycles"], direct["cycles"], "{program} {order}: cycles via Comal export vs run");
     assert_eq!(via["tokens"], direct["tokens"], "{program} {order}: tokens");
+    // On the comal machine (its timing quirks, memory off) too: the cross-check compares these.
+    let comal_hw = ["--hw", "comal", "--memory", "ideal", "--json"];
+    let (code, stdout, err) = cli(&[&["simulate", "--comal", &graph, "--data", &out_s][..], &comal_hw[..]].concat());
+    assert_eq!(code, 0, "simulate --hw comal: {err}");
+    let via_comal = json(&stdout);
+    let (code, stdout, err) = cli(&[&["run", &example_path(program), "--order", order][..], &comal_hw[..]].concat());
+    assert_eq!(code, 0, "run --hw comal: {err}");
+    assert_eq!(via_comal["cycles"], json(&stdout)["cycles"], "{program} {order}: comal cycles via export vs run");
+    // The simulated outputs compare equal with what the export's simulation dumped (what a
+    // Comal runner writes is compared the same way).
+    let (code, stdout, err) = cli(&["simulate", "--comal", &graph, "--data", &out_s, "--compare-outputs", &dump]);
+    assert_eq!(code, 0, "compare: {err}");
+    assert!(stdout.contains("compare      ") && stdout.contains(" match: 0 mismatches"), "{stdout}");
     // The dumped outputs are tensor directories.
     let names: Vec<String> = std::fs::read_dir(dir.join("outputs"))
         .unwrap()
@@ -142,5 +155,50 @@ fn later_statements_export_their_temporaries() {
         .find(|g| g["statements"] == serde_json::json!([8]))
         .expect("a group for statement 8");
     assert_eq!(via["cycles"], group["cycles"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `simulate --compare-outputs` reports a changed value as a mismatch and a malformed tensor as
+/// unreadable, exiting 1; `compile` notes what Comal cannot run.
+#[test]
+fn compare_outputs_finds_differences() {
+    let dir = tmpdir("compare");
+    let out_s = dir.join("export").to_string_lossy().to_string();
+    let (code, _, err) = cli(&["compile", &example_path("spmv.ff"), "--emit", "comal", "--out", &out_s]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("note: Comal"), "spmv runs on Comal: {err}");
+    let graph = dir.join("export").join("graph.bin").to_string_lossy().to_string();
+    let dump = dir.join("dump");
+    let dump_s = dump.to_string_lossy().to_string();
+    let (code, _, err) = cli(&["simulate", "--comal", &graph, "--data", &out_s, "--dump-outputs", &dump_s]);
+    assert_eq!(code, 0, "{err}");
+    // Change one value by far more than the tolerance.
+    let vals = dump.join("tensor_y_mode_vals");
+    let text = std::fs::read_to_string(&vals).unwrap();
+    let first: f64 = text.lines().next().unwrap().parse().unwrap();
+    let changed: Vec<String> =
+        text.lines().enumerate().map(|(i, l)| if i == 0 { (first + 1.0).to_string() } else { l.to_string() }).collect();
+    std::fs::write(&vals, changed.join("\n") + "\n").unwrap();
+    let (code, stdout, _) = cli(&["simulate", "--comal", &graph, "--data", &out_s, "--compare-outputs", &dump_s]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("compare      y MISMATCH: 1 mismatches"), "{stdout}");
+    let (code, stdout, _) =
+        cli(&["simulate", "--comal", &graph, "--data", &out_s, "--compare-outputs", &dump_s, "--json"]);
+    assert_eq!(code, 1);
+    assert_eq!(json(&stdout)["compare"]["y"]["equal"], false, "{stdout}");
+    // One value too many: the tensor does not read back.
+    std::fs::write(&vals, text.clone() + "1\n").unwrap();
+    let (code, stdout, _) = cli(&["simulate", "--comal", &graph, "--data", &out_s, "--compare-outputs", &dump_s]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("compare      y UNREADABLE") && stdout.contains("tensor_y_mode_vals"), "{stdout}");
+    // What Comal cannot run is noted when compiling (the export is written all the same).
+    let prog = dir.join("maxnz.ff");
+    std::fs::write(&prog, "input A[4, 5] dcsr = random(density=0.5)\noutput y[4] dense\ny(i) = maxnz(j, A(i,j))\n")
+        .unwrap();
+    let (code, _, err) = cli(&["compile", &prog.to_string_lossy(), "--emit", "comal", "--out", &out_s]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("note: Comal: node") && err.contains("has no stage for zero_to_neginf"), "{err}");
+    assert!(err.contains("max reducer restarts from 0"), "{err}");
+    assert!(dir.join("export").join("graph.bin").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,6 @@
 //! Export: our graph → tortilla protobuf, and the data directory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use fuseflow_graph::{AluOp, Graph, JoinKind, Node, NodeId, Op, ReduceKind, ScalarOp, StreamId, StreamKind};
@@ -24,11 +24,16 @@ enum Wire {
 
 /// Stream-id allocation, run twice: a counting pass records how many Comal consumers each of
 /// our streams has, and the real pass hands out ids (and inserts broadcasts) accordingly.
+///
+/// Streams are indexed like the graph's, followed by *virtual* streams: output ports that are
+/// void in our graph but that the export consumes (see [`Plan`]).
 struct Alloc<'g> {
     g: &'g Graph,
     counting: bool,
     consumers: Vec<u32>,
     wires: Vec<Wire>,
+    kinds: Vec<StreamKind>,
+    names: Vec<String>,
     next_id: [u64; 4],
     next_op: u64,
     pending: Vec<Operation>,
@@ -44,12 +49,21 @@ fn ns(kind: StreamKind) -> usize {
 }
 
 impl<'g> Alloc<'g> {
-    fn new(g: &'g Graph) -> Alloc<'g> {
+    fn new(g: &'g Graph, virtuals: &[(StreamKind, String)]) -> Alloc<'g> {
+        let n = g.streams.len() + virtuals.len();
+        let mut kinds: Vec<StreamKind> = g.streams.iter().map(|s| s.kind).collect();
+        let mut names: Vec<String> = g.streams.iter().map(|s| s.name.clone()).collect();
+        for (k, name) in virtuals {
+            kinds.push(*k);
+            names.push(name.clone());
+        }
         Alloc {
             g,
             counting: true,
-            consumers: vec![0; g.streams.len()],
-            wires: vec![Wire::Unset; g.streams.len()],
+            consumers: vec![0; n],
+            wires: vec![Wire::Unset; n],
+            kinds,
+            names,
             next_id: [1; 4],
             next_op: g.nodes.len() as u64,
             pending: Vec::new(),
@@ -76,11 +90,11 @@ impl<'g> Alloc<'g> {
     }
 
     fn kind(&self, s: StreamId) -> StreamKind {
-        self.g.streams[s.0 as usize].kind
+        self.kinds[s.0 as usize]
     }
 
     fn name(&self, s: StreamId) -> String {
-        self.g.streams[s.0 as usize].name.clone()
+        self.names[s.0 as usize].clone()
     }
 
     /// Wires stream `s` on first use: a direct id, or a broadcast for several consumers.
@@ -211,6 +225,338 @@ fn payload(kind: StreamKind, id: u64, name: String) -> joiner::Payload {
     joiner::Payload { stream: Some(stream) }
 }
 
+/// A same-shape stand-in for a crd stream: a ref or val stream produced next to it, which
+/// Comal's repeat (and a joiner's payload slot) can read.
+#[derive(Debug, Clone, Copy)]
+struct Sibling {
+    /// The ref or val stream (possibly virtual).
+    stream: StreamId,
+    /// Output port of the crd stream at its producer.
+    crd_port: usize,
+}
+
+/// Export decisions taken before emission (identical in both passes of [`Alloc`]).
+#[derive(Default)]
+struct Plan {
+    /// Virtual streams `(kind, name)`, numbered after the graph's streams.
+    virtuals: Vec<(StreamKind, String)>,
+    /// Void output ports `(node, port)` the export wires up, and their virtual streams.
+    ports: HashMap<(usize, usize), StreamId>,
+    /// Per node: for a RepSig over a crd stream, the sibling its repeats read in Comal's form.
+    sig: Vec<Option<Sibling>>,
+    /// `(joiner, operand)` → the payload given to an operand that has none (a range).
+    pay: HashMap<(usize, usize), Sibling>,
+    /// `(joiner, operand)` → the output of that synthesized payload, when a repeat reads it.
+    pay_out: HashMap<(usize, usize), StreamId>,
+    /// Per node: a locate below the top level, exported as a dense scan and an intersection.
+    loc: Vec<Option<LocRewrite>>,
+    /// Per node: a repeat read only by rewritten locates (not exported; the importer rebuilds it).
+    skip: Vec<bool>,
+    /// Coordinate droppers added before the level writers of each output tensor (see
+    /// [`Plan::add_droppers`]), emitted before that tensor's first writer.
+    drops: BTreeMap<String, Vec<CompatDrop>>,
+    /// Level writer → the stream it reads instead of its input (a dropper's output).
+    writer_in: HashMap<usize, StreamId>,
+    /// Compressed input levels stored densely ([`densified_levels`]).
+    dense: BTreeSet<(String, u32)>,
+}
+
+/// A coordinate dropper only the export has: `(outer, inner) → (outer', inner')`.
+#[derive(Debug, Clone, Copy)]
+struct CompatDrop {
+    outer: StreamId,
+    inner: StreamId,
+    outer_out: StreamId,
+    inner_out: StreamId,
+}
+
+/// A locate `ref = parent × size + crd` below a tensor's top level. Comal's iterate-locate
+/// passes the coordinate through as the reference (right only when the parent position is 0),
+/// so the export intersects the coordinates with a dense scan of the level under the
+/// un-repeated parent references instead.
+#[derive(Debug, Clone, Copy)]
+struct LocRewrite {
+    /// The repeat that gives the locate its parent reference per coordinate.
+    rep: usize,
+    /// The repeat's RepSig (over the locate's crd stream).
+    sig: usize,
+    /// The un-repeated parent references (the repeat's payload).
+    parent: StreamId,
+    /// The stream that rides along with the coordinates in the intersection.
+    sib: Sibling,
+    /// Logical dimension of the located level.
+    dim: u32,
+    /// Virtual crd and ref outputs of the dense scan.
+    scan_crd: StreamId,
+    scan_ref: StreamId,
+}
+
+impl Plan {
+    fn new(g: &Graph) -> Plan {
+        let mut plan = Plan {
+            sig: vec![None; g.nodes.len()],
+            loc: vec![None; g.nodes.len()],
+            skip: vec![false; g.nodes.len()],
+            ..Plan::default()
+        };
+        for (i, n) in g.nodes.iter().enumerate() {
+            match &n.op {
+                Op::Join { payloads, .. } => {
+                    let mut ii = 0usize;
+                    for (p, &np) in payloads.iter().enumerate() {
+                        if np == 0 {
+                            if let Some(sib) = plan.sibling(g, n.ins[ii]) {
+                                plan.pay.insert((i, p), sib);
+                            }
+                        }
+                        ii += 1 + np as usize;
+                    }
+                }
+                Op::RepSig if g.stream(n.ins[0]).kind == StreamKind::Crd => {
+                    plan.sig[i] = plan.sibling(g, n.ins[0]);
+                }
+                Op::Locate { tensor, level, .. } if *level > 0 => {
+                    plan.loc[i] = plan.locate(g, i, tensor, *level);
+                }
+                _ => {}
+            }
+        }
+        plan.add_droppers(g);
+        plan.dense = densified_levels(g);
+        // A repeat whose every consumer is a rewritten locate is not exported.
+        for (i, n) in g.nodes.iter().enumerate() {
+            if let (Op::Repeat { .. }, Some(out)) = (&n.op, n.outs.first().copied().flatten()) {
+                plan.skip[i] = g
+                    .stream(out)
+                    .consumers
+                    .iter()
+                    .all(|&(c, port)| port == 1 && plan.loc[c.0 as usize].is_some_and(|l| l.rep == i));
+            }
+        }
+        plan
+    }
+
+    /// Our level writers record one segment per real fiber, empty ones included, because stops
+    /// carry a `gap` (ARCHITECTURE.md). Comal's writers record a segment only at a stop that
+    /// follows a coordinate, so an empty inner fiber under a kept outer coordinate loses its
+    /// segment. The compiler drops outer coordinates with empty inner fibers only above
+    /// compressed output levels; for Comal, every output level above a level whose fibers can
+    /// be empty gets a dropper too (Comal writes every level compressed anyway). Innermost pair
+    /// first, as the compiler does.
+    fn add_droppers(&mut self, g: &Graph) {
+        let mut writers: BTreeMap<&str, Vec<(u32, usize)>> = BTreeMap::new();
+        for (i, n) in g.nodes.iter().enumerate() {
+            if let Op::LevelWrite { tensor, level } = &n.op {
+                writers.entry(tensor.as_str()).or_default().push((*level, i));
+            }
+        }
+        for (tensor, mut ws) in writers {
+            ws.sort_unstable();
+            if ws.iter().enumerate().any(|(l, &(level, _))| level as usize != l) {
+                continue;
+            }
+            let orig: Vec<StreamId> = ws.iter().map(|&(_, w)| g.nodes[w].ins[0]).collect();
+            let mut crds = orig.clone();
+            let mut drops = Vec::new();
+            for l in (0..crds.len().saturating_sub(1)).rev() {
+                let already =
+                    matches!(g.stream(orig[l]).producer, (p, 0) if matches!(g.nodes[p.0 as usize].op, Op::CrdDrop));
+                if already || !may_be_empty(g, orig[l + 1]) {
+                    continue;
+                }
+                let name = |s: StreamId| g.stream(s).name.clone();
+                let outer_out = self.virtual_stream(g, StreamKind::Crd, format!("{}.dropped", name(orig[l])));
+                let inner_out = self.virtual_stream(g, StreamKind::Crd, format!("{}.dropped", name(orig[l + 1])));
+                drops.push(CompatDrop { outer: crds[l], inner: crds[l + 1], outer_out, inner_out });
+                crds[l] = outer_out;
+                crds[l + 1] = inner_out;
+            }
+            if drops.is_empty() {
+                continue;
+            }
+            for (k, &(_, w)) in ws.iter().enumerate() {
+                if crds[k] != g.nodes[w].ins[0] {
+                    self.writer_in.insert(w, crds[k]);
+                }
+            }
+            self.drops.insert(tensor.to_string(), drops);
+        }
+    }
+
+    /// The rewrite of locate `i`, when its reference input is a repeat of an un-repeated
+    /// parent stream driven by the locate's own coordinates (the compiler's pattern).
+    fn locate(&mut self, g: &Graph, i: usize, tensor: &str, level: u32) -> Option<LocRewrite> {
+        let n = &g.nodes[i];
+        let (x, r) = (n.ins[0], n.ins[1]);
+        let rep = g.stream(r).producer.0 .0 as usize;
+        let rn = &g.nodes[rep];
+        if !matches!(rn.op, Op::Repeat { .. }) || g.stream(rn.ins[0]).kind != StreamKind::Ref {
+            return None;
+        }
+        let sig = g.stream(rn.ins[1]).producer.0 .0 as usize;
+        if !matches!(g.nodes[sig].op, Op::RepSig) || g.nodes[sig].ins[0] != x {
+            return None;
+        }
+        let dim = *g.inputs.iter().find(|b| b.tensor == tensor)?.mode_order.get(level as usize)?;
+        let sib = self.sibling(g, x)?;
+        let scan_crd = self.virtual_stream(g, StreamKind::Crd, format!("{}.dense_crd", n.label));
+        let scan_ref = self.virtual_stream(g, StreamKind::Ref, format!("{}.dense_ref", n.label));
+        Some(LocRewrite { rep, sig, parent: rn.ins[0], sib, dim: dim as u32, scan_crd, scan_ref })
+    }
+
+    fn virtual_stream(&mut self, g: &Graph, kind: StreamKind, name: String) -> StreamId {
+        self.virtuals.push((kind, name));
+        StreamId((g.streams.len() + self.virtuals.len() - 1) as u32)
+    }
+
+    /// Output `port` of `node`: its stream, or a virtual one if the port is void.
+    fn port(&mut self, g: &Graph, node: usize, port: usize, kind: StreamKind) -> StreamId {
+        if let Some(s) = g.nodes[node].outs.get(port).copied().flatten() {
+            return s;
+        }
+        if let Some(&s) = self.ports.get(&(node, port)) {
+            return s;
+        }
+        let name = format!("{}.out{port}", g.nodes[node].label);
+        let s = self.virtual_stream(g, kind, name);
+        self.ports.insert((node, port), s);
+        s
+    }
+
+    /// The ref or val stream produced in step with crd stream `c`, if its producer has one.
+    fn sibling(&mut self, g: &Graph, c: StreamId) -> Option<Sibling> {
+        let (NodeId(p), port) = g.stream(c).producer;
+        let (p, port) = (p as usize, port as usize);
+        let n = &g.nodes[p];
+        let stream = match &n.op {
+            Op::Scan { .. } | Op::Range { .. } if port == 0 => self.port(g, p, 1, StreamKind::Ref),
+            Op::Spacc { order, .. } if port + 1 == *order as usize => self.port(g, p, port + 1, StreamKind::Val),
+            Op::Join { .. } if port == 0 => {
+                let in_kinds: Vec<StreamKind> = n.ins.iter().map(|&s| g.stream(s).kind).collect();
+                let out_kinds = n.op.output_kinds(&in_kinds);
+                if let Some(k) = (1..n.outs.len()).find(|&k| n.outs[k].is_some()) {
+                    n.outs[k]?
+                } else if out_kinds.len() > 1 {
+                    self.port(g, p, 1, out_kinds[1])
+                } else {
+                    // No payload at all: the synthesized payload of operand 0 carries it.
+                    let src = *self.pay.get(&(p, 0))?;
+                    match self.pay_out.get(&(p, 0)) {
+                        Some(&s) => s,
+                        None => {
+                            let kind = self.kinds_of(g, src.stream);
+                            let s = self.virtual_stream(g, kind, format!("{}.out0", n.label));
+                            self.pay_out.insert((p, 0), s);
+                            s
+                        }
+                    }
+                }
+            }
+            _ => return None,
+        };
+        Some(Sibling { stream, crd_port: port })
+    }
+
+    fn kinds_of(&self, g: &Graph, s: StreamId) -> StreamKind {
+        let i = s.0 as usize;
+        match g.streams.get(i) {
+            Some(st) => st.kind,
+            None => self.virtuals[i - g.streams.len()].0,
+        }
+    }
+}
+
+/// Compressed levels `(tensor, level)` the export stores densely (every coordinate, with
+/// empty fibers below the ones without entries): those a union co-iterates with another
+/// operand while the union's references for it drive a scanner. A union gives an operand
+/// that lacks a coordinate an `N` reference; our scanner turns it into an empty fiber, Comal's
+/// into an `N` coordinate its joiners cannot take. Stored densely, the operand lacks nothing.
+pub(crate) fn densified_levels(g: &Graph) -> BTreeSet<(String, u32)> {
+    let mut out = BTreeSet::new();
+    for n in &g.nodes {
+        let Op::Join { kind: JoinKind::Union, payloads, .. } = &n.op else { continue };
+        if payloads.len() < 2 {
+            continue;
+        }
+        let (mut ii, mut oi) = (0usize, 1usize);
+        for &np in payloads {
+            let (NodeId(p), _) = g.stream(n.ins[ii]).producer;
+            if let Op::Scan { tensor, level, format: LevelFormat::Compressed, .. } = &g.nodes[p as usize].op {
+                let last =
+                    g.inputs.iter().find(|b| b.tensor == *tensor).is_none_or(|b| *level as usize + 1 >= b.levels.len());
+                let feeds_scan = (oi..oi + np as usize)
+                    .any(|k| n.outs.get(k).copied().flatten().is_some_and(|s| reaches_scan(g, s)));
+                if !last && feeds_scan {
+                    out.insert((tensor.clone(), *level));
+                }
+            }
+            ii += 1 + np as usize;
+            oi += np as usize;
+        }
+    }
+    out
+}
+
+/// Whether ref stream `s` drives a scanner, directly or through repeats.
+fn reaches_scan(g: &Graph, s: StreamId) -> bool {
+    let mut work = vec![s];
+    let mut steps = 0;
+    while let Some(s) = work.pop() {
+        steps += 1;
+        if steps > g.streams.len() + 1 {
+            break;
+        }
+        for &(c, port) in &g.stream(s).consumers {
+            let n = &g.nodes[c.0 as usize];
+            match &n.op {
+                Op::Scan { .. } | Op::Range { .. } => return true,
+                Op::Repeat { .. } if port == 0 => work.extend(n.outs.first().copied().flatten()),
+                _ => {}
+            }
+        }
+    }
+    false
+}
+
+/// Whether crd stream `s` can hold an empty fiber: false for dense scans and ranges, unions
+/// with such an operand, intersections of such operands, and droppers passing them on.
+fn may_be_empty(g: &Graph, s: StreamId) -> bool {
+    let mut s = s;
+    for _ in 0..=g.nodes.len() {
+        let (NodeId(p), port) = g.stream(s).producer;
+        let n = &g.nodes[p as usize];
+        match &n.op {
+            Op::Scan { format: LevelFormat::Dense, .. } => return false,
+            Op::Range { size, .. } => return *size == 0,
+            Op::CrdDrop => s = n.ins[port as usize],
+            Op::Join { kind, payloads, .. } => {
+                let mut ii = 0usize;
+                let mut crds = Vec::with_capacity(payloads.len());
+                for &np in payloads {
+                    crds.push(n.ins[ii]);
+                    ii += 1 + np as usize;
+                }
+                return match kind {
+                    JoinKind::Union => crds.iter().all(|&c| may_be_empty(g, c)),
+                    JoinKind::Intersect => crds.iter().any(|&c| may_be_empty(g, c)),
+                };
+            }
+            Op::Scan { format: LevelFormat::Compressed, .. }
+            | Op::Root
+            | Op::RepSig
+            | Op::Repeat { .. }
+            | Op::Locate { .. }
+            | Op::Array { .. }
+            | Op::Alu { .. }
+            | Op::Reduce { .. }
+            | Op::Spacc { .. }
+            | Op::LevelWrite { .. }
+            | Op::ValWrite { .. } => return true,
+        }
+    }
+    true
+}
+
 fn unsupported(i: usize, node: &Node, message: impl Into<String>) -> ExportError {
     ExportError::Unsupported { node: NodeId(i as u32), kind: node.op.kind_name(), message: message.into() }
 }
@@ -280,7 +626,7 @@ fn op(name: Meta, id: usize, op: operation::Op) -> Operation {
 }
 
 /// Emits every node once; run in the counting pass and again in the real pass.
-fn emit(g: &Graph, a: &mut Alloc) -> Result<Vec<Operation>, ExportError> {
+fn emit(g: &Graph, plan: &Plan, a: &mut Alloc) -> Result<Vec<Operation>, ExportError> {
     use operation::Op as P;
     // RepSigs over ref/val streams fold into the repeats they drive.
     let folded: Vec<bool> = g
@@ -290,7 +636,8 @@ fn emit(g: &Graph, a: &mut Alloc) -> Result<Vec<Operation>, ExportError> {
         .collect();
     let mut ops = Vec::with_capacity(g.nodes.len() * 2);
     for (i, n) in g.nodes.iter().enumerate() {
-        let out = |p: usize| n.outs.get(p).copied().flatten();
+        // An output port: its stream, or the virtual stream the plan gave a void port.
+        let out = |p: usize| n.outs.get(p).copied().flatten().or_else(|| plan.ports.get(&(i, p)).copied());
         let label = n.label.clone();
         match &n.op {
             Op::Root => {
@@ -311,8 +658,15 @@ fn emit(g: &Graph, a: &mut Alloc) -> Result<Vec<Operation>, ExportError> {
                 let input_ref = a.c_ref(n.ins[0]);
                 let output_crd = a.p_crd(out(0));
                 let output_ref = a.p_ref(out(1));
+                let mut meta = Meta::new("fiberlookup").with("level", level);
+                let mut format = *format;
+                if plan.dense.contains(&(tensor.clone(), *level)) {
+                    // Stored densely for Comal; the importer restores the compressed level.
+                    meta.set("stored", "dense");
+                    format = LevelFormat::Dense;
+                }
                 ops.push(op(
-                    Meta::new("fiberlookup").with("level", level),
+                    meta,
                     i,
                     P::FiberLookup(proto::FiberLookup {
                         input_ref,
@@ -349,7 +703,7 @@ fn emit(g: &Graph, a: &mut Alloc) -> Result<Vec<Operation>, ExportError> {
                     }),
                 ));
             }
-            Op::RepSig if folded[i] => {}
+            Op::RepSig if folded[i] || plan.sig[i].is_some() => {}
             Op::RepSig => {
                 let input_crd = a.c_crd(n.ins[0]);
                 let output_rep_sig = {
@@ -362,6 +716,7 @@ fn emit(g: &Graph, a: &mut Alloc) -> Result<Vec<Operation>, ExportError> {
                     P::Repeatsig(proto::RepeatSig { input_crd, output_rep_sig, label, index: String::new() }),
                 ));
             }
+            Op::Repeat { .. } if plan.skip[i] => {}
             Op::Repeat { index } => {
                 let (payload_in, sig) = (n.ins[0], n.ins[1]);
                 let kind = g.stream(payload_in).kind;
@@ -372,6 +727,7 @@ fn emit(g: &Graph, a: &mut Alloc) -> Result<Vec<Operation>, ExportError> {
                 } else {
                     proto::repeat::InputRef::InRef(a.c_ref(payload_in).unwrap_or_default())
                 });
+                let sibling = plan.sig.get(r).copied().flatten();
                 let rep = if folded.get(r).copied().unwrap_or(false) {
                     let rn = &g.nodes[r];
                     let src = rn.ins[0];
@@ -382,6 +738,20 @@ fn emit(g: &Graph, a: &mut Alloc) -> Result<Vec<Operation>, ExportError> {
                         proto::repeat::InputRepSig::RepVal(a.c_val(src).unwrap_or_default())
                     } else {
                         proto::repeat::InputRepSig::RepRef(a.c_ref(src).unwrap_or_default())
+                    }
+                } else if let Some(sib) = sibling {
+                    // Comal's form: the repeat reads a ref/val stream produced in step with
+                    // the RepSig's crd stream; the importer rebuilds the RepSig on that crd.
+                    let rn = &g.nodes[r];
+                    meta.set("repsig", r);
+                    meta.set("sig_label", &rn.label);
+                    meta.set("sig_name", a.name(sig));
+                    meta.set("sig_port", sib.crd_port);
+                    meta.set("crd_name", a.name(rn.ins[0]));
+                    if a.kind(sib.stream) == StreamKind::Val {
+                        proto::repeat::InputRepSig::RepVal(a.c_val(sib.stream).unwrap_or_default())
+                    } else {
+                        proto::repeat::InputRepSig::RepRef(a.c_ref(sib.stream).unwrap_or_default())
                     }
                 } else {
                     meta.set("sig", "repsig");
@@ -447,6 +817,13 @@ fn emit(g: &Graph, a: &mut Alloc) -> Result<Vec<Operation>, ExportError> {
                             let s = pay_in[p][0];
                             let inp = a.c_payload(s);
                             (Some(inp), payload(a.kind(s), 0, String::new()))
+                        } else if let Some(sib) = plan.pay.get(&(i, p)) {
+                            // No payload (a range operand): Comal needs one in every pair. The
+                            // range's reference stream rides along; its output is void unless
+                            // a repeat reads it (part 0 only).
+                            let inp = a.c_payload(sib.stream);
+                            let o = if j == 0 { plan.pay_out.get(&(i, p)).copied() } else { None };
+                            (Some(inp), a.p_payload(a.kind(sib.stream), o))
                         } else {
                             (None, joiner::Payload { stream: None })
                         };
@@ -476,6 +853,75 @@ fn emit(g: &Graph, a: &mut Alloc) -> Result<Vec<Operation>, ExportError> {
                         }),
                     ));
                 }
+            }
+            Op::Locate { tensor, level, size, index } if plan.loc[i].is_some() => {
+                let Some(lr) = plan.loc[i] else { continue };
+                // A dense scan of the located level under the un-repeated parent references ...
+                let scan_id = a.fresh_op();
+                let input_ref = a.c_ref(lr.parent);
+                let output_crd = a.p_crd(Some(lr.scan_crd));
+                let output_ref = a.p_ref(Some(lr.scan_ref));
+                ops.push(Operation {
+                    name: Meta::new("fiberlookup").with("locate", i).render(),
+                    id: scan_id,
+                    op: Some(P::FiberLookup(proto::FiberLookup {
+                        input_ref,
+                        output_ref,
+                        output_crd,
+                        index: index.clone(),
+                        tensor: tensor.clone(),
+                        mode: u64::from(lr.dim),
+                        format: LevelFormat::Dense.name().to_string(),
+                        src: true,
+                        root: false,
+                        label: format!("{label}.dense"),
+                    })),
+                });
+                // ... intersected with the coordinates: the dense side's references are the
+                // located ones. The name carries the locate, its repeat and the repeat's signal.
+                let rn = &g.nodes[lr.rep];
+                let mut meta = Meta::new("joiner")
+                    .with("locate", i)
+                    .with("tensor", tensor)
+                    .with("level", level)
+                    .with("size", size)
+                    .with("dim", lr.dim)
+                    .with("index", index)
+                    .with("rep", lr.rep)
+                    .with("repsig", lr.sig)
+                    .with("sig_label", &g.nodes[lr.sig].label)
+                    .with("sig_name", a.name(rn.ins[1]));
+                if plan.skip[lr.rep] {
+                    let rep_index = match &rn.op {
+                        Op::Repeat { index } => index.clone(),
+                        _ => String::new(),
+                    };
+                    meta.set("rep_label", &rn.label);
+                    meta.set("rep_name", a.name(n.ins[1]));
+                    meta.set("rep_index", rep_index);
+                } else {
+                    meta.set("rep_kept", 1);
+                }
+                let input_pairs = vec![
+                    joiner::JoinBundle { crd: a.c_crd(n.ins[0]), in_ref: Some(a.c_payload(lr.sib.stream)) },
+                    joiner::JoinBundle { crd: a.c_crd(lr.scan_crd), in_ref: Some(a.c_payload(lr.scan_ref)) },
+                ];
+                let output_refs = vec![payload(a.kind(lr.sib.stream), 0, String::new()), {
+                    let id = a.produce(out(0));
+                    payload(StreamKind::Ref, id, a.name_of(out(0)))
+                }];
+                ops.push(op(
+                    meta,
+                    i,
+                    P::Joiner(proto::Joiner {
+                        join_type: proto::joiner::Type::Intersect as i32,
+                        input_pairs,
+                        index: index.clone(),
+                        label,
+                        output_refs,
+                        output_crd: Some(proto::CrdStream::new(0, "")),
+                    }),
+                ));
             }
             Op::Locate { tensor, level, size, index } => {
                 let mut meta = Meta::new("locate")
@@ -685,7 +1131,29 @@ fn emit(g: &Graph, a: &mut Alloc) -> Result<Vec<Operation>, ExportError> {
                 let size = *b.shape.get(dim).ok_or_else(|| {
                     unsupported(i, n, format!("output {tensor} has rank {}, no dimension {dim}", b.shape.len()))
                 })?;
-                let input_crd = a.c_crd(n.ins[0]);
+                if let Some(drops) = plan.drops.get(tensor).filter(|_| first_writer(g, i, tensor)) {
+                    for d in drops {
+                        let input_outer_crd = a.c_crd(d.outer);
+                        let input_inner_crd = a.c_crd(d.inner);
+                        let output_outer_crd = a.p_crd(Some(d.outer_out));
+                        let output_inner_crd = a.p_crd(Some(d.inner_out));
+                        let id = a.fresh_op();
+                        ops.push(Operation {
+                            name: Meta::new("crddrop").with("compat", 1).render(),
+                            id,
+                            op: Some(P::CoordDrop(proto::CoordDrop {
+                                input_inner_crd,
+                                input_outer_crd,
+                                output_inner_crd,
+                                output_outer_crd,
+                                inner_crd: String::new(),
+                                outer_crd: String::new(),
+                                label: format!("{tensor}.crddrop"),
+                            })),
+                        });
+                    }
+                }
+                let input_crd = a.c_crd(plan.writer_in.get(&i).copied().unwrap_or(n.ins[0]));
                 ops.push(op(
                     Meta::new("fiberwrite").with("level", level),
                     i,
@@ -728,16 +1196,138 @@ fn emit(g: &Graph, a: &mut Alloc) -> Result<Vec<Operation>, ExportError> {
     Ok(ops)
 }
 
+/// Whether node `i` is the first level writer of `tensor` in node order.
+fn first_writer(g: &Graph, i: usize, tensor: &str) -> bool {
+    !g.nodes[..i].iter().any(|n| matches!(&n.op, Op::LevelWrite { tensor: t, .. } if t == tensor))
+}
+
+/// What in `g` the Comal simulator cannot run as exported, or runs with other results, one
+/// line per node (empty when Comal should run it and write our outputs). Export still works:
+/// these are limits of Comal, listed so that a user need not find them by its panics.
+pub fn comal_gaps(g: &Graph) -> Vec<String> {
+    let mut gaps = Vec::new();
+    // Reference streams that can carry `N`: a union's payload outputs for an operand that can
+    // lack a coordinate the others have, and repeats of them.
+    let dense = densified_levels(g);
+    let mut may_n = vec![false; g.streams.len()];
+    for n in &g.nodes {
+        match &n.op {
+            Op::Join { kind: JoinKind::Union, payloads, .. } => {
+                let (mut ii, mut oi) = (0usize, 1usize);
+                for &np in payloads {
+                    let lacks = !full(g, &dense, n.ins[ii]);
+                    for k in 0..np as usize {
+                        if let Some(Some(s)) = n.outs.get(oi + k) {
+                            may_n[s.0 as usize] = lacks;
+                        }
+                    }
+                    ii += 1 + np as usize;
+                    oi += np as usize;
+                }
+            }
+            Op::Repeat { .. } => {
+                if let Some(out) = n.outs.first().copied().flatten() {
+                    may_n[out.0 as usize] = may_n[n.ins[0].0 as usize];
+                }
+            }
+            _ => {}
+        }
+    }
+    for (i, n) in g.nodes.iter().enumerate() {
+        let what = |m: String| format!("node n{i} ({}{}): {m}", n.op.kind_name(), label_of(n));
+        match &n.op {
+            Op::Alu { op } if alu_stage(*op).is_none() => {
+                gaps.push(what(format!("Comal's ALU has no stage for {}; it rejects the graph", op.name())));
+            }
+            Op::Alu { op: AluOp::Max } => {
+                gaps.push(what("Comal's binary ALU has no MAX (it stops at a todo!)".into()));
+            }
+            Op::Reduce { op: ReduceKind::Max } => gaps.push(what(
+                "Comal's max reducer restarts from 0 after the first fiber; a fiber whose maximum is \
+                 negative gives another value"
+                    .into(),
+            )),
+            Op::Join { kind, payloads, .. } => {
+                let mut ii = 0usize;
+                for &np in payloads {
+                    let c = n.ins[ii];
+                    ii += 1 + np as usize;
+                    let (NodeId(p), _) = g.stream(c).producer;
+                    let pn = &g.nodes[p as usize];
+                    if matches!(pn.op, Op::Scan { .. } | Op::Range { .. }) && may_n[pn.ins[0].0 as usize] {
+                        let how = match kind {
+                            JoinKind::Union => "panics (\"Coord should never be empty\")",
+                            JoinKind::Intersect => "can hang",
+                        };
+                        gaps.push(what(format!(
+                            "operand {} comes from scanner n{p}, whose references come from a union and can be \
+                             N; Comal's scanner then emits an N coordinate, on which its joiner {how}",
+                            g.stream(c).name
+                        )));
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    gaps
+}
+
+/// Whether crd stream `s` holds every coordinate of its dimension in each fiber (a dense
+/// scan or range, a union with one, an intersection of them).
+fn full(g: &Graph, dense: &BTreeSet<(String, u32)>, s: StreamId) -> bool {
+    let (NodeId(p), _) = g.stream(s).producer;
+    let n = &g.nodes[p as usize];
+    match &n.op {
+        Op::Scan { format: LevelFormat::Dense, .. } | Op::Range { .. } => true,
+        Op::Scan { tensor, level, .. } if dense.contains(&(tensor.clone(), *level)) => true,
+        Op::Join { kind, payloads, .. } => {
+            let mut ii = 0usize;
+            let mut crds = Vec::with_capacity(payloads.len());
+            for &np in payloads {
+                crds.push(n.ins[ii]);
+                ii += 1 + np as usize;
+            }
+            match kind {
+                JoinKind::Union => crds.iter().any(|&c| full(g, dense, c)),
+                JoinKind::Intersect => crds.iter().all(|&c| full(g, dense, c)),
+            }
+        }
+        Op::Scan { format: LevelFormat::Compressed, .. }
+        | Op::Root
+        | Op::RepSig
+        | Op::Repeat { .. }
+        | Op::Locate { .. }
+        | Op::Array { .. }
+        | Op::Alu { .. }
+        | Op::Reduce { .. }
+        | Op::Spacc { .. }
+        | Op::CrdDrop
+        | Op::LevelWrite { .. }
+        | Op::ValWrite { .. } => false,
+    }
+}
+
+fn label_of(n: &Node) -> String {
+    if n.label.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", n.label)
+    }
+}
+
 /// Exports `g` as a tortilla graph (see the crate documentation for the mapping).
 ///
 /// The graph must verify. Stream ids start at 1 in each namespace, every id has one producer
 /// and one consumer (broadcasts are inserted for fan-out), and void outputs get id 0.
 pub fn to_comal(g: &Graph) -> Result<proto::ComalGraph, ExportError> {
     g.verify().map_err(|source| ExportError::Verify { graph: g.name.clone(), source })?;
-    let mut a = Alloc::new(g);
-    emit(g, &mut a)?;
+    let plan = Plan::new(g);
+    let mut a = Alloc::new(g, &plan.virtuals);
+    emit(g, &plan, &mut a)?;
     a.start_real_pass();
-    let operators = emit(g, &mut a)?;
+    let operators = emit(g, &plan, &mut a)?;
     Ok(proto::ComalGraph {
         name: g.name.clone(),
         channel_size: CHANNEL_SIZE,
@@ -793,9 +1383,25 @@ pub fn export_dir(g: &Graph, tensors: &BTreeMap<String, Tensor>, dir: &Path) -> 
         action: "create directory",
         source,
     })?;
+    let dense = densified_levels(g);
     for b in &g.inputs {
         if let Some(t) = tensors.get(&b.tensor) {
-            fuseflow_tensor::write_tensor_dir(dir, &b.tensor, t)?;
+            let mut levels = b.levels.clone();
+            for (l, lf) in levels.iter_mut().enumerate() {
+                if dense.contains(&(b.tensor.clone(), l as u32)) {
+                    *lf = LevelFormat::Dense;
+                }
+            }
+            if levels == b.levels {
+                fuseflow_tensor::write_tensor_dir(dir, &b.tensor, t)?;
+            } else {
+                let terr = |e: fuseflow_tensor::TensorError| ExportError::Tensor {
+                    tensor: b.tensor.clone(),
+                    message: format!("cannot store it with dense levels for Comal: {e}"),
+                };
+                let f = fuseflow_tensor::Format::new(levels, b.mode_order.clone()).map_err(terr)?;
+                fuseflow_tensor::write_tensor_dir(dir, &b.tensor, &t.convert(&f).map_err(terr)?)?;
+            }
         }
     }
     for size in range_sizes(g) {

@@ -19,7 +19,8 @@ type Res<T> = Result<T, ImportError>;
 /// Most payload streams one joiner may carry (fused graphs have hundreds).
 const MAX_PAYLOADS: u64 = 1 << 16;
 
-/// A stream-id namespace; `Internal` holds the repsig streams of folded repeat signals.
+/// A stream-id namespace; `Internal` holds the repsig streams of folded repeat signals and
+/// `InternalCrd` the crd streams such signals read when the export left them void.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Ns {
     Ref,
@@ -27,13 +28,15 @@ enum Ns {
     Val,
     RepSig,
     Internal,
+    InternalCrd,
+    InternalRef,
 }
 
 impl Ns {
     fn name(self) -> &'static str {
         match self {
-            Ns::Ref => "ref",
-            Ns::Crd => "crd",
+            Ns::Ref | Ns::InternalRef => "ref",
+            Ns::Crd | Ns::InternalCrd => "crd",
             Ns::Val => "val",
             Ns::RepSig | Ns::Internal => "repsig",
         }
@@ -41,8 +44,8 @@ impl Ns {
 
     fn kind(self) -> StreamKind {
         match self {
-            Ns::Ref => StreamKind::Ref,
-            Ns::Crd => StreamKind::Crd,
+            Ns::Ref | Ns::InternalRef => StreamKind::Ref,
+            Ns::Crd | Ns::InternalCrd => StreamKind::Crd,
             Ns::Val => StreamKind::Val,
             Ns::RepSig | Ns::Internal => StreamKind::RepSig,
         }
@@ -138,6 +141,9 @@ enum Producer {
     Item(usize, usize),
     /// A copy of another stream (broadcast output, locate pass-through).
     Alias(Key),
+    /// An output of a helper operation our export added and the import drops (the dense scan
+    /// of a rewritten locate); only that helper's partner may read it.
+    Dropped,
 }
 
 /// Parameters needed after the graph is built.
@@ -146,6 +152,8 @@ enum Extra {
     None,
     /// A scanner whose name gave no `level`.
     ScanLevel,
+    /// A scanner of a compressed level our export stored densely (`stored=dense`).
+    StoredDense,
     /// A range scanner: its size is line `mode` of the synthetic tensor's shape file.
     Range {
         tensor: String,
@@ -184,6 +192,9 @@ struct Folded {
     group: Option<u64>,
     sig_label: String,
     sig_name: String,
+    /// Our export's form: the signal reads this crd output port of `src`'s producer (named
+    /// `crd_name`), not `src` itself.
+    sig_port: Option<(usize, String)>,
 }
 
 /// One joiner message of a (possibly split) Join.
@@ -212,6 +223,10 @@ struct Builder {
     groups: Vec<JoinGroup>,
     group_index: HashMap<u64, usize>,
     internal: u64,
+    /// Dense scans of rewritten locates, by locate id: their input (the parent references).
+    loc_scans: HashMap<u64, Key>,
+    /// Rewritten locates whose repeat was exported too: (locate item, repeat id).
+    loc_kept: Vec<(usize, u64)>,
 }
 
 fn missing(info: Info, field: &str) -> ImportError {
@@ -297,6 +312,16 @@ impl Builder {
                 None => return Err(ImportError::Dangling { kind: k.ns.name(), id: k.id, op: consumer.to_string() }),
                 Some((Producer::Item(i, p), _)) => return Ok((*i, *p)),
                 Some((Producer::Alias(src), _)) => k = *src,
+                Some((Producer::Dropped, info)) => {
+                    return Err(ImportError::Kind {
+                        op: consumer.to_string(),
+                        message: format!(
+                            "reads {} stream {}, an output of the export helper {info}",
+                            k.ns.name(),
+                            k.id
+                        ),
+                    })
+                }
             }
         }
         let info = self.produced.get(&key).map_or(consumer, |(_, i)| *i);
@@ -326,6 +351,16 @@ impl Builder {
                 let out = self.out(info, 0, s_ref(g.output_ref.as_ref()))?;
                 self.push(info, Op::Root, g.label.clone(), vec![], vec![out], Extra::None);
             }
+            P::FiberLookup(f) if meta.get("locate").is_some() => {
+                // The dense scan of a rewritten locate (see `locate_joiner`).
+                let l = meta.parse_key::<u64>("locate").map_err(bad)?.unwrap_or(0);
+                let input = self.consume(info, "fiber_lookup.input_ref", s_ref(f.input_ref.as_ref()))?;
+                self.produce(info, s_crd(f.output_crd.as_ref()), Producer::Dropped)?;
+                self.produce(info, s_ref(f.output_ref.as_ref()), Producer::Dropped)?;
+                if self.loc_scans.insert(l, input).is_some() {
+                    return Err(bad(format!("a second dense scan for locate {l}")));
+                }
+            }
             P::FiberLookup(f) => {
                 let input = self.consume(info, "fiber_lookup.input_ref", s_ref(f.input_ref.as_ref()))?;
                 let crd = self.out(info, 0, s_crd(f.output_crd.as_ref()))?;
@@ -337,7 +372,16 @@ impl Builder {
                     )
                 } else {
                     let level = meta.parse_key::<u32>("level").map_err(bad)?;
-                    let format = if f.format == "compressed" { LevelFormat::Compressed } else { LevelFormat::Dense };
+                    let stored_dense = match meta.get("stored") {
+                        None => false,
+                        Some("dense") if level.is_some() => true,
+                        Some(other) => return Err(bad(format!("stored={other:?} needs level= and must be dense"))),
+                    };
+                    let format = if f.format == "compressed" || stored_dense {
+                        LevelFormat::Compressed
+                    } else {
+                        LevelFormat::Dense
+                    };
                     let op = Op::Scan {
                         tensor: f.tensor.clone(),
                         level: level.unwrap_or(0),
@@ -345,7 +389,12 @@ impl Builder {
                         format,
                         index: f.index.clone(),
                     };
-                    (op, if level.is_some() { Extra::None } else { Extra::ScanLevel })
+                    let extra = match (level, stored_dense) {
+                        (None, _) => Extra::ScanLevel,
+                        (Some(_), true) => Extra::StoredDense,
+                        (Some(_), false) => Extra::None,
+                    };
+                    (op, extra)
                 };
                 self.push(info, op, f.label.clone(), vec![input], vec![crd, rf], extra);
             }
@@ -355,6 +404,7 @@ impl Builder {
                 self.push(info, Op::RepSig, r.label.clone(), vec![input], vec![out], Extra::None);
             }
             P::Repeat(r) => self.repeat(info, &meta, &o.name, r)?,
+            P::Joiner(j) if meta.get("locate").is_some() => self.locate_joiner(info, &meta, &o.name, j)?,
             P::Joiner(j) => self.joiner(info, &meta, &o.name, j)?,
             P::Locate(l) => {
                 let crd = self.consume(info, "locate.input_crd", s_crd(l.input_crd.as_ref()))?;
@@ -480,6 +530,14 @@ impl Builder {
                 };
                 self.push(info, Op::Spacc { order, op, index }, s.label.clone(), ins, outs, Extra::None);
             }
+            P::CoordDrop(c) if meta.get("compat").is_some() => {
+                // A dropper only the export has (our writers need none): its outputs are its
+                // inputs.
+                let outer = self.consume(info, "coord_drop.input_outer_crd", s_crd(c.input_outer_crd.as_ref()))?;
+                let inner = self.consume(info, "coord_drop.input_inner_crd", s_crd(c.input_inner_crd.as_ref()))?;
+                self.produce(info, s_crd(c.output_outer_crd.as_ref()), Producer::Alias(outer))?;
+                self.produce(info, s_crd(c.output_inner_crd.as_ref()), Producer::Alias(inner))?;
+            }
             P::CoordDrop(c) => {
                 let inner_ns = match meta.get("inner") {
                     None | Some("crd") => Ns::Crd,
@@ -576,12 +634,14 @@ impl Builder {
                 };
                 let src = self.consume(info, "repeat.rep_ref", s)?;
                 let group = meta.parse_key::<u64>("repsig").map_err(|m| meta_err(info, name, m))?;
+                let sig_port = meta.parse_key::<usize>("sig_port").map_err(|m| meta_err(info, name, m))?;
                 self.folded.push(Folded {
                     item: self.items.len(),
                     src,
                     group,
                     sig_label: meta.get("sig_label").unwrap_or("").to_string(),
                     sig_name: meta.get("sig_name").unwrap_or("repsig").to_string(),
+                    sig_port: sig_port.map(|p| (p, meta.get("crd_name").unwrap_or("").to_string())),
                 });
                 // Placeholder, replaced by the folded RepSig's output.
                 Key { ns: Ns::Internal, id: 0 }
@@ -590,6 +650,103 @@ impl Builder {
         let out = self.out(info, 0, output)?;
         let op = Op::Repeat { index: r.index.clone() };
         self.push(info, op, r.label.clone(), vec![payload, sig], vec![out], Extra::None);
+        Ok(())
+    }
+
+    /// The intersection of a rewritten locate: the located coordinates (pair 0, with a
+    /// same-shape payload that is dropped) against the dense scan of the located level (pair 1),
+    /// whose references (output 1) are the locate's output. Rebuilds the locate, and the
+    /// repeat (with its signal) that fed it the parent reference per coordinate unless that
+    /// repeat was exported as well (`rep_kept`).
+    fn locate_joiner(&mut self, info: Info, meta: &Meta, name: &str, j: &proto::Joiner) -> Res<()> {
+        let bad = |m: String| meta_err(info, name, m);
+        let num = |key: &str| -> Res<u64> {
+            meta.parse_key::<u64>(key).map_err(bad)?.ok_or_else(|| bad(format!("a rewritten locate needs {key}=")))
+        };
+        let l = num("locate")?;
+        let parent = self.loc_scans.remove(&l).ok_or_else(|| bad(format!("no dense scan for locate {l} before it")))?;
+        if j.input_pairs.len() != 2 || j.output_refs.len() != 2 {
+            return Err(bad("a rewritten locate joins exactly two operands".into()));
+        }
+        let x = self.consume(info, "joiner.input_pairs[0].crd", s_crd(j.input_pairs[0].crd.as_ref()))?;
+        self.consume(info, "joiner.input_pairs[0].in_ref", s_pay(j.input_pairs[0].in_ref.as_ref()))?;
+        for (field, s) in [
+            ("joiner.input_pairs[1].crd", s_crd(j.input_pairs[1].crd.as_ref())),
+            ("joiner.input_pairs[1].in_ref", s_pay(j.input_pairs[1].in_ref.as_ref())),
+        ] {
+            let k = self.consume(info, field, s)?;
+            if !matches!(self.produced.get(&k), Some((Producer::Dropped, _))) {
+                return Err(bad(format!("{field} is not an output of the dense scan for locate {l}")));
+            }
+        }
+        let out = self.out(info, 0, s_pay(j.output_refs.get(1)))?;
+        let op = Op::Locate {
+            tensor: meta.get("tensor").unwrap_or("").to_string(),
+            level: num("level")? as u32,
+            size: to_u32(info, "size", num("size")?)?,
+            index: meta.get("index").unwrap_or("").to_string(),
+        };
+        let dim = Some(num("dim")?);
+        let rep = num("rep")?;
+        let loc_item = self.items.len();
+        if meta.get("rep_kept").is_some() {
+            self.push(
+                info,
+                op,
+                j.label.clone(),
+                vec![x, Key { ns: Ns::InternalRef, id: 0 }],
+                vec![out],
+                Extra::Locate { dim },
+            );
+            self.loc_kept.push((loc_item, rep));
+            return Ok(());
+        }
+        self.internal += 1;
+        let r_key = Key { ns: Ns::InternalRef, id: self.internal };
+        self.push(info, op, j.label.clone(), vec![x, r_key], vec![out], Extra::Locate { dim });
+        // The repeat, at its own position.
+        let rep_item = self.items.len();
+        self.produced.insert(r_key, (Producer::Item(rep_item, 0), info));
+        self.items.push(Item {
+            order: (rep, 1, info.pos as u64),
+            info,
+            op: Op::Repeat { index: meta.get("rep_index").unwrap_or("").to_string() },
+            label: meta.get("rep_label").unwrap_or("").to_string(),
+            ins: vec![parent, Key { ns: Ns::Internal, id: 0 }],
+            outs: vec![Some(End { key: r_key, name: meta.get("rep_name").unwrap_or("").to_string() })],
+            extra: Extra::None,
+        });
+        self.folded.push(Folded {
+            item: rep_item,
+            src: x,
+            group: Some(num("repsig")?),
+            sig_label: meta.get("sig_label").unwrap_or("").to_string(),
+            sig_name: meta.get("sig_name").unwrap_or("repsig").to_string(),
+            sig_port: None,
+        });
+        Ok(())
+    }
+
+    /// Points each rewritten locate whose repeat was exported at that repeat's output.
+    fn link_kept_locates(&mut self) -> Res<()> {
+        for (loc, rep) in std::mem::take(&mut self.loc_kept) {
+            let info = self.items[loc].info;
+            let r =
+                self.items.iter().position(|it| it.info.id == rep && matches!(it.op, Op::Repeat { .. })).ok_or_else(
+                    || ImportError::Kind { op: info.to_string(), message: format!("no repeat with id {rep}") },
+                )?;
+            let key = match &self.items[r].outs[0] {
+                Some(end) => end.key,
+                None => {
+                    self.internal += 1;
+                    let key = Key { ns: Ns::InternalRef, id: self.internal };
+                    self.produced.insert(key, (Producer::Item(r, 0), info));
+                    self.items[r].outs[0] = Some(End { key, name: String::new() });
+                    key
+                }
+            };
+            self.items[loc].ins[1] = key;
+        }
         Ok(())
     }
 
@@ -691,7 +848,12 @@ impl Builder {
                     self.consume(info, &format!("joiner.input_pairs[{p}].in_ref"), pay)?;
                 }
                 if out.is_some_and(|o| o.1 != 0) {
-                    return Err(bad(format!("operand {p} has no payload {part}, but its output is not void")));
+                    if counts[p] != 0 || part != 0 {
+                        return Err(bad(format!("operand {p} has no payload {part}, but its output is not void")));
+                    }
+                    // The payload our export gives an operand that has none (a range) feeds a
+                    // repeat signal: it stands for the joined crd stream.
+                    self.produce(info, out, Producer::Item(item, 0))?;
                 }
                 payloads.push(None);
             }
@@ -715,7 +877,34 @@ impl Builder {
         let folded = std::mem::take(&mut self.folded);
         for f in folded {
             let info = self.items[f.item].info;
-            let src = self.resolve(f.src, info)?;
+            let mut src_key = f.src;
+            let mut src = self.resolve(f.src, info)?;
+            if let Some((port, crd_name)) = &f.sig_port {
+                // The signal reads the crd stream at `port` of the producer.
+                let (item, _) = src;
+                let outs = self.items[item].outs.len();
+                let slot = self.items[item].outs.get_mut(*port).ok_or_else(|| ImportError::Kind {
+                    op: info.to_string(),
+                    message: format!("sig_port={port}, but its producer has {outs} outputs"),
+                })?;
+                src_key = match slot {
+                    Some(end) if end.key.ns == Ns::Crd || end.key.ns == Ns::InternalCrd => end.key,
+                    Some(end) => {
+                        return Err(ImportError::Kind {
+                            op: info.to_string(),
+                            message: format!("sig_port={port} is a {} stream, not crd", end.key.ns.name()),
+                        })
+                    }
+                    None => {
+                        self.internal += 1;
+                        let key = Key { ns: Ns::InternalCrd, id: self.internal };
+                        *slot = Some(End { key, name: crd_name.clone() });
+                        self.produced.insert(key, (Producer::Item(item, *port), info));
+                        key
+                    }
+                };
+                src = (item, *port);
+            }
             let existing = f.group.and_then(|g| made.get(&(g, src)).copied());
             let key = match existing {
                 Some(k) => k,
@@ -733,7 +922,7 @@ impl Builder {
                         info,
                         op: Op::RepSig,
                         label: f.sig_label.clone(),
-                        ins: vec![f.src],
+                        ins: vec![src_key],
                         outs: vec![Some(End { key, name: f.sig_name.clone() })],
                         extra: Extra::None,
                     });
@@ -933,6 +1122,13 @@ pub fn from_comal(c: &proto::ComalGraph, data_dir: &Path) -> Result<(Graph, BTre
     for (k, info) in aliases {
         b.resolve(k, info)?;
     }
+    if let Some((l, _)) = b.loc_scans.iter().next() {
+        return Err(ImportError::Kind {
+            op: format!("dense scan for locate {l}"),
+            message: "no joiner of that locate follows it".into(),
+        });
+    }
+    b.link_kept_locates()?;
     b.fold_repsigs()?;
     b.merge_joins()?;
 
@@ -1205,6 +1401,51 @@ fn located_tensor(g: &Graph, i: usize) -> Option<String> {
     None
 }
 
+/// The size of the dimension whose coordinates crd stream `s` carries: that of the input
+/// level (or range) they come from, through joiners (the largest operand), droppers and sparse
+/// accumulators; `None` when no input determines it.
+fn crd_size(g: &Graph, s: StreamId) -> Option<usize> {
+    let mut work = vec![s];
+    let mut best: Option<usize> = None;
+    let mut steps = 0;
+    while let Some(s) = work.pop() {
+        steps += 1;
+        if steps > 4 * g.streams.len() + 4 {
+            break;
+        }
+        let Some(st) = g.streams.get(s.0 as usize) else { continue };
+        let (NodeId(p), port) = st.producer;
+        let Some(n) = g.nodes.get(p as usize) else { continue };
+        let found = match &n.op {
+            Op::Scan { tensor, dim, .. } => {
+                g.inputs.iter().find(|b| b.tensor == *tensor).and_then(|b| b.shape.get(*dim as usize).copied())
+            }
+            Op::Range { size, .. } => Some(*size as usize),
+            Op::Join { payloads, .. } if port == 0 => {
+                let mut ii = 0usize;
+                for &np in payloads {
+                    work.extend(n.ins.get(ii).copied());
+                    ii += 1 + np as usize;
+                }
+                None
+            }
+            Op::CrdDrop => {
+                work.extend(n.ins.get(port as usize).copied());
+                None
+            }
+            Op::Spacc { order, .. } if port < u32::from(*order) => {
+                work.extend(n.ins.get(port as usize + 1).copied());
+                None
+            }
+            _ => None,
+        };
+        if let Some(f) = found {
+            best = Some(best.map_or(f, |b| b.max(f)));
+        }
+    }
+    best
+}
+
 /// A level writer of an output: (node, level, `mode_val`, `size`).
 type Write = (usize, u32, String, String);
 
@@ -1250,6 +1491,7 @@ fn bind(
     // Input tensors, in order of first use.
     let mut order: Vec<String> = Vec::new();
     let mut claims: HashMap<String, Vec<Claim>> = HashMap::new();
+    let mut restore: HashMap<String, Vec<usize>> = HashMap::new();
     let note = |t: &str, order: &mut Vec<String>| {
         if !order.iter().any(|x| x == t) {
             order.push(t.to_string());
@@ -1259,7 +1501,15 @@ fn bind(
         match &node.op {
             Op::Scan { tensor, level, dim, format, .. } => {
                 note(tensor, &mut order);
-                let c = LevelClaim { dim: Some(*dim as usize), format: Some(*format) };
+                // A level our export stored densely is read as written, then made compressed.
+                let (format, stored_dense) = match extras[i] {
+                    Extra::StoredDense => (LevelFormat::Dense, true),
+                    _ => (*format, false),
+                };
+                if stored_dense {
+                    restore.entry(tensor.clone()).or_default().push(*level as usize);
+                }
+                let c = LevelClaim { dim: Some(*dim as usize), format: Some(format) };
                 claims.entry(tensor.clone()).or_default().push((i, *level as usize, c, None));
             }
             Op::Locate { tensor, level, size, .. } if !tensor.is_empty() => {
@@ -1348,7 +1598,19 @@ fn bind(
             }));
         }
         let format = Format::new(formats, mode_order).map_err(|e| terr(e.to_string()))?;
-        let data = fuseflow_tensor::read_tensor_dir(dir, &t, &format)?;
+        let mut data = fuseflow_tensor::read_tensor_dir(dir, &t, &format)?;
+        let format = match restore.get(&t) {
+            None => format,
+            Some(levels) => {
+                let mut f = format.levels.clone();
+                for &l in levels {
+                    f[l] = LevelFormat::Compressed;
+                }
+                let f = Format::new(f, format.mode_order.clone()).map_err(|e| terr(e.to_string()))?;
+                data = data.convert(&f).map_err(|e| terr(e.to_string()))?;
+                f
+            }
+        };
         for &i in foreign_locates {
             if let Op::Locate { tensor, level, size, .. } = &mut g.nodes[i].op {
                 if *tensor == t {
@@ -1405,12 +1667,21 @@ fn bind(
             }
             shape[dim] = Some(size.trim().parse::<usize>().ok());
         }
+        // A size that is not a number (the FuseFlow compiler writes none) comes from the data:
+        // the size of the input dimension (or range) whose coordinates reach the writer. Only
+        // if no input determines it does an output shape file help.
+        for (i, level, _, _) in &writes {
+            let dim = dims[*level as usize];
+            if !matches!(shape[dim], Some(Some(_))) {
+                shape[dim] = Some(crd_size(g, g.nodes[*i].ins[0]));
+            }
+        }
         let shape: Vec<usize> = if shape.iter().all(|s| matches!(s, Some(Some(_)))) {
             shape.into_iter().map(|s| s.flatten().unwrap_or(0)).collect()
         } else {
-            // Sizes that are not numbers: fall back to a shape file for the output.
-            let file = read_shape(dir, &t)
-                .map_err(|e| terr(format!("a level writer's size is not a number and no shape file helps: {e}")))?;
+            let file = read_shape(dir, &t).map_err(|e| {
+                terr(format!("no input dimension reaches a level writer without a size, and no shape file helps: {e}"))
+            })?;
             if file.len() != rank {
                 return Err(terr(format!("the shape file gives rank {}, the writers {rank}", file.len())));
             }

@@ -4,17 +4,22 @@
 //! `stanford-ppl/tortilla`, reproduced in `proto/comal.proto`), [`export_dir`] writes it as
 //! `graph.bin` next to the input tensors in the SAM/Comal text layout, and [`from_comal`] /
 //! [`import_dir`] read such a graph back, ours or one emitted by the FuseFlow compiler, into a
-//! verified graph and its input tensors. Export then import reproduces our graphs exactly
-//! (same nodes in the same order, same streams), so simulating the imported graph gives the
-//! same cycles and outputs as simulating the original.
+//! verified graph and its input tensors. The export is in the form the Comal simulator
+//! (`fuseflow-authors/comal`) runs: it follows Comal's wiring rules and works around the
+//! Comal behaviours that would give other results (see "Forms only the export has" below).
+//! Export then import reproduces our graphs exactly (same nodes in the same order, same
+//! streams): the importer folds those forms back, so simulating the imported graph gives the
+//! same cycles and outputs as simulating the original. [`comal_gaps`] lists what Comal still
+//! cannot run; `scripts/comal-crosscheck.sh` and `docs/comal.md` compare Comal with us.
 //!
 //! # Wiring
 //! Stream ids live in four namespaces (ref, crd, val, repsig) and start at 1 in each. Every id
 //! has exactly one producer and one consumer: a stream with several consumers is produced into
 //! a `broadcast` operation with a fresh output id per consumer, and an unconsumed (void)
-//! output gets id 0. The importer resolves broadcasts (and Comal locate pass-through outputs)
-//! back into fan-out and sorts the operations topologically, breaking ties by `Operation.id`,
-//! which the exporter sets to our node index (extra operations get ids after the last node).
+//! output gets id 0. Consumers never read id 0. The importer resolves broadcasts (and Comal
+//! locate pass-through outputs) back into fan-out and sorts the operations topologically,
+//! breaking ties by `Operation.id`, which the exporter sets to our node index (extra
+//! operations get ids after the last node).
 //!
 //! # Operation mapping and our conventions
 //! Parameters the schema has no field for travel in `Operation.name`, which Comal ignores, as
@@ -31,32 +36,42 @@
 //!   `tensor___range_<size>_mode_shape`, which is all Comal needs; the importer reads the size
 //!   from that file. Input tensor names starting with `__range_` are therefore reserved.
 //! - **RepSig + Repeat.** Comal's `repeat` builds its repeat-signal generator itself from
-//!   `rep_ref` (a ref stream) or `rep_val`. A RepSig whose input is a ref or val stream is
-//!   folded into every Repeat it drives (`rep_ref`/`rep_val` = the RepSig's input, with
-//!   `repsig=<node>` in the name so the importer rebuilds one shared RepSig at its original
-//!   position). A RepSig over a **crd** stream, which is what our compiler emits, cannot be
-//!   expressed that way because `rep_ref` is ref-typed: it is exported as the standalone
-//!   `repeatsig` operation (crd → repsig, field 16), and each Repeat it drives names the
-//!   repsig stream id in `rep_ref` with `sig=repsig` in its name. Comal itself cannot run
-//!   such a repeat; our importer reads it back exactly. A `repeat` without these markers
-//!   (other emitters) imports as a RepSig over `rep_ref`/`rep_val` plus a Repeat.
+//!   `rep_ref` (a ref stream) or `rep_val`, so no RepSig is exported as an operation of its
+//!   own. A RepSig whose input is a ref or val stream is folded into every Repeat it drives
+//!   (`rep_ref`/`rep_val` = the RepSig's input, with `repsig=<node>`, `sig_label`, `sig_name`
+//!   in the name so the importer rebuilds one shared RepSig at its original position). A
+//!   RepSig over a **crd** stream, which is what our compiler emits, is driven instead by the
+//!   ref or val stream produced in step with that crd stream, which has the same tokens'
+//!   structure: a scanner's (or range's) references, a joiner's first payload output (for a
+//!   joiner without payloads, the payload given to its range operand, see Join), an order-1
+//!   accumulator's values (order 2: the values next to its inner crd). When our graph leaves
+//!   that port void, the export wires it up all the same. The name adds `sig_port=<p>` (the
+//!   crd stream's output port at that producer) and `crd_name`, and the importer rebuilds the
+//!   RepSig on the crd stream. Only a crd stream with no such sibling (none of our compiler's
+//!   patterns) falls back to the standalone `repeatsig` operation (crd → repsig, field 16)
+//!   with `sig=repsig` on the repeat, which our importer reads back but Comal cannot run. A
+//!   `repeat` without these markers (other emitters) imports as a RepSig over
+//!   `rep_ref`/`rep_val` plus a Repeat.
 //! - **Join** (n-ary, `payloads[p]` payload streams per operand) → `joiner` with one
 //!   `JoinBundle` per operand when every operand has exactly one payload. Otherwise it is split
 //!   into `J = max(1, max payloads)` joiners, each fed by broadcast copies of every operand's
 //!   crd stream: joiner `j` carries payload `j` of each operand that has one, and for an
 //!   operand with fewer payloads a filler copy of its payload 0 whose output is void (so each
 //!   joiner still has one payload per operand, as Comal requires). An operand with no payload
-//!   at all (e.g. a range) gets a bundle without `in_ref` and an empty output payload, which
-//!   Comal cannot run. Only joiner 0 produces the joined crd stream. The parts carry
-//!   `group=<node>;part=<j>;payloads=<list>` in their names and are merged back into one Join.
+//!   at all (a range) gets the reference stream of its scanner as payload, with a void output
+//!   (or, in part 0, the output a repeat signal reads). Only joiner 0 produces the joined crd
+//!   stream. The parts carry `group=<node>;part=<j>;payloads=<list>` in their names and are
+//!   merged back into one Join.
 //! - **Locate** (`ref = parent * size + crd`) → `locate` with `input_crd`, `input_ref` (the
 //!   repeated parent position) and `output_ref1` (the located reference; Comal's iterate-locate
 //!   passes the coordinate there); `output_ref2` and `output_crd` are void. `tensor`, `level`,
-//!   `dim`, `size` and `index` travel in the name. A locate without them (other emitters)
-//!   locates into the tensor whose array or scanner reads its output, at the level below its
-//!   parent reference, with that level's size from the shape file (Comal instead passes the
-//!   coordinate as the reference, which agrees whenever the parent position is 0). Its
-//!   pass-through outputs import as extra consumers of its inputs.
+//!   `dim`, `size` and `index` travel in the name. Only a locate at a tensor's top level (its
+//!   parent position is always 0) is exported this way; for one below it, see "Forms only the
+//!   export has". A locate without these keys (other emitters) locates into the tensor whose
+//!   array or scanner reads its output, at the level below its parent reference, with that
+//!   level's size from the shape file (Comal instead passes the coordinate as the reference,
+//!   which agrees whenever the parent position is 0). Its pass-through outputs import as
+//!   extra consumers of its inputs.
 //! - **Alu** → `alu` with one stage where Comal's ALU computes the op exactly:
 //!   Add/Sub/Mul/Div/Max → `ADD`/`SUB`/`MUL`/`DIV`/`MAX`, Exp/Rsqrt/Sigmoid →
 //!   `EXP`/`RSQRT`/`SIGMOID`, Relu → `MAX` with scalar 0, `a+c`, `a×c`, `a÷c`, `max(a,c)` →
@@ -75,8 +90,53 @@
 //! - **LevelWrite** → `fiber_write` with `tensor`, `mode_val` = the logical dimension it
 //!   writes, `size` = that dimension's size, `format` `"compressed"`, and `level=L` in the name;
 //!   the importer rebuilds the output bindings from these. Without `level`, a tensor's level
-//!   writers are numbered in the order they appear in the operation list; a `size` that is not
-//!   a number falls back to the output's shape file, if the directory has one.
+//!   writers are numbered in the order they appear in the operation list. A `size` that is not
+//!   a number (the FuseFlow compiler writes none) is the size of the input dimension, or
+//!   range, whose coordinates reach the writer (through joiners, droppers and accumulators);
+//!   only when no input determines it does an output shape file help.
+//!
+//! # Forms only the export has
+//! Our stop tokens carry a `gap` (ARCHITECTURE.md, "Semantics decisions") that resolves the
+//! SAM encoding ambiguity; Comal's tokens have none, and some Comal primitives differ from
+//! ours. The export adds what Comal needs to write the same tensors, and the importer removes
+//! it again:
+//!
+//! - **Coordinate droppers before the writers.** Our level writers record a segment for every
+//!   real fiber, empty ones included; Comal's record one only at a stop that follows a
+//!   coordinate, so a kept outer coordinate with an empty inner fiber would lose its segment.
+//!   Our compiler drops such coordinates above compressed output levels only; the export adds a
+//!   `coord_drop` (name `crddrop;compat=1`) above every other output level whose inner fibers
+//!   can be empty (not a dense scan or range, nor a union with one), dense levels included:
+//!   Comal writes every level compressed anyway. The importer turns each into plain wires.
+//! - **Locates below the top level.** Comal's iterate-locate is right only where the parent
+//!   position is 0. A locate whose reference input is a repeat of un-repeated parent references
+//!   `P` driven by the locate's own coordinates `X` (our compiler's pattern) is exported as a
+//!   dense `fiber_lookup` of the located level over `P` (name `fiberlookup;locate=<node>`)
+//!   and an intersecting `joiner` (name `joiner;locate=<node>;...`, id = the locate's node) of
+//!   `X` (with its sibling payload, output void) and that scan: the scan's references that
+//!   survive are the located ones. The joiner's name carries the locate's `tensor`, `level`,
+//!   `size`, `dim`, `index`, and its repeat (`rep`, `rep_label`, `rep_name`, `rep_index`, or
+//!   `rep_kept=1` when the repeat has other consumers and is exported as usual) and that
+//!   repeat's signal (`repsig`, `sig_label`, `sig_name`); the importer rebuilds the locate,
+//!   the repeat and its RepSig. Comal times this form as the intersection it is.
+//! - **Dense storage of unioned levels.** A union gives an operand that lacks a coordinate an
+//!   `N` reference; our scanners turn it into an empty fiber, Comal's into an `N` coordinate
+//!   that its joiners cannot take (its union panics). Where a union's references for an
+//!   operand drive a scanner, and that operand's coordinates come from a compressed level of
+//!   an input tensor that is not its last, [`export_dir`] stores that level densely (empty
+//!   fibers below the coordinates without entries) and its scanners are exported as dense
+//!   (name `stored=dense`): the operand then lacks nothing. The importer reads the level as
+//!   stored and converts the tensor back to its compressed level (exact for tensors without
+//!   stored empty fibers, which is what our readers and generators give).
+//!
+//! What the export cannot make Comal run is listed by [`comal_gaps`] (and printed by
+//! `fuseflow compile`): ALU ops without a Comal stage, a binary `MAX` (Comal's binary ALU
+//! stops at a `todo!`), max reductions (Comal's restart from 0 after the first fiber), and
+//! joiners over the `N` coordinates that Comal's scanner emits for a union's absent operand
+//! when dense storage cannot help (an operand computed in the graph).
+//! Two empty-fiber cases stay beyond Comal's primitives: a leading empty inner fiber (its
+//! writer records a segment for a stop that is the stream's first token) and an empty fiber
+//! above a reduction (a reducer without `gap` emits a value for it).
 //!
 //! Input bindings are rebuilt from the scanners and locators of each tensor (level, dimension,
 //! format) and the tensor directory (`tensor_<T>_mode_shape` for the shape; a level no
@@ -93,7 +153,7 @@ pub mod proto;
 
 use std::path::Path;
 
-pub use export::{export_dir, to_comal};
+pub use export::{comal_gaps, export_dir, to_comal};
 pub use import::{decode_comal, from_comal, import_dir, import_file};
 pub use proto::ComalGraph;
 

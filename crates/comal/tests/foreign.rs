@@ -298,3 +298,31 @@ fn fuseflow_style_spmv_with_locate() {
     let want: Vec<f64> = (0..n).map(|i| (0..m).map(|j| da[i * m + j] * dx[j]).sum()).collect();
     assert!(close(&report.outputs["y"].to_dense(), &want), "SpMV result differs");
 }
+
+/// The FuseFlow compiler's `fiber_write`s carry no `size`: the output's shape comes from the
+/// input dimensions whose coordinates reach each writer, with no output shape file needed.
+#[test]
+fn fiber_write_without_size_takes_it_from_the_data() {
+    let (n, m, p) = (9, 7, 8);
+    let dir = TmpDir::new("nosize");
+    let a =
+        Tensor::from_coo(&fuseflow_tensor::random_coo(&[n, m], 0.3, 1).unwrap(), &Format::all_compressed(2)).unwrap();
+    let b =
+        Tensor::from_coo(&fuseflow_tensor::random_coo(&[m, p], 0.3, 2).unwrap(), &Format::all_compressed(2)).unwrap();
+    fuseflow_tensor::write_tensor_dir(dir.path(), "A-0,1", &a).unwrap();
+    fuseflow_tensor::write_tensor_dir(dir.path(), "B-0,1", &b).unwrap();
+    let mut c = spmm_gustavson(n, m, p);
+    let mut blanked = 0;
+    for o in &mut c.graph.as_mut().unwrap().operators {
+        if let Some(P::FiberWrite(f)) = &mut o.op {
+            f.size.clear();
+            blanked += 1;
+        }
+    }
+    assert_eq!(blanked, 2);
+    assert!(!dir.path().join("tensor_X_mode_shape").exists());
+    let (g, tensors) = fuseflow_comal::from_comal(&c, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(g.outputs[0].shape, vec![n, p], "rows from A's level 0, columns from B's level 1");
+    let report = simulate(&g, &tensors, &SimConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(close(&report.outputs["X"].to_dense(), &dense_matmul(&a, &b)), "SpMM result differs");
+}

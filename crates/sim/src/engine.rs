@@ -28,11 +28,37 @@ pub struct Timing {
     pub latency: u64,
     /// Overrides by primitive kind name (`scan_compressed`, `intersect`, ...): `(ii, latency)`.
     pub per_kind: BTreeMap<String, (u64, u64)>,
+    /// Comal's timing quirks (all off except in the `comal` preset).
+    pub quirks: Quirks,
 }
 
 impl Default for Timing {
     fn default() -> Self {
-        Timing { ii: 1, latency: 1, per_kind: BTreeMap::new() }
+        Timing { ii: 1, latency: 1, per_kind: BTreeMap::new(), quirks: Quirks::default() }
+    }
+}
+
+/// Timing quirks of the Comal simulator (`docs/hardware.md`, "Comal's timing quirks"), each
+/// a separate option so that the `comal` preset reproduces Comal's cycle counts while `ideal`
+/// and `rda` keep the pipelined model. They change when tokens move, never which tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Quirks {
+    /// Sparse accumulators work like Comal's: every step waits for the next token of every
+    /// input, a reduced (and middle) coordinate is taken without a fire of its own, and an
+    /// accumulated fiber is drained in one fire (Comal emits it in zero simulated time).
+    pub spacc_burst: bool,
+    /// Coordinate droppers pass inner tokens without a fire: one fire per outer token, as in
+    /// Comal, whose dropper forwards an inner fiber without advancing time.
+    pub crddrop_free_inner: bool,
+    /// A reducer sends a closing stop's value and the lowered stop by one fire, as Comal's
+    /// does, instead of one fire each.
+    pub reduce_stop_with_value: bool,
+}
+
+impl Quirks {
+    /// Every quirk on: Comal's scalar-mode timing.
+    pub fn comal() -> Quirks {
+        Quirks { spacc_burst: true, crddrop_free_inner: true, reduce_stop_with_value: true }
     }
 }
 
@@ -739,16 +765,22 @@ fn build(
                 })
             }
             Op::Alu { op } => Box::new(prims::Alu::new(*op)),
-            Op::Reduce { op } => Box::new(prims::Reduce::new(*op)),
-            Op::Spacc { order: 1, op, .. } => Box::new(prims::Spacc1::new(*op)),
-            Op::Spacc { order: 2, op, .. } => Box::new(prims::Spacc2::new(*op)),
+            Op::Reduce { op } => {
+                Box::new(prims::Reduce::new(*op).with_stop_with_value(config.timing.quirks.reduce_stop_with_value))
+            }
+            Op::Spacc { order: 1, op, .. } => {
+                Box::new(prims::Spacc1::new(*op).with_burst(config.timing.quirks.spacc_burst))
+            }
+            Op::Spacc { order: 2, op, .. } => {
+                Box::new(prims::Spacc2::new(*op).with_burst(config.timing.quirks.spacc_burst))
+            }
             Op::Spacc { order, .. } => {
                 return Err(SimError::Protocol {
                     node: i as u32,
                     message: format!("no sparse accumulator of order {order}"),
                 })
             }
-            Op::CrdDrop => Box::new(prims::CrdDrop::default()),
+            Op::CrdDrop => Box::new(prims::CrdDrop::default().with_free_inner(config.timing.quirks.crddrop_free_inner)),
             Op::LevelWrite { .. } => Box::new(match (port(), port()) {
                 (Some(seg), Some(crd)) => prims::LevelWrite::default().with_memory(seg, crd),
                 _ => prims::LevelWrite::default(),

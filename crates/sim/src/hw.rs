@@ -34,7 +34,7 @@ use std::path::Path;
 use toml::Value;
 
 use crate::memory::{MemoryConfig, Sharing};
-use crate::{SimConfig, Timing, DEFAULT_CLOCK_MHZ};
+use crate::{Quirks, SimConfig, Timing, DEFAULT_CLOCK_MHZ};
 
 /// Primitive kinds (the values of `Op::kind_name`), the keys of per-kind settings.
 pub const KINDS: [&str; 16] = [
@@ -59,10 +59,10 @@ pub const KINDS: [&str; 16] = [
 /// Names accepted by [`HwConfig::preset`].
 pub const PRESETS: [&str; 3] = ["ideal", "comal", "rda"];
 
+const QUIRK_KEYS: &str = "spacc_burst, crddrop_free_inner, reduce_stop_with_value";
 const MEMORY_KEYS: &str = "enabled, channels, bytes_per_cycle, latency, startup, queue_depth, granularity, sharing";
-const TOP_KEYS: &str =
-    "base, name, clock_mhz, fifo_depth, fifo_sizing, input_fifo_depth.<kind>, timing.ii, timing.latency, \
-                        timing.<kind>.ii, timing.<kind>.latency, memory.<key>";
+const TOP_KEYS: &str = "base, name, clock_mhz, fifo_depth, fifo_sizing, input_fifo_depth.<kind>, timing.ii, \
+                        timing.latency, timing.<kind>.ii, timing.<kind>.latency, timing.quirks.<name>, memory.<key>";
 
 /// A bad configuration: one line, naming the key (or the syntax error's position).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -101,6 +101,8 @@ pub struct TimingConfig {
     pub latency: u64,
     /// Overrides by primitive kind (keys from [`KINDS`]).
     pub kinds: BTreeMap<String, KindTiming>,
+    /// Comal's timing quirks (`timing.quirks.<name>`; on only in the `comal` preset).
+    pub quirks: Quirks,
 }
 
 /// The `[memory]` section: the off-chip memory model and whether it is used.
@@ -142,7 +144,7 @@ impl Default for HwConfig {
             fifo_depth: None,
             input_fifo_depth: BTreeMap::new(),
             fifo_sizing: true,
-            timing: TimingConfig { ii: 1, latency: 1, kinds: BTreeMap::new() },
+            timing: TimingConfig { ii: 1, latency: 1, kinds: BTreeMap::new(), quirks: Quirks::default() },
             memory: MemorySection { enabled: false, params: rda_memory() },
         }
     }
@@ -234,8 +236,8 @@ impl HwConfig {
     }
 
     /// Comal's timing model (comal-interop.md §4) without its bugs: II 1 and latency 1 for
-    /// every primitive, unbounded channels, and its HBM model with the start-up charged once
-    /// per channel instead of on every request.
+    /// every primitive with Comal's timing quirks ([`Quirks::comal`]), unbounded channels, and
+    /// its HBM model with the start-up charged once per channel instead of on every request.
     pub fn comal() -> HwConfig {
         HwConfig {
             name: "comal".into(),
@@ -243,7 +245,7 @@ impl HwConfig {
             fifo_depth: None,
             input_fifo_depth: BTreeMap::new(),
             fifo_sizing: true,
-            timing: TimingConfig { ii: 1, latency: 1, kinds: every_kind(1, 1) },
+            timing: TimingConfig { ii: 1, latency: 1, kinds: every_kind(1, 1), quirks: Quirks::comal() },
             memory: MemorySection {
                 enabled: true,
                 params: MemoryConfig {
@@ -269,7 +271,7 @@ impl HwConfig {
             fifo_depth: Some(16),
             input_fifo_depth: BTreeMap::new(),
             fifo_sizing: true,
-            timing: TimingConfig { ii: 1, latency: 1, kinds: every_kind(1, 1) },
+            timing: TimingConfig { ii: 1, latency: 1, kinds: every_kind(1, 1), quirks: Quirks::default() },
             memory: MemorySection { enabled: true, params: rda_memory() },
         }
     }
@@ -363,7 +365,7 @@ impl HwConfig {
         if let Value::Table(t) = v {
             if t.is_empty() {
                 return match parts.as_slice() {
-                    ["timing" | "memory" | "input_fifo_depth"] => Ok(()),
+                    ["timing" | "memory" | "input_fifo_depth"] | ["timing", "quirks"] => Ok(()),
                     ["timing", k] => kind(key, k).map(|_| ()),
                     _ => Err(bad("expected a value, got an empty table".into())),
                 };
@@ -405,6 +407,18 @@ impl HwConfig {
                     entry.ii = Some(x);
                 } else {
                     entry.latency = Some(x);
+                }
+            }
+            ["timing", "quirks", q] => {
+                let on = match v {
+                    Value::Boolean(b) => *b,
+                    _ => return Err(bad(format!("expected true or false, got {}", describe(v)))),
+                };
+                match *q {
+                    "spacc_burst" => self.timing.quirks.spacc_burst = on,
+                    "crddrop_free_inner" => self.timing.quirks.crddrop_free_inner = on,
+                    "reduce_stop_with_value" => self.timing.quirks.reduce_stop_with_value = on,
+                    _ => return Err(bad(format!("unknown quirk (quirks: {QUIRK_KEYS})"))),
                 }
             }
             ["timing", k, _] if !KINDS.contains(k) => return kind(key, k).map(|_| ()),
@@ -470,7 +484,7 @@ impl HwConfig {
     pub fn to_sim_config(&self) -> SimConfig {
         let per_kind = self.timing.kinds.keys().map(|k| (k.clone(), self.timing_of(k))).collect();
         SimConfig {
-            timing: Timing { ii: self.timing.ii, latency: self.timing.latency, per_kind },
+            timing: Timing { ii: self.timing.ii, latency: self.timing.latency, per_kind, quirks: self.timing.quirks },
             channel_capacity: self.fifo_depth,
             input_capacity: self.input_fifo_depth.clone(),
             fifo_sizing: self.fifo_sizing,

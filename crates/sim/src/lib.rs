@@ -19,7 +19,7 @@ pub mod trace;
 
 pub use channel::Channel;
 pub use engine::{
-    simulate, EnlargedChannel, FifoReport, Network, NodeStats, SimConfig, SimReport, TensorTraffic, Timing,
+    simulate, EnlargedChannel, FifoReport, Network, NodeStats, Quirks, SimConfig, SimReport, TensorTraffic, Timing,
     DEFAULT_CLOCK_MHZ, TRACE_SOFT_CAP,
 };
 pub use hw::{HwConfig, HwError};

@@ -42,7 +42,12 @@ fn run(timing: Timing, capacity: Option<usize>) -> (u64, Vec<u64>) {
 }
 
 fn timing(per_kind: &[(&str, (u64, u64))]) -> Timing {
-    Timing { ii: 1, latency: 1, per_kind: per_kind.iter().map(|&(k, t)| (k.to_string(), t)).collect() }
+    Timing {
+        ii: 1,
+        latency: 1,
+        per_kind: per_kind.iter().map(|&(k, t)| (k.to_string(), t)).collect(),
+        ..Timing::default()
+    }
 }
 
 /// II 1 and latency 1 everywhere.

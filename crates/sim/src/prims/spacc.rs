@@ -105,6 +105,10 @@ pub struct Spacc1 {
     fiber_data: bool,
     /// Level of the stop that closed the last inner fiber (checked against the reduced stream).
     expect: Option<u8>,
+    /// Comal's timing ([`crate::Quirks::spacc_burst`]).
+    burst: bool,
+    /// With `burst`: ready cycle of the reduced coordinate taken without a fire.
+    hold: u64,
     /// Operations performed (FLOPs).
     pub ops: u64,
 }
@@ -112,8 +116,37 @@ pub struct Spacc1 {
 impl Spacc1 {
     /// An accumulator for this operation.
     pub fn new(op: ReduceKind) -> Spacc1 {
-        Spacc1 { op, state: S1::Outer, acc: Vec::new(), scratch: Vec::new(), fiber_data: false, expect: None, ops: 0 }
+        Spacc1 {
+            op,
+            state: S1::Outer,
+            acc: Vec::new(),
+            scratch: Vec::new(),
+            fiber_data: false,
+            expect: None,
+            burst: false,
+            hold: 0,
+            ops: 0,
+        }
     }
+
+    /// With `burst`, times the accumulator like Comal's ([`crate::Quirks::spacc_burst`]).
+    pub fn with_burst(mut self, burst: bool) -> Spacc1 {
+        self.burst = burst;
+        self
+    }
+}
+
+/// Comal's drain: every pending token of `out` (per output port) is sent by one fire at `at`
+/// on unbounded outputs. Returns false, sending nothing, when an output is bounded (the drain
+/// then goes one token per fire).
+fn burst_send(io: &mut Io<'_>, at: u64, ports: usize, out: &mut dyn Iterator<Item = (usize, Token)>) -> bool {
+    if (0..ports).any(|p| io.bounded(p)) {
+        return false;
+    }
+    for (p, t) in out {
+        io.push(p, at, t);
+    }
+    true
 }
 
 impl Primitive for Spacc1 {
@@ -130,14 +163,20 @@ impl Primitive for Spacc1 {
                     }
                     match tok {
                         Token::Idx(_) | Token::Empty => {
-                            let at = io.fire(ready, 0);
-                            io.pop(0, at);
+                            if self.burst {
+                                // Comal peeks the reduced coordinate while it reads the fiber.
+                                io.pop(0, ready.max(io.t));
+                                self.hold = ready;
+                            } else {
+                                let at = io.fire(ready, 0);
+                                io.pop(0, at);
+                            }
                             self.fiber_data = true;
                             self.expect = None;
                             self.state = S1::Inner;
                         }
                         Token::Stop { level, .. } => {
-                            if !self.fiber_data {
+                            let at = if !self.fiber_data {
                                 // Empty reduced fiber: the inner streams hold a bare stop.
                                 let Some((r1, t1)) = io.head(1) else { break };
                                 let Some((r2, t2)) = io.head(2) else { break };
@@ -150,14 +189,34 @@ impl Primitive for Spacc1 {
                                 io.pop(0, at);
                                 io.pop(1, at);
                                 io.pop(2, at);
+                                at
+                            } else if self.burst {
+                                // Comal drains once the next token of every input is there.
+                                let Some((r1, _)) = io.head(1) else { break };
+                                let Some((r2, _)) = io.head(2) else { break };
+                                let at = io.fire(ready.max(r1).max(r2), 0);
+                                io.pop(0, at);
+                                at
                             } else {
                                 let at = io.fire(ready, 0);
                                 io.pop(0, at);
-                            }
+                                at
+                            };
                             merge(self.op, &mut self.acc, &mut self.scratch);
                             self.fiber_data = false;
                             self.expect = None;
                             self.state = S1::Flush { next: 0, stop: tok };
+                            if self.burst {
+                                let acc = &self.acc;
+                                let mut out = acc
+                                    .iter()
+                                    .flat_map(|&(c, v)| [(0, Token::Idx(c)), (1, Token::Val(v))])
+                                    .chain([(0, tok), (1, tok)]);
+                                if burst_send(io, at, 2, &mut out) {
+                                    self.acc.clear();
+                                    self.state = S1::Outer;
+                                }
+                            }
                         }
                         Token::Done => {
                             let Some((r1, t1)) = io.head(1) else { break };
@@ -179,6 +238,9 @@ impl Primitive for Spacc1 {
                     progress = true;
                 }
                 S1::Inner => {
+                    // With `burst`, the reduced coordinate (taken without a fire) bounds every
+                    // step of its fiber, as Comal keeps peeking it.
+                    let hold = if self.burst { self.hold } else { 0 };
                     // Batch path: a run of coordinate-value pairs is accumulated with the
                     // channels in hand (no outputs); anything else goes the per-token way.
                     if let (Some((_, Token::Idx(_))), Some((_, Token::Val(_)))) = (io.head(1), io.head(2)) {
@@ -186,7 +248,7 @@ impl Primitive for Spacc1 {
                         let [ci, vi] = io.channels([io.in_chan(1), io.in_chan(2)]);
                         let (mut ci, mut vi) = (ci.reader(), vi.reader());
                         while let (Some((r1, Token::Idx(c))), Some((r2, Token::Val(v)))) = (ci.head(), vi.head()) {
-                            let at = clk.fire(r1.max(r2), 0);
+                            let at = clk.fire(r1.max(r2).max(hold), 0);
                             ci.pop(at);
                             vi.pop(at);
                             self.acc.push((c, v));
@@ -199,7 +261,7 @@ impl Primitive for Spacc1 {
                     }
                     let Some((r1, c)) = io.head(1) else { break };
                     let Some((r2, v)) = io.head(2) else { break };
-                    let at = io.fire(r1.max(r2), 0);
+                    let at = io.fire(r1.max(r2).max(hold), 0);
                     io.pop(1, at);
                     io.pop(2, at);
                     match (c, v) {
@@ -294,6 +356,10 @@ pub struct Spacc2 {
     expect_mid: Option<u8>,
     /// Pending output tokens of a flush: (port, token), sent one fire per middle/inner step.
     out: std::collections::VecDeque<[Option<Token>; 3]>,
+    /// Comal's timing ([`crate::Quirks::spacc_burst`]).
+    burst: bool,
+    /// With `burst`: ready cycles of the reduced and middle coordinates taken without a fire.
+    hold: [u64; 2],
     /// Operations performed (FLOPs).
     pub ops: u64,
 }
@@ -312,7 +378,28 @@ impl Spacc2 {
             expect_outer: None,
             expect_mid: None,
             out: Default::default(),
+            burst: false,
+            hold: [0; 2],
             ops: 0,
+        }
+    }
+
+    /// With `burst`, times the accumulator like Comal's ([`crate::Quirks::spacc_burst`]).
+    pub fn with_burst(mut self, burst: bool) -> Spacc2 {
+        self.burst = burst;
+        self
+    }
+
+    /// With `burst`, sends the whole planned flush by the fire at `at` (unbounded outputs).
+    fn burst_flush(&mut self, io: &mut Io<'_>, at: u64) {
+        if !self.burst {
+            return;
+        }
+        let out = &self.out;
+        let mut toks = out.iter().flat_map(|step| step.iter().enumerate().filter_map(|(p, t)| t.map(|t| (p, t))));
+        if burst_send(io, at, 3, &mut toks) {
+            self.out.clear();
+            self.state = S2::Outer;
         }
     }
 
@@ -353,8 +440,13 @@ impl Primitive for Spacc2 {
                     }
                     match tok {
                         Token::Idx(_) | Token::Empty => {
-                            let at = io.fire(ready, 0);
-                            io.pop(0, at);
+                            if self.burst {
+                                io.pop(0, ready.max(io.t));
+                                self.hold[0] = ready;
+                            } else {
+                                let at = io.fire(ready, 0);
+                                io.pop(0, at);
+                            }
                             self.fiber_data = true;
                             self.middle_data = false;
                             self.expect_outer = None;
@@ -362,7 +454,7 @@ impl Primitive for Spacc2 {
                             self.state = S2::Middle;
                         }
                         Token::Stop { level, .. } => {
-                            if !self.fiber_data {
+                            let at = if !self.fiber_data {
                                 // Empty reduced fiber: bare stops one and two levels up follow.
                                 let Some((r1, t1)) = io.head(1) else { break };
                                 let Some((r2, t2)) = io.head(2) else { break };
@@ -378,14 +470,26 @@ impl Primitive for Spacc2 {
                                 io.pop(1, at);
                                 io.pop(2, at);
                                 io.pop(3, at);
+                                at
+                            } else if self.burst {
+                                let mut r = ready;
+                                for p in 1..4 {
+                                    let Some((rp, _)) = io.head(p) else { return Ok(progress) };
+                                    r = r.max(rp);
+                                }
+                                let at = io.fire(r, 0);
+                                io.pop(0, at);
+                                at
                             } else {
                                 let at = io.fire(ready, 0);
                                 io.pop(0, at);
-                            }
+                                at
+                            };
                             self.fiber_data = false;
                             self.expect_outer = None;
                             self.plan_flush(tok);
                             self.state = S2::Flush;
+                            self.burst_flush(io, at);
                         }
                         Token::Done => {
                             let mut r = ready;
@@ -418,17 +522,15 @@ impl Primitive for Spacc2 {
                     }
                     self.expect_mid = None;
                     match tok {
-                        Token::Idx(c) => {
-                            let at = io.fire(ready, 0);
-                            io.pop(1, at);
-                            self.cur_mid = Some(c);
-                            self.middle_data = true;
-                            self.state = S2::Inner;
-                        }
-                        Token::Empty => {
-                            let at = io.fire(ready, 0);
-                            io.pop(1, at);
-                            self.cur_mid = None;
+                        Token::Idx(_) | Token::Empty => {
+                            if self.burst {
+                                io.pop(1, ready.max(io.t));
+                                self.hold[1] = ready;
+                            } else {
+                                let at = io.fire(ready, 0);
+                                io.pop(1, at);
+                            }
+                            self.cur_mid = if let Token::Idx(c) = tok { Some(c) } else { None };
                             self.middle_data = true;
                             self.state = S2::Inner;
                         }
@@ -445,6 +547,13 @@ impl Primitive for Spacc2 {
                                 io.pop(1, at);
                                 io.pop(2, at);
                                 io.pop(3, at);
+                            } else if self.burst {
+                                // Comal ends the reduced coordinate once the next inner token
+                                // and value are there.
+                                let Some((r2, _)) = io.head(2) else { break };
+                                let Some((r3, _)) = io.head(3) else { break };
+                                let at = io.fire(ready.max(r2).max(r3).max(self.hold[0]), 0);
+                                io.pop(1, at);
                             } else {
                                 let at = io.fire(ready, 0);
                                 io.pop(1, at);
@@ -459,7 +568,8 @@ impl Primitive for Spacc2 {
                 S2::Inner => {
                     let Some((r2, c)) = io.head(2) else { break };
                     let Some((r3, v)) = io.head(3) else { break };
-                    let at = io.fire(r2.max(r3), 0);
+                    let hold = if self.burst { self.hold[0].max(self.hold[1]) } else { 0 };
+                    let at = io.fire(r2.max(r3).max(hold), 0);
                     io.pop(2, at);
                     io.pop(3, at);
                     match (c, v) {

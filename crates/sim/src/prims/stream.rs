@@ -175,11 +175,33 @@ pub struct CrdDrop {
     /// `S0` must be followed by another outer coordinate, `S_l` (l ≥ 1) by the outer `S_{l-1}`.
     expect: Option<u8>,
     finished: bool,
+    /// Comal's timing ([`crate::Quirks::crddrop_free_inner`]): inner data tokens pass without
+    /// a fire, so a kept outer coordinate and its fiber cost one fire, and the coordinate
+    /// leaves with the fiber's stop.
+    free_inner: bool,
+    /// With `free_inner`: whether the current inner fiber has held a token.
+    kept: bool,
 }
 
 impl Default for CrdDrop {
     fn default() -> Self {
-        CrdDrop { pending: None, in_fiber: false, outer_after_stop: true, expect: None, finished: false }
+        CrdDrop {
+            pending: None,
+            in_fiber: false,
+            outer_after_stop: true,
+            expect: None,
+            finished: false,
+            free_inner: false,
+            kept: false,
+        }
+    }
+}
+
+impl CrdDrop {
+    /// With `free`, inner data tokens pass without a fire ([`crate::Quirks::crddrop_free_inner`]).
+    pub fn with_free_inner(mut self, free: bool) -> CrdDrop {
+        self.free_inner = free;
+        self
     }
 }
 
@@ -202,8 +224,15 @@ impl Primitive for CrdDrop {
                 }
                 match outer {
                     Token::Idx(_) | Token::Empty => {
-                        let at = io.fire(ready, free);
-                        io.pop(0, at);
+                        if self.free_inner {
+                            // Comal peeks the outer coordinate; its fire is the fiber's stop.
+                            let at = ready.max(io.t);
+                            io.pop(0, at);
+                            io.t = at;
+                        } else {
+                            let at = io.fire(ready, free);
+                            io.pop(0, at);
+                        }
                         self.pending = Some(outer);
                         self.in_fiber = true;
                         self.expect = None;
@@ -248,7 +277,19 @@ impl Primitive for CrdDrop {
                 progress = true;
                 continue;
             }
-            if self.pending.is_none() {
+            if self.free_inner {
+                let Some((ready, inner)) = io.head(1) else { break };
+                if !matches!(inner, Token::Stop { .. } | Token::Done) {
+                    // A data token passes without a fire, once it is there.
+                    let at = ready.max(io.t).max(free);
+                    io.pop(1, at);
+                    io.push(1, at, inner);
+                    io.t = at;
+                    self.kept = true;
+                    progress = true;
+                    continue;
+                }
+            } else if self.pending.is_none() {
                 // Batch path: the rest of a fiber's data passes through (unbounded outputs).
                 // Output 0 gets nothing here, so its free cycle stays `free0` throughout.
                 let free0 = io.out_free(0).unwrap_or(0);
@@ -268,7 +309,13 @@ impl Primitive for CrdDrop {
             io.pop(1, at);
             match inner {
                 Token::Stop { level, gap } => {
-                    if self.pending.take().is_some() {
+                    if std::mem::take(&mut self.kept) {
+                        // `free_inner`: the kept coordinate leaves with its fiber's stop.
+                        if let Some(c) = self.pending.take() {
+                            io.push(0, at, c);
+                        }
+                        io.push(1, at, inner);
+                    } else if self.pending.take().is_some() {
                         io.push(1, at, Token::Stop { level, gap: gap.max(1) });
                     } else {
                         io.push(1, at, inner);

@@ -317,6 +317,9 @@ pub struct Reduce {
     /// A stop still to send after the value (when the output was full).
     pending: Option<Token>,
     finished: bool,
+    /// Comal's timing ([`crate::Quirks::reduce_stop_with_value`]): the lowered stop leaves
+    /// with the value, by the same fire.
+    stop_with_value: bool,
     /// Operations performed (FLOPs).
     pub ops: u64,
 }
@@ -324,7 +327,14 @@ pub struct Reduce {
 impl Reduce {
     /// A reducer for this operation.
     pub fn new(op: ReduceKind) -> Reduce {
-        Reduce { op, acc: Reduce::init(op), any: false, pending: None, finished: false, ops: 0 }
+        Reduce { op, acc: Reduce::init(op), any: false, pending: None, finished: false, stop_with_value: false, ops: 0 }
+    }
+
+    /// With `on`, a closing stop's value and lowered stop leave by one fire
+    /// ([`crate::Quirks::reduce_stop_with_value`]).
+    pub fn with_stop_with_value(mut self, on: bool) -> Reduce {
+        self.stop_with_value = on;
+        self
     }
     fn init(op: ReduceKind) -> f64 {
         match op {
@@ -394,7 +404,9 @@ impl Primitive for Reduce {
                         io.push(0, at, Token::Val(v));
                         self.acc = Reduce::init(self.op);
                         self.any = false;
-                        if level > 0 {
+                        if level > 0 && self.stop_with_value && !io.bounded(0) {
+                            io.push(0, at, Token::stop(level - 1));
+                        } else if level > 0 {
                             self.pending = Some(Token::stop(level - 1));
                         }
                     } else if level > 0 {

@@ -16,6 +16,8 @@ pub struct Run {
     pub written: Option<Written>,
     /// Total cycles of the run.
     pub cycles: u64,
+    /// Final local clock of the primitive under test.
+    pub finish: u64,
     /// Arithmetic operations the primitive counted.
     pub ops: u64,
 }
@@ -41,6 +43,7 @@ pub fn run_full(
         outs.iter().map(|&c| net.add(Box::<Sink>::default(), vec![c], vec![], (1, 1), "sink", "sink")).collect();
     let cycles = net.run(1 << 32)?;
     let ops = net.stats()[node].ops;
+    let finish = net.stats()[node].finish;
     let outputs = sinks
         .into_iter()
         .map(|s| match net.written(s) {
@@ -49,7 +52,7 @@ pub fn run_full(
         })
         .collect();
     let written = if n_outputs == 0 { net.written(node) } else { None };
-    Ok(Run { outputs, written, cycles, ops })
+    Ok(Run { outputs, written, cycles, finish, ops })
 }
 
 /// Runs one primitive on literal input streams and returns its output streams.
