@@ -4,16 +4,21 @@
 //! It does no terminal output; `main.rs` does.
 
 pub mod bench;
+pub mod control;
 pub mod observe;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
+pub use control::{Phase, RunControl, RunObserver, RunProgress};
+use fuseflow_tensor::budget::{from_coo_bytes, tensor_bytes};
+use fuseflow_tensor::Budget;
+
 use fuseflow_compiler::{lower_group, lower_statement, plan, Fusion, GroupKernel, Kernel, LowerOptions};
 use fuseflow_graph::Graph;
 use fuseflow_ir::CheckedProgram;
-use fuseflow_sim::{simulate, NodeStats, SimConfig, TensorTraffic, Trace};
+use fuseflow_sim::{simulate_with, NodeStats, SimConfig, TensorTraffic, Trace};
 use fuseflow_tensor::Tensor;
 
 /// Everything a run can be configured with.
@@ -43,6 +48,12 @@ pub struct RunConfig {
     pub bind: Option<(String, fuseflow_tensor::Coo)>,
     /// Record activation spans for a trace, at most this many over all groups (`None` = off).
     pub trace_limit: Option<usize>,
+    /// Memory limit in bytes for everything the run builds from user input (inputs, the
+    /// reference's relations, channel buffers, outputs); each is estimated and refused before
+    /// it is allocated. `None` = no limit.
+    pub mem_limit: Option<u64>,
+    /// Most products one step of the reference evaluator may compute (`None` = no limit).
+    pub max_work: Option<u64>,
 }
 
 impl Default for RunConfig {
@@ -59,6 +70,8 @@ impl Default for RunConfig {
             bind: None,
             group_orders: BTreeMap::new(),
             trace_limit: None,
+            mem_limit: None,
+            max_work: None,
         }
     }
 }
@@ -78,6 +91,10 @@ pub enum DriverError {
     /// Reference evaluation.
     #[error("reference evaluator: {0}")]
     Reference(String),
+    /// A step of the reference evaluation would compute more than [`RunConfig::max_work`]
+    /// products; it was refused before it started.
+    #[error("reference evaluator: {0}")]
+    WorkLimit(fuseflow_reference::EvalError),
     /// Simulation.
     #[error("simulating statement {stmt} ({tensor}): {error}")]
     Sim {
@@ -87,6 +104,18 @@ pub enum DriverError {
         tensor: String,
         /// The simulator error.
         error: fuseflow_sim::SimError,
+    },
+    /// A step would need more memory than [`RunConfig::mem_limit`] leaves; nothing was
+    /// allocated for it.
+    #[error(transparent)]
+    Memory(#[from] fuseflow_tensor::OverBudget),
+    /// [`RunControl::cancel`] was set; `finished` says what had completed.
+    #[error("cancelled while {phase}; {finished}")]
+    Cancelled {
+        /// The phase that was interrupted.
+        phase: String,
+        /// What had finished.
+        finished: String,
     },
     /// Converting a simulated tensor.
     #[error("tensor {tensor}: {message}")]
@@ -227,9 +256,25 @@ pub fn compile_groups(p: &CheckedProgram, cfg: &RunConfig) -> Result<Vec<GroupKe
 
 /// Loads, compiles, simulates and (unless disabled) verifies every group of `p`.
 pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunReport, DriverError> {
+    run_with(p, base_dir, cfg, &RunControl::default())
+}
+
+/// [`run`] watched by `control`: progress reports by phase, cancellation (a
+/// [`DriverError::Cancelled`] saying what finished). The report is [`run`]'s whenever it
+/// returns `Ok`.
+pub fn run_with(
+    p: &CheckedProgram,
+    base_dir: &Path,
+    cfg: &RunConfig,
+    control: &RunControl,
+) -> Result<RunReport, DriverError> {
     let start = Instant::now();
-    let mut tensors = fuseflow_ir::load_inputs(p, base_dir, cfg.seed)?;
+    let mut budget = cfg.mem_limit.map_or(Budget::UNLIMITED, Budget::new);
+    control.phase(Phase::Loading);
+    // Bound data replaces an input, so that input is never generated or read.
+    let skip: Vec<String> = cfg.bind.iter().map(|(name, _)| name.clone()).collect();
     if let Some((name, coo)) = &cfg.bind {
+        budget.hold(fuseflow_tensor::budget::coo_bytes(coo.rank(), coo.nnz() as u64));
         let decl = p.decl(name).filter(|d| d.role == fuseflow_ir::Role::Input).ok_or_else(|| DriverError::Tensor {
             tensor: name.clone(),
             message: "is not an input of the program".into(),
@@ -240,15 +285,61 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
                 message: format!("declared {:?} but the bound data is {:?}", decl.shape, coo.shape),
             });
         }
+    }
+    let loaded = fuseflow_ir::load_inputs_with(p, base_dir, cfg.seed, &fuseflow_ir::LoadOptions { skip, budget })?;
+    budget.hold(loaded.bytes);
+    let mut tensors = loaded.tensors;
+    control.check(Phase::Loading, || "no input was complete".into())?;
+    if let Some((name, coo)) = &cfg.bind {
+        let decl =
+            p.decl(name).ok_or_else(|| DriverError::Tensor { tensor: name.clone(), message: "not declared".into() })?;
+        budget.check(from_coo_bytes(&decl.shape, &decl.format, coo.nnz() as u64), || {
+            format!(
+                "converting the bound data ({} entries) to input {name} ({})",
+                coo.nnz(),
+                fuseflow_ir::format_name(&decl.format)
+            )
+        })?;
         let t = Tensor::from_coo(coo, &decl.format)
             .map_err(|e| DriverError::Tensor { tensor: name.clone(), message: e.to_string() })?;
+        budget.hold(fuseflow_ir::stored_bytes(&t));
         tensors.insert(name.clone(), t);
     }
+    // Outputs stored in formats with dense levels need their padding whatever the data: refuse
+    // them before anything runs.
+    for name in p.stmts.iter().map(|s| &s.lhs.tensor) {
+        if let Some(d) = p.decl(name) {
+            budget.check(tensor_bytes(&d.shape, &d.format, 0), || {
+                let dims: Vec<String> = d.shape.iter().map(|n| n.to_string()).collect();
+                let role = format!("{:?}", d.role).to_lowercase();
+                format!("{role} {name}[{}] {}", dims.join(", "), fuseflow_ir::format_name(&d.format))
+            })?;
+        }
+    }
     let expected = if cfg.verify {
-        Some(fuseflow_reference::evaluate(p, &tensors).map_err(|e| DriverError::Reference(e.to_string()))?)
+        control.phase(Phase::Reference { statement: 0, statements: p.stmts.len() });
+        let ctl = control.eval_control(budget, cfg.max_work);
+        let r = fuseflow_reference::evaluate_with(p, &tensors, &ctl).map_err(|e| {
+            use fuseflow_reference::EvalError;
+            if let EvalError::Cancelled { statement } = e {
+                control.cancelled_error(
+                    Phase::Reference { statement, statements: p.stmts.len() },
+                    format!("the inputs were loaded and the reference had evaluated {statement} statements"),
+                )
+            } else if let EvalError::Memory(m) = e {
+                DriverError::Memory(m)
+            } else if matches!(e, EvalError::Work { .. }) {
+                DriverError::WorkLimit(e)
+            } else {
+                DriverError::Reference(e.to_string())
+            }
+        })?;
+        budget.hold(r.values().map(|c| fuseflow_tensor::budget::coo_bytes(c.rank(), c.nnz() as u64)).sum());
+        Some(r)
     } else {
         None
     };
+    control.phase(Phase::Compiling);
     let mut report = RunReport {
         program: p.file.clone(),
         fusion: format!("{:?}", cfg.fusion).to_lowercase(),
@@ -269,10 +360,15 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
         wall_seconds: 0.0,
         groups: Vec::new(),
     };
-    for kernel in compile_groups(p, cfg)? {
+    let kernels = compile_groups(p, cfg)?;
+    let groups = kernels.len();
+    control.check(Phase::Compiling, || "the inputs were loaded and checked".into())?;
+    for (gi, kernel) in kernels.into_iter().enumerate() {
         let first = kernel.stmts[0];
         let label = kernel.outputs.join(",");
         let t0 = Instant::now();
+        let phase = Phase::Simulating { group: gi, groups };
+        control.phase(phase);
         let sim_cfg = match cfg.trace_limit {
             Some(limit) => {
                 let used: usize = report.groups.iter().filter_map(|g| g.trace.as_ref()).map(|t| t.spans.len()).sum();
@@ -280,10 +376,14 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
             }
             None => cfg.sim.clone(),
         };
-        let mut sim = simulate(&kernel.graph, &tensors, &sim_cfg).map_err(|error| DriverError::Sim {
-            stmt: first,
-            tensor: label.clone(),
-            error,
+        let sim_ctl = control.sim_control(phase, budget);
+        let mut sim = simulate_with(&kernel.graph, &tensors, &sim_cfg, &sim_ctl).map_err(|error| {
+            if let fuseflow_sim::SimError::Cancelled { cycle } = error {
+                let finished = format!("{}; group {gi} was at cycle {cycle}", finished_groups(gi, report.cycles));
+                control.cancelled_error(phase, finished)
+            } else {
+                DriverError::Sim { stmt: first, tensor: label.clone(), error }
+            }
         })?;
         report.sim_seconds += t0.elapsed().as_secs_f64();
         let mut gr = GroupReport {
@@ -327,9 +427,14 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
             let decl = p
                 .decl(tensor)
                 .ok_or_else(|| DriverError::Tensor { tensor: tensor.clone(), message: "not declared".into() })?;
+            let nnz = written.vals.len() as u64;
+            budget.check(from_coo_bytes(&decl.shape, &decl.format, nnz), || {
+                format!("storing the simulated {tensor} ({nnz} entries) as {}", fuseflow_ir::format_name(&decl.format))
+            })?;
             let stored: Tensor = written
                 .convert(&decl.format)
                 .map_err(|e| DriverError::Tensor { tensor: tensor.clone(), message: e.to_string() })?;
+            budget.hold(fuseflow_ir::stored_bytes(&stored));
             tensors.insert(tensor.clone(), stored);
         }
         report.verified &= gr.verified.unwrap_or(false);
@@ -359,4 +464,13 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
         report.peak_bytes_per_cycle.map(|p| report.mem_bytes as f64 / (report.cycles.max(1) as f64 * p as f64));
     report.wall_seconds = start.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// What a cancelled run had finished: `groups 0-2 finished (12345 cycles)`.
+fn finished_groups(done: usize, cycles: u64) -> String {
+    match done {
+        0 => "no group finished".to_string(),
+        1 => format!("group 0 finished ({cycles} cycles)"),
+        n => format!("groups 0-{} finished ({cycles} cycles)", n - 1),
+    }
 }

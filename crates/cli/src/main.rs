@@ -1,14 +1,19 @@
-//! The `fuseflow` command: the only place that prints and sets exit codes.
+//! The `fuseflow` command: the only place that prints and sets exit codes (with its module
+//! `term`: progress display, Ctrl-C, whole-or-nothing file writes).
+
+mod term;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
+use fuseflow::control::DEFAULT_MAX_WORK;
 use fuseflow::observe::{self, Observed, DEFAULT_TRACE_LIMIT};
-use fuseflow::{compile_statement, run, RunConfig};
+use fuseflow::{compile_statement, run_with, DriverError, RunConfig, RunControl};
 use fuseflow_sim::{HwConfig, SimConfig, TensorTraffic};
 
 /// Writing to stdout failed. A closed pipe (`fuseflow graph ... | head`) is not an error: the
@@ -115,6 +120,24 @@ enum MemoryMode {
     Model,
 }
 
+/// Resource limits (see README, "Limits").
+#[derive(clap::Args, Clone)]
+struct LimitArgs {
+    /// Memory budget for everything sized by the input (tensors, the reference evaluator's
+    /// relations, channel buffers, outputs), e.g. `8G`, `512M`: each is estimated first and
+    /// refused with an error, before it is allocated, past this. Default: half of the
+    /// smallest of physical memory, the cgroup limit and `ulimit -v`.
+    #[arg(long, value_name = "SIZE", value_parser = fuseflow_tensor::parse_size)]
+    mem_limit: Option<u64>,
+}
+
+impl LimitArgs {
+    /// The memory limit in bytes (`None` = none could be determined).
+    fn mem_limit(&self) -> Option<u64> {
+        self.mem_limit.or_else(fuseflow::control::default_mem_limit)
+    }
+}
+
 /// Observability outputs (see docs/observability.md).
 #[derive(clap::Args, Clone)]
 struct ObserveArgs {
@@ -151,9 +174,16 @@ enum Cmd {
         /// Skip verification against the reference evaluator.
         #[arg(long)]
         no_verify: bool,
-        /// Stop with an error past this many cycles.
-        #[arg(long, default_value_t = 1u64 << 40)]
+        /// Stop with an error past this many simulated cycles (a budget: raise it for longer
+        /// runs).
+        #[arg(long, default_value_t = fuseflow_sim::DEFAULT_MAX_CYCLES)]
         max_cycles: u64,
+        /// Most products one step of the reference evaluator may compute (a dense 20000²
+        /// matmul is 8e12); past it the run is refused before the step starts.
+        #[arg(long, default_value_t = DEFAULT_MAX_WORK, value_name = "N")]
+        max_work: u64,
+        #[command(flatten)]
+        limits: LimitArgs,
         /// Graph dataset for graph models: a name (`karate`, `cora-synth`, ... see
         /// `fuseflow datasets`) or a path (.mtx, .npz, edge list, Planetoid or OGB directory).
         /// Sets the program's `N`, `F` and `C` params when declared (over `--preset`, under
@@ -225,6 +255,8 @@ enum Cmd {
         /// Seed for generated inputs.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Import a tortilla graph with its tensor directory and simulate it.
     Simulate {
@@ -243,9 +275,12 @@ enum Cmd {
         /// Channel capacity in tokens (default: the hardware's).
         #[arg(long)]
         fifo_depth: Option<usize>,
-        /// Stop with an error past this many cycles.
-        #[arg(long, default_value_t = 1u64 << 40)]
+        /// Stop with an error past this many simulated cycles (a budget: raise it for longer
+        /// runs).
+        #[arg(long, default_value_t = fuseflow_sim::DEFAULT_MAX_CYCLES)]
         max_cycles: u64,
+        #[command(flatten)]
+        limits: LimitArgs,
         #[command(flatten)]
         hw: HwArgs,
         #[command(flatten)]
@@ -355,7 +390,8 @@ fn print_memory(
 
 /// Writes `text` to `path`, naming the file on failure.
 fn write_file(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))
+    term::write_atomic(path, |w| w.write_all(text.as_bytes()))
+        .map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))
 }
 
 /// Writes the requested observability files; returns one `(what, description)` per file.
@@ -376,9 +412,13 @@ fn write_observations(
     }
     if let Some(path) = &args.trace {
         let cannot = |e: std::io::Error| anyhow!("{}: cannot write: {e}", path.display());
-        let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(cannot)?);
-        let summary =
-            observe::write_chrome_trace(&mut file, program, &hw.name, groups, args.trace_limit).map_err(cannot)?;
+        let mut summary = None;
+        term::write_atomic(path, |w| {
+            summary = Some(observe::write_chrome_trace(w, program, &hw.name, groups, args.trace_limit)?);
+            Ok(())
+        })
+        .map_err(cannot)?;
+        let summary = summary.ok_or_else(|| anyhow!("{}: the trace was not written", path.display()))?;
         written.push((
             "trace".to_string(),
             serde_json::json!({
@@ -479,11 +519,61 @@ fn main() -> ExitCode {
         Ok(code) => code,
         // The reader of our output has gone (`fuseflow graph ... | head`): nothing to report.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if is_cancelled(&e) => {
+            let _ = writeln!(std::io::stderr(), "interrupted: {e:#}; no file was written");
+            ExitCode::from(term::INTERRUPTED)
+        }
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            let hint = hint(&e).map(|h| format!(" ({h})")).unwrap_or_default();
+            let _ = writeln!(std::io::stderr(), "error: {e:#}{hint}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether `e` is a run stopped by Ctrl-C.
+fn is_cancelled(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(c.downcast_ref::<DriverError>(), Some(DriverError::Cancelled { .. }))
+            || matches!(c.downcast_ref::<fuseflow_sim::SimError>(), Some(fuseflow_sim::SimError::Cancelled { .. }))
+    })
+}
+
+/// How to raise the limit an error names, if it names one.
+fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    const CYCLES: &str = "raise it with --max-cycles N";
+    const MEMORY: &str = "raise it with --mem-limit SIZE, e.g. --mem-limit 32G";
+    let sim = |s: &fuseflow_sim::SimError| {
+        if matches!(s, fuseflow_sim::SimError::CycleLimit { .. }) {
+            Some(CYCLES)
+        } else if matches!(s, fuseflow_sim::SimError::Memory { .. }) {
+            Some(MEMORY)
+        } else {
+            None
+        }
+    };
+    e.chain().find_map(|c| {
+        if let Some(d) = c.downcast_ref::<DriverError>() {
+            if let DriverError::Sim { error, .. } = d {
+                return sim(error);
+            }
+            if matches!(d, DriverError::Memory(_)) {
+                return Some(MEMORY);
+            }
+            if matches!(d, DriverError::WorkLimit(_)) {
+                return Some("raise it with --max-work N, or skip verification with --no-verify");
+            }
+        }
+        if let Some(s) = c.downcast_ref::<fuseflow_sim::SimError>() {
+            return sim(s);
+        }
+        if c.downcast_ref::<fuseflow_tensor::OverBudget>().is_some()
+            || matches!(c.downcast_ref::<fuseflow_ir::DataError>(), Some(fuseflow_ir::DataError::Memory(_)))
+        {
+            return Some(MEMORY);
+        }
+        None
+    })
 }
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
@@ -501,9 +591,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             adjacency,
             hw: hw_args,
             observe: obs,
+            max_work,
+            limits,
         } => {
             let hw = hardware(&hw_args, fifo_depth)?;
             check_observe(&obs)?;
+            let cancel = term::cancel_on_ctrl_c();
             let graph = match &dataset {
                 Some(spec) => Some(fuseflow_datasets::load(spec, seed).with_context(|| format!("dataset {spec}"))?),
                 None => None,
@@ -531,7 +624,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             cfg.verify = !no_verify;
             cfg.rel_tol = rel_tol;
             cfg.abs_tol = abs_tol;
-            let r = run(&p, &base_dir(&prog.program), &cfg)?;
+            cfg.mem_limit = limits.mem_limit();
+            cfg.max_work = Some(max_work);
+            let progress = term::Progress::new();
+            let control = RunControl { cancel: Some(cancel), observer: progress.observer() };
+            let r = run_with(&p, &base_dir(&prog.program), &cfg, &control);
+            progress.finish();
+            let r = r?;
             let written = write_observations(&obs, &r.program, &hw, &observe::groups(&r))?;
             let code = if r.checked && r.verified { ExitCode::SUCCESS } else { ExitCode::from(1) };
             let printed = (|| -> Result<()> {
@@ -658,13 +757,42 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         // --- Comal interop (fuseflow-comal) ---
-        Cmd::Compile { prog, stmt, emit, out, seed } => comal_compile(&prog, stmt, &emit, &out, seed),
-        Cmd::Simulate { comal, data, json, dump_outputs, fifo_depth, max_cycles, hw: hw_args, observe: obs } => {
+        Cmd::Compile { prog, stmt, emit, out, seed, limits } => {
+            comal_compile(&prog, stmt, &emit, &out, seed, limits.mem_limit())
+        }
+        Cmd::Simulate {
+            comal,
+            data,
+            json,
+            dump_outputs,
+            fifo_depth,
+            max_cycles,
+            limits,
+            hw: hw_args,
+            observe: obs,
+        } => {
             let hw = hardware(&hw_args, fifo_depth)?;
             check_observe(&obs)?;
             let sim = SimConfig { trace: obs.trace.as_ref().map(|_| obs.trace_limit), ..sim_config(&hw, max_cycles) };
             let out = SimulateOut { json, dump: dump_outputs.as_deref(), hw: &hw, hw_args: &hw_args, observe: &obs };
-            comal_simulate(&comal, &data, &sim, &out)
+            let cancel = term::cancel_on_ctrl_c();
+            let progress = term::Progress::new();
+            let observer = progress.observer();
+            let control = fuseflow_sim::SimControl {
+                cancel: Some(cancel),
+                observer: observer.map(|o| -> fuseflow_sim::Observer {
+                    Arc::new(move |p: &fuseflow_sim::SimProgress| {
+                        o(&fuseflow::RunProgress {
+                            phase: fuseflow::Phase::Simulating { group: 0, groups: 1 },
+                            sim: Some(*p),
+                        })
+                    })
+                }),
+                mem_limit: limits.mem_limit(),
+            };
+            let r = comal_simulate(&comal, &data, &sim, &control, &out);
+            progress.finish();
+            r
         }
         // --- end Comal interop ---
         Cmd::Bench { json, reps, hw: hw_args } => {
@@ -719,7 +847,14 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
 /// `fuseflow compile --emit comal`: statement `stmt` under the requested order, exported with
 /// the program's inputs (generated with `seed`, as `run --seed` does) and the temporaries it
 /// reads, computed by simulating the statements before it.
-fn comal_compile(prog: &ProgramArgs, stmt: usize, emit: &str, out: &Path, seed: u64) -> Result<ExitCode> {
+fn comal_compile(
+    prog: &ProgramArgs,
+    stmt: usize,
+    emit: &str,
+    out: &Path,
+    seed: u64,
+    mem_limit: Option<u64>,
+) -> Result<ExitCode> {
     if emit != "comal" {
         return Err(anyhow!("--emit {emit}: unsupported format (only `comal`)"));
     }
@@ -728,11 +863,13 @@ fn comal_compile(prog: &ProgramArgs, stmt: usize, emit: &str, out: &Path, seed: 
         return Err(anyhow!("{}: statement {stmt} does not exist (the program has {})", p.file, p.stmts.len()));
     }
     let cfg = config(prog);
+    let budget = mem_limit.map_or(fuseflow_tensor::Budget::UNLIMITED, fuseflow_tensor::Budget::new);
+    let load = fuseflow_ir::LoadOptions { skip: Vec::new(), budget };
     if cfg.fusion != fuseflow_compiler::Fusion::Unfused {
-        return comal_compile_group(&p, &cfg, prog, stmt, out, seed);
+        return comal_compile_group(&p, &cfg, prog, stmt, out, seed, &load);
     }
     let k = compile_statement(&p, stmt, &cfg)?;
-    let mut tensors = fuseflow_ir::load_inputs(&p, &base_dir(&prog.program), seed)?;
+    let mut tensors = fuseflow_ir::load_inputs_with(&p, &base_dir(&prog.program), seed, &load)?.tensors;
     // Temporaries the statement reads are computed by simulating the statements before it.
     for earlier in 0..stmt {
         if k.graph.inputs.iter().all(|b| tensors.contains_key(&b.tensor)) {
@@ -766,12 +903,13 @@ fn comal_compile_group(
     group: usize,
     out: &Path,
     seed: u64,
+    load: &fuseflow_ir::LoadOptions,
 ) -> Result<ExitCode> {
     let groups = fuseflow::compile_groups(p, cfg)?;
     let Some(k) = groups.get(group) else {
         return Err(anyhow!("{}: group {group} does not exist (the fusion has {})", p.file, groups.len()));
     };
-    let mut tensors = fuseflow_ir::load_inputs(p, &base_dir(&prog.program), seed)?;
+    let mut tensors = fuseflow_ir::load_inputs_with(p, &base_dir(&prog.program), seed, load)?.tensors;
     for (gi, earlier) in groups[..group].iter().enumerate() {
         if k.graph.inputs.iter().all(|b| tensors.contains_key(&b.tensor)) {
             break;
@@ -807,9 +945,15 @@ struct SimulateOut<'a> {
 }
 
 /// `fuseflow simulate --comal`: import, simulate on the configured hardware, report.
-fn comal_simulate(graph: &Path, data: &Path, sim: &SimConfig, out: &SimulateOut) -> Result<ExitCode> {
+fn comal_simulate(
+    graph: &Path,
+    data: &Path,
+    sim: &SimConfig,
+    control: &fuseflow_sim::SimControl,
+    out: &SimulateOut,
+) -> Result<ExitCode> {
     let (g, tensors) = fuseflow_comal::import_file(graph, data)?;
-    let r = fuseflow_sim::simulate(&g, &tensors, sim).map_err(|e| anyhow!("{}: {e}", graph.display()))?;
+    let r = fuseflow_sim::simulate_with(&g, &tensors, sim, control).with_context(|| graph.display().to_string())?;
     if let Some(dir) = out.dump {
         for (name, t) in &r.outputs {
             fuseflow_tensor::write_tensor_dir(dir, name, t)?;
