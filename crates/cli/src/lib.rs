@@ -117,6 +117,16 @@ pub enum DriverError {
         /// What had finished.
         finished: String,
     },
+    /// A fused group is beyond what the compiler lowers (see [`check_compile_size`]).
+    #[error("{what}, over the compiler's limits of {nodes} nodes and {streams} streams: split it into smaller groups (--fusion A-B,C-D or fuse lines)")]
+    GroupTooLarge {
+        /// The group and its estimated size.
+        what: String,
+        /// The limit on inlined expression nodes.
+        nodes: u64,
+        /// The limit on streams before pruning.
+        streams: u64,
+    },
     /// Converting a simulated tensor.
     #[error("tensor {tensor}: {message}")]
     Tensor {
@@ -254,6 +264,44 @@ pub fn compile_groups(p: &CheckedProgram, cfg: &RunConfig) -> Result<Vec<GroupKe
     Ok(out)
 }
 
+/// Refuses, before anything is lowered, a fusion whose groups would take too long or too much
+/// memory to compile: inlining copies an intermediate into each of its reads and joiners
+/// forward every payload below them, so long or branching chains of fused statements grow
+/// quadratically or worse (see [`fuseflow_compiler::size`]). A group must be within the
+/// compiler's fixed limits ([`fuseflow_compiler::size::MAX_EXPR_NODES`],
+/// [`fuseflow_compiler::size::MAX_PAYLOAD_STREAMS`]) and its estimated bytes within
+/// `mem_limit`. Unfused statements are not checked (they never inline).
+pub fn check_compile_size(p: &CheckedProgram, fusion: &Fusion, mem_limit: Option<u64>) -> Result<(), DriverError> {
+    if *fusion == Fusion::Unfused {
+        return Ok(());
+    }
+    for (gi, g) in plan(p, fusion)?.iter().enumerate() {
+        let size = fuseflow_compiler::group_size(p, g);
+        let what = || {
+            let stmts = match (g.first(), g.last()) {
+                (Some(a), Some(b)) if a != b => format!("statements {a}-{b}"),
+                (Some(a), _) => format!("statement {a}"),
+                (None, _) => "no statement".to_string(),
+            };
+            format!(
+                "fused group {gi} ({stmts}) would inline {} expression nodes and build up to {} streams before pruning",
+                size.expr_nodes, size.payload_streams
+            )
+        };
+        if !size.within_limits() {
+            return Err(DriverError::GroupTooLarge {
+                what: what(),
+                nodes: fuseflow_compiler::size::MAX_EXPR_NODES,
+                streams: fuseflow_compiler::size::MAX_PAYLOAD_STREAMS,
+            });
+        }
+        if let Some(limit) = mem_limit {
+            Budget::new(limit).check(size.bytes(), || format!("compiling {}", what()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Loads, compiles, simulates and (unless disabled) verifies every group of `p`.
 pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunReport, DriverError> {
     run_with(p, base_dir, cfg, &RunControl::default())
@@ -270,6 +318,11 @@ pub fn run_with(
 ) -> Result<RunReport, DriverError> {
     let start = Instant::now();
     let mut budget = cfg.mem_limit.map_or(Budget::UNLIMITED, Budget::new);
+    // What the whole run will hold, estimated from the declarations alone, is refused before
+    // anything is generated or read; each step is checked again when its sizes are known.
+    let plan = plan_bytes(p, cfg);
+    let total = plan.iter().fold(0u64, |t, item| t.saturating_add(item.1));
+    budget.check(total, || describe_plan(&plan))?;
     control.phase(Phase::Loading);
     // Bound data replaces an input, so that input is never generated or read.
     let skip: Vec<String> = cfg.bind.iter().map(|(name, _)| name.clone()).collect();
@@ -305,17 +358,6 @@ pub fn run_with(
         budget.hold(fuseflow_ir::stored_bytes(&t));
         tensors.insert(name.clone(), t);
     }
-    // Outputs stored in formats with dense levels need their padding whatever the data: refuse
-    // them before anything runs.
-    for name in p.stmts.iter().map(|s| &s.lhs.tensor) {
-        if let Some(d) = p.decl(name) {
-            budget.check(tensor_bytes(&d.shape, &d.format, 0), || {
-                let dims: Vec<String> = d.shape.iter().map(|n| n.to_string()).collect();
-                let role = format!("{:?}", d.role).to_lowercase();
-                format!("{role} {name}[{}] {}", dims.join(", "), fuseflow_ir::format_name(&d.format))
-            })?;
-        }
-    }
     let expected = if cfg.verify {
         control.phase(Phase::Reference { statement: 0, statements: p.stmts.len() });
         let ctl = control.eval_control(budget, cfg.max_work);
@@ -340,6 +382,7 @@ pub fn run_with(
         None
     };
     control.phase(Phase::Compiling);
+    check_compile_size(p, &cfg.fusion, budget.limit.checked_sub(budget.held).filter(|_| budget.limit != u64::MAX))?;
     let mut report = RunReport {
         program: p.file.clone(),
         fusion: format!("{:?}", cfg.fusion).to_lowercase(),
@@ -473,4 +516,46 @@ fn finished_groups(done: usize, cycles: u64) -> String {
         1 => format!("group 0 finished ({cycles} cycles)"),
         n => format!("groups 0-{} finished ({cycles} cycles)", n - 1),
     }
+}
+
+/// What a run will hold at least, or (for the reference evaluator) may hold, by item, from
+/// the declarations: generated and bound inputs (exact), every statement's result stored in
+/// its declared format (the padding of dense levels: exact whatever the values), and with
+/// verification the reference evaluator's results of statements declared dense (at most
+/// every point). Inputs read from files and sparse results are checked when their sizes are
+/// known.
+fn plan_bytes(p: &CheckedProgram, cfg: &RunConfig) -> Vec<(String, u64)> {
+    let mut items = Vec::new();
+    for d in p.decls.iter().filter(|d| d.role == fuseflow_ir::Role::Input) {
+        let nnz = match (&cfg.bind, &d.source) {
+            (Some((name, coo)), _) if *name == d.name => coo.nnz() as u64,
+            (_, Some(fuseflow_ir::Source::Random { density, .. })) => {
+                fuseflow_tensor::budget::random_nnz(&d.shape, *density)
+            }
+            (_, Some(fuseflow_ir::Source::BigBird { .. } | fuseflow_ir::Source::File { .. }) | None) => 0,
+        };
+        items.push((format!("input {}", d.name), tensor_bytes(&d.shape, &d.format, nnz)));
+    }
+    let assigned: std::collections::BTreeSet<&String> = p.stmts.iter().map(|s| &s.lhs.tensor).collect();
+    for d in p.decls.iter().filter(|d| assigned.contains(&d.name)) {
+        let stored = tensor_bytes(&d.shape, &d.format, 0);
+        items.push((format!("{} stored {}", d.name, fuseflow_ir::format_name(&d.format)), stored));
+        let dense = d.format.levels.iter().all(|l| *l == fuseflow_tensor::LevelFormat::Dense);
+        if cfg.verify && dense {
+            let points = d.shape.iter().fold(1u64, |n, &s| n.saturating_mul(s as u64));
+            let bytes = fuseflow_tensor::budget::coo_bytes(d.shape.len(), points);
+            items.push((format!("{} in the reference", d.name), bytes));
+        }
+    }
+    items
+}
+
+/// One line for a refused plan: the total and its largest items.
+fn describe_plan(items: &[(String, u64)]) -> String {
+    let mut sorted: Vec<&(String, u64)> = items.iter().filter(|item| item.1 > 0).collect();
+    sorted.sort_by_key(|item| std::cmp::Reverse(item.1));
+    let shown: Vec<String> =
+        sorted.iter().take(6).map(|item| format!("{} {}", item.0, fuseflow_tensor::human_bytes(item.1))).collect();
+    let more = if sorted.len() > 6 { format!(", {} more", sorted.len() - 6) } else { String::new() };
+    format!("the run (largest: {}{more})", shown.join(", "))
 }

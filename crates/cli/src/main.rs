@@ -96,6 +96,8 @@ struct ProgramArgs {
     /// explicit groups such as `0-3,4-7`.
     #[arg(long, default_value = "unfused")]
     fusion: fuseflow_compiler::Fusion,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 /// The simulated machine (see docs/hardware.md).
@@ -182,8 +184,6 @@ enum Cmd {
         /// matmul is 8e12); past it the run is refused before the step starts.
         #[arg(long, default_value_t = DEFAULT_MAX_WORK, value_name = "N")]
         max_work: u64,
-        #[command(flatten)]
-        limits: LimitArgs,
         /// Graph dataset for graph models: a name (`karate`, `cora-synth`, ... see
         /// `fuseflow datasets`) or a path (.mtx, .npz, edge list, Planetoid or OGB directory).
         /// Sets the program's `N`, `F` and `C` params when declared (over `--preset`, under
@@ -255,8 +255,6 @@ enum Cmd {
         /// Seed for generated inputs.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        #[command(flatten)]
-        limits: LimitArgs,
     },
     /// Import a tortilla graph with its tensor directory and simulate it.
     Simulate {
@@ -592,7 +590,6 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             hw: hw_args,
             observe: obs,
             max_work,
-            limits,
         } => {
             let hw = hardware(&hw_args, fifo_depth)?;
             check_observe(&obs)?;
@@ -624,7 +621,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             cfg.verify = !no_verify;
             cfg.rel_tol = rel_tol;
             cfg.abs_tol = abs_tol;
-            cfg.mem_limit = limits.mem_limit();
+            cfg.mem_limit = prog.limits.mem_limit();
             cfg.max_work = Some(max_work);
             let progress = term::Progress::new();
             let control = RunControl { cancel: Some(cancel), observer: progress.observer() };
@@ -712,6 +709,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 return Err(anyhow!("{}: statement {stmt} does not exist (the program has {})", p.file, p.stmts.len()));
             }
             let cfg = config(&prog);
+            fuseflow::check_compile_size(&p, &cfg.fusion, prog.limits.mem_limit())?;
             let graph = if cfg.fusion == fuseflow_compiler::Fusion::Unfused {
                 compile_statement(&p, stmt, &cfg)?.graph
             } else {
@@ -731,6 +729,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Orders { prog, cap } => {
             let p = load(&prog)?;
             let cfg = config(&prog);
+            fuseflow::check_compile_size(&p, &cfg.fusion, prog.limits.mem_limit())?;
             if cfg.fusion != fuseflow_compiler::Fusion::Unfused {
                 let groups = fuseflow_compiler::plan(&p, &cfg.fusion)?;
                 for (gi, g) in groups.iter().enumerate() {
@@ -757,9 +756,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         // --- Comal interop (fuseflow-comal) ---
-        Cmd::Compile { prog, stmt, emit, out, seed, limits } => {
-            comal_compile(&prog, stmt, &emit, &out, seed, limits.mem_limit())
-        }
+        Cmd::Compile { prog, stmt, emit, out, seed } => comal_compile(&prog, stmt, &emit, &out, seed),
         Cmd::Simulate {
             comal,
             data,
@@ -847,14 +844,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
 /// `fuseflow compile --emit comal`: statement `stmt` under the requested order, exported with
 /// the program's inputs (generated with `seed`, as `run --seed` does) and the temporaries it
 /// reads, computed by simulating the statements before it.
-fn comal_compile(
-    prog: &ProgramArgs,
-    stmt: usize,
-    emit: &str,
-    out: &Path,
-    seed: u64,
-    mem_limit: Option<u64>,
-) -> Result<ExitCode> {
+fn comal_compile(prog: &ProgramArgs, stmt: usize, emit: &str, out: &Path, seed: u64) -> Result<ExitCode> {
     if emit != "comal" {
         return Err(anyhow!("--emit {emit}: unsupported format (only `comal`)"));
     }
@@ -863,6 +853,8 @@ fn comal_compile(
         return Err(anyhow!("{}: statement {stmt} does not exist (the program has {})", p.file, p.stmts.len()));
     }
     let cfg = config(prog);
+    let mem_limit = prog.limits.mem_limit();
+    fuseflow::check_compile_size(&p, &cfg.fusion, mem_limit)?;
     let budget = mem_limit.map_or(fuseflow_tensor::Budget::UNLIMITED, fuseflow_tensor::Budget::new);
     let load = fuseflow_ir::LoadOptions { skip: Vec::new(), budget };
     if cfg.fusion != fuseflow_compiler::Fusion::Unfused {

@@ -103,7 +103,6 @@ pub fn evaluate_with(
         budget.hold(bytes);
         values.insert(d.name.clone(), t.to_coo());
     }
-    let mut out = BTreeMap::new();
     for (s, stmt) in p.stmts.iter().enumerate() {
         if control.cancelled() {
             return Err(EvalError::Cancelled { statement: s });
@@ -120,12 +119,13 @@ pub fn evaluate_with(
             .clone();
         let cx = Cx { values: &values, sizes, tensor: &stmt.lhs.tensor, control, budget, statement: s };
         let coo = cx.statement(stmt, shape)?;
-        // The result is kept twice (as a value for later statements and in the output).
-        budget.hold(coo_bytes(coo.rank(), coo.nnz() as u64).saturating_mul(2));
-        values.insert(stmt.lhs.tensor.clone(), coo.clone());
-        out.insert(stmt.lhs.tensor.clone(), coo);
+        budget.hold(coo_bytes(coo.rank(), coo.nnz() as u64));
+        values.insert(stmt.lhs.tensor.clone(), coo);
     }
-    Ok(out)
+    // The results are the values of the statements' left-hand sides (the inputs' copies go).
+    let assigned: std::collections::BTreeSet<&String> = p.stmts.iter().map(|s| &s.lhs.tensor).collect();
+    values.retain(|name, _| assigned.contains(name));
+    Ok(values)
 }
 
 /// Context of one statement's evaluation.
@@ -335,6 +335,7 @@ impl Cx<'_> {
                 )));
             }
         }
+        self.afford(&format!("relation of {tensor}"), coo.nnz() as u128, 0)?;
         let mut points = Vec::with_capacity(coo.nnz());
         let mut seen = vec![u32::MAX; layout.vars.len()];
         'points: for p in 0..coo.nnz() {
@@ -399,6 +400,8 @@ impl Cx<'_> {
             None => work,
             Some(_) => work.min(1u128 << out_layout.key_bits().min(100)).saturating_mul(2),
         };
+        // The operands are alive too, and `b` is regrouped at 1.5 points a point.
+        let out_points = out_points + (a.points.len() + 3 * b.points.len()) as u128;
         self.afford(&format!("join of {} × {} points", a.points.len(), b.points.len()), out_points, work)?;
         let mut acc = SumAccumulator::new(&out_layout);
         for (n, &(ka, va)) in a.points.iter().enumerate() {
