@@ -286,7 +286,7 @@ impl Network {
                 return Err(SimError::Cancelled { cycle: self.cycles() });
             }
             sweeps += 1;
-            if sweeps % 16 == 0 && last_check.elapsed() >= PROGRESS_INTERVAL {
+            if sweeps & 15 == 0 && last_check.elapsed() >= PROGRESS_INTERVAL {
                 last_check = std::time::Instant::now();
                 self.check_in(control)?;
                 if base < soft_cap && !tracing(self) {
