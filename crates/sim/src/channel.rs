@@ -15,15 +15,16 @@ use crate::Token;
 /// channel with a huge capacity costs only what it holds.
 ///
 /// A bounded channel remembers, for every popped token that a later send may still wait for,
-/// the cycle at which it freed its place (`free`, a ring addressed by token number like the
-/// buffer): the `k`-th send reads the free cycle of token `k - capacity`. The ring starts
-/// with `min(capacity, RECORDS)` entries rounded up to a power of two; it grows only when a pop
-/// would overwrite a record that a later send needs (a large capacity with a short occupancy),
-/// so for the usual depths it is allocated once and behaves like the old in-slot scheme.
+/// the cycle at which it freed its place ([`Freed`]): the `k`-th send reads the free cycle of
+/// token `k - capacity`. The channel itself is eight words, one cache line; the free cycles
+/// sit behind one pointer that is null for an unbounded channel, so batch loops carry one
+/// value for them, as they carried a "bounded" flag before.
 #[derive(Debug, Clone)]
 pub struct Channel {
-    /// Slots; the length is a power of two (the index mask is `len - 1`).
+    /// Slots; the length is a power of two.
     buf: Box<[(u64, Token)]>,
+    /// `buf.len() - 1`.
+    mask: usize,
     /// Tokens ever popped: the head is token `popped`.
     popped: u64,
     /// Tokens ever pushed.
@@ -32,9 +33,71 @@ pub struct Channel {
     cap: usize,
     /// Largest occupancy seen.
     pub peak: usize,
-    /// Free cycles of popped tokens (bounded channels only; empty when unbounded): token `k`'s
-    /// record is in entry `k & (len - 1)`. (Eight words in all: a channel is one cache line.)
-    free: Box<[u64]>,
+    /// Free cycles of popped tokens (bounded channels only).
+    freed: Option<Box<Freed>>,
+}
+
+/// The free cycles of a bounded channel's popped tokens that later sends may wait for, in a
+/// ring addressed by token number (token `k`'s record is entry `k & (len - 1)`). The ring holds
+/// at least `min(capacity, tokens pushed)` entries before any pop (see [`Freed::reserve`]), so
+/// a pop never overwrites a record that a later send needs: writing token `j`'s record replaces
+/// token `j - len`'s, which is either not a token (`len` > `j`) or older than every token a
+/// later send waits for (`len >= capacity`). It starts with `min(capacity, RECORDS)` entries,
+/// so for the usual depths it is allocated once, and pops only store.
+#[derive(Debug, Clone)]
+pub(crate) struct Freed {
+    ring: Box<[u64]>,
+    /// The channel's capacity.
+    cap: u64,
+}
+
+impl Freed {
+    fn new(cap: usize) -> Freed {
+        Freed { ring: vec![0; cap.min(RECORDS).next_power_of_two()].into_boxed_slice(), cap: cap as u64 }
+    }
+
+    /// The cycle send number `pushed` waits for: the free cycle of token `pushed - cap`, or 0
+    /// while fewer than `cap` tokens were ever sent.
+    #[inline(always)]
+    fn cycle(&self, pushed: u64) -> u64 {
+        let len = self.ring.len() as u64;
+        if len >= self.cap || pushed >= self.cap {
+            // With a ring of at least `cap` entries, a send before the `cap`-th reads an entry
+            // no token wrote (0): token `pushed - cap + m·len` for `m >= 1` is not yet popped.
+            self.ring[pushed.wrapping_sub(self.cap) as usize & (len as usize - 1)]
+        } else {
+            0
+        }
+    }
+
+    /// Grows the ring before tokens up to `pushed` are popped (`popped` were already), so that
+    /// the pops only store (see the type's documentation).
+    #[inline(always)]
+    fn reserve(&mut self, popped: u64, pushed: u64) {
+        if (self.ring.len() as u64) < self.cap.min(pushed) {
+            self.grow(popped, self.cap.min(pushed));
+        }
+    }
+
+    /// Records that token `popped` frees its place after cycle `at` (after
+    /// [`Freed::reserve`]).
+    #[inline(always)]
+    fn record(&mut self, popped: u64, at: u64) {
+        self.ring[popped as usize & (self.ring.len() - 1)] = at + 1;
+    }
+
+    /// Grows the ring to at least `n` entries; its records cover the tokens before `popped`.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, popped: u64, n: u64) {
+        let old = self.ring.len();
+        let n = (n as usize).next_power_of_two();
+        let mut next = vec![0; n].into_boxed_slice();
+        for k in popped.saturating_sub(old as u64)..popped {
+            next[k as usize & (n - 1)] = self.ring[k as usize & (old - 1)];
+        }
+        self.ring = next;
+    }
 }
 
 /// Initial buffer length of a channel (it doubles when full, up to a bounded channel's
@@ -48,27 +111,25 @@ impl Channel {
     /// A channel with the given capacity (`None` = unbounded). Allocates a few slots, whatever
     /// the capacity: buffers grow with what the channel holds.
     pub fn new(capacity: Option<usize>) -> Channel {
-        let (slots, cap, records) = match capacity {
-            Some(c) => {
-                let c = c.max(1);
-                (c.min(INITIAL).next_power_of_two(), c, c.min(RECORDS).next_power_of_two())
-            }
-            None => (INITIAL, usize::MAX, 0),
+        let (slots, cap) = match capacity {
+            Some(c) => (c.clamp(1, INITIAL).next_power_of_two(), c.max(1)),
+            None => (INITIAL, usize::MAX),
         };
         Channel {
             buf: vec![(0, Token::Empty); slots].into_boxed_slice(),
+            mask: slots - 1,
             popped: 0,
             pushed: 0,
             cap,
             peak: 0,
-            free: vec![0; records].into_boxed_slice(),
+            freed: capacity.map(|_| Box::new(Freed::new(cap))),
         }
     }
 
     /// Slot of token `k`.
     #[inline(always)]
     fn slot(&self, k: u64) -> usize {
-        k as usize & (self.buf.len() - 1)
+        k as usize & self.mask
     }
 
     /// The head token and its ready time.
@@ -94,12 +155,10 @@ impl Channel {
     /// Earliest cycle at which a token may be sent, or `None` while the channel is full.
     #[inline(always)]
     pub fn free_at(&self) -> Option<u64> {
-        if self.cap == usize::MAX {
-            Some(0)
-        } else if self.len() >= self.cap {
-            None
-        } else {
-            Some(free_cycle(&self.free, self.pushed, self.cap as u64))
+        match &self.freed {
+            None => Some(0),
+            Some(_) if self.len() >= self.cap => None,
+            Some(f) => Some(f.cycle(self.pushed)),
         }
     }
 
@@ -108,8 +167,9 @@ impl Channel {
     pub fn pop(&mut self, at: u64) -> Token {
         assert!(self.popped != self.pushed, "pop from empty channel");
         let tok = self.buf[self.slot(self.popped)].1;
-        if self.cap != usize::MAX {
-            record_free(&mut self.free, self.popped, self.pushed, self.cap, at);
+        if let Some(f) = &mut self.freed {
+            f.reserve(self.popped, self.pushed);
+            f.record(self.popped, at);
         }
         self.popped += 1;
         tok
@@ -133,13 +193,15 @@ impl Channel {
     /// The consumer's side of the channel for a batch loop (see [`Reader`]).
     #[inline(always)]
     pub(crate) fn reader(&mut self) -> Reader<'_> {
+        if let Some(f) = &mut self.freed {
+            f.reserve(self.popped, self.pushed);
+        }
         Reader {
-            mask: self.buf.len() - 1,
-            buf: &self.buf,
+            buf: &mut self.buf,
+            mask: self.mask,
             popped: self.popped,
             pushed: self.pushed,
-            cap: self.cap,
-            free: &mut self.free,
+            freed: self.freed.as_deref_mut(),
             back: &mut self.popped,
         }
     }
@@ -149,20 +211,19 @@ impl Channel {
     /// free places.
     #[inline(always)]
     pub(crate) fn writer(&mut self, n: usize) -> Writer<'_> {
-        let (limit, cap) = if self.cap == usize::MAX {
-            (self.pushed + n as u64, u64::MAX)
+        let limit = if self.freed.is_none() {
+            self.pushed + n as u64
         } else {
-            ((self.pushed + n as u64).min(self.popped + self.cap as u64), self.cap as u64)
+            (self.pushed + n as u64).min(self.popped + self.cap as u64)
         };
         self.reserve((limit - self.pushed) as usize);
         Writer {
-            mask: self.buf.len() - 1,
             buf: &mut self.buf,
+            mask: self.mask,
             pushed: self.pushed,
             popped: self.popped,
             limit,
-            cap,
-            free: &self.free,
+            freed: self.freed.as_deref(),
             back: &mut self.pushed,
             peak: &mut self.peak,
         }
@@ -205,12 +266,13 @@ impl Channel {
             buf[k as usize & (n - 1)] = self.buf[self.slot(k)];
         }
         self.buf = buf;
+        self.mask = n - 1;
     }
 
     /// Whether the channel has no capacity limit.
     #[inline(always)]
     pub fn is_unbounded(&self) -> bool {
-        self.cap == usize::MAX
+        self.freed.is_none()
     }
 
     /// Current occupancy.
@@ -231,58 +293,21 @@ impl Channel {
 
     /// Bytes the channel's buffers occupy (for memory accounting).
     pub fn footprint(&self) -> usize {
-        self.buf.len() * std::mem::size_of::<(u64, Token)>() + self.free.len() * std::mem::size_of::<u64>()
+        let records = self.freed.as_ref().map_or(0, |f| f.ring.len());
+        self.buf.len() * std::mem::size_of::<(u64, Token)>() + records * std::mem::size_of::<u64>()
     }
-}
-
-/// The free cycle a bounded channel's send number `pushed` waits for: that of token
-/// `pushed - cap`, or 0 when fewer than `cap` tokens were ever sent.
-#[inline(always)]
-fn free_cycle(free: &[u64], pushed: u64, cap: u64) -> u64 {
-    match pushed.checked_sub(cap) {
-        Some(k) => free[k as usize & (free.len() - 1)],
-        None => 0,
-    }
-}
-
-/// Records that token `popped` of a bounded channel frees its place after cycle `at`.
-/// Overwriting the record of token `popped - len(free)` is safe unless a later send still needs
-/// it (send numbers `>= pushed` read records `>= pushed - cap`); then the ring grows first.
-#[inline(always)]
-fn record_free(free: &mut Box<[u64]>, popped: u64, pushed: u64, cap: usize, at: u64) {
-    if free.len() < cap {
-        let len = free.len() as u64;
-        if popped >= len && (popped - len) + cap as u64 >= pushed {
-            grow_records(free, popped);
-        }
-    }
-    free[popped as usize & (free.len() - 1)] = at + 1;
-}
-
-/// Doubles a ring of free cycles whose records cover tokens before `popped`.
-#[cold]
-#[inline(never)]
-fn grow_records(free: &mut Box<[u64]>, popped: u64) {
-    let old = free.len();
-    let n = old * 2;
-    let mut next = vec![0; n].into_boxed_slice();
-    for k in popped.saturating_sub(old as u64)..popped {
-        next[k as usize & (n - 1)] = free[k as usize & (old - 1)];
-    }
-    *free = next;
 }
 
 /// A consumer's view of a channel during a batch loop: the head counter lives in a local
 /// (a register, not memory that stores into the buffer might alias) and is written back when
 /// the reader is dropped.
 pub(crate) struct Reader<'a> {
-    buf: &'a [(u64, Token)],
+    buf: &'a mut [(u64, Token)],
     mask: usize,
     popped: u64,
     pushed: u64,
-    /// Capacity (`usize::MAX` = unbounded).
-    cap: usize,
-    free: &'a mut Box<[u64]>,
+    /// The free cycles of a bounded channel (`None` = unbounded).
+    freed: Option<&'a mut Freed>,
     back: &'a mut u64,
 }
 
@@ -301,8 +326,8 @@ impl Reader<'_> {
     #[inline(always)]
     pub fn pop(&mut self, at: u64) {
         assert!(self.popped != self.pushed, "pop from empty channel");
-        if self.cap != usize::MAX {
-            record_free(self.free, self.popped, self.pushed, self.cap, at);
+        if let Some(f) = self.freed.as_deref_mut() {
+            f.record(self.popped, at);
         }
         self.popped += 1;
     }
@@ -325,9 +350,8 @@ pub(crate) struct Writer<'a> {
     popped: u64,
     /// Sends allowed up to this count (the reserved room, or a bounded channel's capacity).
     limit: u64,
-    /// Capacity (`u64::MAX` = unbounded).
-    cap: u64,
-    free: &'a [u64],
+    /// The free cycles of a bounded channel (`None` = unbounded).
+    freed: Option<&'a Freed>,
     back: &'a mut u64,
     peak: &'a mut usize,
 }
@@ -339,10 +363,10 @@ impl Writer<'_> {
     pub fn free_at(&self) -> Option<u64> {
         if self.pushed == self.limit {
             None
-        } else if self.cap == u64::MAX {
-            Some(0)
+        } else if let Some(f) = self.freed {
+            Some(f.cycle(self.pushed))
         } else {
-            Some(free_cycle(self.free, self.pushed, self.cap))
+            Some(0)
         }
     }
 
