@@ -342,7 +342,7 @@ pub fn run_with(
     let loaded = fuseflow_ir::load_inputs_with(p, base_dir, cfg.seed, &fuseflow_ir::LoadOptions { skip, budget })?;
     budget.hold(loaded.bytes);
     let mut tensors = loaded.tensors;
-    control.check(Phase::Loading, || "no input was complete".into())?;
+    control.check(Phase::Loading, || "the inputs were loaded, nothing was simulated".into())?;
     if let Some((name, coo)) = &cfg.bind {
         let decl =
             p.decl(name).ok_or_else(|| DriverError::Tensor { tensor: name.clone(), message: "not declared".into() })?;
