@@ -310,6 +310,8 @@ impl Network {
     }
 
     /// Reports progress and enforces the memory limit.
+    #[cold]
+    #[inline(never)]
     fn check_in(&self, control: &SimControl) -> Result<(), SimError> {
         if control.observer.is_none() && control.mem_limit.is_none() {
             return Ok(());
