@@ -4,16 +4,21 @@
 //! It does no terminal output; `main.rs` does.
 
 pub mod bench;
+pub mod control;
 pub mod observe;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
+pub use control::{Phase, RunControl, RunObserver, RunProgress};
+use fuseflow_tensor::budget::{from_coo_bytes, tensor_bytes};
+use fuseflow_tensor::Budget;
+
 use fuseflow_compiler::{lower_group, plan, Fusion, GroupKernel, Kernel, LowerOptions};
 use fuseflow_graph::Graph;
 use fuseflow_ir::CheckedProgram;
-use fuseflow_sim::{simulate, NodeStats, SimConfig, TensorTraffic, Trace};
+use fuseflow_sim::{simulate_with, NodeStats, SimConfig, TensorTraffic, Trace};
 use fuseflow_tensor::Tensor;
 
 /// Everything a run can be configured with.
@@ -45,6 +50,12 @@ pub struct RunConfig {
     pub dataset: Option<DatasetInfo>,
     /// Record activation spans for a trace, at most this many over all groups (`None` = off).
     pub trace_limit: Option<usize>,
+    /// Memory limit in bytes for everything the run builds from user input (inputs, the
+    /// reference's relations, channel buffers, outputs); each is estimated and refused before
+    /// it is allocated. `None` = no limit.
+    pub mem_limit: Option<u64>,
+    /// Most products one step of the reference evaluator may compute (`None` = no limit).
+    pub max_work: Option<u64>,
 }
 
 impl Default for RunConfig {
@@ -62,6 +73,8 @@ impl Default for RunConfig {
             dataset: None,
             group_orders: BTreeMap::new(),
             trace_limit: None,
+            mem_limit: None,
+            max_work: None,
         }
     }
 }
@@ -86,6 +99,10 @@ pub enum DriverError {
     /// Reference evaluation.
     #[error("reference evaluator: {0}")]
     Reference(String),
+    /// A step of the reference evaluation would compute more than [`RunConfig::max_work`]
+    /// products; it was refused before it started.
+    #[error("reference evaluator: {0}")]
+    WorkLimit(fuseflow_reference::EvalError),
     /// Simulation.
     #[error("simulating statements {stmt} ({tensor}): {error}")]
     Sim {
@@ -104,6 +121,28 @@ pub enum DriverError {
         file: String,
         /// The order and the kernels' index names.
         message: String,
+    },
+    /// A step would need more memory than [`RunConfig::mem_limit`] leaves; nothing was
+    /// allocated for it.
+    #[error(transparent)]
+    Memory(#[from] fuseflow_tensor::OverBudget),
+    /// [`RunControl::cancel`] was set; `finished` says what had completed.
+    #[error("cancelled while {phase}; {finished}")]
+    Cancelled {
+        /// The phase that was interrupted.
+        phase: String,
+        /// What had finished.
+        finished: String,
+    },
+    /// A fused group is beyond what the compiler lowers (see [`check_compile_size`]).
+    #[error("{what}, over the compiler's limits of {nodes} nodes and {streams} streams: split it into smaller groups (--fusion A-B,C-D or fuse lines)")]
+    GroupTooLarge {
+        /// The group and its estimated size.
+        what: String,
+        /// The limit on inlined expression nodes.
+        nodes: u64,
+        /// The limit on streams before pruning.
+        streams: u64,
     },
     /// Converting a simulated tensor.
     #[error("tensor {tensor}: {message}")]
@@ -228,15 +267,20 @@ pub struct DatasetInfo {
     pub bound: Vec<String>,
 }
 
-/// The program's input tensors ([`fuseflow_ir::load_inputs`]), errors located at the
-/// declaration of the input concerned.
-pub fn load_inputs(p: &CheckedProgram, base_dir: &Path, seed: u64) -> Result<BTreeMap<String, Tensor>, DriverError> {
-    fuseflow_ir::load_inputs(p, base_dir, seed).map_err(|error| data_error(p, error))
+/// The program's input tensors ([`fuseflow_ir::load_inputs_with`]: inputs to skip, a memory
+/// budget), errors located at the declaration of the input concerned.
+pub fn load_inputs(
+    p: &CheckedProgram,
+    base_dir: &Path,
+    seed: u64,
+    opts: &fuseflow_ir::LoadOptions,
+) -> Result<fuseflow_ir::Loaded, DriverError> {
+    fuseflow_ir::load_inputs_with(p, base_dir, seed, opts).map_err(|error| data_error(p, error))
 }
 
 /// Locates a data error at the declaration of its tensor.
 fn data_error(p: &CheckedProgram, error: fuseflow_ir::DataError) -> DriverError {
-    let at = match p.decl(error.tensor()) {
+    let at = match error.tensor().and_then(|t| p.decl(t)) {
         Some(d) => format!("{}:{}:{}", p.file, d.span.line, d.span.col),
         None => p.file.clone(),
     };
@@ -288,11 +332,70 @@ pub fn compile_groups(p: &CheckedProgram, cfg: &RunConfig) -> Result<Vec<GroupKe
     Ok(out)
 }
 
+/// Refuses, before anything is lowered, a fusion whose groups would take too long or too much
+/// memory to compile: inlining copies an intermediate into each of its reads and joiners
+/// forward every payload below them, so long or branching chains of fused statements grow
+/// quadratically or worse (see [`fuseflow_compiler::size`]). A group must be within the
+/// compiler's fixed limits ([`fuseflow_compiler::size::MAX_EXPR_NODES`],
+/// [`fuseflow_compiler::size::MAX_PAYLOAD_STREAMS`]) and its estimated bytes within
+/// `mem_limit`. Unfused statements are not checked (they never inline).
+pub fn check_compile_size(p: &CheckedProgram, fusion: &Fusion, mem_limit: Option<u64>) -> Result<(), DriverError> {
+    if *fusion == Fusion::Unfused {
+        return Ok(());
+    }
+    for (gi, g) in plan(p, fusion)?.iter().enumerate() {
+        let size = fuseflow_compiler::group_size(p, g);
+        let what = || {
+            let stmts = match (g.first(), g.last()) {
+                (Some(a), Some(b)) if a != b => format!("statements {a}-{b}"),
+                (Some(a), _) => format!("statement {a}"),
+                (None, _) => "no statement".to_string(),
+            };
+            format!(
+                "fused group {gi} ({stmts}) would inline {} expression nodes and build up to {} streams before pruning",
+                size.expr_nodes, size.payload_streams
+            )
+        };
+        if !size.within_limits() {
+            return Err(DriverError::GroupTooLarge {
+                what: what(),
+                nodes: fuseflow_compiler::size::MAX_EXPR_NODES,
+                streams: fuseflow_compiler::size::MAX_PAYLOAD_STREAMS,
+            });
+        }
+        if let Some(limit) = mem_limit {
+            Budget::new(limit).check(size.bytes(), || format!("compiling {}", what()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Loads, compiles, simulates and (unless disabled) verifies every group of `p`.
 pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunReport, DriverError> {
+    run_with(p, base_dir, cfg, &RunControl::default())
+}
+
+/// [`run`] watched by `control`: progress reports by phase, cancellation (a
+/// [`DriverError::Cancelled`] saying what finished). The report is [`run`]'s whenever it
+/// returns `Ok`.
+pub fn run_with(
+    p: &CheckedProgram,
+    base_dir: &Path,
+    cfg: &RunConfig,
+    control: &RunControl,
+) -> Result<RunReport, DriverError> {
     let start = Instant::now();
-    let mut tensors = load_inputs(p, base_dir, cfg.seed)?;
+    let mut budget = cfg.mem_limit.map_or(Budget::UNLIMITED, Budget::new);
+    // What the whole run will hold, estimated from the declarations alone, is refused before
+    // anything is generated or read; each step is checked again when its sizes are known.
+    let plan = plan_bytes(p, cfg);
+    let total = plan.iter().fold(0u64, |t, item| t.saturating_add(item.1));
+    budget.check(total, || describe_plan(&plan))?;
+    control.phase(Phase::Loading);
+    // Bound data replaces an input, so that input is never generated or read.
+    let skip: Vec<String> = cfg.bind.iter().map(|(name, _)| name.clone()).collect();
     for (name, coo) in &cfg.bind {
+        budget.hold(fuseflow_tensor::budget::coo_bytes(coo.rank(), coo.nnz() as u64));
         let decl = p.decl(name).filter(|d| d.role == fuseflow_ir::Role::Input).ok_or_else(|| DriverError::Tensor {
             tensor: name.clone(),
             message: "is not an input of the program".into(),
@@ -303,15 +406,51 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
                 message: format!("declared {:?} but the bound data is {:?}", decl.shape, coo.shape),
             });
         }
+    }
+    let loaded = load_inputs(p, base_dir, cfg.seed, &fuseflow_ir::LoadOptions { skip, budget })?;
+    budget.hold(loaded.bytes);
+    let mut tensors = loaded.tensors;
+    control.check(Phase::Loading, || "the inputs were loaded, nothing was simulated".into())?;
+    for (name, coo) in &cfg.bind {
+        let decl =
+            p.decl(name).ok_or_else(|| DriverError::Tensor { tensor: name.clone(), message: "not declared".into() })?;
+        budget.check(from_coo_bytes(&decl.shape, &decl.format, coo.nnz() as u64), || {
+            format!(
+                "converting the bound data ({} entries) to input {name} ({})",
+                coo.nnz(),
+                fuseflow_ir::format_name(&decl.format)
+            )
+        })?;
         let t = Tensor::from_coo(coo, &decl.format)
             .map_err(|e| DriverError::Tensor { tensor: name.clone(), message: e.to_string() })?;
+        budget.hold(fuseflow_ir::stored_bytes(&t));
         tensors.insert(name.clone(), t);
     }
     let expected = if cfg.verify {
-        Some(fuseflow_reference::evaluate(p, &tensors).map_err(|e| DriverError::Reference(e.to_string()))?)
+        control.phase(Phase::Reference { statement: 0, statements: p.stmts.len() });
+        let ctl = control.eval_control(budget, cfg.max_work);
+        let r = fuseflow_reference::evaluate_with(p, &tensors, &ctl).map_err(|e| {
+            use fuseflow_reference::EvalError;
+            if let EvalError::Cancelled { statement } = e {
+                control.cancelled_error(
+                    Phase::Reference { statement, statements: p.stmts.len() },
+                    format!("the inputs were loaded and the reference had evaluated {statement} statements"),
+                )
+            } else if let EvalError::Memory(m) = e {
+                DriverError::Memory(m)
+            } else if matches!(e, EvalError::Work { .. }) {
+                DriverError::WorkLimit(e)
+            } else {
+                DriverError::Reference(e.to_string())
+            }
+        })?;
+        budget.hold(r.values().map(|c| fuseflow_tensor::budget::coo_bytes(c.rank(), c.nnz() as u64)).sum());
+        Some(r)
     } else {
         None
     };
+    control.phase(Phase::Compiling);
+    check_compile_size(p, &cfg.fusion, budget.limit.checked_sub(budget.held).filter(|_| budget.limit != u64::MAX))?;
     let mut report = RunReport {
         program: p.file.clone(),
         fusion: cfg.fusion.to_string(),
@@ -335,10 +474,15 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
         wall_seconds: 0.0,
         groups: Vec::new(),
     };
-    for kernel in compile_groups(p, cfg)? {
+    let kernels = compile_groups(p, cfg)?;
+    let groups = kernels.len();
+    control.check(Phase::Compiling, || "the inputs were loaded and checked".into())?;
+    for (gi, kernel) in kernels.into_iter().enumerate() {
         let label = kernel.outputs.join(",");
         let stmts_label = p.group_label(&kernel.stmts);
         let t0 = Instant::now();
+        let phase = Phase::Simulating { group: gi, groups };
+        control.phase(phase);
         let sim_cfg = match cfg.trace_limit {
             Some(limit) => {
                 let used: usize = report.groups.iter().filter_map(|g| g.trace.as_ref()).map(|t| t.spans.len()).sum();
@@ -346,10 +490,14 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
             }
             None => cfg.sim.clone(),
         };
-        let mut sim = simulate(&kernel.graph, &tensors, &sim_cfg).map_err(|error| DriverError::Sim {
-            stmt: stmts_label.clone(),
-            tensor: label.clone(),
-            error,
+        let sim_ctl = control.sim_control(phase, budget);
+        let mut sim = simulate_with(&kernel.graph, &tensors, &sim_cfg, &sim_ctl).map_err(|error| {
+            if let fuseflow_sim::SimError::Cancelled { cycle } = error {
+                let finished = format!("{}; group {gi} was at cycle {cycle}", finished_groups(gi, report.cycles));
+                control.cancelled_error(phase, finished)
+            } else {
+                DriverError::Sim { stmt: stmts_label.clone(), tensor: label.clone(), error }
+            }
         })?;
         report.sim_seconds += t0.elapsed().as_secs_f64();
         let mut gr = GroupReport {
@@ -403,9 +551,14 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
             let decl = p
                 .decl(tensor)
                 .ok_or_else(|| DriverError::Tensor { tensor: tensor.clone(), message: "not declared".into() })?;
+            let nnz = written.vals.len() as u64;
+            budget.check(from_coo_bytes(&decl.shape, &decl.format, nnz), || {
+                format!("storing the simulated {tensor} ({nnz} entries) as {}", fuseflow_ir::format_name(&decl.format))
+            })?;
             let stored: Tensor = written
                 .convert(&decl.format)
                 .map_err(|e| DriverError::Tensor { tensor: tensor.clone(), message: e.to_string() })?;
+            budget.hold(fuseflow_ir::stored_bytes(&stored));
             tensors.insert(tensor.clone(), stored);
         }
         report.verified &= gr.verified.unwrap_or(false);
@@ -446,4 +599,56 @@ pub fn run(p: &CheckedProgram, base_dir: &Path, cfg: &RunConfig) -> Result<RunRe
         report.peak_bytes_per_cycle.map(|p| report.mem_bytes as f64 / (report.cycles.max(1) as f64 * p as f64));
     report.wall_seconds = start.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// What a cancelled run had finished: `groups 0-2 finished (12345 cycles)`.
+fn finished_groups(done: usize, cycles: u64) -> String {
+    match done {
+        0 => "no group finished".to_string(),
+        1 => format!("group 0 finished ({cycles} cycles)"),
+        n => format!("groups 0-{} finished ({cycles} cycles)", n - 1),
+    }
+}
+
+/// What a run will hold at least, or (for the reference evaluator) may hold, by item, from
+/// the declarations: generated and bound inputs (exact), every statement's result stored in
+/// its declared format (the padding of dense levels: exact whatever the values), and with
+/// verification the reference evaluator's results of statements declared dense (at most
+/// every point). Inputs read from files and sparse results are checked when their sizes are
+/// known.
+fn plan_bytes(p: &CheckedProgram, cfg: &RunConfig) -> Vec<(String, u64)> {
+    let mut items = Vec::new();
+    for d in p.decls.iter().filter(|d| d.role == fuseflow_ir::Role::Input) {
+        let bound = cfg.bind.iter().find(|(name, _)| *name == d.name);
+        let nnz = match (bound, &d.source) {
+            (Some((_, coo)), _) => coo.nnz() as u64,
+            (None, Some(fuseflow_ir::Source::Random { density, .. })) => {
+                fuseflow_tensor::budget::random_nnz(&d.shape, *density)
+            }
+            (None, Some(fuseflow_ir::Source::BigBird { .. } | fuseflow_ir::Source::File { .. }) | None) => 0,
+        };
+        items.push((format!("input {}", d.name), tensor_bytes(&d.shape, &d.format, nnz)));
+    }
+    let assigned: std::collections::BTreeSet<&String> = p.stmts.iter().map(|s| &s.lhs.tensor).collect();
+    for d in p.decls.iter().filter(|d| assigned.contains(&d.name)) {
+        let stored = tensor_bytes(&d.shape, &d.format, 0);
+        items.push((format!("{} stored {}", d.name, fuseflow_ir::format_name(&d.format)), stored));
+        let dense = d.format.levels.iter().all(|l| *l == fuseflow_tensor::LevelFormat::Dense);
+        if cfg.verify && dense {
+            let points = d.shape.iter().fold(1u64, |n, &s| n.saturating_mul(s as u64));
+            let bytes = fuseflow_tensor::budget::coo_bytes(d.shape.len(), points);
+            items.push((format!("{} in the reference", d.name), bytes));
+        }
+    }
+    items
+}
+
+/// One line for a refused plan: the total and its largest items.
+fn describe_plan(items: &[(String, u64)]) -> String {
+    let mut sorted: Vec<&(String, u64)> = items.iter().filter(|item| item.1 > 0).collect();
+    sorted.sort_by_key(|item| std::cmp::Reverse(item.1));
+    let shown: Vec<String> =
+        sorted.iter().take(6).map(|item| format!("{} {}", item.0, fuseflow_tensor::human_bytes(item.1))).collect();
+    let more = if sorted.len() > 6 { format!(", {} more", sorted.len() - 6) } else { String::new() };
+    format!("the run (largest: {}{more})", shown.join(", "))
 }

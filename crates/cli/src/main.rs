@@ -1,14 +1,19 @@
-//! The `fuseflow` command: the only place that prints and sets exit codes.
+//! The `fuseflow` command: the only place that prints and sets exit codes (with its module
+//! `term`: progress display, Ctrl-C, whole-or-nothing file writes).
+
+mod term;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
+use fuseflow::control::DEFAULT_MAX_WORK;
 use fuseflow::observe::{self, Observed, DEFAULT_TRACE_LIMIT};
-use fuseflow::{compile_statement, run, RunConfig};
+use fuseflow::{compile_statement, run_with, DriverError, RunConfig, RunControl};
 use fuseflow_sim::{HwConfig, SimConfig, TensorTraffic};
 
 /// Writing to stdout failed. A closed pipe (`fuseflow graph ... | head`) is not an error: the
@@ -109,6 +114,8 @@ struct ProgramArgs {
     /// statement and cannot be split).
     #[arg(long, default_value = "unfused")]
     fusion: fuseflow_compiler::Fusion,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 /// The simulated machine (see docs/hardware.md).
@@ -131,6 +138,24 @@ enum MemoryMode {
     Ideal,
     /// The hardware's off-chip memory model.
     Model,
+}
+
+/// Resource limits (see README, "Limits").
+#[derive(clap::Args, Clone)]
+struct LimitArgs {
+    /// Memory budget for everything sized by the input (tensors, the reference evaluator's
+    /// relations, channel buffers, outputs), e.g. `8G`, `512M`: each is estimated first and
+    /// refused with an error, before it is allocated, past this. Default: half of the
+    /// smallest of physical memory, the cgroup limit and `ulimit -v`.
+    #[arg(long, value_name = "SIZE", value_parser = fuseflow_tensor::parse_size)]
+    mem_limit: Option<u64>,
+}
+
+impl LimitArgs {
+    /// The memory limit in bytes (`None` = none could be determined).
+    fn mem_limit(&self) -> Option<u64> {
+        self.mem_limit.or_else(fuseflow::control::default_mem_limit)
+    }
 }
 
 /// Observability outputs (see docs/observability.md).
@@ -170,9 +195,14 @@ enum Cmd {
         /// Skip verification against the reference evaluator.
         #[arg(long)]
         no_verify: bool,
-        /// Stop with an error past this many cycles.
-        #[arg(long, default_value_t = 1u64 << 40)]
+        /// Stop with an error past this many simulated cycles (a budget: raise it for longer
+        /// runs).
+        #[arg(long, default_value_t = fuseflow_sim::DEFAULT_MAX_CYCLES)]
         max_cycles: u64,
+        /// Most products one step of the reference evaluator may compute (a dense 20000²
+        /// matmul is 8e12); past it the run is refused before the step starts.
+        #[arg(long, default_value_t = DEFAULT_MAX_WORK, value_name = "N")]
+        max_work: u64,
         /// Graph dataset for graph models: a name (`karate`, `cora-synth`, ... see
         /// `fuseflow datasets`) or a path (.mtx, .npz, edge list, Planetoid or OGB directory).
         /// Sets the program's `N`, `F` and `C` params when declared (over `--preset`, under
@@ -285,9 +315,12 @@ enum Cmd {
         /// Channel capacity in tokens (default: the hardware's).
         #[arg(long)]
         fifo_depth: Option<usize>,
-        /// Stop with an error past this many cycles.
-        #[arg(long, default_value_t = 1u64 << 40)]
+        /// Stop with an error past this many simulated cycles (a budget: raise it for longer
+        /// runs).
+        #[arg(long, default_value_t = fuseflow_sim::DEFAULT_MAX_CYCLES)]
         max_cycles: u64,
+        #[command(flatten)]
+        limits: LimitArgs,
         #[command(flatten)]
         hw: HwArgs,
         #[command(flatten)]
@@ -554,7 +587,8 @@ fn print_fifo<'a>(groups: impl Iterator<Item = Option<&'a fuseflow_sim::FifoRepo
 
 /// Writes `text` to `path`, naming the file on failure.
 fn write_file(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))
+    term::write_atomic(path, |w| w.write_all(text.as_bytes()))
+        .map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))
 }
 
 /// Writes the requested observability files; returns one `(what, description)` per file.
@@ -575,9 +609,13 @@ fn write_observations(
     }
     if let Some(path) = &args.trace {
         let cannot = |e: std::io::Error| anyhow!("{}: cannot write: {e}", path.display());
-        let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(cannot)?);
-        let summary =
-            observe::write_chrome_trace(&mut file, program, &hw.name, groups, args.trace_limit).map_err(cannot)?;
+        let mut summary = None;
+        term::write_atomic(path, |w| {
+            summary = Some(observe::write_chrome_trace(w, program, &hw.name, groups, args.trace_limit)?);
+            Ok(())
+        })
+        .map_err(cannot)?;
+        let summary = summary.ok_or_else(|| anyhow!("{}: the trace was not written", path.display()))?;
         written.push((
             "trace".to_string(),
             serde_json::json!({
@@ -678,8 +716,13 @@ fn main() -> ExitCode {
         Ok(code) => code,
         // The reader of our output has gone (`fuseflow graph ... | head`): nothing to report.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if is_cancelled(&e) => {
+            let _ = writeln!(std::io::stderr(), "interrupted: {e:#}; no file was written");
+            ExitCode::from(term::INTERRUPTED)
+        }
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: {}", error_line(&e));
+            let hint = hint(&e).map(|h| format!(" ({h})")).unwrap_or_default();
+            let _ = writeln!(std::io::stderr(), "error: {}{hint}", error_line(&e));
             ExitCode::from(2)
         }
     }
@@ -699,6 +742,51 @@ fn error_line(e: &anyhow::Error) -> String {
     out.replace(['\n', '\r'], " ")
 }
 
+/// Whether `e` is a run stopped by Ctrl-C.
+fn is_cancelled(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(c.downcast_ref::<DriverError>(), Some(DriverError::Cancelled { .. }))
+            || matches!(c.downcast_ref::<fuseflow_sim::SimError>(), Some(fuseflow_sim::SimError::Cancelled { .. }))
+    })
+}
+
+/// How to raise the limit an error names, if it names one.
+fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    const CYCLES: &str = "raise it with --max-cycles N";
+    const MEMORY: &str = "raise it with --mem-limit SIZE, e.g. --mem-limit 32G";
+    let sim = |s: &fuseflow_sim::SimError| {
+        if matches!(s, fuseflow_sim::SimError::CycleLimit { .. }) {
+            Some(CYCLES)
+        } else if matches!(s, fuseflow_sim::SimError::Memory { .. }) {
+            Some(MEMORY)
+        } else {
+            None
+        }
+    };
+    e.chain().find_map(|c| {
+        if let Some(d) = c.downcast_ref::<DriverError>() {
+            if let DriverError::Sim { error, .. } = d {
+                return sim(error);
+            }
+            if matches!(d, DriverError::Memory(_)) {
+                return Some(MEMORY);
+            }
+            if matches!(d, DriverError::WorkLimit(_)) {
+                return Some("raise it with --max-work N, or skip verification with --no-verify");
+            }
+        }
+        if let Some(s) = c.downcast_ref::<fuseflow_sim::SimError>() {
+            return sim(s);
+        }
+        if c.downcast_ref::<fuseflow_tensor::OverBudget>().is_some()
+            || matches!(c.downcast_ref::<fuseflow_ir::DataError>(), Some(fuseflow_ir::DataError::Memory(_)))
+        {
+            return Some(MEMORY);
+        }
+        None
+    })
+}
+
 fn real_main(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Run {
@@ -715,9 +803,11 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             features,
             hw: hw_args,
             observe: obs,
+            max_work,
         } => {
             let hw = hardware(&hw_args, fifo_depth)?;
             check_observe(&obs)?;
+            let cancel = term::cancel_on_ctrl_c();
             let graph = match &dataset {
                 Some(spec) => Some(fuseflow_datasets::load(spec, seed).with_context(|| format!("dataset {spec}"))?),
                 None => None,
@@ -740,7 +830,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             cfg.verify = !no_verify;
             cfg.rel_tol = rel_tol;
             cfg.abs_tol = abs_tol;
-            let r = run(&p, &base_dir(&prog.program), &cfg)?;
+            cfg.mem_limit = prog.limits.mem_limit();
+            cfg.max_work = Some(max_work);
+            let progress = term::Progress::new();
+            let control = RunControl { cancel: Some(cancel), observer: progress.observer() };
+            let r = run_with(&p, &base_dir(&prog.program), &cfg, &control);
+            progress.finish();
+            let r = r?;
             let written = write_observations(&obs, &r.program, &hw, &observe::groups(&r))?;
             let code = if r.checked && r.verified { ExitCode::SUCCESS } else { ExitCode::from(1) };
             let printed = (|| -> Result<()> {
@@ -825,6 +921,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Graph { prog, stmt, dot } => {
             let p = load(&prog)?;
             let cfg = config(&prog);
+            fuseflow::check_compile_size(&p, &cfg.fusion, prog.limits.mem_limit())?;
             let graph = if cfg.fusion == fuseflow_compiler::Fusion::Unfused {
                 compile_statement(&p, resolve_stmt(&p, &stmt)?, &cfg)?.graph
             } else {
@@ -845,6 +942,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Orders { prog, cap } => {
             let p = load(&prog)?;
             let cfg = config(&prog);
+            fuseflow::check_compile_size(&p, &cfg.fusion, prog.limits.mem_limit())?;
             // The groups `run` compiles (one per statement unfused), each output's orders.
             let unfused = cfg.fusion == fuseflow_compiler::Fusion::Unfused;
             for (gi, g) in fuseflow_compiler::plan(&p, &cfg.fusion)?.iter().enumerate() {
@@ -879,6 +977,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             abs_tol,
             fifo_depth,
             max_cycles,
+            limits,
             hw: hw_args,
             observe: obs,
         } => {
@@ -888,7 +987,24 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let compare = compare_outputs.as_deref().map(|dir| (dir, rel_tol, abs_tol));
             let out =
                 SimulateOut { json, dump: dump_outputs.as_deref(), compare, hw: &hw, hw_args: &hw_args, observe: &obs };
-            comal_simulate(&comal, &data, &sim, &out)
+            let cancel = term::cancel_on_ctrl_c();
+            let progress = term::Progress::new();
+            let observer = progress.observer();
+            let control = fuseflow_sim::SimControl {
+                cancel: Some(cancel),
+                observer: observer.map(|o| -> fuseflow_sim::Observer {
+                    Arc::new(move |p: &fuseflow_sim::SimProgress| {
+                        o(&fuseflow::RunProgress {
+                            phase: fuseflow::Phase::Simulating { group: 0, groups: 1 },
+                            sim: Some(*p),
+                        })
+                    })
+                }),
+                mem_limit: limits.mem_limit(),
+            };
+            let r = comal_simulate(&comal, &data, &sim, &control, &out);
+            progress.finish();
+            r
         }
         // --- end Comal interop ---
         Cmd::Bench { json, reps, hw: hw_args } => {
@@ -949,12 +1065,16 @@ fn comal_compile(prog: &ProgramArgs, stmt: &str, emit: &str, out: &Path, seed: u
     }
     let p = load(prog)?;
     let cfg = config(prog);
+    let mem_limit = prog.limits.mem_limit();
+    fuseflow::check_compile_size(&p, &cfg.fusion, mem_limit)?;
+    let budget = mem_limit.map_or(fuseflow_tensor::Budget::UNLIMITED, fuseflow_tensor::Budget::new);
+    let load = fuseflow_ir::LoadOptions { skip: Vec::new(), budget };
     if cfg.fusion != fuseflow_compiler::Fusion::Unfused {
-        return comal_compile_group(&p, &cfg, prog, group_index(stmt)?, out, seed);
+        return comal_compile_group(&p, &cfg, prog, group_index(stmt)?, out, seed, &load);
     }
     let stmt = resolve_stmt(&p, stmt)?;
     let k = compile_statement(&p, stmt, &cfg)?;
-    let mut tensors = fuseflow::load_inputs(&p, &base_dir(&prog.program), seed)?;
+    let mut tensors = fuseflow::load_inputs(&p, &base_dir(&prog.program), seed, &load)?.tensors;
     // Temporaries the statement reads are computed by simulating the statements before it.
     for earlier in 0..stmt {
         if k.graph.inputs.iter().all(|b| tensors.contains_key(&b.tensor)) {
@@ -990,12 +1110,13 @@ fn comal_compile_group(
     group: usize,
     out: &Path,
     seed: u64,
+    load: &fuseflow_ir::LoadOptions,
 ) -> Result<ExitCode> {
     let groups = fuseflow::compile_groups(p, cfg)?;
     let Some(k) = groups.get(group) else {
         return Err(anyhow!("{}: group {group} does not exist (the fusion has {})", p.file, groups.len()));
     };
-    let mut tensors = fuseflow::load_inputs(p, &base_dir(&prog.program), seed)?;
+    let mut tensors = fuseflow::load_inputs(p, &base_dir(&prog.program), seed, load)?.tensors;
     for (gi, earlier) in groups[..group].iter().enumerate() {
         if k.graph.inputs.iter().all(|b| tensors.contains_key(&b.tensor)) {
             break;
@@ -1046,9 +1167,15 @@ const SIMULATE_UNVERIFIED: &str =
     "`simulate` has no reference evaluator (exit code 0 means the simulation completed); `fuseflow run PROGRAM` verifies";
 
 /// `fuseflow simulate --comal`: import, simulate on the configured hardware, report.
-fn comal_simulate(graph: &Path, data: &Path, sim: &SimConfig, out: &SimulateOut) -> Result<ExitCode> {
+fn comal_simulate(
+    graph: &Path,
+    data: &Path,
+    sim: &SimConfig,
+    control: &fuseflow_sim::SimControl,
+    out: &SimulateOut,
+) -> Result<ExitCode> {
     let (g, tensors) = fuseflow_comal::import_file(graph, data)?;
-    let r = fuseflow_sim::simulate(&g, &tensors, sim).map_err(|e| anyhow!("{}: {e}", graph.display()))?;
+    let r = fuseflow_sim::simulate_with(&g, &tensors, sim, control).with_context(|| graph.display().to_string())?;
     if let Some(dir) = out.dump {
         for (name, t) in &r.outputs {
             fuseflow_tensor::write_tensor_dir(dir, name, t)?;

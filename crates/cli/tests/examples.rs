@@ -108,7 +108,7 @@ fn cycle_limit_stops_the_run() {
     let mut cfg = fuseflow::RunConfig::default();
     cfg.sim.max_cycles = 100;
     let err = fuseflow::run(&p, &examples_dir(), &cfg).unwrap_err().to_string();
-    assert!(err.contains("cycle limit 100"), "{err}");
+    assert!(err.contains("cycle limit of 100 cycles"), "{err}");
 }
 
 #[test]

@@ -11,10 +11,12 @@ mod expr;
 pub mod fuse;
 pub mod lower;
 pub mod order;
+pub mod size;
 
 pub use fuse::{group_orders, group_outputs, lower_group, plan, Fusion, GroupKernel};
 pub use lower::{lower_statement, Kernel, LowerOptions};
 pub use order::legal_orders;
+pub use size::{group_size, GroupSize};
 
 /// Compilation failures. Messages name the statement, tensors and index variables involved.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

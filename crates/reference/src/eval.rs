@@ -1,9 +1,12 @@
 //! The evaluator: every statement in order, in `f64`, as operations on sparse relations.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use fuseflow_ir::{BinOp, CheckedProgram, Expr, ReduceOp, Role, Stmt};
-use fuseflow_tensor::{Coo, Tensor};
+use fuseflow_tensor::budget::coo_bytes;
+use fuseflow_tensor::{Budget, Coo, Tensor};
 
 use crate::relation::{
     merge_union, normalize_sum, Layout, Point, Projector, Relation, SumAccumulator, MAX_DENSE_POINTS,
@@ -36,7 +39,55 @@ use crate::EvalError;
 /// Every input declared by `p` must be in `inputs`, with the declared shape. Dense enumeration
 /// of more than 2^27 points in one step is refused with [`EvalError::TooLarge`].
 pub fn evaluate(p: &CheckedProgram, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Coo>, EvalError> {
+    evaluate_with(p, inputs, &EvalControl::default())
+}
+
+/// Progress callback of [`evaluate_with`]: `(statement, statements)` as each statement starts.
+pub type StatementObserver = Arc<dyn Fn(usize, usize) + Send + Sync>;
+
+/// Limits and hooks of an evaluation (the default has none). They never change a result: an
+/// evaluation either returns what [`evaluate`] returns or stops with an error.
+#[derive(Clone, Default)]
+pub struct EvalControl {
+    /// Memory for the copies of the inputs and the relations each step builds (each step's
+    /// output is estimated, exactly for joins, before it is built).
+    pub budget: Budget,
+    /// Most products (points combined) one step may compute; counted exactly before a join
+    /// runs, so a dense 20000² matmul (8·10^12 products) is refused at once, not after hours.
+    pub max_work: Option<u64>,
+    /// Set to stop: checked between statements and every 2^16 points of a step.
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// Called as each statement starts.
+    pub on_statement: Option<StatementObserver>,
+}
+
+impl std::fmt::Debug for EvalControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvalControl")
+            .field("budget", &self.budget)
+            .field("max_work", &self.max_work)
+            .field("cancel", &self.cancel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EvalControl {
+    fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// Bytes of one point of a relation (`u128` key and `f64` value, aligned).
+const POINT_BYTES: u64 = std::mem::size_of::<Point>() as u64;
+
+/// [`evaluate`] under the limits and hooks of `control`.
+pub fn evaluate_with(
+    p: &CheckedProgram,
+    inputs: &BTreeMap<String, Tensor>,
+    control: &EvalControl,
+) -> Result<BTreeMap<String, Coo>, EvalError> {
     let mut values: BTreeMap<String, Coo> = BTreeMap::new();
+    let mut budget = control.budget;
     for d in p.decls.iter().filter(|d| d.role == Role::Input) {
         let t = inputs.get(&d.name).ok_or_else(|| EvalError::MissingInput { tensor: d.name.clone() })?;
         if t.shape != d.shape {
@@ -47,10 +98,18 @@ pub fn evaluate(p: &CheckedProgram, inputs: &BTreeMap<String, Tensor>) -> Result
             });
         }
         t.validate().map_err(|source| EvalError::InvalidInput { tensor: d.name.clone(), source })?;
+        let bytes = coo_bytes(t.rank(), t.vals.len() as u64);
+        budget.check(bytes, || format!("the reference evaluator's copy of input {}", d.name))?;
+        budget.hold(bytes);
         values.insert(d.name.clone(), t.to_coo());
     }
-    let mut out = BTreeMap::new();
     for (s, stmt) in p.stmts.iter().enumerate() {
+        if control.cancelled() {
+            return Err(EvalError::Cancelled { statement: s });
+        }
+        if let Some(f) = &control.on_statement {
+            f(s, p.stmts.len());
+        }
         let sizes =
             p.index_sizes.get(s).ok_or_else(|| EvalError::Malformed(format!("no index sizes for statement {s}")))?;
         let shape = p
@@ -58,12 +117,15 @@ pub fn evaluate(p: &CheckedProgram, inputs: &BTreeMap<String, Tensor>) -> Result
             .ok_or_else(|| EvalError::Malformed(format!("{} is not declared", stmt.lhs.tensor)))?
             .shape
             .clone();
-        let cx = Cx { values: &values, sizes, tensor: &stmt.lhs.tensor };
+        let cx = Cx { values: &values, sizes, tensor: &stmt.lhs.tensor, control, budget, statement: s };
         let coo = cx.statement(stmt, shape)?;
-        values.insert(stmt.lhs.tensor.clone(), coo.clone());
-        out.insert(stmt.lhs.tensor.clone(), coo);
+        budget.hold(coo_bytes(coo.rank(), coo.nnz() as u64));
+        values.insert(stmt.lhs.tensor.clone(), coo);
     }
-    Ok(out)
+    // The results are the values of the statements' left-hand sides (the inputs' copies go).
+    let assigned: std::collections::BTreeSet<&String> = p.stmts.iter().map(|s| &s.lhs.tensor).collect();
+    values.retain(|name, _| assigned.contains(name));
+    Ok(values)
 }
 
 /// Context of one statement's evaluation.
@@ -72,6 +134,11 @@ struct Cx<'a> {
     sizes: &'a BTreeMap<String, usize>,
     /// The statement's left-hand-side tensor (for error messages).
     tensor: &'a str,
+    control: &'a EvalControl,
+    /// What the statements before held.
+    budget: Budget,
+    /// The statement's index.
+    statement: usize,
 }
 
 impl Cx<'_> {
@@ -81,6 +148,35 @@ impl Cx<'_> {
 
     fn too_large(&self, what: &str) -> EvalError {
         EvalError::TooLarge { tensor: self.tensor.to_string(), what: what.to_string() }
+    }
+
+    /// Refuses a step that would build `points` points, or compute `work` products, beyond
+    /// the limits.
+    fn afford(&self, what: &str, points: u128, work: u128) -> Result<(), EvalError> {
+        if let Some(limit) = self.control.max_work {
+            if work > limit as u128 {
+                return Err(EvalError::Work {
+                    tensor: self.tensor.to_string(),
+                    what: what.to_string(),
+                    work: u64::try_from(work).unwrap_or(u64::MAX),
+                    limit,
+                });
+            }
+        }
+        let bytes = u64::try_from(points.saturating_mul(POINT_BYTES as u128)).unwrap_or(u64::MAX);
+        self.budget.check(bytes, || {
+            format!("the reference evaluator's {what} in the statement assigning {} ({points} points)", self.tensor)
+        })?;
+        Ok(())
+    }
+
+    /// [`EvalError::Cancelled`] if a stop was requested.
+    fn check_cancel(&self) -> Result<(), EvalError> {
+        if self.control.cancelled() {
+            Err(EvalError::Cancelled { statement: self.statement })
+        } else {
+            Ok(())
+        }
     }
 
     fn layout(&self, vars: Vec<String>) -> Result<Layout, EvalError> {
@@ -125,6 +221,8 @@ impl Cx<'_> {
         if !fits {
             return Err(self.too_large(what));
         }
+        let n = to.dense_points(missing).unwrap_or(0).saturating_mul(r.points.len() as u128);
+        self.afford(what, n, n)?;
         let proj = Projector::new(&r.layout, to);
         let mut out = Vec::with_capacity(r.points.len());
         for &(k, v) in &r.points {
@@ -157,9 +255,10 @@ impl Cx<'_> {
                 } else {
                     // Every point of the full index space, in key order, merged with the operand.
                     let all: Vec<usize> = (0..a.layout.vars.len()).collect();
-                    if a.layout.dense_points(&all).is_none() {
+                    let Some(n) = a.layout.dense_points(&all) else {
                         return Err(self.too_large("dense evaluation of a function with f(0) != 0"));
-                    }
+                    };
+                    self.afford("dense evaluation of a function with f(0) != 0", n, n)?;
                     let mut r = Relation::empty(a.layout.clone());
                     let mut next = a.points.iter().peekable();
                     a.layout.for_each_point(&all, |k| {
@@ -236,6 +335,7 @@ impl Cx<'_> {
                 )));
             }
         }
+        self.afford(&format!("relation of {tensor}"), coo.nnz() as u128, 0)?;
         let mut points = Vec::with_capacity(coo.nnz());
         let mut seen = vec![u32::MAX; layout.vars.len()];
         'points: for p in 0..coo.nnz() {
@@ -280,8 +380,34 @@ impl Cx<'_> {
         let mut grouped: Vec<(u128, u128, f64)> =
             b.points.iter().map(|&(k, v)| (b_to_shared.apply(k), b_to_full.apply(k), v)).collect();
         grouped.sort_unstable_by_key(|g| (g.0, g.1));
+        // The number of products, counted exactly unless the plain bound is small enough.
+        let bound = a.points.len() as u128 * b.points.len() as u128;
+        let small = bound <= (1 << 24) && bound <= self.control.max_work.unwrap_or(u64::MAX) as u128;
+        let work = if small {
+            bound
+        } else {
+            let mut w = 0u128;
+            for &(ka, _) in &a.points {
+                let s = a_to_shared.apply(ka);
+                let start = grouped.partition_point(|g| g.0 < s);
+                w += (grouped.partition_point(|g| g.0 <= s) - start) as u128;
+            }
+            w
+        };
+        // Without a reduction every product is a point of the result; with one, the
+        // accumulator holds at most one point per output key (twice, while it merges).
+        let out_points = match reduce {
+            None => work,
+            Some(_) => work.min(1u128 << out_layout.key_bits().min(100)).saturating_mul(2),
+        };
+        // The operands are alive too, and `b` is regrouped at 1.5 points a point.
+        let out_points = out_points + (a.points.len() + 3 * b.points.len()) as u128;
+        self.afford(&format!("join of {} × {} points", a.points.len(), b.points.len()), out_points, work)?;
         let mut acc = SumAccumulator::new(&out_layout);
-        for &(ka, va) in &a.points {
+        for (n, &(ka, va)) in a.points.iter().enumerate() {
+            if n & 0xFFFF == 0xFFFF {
+                self.check_cancel()?;
+            }
             let s = a_to_shared.apply(ka);
             let base = a_to_full.apply(ka);
             let start = grouped.partition_point(|g| g.0 < s);

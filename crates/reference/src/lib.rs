@@ -13,7 +13,7 @@ mod eval;
 mod relation;
 
 pub use compare::{compare, compare_named, Comparison};
-pub use eval::evaluate;
+pub use eval::{evaluate, evaluate_with, EvalControl, StatementObserver};
 
 /// Errors of the reference evaluator.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -50,6 +50,27 @@ pub enum EvalError {
         tensor: String,
         /// Which step.
         what: String,
+    },
+    /// A step would compute more products than [`EvalControl::max_work`] allows.
+    #[error("statement assigning {tensor}: the {what} would compute {work} products, over the work limit of {limit}")]
+    Work {
+        /// Left-hand-side tensor of the statement.
+        tensor: String,
+        /// Which step.
+        what: String,
+        /// Products the step would compute.
+        work: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A step would need more memory than [`EvalControl::budget`] leaves.
+    #[error(transparent)]
+    Memory(#[from] fuseflow_tensor::OverBudget),
+    /// [`EvalControl::cancel`] was set.
+    #[error("cancelled at statement {statement}")]
+    Cancelled {
+        /// The statement being evaluated.
+        statement: usize,
     },
     /// The program is inconsistent (it did not come from `fuseflow_ir::check`).
     #[error("malformed program: {0}")]

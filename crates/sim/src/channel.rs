@@ -10,13 +10,20 @@ use crate::Token;
 ///
 /// The buffer's length is a power of two and entries are addressed by the monotonic counters
 /// `popped` and `pushed` (token `k` lives in slot `k & mask`), so no wrap-around bookkeeping is
-/// needed. A bounded channel's buffer never grows, and a popped slot keeps the cycle at which
-/// it became free in place of its ready cycle: the `k`-th send reads the free cycle of token
-/// `k - capacity` from its slot, which no later token can have overwritten because the buffer
-/// holds at least `capacity` slots (slots never written read 0: free from the start).
+/// needed. Buffers grow on demand (doubling), bounded or not: a bounded channel's buffer never
+/// holds more slots than its capacity rounded up to a power of two, but it starts small, so a
+/// channel with a huge capacity costs only what it holds.
+///
+/// A bounded channel remembers, for every popped token that a later send may still wait for,
+/// the cycle at which it freed its place ([`Freed`]): the `k`-th send reads the free cycle of
+/// token `k - capacity`. The channel itself is eight words, one cache line; the free cycles
+/// sit behind one pointer that is null for an unbounded channel, so batch loops carry one
+/// value for them, as they carried a "bounded" flag before.
 #[derive(Debug, Clone)]
 pub struct Channel {
-    buf: Vec<(u64, Token)>,
+    /// Slots; the length is a power of two.
+    buf: Box<[(u64, Token)]>,
+    /// `buf.len() - 1`.
     mask: usize,
     /// Tokens ever popped: the head is token `popped`.
     popped: u64,
@@ -26,19 +33,97 @@ pub struct Channel {
     cap: usize,
     /// Largest occupancy seen.
     pub peak: usize,
+    /// Free cycles of popped tokens (bounded channels only).
+    freed: Option<Box<Freed>>,
 }
 
-/// Initial buffer length of an unbounded channel (it doubles when full).
+/// The free cycles of a bounded channel's popped tokens that later sends may wait for, in a
+/// ring addressed by token number (token `k`'s record is entry `k & (len - 1)`). The ring holds
+/// at least `min(capacity, tokens pushed)` entries before any pop (see [`Freed::reserve`]), so
+/// a pop never overwrites a record that a later send needs: writing token `j`'s record replaces
+/// token `j - len`'s, which is either not a token (`len` > `j`) or older than every token a
+/// later send waits for (`len >= capacity`). It starts with `min(capacity, RECORDS)` entries,
+/// so for the usual depths it is allocated once, and pops only store.
+#[derive(Debug, Clone)]
+pub(crate) struct Freed {
+    ring: Box<[u64]>,
+    /// The channel's capacity.
+    cap: u64,
+}
+
+impl Freed {
+    fn new(cap: usize) -> Freed {
+        Freed { ring: vec![0; cap.min(RECORDS).next_power_of_two()].into_boxed_slice(), cap: cap as u64 }
+    }
+
+    /// The cycle send number `pushed` waits for: the free cycle of token `pushed - cap`, or 0
+    /// while fewer than `cap` tokens were ever sent.
+    #[inline(always)]
+    fn cycle(&self, pushed: u64) -> u64 {
+        let len = self.ring.len() as u64;
+        if len >= self.cap || pushed >= self.cap {
+            // With a ring of at least `cap` entries, a send before the `cap`-th reads an entry
+            // no token wrote (0): token `pushed - cap + m·len` for `m >= 1` is not yet popped.
+            self.ring[pushed.wrapping_sub(self.cap) as usize & (len as usize - 1)]
+        } else {
+            0
+        }
+    }
+
+    /// Grows the ring before tokens up to `pushed` are popped (`popped` were already), so that
+    /// the pops only store (see the type's documentation).
+    #[inline(always)]
+    fn reserve(&mut self, popped: u64, pushed: u64) {
+        if (self.ring.len() as u64) < self.cap.min(pushed) {
+            self.grow(popped, self.cap.min(pushed));
+        }
+    }
+
+    /// Records that token `popped` frees its place after cycle `at` (after
+    /// [`Freed::reserve`]).
+    #[inline(always)]
+    fn record(&mut self, popped: u64, at: u64) {
+        self.ring[popped as usize & (self.ring.len() - 1)] = at + 1;
+    }
+
+    /// Grows the ring to at least `n` entries; its records cover the tokens before `popped`.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, popped: u64, n: u64) {
+        let old = self.ring.len();
+        let n = (n as usize).next_power_of_two();
+        let mut next = vec![0; n].into_boxed_slice();
+        for k in popped.saturating_sub(old as u64)..popped {
+            next[k as usize & (n - 1)] = self.ring[k as usize & (old - 1)];
+        }
+        self.ring = next;
+    }
+}
+
+/// Initial buffer length of a channel (it doubles when full, up to a bounded channel's
+/// capacity).
 const INITIAL: usize = 16;
 
+/// Initial length of a bounded channel's ring of free cycles, when the capacity is larger.
+const RECORDS: usize = 1024;
+
 impl Channel {
-    /// A channel with the given capacity (`None` = unbounded).
+    /// A channel with the given capacity (`None` = unbounded). Allocates a few slots, whatever
+    /// the capacity: buffers grow with what the channel holds.
     pub fn new(capacity: Option<usize>) -> Channel {
         let (slots, cap) = match capacity {
-            Some(c) => (c.max(1).next_power_of_two(), c),
+            Some(c) => (c.clamp(1, INITIAL).next_power_of_two(), c.max(1)),
             None => (INITIAL, usize::MAX),
         };
-        Channel { buf: vec![(0, Token::Empty); slots], mask: slots - 1, popped: 0, pushed: 0, cap, peak: 0 }
+        Channel {
+            buf: vec![(0, Token::Empty); slots].into_boxed_slice(),
+            mask: slots - 1,
+            popped: 0,
+            pushed: 0,
+            cap,
+            peak: 0,
+            freed: capacity.map(|_| Box::new(Freed::new(cap))),
+        }
     }
 
     /// Slot of token `k`.
@@ -70,23 +155,21 @@ impl Channel {
     /// Earliest cycle at which a token may be sent, or `None` while the channel is full.
     #[inline(always)]
     pub fn free_at(&self) -> Option<u64> {
-        if self.cap == usize::MAX {
-            Some(0)
-        } else if self.len() >= self.cap {
-            None
-        } else {
-            Some(self.buf[self.slot(self.pushed.wrapping_sub(self.cap as u64))].0)
+        match &self.freed {
+            None => Some(0),
+            Some(_) if self.len() >= self.cap => None,
+            Some(f) => Some(f.cycle(self.pushed)),
         }
     }
 
-    /// Removes the head, recording that its slot frees up after cycle `at`.
+    /// Removes the head, recording that its place frees up after cycle `at`.
     #[inline(always)]
     pub fn pop(&mut self, at: u64) -> Token {
         assert!(self.popped != self.pushed, "pop from empty channel");
-        let s = self.slot(self.popped);
-        let tok = self.buf[s].1;
-        if self.cap != usize::MAX {
-            self.buf[s].0 = at + 1;
+        let tok = self.buf[self.slot(self.popped)].1;
+        if let Some(f) = &mut self.freed {
+            f.reserve(self.popped, self.pushed);
+            f.record(self.popped, at);
         }
         self.popped += 1;
         tok
@@ -110,40 +193,44 @@ impl Channel {
     /// The consumer's side of the channel for a batch loop (see [`Reader`]).
     #[inline(always)]
     pub(crate) fn reader(&mut self) -> Reader<'_> {
+        if let Some(f) = &mut self.freed {
+            f.reserve(self.popped, self.pushed);
+        }
         Reader {
             buf: &mut self.buf,
             mask: self.mask,
             popped: self.popped,
             pushed: self.pushed,
-            bounded: self.cap != usize::MAX,
+            freed: self.freed.as_deref_mut(),
             back: &mut self.popped,
         }
     }
 
     /// The producer's side of the channel for a batch loop of at most `n` sends (see
-    /// [`Writer`]): an unbounded channel first grows to hold them; a bounded one takes no
-    /// more than its free slots.
+    /// [`Writer`]): the channel first grows to hold them; a bounded one takes no more than its
+    /// free places.
     #[inline(always)]
     pub(crate) fn writer(&mut self, n: usize) -> Writer<'_> {
-        let (limit, cap) = if self.cap == usize::MAX {
-            self.reserve(n);
-            (self.pushed + n as u64, u64::MAX)
+        let limit = if self.freed.is_none() {
+            self.pushed + n as u64
         } else {
-            ((self.pushed + n as u64).min(self.popped + self.cap as u64), self.cap as u64)
+            (self.pushed + n as u64).min(self.popped + self.cap as u64)
         };
+        self.reserve((limit - self.pushed) as usize);
         Writer {
             buf: &mut self.buf,
             mask: self.mask,
             pushed: self.pushed,
             popped: self.popped,
             limit,
-            cap,
+            freed: self.freed.as_deref(),
             back: &mut self.pushed,
             peak: &mut self.peak,
         }
     }
 
-    /// Makes room for `n` more tokens in an unbounded channel's buffer.
+    /// Makes room for `n` more tokens in the buffer (at most up to a bounded channel's
+    /// capacity: callers never push more).
     #[inline(always)]
     fn reserve(&mut self, n: usize) {
         if self.len() + n > self.buf.len() {
@@ -160,21 +247,21 @@ impl Channel {
         }
     }
 
-    /// Doubles the buffer of a full unbounded channel (a bounded one is never pushed when
-    /// full).
+    /// Doubles the buffer of a full channel (a bounded one is never pushed when at capacity).
     #[cold]
     #[inline(never)]
     fn grow(&mut self) {
-        self.grow_to(self.buf.len() * 2);
+        self.grow_to(self.buf.len() + 1);
     }
 
-    /// Grows an unbounded channel's buffer to at least `n` slots.
+    /// Grows the buffer to at least `n` slots (at most a bounded channel's capacity), rounded
+    /// up to a power of two.
     #[cold]
     #[inline(never)]
     fn grow_to(&mut self, n: usize) {
-        assert!(self.cap == usize::MAX, "push to a full channel");
+        assert!(self.cap == usize::MAX || n <= self.cap, "push to a full channel");
         let n = n.next_power_of_two();
-        let mut buf = vec![(0, Token::Empty); n];
+        let mut buf = vec![(0, Token::Empty); n].into_boxed_slice();
         for k in self.popped..self.pushed {
             buf[k as usize & (n - 1)] = self.buf[self.slot(k)];
         }
@@ -185,7 +272,7 @@ impl Channel {
     /// Whether the channel has no capacity limit.
     #[inline(always)]
     pub fn is_unbounded(&self) -> bool {
-        self.cap == usize::MAX
+        self.freed.is_none()
     }
 
     /// Current occupancy.
@@ -203,6 +290,12 @@ impl Channel {
     pub fn is_full(&self) -> bool {
         self.free_at().is_none()
     }
+
+    /// Bytes the channel's buffers occupy (for memory accounting).
+    pub fn footprint(&self) -> usize {
+        let records = self.freed.as_ref().map_or(0, |f| f.ring.len());
+        self.buf.len() * std::mem::size_of::<(u64, Token)>() + records * std::mem::size_of::<u64>()
+    }
 }
 
 /// A consumer's view of a channel during a batch loop: the head counter lives in a local
@@ -213,7 +306,8 @@ pub(crate) struct Reader<'a> {
     mask: usize,
     popped: u64,
     pushed: u64,
-    bounded: bool,
+    /// The free cycles of a bounded channel (`None` = unbounded).
+    freed: Option<&'a mut Freed>,
     back: &'a mut u64,
 }
 
@@ -228,12 +322,12 @@ impl Reader<'_> {
         }
     }
 
-    /// Removes the head, recording that its slot frees up after cycle `at`.
+    /// Removes the head, recording that its place frees up after cycle `at`.
     #[inline(always)]
     pub fn pop(&mut self, at: u64) {
         assert!(self.popped != self.pushed, "pop from empty channel");
-        if self.bounded {
-            self.buf[self.popped as usize & self.mask].0 = at + 1;
+        if let Some(f) = self.freed.as_deref_mut() {
+            f.record(self.popped, at);
         }
         self.popped += 1;
     }
@@ -256,8 +350,8 @@ pub(crate) struct Writer<'a> {
     popped: u64,
     /// Sends allowed up to this count (the reserved room, or a bounded channel's capacity).
     limit: u64,
-    /// Capacity (`u64::MAX` = unbounded).
-    cap: u64,
+    /// The free cycles of a bounded channel (`None` = unbounded).
+    freed: Option<&'a Freed>,
     back: &'a mut u64,
     peak: &'a mut usize,
 }
@@ -269,10 +363,10 @@ impl Writer<'_> {
     pub fn free_at(&self) -> Option<u64> {
         if self.pushed == self.limit {
             None
-        } else if self.cap == u64::MAX {
-            Some(0)
+        } else if let Some(f) = self.freed {
+            Some(f.cycle(self.pushed))
         } else {
-            Some(self.buf[self.pushed.wrapping_sub(self.cap) as usize & self.mask].0)
+            Some(0)
         }
     }
 
@@ -307,6 +401,11 @@ impl Drop for Writer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_channel_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Channel>(), 64);
+    }
 
     #[test]
     fn bounded_send_waits_for_the_pop_capacity_tokens_earlier() {
@@ -347,5 +446,73 @@ mod tests {
             next += 1;
         }
         assert_eq!((next, c.pushed), (1000, 1000));
+    }
+
+    /// A model of the timing rule with every free cycle kept: send `k` waits for the pop of
+    /// token `k - cap`.
+    struct Model {
+        cap: usize,
+        popped_at: Vec<u64>,
+        pushed: usize,
+    }
+
+    impl Model {
+        fn free_at(&self) -> Option<u64> {
+            if self.pushed - self.popped_at.len() >= self.cap {
+                None
+            } else if self.pushed < self.cap {
+                Some(0)
+            } else {
+                Some(self.popped_at[self.pushed - self.cap] + 1)
+            }
+        }
+    }
+
+    #[test]
+    fn large_capacity_grows_on_demand_with_the_same_timing() {
+        // Capacities around and far above the initial buffer and record ring, with bursts of
+        // pushes and pops of varying length, through the plain and the batch interfaces.
+        for cap in [1, 3, 16, 17, 1000, 1024, 1025, 5000, 1 << 30] {
+            let mut c = Channel::new(Some(cap));
+            let mut m = Model { cap, popped_at: Vec::new(), pushed: 0 };
+            let mut clock = 0u64;
+            let mut state = 12345u64;
+            let mut next = |n: u64| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 33) % n
+            };
+            for round in 0..400 {
+                let burst = 1 + next(3000) as usize;
+                for _ in 0..burst {
+                    assert_eq!(c.free_at(), m.free_at(), "cap {cap} round {round}");
+                    let Some(f) = c.free_at() else { break };
+                    clock = clock.max(f) + next(3);
+                    if round % 2 == 0 {
+                        c.push(clock, Token::Idx(m.pushed as u32));
+                    } else {
+                        let mut w = c.writer(1);
+                        assert_eq!(w.free_at(), Some(f));
+                        w.push(clock, Token::Idx(m.pushed as u32));
+                    }
+                    m.pushed += 1;
+                }
+                let pops = next(3000) as usize;
+                for _ in 0..pops {
+                    let Some((ready, tok)) = c.head() else { break };
+                    assert_eq!(tok, Token::Idx(m.popped_at.len() as u32));
+                    clock = clock.max(ready) + next(4);
+                    if round % 3 == 0 {
+                        c.pop(clock);
+                    } else {
+                        c.reader().pop(clock);
+                    }
+                    m.popped_at.push(clock);
+                }
+            }
+            // Memory follows what the channel held and carried, not its capacity.
+            let bound =
+                24 * c.peak.max(INITIAL).next_power_of_two() + 8 * (c.pushed as usize).max(RECORDS).next_power_of_two();
+            assert!(c.footprint() <= bound, "cap {cap}: {} bytes", c.footprint());
+        }
     }
 }

@@ -7,6 +7,7 @@ use fuseflow_graph::fifo::{self, DepthNeed};
 use fuseflow_graph::{Graph, NodeId, Op};
 use fuseflow_tensor::{Format, LevelData, LevelFormat, Tensor};
 
+use crate::control::{SimControl, SimProgress, PROGRESS_INTERVAL};
 use crate::io::{Io, Primitive};
 use crate::memory::{MemoryConfig, Sharing};
 use crate::prims::{self, scan::LevelSource};
@@ -15,6 +16,12 @@ use crate::{Channel, SimError, Written};
 
 /// Default soft cap on unbounded channels (see [`Network::run_with_soft_cap`]).
 pub const DEFAULT_SOFT_CAP: usize = 1024;
+
+/// Default cycle limit ([`SimConfig::max_cycles`]): ten billion cycles, ten seconds of the
+/// simulated machine at 1 GHz and, at the engine's ~10^8 tokens per second, minutes to hours of
+/// simulation. A run that needs more is probably not the one intended; the limit is a budget
+/// to raise deliberately.
+pub const DEFAULT_MAX_CYCLES: u64 = 10_000_000_000;
 
 /// Largest soft cap of a traced run (see [`SimConfig::trace`]).
 pub const TRACE_SOFT_CAP: usize = 16;
@@ -111,7 +118,7 @@ impl Default for SimConfig {
             fifo_sizing: true,
             memory: None,
             clock_mhz: DEFAULT_CLOCK_MHZ,
-            max_cycles: 1 << 40,
+            max_cycles: DEFAULT_MAX_CYCLES,
             soft_cap: DEFAULT_SOFT_CAP,
             trace: None,
         }
@@ -177,6 +184,8 @@ pub struct Network {
     chans: Vec<Channel>,
     /// Channel names for diagnostics (index = channel; missing = `c{index}`).
     labels: Vec<String>,
+    /// The trace the nodes record into, if any (the soft cap is small while it fills).
+    trace: Option<TraceLog>,
 }
 
 impl Network {
@@ -246,13 +255,29 @@ impl Network {
 
     /// [`Network::run`] with an explicit soft cap: producers yield once an unbounded channel
     /// holds `soft_cap` tokens. Results do not depend on it (tests check this); it only trades
-    /// sweeps against buffer memory. A sweep without progress lifts the cap once before a
-    /// deadlock is declared.
+    /// sweeps against buffer memory.
     pub fn run_with_soft_cap(&mut self, max_cycles: u64, soft_cap: usize) -> Result<u64, SimError> {
+        self.run_controlled(max_cycles, soft_cap, &SimControl::default())
+    }
+
+    /// [`Network::run_with_soft_cap`] watched by `control` (cancellation, progress, memory
+    /// limit; see [`crate::control`]), which is consulted once per sweep and never changes
+    /// results.
+    ///
+    /// A sweep without progress doubles the soft cap (back to `soft_cap` after the next
+    /// progress), so a node that needs a long stretch of a stream before it can go on gets
+    /// it, and buffers hold no more than that; only a sweep without progress and without any
+    /// cap is a deadlock. While a trace is recording, the soft cap is at most
+    /// [`TRACE_SOFT_CAP`] (short activations make short spans); once the trace is full it is
+    /// `soft_cap` again.
+    pub fn run_controlled(&mut self, max_cycles: u64, soft_cap: usize, control: &SimControl) -> Result<u64, SimError> {
         let soft_cap = soft_cap.max(1);
-        let mut lifted = false;
+        let tracing = |net: &Network| net.trace.as_ref().is_some_and(|t| t.borrow().spans.len() < t.borrow().limit);
+        let mut base = if tracing(self) { soft_cap.min(TRACE_SOFT_CAP) } else { soft_cap };
+        let mut cap_now = base;
+        let mut sweeps = 0u64;
+        let mut last_check = std::time::Instant::now();
         loop {
-            let cap_now = if lifted { usize::MAX } else { soft_cap };
             let mut progress = false;
             let mut all_done = true;
             for (i, slot) in self.slots.iter_mut().enumerate() {
@@ -288,15 +313,58 @@ impl Network {
                 }
             }
             if all_done {
-                return Ok(self.slots.iter().map(|s| s.t).max().unwrap_or(0));
+                return Ok(self.cycles());
+            }
+            if control.cancelled() {
+                return Err(SimError::Cancelled { cycle: self.cycles() });
+            }
+            sweeps += 1;
+            if sweeps & 15 == 0 && last_check.elapsed() >= PROGRESS_INTERVAL {
+                last_check = std::time::Instant::now();
+                self.check_in(control)?;
+                if base < soft_cap && !tracing(self) {
+                    base = soft_cap;
+                }
             }
             if progress {
-                lifted = false;
-            } else if !lifted {
-                lifted = true;
-            } else {
+                cap_now = base;
+            } else if cap_now == usize::MAX {
                 return Err(self.deadlock());
+            } else {
+                // Past 2^40 tokens no buffer could be allocated anyway: lift the cap.
+                cap_now = if cap_now >= 1 << 40 { usize::MAX } else { cap_now * 2 };
             }
+        }
+    }
+
+    /// Largest local clock so far.
+    fn cycles(&self) -> u64 {
+        self.slots.iter().map(|s| s.t).max().unwrap_or(0)
+    }
+
+    /// Reports progress and enforces the memory limit.
+    #[cold]
+    #[inline(never)]
+    fn check_in(&self, control: &SimControl) -> Result<(), SimError> {
+        if control.observer.is_none() && control.mem_limit.is_none() {
+            return Ok(());
+        }
+        let chans = self.chans.iter().map(|c| c.footprint() as u64);
+        let nodes = self.slots.iter().map(|s| s.prim.footprint() as u64);
+        let bytes = chans.clone().sum::<u64>() + nodes.clone().sum::<u64>();
+        control.report(&SimProgress { cycles: self.cycles(), tokens: self.tokens(), bytes });
+        match control.mem_limit {
+            Some(limit) if bytes > limit => {
+                let (c, cb) = chans.enumerate().max_by_key(|&(_, b)| b).unwrap_or((0, 0));
+                let (n, nb) = nodes.enumerate().max_by_key(|&(_, b)| b).unwrap_or((0, 0));
+                let what = if cb >= nb {
+                    format!("channel {}", self.channel_name(c as u32))
+                } else {
+                    format!("node n{n} {} ({})", self.slots[n].kind, self.slots[n].name)
+                };
+                Err(SimError::Memory { bytes, limit, largest: format!("{what}: {}", crate::human_bytes(cb.max(nb))) })
+            }
+            _ => Ok(()),
         }
     }
 
@@ -582,6 +650,17 @@ struct TensorArrays {
 /// count the bytes each access stream moves (a count that does not depend on timing), then
 /// with each stream's share of the memory proportional to its count.
 pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimConfig) -> Result<SimReport, SimError> {
+    simulate_with(graph, tensors, config, &SimControl::default())
+}
+
+/// [`simulate`] watched by `control`: cancellation, progress reports and a memory limit (see
+/// [`crate::control`]). The results are those of [`simulate`] whenever it returns `Ok`.
+pub fn simulate_with(
+    graph: &Graph,
+    tensors: &BTreeMap<String, Tensor>,
+    config: &SimConfig,
+    control: &SimControl,
+) -> Result<SimReport, SimError> {
     graph.verify()?;
     let arrays = bind(graph, tensors)?;
     let mut shares = Shares::Even;
@@ -589,13 +668,14 @@ pub fn simulate(graph: &Graph, tensors: &BTreeMap<String, Tensor>, config: &SimC
         let probe =
             SimConfig { memory: Some(MemoryConfig { sharing: Sharing::Private, ..m.clone() }), ..config.clone() };
         let (mut net, _) = build(graph, &arrays, &probe, &Shares::Even, None)?;
-        net.run_with_soft_cap(config.max_cycles, config.soft_cap)?;
+        net.run_controlled(config.max_cycles, config.soft_cap, control)?;
         shares = Shares::Weighted(net.port_bytes());
     }
     let log = config.trace.map(|limit| TraceLog::new(Trace { limit, ..Trace::default() }.into()));
     let (mut net, fifo) = build(graph, &arrays, config, &shares, log.as_ref())?;
-    let soft_cap = if log.is_some() { config.soft_cap.min(TRACE_SOFT_CAP) } else { config.soft_cap };
-    let cycles = net.run_with_soft_cap(config.max_cycles, soft_cap)?;
+    net.trace = log.clone();
+    let cycles = net.run_controlled(config.max_cycles, config.soft_cap, control)?;
+    net.trace = None;
     let mut r = report(graph, config, net, cycles)?;
     r.trace = log.map(|l| l.take());
     r.fifo = fifo;

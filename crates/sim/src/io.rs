@@ -399,4 +399,9 @@ pub trait Primitive {
     }
     /// Appends the bytes each of the primitive's memory ports moved, in port order.
     fn port_bytes(&self, _out: &mut Vec<u64>) {}
+    /// Bytes of state that grows with the data (a writer's output arrays), for the memory
+    /// limit of [`crate::SimControl`]; fixed-size state need not be counted.
+    fn footprint(&self) -> usize {
+        0
+    }
 }

@@ -9,6 +9,7 @@
 //! The simulator knows dataflow graphs and tensors, never the tensor IR.
 
 mod channel;
+pub mod control;
 mod engine;
 pub mod hw;
 mod io;
@@ -18,10 +19,12 @@ mod token;
 pub mod trace;
 
 pub use channel::Channel;
+pub use control::{Observer, SimControl, SimProgress};
 pub use engine::{
-    simulate, EnlargedChannel, FifoReport, Network, NodeStats, Quirks, SimConfig, SimReport, TensorTraffic, Timing,
-    DEFAULT_CLOCK_MHZ, TRACE_SOFT_CAP,
+    simulate, simulate_with, EnlargedChannel, FifoReport, Network, NodeStats, Quirks, SimConfig, SimReport,
+    TensorTraffic, Timing, DEFAULT_CLOCK_MHZ, DEFAULT_MAX_CYCLES, TRACE_SOFT_CAP,
 };
+pub use fuseflow_tensor::human_bytes;
 pub use hw::{HwConfig, HwError};
 pub use io::{Io, Primitive};
 pub use memory::{MemoryConfig, Sharing};
@@ -63,13 +66,33 @@ pub enum SimError {
         /// Stuck nodes and the channels they wait on.
         detail: String,
     },
-    /// A node's clock passed the configured limit.
-    #[error("cycle limit {limit} exceeded at node n{node}")]
+    /// A node's clock passed the configured limit (`SimConfig::max_cycles`).
+    #[error("the run passed the cycle limit of {limit} cycles (at node n{node}) without finishing")]
     CycleLimit {
         /// The limit.
         limit: u64,
         /// The node that passed it.
         node: u32,
+    },
+    /// The caller asked the run to stop (see [`SimControl::cancel`]).
+    #[error("cancelled at cycle {cycle}")]
+    Cancelled {
+        /// Largest local clock reached.
+        cycle: u64,
+    },
+    /// Channel buffers and output writers together went past [`SimControl::mem_limit`].
+    #[error(
+        "the simulation holds {} in channels and outputs, over the memory limit of {} (largest: {largest})",
+        human_bytes(*bytes),
+        human_bytes(*limit)
+    )]
+    Memory {
+        /// Bytes held.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+        /// The largest holder (a channel or a node) and its bytes.
+        largest: String,
     },
     /// A graph refers to a tensor that was not supplied, or supplies it in another format.
     #[error("tensor {tensor}: {message}")]

@@ -128,4 +128,7 @@ impl Primitive for Traced {
     fn port_bytes(&self, out: &mut Vec<u64>) {
         self.inner.port_bytes(out)
     }
+    fn footprint(&self) -> usize {
+        self.inner.footprint()
+    }
 }

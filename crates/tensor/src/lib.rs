@@ -5,6 +5,7 @@
 //! ([`LevelData`]) with a final `vals` array. This crate knows nothing about programs, graphs or
 //! simulation; it is the data layer that every other crate shares.
 
+pub mod budget;
 mod coo;
 mod format;
 mod io_error;
@@ -14,6 +15,7 @@ pub mod patterns;
 pub mod random;
 pub mod tensor_dir;
 
+pub use budget::{human_bytes, parse_size, Budget, OverBudget};
 pub use coo::Coo;
 pub use format::{Format, LevelFormat};
 pub use io_error::{read_any, IoError};
@@ -112,29 +114,36 @@ impl Tensor {
             )));
         }
         let order = &format.mode_order;
-        // Sort entries by storage order and merge duplicates.
+        // Sort entries by storage order and merge duplicates. Points are kept flat (`rank`
+        // coordinates each, in storage order) so that memory is a few words per point.
         let mut idx: Vec<usize> = (0..coo.nnz()).collect();
         idx.sort_by(|&a, &b| {
             let ca = coo.coords(a);
             let cb = coo.coords(b);
             order.iter().map(|&d| ca[d]).cmp(order.iter().map(|&d| cb[d]))
         });
-        let mut pts: Vec<(Vec<u32>, f64)> = Vec::with_capacity(idx.len());
+        let mut crds: Vec<u32> = Vec::with_capacity(idx.len() * rank);
+        let mut sums: Vec<f64> = Vec::with_capacity(idx.len());
         for i in idx {
-            let c: Vec<u32> = order.iter().map(|&d| coo.coords(i)[d]).collect();
-            for (l, &d) in order.iter().enumerate() {
-                if c[l] as usize >= coo.shape[d] {
-                    return Err(TensorError::OutOfRange { dim: d, coord: c[l] as u64, size: coo.shape[d] });
+            let c = coo.coords(i);
+            for &d in order {
+                if c[d] as usize >= coo.shape[d] {
+                    return Err(TensorError::OutOfRange { dim: d, coord: c[d] as u64, size: coo.shape[d] });
                 }
             }
-            match pts.last_mut() {
-                Some((pc, v)) if *pc == c => *v += coo.vals[i],
-                _ => pts.push((c, coo.vals[i])),
+            let n = sums.len();
+            let same = n > 0 && order.iter().enumerate().all(|(l, &d)| crds[(n - 1) * rank + l] == c[d]);
+            if same {
+                sums[n - 1] += coo.vals[i];
+            } else {
+                crds.extend(order.iter().map(|&d| c[d]));
+                sums.push(coo.vals[i]);
             }
         }
+        let crd_at = |p: usize, l: usize| crds[p * rank + l];
         // Build levels top-down. `groups` holds, per parent position, the range of points in it.
         let mut levels = Vec::with_capacity(rank);
-        let mut groups: Vec<(usize, usize)> = vec![(0, pts.len())];
+        let mut groups: Vec<(usize, usize)> = vec![(0, sums.len())];
         for (l, (&dim, &lf)) in order.iter().zip(&format.levels).enumerate() {
             let size = coo.shape[dim];
             match lf {
@@ -144,7 +153,7 @@ impl Tensor {
                         let mut p = lo;
                         for c in 0..size as u32 {
                             let start = p;
-                            while p < hi && pts[p].0[l] == c {
+                            while p < hi && crd_at(p, l) == c {
                                 p += 1;
                             }
                             next.push((start, p));
@@ -161,9 +170,9 @@ impl Tensor {
                     for &(lo, hi) in &groups {
                         let mut p = lo;
                         while p < hi {
-                            let c = pts[p].0[l];
+                            let c = crd_at(p, l);
                             let start = p;
-                            while p < hi && pts[p].0[l] == c {
+                            while p < hi && crd_at(p, l) == c {
                                 p += 1;
                             }
                             crd.push(c);
@@ -177,10 +186,8 @@ impl Tensor {
             }
         }
         // An empty group (dense padding) is +0.0; `f64::sum` of nothing would give -0.0.
-        let vals = groups
-            .iter()
-            .map(|&(lo, hi)| if lo == hi { 0.0 } else { pts[lo..hi].iter().map(|p| p.1).sum::<f64>() })
-            .collect();
+        let vals =
+            groups.iter().map(|&(lo, hi)| if lo == hi { 0.0 } else { sums[lo..hi].iter().sum::<f64>() }).collect();
         Ok(Tensor { shape: coo.shape.clone(), format: format.clone(), levels, vals })
     }
 

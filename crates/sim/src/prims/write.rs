@@ -153,6 +153,9 @@ impl Primitive for LevelWrite {
     fn written(&mut self) -> Option<Written> {
         Some(Written::Level { seg: std::mem::take(&mut self.seg), crd: std::mem::take(&mut self.crd) })
     }
+    fn footprint(&self) -> usize {
+        4 * (self.seg.capacity() + self.crd.capacity())
+    }
 }
 
 /// Value writer: appends values in order; stops are ignored. With a memory port, values are
@@ -203,6 +206,9 @@ impl Primitive for ValWrite {
     }
     fn written(&mut self) -> Option<Written> {
         Some(Written::Vals(std::mem::take(&mut self.vals)))
+    }
+    fn footprint(&self) -> usize {
+        8 * self.vals.capacity()
     }
 }
 
