@@ -346,14 +346,11 @@ pub fn check_compile_size(p: &CheckedProgram, fusion: &Fusion, mem_limit: Option
     for (gi, g) in plan(p, fusion)?.iter().enumerate() {
         let size = fuseflow_compiler::group_size(p, g);
         let what = || {
-            let stmts = match (g.first(), g.last()) {
-                (Some(a), Some(b)) if a != b => format!("statements {a}-{b}"),
-                (Some(a), _) => format!("statement {a}"),
-                (None, _) => "no statement".to_string(),
-            };
             format!(
-                "fused group {gi} ({stmts}) would inline {} expression nodes and build up to {} streams before pruning",
-                size.expr_nodes, size.payload_streams
+                "fused group {gi} (statements {}) would inline {} expression nodes and build up to {} streams before pruning",
+                p.group_label(g),
+                size.expr_nodes,
+                size.payload_streams
             )
         };
         if !size.within_limits() {
