@@ -5,8 +5,9 @@
 # Usage:  scripts/comal-crosscheck.sh PATH_TO_COMAL_RUNNER [EXAMPLE.ff ...]
 #
 # For every example (default: examples/*.ff), every statement unfused
-# (`fuseflow compile --stmt N --emit comal`) and every fusion group under `--fusion partial` and
-# `--fusion full` (`--fusion G --stmt N`), it exports the graph and its inputs, runs the runner
+# (`fuseflow compile --stmt N --emit comal`; each step `--stmt N.K` of a built-in statement such
+# as masked_softmax, which runs as one graph per step) and every fusion group under
+# `--fusion partial` and `--fusion full` (`--fusion G --stmt N`), it exports the graph and its inputs, runs the runner
 # with Comal's memory model off (COMAL_ENABLE_HBM=0), compares the runner's output tensors with
 # ours (`fuseflow simulate --comal ... --compare-outputs`, f32 tolerance: relative 1e-4,
 # absolute 1e-4; the largest absolute error over the outputs is shown), and prints one table
@@ -67,63 +68,89 @@ rows=0
 notes=""
 echo "| example | granularity | group | runs | outputs equal | cycles ours | cycles Comal | diff |"
 echo "|---|---|---:|---|---|---:|---:|---:|"
-for prog in "${programs[@]}"; do
+# Checks one graph: `check EXAMPLE.ff GRANULARITY GROUP SELECTION...` exports it with
+# `fuseflow compile PROGRAM SELECTION --emit comal`, runs Comal and ours, and prints its row.
+# Returns 3 when the selection does not exist (past the last statement or group), 4 when it
+# names a built-in statement that runs as several graphs unfused (the caller checks each step).
+check() {
+  local prog=$1 gran=$2 group=$3
+  shift 3
+  local ex d ours ours_cycles rc comal_cycles runs why equal cmp first err diff n_notes
   ex=$(basename "$prog" .ff)
+  d="$work/$ex.$gran.$group"
+  mkdir -p "$d"
+  if ! "$FUSEFLOW" compile "$prog" "$@" --emit comal --out "$d/export" >"$d/compile.log" 2>&1; then
+    if grep -q "does not exist\|has steps [0-9.]* to [0-9.]*, not" "$d/compile.log"; then return 3; fi
+    if grep -q "graphs unfused: choose one with --stmt" "$d/compile.log"; then return 4; fi
+    echo "| $ex | $gran | $group | export failed: $(head -n 1 "$d/compile.log") | | | | |"
+    failures=$((failures + 1)); rows=$((rows + 1))
+    return 0
+  fi
+  ours=$("$FUSEFLOW" simulate --comal "$d/export/graph.bin" --data "$d/export" --hw comal --memory ideal --json 2>"$d/ours.err")
+  ours_cycles=$(printf '%s' "$ours" | field cycles)
+  timeout "$timeout_s" "$runner" --proto "$d/export/graph.bin" --data "$d/export" --out "$d/comal" >"$d/comal.log" 2>&1
+  rc=$?
+  comal_cycles=$(grep -o 'Elapsed Cycles: [0-9]*' "$d/comal.log" | tail -n 1 | grep -o '[0-9]*$')
+  if [ $rc -eq 124 ]; then
+    runs="no: timeout after ${timeout_s} s"
+  elif [ $rc -ne 0 ] || grep -q "panicked" "$d/comal.log"; then
+    why=$(grep -m 1 -A 1 "panicked at" "$d/comal.log" | sed "s/.*panicked at //" | tr "\n" " " | head -c 160)
+    [ -z "$why" ] && why=$(grep -v '^\(Crd write count\|Num reads\|Op count\|Reduce count\|Write count\|Uncompressed\)' "$d/comal.log" | tail -n 1 | head -c 160)
+    runs="no: ${why:-exit $rc}"
+  else
+    runs=yes
+  fi
+  equal=""
+  if [ "$runs" = yes ]; then
+    cmp=$("$FUSEFLOW" simulate --comal "$d/export/graph.bin" --data "$d/export" --hw comal --memory ideal \
+      --json --compare-outputs "$d/comal" 2>&1)
+    if printf '%s' "$cmp" | grep -q '"equal":false'; then
+      first=$(printf '%s' "$cmp" | grep -o '"\(first_mismatch\|error\)":"[^"]*"' | head -n 1 | cut -d'"' -f4 | head -c 160)
+      equal="no: $first"
+    elif printf '%s' "$cmp" | grep -q '"equal":true'; then
+      err=$(printf '%s' "$cmp" | grep -o '"max_abs_error":[^,}]*' | cut -d: -f2 | sort -g | tail -n 1)
+      equal="yes (max abs error $(awk -v e="$err" 'BEGIN { printf "%.1e", e }'))"
+    else
+      equal="no: $(printf '%s' "$cmp" | head -n 1 | head -c 160)"
+    fi
+  fi
+  diff=""
+  if [ -n "$ours_cycles" ] && [ -n "$comal_cycles" ] && [ "$runs" = yes ]; then
+    diff=$(awk -v a="$ours_cycles" -v b="$comal_cycles" 'BEGIN { if (b == 0) print "n/a"; else printf "%+.1f %%", 100 * (a - b) / b }')
+  fi
+  [ "$runs" = yes ] || comal_cycles=""
+  echo "| $ex | $gran | $group | $runs | $equal | ${ours_cycles:-?} | ${comal_cycles:-} | $diff |"
+  rows=$((rows + 1))
+  if [ "$runs" != yes ] || [ "${equal%% *}" != yes ]; then
+    failures=$((failures + 1))
+    # What `fuseflow compile` noted Comal cannot run (the first two notes).
+    n_notes=$(grep -c '^note: Comal' "$d/compile.log")
+    if [ "$n_notes" -gt 0 ]; then
+      notes+="- $ex $gran $group ($n_notes notes): $(grep '^note: Comal' "$d/compile.log" | head -n 2 | sed 's/^note: Comal: //' | paste -sd ';' -)"$'\n'
+    fi
+  fi
+  [ "${KEEP:-0}" = 1 ] || rm -rf "$d"
+  return 0
+}
+
+for prog in "${programs[@]}"; do
   for gran in unfused partial full; do
     n=0
     while :; do
-      d="$work/$ex.$gran.$n"
-      mkdir -p "$d"
       if [ "$gran" = unfused ]; then sel=(--stmt "$n"); else sel=(--fusion "$gran" --stmt "$n"); fi
-      if ! "$FUSEFLOW" compile "$prog" "${sel[@]}" --emit comal --out "$d/export" >"$d/compile.log" 2>&1; then
-        if grep -q "does not exist" "$d/compile.log"; then break; fi
-        echo "| $ex | $gran | $n | export failed: $(head -n 1 "$d/compile.log") | | | | |"
-        failures=$((failures + 1)); rows=$((rows + 1)); n=$((n + 1)); continue
-      fi
-      ours=$("$FUSEFLOW" simulate --comal "$d/export/graph.bin" --data "$d/export" --hw comal --memory ideal --json 2>"$d/ours.err")
-      ours_cycles=$(printf '%s' "$ours" | field cycles)
-      timeout "$timeout_s" "$runner" --proto "$d/export/graph.bin" --data "$d/export" --out "$d/comal" >"$d/comal.log" 2>&1
-      rc=$?
-      comal_cycles=$(grep -o 'Elapsed Cycles: [0-9]*' "$d/comal.log" | tail -n 1 | grep -o '[0-9]*$')
-      if [ $rc -eq 124 ]; then
-        runs="no: timeout after ${timeout_s} s"
-      elif [ $rc -ne 0 ] || grep -q "panicked" "$d/comal.log"; then
-        why=$(grep -m 1 -A 1 "panicked at" "$d/comal.log" | sed "s/.*panicked at //" | tr "\n" " " | head -c 160)
-        [ -z "$why" ] && why=$(grep -v '^\(Crd write count\|Num reads\|Op count\|Reduce count\|Write count\|Uncompressed\)' "$d/comal.log" | tail -n 1 | head -c 160)
-        runs="no: ${why:-exit $rc}"
-      else
-        runs=yes
-      fi
-      equal=""
-      if [ "$runs" = yes ]; then
-        cmp=$("$FUSEFLOW" simulate --comal "$d/export/graph.bin" --data "$d/export" --hw comal --memory ideal \
-          --json --compare-outputs "$d/comal" 2>&1)
-        if printf '%s' "$cmp" | grep -q '"equal":false'; then
-          first=$(printf '%s' "$cmp" | grep -o '"\(first_mismatch\|error\)":"[^"]*"' | head -n 1 | cut -d'"' -f4 | head -c 160)
-          equal="no: $first"
-        elif printf '%s' "$cmp" | grep -q '"equal":true'; then
-          err=$(printf '%s' "$cmp" | grep -o '"max_abs_error":[^,}]*' | cut -d: -f2 | sort -g | tail -n 1)
-          equal="yes (max abs error $(awk -v e="$err" 'BEGIN { printf "%.1e", e }'))"
-        else
-          equal="no: $(printf '%s' "$cmp" | head -n 1 | head -c 160)"
-        fi
-      fi
-      diff=""
-      if [ -n "$ours_cycles" ] && [ -n "$comal_cycles" ] && [ "$runs" = yes ]; then
-        diff=$(awk -v a="$ours_cycles" -v b="$comal_cycles" 'BEGIN { if (b == 0) print "n/a"; else printf "%+.1f %%", 100 * (a - b) / b }')
-      fi
-      [ "$runs" = yes ] || comal_cycles=""
-      echo "| $ex | $gran | $n | $runs | $equal | ${ours_cycles:-?} | ${comal_cycles:-} | $diff |"
-      rows=$((rows + 1))
-      if [ "$runs" != yes ] || [ "${equal%% *}" != yes ]; then
-        failures=$((failures + 1))
-        # What `fuseflow compile` noted Comal cannot run (the first two notes).
-        n_notes=$(grep -c '^note: Comal' "$d/compile.log")
-        if [ "$n_notes" -gt 0 ]; then
-          notes+="- $ex $gran $n ($n_notes notes): $(grep '^note: Comal' "$d/compile.log" | head -n 2 | sed 's/^note: Comal: //' | paste -sd ';' -)"$'\n'
-        fi
-      fi
-      [ "${KEEP:-0}" = 1 ] || rm -rf "$d"
+      check "$prog" "$gran" "$n" "${sel[@]}"
+      case $? in
+        3) break ;;
+        4)
+          # A built-in statement (softmax, masked_softmax, layernorm): one graph per step N.K.
+          k=0
+          while :; do
+            check "$prog" "$gran" "$n.$k" --stmt "$n.$k"
+            [ $? -eq 0 ] || break
+            k=$((k + 1))
+          done
+          ;;
+      esac
       n=$((n + 1))
     done
   done

@@ -80,3 +80,26 @@ T1(i,j) = masked_softmax(j, T0(i,j))
 ";
     verifies(src, Fusion::Expanded(vec![(0..6).collect(), (6..9).collect()]), None, true);
 }
+
+/// A softmax split after its row max, over a matrix product stored sparse: the max over a
+/// row of the product must count the row's implicit zeros.
+#[test]
+fn max_of_a_fused_sparse_product_counts_implicit_zeros() {
+    let src = "input A[3, 2] dense = random(density=0.3)
+temp T0[3, 2] dense
+input B1[2, 2] dcsr = random(density=0.3)
+temp T1[3, 2] dcsr
+output T2[3, 2] dense
+T0(i,j) = A(i,j) - sum(m, A(i,m))
+T1(i,j) = T0(i,k) * B1(k,j)
+T2(i,j) = softmax(j, T1(i,j))
+";
+    let p = parse(src);
+    let cfg = RunConfig {
+        fusion: Fusion::Expanded(vec![vec![0, 1, 2], vec![3, 4, 5]]),
+        seed: 1255807611297217268,
+        ..RunConfig::default()
+    };
+    let r = fuseflow::run(&p, std::path::Path::new("."), &cfg).unwrap();
+    assert!(r.verified, "{:?}", r.groups.iter().map(|g| &g.mismatch).collect::<Vec<_>>());
+}

@@ -7,6 +7,7 @@ use fuseflow_graph::{AluOp, Graph, JoinKind, Node, NodeId, Op, ReduceKind, Scala
 use fuseflow_tensor::{LevelFormat, Tensor};
 use prost::Message as _;
 
+use crate::alu::{alu_form, AluForm, Src, Step};
 use crate::meta::Meta;
 use crate::proto::{self, joiner, operation, Operation};
 use crate::{path_name, ExportError, CHANNEL_SIZE, GRAPH_FILE, RANGE_PREFIX};
@@ -81,6 +82,16 @@ impl<'g> Alloc<'g> {
         let id = *slot;
         *slot += 1;
         id
+    }
+
+    /// A val id for a stream only the export has (inside a chain); 0 in the counting pass,
+    /// which hands out no ids.
+    fn inner_val(&mut self) -> u64 {
+        if self.counting {
+            0
+        } else {
+            self.fresh(StreamKind::Val)
+        }
     }
 
     fn fresh_op(&mut self) -> u64 {
@@ -561,30 +572,112 @@ fn unsupported(i: usize, node: &Node, message: impl Into<String>) -> ExportError
     ExportError::Unsupported { node: NodeId(i as u32), kind: node.op.kind_name(), message: message.into() }
 }
 
-/// `(stage op, scalar)` of an ALU op that Comal's one-stage ALU computes exactly, or `None`.
-fn alu_stage(op: AluOp) -> Option<(proto::alu::AluOp, f64)> {
-    use proto::alu::AluOp as P;
-    Some(match op {
-        AluOp::Add => (P::Add, 0.0),
-        AluOp::Sub => (P::Sub, 0.0),
-        AluOp::Mul => (P::Mul, 0.0),
-        AluOp::Div => (P::Div, 0.0),
-        AluOp::Max => (P::Max, 0.0),
-        AluOp::Exp => (P::Exp, 0.0),
-        AluOp::Rsqrt => (P::Rsqrt, 0.0),
-        AluOp::Sigmoid => (P::Sigmoid, 0.0),
-        AluOp::Relu => (P::Max, 0.0),
-        AluOp::Neg => (P::Scalarmul, -1.0),
-        AluOp::Scalar { op, scalar, scalar_first } => match (op, scalar_first) {
-            (ScalarOp::Add, _) => (P::Scalaradd, scalar),
-            (ScalarOp::Mul, _) => (P::Scalarmul, scalar),
-            (ScalarOp::Max, _) => (P::Max, scalar),
-            (ScalarOp::Sub, false) => (P::Scalaradd, -scalar),
-            (ScalarOp::Div, false) => (P::Scalardiv, scalar),
-            _ => return None,
-        },
-        _ => return None,
-    })
+/// A one-stage stage list over `inputs` values.
+fn stage(inputs: usize, op: proto::alu::AluOp) -> proto::alu::Stage {
+    let k = inputs as u64;
+    proto::alu::Stage { inputs: (0..k).collect(), output: k, op: op as i32 }
+}
+
+/// ALU node `i` as one `alu` operation: one stage (exact, or a stand-in), or none for an op
+/// Comal's ALU cannot compute (Comal then rejects the graph instead of computing something
+/// else). The name carries the op exactly either way.
+fn alu_single(
+    i: usize,
+    n: &Node,
+    alu: AluOp,
+    code: &str,
+    form: AluForm,
+    out: Option<StreamId>,
+    a: &mut Alloc,
+) -> Operation {
+    let mut meta = Meta::new("alu").with("op", code);
+    if matches!(alu, AluOp::Scalar { scalar_first: true, .. }) {
+        meta.set("first", 1);
+    }
+    let mut inputs = Vec::with_capacity(n.ins.len());
+    for &s in &n.ins {
+        inputs.extend(a.c_val(s));
+    }
+    let output = a.p_val(out);
+    let (stages, scalar) = match form {
+        AluForm::Exact(stage_op, scalar) | AluForm::StandIn(stage_op, scalar) => {
+            (vec![stage(inputs.len(), stage_op)], scalar)
+        }
+        AluForm::Chain(_) | AluForm::Unsupported => {
+            let c = if let AluOp::Scalar { scalar, .. } = alu { scalar } else { 0.0 };
+            (Vec::new(), c)
+        }
+    };
+    op(
+        meta,
+        i,
+        operation::Op::Alu(proto::Alu {
+            conn: Some(proto::alu::Conn::Vals(proto::alu::Val { inputs, output })),
+            stages,
+            output_val: 0,
+            label: n.label.clone(),
+            stream_shape: 0,
+            blocked: false,
+            scalar,
+        }),
+    )
+}
+
+/// ALU node `i` as a chain of one-stage `alu` operations (see the `alu` module), named
+/// `alu;op=<code>;group=<i>;part=<k>`. Step 0 has the node's id, the others ids after the last
+/// node; the steps' inner streams are fresh val ids, and the last step writes the node's output.
+fn alu_chain(
+    i: usize,
+    n: &Node,
+    code: &str,
+    steps: &[Step],
+    out: Option<StreamId>,
+    a: &mut Alloc,
+) -> Result<Vec<Operation>, ExportError> {
+    let out_name = a.name_of(out);
+    let mut made: Vec<(u64, String)> = Vec::with_capacity(steps.len());
+    let mut ops = Vec::with_capacity(steps.len());
+    for (k, st) in steps.iter().enumerate() {
+        let mut inputs = Vec::with_capacity(st.ins.len());
+        for src in st.ins {
+            let v = match *src {
+                Src::In(x) => {
+                    let s = *n.ins.get(x).ok_or_else(|| unsupported(i, n, format!("ALU input {x} is missing")))?;
+                    a.c_val(s).unwrap_or_default()
+                }
+                Src::Step(j) => {
+                    let (id, name) = made.get(j).ok_or_else(|| {
+                        unsupported(i, n, format!("chain step {k} reads step {j}, not an earlier one"))
+                    })?;
+                    proto::ValStream::new(*id, name.clone())
+                }
+            };
+            inputs.push(v);
+        }
+        let output = if k + 1 == steps.len() {
+            a.p_val(out).unwrap_or_default()
+        } else {
+            let name = format!("{out_name}.{}", st.name);
+            made.push((a.inner_val(), name.clone()));
+            proto::ValStream::new(made[k].0, name)
+        };
+        let meta = Meta::new("alu").with("op", code).with("group", i).with("part", k);
+        let id = if k == 0 { i as u64 } else { a.fresh_op() };
+        ops.push(Operation {
+            name: meta.render(),
+            id,
+            op: Some(operation::Op::Alu(proto::Alu {
+                stages: vec![stage(inputs.len(), st.op)],
+                conn: Some(proto::alu::Conn::Vals(proto::alu::Val { inputs, output: Some(output) })),
+                output_val: 0,
+                label: n.label.clone(),
+                stream_shape: 0,
+                blocked: false,
+                scalar: st.scalar,
+            })),
+        });
+    }
+    Ok(ops)
 }
 
 /// The `op=` code of an ALU op (the importer's `alu_from_meta` reads it back), or `None` for
@@ -969,44 +1062,12 @@ fn emit(g: &Graph, plan: &Plan, a: &mut Alloc) -> Result<Vec<Operation>, ExportE
             Op::Alu { op: alu } => {
                 let code = alu_code(*alu)
                     .ok_or_else(|| unsupported(i, n, format!("ALU op {} has no tortilla encoding", alu.name())))?;
-                let mut meta = Meta::new("alu").with("op", code);
-                let first = matches!(alu, AluOp::Scalar { scalar_first: true, .. });
-                if first {
-                    meta.set("first", 1);
-                }
-                let mut inputs = Vec::with_capacity(n.ins.len());
-                for &s in &n.ins {
-                    inputs.extend(a.c_val(s));
-                }
-                let output = a.p_val(out(0));
-                // An op Comal's one-stage ALU cannot compute gets no stage: Comal rejects it
-                // instead of computing something else; the name still carries it exactly.
-                let (stages, scalar) = match alu_stage(*alu) {
-                    Some((stage_op, scalar)) => {
-                        let k = inputs.len() as u64;
-                        (vec![proto::alu::Stage { inputs: (0..k).collect(), output: k, op: stage_op as i32 }], scalar)
+                match alu_form(*alu) {
+                    AluForm::Chain(steps) => ops.extend(alu_chain(i, n, code, steps, out(0), a)?),
+                    form @ (AluForm::Exact(..) | AluForm::StandIn(..) | AluForm::Unsupported) => {
+                        ops.push(alu_single(i, n, *alu, code, form, out(0), a));
                     }
-                    None => {
-                        let c = match alu {
-                            AluOp::Scalar { scalar, .. } => *scalar,
-                            _ => 0.0,
-                        };
-                        (Vec::new(), c)
-                    }
-                };
-                ops.push(op(
-                    meta,
-                    i,
-                    P::Alu(proto::Alu {
-                        conn: Some(proto::alu::Conn::Vals(proto::alu::Val { inputs, output })),
-                        stages,
-                        output_val: 0,
-                        label,
-                        stream_shape: 0,
-                        blocked: false,
-                        scalar,
-                    }),
-                ));
+                }
             }
             Op::Reduce { op: r } => {
                 let input_val = a.c_val(n.ins[0]);
@@ -1233,19 +1294,68 @@ pub fn comal_gaps(g: &Graph) -> Vec<String> {
             _ => {}
         }
     }
+    let producer = |s: StreamId| &g.nodes[g.stream(s).producer.0 .0 as usize];
     for (i, n) in g.nodes.iter().enumerate() {
         let what = |m: String| format!("node n{i} ({}{}): {m}", n.op.kind_name(), label_of(n));
         match &n.op {
-            Op::Alu { op } if alu_stage(*op).is_none() => {
-                gaps.push(what(format!("Comal's ALU has no stage for {}; it rejects the graph", op.name())));
-            }
             Op::Alu { op: AluOp::Max } => {
                 gaps.push(what("Comal's binary ALU has no MAX (it stops at a todo!)".into()));
             }
-            Op::Reduce { op: ReduceKind::Max } => gaps.push(what(
-                "Comal's max reducer restarts from 0 after the first fiber; a fiber whose maximum is \
-                 negative gives another value"
-                    .into(),
+            Op::Alu { op } => match alu_form(*op) {
+                AluForm::Exact(..) | AluForm::Chain(_) => {}
+                AluForm::Unsupported => {
+                    gaps.push(what(format!("Comal's ALU has no stage for {}; it rejects the graph", op.name())));
+                }
+                AluForm::StandIn(..) => {
+                    // The stand-ins are right around a max reduction; the reducer's note says
+                    // when the whole is.
+                    let out = n.outs.first().copied().flatten();
+                    let feeds_max = out.is_none_or(|s| {
+                        g.stream(s).consumers.iter().all(|&(NodeId(c), _)| is_max_reduction(&g.nodes[c as usize].op))
+                    });
+                    let after_max = n.ins.first().is_some_and(|&s| is_max_reduction(&producer(s).op));
+                    if *op == AluOp::ZeroToNegInf && !feeds_max {
+                        gaps.push(what(
+                            "Comal has no zero_to_neginf; the export passes the value through (0 stays 0, \
+                             where we give −∞), which is right only ahead of a max reduction"
+                                .into(),
+                        ));
+                    } else if *op == AluOp::NegInfToZero && !after_max {
+                        gaps.push(what(
+                            "Comal has no neginf_to_zero; the export computes max(x, 0), which also turns \
+                             negative values into 0 (right only after a max over nonzeros)"
+                                .into(),
+                        ));
+                    } else if *op != AluOp::ZeroToNegInf && *op != AluOp::NegInfToZero {
+                        gaps.push(what(format!("Comal has no {}; the export computes something else", op.name())));
+                    }
+                }
+            },
+            Op::Reduce { op: ReduceKind::Max } => {
+                let from_nz =
+                    n.ins.first().is_some_and(|&s| matches!(producer(s).op, Op::Alu { op: AluOp::ZeroToNegInf }));
+                let out = n.outs.first().copied().flatten();
+                let to_nz = out.is_some_and(|s| {
+                    g.stream(s)
+                        .consumers
+                        .iter()
+                        .all(|&(NodeId(c), _)| matches!(g.nodes[c as usize].op, Op::Alu { op: AluOp::NegInfToZero }))
+                });
+                gaps.push(what(if from_nz && to_nz {
+                    "a max over nonzeros (zero_to_neginf, max, neginf_to_zero): Comal has no −∞ \
+                     conversions, and its max reducer restarts from 0 after the first group, so the export \
+                     computes max(0, every entry) per group; that is our result wherever a group's largest \
+                     nonzero is ≥ 0 or it has no nonzero, and 0 instead of the largest nonzero where all of a \
+                     group's nonzeros are negative"
+                        .into()
+                } else {
+                    "Comal's max reducer restarts from 0 after the first fiber; a fiber whose maximum is \
+                     negative gives another value"
+                        .into()
+                }));
+            }
+            Op::Spacc { op: ReduceKind::Max, .. } => gaps.push(what(
+                "Comal's sparse accumulator has no max (the schema has no field for its operator): it sums".into(),
             )),
             Op::Join { kind, payloads, .. } => {
                 let mut ii = 0usize;
@@ -1272,6 +1382,11 @@ pub fn comal_gaps(g: &Graph) -> Vec<String> {
         }
     }
     gaps
+}
+
+/// Whether `op` is a max reduction (reducer or sparse accumulator).
+fn is_max_reduction(op: &Op) -> bool {
+    matches!(op, Op::Reduce { op: ReduceKind::Max } | Op::Spacc { op: ReduceKind::Max, .. })
 }
 
 /// Whether crd stream `s` holds every coordinate of its dimension in each fiber (a dense

@@ -10,6 +10,7 @@ use fuseflow_graph::{
 use fuseflow_tensor::{Format, LevelFormat, Tensor};
 use prost::Message as _;
 
+use crate::alu::{chain, Src, Step};
 use crate::meta::Meta;
 use crate::proto::{self, joiner, operation};
 use crate::{path_name, ImportError, GRAPH_FILE, RANGE_PREFIX};
@@ -214,6 +215,23 @@ struct JoinGroup {
     parts: Vec<JoinPart>,
 }
 
+/// One `alu` operation of an exported chain (see the `alu` module).
+struct ChainPart {
+    info: Info,
+    /// Its inputs, in the order of its step's operands.
+    ins: Vec<Key>,
+    /// Its output, for every step but the last (whose output is the node's).
+    out: Option<Key>,
+}
+
+/// An ALU node being reassembled from the parts of its chain.
+struct Chain {
+    item: usize,
+    op: AluOp,
+    steps: &'static [Step],
+    parts: Vec<Option<ChainPart>>,
+}
+
 #[derive(Default)]
 struct Builder {
     items: Vec<Item>,
@@ -227,6 +245,9 @@ struct Builder {
     loc_scans: HashMap<u64, Key>,
     /// Rewritten locates whose repeat was exported too: (locate item, repeat id).
     loc_kept: Vec<(usize, u64)>,
+    /// ALU chains, and their index by `group=`.
+    chains: Vec<Chain>,
+    chain_index: HashMap<u64, usize>,
 }
 
 fn missing(info: Info, field: &str) -> ImportError {
@@ -440,6 +461,9 @@ impl Builder {
                     Some(proto::alu::Conn::Crds(_)) => return Err(unsupported(info, "ALU over crd streams")),
                     None => return Err(missing(info, "alu.conn")),
                 };
+                if meta.get("group").is_some() || meta.get("part").is_some() {
+                    return self.alu_part(info, &meta, &o.name, a, v);
+                }
                 let mut ins = Vec::with_capacity(v.inputs.len());
                 for (k, s) in v.inputs.iter().enumerate() {
                     ins.push(self.consume(info, &format!("alu.vals.inputs[{k}]"), s_val(Some(s)))?);
@@ -870,6 +894,126 @@ impl Builder {
         Ok(())
     }
 
+    /// One step of an ALU chain (`alu;op=<code>;group=<node>;part=<k>`): its inputs are
+    /// consumed, an inner output is kept for the next steps only (`Producer::Dropped`), and the
+    /// last step's output becomes the node's. The node is created with the first part seen;
+    /// `merge_chains` checks the wiring and sets its inputs.
+    fn alu_part(&mut self, info: Info, meta: &Meta, name: &str, a: &proto::Alu, v: &proto::alu::Val) -> Res<()> {
+        let bad = |m: String| meta_err(info, name, m);
+        let op = alu_from_meta(meta, a.scalar).map_err(bad)?.ok_or_else(|| bad("a chain step needs op=".into()))?;
+        let steps = chain(op).ok_or_else(|| bad(format!("{} is not exported as a chain of ALU steps", op.name())))?;
+        let group =
+            meta.parse_key::<u64>("group").map_err(bad)?.ok_or_else(|| bad("a chain step needs group=".into()))?;
+        let part =
+            meta.parse_key::<usize>("part").map_err(bad)?.ok_or_else(|| bad("a chain step needs part=".into()))?;
+        let step = steps.get(part).ok_or_else(|| bad(format!("part {part} of a chain of {} steps", steps.len())))?;
+        if v.inputs.len() != step.ins.len() {
+            return Err(ImportError::Kind {
+                op: info.to_string(),
+                message: format!(
+                    "step {part} of the {} chain reads {} values, not {}",
+                    op.name(),
+                    step.ins.len(),
+                    v.inputs.len()
+                ),
+            });
+        }
+        let ci = match self.chain_index.get(&group).copied() {
+            Some(ci) => {
+                if self.chains[ci].op != op {
+                    return Err(bad(format!("steps of ALU chain {group} disagree on its op")));
+                }
+                ci
+            }
+            None => {
+                let item = self.items.len();
+                self.push(info, Op::Alu { op }, a.label.clone(), Vec::new(), vec![None], Extra::None);
+                self.chains.push(Chain { item, op, steps, parts: (0..steps.len()).map(|_| None).collect() });
+                self.chain_index.insert(group, self.chains.len() - 1);
+                self.chains.len() - 1
+            }
+        };
+        let item = self.chains[ci].item;
+        if part == 0 {
+            // Step 0 gives the node its place and label.
+            let it = &mut self.items[item];
+            it.order = (info.id, 1, info.pos as u64);
+            it.info = info;
+            it.label = a.label.clone();
+        }
+        if self.chains[ci].parts[part].is_some() {
+            return Err(bad(format!("step {part} of ALU chain {group} appears twice")));
+        }
+        let mut ins = Vec::with_capacity(v.inputs.len());
+        for (k, s) in v.inputs.iter().enumerate() {
+            ins.push(self.consume(info, &format!("alu.vals.inputs[{k}]"), s_val(Some(s)))?);
+        }
+        let output = s_val(v.output.as_ref());
+        let out = if part + 1 == steps.len() {
+            let end = self.produce(info, output, Producer::Item(item, 0))?;
+            self.items[item].outs[0] = end;
+            None
+        } else {
+            let end = self.produce(info, output, Producer::Dropped)?;
+            Some(end.ok_or_else(|| bad(format!("step {part} of an ALU chain has a void output")))?.key)
+        };
+        self.chains[ci].parts[part] = Some(ChainPart { info, ins, out });
+        Ok(())
+    }
+
+    /// Checks that every ALU chain is complete and wired as its steps say (each step reads
+    /// the inner outputs of the steps it names, and every read of one of the node's inputs
+    /// resolves to the same stream), and gives each chain's node its inputs.
+    fn merge_chains(&mut self) -> Res<()> {
+        let chains = std::mem::take(&mut self.chains);
+        for c in &chains {
+            let head = self.items[c.item].info;
+            let mut parts = Vec::with_capacity(c.parts.len());
+            for (k, p) in c.parts.iter().enumerate() {
+                let p = p.as_ref().ok_or_else(|| {
+                    unsupported(head, format!("the {} chain lacks step {k} of {}", c.op.name(), c.parts.len()))
+                })?;
+                parts.push(p);
+            }
+            let mut node_ins: Vec<Option<(Key, (usize, usize))>> = vec![None; c.op.arity()];
+            for (k, p) in parts.iter().enumerate() {
+                for (m, (&key, src)) in p.ins.iter().zip(c.steps[k].ins).enumerate() {
+                    let wrong = |message: String| ImportError::Kind { op: p.info.to_string(), message };
+                    match *src {
+                        Src::Step(j) => {
+                            if parts.get(j).and_then(|q| q.out) != Some(key) {
+                                return Err(wrong(format!("input {m} is not the output of step {j} of its ALU chain")));
+                            }
+                        }
+                        Src::In(x) => {
+                            let r = self.resolve(key, p.info)?;
+                            let slot = node_ins
+                                .get_mut(x)
+                                .ok_or_else(|| wrong(format!("input {m} names ALU input {x}, beyond its arity")))?;
+                            match slot {
+                                None => *slot = Some((key, r)),
+                                Some((_, r0)) if *r0 != r => {
+                                    return Err(wrong(format!(
+                                        "input {m} reads another stream than the chain's other reads of its input {x}"
+                                    )))
+                                }
+                                Some(_) => {}
+                            }
+                        }
+                    }
+                }
+            }
+            let mut ins = Vec::with_capacity(node_ins.len());
+            for (x, slot) in node_ins.iter().enumerate() {
+                let (key, _) =
+                    slot.ok_or_else(|| unsupported(head, format!("no step of the chain reads input {x}")))?;
+                ins.push(key);
+            }
+            self.items[c.item].ins = ins;
+        }
+        Ok(())
+    }
+
     /// Creates the RepSig nodes of folded repeats: one per `repsig=` group (and source stream),
     /// or one per repeat without it.
     fn fold_repsigs(&mut self) -> Res<()> {
@@ -1131,6 +1275,7 @@ pub fn from_comal(c: &proto::ComalGraph, data_dir: &Path) -> Result<(Graph, BTre
     b.link_kept_locates()?;
     b.fold_repsigs()?;
     b.merge_joins()?;
+    b.merge_chains()?;
 
     // Resolve every input to its producing item port.
     let n = b.items.len();

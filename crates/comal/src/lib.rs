@@ -76,15 +76,32 @@
 //!   Add/Sub/Mul/Div/Max → `ADD`/`SUB`/`MUL`/`DIV`/`MAX`, Exp/Rsqrt/Sigmoid →
 //!   `EXP`/`RSQRT`/`SIGMOID`, Relu → `MAX` with scalar 0, `a+c`, `a×c`, `a÷c`, `max(a,c)` →
 //!   `SCALARADD`/`SCALARMUL`/`SCALARDIV`/`MAX` with `scalar = c`, `a−c` → `SCALARADD` with
-//!   `scalar = −c`, Neg → `SCALARMUL` with scalar −1. An op with no one-stage equivalent
-//!   (Gelu, `c−a`, `c÷a`, the sparsity-preserving exponentials, the ±∞ conversions) gets an
-//!   `alu` with **no stage**, so Comal rejects it rather than computing something else, and
-//!   `scalar = c` for constant ops. The exact op is always in the name (`op=<code>`, plus
-//!   `first=1` for a constant left operand), so import is exact; an ALU without `op=` (other
-//!   emitters) is read from its stage. An op this crate does not know is an export error.
+//!   `scalar = −c`, Neg → `SCALARMUL` with scalar −1. The exact op is always in the name
+//!   (`op=<code>`, plus `first=1` for a constant left operand), so import is exact; an ALU
+//!   without `op=` (other emitters) is read from its stage. An op this crate does not know is
+//!   an export error. Beyond one stage:
+//!   - The sparsity-preserving exponentials have no stage but an exact composition of Comal's
+//!     (the `alu` module): **ExpSubNz(a, b)** is exported as five `alu` operations computing
+//!     `max(exp((a ÷ a) × (a − b)), 0)` (`SUB`, `DIV` of `a` by itself, `MUL`, `EXP`, `MAX` with
+//!     scalar 0), **ExpNz(a)** as four computing `max(exp((a ÷ a) × a), 0)`. `a ÷ a` is exactly
+//!     1 for a finite nonzero `a` and NaN for ±0, and Comal's scalar `MAX` (`f32::max`) returns
+//!     the operand that is not NaN, so the chain gives exactly f32's `e^(a−b)` where `a ≠ 0` and
+//!     0 where `a = 0` (subnormal `a` included, no `∞ × 0`); it differs from ours only where `a`
+//!     is ±∞ or NaN or `b` is NaN (0 instead of ∞ or NaN). The steps are named
+//!     `alu;op=<code>;group=<node>;part=<k>`; step 0 has the node's id, the others ids after the
+//!     last node, and the inner streams fresh val ids. The importer checks that the steps are
+//!     complete and wired as defined, and folds them into the one node.
+//!   - Comal has no ±∞ conversion. **ZeroToNegInf** → `SCALARADD` with scalar 0 (the value
+//!     passes through) and **NegInfToZero** → `MAX` with scalar 0: around a max reduction (our
+//!     `maxnz`) Comal then computes max(0, every entry) per group, whatever its reducer starts
+//!     from, which is our result wherever a group's largest nonzero is ≥ 0 or the group has no
+//!     nonzero (stored zeros only, or empty); [`comal_gaps`] notes it.
+//!   - An op with no Comal form (Gelu, `c−a`, `c÷a`, the shifted exponential with a constant)
+//!     gets an `alu` with **no stage**, so Comal rejects it rather than computing something
+//!     else, and `scalar = c` for constant ops.
 //! - **Spacc** → `spacc`: order 1 has `input_outer_crds = [reduced]`; order 2 has
 //!   `input_outer_crds = [middle, reduced]` and `output_outer_crds = [middle out]`; a max
-//!   accumulator has `op=max` in the name.
+//!   accumulator has `op=max` in the name (the schema has no field for it: Comal sums).
 //! - **CrdDrop** → `coord_drop` (outer/inner). A value inner stream (the schema's fields are
 //!   crd-typed) is marked `inner=val`, with its ids in the val namespace.
 //! - **LevelWrite** → `fiber_write` with `tensor`, `mode_val` = the logical dimension it
@@ -129,11 +146,14 @@
 //!   stored and converts the tensor back to its compressed level (exact for tensors without
 //!   stored empty fibers, which is what our readers and generators give).
 //!
-//! What the export cannot make Comal run is listed by [`comal_gaps`] (and printed by
-//! `fuseflow compile`): ALU ops without a Comal stage, a binary `MAX` (Comal's binary ALU
-//! stops at a `todo!`), max reductions (Comal's restart from 0 after the first fiber), and
-//! joiners over the `N` coordinates that Comal's scanner emits for a union's absent operand
-//! when dense storage cannot help (an operand computed in the graph).
+//! What the export cannot make Comal run, or makes it run with other results, is listed by
+//! [`comal_gaps`] (and printed by `fuseflow compile`): ALU ops without a Comal form, a binary
+//! `MAX` (Comal's binary ALU stops at a `todo!`), a max over nonzeros (exact only where a
+//! group's largest nonzero is ≥ 0 or it has none, above) and the ±∞ conversions outside one,
+//! other max reductions (Comal's restart from 0 after the first fiber), max accumulators
+//! (Comal's `spacc` always sums), and joiners over the `N` coordinates that Comal's scanner
+//! emits for a union's absent operand when dense storage cannot help (an operand computed in
+//! the graph).
 //! Two empty-fiber cases stay beyond Comal's primitives: a leading empty inner fiber (its
 //! writer records a segment for a stop that is the stream's first token) and an empty fiber
 //! above a reduction (a reducer without `gap` emits a value for it).
@@ -146,6 +166,7 @@
 
 #![warn(missing_docs)]
 
+mod alu;
 mod export;
 mod import;
 mod meta;

@@ -1,18 +1,22 @@
 //! The exported graphs follow the wiring Comal itself needs (shared/reference/comal-build.md,
 //! "How Comal wires a graph"), for every example, statement and fusion group: repeats read a
 //! ref or val stream (no standalone repeat-signal operation), every joiner pair has a payload,
-//! every output slot names a stream, every id has one producer and one consumer, and a locate
-//! below a tensor's top level (which Comal's iterate-locate gets wrong) is exported as a dense
-//! scan and an intersection. The forms themselves round-trip exactly (roundtrip.rs).
+//! every output slot names a stream, every id has one producer and one consumer, every ALU has
+//! the one stage Comal reads, and a locate below a tensor's top level (which Comal's
+//! iterate-locate gets wrong) is exported as a dense scan and an intersection. The sparse
+//! exponentials are exact chains of Comal ALU steps and a max over nonzeros exact for rows
+//! whose largest nonzero is ≥ 0, computed as Comal's ALU and reducer compute. The forms
+//! themselves round-trip exactly (roundtrip.rs).
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use common::*;
-use fuseflow_comal::proto::{self, joiner, operation::Op as P};
+use fuseflow_comal::proto::{self, alu::AluOp as C, joiner, operation::Op as P};
 use fuseflow_compiler::{lower_group, lower_statement, plan, Fusion, LowerOptions};
-use fuseflow_graph::Graph;
+use fuseflow_graph::{AluOp, Graph, Op, OutputBinding, TensorBinding};
+use fuseflow_tensor::{Coo, Format, LevelFormat, Tensor};
 
 /// (namespace, id) → (producers, consumers).
 type Uses = HashMap<(&'static str, u64), (u32, u32)>;
@@ -81,6 +85,9 @@ fn check_runnable(c: &proto::ComalGraph, what: &str) {
                 prod(("val", a.output_val.as_ref().unwrap().sid()));
             }
             P::Alu(a) => {
+                // Comal builds an ALU from stage 0 (and rejects one without): every ALU of the
+                // examples has one, the sparse exponentials as chains of one-stage ALUs.
+                assert_eq!(a.stages.len(), 1, "{what}: {name}: an ALU Comal cannot build");
                 let Some(proto::alu::Conn::Vals(v)) = &a.conn else { panic!("{what}: {name}") };
                 cons.extend(v.inputs.iter().map(|s| ("val", s.sid())));
                 prod(("val", v.output.as_ref().unwrap().sid()));
@@ -325,4 +332,206 @@ fn a_sparse_union_that_drives_scanners_reads_a_dense_top_level() {
     fuseflow_comal::export_dir(&g, &tensors, dir.path()).unwrap();
     assert!(!dir.path().join("tensor_B_mode_0_crd").exists());
     assert!(dir.path().join("tensor_B_mode_1_crd").exists());
+}
+
+/// Comal's f32 ALU as its proto driver builds it from stage 0 (one input: `EXP`, `MAX` against
+/// `scalar` via `f32::max`, the `SCALAR*` ops, `RSQRT`, `SIGMOID`; two: `ADD`, `SUB`, `MUL`,
+/// `DIV`, `ELEMMUL`).
+fn comal_alu(a: &proto::Alu, ins: &[f32]) -> f32 {
+    use proto::alu::AluOp as C;
+    assert_eq!(a.stages.len(), 1, "Comal reads stage 0 and rejects an ALU without one");
+    let op = C::try_from(a.stages[0].op).unwrap();
+    let s = a.scalar as f32;
+    match (op, ins) {
+        (C::Add, [x, y]) => x + y,
+        (C::Sub, [x, y]) => x - y,
+        (C::Mul | C::Elemmul, [x, y]) => x * y,
+        (C::Div, [x, y]) => x / y,
+        (C::Exp, [x]) => x.exp(),
+        (C::Max, [x]) => x.max(s),
+        (C::Scalaradd, [x]) => x + s,
+        (C::Scalarmul, [x]) => x * s,
+        (C::Scalardiv, [x]) => x / s,
+        (C::Rsqrt, [x]) => 1.0 / x.sqrt(),
+        (C::Sigmoid, [x]) => 1.0 / (1.0 + (-x).exp()),
+        (op, ins) => panic!("Comal has no {op:?} over {} inputs", ins.len()),
+    }
+}
+
+/// The value the value writer of `c` receives when every array of tensor `T` reads `vals[T]`:
+/// broadcasts copy, ALUs compute as Comal does.
+fn comal_value(c: &proto::ComalGraph, vals: &HashMap<&str, f32>) -> f32 {
+    let mut v: HashMap<u64, f32> = HashMap::new();
+    loop {
+        let mut progress = false;
+        for o in ops(c) {
+            match o.op.as_ref().unwrap() {
+                P::Array(a) => {
+                    let id = a.output_val.as_ref().unwrap().sid();
+                    progress |= v.insert(id, vals[a.tensor.as_str()]).is_none();
+                }
+                P::Broadcast(b) => {
+                    if let Some(proto::broadcast::Conn::Val(x)) = &b.conn {
+                        if let Some(&y) = v.get(&x.input.as_ref().unwrap().sid()) {
+                            for out in &x.outputs {
+                                progress |= v.insert(out.sid(), y).is_none();
+                            }
+                        }
+                    }
+                }
+                P::Alu(a) => {
+                    let Some(proto::alu::Conn::Vals(io)) = &a.conn else { panic!("{}", o.name) };
+                    let ins: Option<Vec<f32>> = io.inputs.iter().map(|s| v.get(&s.sid()).copied()).collect();
+                    let id = io.output.as_ref().unwrap().sid();
+                    if let (Some(ins), false) = (ins, v.contains_key(&id)) {
+                        v.insert(id, comal_alu(a, &ins));
+                        progress = true;
+                    }
+                }
+                P::ValWrite(w) => {
+                    if let Some(&y) = v.get(&w.input_val.as_ref().unwrap().sid()) {
+                        return y;
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert!(progress, "the value writer's input is never computed");
+    }
+}
+
+/// `X(i) = op(A(i)[, B(i)])` over dense vectors: one ALU node between arrays and a writer,
+/// with the data `a` (and `b`).
+fn one_alu(op: AluOp, a: &[f64], b: &[f64]) -> (Graph, BTreeMap<String, Tensor>) {
+    let n = a.len();
+    let mut g = Graph::new("one_alu");
+    let r = g.add(Op::Root, &[], "root")[0];
+    let scan = |t: &str| Op::Scan { tensor: t.into(), level: 0, dim: 0, format: LevelFormat::Dense, index: "i".into() };
+    let sa = g.add(scan("A"), &[r], "A_i");
+    let mut ins = vec![g.add(Op::Array { tensor: "A".into() }, &[sa[1]], "A_vals")[0]];
+    let mut tensors = BTreeMap::new();
+    let dense = |data: &[f64]| Tensor::from_coo(&Coo::from_dense(&[n], data).unwrap(), &Format::dense(1)).unwrap();
+    let binding = |t: &str| TensorBinding {
+        tensor: t.into(),
+        shape: vec![n],
+        levels: vec![LevelFormat::Dense],
+        mode_order: vec![0],
+    };
+    tensors.insert("A".to_string(), dense(a));
+    g.inputs.push(binding("A"));
+    if op.arity() == 2 {
+        let rb = g.add(Op::Root, &[], "B_root")[0];
+        let sb = g.add(scan("B"), &[rb], "B_i");
+        ins.push(g.add(Op::Array { tensor: "B".into() }, &[sb[1]], "B_vals")[0]);
+        tensors.insert("B".to_string(), dense(b));
+        g.inputs.push(binding("B"));
+    }
+    let x = g.add(Op::Alu { op }, &ins, "f")[0];
+    g.add(Op::LevelWrite { tensor: "X".into(), level: 0 }, &[sa[0]], "X_w0");
+    g.add(Op::ValWrite { tensor: "X".into() }, &[x], "X_vals");
+    g.prune();
+    g.outputs.push(OutputBinding { tensor: "X".into(), shape: vec![n], dims: vec![0] });
+    g.verify().unwrap();
+    (g, tensors)
+}
+
+/// Values where the sparse exponentials are delicate in f32: signed zeros, subnormals, values
+/// whose exponential over- or underflows, and ordinary ones.
+const EDGES: &[f32] = &[0.0, -0.0, 1e-40, -1e-40, 1e-30, 0.5, -3.25, 80.0, 100.0, -100.0, 1e30, -1e30];
+
+#[test]
+fn sparse_exponentials_become_exact_alu_chains() {
+    for (op, code, stages) in [
+        (AluOp::ExpSubNz, "expsubnz", vec![C::Sub, C::Div, C::Mul, C::Exp, C::Max]),
+        (AluOp::ExpNz, "expnz", vec![C::Div, C::Mul, C::Exp, C::Max]),
+    ] {
+        let a: Vec<f64> = EDGES.iter().map(|&x| f64::from(x)).collect();
+        let (g, tensors) = one_alu(op, &a, &a.iter().rev().copied().collect::<Vec<_>>());
+        check_round_trip(&g, &tensors, code);
+        let c = fuseflow_comal::to_comal(&g).unwrap();
+        check_runnable(&c, code);
+        // One `alu` per step, named `alu;group=N;op=...;part=K`; step 0 has the node's id,
+        // the others ids after the last node.
+        let node = g.nodes.iter().position(|n| matches!(n.op, Op::Alu { .. })).unwrap() as u64;
+        let chain: Vec<&proto::Operation> = ops(&c).iter().filter(|o| matches!(o.op, Some(P::Alu(_)))).collect();
+        assert_eq!(chain.len(), stages.len(), "{code}");
+        for (k, (o, want)) in chain.iter().zip(&stages).enumerate() {
+            assert_eq!(o.name, format!("alu;group={node};op={code};part={k}"));
+            assert!(if k == 0 { o.id == node } else { o.id >= g.nodes.len() as u64 }, "{} has id {}", o.name, o.id);
+            let Some(P::Alu(alu)) = &o.op else { unreachable!() };
+            assert_eq!((alu.stages.len(), alu.stages[0].op, alu.scalar), (1, *want as i32, 0.0), "{}", o.name);
+        }
+        // Computed as Comal does, the chain gives f32's definition exactly, for every pair.
+        for &x in EDGES {
+            for &y in EDGES {
+                let want = if x == 0.0 { 0.0 } else { (x - if op == AluOp::ExpNz { 0.0 } else { y }).exp() };
+                let got = comal_value(&c, &HashMap::from([("A", x), ("B", y)]));
+                assert_eq!(got.to_bits(), want.to_bits(), "{code}({x:e}, {y:e}): Comal {got:e}, f32 {want:e}");
+                // And ours (f64) agrees to f32's rounding.
+                let ours = op.apply2(f64::from(x), f64::from(y)) as f32;
+                assert!(ours == got || (ours - got).abs() <= 1e-6 * got.abs(), "{code}({x:e}, {y:e}): ours {ours:e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_max_over_nonzeros_exports_stand_ins_exact_for_nonnegative_maxima() {
+    let src = "input A[4, 5] dcsr = random(density=0.5)\noutput y[4] dense\ny(i) = maxnz(j, A(i,j))\n";
+    let (g, c) = export_of(src, 0);
+    // The conversions are one stage each: the identity and max(x, 0).
+    let stage_of = |code: &str| {
+        let o = ops(&c).iter().find(|o| o.name == format!("alu;op={code}")).unwrap_or_else(|| panic!("{code}"));
+        let Some(P::Alu(a)) = &o.op else { panic!("{code}") };
+        assert_eq!(a.stages.len(), 1, "{code}");
+        a.clone()
+    };
+    let (to_neg, to_zero) = (stage_of("zero_to_neginf"), stage_of("neginf_to_zero"));
+    assert_eq!((to_neg.stages[0].op, to_neg.scalar), (C::Scalaradd as i32, 0.0));
+    assert_eq!((to_zero.stages[0].op, to_zero.scalar), (C::Max as i32, 0.0));
+    // The only note is the reducer's, with the exactness condition.
+    let gaps = fuseflow_comal::comal_gaps(&g);
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert!(gaps[0].contains("a max over nonzeros") && gaps[0].contains("largest nonzero is ≥ 0"), "{gaps:?}");
+    // Comal's max reducer starts from f32::MIN in the first group and from 0 after it.
+    let comal = |groups: &[&[f32]]| -> Vec<f32> {
+        let mut init = f32::MIN;
+        let mut out = Vec::new();
+        for gr in groups {
+            let mut m = init;
+            for &x in *gr {
+                let x = comal_alu(&to_neg, &[x]);
+                // Comal's test: a value not below the running maximum (NaN too) replaces it.
+                if x.partial_cmp(&m) != Some(std::cmp::Ordering::Less) {
+                    m = x;
+                }
+            }
+            out.push(comal_alu(&to_zero, &[m]));
+            init = 0.0;
+        }
+        out
+    };
+    let ours = |gr: &[f32]| -> f32 {
+        let m = gr.iter().map(|&x| AluOp::ZeroToNegInf.apply1(f64::from(x))).fold(f64::NEG_INFINITY, f64::max);
+        AluOp::NegInfToZero.apply1(if gr.is_empty() { 0.0 } else { m }) as f32
+    };
+    let groups: &[&[f32]] = &[
+        &[],
+        &[0.0, 0.0],
+        &[3.0, -1.0, 0.0],
+        &[-1.0, 0.0, 2.5],
+        &[],
+        &[0.0, 1e-30],
+        &[7.0],
+        &[-2.0, -5.0],
+        &[0.0, -1.0],
+    ];
+    for first in 0..groups.len() {
+        let order: Vec<&[f32]> = groups[first..].iter().chain(&groups[..first]).copied().collect();
+        for (gr, got) in order.iter().zip(comal(&order)) {
+            let nonzero_max = gr.iter().copied().filter(|&x| x != 0.0).reduce(f32::max);
+            let exact = nonzero_max.is_none_or(|m| m >= 0.0);
+            assert_eq!(got == ours(gr), exact, "group {gr:?} (first {first}): Comal {got}, ours {}", ours(gr));
+        }
+    }
 }

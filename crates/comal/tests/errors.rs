@@ -382,3 +382,86 @@ fn locate_pass_through_outputs_become_fan_out() {
     assert_eq!(g.nodes[loc].ins[0], s, "the pass-through is the locate's own crd input");
     assert!(g.stream(s).consumers.len() >= 2);
 }
+
+/// `X(i,j) = expsubnz(A(i,j), e(i))` exported: its ALU is a chain of five steps.
+fn expsubnz() -> (TmpDir, ComalGraph) {
+    let src = "input A[6, 5] dcsr = random(density=0.5)\ninput e[6] dense = random(density=1)\n\
+               output X[6, 5] dcsr\nX(i,j) = expsubnz(A(i,j), e(i))\n";
+    let p = fuseflow_ir::check(fuseflow_ir::parse(src, "t.ff", &BTreeMap::new()).unwrap()).unwrap();
+    let tensors = fuseflow_ir::load_inputs(&p, Path::new("."), 0).unwrap();
+    let k = fuseflow_compiler::lower_statement(&p, 0, None, &Default::default()).unwrap();
+    let dir = TmpDir::new("chain");
+    fuseflow_comal::export_dir(&k.graph, &tensors, dir.path()).unwrap();
+    (dir, fuseflow_comal::to_comal(&k.graph).unwrap())
+}
+
+/// Position of step `k` of the ALU chain in the operation list.
+fn step(c: &ComalGraph, k: usize) -> usize {
+    c.graph.as_ref().unwrap().operators.iter().position(|o| o.name.ends_with(&format!(";part={k}"))).unwrap()
+}
+
+fn alu_io(o: &mut proto::Operation) -> &mut proto::alu::Val {
+    match &mut o.op {
+        Some(P::Alu(proto::Alu { conn: Some(proto::alu::Conn::Vals(v)), .. })) => v,
+        _ => panic!("{}: not an ALU over values", o.name),
+    }
+}
+
+#[test]
+fn broken_alu_chains_are_errors() {
+    let (dir, c0) = expsubnz();
+    let d = dir.path();
+    from_comal(&c0, d).unwrap();
+    // Without its last step, the writer reads the exponential: the chain is incomplete.
+    let mut c = c0.clone();
+    let k = step(&c, 4);
+    let last = ops(&mut c).remove(k);
+    let Some(P::Alu(proto::Alu { conn: Some(proto::alu::Conn::Vals(v)), .. })) = &last.op else { panic!() };
+    let (exp, out) = (v.inputs[0].clone(), v.output.clone().unwrap().sid());
+    for o in ops(&mut c) {
+        if let Some(P::ValWrite(w)) = &mut o.op {
+            assert_eq!(w.input_val.as_ref().unwrap().sid(), out);
+            w.input_val = Some(exp.clone());
+        }
+    }
+    import_fails(&c, d, &["alu", "the expsubnz chain lacks step 4 of 5"]);
+    let mut c = c0.clone();
+    let k = step(&c, 1);
+    let dup = ops(&mut c)[k].clone();
+    ops(&mut c).push(dup);
+    import_fails(&c, d, &["alu", "step 1 of ALU chain", "appears twice"]);
+    let mut c = c0.clone();
+    let k = step(&c, 0);
+    ops(&mut c)[k].name = ops(&mut c)[k].name.replace("op=expsubnz", "op=expnz");
+    import_fails(&c, d, &["alu", "disagree on its op"]);
+    // The product reads the quotient and the difference, in that order.
+    let mut c = c0.clone();
+    let k = step(&c, 2);
+    alu_io(&mut ops(&mut c)[k]).inputs.swap(0, 1);
+    import_fails(&c, d, &["alu", "input 0 is not the output of step 1 of its ALU chain"]);
+    // The difference reads e first: the quotient's reads of A are another stream.
+    let mut c = c0.clone();
+    let k = step(&c, 0);
+    alu_io(&mut ops(&mut c)[k]).inputs.swap(0, 1);
+    import_fails(&c, d, &["alu", "reads another stream than the chain's other reads of its input 0"]);
+    let mut c = c0.clone();
+    let k = step(&c, 1);
+    alu_io(&mut ops(&mut c)[k]).output = Some(proto::ValStream::new(0, ""));
+    import_fails(&c, d, &["alu", "step 1 of an ALU chain has a void output"]);
+    let mut c = c0.clone();
+    let k = step(&c, 2);
+    alu_io(&mut ops(&mut c)[k]).inputs.pop();
+    import_fails(&c, d, &["alu", "step 2 of the expsubnz chain reads 2 values, not 1"]);
+    for (name, needle) in [
+        ("alu;op=expsubnz;part=0", "a chain step needs group="),
+        ("alu;op=expsubnz;group=1", "a chain step needs part="),
+        ("alu;op=expsubnz;group=1;part=7", "part 7 of a chain of 5 steps"),
+        ("alu;op=add;group=1;part=0", "add is not exported as a chain of ALU steps"),
+        ("alu;group=1;part=0", "a chain step needs op="),
+    ] {
+        let mut c = c0.clone();
+        let k = step(&c, 0);
+        ops(&mut c)[k].name = name.into();
+        import_fails(&c, d, &["alu", needle]);
+    }
+}

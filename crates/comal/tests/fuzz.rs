@@ -1,6 +1,6 @@
-//! Fuzzing: arbitrary bytes, byte-mutated and structurally mutated valid encodings never make
-//! decoding or importing panic; whatever imports also simulates without a panic. Inputs that
-//! once crashed are kept under `tests/data/` and replayed.
+//! Fuzzing: arbitrary bytes, byte-mutated and structurally mutated valid encodings (ALU chains
+//! among them) never make decoding or importing panic; whatever imports also simulates without
+//! a panic. Inputs that once crashed are kept under `tests/data/` and replayed.
 
 mod common;
 
@@ -31,6 +31,13 @@ fn bases() -> Vec<(Vec<u8>, TmpDir)> {
     let src = "input A[4, 3] dcsr = random(density=0.5, seed=1)\ninput b[3] dcsr = random(density=0.5, seed=2)\noutput X[4, 3] dense\nX(i,j) = 2 - A(i,j) + b(j)\n";
     let p = fuseflow_ir::check(fuseflow_ir::parse(src, "r.ff", &BTreeMap::new()).unwrap()).unwrap();
     add(&p, Path::new("."), "range");
+    // ALU chains (the sparse exponentials) and the stand-ins of a max over nonzeros.
+    let src = "input A[4, 3] dcsr = random(density=0.5, seed=1)\ninput b[4] dense = random(density=1, seed=2)\noutput X[4, 3] dcsr\nX(i,j) = expsubnz(A(i,j), b(i)) + expnz(A(i,j))\n";
+    let p = fuseflow_ir::check(fuseflow_ir::parse(src, "c.ff", &BTreeMap::new()).unwrap()).unwrap();
+    add(&p, Path::new("."), "chain");
+    let src = "input A[4, 3] dcsr = random(density=0.5, seed=1)\noutput y[4] dense\ny(i) = maxnz(j, A(i,j))\n";
+    let p = fuseflow_ir::check(fuseflow_ir::parse(src, "m.ff", &BTreeMap::new()).unwrap()).unwrap();
+    add(&p, Path::new("."), "maxnz");
     out
 }
 
@@ -136,6 +143,13 @@ const NAMES: &[&str] = &[
     "alu;op=ssub;first=1",
     "alu;op=relu",
     "alu;op=gelu",
+    "alu;group=5;op=expsubnz;part=0",
+    "alu;group=5;op=expsubnz;part=2",
+    "alu;group=5;op=expsubnz;part=4",
+    "alu;group=7;op=expnz;part=1",
+    "alu;group=5;op=add;part=0",
+    "alu;op=zero_to_neginf",
+    "alu;op=neginf_to_zero",
     "func;op=rdiv;first=1;scalar=NaN",
     "spacc;op=max",
     "locate;tensor=x;level=9;size=0;dim=7",

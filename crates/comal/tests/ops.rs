@@ -1,5 +1,6 @@
 //! Round trips of graphs using every primitive parameter the examples do not: every ALU op
-//! (including those Comal's ALU cannot express), constants on either side, max reductions,
+//! (including those Comal's ALU cannot express, and those exported as chains of ALU steps or
+//! one-stage stand-ins), constants on either side, max reductions and accumulations,
 //! rank-0 outputs, unions over ranges; and hand-built graphs with repeat signals over ref and
 //! val streams (folded into Comal's `repeat`) and a coordinate dropper with a value inner stream.
 
@@ -34,11 +35,19 @@ const KERNELS: &[(&str, &str)] = &[
     ("output s[] dense", "s() = A(i,j) * B(i,j)"),
     ("output X[6, 5] dense", "X(i,j) = A(i,j) + d(j) + e(i)"),
     ("output X[6, 5] dense", "X(i,j) = exp(A(i,j) * e(i)) * d(j)"),
+    // The sparse exponentials travel as chains of Comal ALU steps, the ±∞ conversions of a max
+    // over nonzeros as one-stage stand-ins; the chain's first operand with other readers, and
+    // as both operands.
+    ("output X[6, 5] dcsr", "X(i,j) = expsubnz(A(i,j), e(i)) + expnz(B(i,j))"),
+    ("output X[6, 5] dcsr", "X(i,j) = expsubnz(A(i,j), A(i,j)) + A(i,j) * expnz(A(i,j))"),
+    ("output y[6] dense", "y(i) = maxnz(j, A(i,j) - B(i,j))"),
+    ("output X[6, 4] dcsr", "X(i,k) = maxnz(j, A(i,j) * C(j,k))"),
 ];
 
 #[test]
 fn every_alu_op_and_reduction_round_trips() {
     let mut graphs = 0;
+    let mut seen = std::collections::BTreeSet::new();
     for (decl, stmt) in KERNELS {
         let src = format!("{DECLS}{decl}\n{stmt}\n");
         let prog = fuseflow_ir::parse(&src, "ops.ff", &BTreeMap::new()).unwrap_or_else(|e| panic!("{e}\n{src}"));
@@ -50,9 +59,41 @@ fn every_alu_op_and_reduction_round_trips() {
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
             check_round_trip(&k.graph, &tensors, &what);
             graphs += 1;
+            for n in &k.graph.nodes {
+                match &n.op {
+                    Op::Alu { op: AluOp::Scalar { .. } } => {}
+                    Op::Alu { op } => {
+                        seen.insert(op.name());
+                    }
+                    Op::Spacc { op: ReduceKind::Max, .. } => {
+                        seen.insert("spacc max".into());
+                    }
+                    _ => {}
+                }
+            }
         }
     }
     assert!(graphs >= KERNELS.len());
+    for op in [
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "max",
+        "neg",
+        "relu",
+        "exp",
+        "rsqrt",
+        "sigmoid",
+        "gelu",
+        "expnz",
+        "expsubnz",
+        "zero_to_neginf",
+        "neginf_to_zero",
+        "spacc max",
+    ] {
+        assert!(seen.contains(op), "no kernel has {op}: {seen:?}");
+    }
 }
 
 fn matrix(rows: usize, cols: usize, seed: u64, format: Format) -> Tensor {

@@ -688,6 +688,12 @@ fn reduce_skips_n() {
 }
 
 #[test]
+fn reduce_max_counts_n_as_zero() {
+    // `N` is an absent operand's implicit 0: a max over negatives with one is 0.
+    check(reduce(ReduceKind::Max), &[vals("-5, N, -3, S0, N, S0, -2, S1, D")], &["0, 0, -2, S0, D"]);
+}
+
+#[test]
 fn reduce_gap_stops_emit_no_value() {
     // Reducer after an empty outer fiber: the k stream of i → j → k with row i = 1 having no j
     // fiber is [x, S1, S2'1, D]; only the real fiber yields a value.
@@ -753,6 +759,16 @@ fn spacc1_max_and_n() {
         spacc1(ReduceKind::Max),
         &[toks("0, 1, 2, S0, D"), toks("4, 1, S0, 4, S0, N, 1, S1, D"), vals("-1, 7, S0, -3, S0, N, 2, S1, D")],
         &["1, 4, S0, D", "7, -1, S0, D"],
+    );
+}
+
+#[test]
+fn spacc1_max_counts_an_absent_value_as_zero() {
+    // Coordinate 2 gets -1 and an absent value (an implicit 0): its max is 0.
+    check(
+        spacc1(ReduceKind::Max),
+        &[toks("0, 1, S0, D"), toks("2, 3, S0, 2, S1, D"), vals("-1, -4, S0, N, S1, D")],
+        &["2, 3, S0, D", "0, -4, S0, D"],
     );
 }
 

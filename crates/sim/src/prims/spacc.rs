@@ -269,8 +269,15 @@ impl Primitive for Spacc1 {
                             self.acc.push((c, v));
                             self.ops += 1;
                         }
-                        // An absent coordinate or value contributes nothing.
-                        (Token::Empty, Token::Val(_) | Token::Empty) | (Token::Idx(_), Token::Empty) => {}
+                        // An absent value is an implicit 0: nothing to a sum, but a max at
+                        // that coordinate takes it into account.
+                        (Token::Idx(c), Token::Empty) => {
+                            if self.op == ReduceKind::Max {
+                                self.acc.push((c, 0.0));
+                            }
+                        }
+                        // An absent coordinate contributes nothing.
+                        (Token::Empty, Token::Val(_) | Token::Empty) => {}
                         (Token::Stop { level: a, .. }, Token::Stop { level: b, .. }) if a == b => {
                             self.expect = Some(a);
                             self.state = S1::Outer;
@@ -579,8 +586,15 @@ impl Primitive for Spacc2 {
                                 self.ops += 1;
                             }
                         }
-                        // An absent coordinate or value contributes nothing.
-                        (Token::Empty, Token::Val(_) | Token::Empty) | (Token::Idx(_), Token::Empty) => {}
+                        // An absent value is an implicit 0: nothing to a sum, but a max at
+                        // that coordinate takes it into account.
+                        (Token::Idx(c), Token::Empty) => {
+                            if let (Some(m), ReduceKind::Max) = (self.cur_mid, self.op) {
+                                self.acc.entry(m).or_default().push((c, 0.0));
+                            }
+                        }
+                        // An absent coordinate contributes nothing.
+                        (Token::Empty, Token::Val(_) | Token::Empty) => {}
                         (Token::Stop { level: a, .. }, Token::Stop { level: b, .. }) if a == b => {
                             // S0 ends this middle coordinate's fiber; a higher stop also ends the
                             // middle fiber, whose own (absorbed) stop follows on the middle stream.

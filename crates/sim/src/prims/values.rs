@@ -392,8 +392,17 @@ impl Primitive for Reduce {
                     self.ops += 1;
                 }
                 Token::Empty => {
-                    // Skipped at no cost, but not before it has arrived.
+                    // An absent operand's value is an implicit 0 (as ALUs and arrays read `N`):
+                    // it changes a sum by nothing but takes part in a max. No fire, but not
+                    // before it has arrived.
                     io.pop(0, ready.max(io.t));
+                    match self.op {
+                        ReduceKind::Sum => {}
+                        ReduceKind::Max => {
+                            self.acc = self.acc.max(0.0);
+                            self.any = true;
+                        }
+                    }
                 }
                 Token::Stop { level, gap } => {
                     let Some(free) = io.out_free(0) else { break };
