@@ -62,8 +62,11 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success; for `run`: every output verified against the reference evaluator
   1  `run`: an output differs from the reference, is NaN or infinite, the program has no
-     statements, or verification was disabled (--no-verify); `bench`: a benchmark mismatched
-  2  bad input (program, data, options, fusion plan, order), a deadlock or the cycle limit
+     statements, or verification was disabled (--no-verify); `bench`: a benchmark mismatched;
+     `simulate --compare-outputs`: an output differs from the given tensors
+  2  bad input (program, data, options, fusion plan, order), a limit (memory, work, cycles,
+     compile size), or a deadlock
+130  interrupted (Ctrl-C); nothing half-written is left behind
 `simulate` has no reference evaluator: it exits 0 when the simulation completes, and its
 outputs are reported as not verified.
 
