@@ -210,16 +210,23 @@ fn close(a: &[f64], b: &[f64]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-9 * (1.0 + y.abs()))
 }
 
+/// Random DCSR inputs `A` (n × m) and `B` (m × p) of [`spmm_gustavson`], written as a SAM
+/// tensor directory in a fresh temporary directory.
+fn gustavson_inputs(name: &str, n: usize, m: usize, p: usize) -> (TmpDir, Tensor, Tensor) {
+    let dir = TmpDir::new(name);
+    let dcsr = |shape: &[usize], seed| {
+        Tensor::from_coo(&fuseflow_tensor::random_coo(shape, 0.3, seed).unwrap(), &Format::all_compressed(2)).unwrap()
+    };
+    let (a, b) = (dcsr(&[n, m], 1), dcsr(&[m, p], 2));
+    fuseflow_tensor::write_tensor_dir(dir.path(), "A-0,1", &a).unwrap();
+    fuseflow_tensor::write_tensor_dir(dir.path(), "B-0,1", &b).unwrap();
+    (dir, a, b)
+}
+
 #[test]
 fn fuseflow_style_spmm_gustavson_imports_and_simulates() {
     let (n, m, p) = (9, 7, 8);
-    let dir = TmpDir::new("gustavson");
-    let a =
-        Tensor::from_coo(&fuseflow_tensor::random_coo(&[n, m], 0.3, 1).unwrap(), &Format::all_compressed(2)).unwrap();
-    let b =
-        Tensor::from_coo(&fuseflow_tensor::random_coo(&[m, p], 0.3, 2).unwrap(), &Format::all_compressed(2)).unwrap();
-    fuseflow_tensor::write_tensor_dir(dir.path(), "A-0,1", &a).unwrap();
-    fuseflow_tensor::write_tensor_dir(dir.path(), "B-0,1", &b).unwrap();
+    let (dir, a, b) = gustavson_inputs("gustavson", n, m, p);
     let c = spmm_gustavson(n, m, p);
     let (g, tensors) = fuseflow_comal::from_comal(&c, dir.path()).unwrap_or_else(|e| panic!("{e}"));
     g.verify().unwrap();
@@ -304,13 +311,7 @@ fn fuseflow_style_spmv_with_locate() {
 #[test]
 fn fiber_write_without_size_takes_it_from_the_data() {
     let (n, m, p) = (9, 7, 8);
-    let dir = TmpDir::new("nosize");
-    let a =
-        Tensor::from_coo(&fuseflow_tensor::random_coo(&[n, m], 0.3, 1).unwrap(), &Format::all_compressed(2)).unwrap();
-    let b =
-        Tensor::from_coo(&fuseflow_tensor::random_coo(&[m, p], 0.3, 2).unwrap(), &Format::all_compressed(2)).unwrap();
-    fuseflow_tensor::write_tensor_dir(dir.path(), "A-0,1", &a).unwrap();
-    fuseflow_tensor::write_tensor_dir(dir.path(), "B-0,1", &b).unwrap();
+    let (dir, a, b) = gustavson_inputs("nosize", n, m, p);
     let mut c = spmm_gustavson(n, m, p);
     let mut blanked = 0;
     for o in &mut c.graph.as_mut().unwrap().operators {
