@@ -325,6 +325,15 @@ impl Builder {
         self.items.push(Item { order: (info.id, 1, info.pos as u64), info, op, label, ins, outs, extra });
     }
 
+    /// Gives a node merged from several exported operations the place, identity and label of
+    /// its part 0 (the operation that carries the node's id).
+    fn anchor(&mut self, item: usize, info: Info, label: &str) {
+        let it = &mut self.items[item];
+        it.order = (info.id, 1, info.pos as u64);
+        it.info = info;
+        it.label = label.to_string();
+    }
+
     /// Follows aliases to the producing item port.
     fn resolve(&self, key: Key, consumer: Info) -> Res<(usize, usize)> {
         let mut k = key;
@@ -840,11 +849,8 @@ impl Builder {
         let item = self.groups[gi].item;
         if part == 0 {
             // Part 0 gives the merged node its place, label and index.
-            let it = &mut self.items[item];
-            it.order = (info.id, 1, info.pos as u64);
-            it.info = info;
-            it.label = j.label.clone();
-            it.op = Op::Join { kind, payloads: counts.clone(), index: j.index.clone() };
+            self.anchor(item, info, &j.label);
+            self.items[item].op = Op::Join { kind, payloads: counts.clone(), index: j.index.clone() };
         }
         let mut crds = Vec::with_capacity(n);
         let mut payloads = Vec::with_capacity(n);
@@ -936,10 +942,7 @@ impl Builder {
         let item = self.chains[ci].item;
         if part == 0 {
             // Step 0 gives the node its place and label.
-            let it = &mut self.items[item];
-            it.order = (info.id, 1, info.pos as u64);
-            it.info = info;
-            it.label = a.label.clone();
+            self.anchor(item, info, &a.label);
         }
         if self.chains[ci].parts[part].is_some() {
             return Err(bad(format!("step {part} of ALU chain {group} appears twice")));
