@@ -56,6 +56,50 @@ pub struct RunConfig {
     pub mem_limit: Option<u64>,
     /// Most products one step of the reference evaluator may compute (`None` = no limit).
     pub max_work: Option<u64>,
+    /// Worker threads for simulating groups (and candidate orders) side by side; 0 = one per
+    /// core. Results are the same for every value.
+    pub jobs: usize,
+    /// Simulate the legal orders of every group and keep the fastest (`--order best`).
+    pub order_search: Option<OrderSearch>,
+}
+
+/// `--order best`: which orders each group tries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderSearch {
+    /// Most orders simulated per group: the best ones by the compiler's cost estimate.
+    pub budget: usize,
+}
+
+impl Default for OrderSearch {
+    fn default() -> Self {
+        OrderSearch { budget: 64 }
+    }
+}
+
+/// One order that `--order best` simulated for a group.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OrderTrial {
+    /// The order of each output expression (empty when it failed before simulating).
+    pub orders: Vec<Vec<String>>,
+    /// Its rank by the compiler's cost estimate (0 = cheapest).
+    pub rank: usize,
+    /// The compiler's dense-shape cost estimate (`None`: not estimated).
+    pub estimate: Option<f64>,
+    /// Simulated cycles (`None` when it failed).
+    pub cycles: Option<u64>,
+    /// Whether its outputs matched the reference (`None` when not checked).
+    pub verified: Option<bool>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// What `--order best` did for a group.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OrderSearchReport {
+    /// Every order simulated, in estimate rank order.
+    pub trials: Vec<OrderTrial>,
+    /// Legal orders not simulated because of the budget.
+    pub skipped: usize,
 }
 
 impl Default for RunConfig {
@@ -75,6 +119,8 @@ impl Default for RunConfig {
             trace_limit: None,
             mem_limit: None,
             max_work: None,
+            jobs: 0,
+            order_search: None,
         }
     }
 }
@@ -144,6 +190,9 @@ pub enum DriverError {
         /// The limit on streams before pruning.
         streams: u64,
     },
+    /// Worker threads could not be started.
+    #[error("{0}")]
+    Threads(String),
     /// Converting a simulated tensor.
     #[error("tensor {tensor}: {message}")]
     Tensor {
@@ -196,6 +245,8 @@ pub struct GroupReport {
     pub max_abs_error: Option<f64>,
     /// First mismatching entry, or the first entry that is NaN or infinite, if any.
     pub mismatch: Option<String>,
+    /// The orders `--order best` simulated, when it ran.
+    pub order_search: Option<OrderSearchReport>,
     /// The group's graph (for annotated exports).
     #[serde(skip)]
     pub graph: Graph,
@@ -474,90 +525,79 @@ pub fn run_with(
     let kernels = compile_groups(p, cfg)?;
     let groups = kernels.len();
     control.check(Phase::Compiling, || "the inputs were loaded and checked".into())?;
-    for (gi, kernel) in kernels.into_iter().enumerate() {
-        let label = kernel.outputs.join(",");
-        let stmts_label = p.group_label(&kernel.stmts);
-        let t0 = Instant::now();
-        let phase = Phase::Simulating { group: gi, groups };
-        control.phase(phase);
-        let sim_cfg = match cfg.trace_limit {
-            Some(limit) => {
-                let used: usize = report.groups.iter().filter_map(|g| g.trace.as_ref()).map(|t| t.spans.len()).sum();
-                SimConfig { trace: Some(limit.saturating_sub(used)), ..cfg.sim.clone() }
+    let runs = match &expected {
+        // Every group's inputs are known once the reference has run: each reads the
+        // reference's values of the intermediates it consumes, so groups are independent and
+        // their results (cycles included) do not depend on which ran first or alongside.
+        Some(exp) => {
+            for d in p.decls.iter().filter(|d| d.role != fuseflow_ir::Role::Input) {
+                let Some(coo) = exp.get(&d.name) else { continue };
+                let nnz = coo.nnz() as u64;
+                budget.check(from_coo_bytes(&d.shape, &d.format, nnz), || {
+                    format!(
+                        "storing the reference's {} ({nnz} entries) as {}",
+                        d.name,
+                        fuseflow_ir::format_name(&d.format)
+                    )
+                })?;
+                let t = Tensor::from_coo(coo, &d.format)
+                    .map_err(|e| DriverError::Tensor { tensor: d.name.clone(), message: e.to_string() })?;
+                budget.hold(fuseflow_ir::stored_bytes(&t));
+                tensors.insert(d.name.clone(), t);
             }
-            None => cfg.sim.clone(),
-        };
-        let sim_ctl = control.sim_control(phase, budget);
-        let mut sim = simulate_with(&kernel.graph, &tensors, &sim_cfg, &sim_ctl).map_err(|error| {
-            if let fuseflow_sim::SimError::Cancelled { cycle } = error {
-                let finished = format!("{}; group {gi} was at cycle {cycle}", finished_groups(gi, report.cycles));
-                control.cancelled_error(phase, finished)
-            } else {
-                DriverError::Sim { stmt: stmts_label.clone(), tensor: label.clone(), error }
-            }
-        })?;
-        report.sim_seconds += t0.elapsed().as_secs_f64();
-        let mut gr = GroupReport {
-            statements: p.user_stmts_of(&kernel.stmts),
-            label: stmts_label,
-            outputs: kernel.outputs.clone(),
-            orders: kernel.orders.clone(),
-            cycles: sim.cycles,
-            tokens: sim.tokens,
-            flops: sim.ops,
-            bytes_read: sim.bytes_read,
-            bytes_written: sim.bytes_written,
-            mem_requests: sim.mem_requests,
-            mem_bytes: sim.mem_bytes,
-            bandwidth_utilisation: sim.bandwidth_utilisation,
-            tensors: sim.peak_bytes_per_cycle.map(|_| sim.tensors.clone()),
-            primitives: kernel.graph.kind_counts().into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
-            fifo: sim.fifo.take(),
-            verified: expected.as_ref().map(|_| true),
-            max_abs_error: expected.as_ref().map(|_| 0.0),
-            mismatch: None,
-            graph: Graph::default(),
-            nodes: std::mem::take(&mut sim.nodes),
-            trace: sim.trace.take(),
-        };
-        for tensor in &kernel.outputs {
-            let written = sim.outputs.get(tensor).cloned().ok_or_else(|| DriverError::Tensor {
-                tensor: tensor.clone(),
-                message: "the graph wrote no output".into(),
-            })?;
-            if let Some(exp) = &expected {
-                let e = exp.get(tensor).ok_or_else(|| DriverError::Reference(format!("no result for {tensor}")))?;
-                let coo = written.to_coo();
-                let cmp = fuseflow_reference::compare_named(tensor, e, &coo, cfg.rel_tol, cfg.abs_tol);
-                if !cmp.ok {
-                    gr.verified = Some(false);
-                    if gr.mismatch.is_none() {
-                        gr.mismatch = cmp.first_mismatch.clone();
-                    }
-                }
-                // A NaN or an infinity verifies nothing, even where the reference agrees.
-                if let Some(bad) = first_non_finite(tensor, &coo) {
-                    gr.verified = Some(false);
-                    if gr.mismatch.is_none() {
-                        gr.mismatch = Some(bad);
-                    }
-                }
-                gr.max_abs_error = gr.max_abs_error.map(|m| m.max(cmp.max_abs_error));
-            }
-            // Later groups read this result in its declared format.
-            let decl = p
-                .decl(tensor)
-                .ok_or_else(|| DriverError::Tensor { tensor: tensor.clone(), message: "not declared".into() })?;
-            let nnz = written.vals.len() as u64;
-            budget.check(from_coo_bytes(&decl.shape, &decl.format, nnz), || {
-                format!("storing the simulated {tensor} ({nnz} entries) as {}", fuseflow_ir::format_name(&decl.format))
-            })?;
-            let stored: Tensor = written
-                .convert(&decl.format)
-                .map_err(|e| DriverError::Tensor { tensor: tensor.clone(), message: e.to_string() })?;
-            budget.hold(fuseflow_ir::stored_bytes(&stored));
-            tensors.insert(tensor.clone(), stored);
+            simulate_independent(p, kernels, &tensors, exp, cfg, control, budget)?
         }
+        // Without the reference, a group reads what earlier groups simulated.
+        None => {
+            let jobs = group_jobs(p, kernels, cfg)?;
+            let threads = if cfg.trace_limit.is_some() { 1 } else { thread_count(cfg.jobs) };
+            let pool = if threads > 1 { Some(thread_pool(threads)?) } else { None };
+            let mut runs: Vec<GroupRun> = Vec::with_capacity(groups);
+            let mut used = 0;
+            for (gi, job) in jobs.into_iter().enumerate() {
+                let estimates: Vec<Option<f64>> = job.candidates.iter().map(|c| c.1).collect();
+                let ways = threads.min(job.candidates.len());
+                let shared = share_budget(budget, ways);
+                let sim = trace_budget(cfg, used);
+                let one = |kernel: GroupKernel| {
+                    simulate_group(p, gi, groups, kernel, &tensors, None, cfg, &sim, control, shared)
+                };
+                let results: Vec<Result<GroupRun, DriverError>> = match &pool {
+                    Some(pool) if ways > 1 => {
+                        use rayon::prelude::*;
+                        pool.install(|| job.candidates.into_par_iter().map(|(k, _)| one(k)).collect())
+                    }
+                    _ => job.candidates.into_iter().map(|(k, _)| one(k)).collect(),
+                };
+                let run = pick_fastest(results, &estimates, job.skipped)?;
+                used += spans(&run);
+                for (tensor, written) in &run.written {
+                    // Later groups read this result in its declared format.
+                    let decl = p.decl(tensor).ok_or_else(|| DriverError::Tensor {
+                        tensor: tensor.clone(),
+                        message: "not declared".into(),
+                    })?;
+                    let nnz = written.vals.len() as u64;
+                    budget.check(from_coo_bytes(&decl.shape, &decl.format, nnz), || {
+                        format!(
+                            "storing the simulated {tensor} ({nnz} entries) as {}",
+                            fuseflow_ir::format_name(&decl.format)
+                        )
+                    })?;
+                    let stored: Tensor = written
+                        .convert(&decl.format)
+                        .map_err(|e| DriverError::Tensor { tensor: tensor.clone(), message: e.to_string() })?;
+                    budget.hold(fuseflow_ir::stored_bytes(&stored));
+                    tensors.insert(tensor.clone(), stored);
+                }
+                runs.push(run);
+            }
+            runs
+        }
+    };
+    for run in runs {
+        let gr = run.report;
+        report.sim_seconds += run.sim_seconds;
         report.verified &= gr.verified.unwrap_or(false);
         if gr.verified == Some(false) && report.reason.is_none() {
             let what = gr.mismatch.clone().unwrap_or_else(|| "an output differs from the reference".into());
@@ -579,7 +619,6 @@ pub fn run_with(
                 x.mem_bytes += t.mem_bytes;
             }
         }
-        gr.graph = kernel.graph;
         for (k, n) in &gr.primitives {
             *report.primitives.entry(k.clone()).or_insert(0) += n;
         }
@@ -598,13 +637,281 @@ pub fn run_with(
     Ok(report)
 }
 
-/// What a cancelled run had finished: `groups 0-2 finished (12345 cycles)`.
-fn finished_groups(done: usize, cycles: u64) -> String {
-    match done {
-        0 => "no group finished".to_string(),
-        1 => format!("group 0 finished ({cycles} cycles)"),
-        n => format!("groups 0-{} finished ({cycles} cycles)", n - 1),
+/// One simulated group: its report and the tensors its graph wrote.
+struct GroupRun {
+    report: GroupReport,
+    written: BTreeMap<String, Tensor>,
+    sim_seconds: f64,
+}
+
+/// The configuration of the next group's simulation, with what is left of a trace's span
+/// limit after the groups already run.
+fn trace_budget(cfg: &RunConfig, used: usize) -> SimConfig {
+    match cfg.trace_limit {
+        Some(limit) => SimConfig { trace: Some(limit.saturating_sub(used)), ..cfg.sim.clone() },
+        None => cfg.sim.clone(),
     }
+}
+
+/// Activation spans a run recorded.
+fn spans(run: &GroupRun) -> usize {
+    run.report.trace.as_ref().map_or(0, |t| t.spans.len())
+}
+
+/// A memory budget split `ways` ways: each of that many concurrent simulations may take its
+/// share of what is left.
+fn share_budget(b: Budget, ways: usize) -> Budget {
+    if b.limit == u64::MAX {
+        b
+    } else {
+        Budget { limit: b.held.saturating_add(b.left() / ways.max(1) as u64), held: b.held }
+    }
+}
+
+/// Worker threads for `jobs` (0 = one per core).
+fn thread_count(jobs: usize) -> usize {
+    if jobs == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        jobs
+    }
+}
+
+/// A pool of `threads` workers.
+fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, DriverError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| DriverError::Threads(format!("cannot start {threads} worker threads: {e}")))
+}
+
+/// What one group simulates: its default kernel, or every candidate order with
+/// [`RunConfig::order_search`] (the fastest is kept).
+struct GroupJob {
+    candidates: Vec<(GroupKernel, Option<f64>)>,
+    /// Legal orders left out by the search budget.
+    skipped: usize,
+}
+
+/// The kernels each group simulates.
+fn group_jobs(p: &CheckedProgram, kernels: Vec<GroupKernel>, cfg: &RunConfig) -> Result<Vec<GroupJob>, DriverError> {
+    let Some(search) = &cfg.order_search else {
+        return Ok(kernels.into_iter().map(|k| GroupJob { candidates: vec![(k, None)], skipped: 0 }).collect());
+    };
+    let mut jobs = Vec::with_capacity(kernels.len());
+    for kernel in kernels {
+        let ranked = fuseflow_compiler::ranked_group_orders(p, &kernel.stmts, ORDER_SEARCH_CAP, &cfg.lower)?;
+        let keep = ranked.len().min(search.budget.max(1));
+        let mut candidates = Vec::with_capacity(keep);
+        for r in &ranked[..keep] {
+            let k = lower_group(p, &kernel.stmts, Some(&r.order), &cfg.lower)?;
+            candidates.push((k, r.estimate));
+        }
+        jobs.push(GroupJob { candidates, skipped: ranked.len() - keep });
+    }
+    Ok(jobs)
+}
+
+/// Most legal orders per output expression that `--order best` enumerates.
+pub const ORDER_SEARCH_CAP: usize = 10_000;
+
+/// The fastest of a group's candidate runs (verified ones first; ties go to the better
+/// estimate rank, i.e. the earlier candidate), with every candidate's result listed.
+fn pick_fastest(runs: Vec<Result<GroupRun, DriverError>>, estimates: &[Option<f64>], skipped: usize) -> Result<GroupRun, DriverError> {
+    if runs.len() == 1 && skipped == 0 && estimates[0].is_none() {
+        return runs.into_iter().next().expect("one run");
+    }
+    let trials: Vec<OrderTrial> = runs
+        .iter()
+        .zip(estimates)
+        .enumerate()
+        .map(|(rank, (r, estimate))| match r {
+            Ok(run) => OrderTrial {
+                orders: run.report.orders.clone(),
+                rank,
+                estimate: *estimate,
+                cycles: Some(run.report.cycles),
+                verified: run.report.verified,
+                error: None,
+            },
+            Err(e) => OrderTrial { orders: Vec::new(), rank, estimate: *estimate, cycles: None, verified: None, error: Some(e.to_string()) },
+        })
+        .collect();
+    let best = runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().ok().map(|run| (i, run)))
+        .min_by_key(|(i, run)| (run.report.verified == Some(false), run.report.cycles, *i))
+        .map(|(i, _)| i);
+    let Some(best) = best else {
+        // Every candidate failed: the best-ranked one's error.
+        return runs.into_iter().next().expect("at least one candidate");
+    };
+    let mut run = runs.into_iter().nth(best).expect("index in range")?;
+    run.report.order_search = Some(OrderSearchReport { trials, skipped });
+    Ok(run)
+}
+
+/// Simulates every group (every candidate order of every group) on `cfg.jobs` threads. Each
+/// reads the program's inputs and the reference's intermediates, so the results do not
+/// depend on the thread count or on scheduling.
+fn simulate_independent(
+    p: &CheckedProgram,
+    kernels: Vec<GroupKernel>,
+    tensors: &BTreeMap<String, Tensor>,
+    expected: &BTreeMap<String, fuseflow_tensor::Coo>,
+    cfg: &RunConfig,
+    control: &RunControl,
+    budget: Budget,
+) -> Result<Vec<GroupRun>, DriverError> {
+    use rayon::prelude::*;
+    let jobs = group_jobs(p, kernels, cfg)?;
+    let groups = jobs.len();
+    // Traces keep a run-wide span limit in group order, so traced runs go one group at a time.
+    let threads = if cfg.trace_limit.is_some() { 1 } else { thread_count(cfg.jobs) };
+    let mut work: Vec<(usize, GroupKernel)> = Vec::new();
+    let mut shapes = Vec::with_capacity(groups);
+    for (gi, job) in jobs.into_iter().enumerate() {
+        let estimates: Vec<Option<f64>> = job.candidates.iter().map(|c| c.1).collect();
+        work.extend(job.candidates.into_iter().map(|(k, _)| (gi, k)));
+        shapes.push((estimates, job.skipped));
+    }
+    let shared = share_budget(budget, threads.min(work.len()));
+    let results: Vec<Result<GroupRun, DriverError>> = if threads <= 1 {
+        // One at a time, so that a trace's span limit is spent in group order.
+        let mut used = 0;
+        let mut results = Vec::with_capacity(work.len());
+        for (gi, kernel) in work {
+            let sim = trace_budget(cfg, used);
+            let r = simulate_group(p, gi, groups, kernel, tensors, Some(expected), cfg, &sim, control, shared);
+            used += r.as_ref().map_or(0, spans);
+            results.push(r);
+        }
+        results
+    } else {
+        let pool = thread_pool(threads)?;
+        pool.install(|| {
+            work.into_par_iter()
+                .map(|(gi, kernel)| {
+                    simulate_group(p, gi, groups, kernel, tensors, Some(expected), cfg, &cfg.sim, control, shared)
+                })
+                .collect()
+        })
+    };
+    let mut results = results.into_iter();
+    let mut runs = Vec::with_capacity(groups);
+    for (estimates, skipped) in shapes {
+        let group: Vec<_> = results.by_ref().take(estimates.len()).collect();
+        runs.push(pick_fastest(group, &estimates, skipped)?);
+    }
+    Ok(runs)
+}
+
+/// The inputs of `graph` in the formats its bindings ask for
+/// ([`fuseflow_compiler::LowerOptions::free_layout`] stores inputs in the order's layout).
+fn relayout_inputs(graph: &Graph, tensors: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, DriverError> {
+    let mut out = BTreeMap::new();
+    for b in &graph.inputs {
+        let Some(t) = tensors.get(&b.tensor) else { continue };
+        let want = fuseflow_tensor::Format { levels: b.levels.clone(), mode_order: b.mode_order.clone() };
+        let t = if t.format == want {
+            t.clone()
+        } else {
+            t.convert(&want).map_err(|e| DriverError::Tensor { tensor: b.tensor.clone(), message: e.to_string() })?
+        };
+        out.insert(b.tensor.clone(), t);
+    }
+    Ok(out)
+}
+
+/// Simulates one group's kernel and compares what it wrote with the reference's values.
+#[allow(clippy::too_many_arguments)]
+fn simulate_group(
+    p: &CheckedProgram,
+    gi: usize,
+    groups: usize,
+    kernel: GroupKernel,
+    tensors: &BTreeMap<String, Tensor>,
+    expected: Option<&BTreeMap<String, fuseflow_tensor::Coo>>,
+    cfg: &RunConfig,
+    sim_cfg: &SimConfig,
+    control: &RunControl,
+    budget: Budget,
+) -> Result<GroupRun, DriverError> {
+    let label = kernel.outputs.join(",");
+    let stmts_label = p.group_label(&kernel.stmts);
+    let t0 = Instant::now();
+    let phase = Phase::Simulating { group: gi, groups };
+    control.phase(phase);
+    let sim_ctl = control.sim_control(phase, budget);
+    let relaid;
+    let tensors = if cfg.lower.free_layout {
+        relaid = relayout_inputs(&kernel.graph, tensors)?;
+        &relaid
+    } else {
+        tensors
+    };
+    let mut sim = simulate_with(&kernel.graph, tensors, sim_cfg, &sim_ctl).map_err(|error| {
+        if let fuseflow_sim::SimError::Cancelled { cycle } = error {
+            control.cancelled_error(phase, format!("group {gi} of {groups} was at cycle {cycle}"))
+        } else {
+            DriverError::Sim { stmt: stmts_label.clone(), tensor: label.clone(), error }
+        }
+    })?;
+    let sim_seconds = t0.elapsed().as_secs_f64();
+    let mut gr = GroupReport {
+        statements: p.user_stmts_of(&kernel.stmts),
+        label: stmts_label,
+        outputs: kernel.outputs.clone(),
+        orders: kernel.orders.clone(),
+        cycles: sim.cycles,
+        tokens: sim.tokens,
+        flops: sim.ops,
+        bytes_read: sim.bytes_read,
+        bytes_written: sim.bytes_written,
+        mem_requests: sim.mem_requests,
+        mem_bytes: sim.mem_bytes,
+        bandwidth_utilisation: sim.bandwidth_utilisation,
+        tensors: sim.peak_bytes_per_cycle.map(|_| sim.tensors.clone()),
+        primitives: kernel.graph.kind_counts().into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
+        fifo: sim.fifo.take(),
+        verified: expected.map(|_| true),
+        max_abs_error: expected.map(|_| 0.0),
+        mismatch: None,
+        order_search: None,
+        graph: Graph::default(),
+        nodes: std::mem::take(&mut sim.nodes),
+        trace: sim.trace.take(),
+    };
+    let mut written = BTreeMap::new();
+    for tensor in &kernel.outputs {
+        let out = sim.outputs.remove(tensor).ok_or_else(|| DriverError::Tensor {
+            tensor: tensor.clone(),
+            message: "the graph wrote no output".into(),
+        })?;
+        if let Some(exp) = expected {
+            let e = exp.get(tensor).ok_or_else(|| DriverError::Reference(format!("no result for {tensor}")))?;
+            let coo = out.to_coo();
+            let cmp = fuseflow_reference::compare_named(tensor, e, &coo, cfg.rel_tol, cfg.abs_tol);
+            if !cmp.ok {
+                gr.verified = Some(false);
+                if gr.mismatch.is_none() {
+                    gr.mismatch = cmp.first_mismatch.clone();
+                }
+            }
+            // A NaN or an infinity verifies nothing, even where the reference agrees.
+            if let Some(bad) = first_non_finite(tensor, &coo) {
+                gr.verified = Some(false);
+                if gr.mismatch.is_none() {
+                    gr.mismatch = Some(bad);
+                }
+            }
+            gr.max_abs_error = gr.max_abs_error.map(|m| m.max(cmp.max_abs_error));
+        }
+        written.insert(tensor.clone(), out);
+    }
+    gr.graph = kernel.graph;
+    Ok(GroupRun { report: gr, written, sim_seconds })
 }
 
 /// What a run will hold at least, or (for the reference evaluator) may hold, by item, from

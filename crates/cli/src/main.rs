@@ -91,9 +91,15 @@ struct ProgramArgs {
     program: PathBuf,
     /// Dataflow order, outermost first, e.g. `i,k,j` (spaces are ignored). For a fused group,
     /// the index names `fuseflow orders --fusion ...` prints: the program's own, with `k2`, `k3`
-    /// ... where the group reuses a name for another loop.
+    /// ... where the group reuses a name for another loop. `best` (with `run`): simulate every
+    /// legal order of every group, on all cores, and keep the fastest; the report lists each
+    /// order's cycles.
     #[arg(long, value_delimiter = ',', value_parser = parse_index)]
     order: Option<Vec<String>>,
+    /// With `--order best`: simulate at most this many orders per group, the best ones by the
+    /// compiler's cost estimate (the report says how many were left out).
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    order_budget: u64,
     /// Apply a `preset` line of the program, e.g. `--preset paper` (the paper-scale shapes of
     /// the models in examples/). Explicit `--param` values (and `run --dataset`) win over it.
     #[arg(long, value_name = "NAME")]
@@ -111,6 +117,12 @@ struct ProgramArgs {
     /// consumer that broadcasts it back (it is off anyway when channels are finite).
     #[arg(long)]
     no_row_sharing: bool,
+    /// Store every input read once (and each kernel's output) in the mode order the dataflow
+    /// order wants instead of its declared one, so that declared layouts constrain no order (the
+    /// paper's dataflow-order study): `orders` lists every order the lowering supports, and
+    /// `run` converts the data before each kernel (conversions are not simulated).
+    #[arg(long)]
+    free_layout: bool,
     /// Fusion granularity: `unfused` (every kernel alone, a built-in's steps included),
     /// `full`, `partial` (the program's `fuse` groups, other statements alone) or explicit
     /// groups of statements numbered as written, such as `0-3,4-7` (a built-in line is one
@@ -195,9 +207,14 @@ enum Cmd {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
-        /// Skip verification against the reference evaluator.
+        /// Skip verification against the reference evaluator. Groups then read what earlier
+        /// groups simulated, so they run one after another.
         #[arg(long)]
         no_verify: bool,
+        /// Simulate groups (and `--order best`'s candidate orders) on this many threads
+        /// (default: one per core). Results are identical for every value.
+        #[arg(long, short = 'j', value_name = "N")]
+        jobs: Option<usize>,
         /// Stop with an error past this many simulated cycles (a budget: raise it for longer
         /// runs).
         #[arg(long, default_value_t = fuseflow_sim::DEFAULT_MAX_CYCLES)]
@@ -402,9 +419,14 @@ fn base_dir(p: &Path) -> PathBuf {
 
 fn config(args: &ProgramArgs) -> RunConfig {
     let mut cfg = RunConfig { order: args.order.clone(), ..RunConfig::default() };
+    if args.order.as_deref() == Some(&["best".to_string()][..]) {
+        cfg.order = None;
+        cfg.order_search = Some(fuseflow::OrderSearch { budget: args.order_budget as usize });
+    }
     cfg.lower.locate = !args.no_locate;
     cfg.lower.crddrop = !args.no_crddrop;
     cfg.lower.row_sharing = !args.no_row_sharing;
+    cfg.lower.free_layout = args.free_layout;
     cfg.fusion = args.fusion.clone();
     cfg
 }
@@ -798,6 +820,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             seed,
             json,
             no_verify,
+            jobs,
             max_cycles,
             rel_tol,
             abs_tol,
@@ -835,6 +858,11 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             cfg.abs_tol = abs_tol;
             cfg.mem_limit = prog.limits.mem_limit();
             cfg.max_work = Some(max_work);
+            cfg.jobs = match jobs {
+                Some(0) => return Err(anyhow!("--jobs must be at least 1")),
+                Some(n) => n,
+                None => 0,
+            };
             let progress = term::Progress::new();
             let control = RunControl { cancel: Some(cancel), observer: progress.observer() };
             let r = run_with(&p, &base_dir(&prog.program), &cfg, &control);
@@ -885,6 +913,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                             g.bytes_read,
                             g.bytes_written
                         );
+                        if let Some(s) = &g.order_search {
+                            print_order_search(s)?;
+                        }
                     }
                     outln!("cycles       {}", r.cycles);
                     outln!("tokens       {}", r.tokens);
@@ -924,6 +955,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Graph { prog, stmt, dot } => {
             let p = load(&prog)?;
             let cfg = config(&prog);
+            simulated_only(&cfg, "graph")?;
             fuseflow::check_compile_size(&p, &cfg.fusion, prog.limits.mem_limit())?;
             let graph = if cfg.fusion == fuseflow_compiler::Fusion::Unfused {
                 compile_statement(&p, resolve_stmt(&p, &stmt)?, &cfg)?.graph
@@ -1057,6 +1089,39 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// The orders `--order best` simulated for a group, fastest first.
+fn print_order_search(s: &fuseflow::OrderSearchReport) -> Result<()> {
+    let mut trials: Vec<&fuseflow::OrderTrial> = s.trials.iter().collect();
+    trials.sort_by_key(|t| (t.cycles.is_none(), t.cycles, t.rank));
+    let skipped = if s.skipped > 0 {
+        format!(", {} more legal orders left out by --order-budget (the worst by the cost estimate)", s.skipped)
+    } else {
+        String::new()
+    };
+    outln!("  order search: {} orders simulated{skipped}", s.trials.len());
+    for t in trials {
+        let orders: Vec<String> = t.orders.iter().map(|o| o.join(",")).collect();
+        let what = match (t.cycles, &t.error) {
+            (Some(c), _) => {
+                let v = if t.verified == Some(false) { "  NOT VERIFIED" } else { "" };
+                format!("{} cycles{v}", c)
+            }
+            (None, Some(e)) => format!("failed: {e}"),
+            (None, None) => "failed".to_string(),
+        };
+        outln!("    {:<24} {what}  (estimate rank {})", orders.join(" | "), t.rank);
+    }
+    Ok(())
+}
+
+/// Refuses `--order best` where nothing is simulated.
+fn simulated_only(cfg: &RunConfig, command: &str) -> Result<()> {
+    match cfg.order_search {
+        Some(_) => Err(anyhow!("--order best simulates every order, which `{command}` does not: use it with `fuseflow run`")),
+        None => Ok(()),
+    }
+}
+
 // --- Comal interop (fuseflow-comal) ---
 
 /// `fuseflow compile --emit comal`: statement `stmt` under the requested order, exported with
@@ -1068,6 +1133,10 @@ fn comal_compile(prog: &ProgramArgs, stmt: &str, emit: &str, out: &Path, seed: u
     }
     let p = load(prog)?;
     let cfg = config(prog);
+    simulated_only(&cfg, "compile")?;
+    if cfg.lower.free_layout {
+        return Err(anyhow!("--free-layout: the Comal export writes inputs in their declared layouts; compile without it"));
+    }
     let mem_limit = prog.limits.mem_limit();
     fuseflow::check_compile_size(&p, &cfg.fusion, mem_limit)?;
     let budget = mem_limit.map_or(fuseflow_tensor::Budget::UNLIMITED, fuseflow_tensor::Budget::new);

@@ -22,6 +22,10 @@ pub(crate) struct Leaf {
     pub formats: Vec<LevelFormat>,
     /// Size of each storage level.
     pub sizes: Vec<usize>,
+    /// A program input read once in the statement (or the statement's output): under
+    /// `LowerOptions::free_layout` it is stored in whatever mode order the dataflow order
+    /// wants, so its level order constrains nothing.
+    pub movable: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +56,8 @@ pub(crate) struct Tree {
     pub var_sizes: Vec<usize>,
     /// Output tensor, its level variables and dims.
     pub out: Leaf,
+    /// Movable leaves follow the dataflow order (`LowerOptions::free_layout`).
+    pub free_layout: bool,
 }
 
 impl Tree {
@@ -70,12 +76,34 @@ impl Tree {
             root: 0,
             var_names: sizes.keys().cloned().collect(),
             var_sizes: sizes.values().copied().collect(),
-            out: Leaf { tensor: String::new(), level_vars: vec![], level_dims: vec![], formats: vec![], sizes: vec![] },
+            out: Leaf {
+                tensor: String::new(),
+                level_vars: vec![],
+                level_dims: vec![],
+                formats: vec![],
+                sizes: vec![],
+                movable: false,
+            },
+            free_layout: false,
         };
         let rhs = if hoist { hoist_sums(&stmt.rhs) } else { stmt.rhs.clone() };
         let root = t.add_expr(p, &rhs)?;
         t.root = root;
         t.out = t.leaf(p, &stmt.lhs.tensor, &stmt.lhs.indices)?;
+        t.out.movable = true;
+        // An input read twice keeps its declared layout: one stored copy cannot follow two
+        // access patterns.
+        let mut reads: std::collections::BTreeMap<String, usize> = Default::default();
+        for n in &t.nodes {
+            if let Kind::Leaf(l) = &n.kind {
+                *reads.entry(l.tensor.clone()).or_default() += 1;
+            }
+        }
+        for n in &mut t.nodes {
+            if let Kind::Leaf(l) = &mut n.kind {
+                l.movable &= reads[&l.tensor] == 1;
+            }
+        }
         if let Kind::Const(_) = t.nodes[root].kind {
             return Err(format!("{} is assigned a constant; give it a tensor operand", stmt.lhs.tensor));
         }
@@ -103,7 +131,34 @@ impl Tree {
             level_dims: f.mode_order.clone(),
             formats: f.levels.clone(),
             sizes: f.mode_order.iter().map(|&d| decl.shape[d]).collect(),
+            movable: decl.role == fuseflow_ir::Role::Input,
         })
+    }
+
+    /// The tree with every movable leaf's levels in the order of `pos` (a variable's position
+    /// in the dataflow order), when the layout is free; level formats stay by level.
+    pub fn relayout(&self, pos: &[usize]) -> std::borrow::Cow<'_, Tree> {
+        if !self.free_layout {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let sort = |l: &mut Leaf| {
+            if !l.movable {
+                return;
+            }
+            let mut idx: Vec<usize> = (0..l.level_vars.len()).collect();
+            idx.sort_by_key(|&i| pos.get(l.level_vars[i]).copied().unwrap_or(usize::MAX));
+            l.level_vars = idx.iter().map(|&i| l.level_vars[i]).collect();
+            l.level_dims = idx.iter().map(|&i| l.level_dims[i]).collect();
+            l.sizes = idx.iter().map(|&i| l.sizes[i]).collect();
+        };
+        let mut t = self.clone();
+        for n in &mut t.nodes {
+            if let Kind::Leaf(l) = &mut n.kind {
+                sort(l);
+            }
+        }
+        sort(&mut t.out);
+        std::borrow::Cow::Owned(t)
     }
 
     fn push(&mut self, kind: Kind, vars: BTreeSet<Var>) -> Nid {

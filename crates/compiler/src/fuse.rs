@@ -482,10 +482,62 @@ fn group_orders_with(
 ) -> Result<Vec<Vec<Vec<String>>>, CompileError> {
     let mut out = Vec::new();
     for (st, sizes) in fused_statements(p, group, share) {
-        let trees = Trees::from_parts(p, &st, &sizes)?;
+        let trees = Trees::from_parts(p, &st, &sizes, opts)?;
         out.push(crate::order::orders_of(p, &st, &trees, cap, opts)?);
     }
     Ok(out)
+}
+
+/// A legal dataflow order of a group with the compiler's dense-shape cost estimate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedOrder {
+    /// Index names, outermost first.
+    pub order: Vec<String>,
+    /// Summed iteration volume of the output expressions this order applies to (see
+    /// `docs/fusion.md`); `None` when only the hoisted form supports it, so it is ranked last.
+    pub estimate: Option<f64>,
+}
+
+/// Every legal order of a group (at most `cap` per output expression), cheapest estimate
+/// first, ties in lexicographic order: what `--order best` simulates. An order applies to
+/// every output expression whose index variables it names (as in [`lower_group`]), so the
+/// candidates of a group with several outputs are the union of theirs, each estimated over
+/// the outputs it applies to.
+pub fn ranked_group_orders(
+    p: &CheckedProgram,
+    group: &[usize],
+    cap: usize,
+    opts: &LowerOptions,
+) -> Result<Vec<RankedOrder>, CompileError> {
+    Sharing::first_ok(opts, |share| {
+        let mut outputs = Vec::new();
+        for (st, sizes) in fused_statements(p, group, share) {
+            let trees = Trees::from_parts(p, &st, &sizes, opts)?;
+            let orders = crate::order::orders_of(p, &st, &trees, cap, opts)?;
+            outputs.push((trees, orders));
+        }
+        let mut ranked: Vec<RankedOrder> = Vec::new();
+        for (_, orders) in &outputs {
+            for o in orders {
+                if ranked.iter().any(|r| &r.order == o) {
+                    continue;
+                }
+                let mut estimate = Some(0.0);
+                for (trees, legal) in &outputs {
+                    if legal.contains(o) {
+                        let e = crate::order::estimate_named(&trees.factored, o);
+                        estimate = estimate.zip(e).map(|(a, b)| a + b);
+                    }
+                }
+                ranked.push(RankedOrder { order: o.clone(), estimate });
+            }
+        }
+        ranked.sort_by(|a, b| {
+            let key = |r: &RankedOrder| r.estimate.unwrap_or(f64::INFINITY);
+            key(a).total_cmp(&key(b)).then_with(|| a.order.cmp(&b.order))
+        });
+        Ok(ranked)
+    })
 }
 
 /// Lowers a group of statements to one graph. `order` applies to every output expression
@@ -515,7 +567,7 @@ fn lower_group_with(
     for (fused, sizes) in fused_statements(p, group, share) {
         let st = &fused;
         let t = &st.lhs.tensor;
-        let trees = Trees::from_parts(p, &fused, &sizes)?;
+        let trees = Trees::from_parts(p, &fused, &sizes, opts)?;
         let names: Vec<String> = sizes.keys().cloned().collect();
         // A lone kernel takes the order as given (so a wrong order is reported); otherwise the
         // order applies to the kernels whose indices it names.

@@ -13,7 +13,7 @@ pub mod lower;
 pub mod order;
 pub mod size;
 
-pub use fuse::{group_orders, group_outputs, lower_group, plan, Fusion, GroupKernel};
+pub use fuse::{group_orders, group_outputs, lower_group, plan, ranked_group_orders, Fusion, GroupKernel, RankedOrder};
 pub use lower::{lower_statement, Kernel, LowerOptions};
 pub use order::legal_orders;
 pub use size::{group_size, GroupSize};

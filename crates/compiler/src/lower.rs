@@ -36,11 +36,16 @@ pub struct LowerOptions {
     /// reduction iterates the row in a loop of its own and the row is computed twice, which
     /// finite FIFOs can always sustain.
     pub row_sharing: bool,
+    /// Store every program input read once (and the output) in the mode order the dataflow
+    /// order wants, instead of its declared one: the layout then constrains no order, as in the
+    /// paper's dataflow-order study. The driver converts the data before a kernel runs (not
+    /// counted in cycles) and converts outputs back to their declared formats.
+    pub free_layout: bool,
 }
 
 impl Default for LowerOptions {
     fn default() -> Self {
-        LowerOptions { locate: true, crddrop: true, row_sharing: true }
+        LowerOptions { locate: true, crddrop: true, row_sharing: true, free_layout: false }
     }
 }
 
@@ -693,6 +698,7 @@ pub(crate) fn estimate(t: &Tree, order: &[Var]) -> Option<f64> {
     for (i, &v) in order.iter().enumerate() {
         pos[v] = i;
     }
+    let t = &*t.relayout(&pos);
     check_formats(t, &pos).ok()?;
     let mut sorted = t.clone();
     sorted.sort_sums(&pos);
@@ -715,6 +721,7 @@ fn lower_tree(t: &Tree, order: &[Var], opts: &LowerOptions, name: &str) -> Res<G
     for (i, &v) in order.iter().enumerate() {
         pos[v] = i;
     }
+    let t = &*t.relayout(&pos);
     check_formats(t, &pos)?;
     let mut sorted = t.clone();
     sorted.sort_sums(&pos);
@@ -799,7 +806,7 @@ pub fn lower_statement(
     opts: &LowerOptions,
 ) -> Result<Kernel, CompileError> {
     let s = &p.stmts[stmt];
-    let trees = Trees::build(p, stmt)?;
+    let trees = Trees::build(p, stmt, opts)?;
     let (order, graph) = lower_trees(p, s, &trees, order, opts, &s.lhs.tensor)?;
     Ok(Kernel { stmt, order, graph })
 }
@@ -855,8 +862,8 @@ pub(crate) struct Trees {
 
 impl Trees {
     /// The trees of statement `stmt` of `p`.
-    pub fn build(p: &CheckedProgram, stmt: usize) -> Result<Trees, CompileError> {
-        Trees::from_parts(p, &p.stmts[stmt], &p.index_sizes[stmt])
+    pub fn build(p: &CheckedProgram, stmt: usize, opts: &LowerOptions) -> Result<Trees, CompileError> {
+        Trees::from_parts(p, &p.stmts[stmt], &p.index_sizes[stmt], opts)
     }
 
     /// The trees of a (possibly fused) statement with the given index sizes; errors point at
@@ -865,9 +872,11 @@ impl Trees {
         p: &CheckedProgram,
         stmt: &Stmt,
         sizes: &std::collections::BTreeMap<String, usize>,
+        opts: &LowerOptions,
     ) -> Result<Trees, CompileError> {
         let tree = |hoist| {
-            Tree::from_parts(p, stmt, sizes, hoist).map_err(|message| CompileError::Unsupported {
+            let t = Tree::from_parts(p, stmt, sizes, hoist);
+            t.map(|t| Tree { free_layout: opts.free_layout, ..t }).map_err(|message| CompileError::Unsupported {
                 file: p.file.clone(),
                 line: stmt.span.line,
                 col: stmt.span.col,

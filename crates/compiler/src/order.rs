@@ -15,7 +15,7 @@ fn arcs(t: &Tree) -> Vec<(Var, Var, String)> {
         Kind::Leaf(l) => Some(l),
         _ => None,
     });
-    for l in leaves.chain(std::iter::once(&t.out)) {
+    for l in leaves.chain(std::iter::once(&t.out)).filter(|l| !(t.free_layout && l.movable)) {
         for w in l.level_vars.windows(2) {
             out.push((w[0], w[1], l.tensor.clone()));
         }
@@ -33,7 +33,7 @@ pub fn legal_orders(
     opts: &LowerOptions,
 ) -> Result<Vec<Vec<String>>, CompileError> {
     let s = &p.stmts[stmt];
-    let trees = Trees::build(p, stmt)?;
+    let trees = Trees::build(p, stmt, opts)?;
     orders_of(p, s, &trees, cap, opts)
 }
 
@@ -127,6 +127,13 @@ pub(crate) fn orders_of(
         return Err(CompileError::NoOrder { file: p.file.clone(), line: s.span.line, col: s.span.col, message });
     }
     Ok(result)
+}
+
+/// [`estimate`] of an order given by index names (`None` if a name is unknown or the order is
+/// not supported by this tree).
+pub(crate) fn estimate_named(t: &crate::expr::Tree, order: &[String]) -> Option<f64> {
+    let vars: Option<Vec<Var>> = order.iter().map(|n| t.var_names.iter().position(|x| x == n)).collect();
+    estimate(t, &vars?)
 }
 
 /// The default order: the cost-guided candidates of [`guided_orders`] in order, the first that
