@@ -403,6 +403,13 @@ impl Cx<'_> {
         // The operands are alive too, and `b` is regrouped at 1.5 points a point.
         let out_points = out_points + (a.points.len() + 3 * b.points.len()) as u128;
         self.afford(&format!("join of {} × {} points", a.points.len(), b.points.len()), out_points, work)?;
+        if let (BinOp::Mul, Some(k)) = (op, reduce) {
+            if work >= crate::dense::MIN_PRODUCTS {
+                if let Some(points) = crate::dense::contract(a, b, k, &out_layout) {
+                    return Ok(Relation { layout: out_layout, points });
+                }
+            }
+        }
         let mut acc = SumAccumulator::new(&out_layout);
         for (n, &(ka, va)) in a.points.iter().enumerate() {
             if n & 0xFFFF == 0xFFFF {

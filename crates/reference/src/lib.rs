@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 mod compare;
+mod dense;
 mod eval;
 mod relation;
 
