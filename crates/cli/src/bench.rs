@@ -200,3 +200,59 @@ pub fn run_compile_bench(b: &CompileBench, reps: usize) -> Result<CompileResult,
         wall_seconds,
     })
 }
+
+/// One paper-scale run of `fuseflow bench --paper`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PaperResult {
+    /// Benchmark name.
+    pub name: String,
+    /// `"paper"`.
+    pub kind: &'static str,
+    /// Fusion granularity.
+    pub fusion: String,
+    /// Fusion groups simulated.
+    pub groups: usize,
+    /// Simulated cycles.
+    pub cycles: u64,
+    /// Tokens moved over channels.
+    pub tokens: u64,
+    /// Whole-run wall time: loading, the reference evaluator, compiling, simulating, checking.
+    pub wall_seconds: f64,
+    /// Wall time of the simulation phase.
+    pub sim_wall_seconds: f64,
+    /// Simulation time summed over groups: `sim_seconds / sim_wall_seconds` is what
+    /// simulating groups side by side gained.
+    pub sim_seconds: f64,
+    /// Worker threads.
+    pub jobs: usize,
+    /// Whether every output matched the reference.
+    pub verified: bool,
+}
+
+/// The opt-in paper-scale benchmark: the GPT-3 Small decoder block (`examples/gpt3_decoder.ff
+/// --preset paper`) at every granularity, verified, groups simulated on `jobs` threads (0 = one
+/// per core). Minutes, not seconds: `fuseflow bench --paper`.
+pub fn run_paper_suite(jobs: usize, sim: &SimConfig) -> Result<Vec<PaperResult>, DriverError> {
+    let overrides = fuseflow_ir::Overrides { preset: Some("paper".into()), params: BTreeMap::new() };
+    let prog = fuseflow_ir::check(fuseflow_ir::parse_with(GPT3_DECODER, "examples/gpt3_decoder.ff", &overrides)?)?;
+    let threads = if jobs == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { jobs };
+    let mut out = Vec::new();
+    for fusion in [Fusion::Unfused, Fusion::Partial, Fusion::Full] {
+        let cfg = RunConfig { fusion: fusion.clone(), sim: sim.clone(), jobs: threads, ..RunConfig::default() };
+        let r = run(&prog, Path::new("."), &cfg)?;
+        out.push(PaperResult {
+            name: format!("gpt3_paper_{fusion}"),
+            kind: "paper",
+            fusion: fusion.to_string(),
+            groups: r.groups.len(),
+            cycles: r.cycles,
+            tokens: r.tokens,
+            wall_seconds: r.wall_seconds,
+            sim_wall_seconds: r.sim_wall_seconds,
+            sim_seconds: r.sim_seconds,
+            jobs: threads,
+            verified: r.verified,
+        });
+    }
+    Ok(out)
+}

@@ -299,8 +299,11 @@ pub struct RunReport {
     pub max_abs_error: Option<f64>,
     /// Nodes per primitive kind over all graphs.
     pub primitives: BTreeMap<String, usize>,
-    /// Wall-clock seconds spent simulating.
+    /// Seconds spent simulating, summed over groups (of the order kept, with `--order best`).
     pub sim_seconds: f64,
+    /// Wall-clock seconds of the simulation phase (groups run side by side, so this can be
+    /// less than `sim_seconds`, which sums every group's simulation time).
+    pub sim_wall_seconds: f64,
     /// Wall-clock seconds for the whole run (loading, reference, compile, simulate, verify).
     pub wall_seconds: f64,
     /// Per-group results.
@@ -519,12 +522,14 @@ pub fn run_with(
         max_abs_error: cfg.verify.then_some(0.0),
         primitives: BTreeMap::new(),
         sim_seconds: 0.0,
+        sim_wall_seconds: 0.0,
         wall_seconds: 0.0,
         groups: Vec::new(),
     };
     let kernels = compile_groups(p, cfg)?;
     let groups = kernels.len();
     control.check(Phase::Compiling, || "the inputs were loaded and checked".into())?;
+    let sim_start = Instant::now();
     let runs = match &expected {
         // Every group's inputs are known once the reference has run: each reads the
         // reference's values of the intermediates it consumes, so groups are independent and
@@ -595,6 +600,7 @@ pub fn run_with(
             runs
         }
     };
+    report.sim_wall_seconds = sim_start.elapsed().as_secs_f64();
     for run in runs {
         let gr = run.report;
         report.sim_seconds += run.sim_seconds;

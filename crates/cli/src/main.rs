@@ -279,6 +279,14 @@ enum Cmd {
         /// Repetitions per benchmark (the fastest is reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
+        /// Also run the paper-scale benchmark: the GPT-3 Small decoder block
+        /// (`examples/gpt3_decoder.ff --preset paper`) unfused, partial and full, verified, with
+        /// groups simulated side by side (minutes).
+        #[arg(long)]
+        paper: bool,
+        /// Worker threads for the paper-scale benchmark (default: one per core).
+        #[arg(long, short = 'j', value_name = "N")]
+        jobs: Option<usize>,
         #[command(flatten)]
         hw: HwArgs,
     },
@@ -936,9 +944,10 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                         None => outln!("max error    n/a (not checked)"),
                     }
                     outln!(
-                        "sim time     {:.3} s ({:.1} M tokens/s)",
+                        "sim time     {:.3} s ({:.1} M tokens/s), {:.3} s of wall time with groups side by side",
                         r.sim_seconds,
-                        r.tokens as f64 / r.sim_seconds.max(1e-12) / 1e6
+                        r.tokens as f64 / r.sim_seconds.max(1e-12) / 1e6,
+                        r.sim_wall_seconds
                     );
                     outln!("wall time    {:.3} s", r.wall_seconds);
                     print_observations(&written)?;
@@ -1042,16 +1051,30 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             r
         }
         // --- end Comal interop ---
-        Cmd::Bench { json, reps, hw: hw_args } => {
+        Cmd::Bench { json, reps, paper, jobs, hw: hw_args } => {
             let hw = hardware(&hw_args, None)?;
+            if jobs == Some(0) {
+                return Err(anyhow!("--jobs must be at least 1"));
+            }
             let results = fuseflow::bench::run_suite_with(reps, &hw.to_sim_config()).context("benchmark failed")?;
             let compiled = fuseflow::bench::run_compile_suite(reps).context("compile benchmark failed")?;
-            let code = if results.iter().all(|r| r.verified) { ExitCode::SUCCESS } else { ExitCode::from(1) };
+            let papers = if paper {
+                fuseflow::bench::run_paper_suite(jobs.unwrap_or(0), &hw.to_sim_config())
+                    .context("paper-scale benchmark failed")?
+            } else {
+                Vec::new()
+            };
+            let code = if results.iter().all(|r| r.verified) && papers.iter().all(|r| r.verified) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
             let printed = (|| -> Result<()> {
                 if json {
                     let mut all = serde_json::to_value(&results)?;
                     if let Some(list) = all.as_array_mut() {
                         list.extend(compiled.iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?);
+                        list.extend(papers.iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?);
                     }
                     outln!("{}", serde_json::to_string(&all)?);
                     return Ok(());
@@ -1081,6 +1104,24 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                         c.streams,
                         c.wall_seconds
                     );
+                }
+                for r in &papers {
+                    outln!(
+                        "{:<28} paper scale, {} groups: cycles {}  tokens {}  wall {:.1} s (simulation {:.1} s, {:.1} s summed over groups on {} threads)  {}",
+                        r.name,
+                        r.groups,
+                        r.cycles,
+                        r.tokens,
+                        r.wall_seconds,
+                        r.sim_wall_seconds,
+                        r.sim_seconds,
+                        r.jobs,
+                        if r.verified { "verified" } else { "MISMATCH" }
+                    );
+                }
+                if !papers.is_empty() {
+                    let total: f64 = papers.iter().map(|r| r.wall_seconds).sum();
+                    outln!("{:<28} {total:.1} s wall for all three granularities", "gpt3_paper_total");
                 }
                 Ok(())
             })();
