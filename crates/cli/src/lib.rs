@@ -723,7 +723,11 @@ pub const ORDER_SEARCH_CAP: usize = 10_000;
 
 /// The fastest of a group's candidate runs (verified ones first; ties go to the better
 /// estimate rank, i.e. the earlier candidate), with every candidate's result listed.
-fn pick_fastest(runs: Vec<Result<GroupRun, DriverError>>, estimates: &[Option<f64>], skipped: usize) -> Result<GroupRun, DriverError> {
+fn pick_fastest(
+    runs: Vec<Result<GroupRun, DriverError>>,
+    estimates: &[Option<f64>],
+    skipped: usize,
+) -> Result<GroupRun, DriverError> {
     if runs.len() == 1 && skipped == 0 && estimates[0].is_none() {
         return runs.into_iter().next().expect("one run");
     }
@@ -740,7 +744,14 @@ fn pick_fastest(runs: Vec<Result<GroupRun, DriverError>>, estimates: &[Option<f6
                 verified: run.report.verified,
                 error: None,
             },
-            Err(e) => OrderTrial { orders: Vec::new(), rank, estimate: *estimate, cycles: None, verified: None, error: Some(e.to_string()) },
+            Err(e) => OrderTrial {
+                orders: Vec::new(),
+                rank,
+                estimate: *estimate,
+                cycles: None,
+                verified: None,
+                error: Some(e.to_string()),
+            },
         })
         .collect();
     let best = runs

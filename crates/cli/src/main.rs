@@ -1158,7 +1158,9 @@ fn print_order_search(s: &fuseflow::OrderSearchReport) -> Result<()> {
 /// Refuses `--order best` where nothing is simulated.
 fn simulated_only(cfg: &RunConfig, command: &str) -> Result<()> {
     match cfg.order_search {
-        Some(_) => Err(anyhow!("--order best simulates every order, which `{command}` does not: use it with `fuseflow run`")),
+        Some(_) => {
+            Err(anyhow!("--order best simulates every order, which `{command}` does not: use it with `fuseflow run`"))
+        }
         None => Ok(()),
     }
 }
@@ -1176,7 +1178,9 @@ fn comal_compile(prog: &ProgramArgs, stmt: &str, emit: &str, out: &Path, seed: u
     let cfg = config(prog);
     simulated_only(&cfg, "compile")?;
     if cfg.lower.free_layout {
-        return Err(anyhow!("--free-layout: the Comal export writes inputs in their declared layouts; compile without it"));
+        return Err(anyhow!(
+            "--free-layout: the Comal export writes inputs in their declared layouts; compile without it"
+        ));
     }
     let mem_limit = prog.limits.mem_limit();
     fuseflow::check_compile_size(&p, &cfg.fusion, mem_limit)?;

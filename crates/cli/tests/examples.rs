@@ -121,6 +121,7 @@ fn runs_are_deterministic() {
         let mut r = r.clone();
         r.wall_seconds = 0.0;
         r.sim_seconds = 0.0;
+        r.sim_wall_seconds = 0.0;
         serde_json::to_string(&r).unwrap()
     };
     assert_eq!(strip(&a), strip(&b));

@@ -37,16 +37,19 @@ pub fn contract(a: &Relation, b: &Relation, k: &str, out: &Layout) -> Option<Vec
     let n_vars: Vec<usize> = (0..b.layout.vars.len()).filter(|&v| a.layout.pos(&b.layout.vars[v]).is_none()).collect();
     let (nb, m, n, kk) =
         (size(&a.layout, &batch_a)?, size(&a.layout, &m_vars)?, size(&b.layout, &n_vars)?, a.layout.sizes[ka]);
-    let (len_a, len_b, len_c) = (nb.checked_mul(m)?.checked_mul(kk)?, nb.checked_mul(kk)?.checked_mul(n)?, nb.checked_mul(m)?.checked_mul(n)?);
+    let (len_a, len_b, len_c) =
+        (nb.checked_mul(m)?.checked_mul(kk)?, nb.checked_mul(kk)?.checked_mul(n)?, nb.checked_mul(m)?.checked_mul(n)?);
     // Row-major buffers: A[batch][m][k], B[batch][k][n], C[batch][m][n].
     let mut abuf = vec![0.0f64; len_a];
     for &(key, v) in &a.points {
-        let i = (index(&a.layout, key, &batch_a) * m + index(&a.layout, key, &m_vars)) * kk + a.layout.get(key, ka) as usize;
+        let i = (index(&a.layout, key, &batch_a) * m + index(&a.layout, key, &m_vars)) * kk
+            + a.layout.get(key, ka) as usize;
         abuf[i] = v;
     }
     let mut bbuf = vec![0.0f64; len_b];
     for &(key, v) in &b.points {
-        let i = (index(&b.layout, key, &batch_b) * kk + b.layout.get(key, kb) as usize) * n + index(&b.layout, key, &n_vars);
+        let i = (index(&b.layout, key, &batch_b) * kk + b.layout.get(key, kb) as usize) * n
+            + index(&b.layout, key, &n_vars);
         bbuf[i] = v;
     }
     let mut cbuf = vec![0.0f64; len_c];
@@ -152,7 +155,8 @@ mod tests {
     fn batched_contraction_matches_the_definition() {
         // a(h, i, k) · b(k, h, j) summed over k: h is a batch variable, in different places.
         let (h, i, k, j) = (3usize, 5usize, 7usize, 6usize);
-        let a = full(layout(&["h", "i", "k"], &[h, i, k]), |c| 1.0 + c[0] as f64 * 0.5 + c[1] as f64 - c[2] as f64 * 0.25);
+        let a =
+            full(layout(&["h", "i", "k"], &[h, i, k]), |c| 1.0 + c[0] as f64 * 0.5 + c[1] as f64 - c[2] as f64 * 0.25);
         let b = full(layout(&["k", "h", "j"], &[k, h, j]), |c| 0.75 + c[0] as f64 * c[2] as f64 - c[1] as f64);
         let out = layout(&["h", "i", "j"], &[h, i, j]);
         let got = contract(&a, &b, "k", &out).unwrap();
