@@ -209,9 +209,21 @@ pub enum OpKind {
     Other(Vec<Operand>),
 }
 
-/// The named contractions.
+/// The named `linalg` operations (contractions and element-wise ops).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NamedOp {
+    /// `linalg.add`: `C = A + B` element-wise.
+    Add,
+    /// `linalg.sub`.
+    Sub,
+    /// `linalg.mul`.
+    Mul,
+    /// `linalg.div`.
+    Div,
+    /// `linalg.max`.
+    Max,
+    /// `linalg.exp`: `C = exp(A)`.
+    Exp,
     /// `C(i,j) += A(i,k) * B(k,j)`.
     Matmul,
     /// `C(b,i,j) += A(b,i,k) * B(b,k,j)`.
@@ -265,4 +277,38 @@ pub struct BodyOp {
     pub constant: Option<f64>,
     /// Position.
     pub span: Span,
+}
+
+/// Every dimension size of the tensor types a function's arguments and operations name.
+pub fn sizes(f: &Func) -> std::collections::BTreeSet<u64> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut add = |t: &Type| {
+        if let Type::Tensor(t) = t {
+            out.extend(t.shape.iter().copied());
+        }
+    };
+    for (_, t, _) in &f.args {
+        add(t);
+    }
+    for t in &f.results {
+        add(t);
+    }
+    for op in &f.body {
+        match &op.kind {
+            OpKind::Constant { ty, .. } => add(ty),
+            OpKind::Empty(t) | OpKind::Fill { ty: t, .. } => add(&Type::Tensor(t.clone())),
+            OpKind::Named { ins, out, .. } => ins.iter().chain(std::iter::once(out)).for_each(|(_, t)| add(t)),
+            OpKind::Transpose { input, out, .. } => {
+                add(&input.1);
+                add(&out.1);
+            }
+            OpKind::Generic(g) => g.ins.iter().chain(&g.outs).for_each(|(_, t)| add(t)),
+            OpKind::Reshape { from, to, .. } => {
+                add(from);
+                add(to);
+            }
+            OpKind::Return(_) | OpKind::Other(_) => {}
+        }
+    }
+    out
 }

@@ -58,12 +58,14 @@ pub fn translate(module: &Module, file: &str, opts: &Options) -> Result<Translat
         }
     }
     let lowered = translate::lower_func(file, module, f, opts)?;
+    let sizes = ast::sizes(f);
     for name in opts.params.keys() {
-        if !lowered.params.contains_key(name) {
-            let have: Vec<&str> = lowered.params.keys().map(String::as_str).collect();
+        let size = name.strip_prefix('D').and_then(|s| s.parse::<u64>().ok());
+        if !size.is_some_and(|s| sizes.contains(&s)) {
+            let have: Vec<String> = sizes.iter().filter(|&&s| s > 1).map(|s| format!("D{s}")).collect();
             return Err(MlirError::whole_file(
                 file,
-                format!("--param {name}: no dimension has that size (sizes: {})", have.join(", ")),
+                format!("--param {name}: no dimension of @{} has that size (sizes: {})", f.name, have.join(", ")),
             ));
         }
     }

@@ -896,7 +896,15 @@ impl<'a> P<'a> {
                 };
                 OpKind::Fill { value: value.clone(), out: out.clone(), ty: single_tensor(self, span, &name, &rt)? }
             }
-            "linalg.matmul" | "linalg.batch_matmul" | "linalg.matvec" => {
+            "linalg.matmul"
+            | "linalg.batch_matmul"
+            | "linalg.matvec"
+            | "linalg.add"
+            | "linalg.sub"
+            | "linalg.mul"
+            | "linalg.div"
+            | "linalg.max"
+            | "linalg.exp" => {
                 if self.peek_ws() == Some(b'{') {
                     self.skip_group()?;
                 }
@@ -909,10 +917,17 @@ impl<'a> P<'a> {
                 let which = match name.as_str() {
                     "linalg.matmul" => NamedOp::Matmul,
                     "linalg.batch_matmul" => NamedOp::BatchMatmul,
+                    "linalg.add" => NamedOp::Add,
+                    "linalg.sub" => NamedOp::Sub,
+                    "linalg.mul" => NamedOp::Mul,
+                    "linalg.div" => NamedOp::Div,
+                    "linalg.max" => NamedOp::Max,
+                    "linalg.exp" => NamedOp::Exp,
                     _ => NamedOp::Matvec,
                 };
-                if ins.len() != 2 || outs.len() != 1 {
-                    return Err(self.err_at(span, format!("`{name}` needs two inputs and one output")));
+                let arity = if which == NamedOp::Exp { 1 } else { 2 };
+                if ins.len() != arity || outs.len() != 1 {
+                    return Err(self.err_at(span, format!("`{name}` needs {arity} inputs and one output")));
                 }
                 let ty = single_tensor(self, span, &name, &rt)?;
                 OpKind::Named { which, ins, out: outs[0].clone(), ty }
@@ -1149,7 +1164,7 @@ impl<'a> P<'a> {
                     }
                     "iterator_types" => {
                         self.expect("[", "opening iterator_types")?;
-                        loop {
+                        while !self.eat("]") {
                             let s = self.span();
                             let t = if self.peek_ws() == Some(b'"') {
                                 self.string()?

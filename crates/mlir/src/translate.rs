@@ -134,6 +134,8 @@ pub(crate) struct Tx<'a> {
     uses: BTreeMap<String, usize>,
     /// Which declared tensor each SSA key became (for `--input`/`--density` names).
     declared_inputs: BTreeMap<String, String>,
+    /// `tensor.empty` values read as data (hand-edited files), as the inputs they became.
+    empty_reads: BTreeMap<String, View>,
 }
 
 type R<T> = Result<T, MlirError>;
@@ -154,6 +156,7 @@ pub(crate) fn lower_func(file: &str, module: &Module, f: &Func, opts: &Options) 
         orig_shapes: BTreeMap::new(),
         uses: BTreeMap::new(),
         declared_inputs: BTreeMap::new(),
+        empty_reads: BTreeMap::new(),
     };
     for name in opts.inputs.keys().chain(opts.densities.keys()) {
         let known = f.args.iter().any(|(a, _, _)| a == name)
@@ -440,6 +443,9 @@ impl Tx<'_> {
 
     /// The view of a tensor-valued operand (declaring an input on first read).
     fn view(&mut self, o: &Operand) -> R<Option<View>> {
+        if let Some(v) = self.empty_reads.get(&o.key()) {
+            return Ok(Some(v.clone()));
+        }
         match self.get(o)? {
             Val::Tensor(v) => Ok(Some(v)),
             Val::Input(inp) => {
@@ -496,18 +502,36 @@ impl Tx<'_> {
                 self.set(op, 0, v);
             }
             OpKind::Named { which, ins, out, ty } => {
-                let (maps, iters) = named_maps(*which);
+                let rank = ty.shape.len();
+                let (maps, iters) = named_maps(*which, rank);
+                let (body_ops, y) = match which {
+                    NamedOp::Matmul | NamedOp::BatchMatmul | NamedOp::Matvec => (
+                        vec![
+                            body("m", "arith.mulf", &["a", "b"], op.span),
+                            body("s", "arith.addf", &["c", "m"], op.span),
+                        ],
+                        "s",
+                    ),
+                    NamedOp::Add => (vec![body("s", "arith.addf", &["a", "b"], op.span)], "s"),
+                    NamedOp::Sub => (vec![body("s", "arith.subf", &["a", "b"], op.span)], "s"),
+                    NamedOp::Mul => (vec![body("s", "arith.mulf", &["a", "b"], op.span)], "s"),
+                    NamedOp::Div => (vec![body("s", "arith.divf", &["a", "b"], op.span)], "s"),
+                    NamedOp::Max => (vec![body("s", "arith.maximumf", &["a", "b"], op.span)], "s"),
+                    NamedOp::Exp => (vec![body("s", "math.exp", &["a"], op.span)], "s"),
+                };
+                let block_args: Vec<String> = if *which == NamedOp::Exp {
+                    vec!["a".into(), "c".into()]
+                } else {
+                    vec!["a".into(), "b".into(), "c".into()]
+                };
                 let g = Generic {
                     maps,
                     iterators: iters,
                     ins: ins.clone(),
                     outs: vec![out.clone()],
-                    block_args: vec!["a".into(), "b".into(), "c".into()],
-                    body: vec![
-                        body("m", "arith.mulf", &["a", "b"], op.span),
-                        body("s", "arith.addf", &["c", "m"], op.span),
-                    ],
-                    yields: vec![Operand { name: "s".into(), index: 0, span: op.span }],
+                    block_args,
+                    body: body_ops,
+                    yields: vec![Operand { name: y.into(), index: 0, span: op.span }],
                     results: vec![Type::Tensor(ty.clone())],
                 };
                 self.generic(op, &g)?;
@@ -642,7 +666,9 @@ impl Tx<'_> {
         // A copy or transpose: the yield is an input block argument (possibly cast).
         if reductions.is_empty() {
             if let Some(k) = self.copied_input(g, y) {
-                return self.copy(op, g, k, &res_ty, &live_loops);
+                if self.copy(op, g, k, &res_ty, &live_loops)? {
+                    return Ok(());
+                }
             }
         }
 
@@ -652,7 +678,23 @@ impl Tx<'_> {
             let b = match self.get(o)? {
                 Val::Scalar(x) | Val::Splat(x) => B::E(Expr::Const(x)),
                 Val::Empty => {
-                    return Err(self.op_err(op, format!("reads %{}, a tensor.empty with no contents", o.key())))
+                    // Hand-edited files read uninitialised tensors; the FuseFlow compiler never
+                    // reads values, so such a tensor is data: generated like an elided weight.
+                    let Type::Tensor(ty) = &g.ins[k].1 else {
+                        return Err(self.op_err(op, format!("reads %{}, a tensor.empty", o.key())));
+                    };
+                    let inp = InputVal {
+                        ssa: o.name.clone(),
+                        ty: ty.clone(),
+                        origin: Origin::Generated("(a tensor.empty read as data)".into()),
+                        span: o.span,
+                    };
+                    if !self.empty_reads.contains_key(&o.key()) {
+                        let rank = kept(ty).len();
+                        let name = self.declare_input(&inp, &o.name, ty, &(0..rank).collect::<Vec<_>>())?;
+                        self.empty_reads.insert(o.key(), View { base: name, perm: (0..rank).collect() });
+                    }
+                    B::E(self.access(op, g, k, o)?)
                 }
                 _ => B::E(self.access(op, g, k, o)?),
             };
@@ -724,6 +766,20 @@ impl Tx<'_> {
                 _ => return Err(self.op_err(op, format!("output dimension {d} is not indexed by a parallel loop"))),
             }
         }
+        let mut used = BTreeSet::new();
+        rhs.for_each_access(&mut |a| used.extend(a.indices.iter().cloned()));
+        if let Some(i) = lhs_idx.iter().find(|i| !used.contains(*i)) {
+            return Err(self.op_err(
+                op,
+                format!("the result is broadcast over loop {i}, which no tensor operand reads (index notation cannot express it)"),
+            ));
+        }
+        if let Some(&n) = reductions.iter().find(|&&n| !used.contains(&loop_name(n))) {
+            return Err(self.op_err(
+                op,
+                format!("reduction loop d{n} reads no tensor operand (its operands are constants or fills)"),
+            ));
+        }
         let Some((rname, _)) = &op.result else { return Err(self.op_err(op, "no result")) };
         let name = self.fresh(rname);
         self.declare(&name, &res_ty, Role::Temp, None, op.span)?;
@@ -755,7 +811,8 @@ impl Tx<'_> {
     }
 
     /// A copy or transpose of input `k`: a view (or a new input in the result's encoding).
-    fn copy(&mut self, op: &Op, g: &Generic, k: usize, res_ty: &TensorType, live: &[bool]) -> R<()> {
+    /// `false` when it broadcasts or drops dimensions (then it is an ordinary statement).
+    fn copy(&mut self, op: &Op, g: &Generic, k: usize, res_ty: &TensorType, live: &[bool]) -> R<bool> {
         let (o, t) = &g.ins[k];
         let Type::Tensor(in_ty) = t else {
             // A broadcast scalar.
@@ -764,7 +821,7 @@ impl Tx<'_> {
                 _ => return Err(self.op_err(op, "unsupported copy")),
             };
             self.set(op, 0, v);
-            return Ok(());
+            return Ok(true);
         };
         let in_map = &g.maps[k];
         let out_map = &g.maps[g.ins.len()];
@@ -784,11 +841,11 @@ impl Tx<'_> {
         for l in &out_loops {
             match l.and_then(|n| in_loops.iter().position(|x| *x == Some(n))) {
                 Some(p) => perm.push(p),
-                None => return Err(self.op_err(op, "a copy that broadcasts or drops dimensions is not supported")),
+                None => return Ok(false),
             }
         }
         if perm.len() != in_loops.len() {
-            return Err(self.op_err(op, "a copy that broadcasts or drops dimensions is not supported"));
+            return Ok(false);
         }
         let v = match self.get(o)? {
             Val::Scalar(x) | Val::Splat(x) => Val::Splat(x),
@@ -812,7 +869,7 @@ impl Tx<'_> {
             }
         };
         self.set(op, 0, v);
-        Ok(())
+        Ok(true)
     }
 
     /// The access expression of operand `k` (an input or the output) of a generic.
@@ -1054,16 +1111,21 @@ fn body(result: &str, name: &str, operands: &[&str], span: Span) -> BodyOp {
     }
 }
 
-/// The indexing maps and iterators of the named contractions (as `linalg-generalize-named-ops`
-/// gives them).
-fn named_maps(which: NamedOp) -> (Vec<AffineMap>, Vec<Iterator>) {
+/// The indexing maps and iterators of the named operations (as `linalg-generalize-named-ops`
+/// gives them); element-wise ones have identity maps of the result's rank.
+fn named_maps(which: NamedOp, rank: usize) -> (Vec<AffineMap>, Vec<Iterator>) {
     use crate::ast::Iterator::{Parallel as P, Reduction as Red};
     use AffineExpr::Dim;
     let m = |dims: usize, r: &[usize]| AffineMap { dims, results: r.iter().map(|&d| Dim(d)).collect() };
+    let id: Vec<usize> = (0..rank).collect();
     match which {
         NamedOp::Matmul => (vec![m(3, &[0, 2]), m(3, &[2, 1]), m(3, &[0, 1])], vec![P, P, Red]),
         NamedOp::BatchMatmul => (vec![m(4, &[0, 1, 3]), m(4, &[0, 3, 2]), m(4, &[0, 1, 2])], vec![P, P, P, Red]),
         NamedOp::Matvec => (vec![m(2, &[0, 1]), m(2, &[1]), m(2, &[0])], vec![P, Red]),
+        NamedOp::Exp => (vec![m(rank, &id), m(rank, &id)], vec![P; rank]),
+        NamedOp::Add | NamedOp::Sub | NamedOp::Mul | NamedOp::Div | NamedOp::Max => {
+            (vec![m(rank, &id), m(rank, &id), m(rank, &id)], vec![P; rank])
+        }
     }
 }
 
