@@ -21,6 +21,7 @@ pub fn recognise(
 ) -> (Vec<TensorDecl>, Vec<BuildStmt>, Vec<String>) {
     let mut notes = Vec::new();
     let (mut decls, stmts) = merge_duplicates(decls, stmts, &mut notes);
+    let merged = notes.len();
     let canon: Vec<Expr> = stmts.iter().map(canonical).collect();
     let def: BTreeMap<&str, usize> = stmts.iter().enumerate().map(|(s, st)| (st.lhs.tensor.as_str(), s)).collect();
     let mut uses: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -80,7 +81,8 @@ pub fn recognise(
         .filter(|(s, _)| !removed.contains(s))
         .map(|(s, st)| replaced.remove(&s).unwrap_or_else(|| BuildStmt::Plain(st.clone())))
         .collect();
-    notes.reverse();
+    // Idioms were found from the last statement up: report them in file order.
+    notes[merged..].reverse();
     (decls, out, notes)
 }
 
