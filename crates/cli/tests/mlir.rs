@@ -2,6 +2,8 @@
 //! compiles to the same statements up to names and, on the same data, gives the same cycles at
 //! every fusion granularity (GCN and masked attention, fixtures in crates/mlir/tests/fixtures).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -109,4 +111,32 @@ fn gcn_as_mlir_and_index_notation_agree() {
 #[test]
 fn attention_as_mlir_and_index_notation_agree() {
     same_model("attention", vec![vec![0, 1, 2], vec![3, 4]]);
+}
+
+#[test]
+fn mlir_on_the_command_line() {
+    let gcn = fixtures().join("gcn.mlir");
+    let gcn = gcn.to_str().unwrap();
+    let (code, out, err) = common::cli(&["run", gcn, "--fusion", "full", "--param", "D48=12", "--density", "adj=0.2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("params       D16=16 D24=24 D48=12 D7=7"), "{out}");
+    assert!(out.contains("verified against the reference evaluator"), "{out}");
+    let dir = std::env::temp_dir().join(format!("fuseflow-mlir-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.mlir");
+    std::fs::write(&bad, "module {\n  func.func @f(%a: tensor<4xf32>) -> tensor<4xf32> {\n    %0 = tensor.concat dim(0) %a : (tensor<4xf32>) -> tensor<4xf32>\n    return %0 : tensor<4xf32>\n  }\n}\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    common::fails_with(&["run", bad], &["bad.mlir:3:10: `tensor.concat` at line 3: this operation is not supported"]);
+    common::fails_with(
+        &["graph", gcn, "--input", "nope=x.npz"],
+        &["--input/--density nope", "arguments: adj, x, w1, b1, w2, b2"],
+    );
+    common::fails_with(&["run", gcn, "--param", "D5=2"], &["--param D5: no dimension of @forward has that size"]);
+    let small = dir.join("x.mtx");
+    std::fs::write(&small, "%%MatrixMarket matrix array real general\n2 2\n1\n2\n3\n4\n").unwrap();
+    common::fails_with(
+        &["run", gcn, "--input", &format!("x={}", small.display())],
+        &["the file has shape [2, 2] but %x is declared [48, 24]"],
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

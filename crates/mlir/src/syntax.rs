@@ -1354,3 +1354,33 @@ fn hex_float(bits: u64, ty: &str) -> f64 {
         _ => bits as f64,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_blobs_and_float_bit_patterns() {
+        assert_eq!(hex_bytes("0x0aFF"), Some(vec![0x0a, 0xff]));
+        assert_eq!(hex_bytes("0x0"), None);
+        assert_eq!(hex_bytes("12"), None);
+        assert_eq!(bytes_to_f32(&[0, 0, 0x80, 0x3f, 0, 0, 0]), vec![1.0]);
+        assert_eq!(hex_float(0xFF80_0000, "f32"), f64::NEG_INFINITY);
+        assert_eq!(hex_float(0x3FF0_0000_0000_0000, "f64"), 1.0);
+    }
+
+    #[test]
+    fn level_types() {
+        assert_eq!(level_kind("compressed(nonunique)"), Some(LevelKind::CompressedNonunique));
+        assert_eq!(level_kind("singleton(soa)"), Some(LevelKind::Singleton));
+        assert_eq!(level_kind("\"dense\""), Some(LevelKind::Dense));
+        assert_eq!(level_kind("loose_compressed"), None);
+    }
+
+    #[test]
+    fn positions_are_one_based_lines_and_columns() {
+        let e = parse("module {\n  func.func @f(%a: tensor<4xf32) {", "p.mlir").unwrap_err();
+        assert_eq!((e.line, e.col), (2, 32), "{e}");
+        assert!(e.message.contains("expected `>` closing the tensor type"), "{e}");
+    }
+}

@@ -360,6 +360,9 @@ impl Tx<'_> {
                 self.err(span, format!("{name}: tensors of only size-1 dimensions (scalars) are not supported"))
             );
         }
+        if let Some(n) = shape.iter().find(|&&n| n as u64 > 1 << 32) {
+            return Err(self.err(span, format!("{name}: dimension size {n} is above 2^32 (coordinates are 32-bit)")));
+        }
         let format = self.format_of(ty);
         self.orig_shapes.insert(name.to_string(), kept(ty).into_iter().map(|d| ty.shape[d]).collect());
         self.decls.push(TensorDecl { name: name.to_string(), shape, format, role, source, span });
@@ -865,6 +868,9 @@ impl Tx<'_> {
             }
             _ => {
                 let base = self.view(o)?.ok_or_else(|| self.op_err(op, "unsupported copy"))?;
+                if base.perm.len() != perm.len() {
+                    return Err(self.op_err(op, format!("%{}'s type does not match its value's rank", o.key())));
+                }
                 Val::Tensor(View { perm: perm.iter().map(|&p| base.perm[p]).collect(), base: base.base })
             }
         };
@@ -881,6 +887,12 @@ impl Tx<'_> {
         let v = self.view(o)?.ok_or_else(|| self.op_err(op, format!("operand %{} is not a tensor", o.key())))?;
         let m = &g.maps[k];
         let dims = kept(&ty);
+        if v.perm.len() != dims.len() {
+            return Err(self.op_err(
+                op,
+                format!("%{} is declared {:?} here, which does not match its value's rank", o.key(), ty.shape),
+            ));
+        }
         let mut idx = vec![String::new(); dims.len()];
         for (q, &d) in dims.iter().enumerate() {
             match m.results.get(d) {
@@ -1007,8 +1019,11 @@ impl Tx<'_> {
             let idx: Vec<String> = (0..rank).map(loop_name).collect();
             let mut bidx = vec![String::new(); rank];
             for q in 0..rank {
-                shape[q] = base.shape[v.perm[q]];
-                bidx[v.perm[q]] = idx[q].clone();
+                let (Some(&n), Some(slot)) = (base.shape.get(v.perm[q]), bidx.get_mut(v.perm[q])) else {
+                    return Err(self.err(o.span, format!("returned %{} does not match its type", o.key())));
+                };
+                shape[q] = n;
+                *slot = idx[q].clone();
             }
             let orig = self.orig_shapes.get(&v.base).cloned().unwrap_or_default();
             self.orig_shapes.insert(name.clone(), v.perm.iter().map(|&p| orig.get(p).copied().unwrap_or(0)).collect());
