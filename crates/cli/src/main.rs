@@ -1,6 +1,7 @@
 //! The `fuseflow` command: the only place that prints and sets exit codes (with its module
 //! `term`: progress display, Ctrl-C, whole-or-nothing file writes).
 
+mod frontend;
 mod term;
 
 use std::collections::BTreeMap;
@@ -87,8 +88,17 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct ProgramArgs {
-    /// Program file (tensor index notation).
+    /// Program file: tensor index notation, or MLIR (`.mlir`: linalg + sparse_tensor, as
+    /// torch-mlir emits it; see docs/mlir.md).
     program: PathBuf,
+    /// MLIR programs: bind a function argument or tensor constant to a data file (`.mtx`,
+    /// `.npz`, `.npy`, tensor directory), e.g. `--input arg1=adj.npz` (repeatable).
+    #[arg(long = "input", value_name = "NAME=FILE", value_parser = frontend::parse_input)]
+    inputs: Vec<(String, PathBuf)>,
+    /// MLIR programs: density of a generated argument or elided constant, e.g. `--density
+    /// arg1=0.05` (default: 1 for dense encodings, 0.1 for sparse ones).
+    #[arg(long = "density", value_name = "NAME=D", value_parser = frontend::parse_density)]
+    densities: Vec<(String, f64)>,
     /// Dataflow order, outermost first, e.g. `i,k,j` (spaces are ignored). For a fused group,
     /// the index names `fuseflow orders --fusion ...` prints: the program's own, with `k2`, `k3`
     /// ... where the group reuses a name for another loop. `best` (with `run`): simulate every
@@ -378,9 +388,7 @@ fn parse_param(s: &str) -> Result<(String, i64), String> {
 /// Loads the program: declared defaults, then `--preset`, then `--param` (the last of repeated
 /// ones wins).
 fn load(args: &ProgramArgs) -> Result<fuseflow_ir::CheckedProgram> {
-    let overrides =
-        fuseflow_ir::Overrides { preset: args.preset.clone(), params: args.params.iter().cloned().collect() };
-    Ok(fuseflow_ir::load_with(&args.program, &overrides)?)
+    Ok(frontend::load(args)?.program)
 }
 
 /// The expanded statement `--stmt` names without `--fusion`: user statement `U` (an ordinary
@@ -464,7 +472,8 @@ fn sim_config(hw: &HwConfig, max_cycles: u64) -> SimConfig {
 /// What `--dataset` gives a run: the data to bind to inputs and the report's description.
 struct DatasetBinding {
     bind: Vec<(String, fuseflow_tensor::Coo)>,
-    info: fuseflow::DatasetInfo,
+    /// `None` for data bound by the program itself (MLIR constants, `--input`).
+    info: Option<fuseflow::DatasetInfo>,
 }
 
 /// Identity features stored densely above this many values are refused (`--dataset`).
@@ -528,7 +537,7 @@ fn bind_dataset(
         }
     }
     let info = fuseflow::DatasetInfo { name: g.name.clone(), description: g.description.clone(), bound };
-    Ok((p, DatasetBinding { bind, info }))
+    Ok((p, DatasetBinding { bind, info: Some(info) }))
 }
 
 /// One line describing the machine.
@@ -851,12 +860,15 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     let (p, binding) = bind_dataset(&mut prog, spec, g, &adjacency, &features)?;
                     (p, Some(binding))
                 }
-                _ => (load(&prog)?, None),
+                _ => {
+                    let loaded = frontend::load(&prog)?;
+                    (loaded.program, Some(DatasetBinding { bind: loaded.bind, info: None }))
+                }
             };
             let mut cfg = config(&prog);
             if let Some(b) = binding {
                 cfg.bind = b.bind;
-                cfg.dataset = Some(b.info);
+                cfg.dataset = b.info;
             }
             cfg.sim = sim_config(&hw, max_cycles);
             cfg.trace_limit = obs.trace.as_ref().map(|_| obs.trace_limit);

@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod ast;
+mod builder;
 pub mod builtin;
 mod check;
 mod data;
@@ -27,6 +28,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use ast::*;
+pub use builder::{build_program, BuildStmt};
 pub use builtin::{BUILTINS, LAYERNORM_EPS};
 pub use check::check;
 pub use data::{load_inputs, load_inputs_with, stored_bytes, DataError, LoadOptions, Loaded};

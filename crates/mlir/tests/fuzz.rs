@@ -1,0 +1,55 @@
+//! The parser and the translation never panic: on arbitrary text, and on the fixtures with
+//! bytes deleted, replaced or inserted (every outcome is a program or a one-line error).
+
+use proptest::prelude::*;
+
+const FIXTURES: [&str; 5] = [
+    include_str!("fixtures/gcn.mlir"),
+    include_str!("fixtures/attention.mlir"),
+    include_str!("fixtures/layernorm.mlir"),
+    include_str!("fixtures/constructs.mlir"),
+    "#m = affine_map<(d0) -> (d0)>\nmodule { func.func @f(%a: tensor<4xf32>) -> tensor<4xf32> { return %a : tensor<4xf32> } }",
+];
+
+/// Characters the MLIR syntax is made of, so random text reaches deep into the parser.
+const ALPHABET: &[u8] = b"%#@^(){}[]<>:,=-x0123456789.\" \nabcdefgilmnoprstuxyzAFSE_";
+
+fn check(src: &str) {
+    match fuseflow_mlir::parse(src, "f.mlir") {
+        Ok(m) => {
+            if let Err(e) = fuseflow_mlir::translate(&m, "f.mlir", &fuseflow_mlir::Options::default()) {
+                assert!(!e.to_string().contains('\n'), "{e}");
+            }
+        }
+        Err(e) => assert!(!e.to_string().contains('\n'), "{e}"),
+    }
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_text_never_panics(bytes in proptest::collection::vec(proptest::sample::select(ALPHABET), 0..400)) {
+        check(&String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn mutated_fixtures_never_panic(
+        which in 0..FIXTURES.len(),
+        edits in proptest::collection::vec((any::<proptest::sample::Index>(), 0u8..3, proptest::sample::select(ALPHABET)), 1..6),
+    ) {
+        let mut s: Vec<u8> = FIXTURES[which].as_bytes().to_vec();
+        for (at, kind, c) in edits {
+            if s.is_empty() {
+                break;
+            }
+            let i = at.index(s.len());
+            match kind {
+                0 => {
+                    s.remove(i);
+                }
+                1 => s[i] = c,
+                _ => s.insert(i, c),
+            }
+        }
+        check(&String::from_utf8_lossy(&s));
+    }
+}

@@ -1,0 +1,166 @@
+//! The translation of the MLIR fixtures (snapshots of the program as index notation, with the
+//! notes), the data of constants, and the one-line errors for what is not supported.
+
+use std::path::{Path, PathBuf};
+
+use fuseflow_mlir::{load, parse, translate, Options, Translated};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn translated(name: &str) -> Translated {
+    load(&fixture(name), &Options::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The program as index notation, then the notes.
+fn shown(t: &Translated) -> String {
+    let mut s = fuseflow_ir::pretty(&t.program);
+    for u in &t.program.user_stmts {
+        if let Some(b) = u.builtin {
+            s.push_str(&format!("# user statement at line {}: {b}\n", u.span.line));
+        }
+    }
+    for n in &t.notes {
+        s.push_str(&format!("# note: {n}\n"));
+    }
+    s
+}
+
+#[test]
+fn gcn_translates_to_one_statement_per_op_and_a_softmax() {
+    let t = translated("gcn.mlir");
+    assert_eq!(t.program.user_stmts.len(), 8);
+    insta::assert_snapshot!("gcn", shown(&t));
+}
+
+#[test]
+fn attention_translates_with_its_softmax() {
+    insta::assert_snapshot!("attention", shown(&translated("attention.mlir")));
+}
+
+#[test]
+fn torch_layer_norm_becomes_the_builtin() {
+    let t = translated("layernorm.mlir");
+    let builtins: Vec<_> = t.program.user_stmts.iter().filter_map(|u| u.builtin).collect();
+    assert_eq!(builtins, ["layernorm"]);
+    insta::assert_snapshot!("layernorm", shown(&t));
+}
+
+#[test]
+fn other_constructs_translate() {
+    insta::assert_snapshot!("constructs", shown(&translated("constructs.mlir")));
+}
+
+#[test]
+fn dense_resource_blob_and_dense_array_are_bound_as_data() {
+    let t = translated("constructs.mlir");
+    let w = &t.bind.iter().find(|(n, _)| n == "w").expect("w bound").1;
+    assert_eq!(w.shape, vec![4, 3]);
+    assert_eq!(w.vals, (1..=12).map(f64::from).collect::<Vec<_>>());
+    let v = &t.bind.iter().find(|(n, _)| n == "v").expect("v bound").1;
+    assert_eq!(v.vals, vec![1.0, -2.0, 0.5, 4.0]);
+}
+
+#[test]
+fn a_transposed_constant_is_bound_transposed() {
+    let src = r#"
+#map = affine_map<(d0, d1) -> (d0, d1)>
+#map1 = affine_map<(d0, d1) -> (d1, d0)>
+module {
+  func.func @forward(%x: tensor<2x3xf32>) -> tensor<2x2xf32> {
+    %w = arith.constant dense<[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]> : tensor<2x3xf32>
+    %z = arith.constant 0.0 : f32
+    %0 = tensor.empty() : tensor<3x2xf32>
+    %wt = linalg.generic {indexing_maps = [#map, #map1], iterator_types = ["parallel", "parallel"]} ins(%w : tensor<2x3xf32>) outs(%0 : tensor<3x2xf32>) {
+    ^bb0(%in: f32, %out: f32):
+      linalg.yield %in : f32
+    } -> tensor<3x2xf32>
+    %1 = tensor.empty() : tensor<2x2xf32>
+    %2 = linalg.fill ins(%z : f32) outs(%1 : tensor<2x2xf32>) -> tensor<2x2xf32>
+    %y = linalg.matmul ins(%x, %wt : tensor<2x3xf32>, tensor<3x2xf32>) outs(%2 : tensor<2x2xf32>) -> tensor<2x2xf32>
+    return %y : tensor<2x2xf32>
+  }
+}"#;
+    let m = parse(src, "t.mlir").unwrap();
+    let t = translate(&m, "t.mlir", &Options::default()).unwrap();
+    let (name, coo) = &t.bind[0];
+    assert_eq!(name, "wt");
+    assert_eq!(coo.shape, vec![3, 2]);
+    // (row, column, value) of the transpose of [[1, 2, 3], [4, 5, 6]].
+    let mut points: Vec<(u32, u32, f64)> =
+        (0..coo.nnz()).map(|p| (coo.coords(p)[0], coo.coords(p)[1], coo.vals[p])).collect();
+    points.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(points, vec![(0, 0, 1.0), (0, 1, 4.0), (1, 0, 2.0), (1, 1, 5.0), (2, 0, 3.0), (2, 1, 6.0)]);
+}
+
+#[test]
+fn sizes_are_parameters() {
+    let mut opts = Options::default();
+    opts.params.insert("D48".into(), 10);
+    let t = load(&fixture("gcn.mlir"), &opts).unwrap();
+    assert_eq!(t.program.decl("adj").unwrap().shape, vec![10, 10]);
+    assert_eq!(t.program.params["D48"], 10);
+    opts.params.insert("D47".into(), 10);
+    let e = load(&fixture("gcn.mlir"), &opts).unwrap_err().to_string();
+    assert!(e.contains("--param D47: no dimension of @forward has that size"), "{e}");
+}
+
+/// A one-generic function around `body` (inputs `%in`, `%in_1`, output `%out`).
+fn generic(iters: &str, out_map: &str, body: &str) -> String {
+    format!(
+        r#"module {{
+  func.func @forward(%a: tensor<4x5xf32>, %b: tensor<4x5xf32>) -> tensor<4x1xf32> {{
+    %0 = tensor.empty() : tensor<4x1xf32>
+    %r = linalg.generic {{indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>, {out_map}], iterator_types = [{iters}]}} ins(%a, %b : tensor<4x5xf32>, tensor<4x5xf32>) outs(%0 : tensor<4x1xf32>) {{
+    ^bb0(%in: f32, %in_1: f32, %out: f32):
+{body}
+    }} -> tensor<4x1xf32>
+    return %r : tensor<4x1xf32>
+  }}
+}}"#
+    )
+}
+
+fn error_of(src: &str) -> String {
+    match parse(src, "m.mlir").and_then(|m| translate(&m, "m.mlir", &Options::default())) {
+        Ok(_) => panic!("accepted:\n{src}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn unsupported_constructs_are_one_line_errors_naming_the_op_and_line() {
+    let red = r#""parallel", "reduction""#;
+    let out = "affine_map<(d0, d1) -> (d0, 0)>";
+    let cases = [
+        (
+            generic(red, out, "      %m = arith.mulf %in, %out : f32\n      linalg.yield %m : f32"),
+            "m.mlir:4:10: `linalg.generic` at line 4: body with reduction iterators must be `addf`/`maximumf` (or `cmpf`+`select`) of the output and one value",
+        ),
+        (
+            generic(red, out, "      %m = math.log %in : f32\n      %s = arith.addf %m, %out : f32\n      linalg.yield %s : f32"),
+            "m.mlir:4:10: `linalg.generic` at line 4: body operation `math.log` (line 6) is not supported",
+        ),
+        (
+            generic(red, out, "      %c = arith.cmpf olt, %in, %in_1 : f32\n      %m = arith.select %c, %in, %out : f32\n      linalg.yield %m : f32"),
+            "m.mlir:4:10: `linalg.generic` at line 4: `arith.select` other than ReLU (x > 0 ? x : 0) or a maximum/minimum is not supported",
+        ),
+        (
+            "module {\n  func.func @f(%a: tensor<?x4xf32>) -> tensor<4xf32> {\n  }\n}".to_string(),
+            "m.mlir:2:27: dynamic sizes (`?`) are not supported: give static shapes",
+        ),
+        (
+            "#B = #sparse_tensor.encoding<{ map = (i, j) -> (i floordiv 2 : dense, j floordiv 2 : compressed, i mod 2 : dense, j mod 2 : dense) }>\n".to_string(),
+            "m.mlir:1:49: block encodings (floordiv/mod level maps, e.g. BSR) are not supported yet",
+        ),
+        (
+            "module {\n  func.func @f(%a: tensor<4xf32>) -> tensor<4xf32> {\n    %0 = tensor.extract_slice %a[0] [4] [1] : tensor<4xf32> to tensor<4xf32>\n    return %0 : tensor<4xf32>\n  }\n}".to_string(),
+            "m.mlir:3:10: `tensor.extract_slice` at line 3: this operation is not supported",
+        ),
+        ("module {\n  func.func @f(".to_string(), "m.mlir:2:16: expected a value `%name`, found end of file"),
+    ];
+    for (src, want) in cases {
+        assert_eq!(error_of(&src), want, "\n{src}");
+    }
+}
