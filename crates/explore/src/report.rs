@@ -53,11 +53,11 @@ fn quote(s: &str) -> String {
 }
 
 /// Points on the Pareto front of two costs (both minimised), sorted by the first.
-pub fn pareto<'a>(
-    records: &'a [PointRecord],
+pub fn pareto(
+    records: &[PointRecord],
     x: impl Fn(&PointRecord) -> Option<u64>,
     y: impl Fn(&PointRecord) -> Option<u64>,
-) -> Vec<&'a PointRecord> {
+) -> Vec<&PointRecord> {
     let mut pts: Vec<(u64, u64, &PointRecord)> =
         records.iter().filter(|r| r.status != Status::Failed).filter_map(|r| Some((x(r)?, y(r)?, r))).collect();
     pts.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.id.cmp(&b.2.id)));

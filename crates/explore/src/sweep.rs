@@ -117,6 +117,9 @@ fn order_key(o: &Option<Vec<String>>) -> String {
 
 type CompileKey = (Range<usize>, String);
 
+/// Candidate orders of a group (`None`: the compiler's default), or why there are none.
+type Candidates = Result<Vec<Option<Vec<String>>>, Failure>;
+
 /// A sweep's memory of compiled groups, orders, estimates and group results, on top of a
 /// [`GroupEvaluator`].
 pub struct Explorer<'a, E: GroupEvaluator + ?Sized> {
@@ -125,7 +128,7 @@ pub struct Explorer<'a, E: GroupEvaluator + ?Sized> {
     fingerprint: String,
     machines: HashMap<Machine, (String, Option<f64>)>,
     compiled: RefCell<HashMap<CompileKey, Result<Rc<Compiled>, Failure>>>,
-    orders: RefCell<HashMap<Range<usize>, Result<Vec<Option<Vec<String>>>, Failure>>>,
+    orders: RefCell<HashMap<Range<usize>, Candidates>>,
     estimates: RefCell<HashMap<(CompileKey, Machine), Option<Estimate>>>,
     results: RefCell<HashMap<String, CacheEntry>>,
     /// Group simulations performed.
@@ -176,7 +179,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
     }
 
     /// The orders a choice tries for a group (`None`: the compiler's default).
-    pub fn candidates(&self, group: &Range<usize>, choice: &OrderChoice) -> Result<Vec<Option<Vec<String>>>, Failure> {
+    pub fn candidates(&self, group: &Range<usize>, choice: &OrderChoice) -> Candidates {
         match choice {
             OrderChoice::Default => Ok(vec![None]),
             OrderChoice::Named(o) => Ok(vec![Some(o.clone())]),
