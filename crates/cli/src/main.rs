@@ -1,8 +1,8 @@
 //! The `fuseflow` command: the only place that prints and sets exit codes (with its module
 //! `term`: progress display, Ctrl-C, whole-or-nothing file writes).
 
-mod frontend;
 mod explore_cmd;
+mod frontend;
 mod term;
 
 use std::collections::BTreeMap;
