@@ -136,6 +136,8 @@ pub fn stream_nesting(g: &Graph) -> Vec<Vec<u64>> {
             }
             Op::CrdDrop => vec![of(&nest, node.ins.first()), of(&nest, node.ins.get(1))],
             Op::LevelWrite { .. } | Op::ValWrite { .. } => Vec::new(),
+            Op::Fork { .. } => vec![of(&nest, node.ins.first()); node.outs.len()],
+            Op::Gather { depth, .. } => vec![of(&nest, node.ins.get(usize::from(*depth > 0)))],
         };
         for (s, n) in node.outs.iter().zip(outs) {
             if let Some(s) = s {
@@ -233,7 +235,17 @@ fn add_own_lag(node: &crate::Node, nest: &[Vec<u64>], global: &[Lag], out: &mut 
         }
         // An outer coordinate may wait for its whole inner fiber.
         Op::CrdDrop => add_at(&mut out.max, depth(first)),
+        // A lane's element waits while the gather passes the other lanes' elements: a
+        // subtree of the parallelized level per lane.
+        Op::Gather { depth: k, lanes, .. } => {
+            let lane = node.ins[usize::from(*k > 0)];
+            let d = depth(lane).saturating_sub(*k as usize);
+            for _ in 1..*lanes {
+                add_at(&mut out.max, d);
+            }
+        }
         Op::Root
+        | Op::Fork { .. }
         | Op::RepSig
         | Op::Join { kind: JoinKind::Union, .. }
         | Op::Locate { .. }
@@ -276,7 +288,9 @@ fn skew(g: &Graph, nest: &[Vec<u64>], s: StreamId) -> Lag {
         | Op::Reduce { .. }
         | Op::CrdDrop
         | Op::LevelWrite { .. }
-        | Op::ValWrite { .. } => {}
+        | Op::ValWrite { .. }
+        | Op::Fork { .. }
+        | Op::Gather { .. } => {}
     }
     l
 }
