@@ -1251,6 +1251,15 @@ fn emit(g: &Graph, plan: &Plan, a: &mut Alloc) -> Result<Vec<Operation>, ExportE
                     }),
                 ));
             }
+            // Comal's Gather reads a lane up to any stop and turns other lanes' stops into S0:
+            // it rebuilds our lanes' streams only in special cases (docs/parallel.md).
+            Op::Fork { .. } | Op::Gather { .. } => {
+                return Err(unsupported(
+                    i,
+                    n,
+                    "parallel lanes are not exported (Comal's Gather does not restore stop levels): export the graph without --par",
+                ))
+            }
             #[allow(unreachable_patterns)]
             _ => return Err(unsupported(i, n, "no tortilla mapping for this primitive")),
         }

@@ -159,7 +159,7 @@ fn level_of(g: &Graph, path: &[Vec<String>], index: &str) -> Option<usize> {
     g.nodes
         .iter()
         .filter(|n| introduces(&n.op, index))
-        .filter_map(|n| n.outs.first().copied().flatten().map(|s| path[s.0 as usize].len()))
+        .filter_map(|n| n.outs.iter().flatten().next().map(|s| path[s.0 as usize].len()))
         .min()
 }
 
@@ -213,24 +213,30 @@ pub fn parallelize(g: &Graph, index: &str, lanes: u32) -> Result<Graph, ParError
         if !below[i] || pre[i] {
             continue;
         }
-        let mixes = match &node.op {
-            Op::CrdDrop => node.ins.first().is_some_and(|s| path[s.0 as usize].last().is_some_and(|v| v == index)),
-            Op::Spacc { .. } => node.ins.first().is_some_and(|&s| !has(s)),
-            Op::Root
-            | Op::Scan { .. }
-            | Op::Range { .. }
-            | Op::RepSig
-            | Op::Repeat { .. }
-            | Op::Join { .. }
-            | Op::Locate { .. }
-            | Op::Array { .. }
-            | Op::Alu { .. }
-            | Op::Reduce { .. }
-            | Op::LevelWrite { .. }
-            | Op::ValWrite { .. }
-            | Op::Fork { .. }
-            | Op::Gather { .. } => false,
-        };
+        // A node with outputs both below and above the variable (a dropper of outer
+        // coordinates whose inner fiber is empty) needs every lane's part of a fiber.
+        let split = node.outs.iter().flatten().any(|&s| !has(s));
+        let mixes = split
+            || match &node.op {
+                // An outer coordinate of the variable's own level goes when its inner fiber is
+                // empty: the elements of a fiber are counted anew.
+                Op::CrdDrop => node.ins.first().is_some_and(|s| path[s.0 as usize].last().is_some_and(|v| v == index)),
+                Op::Spacc { .. } => node.ins.first().is_some_and(|&s| !has(s)),
+                Op::Root
+                | Op::Scan { .. }
+                | Op::Range { .. }
+                | Op::RepSig
+                | Op::Repeat { .. }
+                | Op::Join { .. }
+                | Op::Locate { .. }
+                | Op::Array { .. }
+                | Op::Alu { .. }
+                | Op::Reduce { .. }
+                | Op::LevelWrite { .. }
+                | Op::ValWrite { .. }
+                | Op::Fork { .. }
+                | Op::Gather { .. } => false,
+            };
         post[i] = mixes || node.ins.iter().any(|s| post[g.stream(*s).producer.0 .0 as usize]);
     }
     let region: Vec<bool> = (0..n).map(|i| below[i] && !pre[i] && !post[i] && !g.nodes[i].op.is_sink()).collect();
@@ -344,7 +350,10 @@ pub fn parallelize(g: &Graph, index: &str, lanes: u32) -> Result<Graph, ParError
                             let a =
                                 anchor[p].ok_or_else(|| unsupported(format!("{} has no anchor", g.stream(s).name)))?;
                             let sp = &path[si];
-                            let at = sp.iter().position(|v| v == index).unwrap_or(0);
+                            let at = sp
+                                .iter()
+                                .position(|v| v == index)
+                                .ok_or_else(|| unsupported(format!("{} lies above {index}", g.stream(s).name)))?;
                             let depth = (sp.len() - 1 - at) as u32;
                             let mut gins = Vec::with_capacity(f + 1);
                             if depth > 0 {

@@ -437,6 +437,26 @@ pub fn min_depths(g: &Graph) -> Vec<DepthNeed> {
             }
         }
     }
+    // Parallel lanes: a gather takes an element from its lane only when the element's closing
+    // stop is out, which a lane's scanners send on the look-ahead of the lane's next element,
+    // `lanes` elements further on at the fork. Meanwhile the other lanes finish elements of
+    // their own and the anchor runs ahead: each lane's channel into the gather holds two
+    // elements' subtrees, the control channel `lanes + 1` elements.
+    for (m, node) in g.nodes.iter().enumerate() {
+        if let Op::Gather { lanes, depth, .. } = &node.op {
+            let ctrl = usize::from(*depth > 0);
+            for (port, &s) in node.ins.iter().enumerate() {
+                let room = if port < ctrl {
+                    u64::from(*lanes) + 1
+                } else {
+                    let sizes = &nest[s.0 as usize];
+                    let element = fiber_tokens(sizes, sizes.len().saturating_sub(*depth as usize)).saturating_add(1);
+                    element.saturating_mul(2)
+                };
+                raise((s, NodeId(m as u32), port as u32), room.saturating_add(LOOKAHEAD_SLACK), None);
+            }
+        }
+    }
     need.into_iter()
         .map(|((stream, consumer, port), (depth, reducer))| DepthNeed { stream, consumer, port, depth, reducer })
         .collect()

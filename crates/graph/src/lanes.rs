@@ -41,13 +41,10 @@ fn out_depths(op: &Op, ins: &[Option<i64>], outs: usize) -> Vec<Option<i64>> {
         Op::Root => vec![None; outs],
         Op::Scan { .. } | Op::Range { .. } => vec![at(0).map(|d| d + 1); outs],
         Op::Repeat { .. } => vec![at(1); outs],
-        Op::RepSig
-        | Op::Array { .. }
-        | Op::Alu { .. }
-        | Op::Locate { .. }
-        | Op::Join { .. }
-        | Op::CrdDrop
-        | Op::Fork { .. } => vec![first_known; outs],
+        Op::RepSig | Op::Array { .. } | Op::Alu { .. } | Op::Locate { .. } | Op::Join { .. } | Op::Fork { .. } => {
+            vec![first_known; outs]
+        }
+        Op::CrdDrop => vec![at(0), at(1)],
         // A nested gather's control stream lies above its lanes.
         Op::Gather { depth, .. } => vec![at(usize::from(*depth > 0)); outs],
         Op::Reduce { .. } => vec![at(0).map(|d| d - 1); outs],
