@@ -105,8 +105,7 @@ impl Graph {
             }
         }
         let start = r.forks.iter().min().copied().unwrap_or(0);
-        for i in start..self.nodes.len() {
-            let node = &self.nodes[i];
+        for (i, node) in self.nodes.iter().enumerate().skip(start) {
             if r.forks.contains(&i) {
                 if let Some(l) = node.ins.iter().find_map(|s| stream_lane[s.0 as usize]) {
                     return Err(format!("fork n{i} reads lane {l} of its own region"));
