@@ -131,14 +131,14 @@ fn apply_par(
 fn check_par_coverage(p: &CheckedProgram, reqs: &[ParRequest], kernels: &[GroupKernel]) -> Result<(), DriverError> {
     for r in reqs {
         let bad = match r.group {
-            Some(g) if g >= kernels.len() => Some(format!(
-                "group {g} does not exist (the plan has {} groups: `fuseflow orders` lists them)",
-                kernels.len()
-            )),
-            None if !kernels.iter().any(|k| fuseflow_compiler::par::iterates(&k.graph, &r.index)) => {
-                Some(format!("no group iterates index {}", r.index))
-            }
-            _ => None,
+            Some(g) => (g >= kernels.len()).then(|| {
+                format!(
+                    "group {g} does not exist (the plan has {} groups: `fuseflow orders` lists them)",
+                    kernels.len()
+                )
+            }),
+            None => (!kernels.iter().any(|k| fuseflow_compiler::par::iterates(&k.graph, &r.index)))
+                .then(|| format!("no group iterates index {}", r.index)),
         };
         if let Some(message) = bad {
             return Err(DriverError::Par { origin: r.origin.clone(), file: p.file.clone(), message });

@@ -201,19 +201,16 @@ impl Gather {
                     let Some(lanes_ready) = self.all_heads(io, &skip, false)? else { break };
                     let Some(free) = io.out_free(0) else { break };
                     let want = m.saturating_add(k);
-                    let out = match self.pending {
-                        Some(Token::Stop { level, gap }) => {
-                            if level != want {
-                                return Err(io.err(format!(
-                                    "the fiber's last element closed with S{level}, the control stream ends it with S{m} (S{want} expected)"
-                                )));
-                            }
-                            Token::Stop { level, gap }
+                    // The last element's closing stop, or (an empty fiber) the lanes' lone one.
+                    let out = if let Some(Token::Stop { level, gap }) = self.pending {
+                        if level != want {
+                            return Err(io.err(format!(
+                                "the fiber's last element closed with S{level}, the control stream ends it with S{m} (S{want} expected)"
+                            )));
                         }
-                        _ => match io.head(self.port(0)) {
-                            Some((_, t)) => t,
-                            None => Token::stop(want),
-                        },
+                        Token::Stop { level, gap }
+                    } else {
+                        io.head(self.port(0)).map_or(Token::stop(want), |(_, t)| t)
                     };
                     if self.had && self.pending.is_none() {
                         return Err(io.err("a fiber's elements left no closing stop"));
