@@ -37,6 +37,17 @@ pub const SUITE: &[Bench] = &[
                   X(i,j) = A(i,k) * B(k,j)\n",
         order: &["i", "k", "j"],
     },
+    // The first benchmark in 4 parallel lanes over rows (a `par` line): the same tokens plus
+    // the forks' and gathers', in about a quarter of the cycles.
+    Bench {
+        name: "spmm_gustavson_2000_1pct_par4",
+        program: "input A[2000, 2000] dcsr = random(density=0.01, seed=1)\n\
+                  input B[2000, 2000] dcsr = random(density=0.01, seed=2)\n\
+                  output X[2000, 2000] dcsr\n\
+                  X(i,j) = A(i,k) * B(k,j)\n\
+                  par i=4\n",
+        order: &["i", "k", "j"],
+    },
     Bench {
         name: "spmm_inner_200_10pct",
         program: "input A[200, 200] dcsr = random(density=0.1, seed=1)\n\

@@ -161,6 +161,7 @@ fn runner(d: &DataArgs, cancel: std::sync::Arc<std::sync::atomic::AtomicBool>) -
         no_row_sharing: false,
         free_layout: false,
         fusion: fuseflow_compiler::Fusion::Unfused,
+        par: Vec::new(),
         limits: d.limits.clone(),
     };
     let (p, binding) = match &d.dataset {

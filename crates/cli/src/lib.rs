@@ -62,6 +62,9 @@ pub struct RunConfig {
     pub jobs: usize,
     /// Simulate the legal orders of every group and keep the fastest (`--order best`).
     pub order_search: Option<OrderSearch>,
+    /// Parallel lanes (`--par`), applied after the program's `par` lines (a later request for
+    /// the same index and group wins).
+    pub par: Vec<ParRequest>,
 }
 
 /// `--order best`: which orders each group tries.
@@ -103,6 +106,92 @@ pub struct OrderSearchReport {
     pub skipped: usize,
 }
 
+/// A request for parallel lanes: `--par [GROUP:]INDEX=LANES` or a program's `par` line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParRequest {
+    /// The group (as `plan` lists them), or `None` for every group that iterates the index.
+    pub group: Option<usize>,
+    /// The index variable.
+    pub index: String,
+    /// Number of lanes (≥ 1).
+    pub lanes: u32,
+    /// Where it came from, for errors: `FILE:LINE:COL` or `--par SPEC`.
+    pub origin: String,
+}
+
+/// The program's `par` lines, then the configured requests.
+fn par_requests(p: &CheckedProgram, cfg: &RunConfig) -> Vec<ParRequest> {
+    let mut v: Vec<ParRequest> = p
+        .pars
+        .iter()
+        .map(|q| ParRequest {
+            group: q.group,
+            index: q.index.clone(),
+            lanes: q.lanes,
+            origin: format!("{}:{}:{}", p.file, q.span.line, q.span.col),
+        })
+        .collect();
+    v.extend(cfg.par.iter().cloned());
+    v
+}
+
+/// Runs group `gi` (statements `stmts`) in parallel lanes as `reqs` ask. An index a request
+/// names for this group alone must be iterated by it; one named for every group applies where
+/// it is iterated.
+fn apply_par(
+    p: &CheckedProgram,
+    gi: usize,
+    stmts: &[usize],
+    graph: fuseflow_graph::Graph,
+    reqs: &[ParRequest],
+) -> Result<fuseflow_graph::Graph, DriverError> {
+    use fuseflow_compiler::par;
+    // The last request per index wins.
+    let mut chosen: Vec<&ParRequest> = Vec::new();
+    for r in reqs.iter().filter(|r| r.group.is_none_or(|g| g == gi)) {
+        chosen.retain(|c| c.index != r.index);
+        chosen.push(r);
+    }
+    let mut todo = Vec::new();
+    for r in chosen {
+        if r.group.is_some() || par::iterates(&graph, &r.index) {
+            todo.push((r.index.clone(), r.lanes));
+        }
+    }
+    if todo.is_empty() {
+        return Ok(graph);
+    }
+    par::parallelize_all(&graph, &todo).map_err(|error| {
+        let origin = reqs
+            .iter()
+            .rev()
+            .find(|r| r.group.is_none_or(|g| g == gi) && error.index() == Some(r.index.as_str()))
+            .map_or_else(|| "--par".to_string(), |r| r.origin.clone());
+        DriverError::Compile(fuseflow_compiler::CompileError::Par { origin, group: p.group_label(stmts), error })
+    })
+}
+
+/// Refuses requests for a group the plan does not have, and requests for every group whose
+/// index no group iterates.
+fn check_par_coverage(p: &CheckedProgram, reqs: &[ParRequest], kernels: &[GroupKernel]) -> Result<(), DriverError> {
+    for r in reqs {
+        let bad = match r.group {
+            Some(g) => (g >= kernels.len()).then(|| {
+                format!(
+                    "group {g} does not exist (the plan has {} groups: `fuseflow orders` lists them)",
+                    kernels.len()
+                )
+            }),
+            None => (!kernels.iter().any(|k| fuseflow_compiler::par::iterates(&k.graph, &r.index)))
+                .then(|| format!("no group iterates index {}", r.index)),
+        };
+        if let Some(message) = bad {
+            return Err(DriverError::Par { origin: r.origin.clone(), file: p.file.clone(), message });
+        }
+    }
+    Ok(())
+}
+
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
@@ -122,6 +211,7 @@ impl Default for RunConfig {
             max_work: None,
             jobs: 0,
             order_search: None,
+            par: Vec::new(),
         }
     }
 }
@@ -160,6 +250,16 @@ pub enum DriverError {
         tensor: String,
         /// The simulator error.
         error: fuseflow_sim::SimError,
+    },
+    /// A parallel-lanes request that fits no group of the run.
+    #[error("{origin}: {message}")]
+    Par {
+        /// Where it came from: `FILE:LINE:COL` of a `par` line, or `--par SPEC`.
+        origin: String,
+        /// Program file.
+        file: String,
+        /// What is wrong.
+        message: String,
     },
     /// An `--order` that fits no kernel of the run.
     #[error("{file}: {message}")]
@@ -356,7 +456,8 @@ pub fn compile_statement(p: &CheckedProgram, stmt: usize, cfg: &RunConfig) -> Re
     let order = cfg.group_orders.get(&stmt).or(cfg.order.as_ref());
     let k = lower_group(p, &[stmt], order.map(|o| o.as_slice()), &cfg.lower)?;
     let order = k.orders.into_iter().next().unwrap_or_default();
-    Ok(Kernel { stmt, order, graph: k.graph })
+    let graph = apply_par(p, stmt, &[stmt], k.graph, &par_requests(p, cfg))?;
+    Ok(Kernel { stmt, order, graph })
 }
 
 /// Compiles every group of the configured fusion granularity.
@@ -367,10 +468,14 @@ pub fn compile_statement(p: &CheckedProgram, stmt: usize, cfg: &RunConfig) -> Re
 pub fn compile_groups(p: &CheckedProgram, cfg: &RunConfig) -> Result<Vec<GroupKernel>, DriverError> {
     let groups = plan(p, &cfg.fusion)?;
     let mut out = Vec::new();
+    let reqs = par_requests(p, cfg);
     for (i, g) in groups.iter().enumerate() {
         let order = cfg.group_orders.get(&i).or(cfg.order.as_ref());
-        out.push(lower_group(p, g, order.map(|o| o.as_slice()), &cfg.lower)?);
+        let mut k = lower_group(p, g, order.map(|o| o.as_slice()), &cfg.lower)?;
+        k.graph = apply_par(p, i, g, k.graph, &reqs)?;
+        out.push(k);
     }
+    check_par_coverage(p, &reqs, &out)?;
     if let Some(order) = &cfg.order {
         if !out.iter().any(|k| k.orders.contains(order)) {
             let kernels: Vec<String> = out.iter().flat_map(|k| k.orders.iter().map(|o| o.join(","))).collect();

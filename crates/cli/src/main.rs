@@ -141,6 +141,11 @@ struct ProgramArgs {
     /// statement and cannot be split).
     #[arg(long, default_value = "unfused")]
     fusion: fuseflow_compiler::Fusion,
+    /// Parallel lanes: run the part of each group below index INDEX in LANES lanes, e.g.
+    /// `--par h=4`; `--par 1:h=4` for group 1 only (groups as `fuseflow orders` lists them).
+    /// Repeatable: `--par h=4 --par i=4` gives 16 lanes. Wins over the program's `par` lines
+    #[arg(long = "par", value_name = "[GROUP:]INDEX=LANES", value_parser = parse_par)]
+    par: Vec<fuseflow::ParRequest>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -404,6 +409,29 @@ fn parse_index(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+fn parse_par(s: &str) -> Result<fuseflow::ParRequest, String> {
+    let (group, rest) = match s.split_once(':') {
+        Some((g, rest)) => {
+            let g: usize = g.trim().parse().map_err(|_| format!("{s}: group {g} is not a group index"))?;
+            (Some(g), rest)
+        }
+        None => (None, s),
+    };
+    let (k, v) = rest.split_once('=').ok_or_else(|| format!("expected [GROUP:]INDEX=LANES, got {s}"))?;
+    let index = k.trim().to_string();
+    if index.is_empty() || !index.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("{s}: `{index}` is not an index name"));
+    }
+    let lanes: u32 = v.trim().parse().map_err(|_| format!("{s}: lane count {v} is not an integer"))?;
+    if lanes == 0 {
+        return Err(format!("{s}: the lane count must be at least 1"));
+    }
+    if lanes > fuseflow_ir::MAX_LANES {
+        return Err(format!("{s}: at most {} lanes", fuseflow_ir::MAX_LANES));
+    }
+    Ok(fuseflow::ParRequest { group, index, lanes, origin: format!("--par {s}") })
+}
+
 fn parse_param(s: &str) -> Result<(String, i64), String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got {s}"))?;
     let v: i64 = v.trim().parse().map_err(|_| format!("parameter {k}: {v} is not an integer"))?;
@@ -469,6 +497,7 @@ fn config(args: &ProgramArgs) -> RunConfig {
     cfg.lower.row_sharing = !args.no_row_sharing;
     cfg.lower.free_layout = args.free_layout;
     cfg.fusion = args.fusion.clone();
+    cfg.par = args.par.clone();
     cfg
 }
 

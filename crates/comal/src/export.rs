@@ -540,6 +540,9 @@ fn may_be_empty(g: &Graph, s: StreamId) -> bool {
             Op::Scan { format: LevelFormat::Dense, .. } => return false,
             Op::Range { size, .. } => return *size == 0,
             Op::CrdDrop => s = n.ins[port as usize],
+            // A lane holds a subset of a fiber's elements; a gather gives back the whole stream.
+            Op::Fork { .. } => return true,
+            Op::Gather { depth, .. } => s = n.ins[usize::from(*depth > 0)],
             Op::Join { kind, payloads, .. } => {
                 let mut ii = 0usize;
                 let mut crds = Vec::with_capacity(payloads.len());
@@ -1248,6 +1251,15 @@ fn emit(g: &Graph, plan: &Plan, a: &mut Alloc) -> Result<Vec<Operation>, ExportE
                     }),
                 ));
             }
+            // Comal's Gather reads a lane up to any stop and turns other lanes' stops into S0:
+            // it rebuilds our lanes' streams only in special cases (docs/parallel.md).
+            Op::Fork { .. } | Op::Gather { .. } => {
+                return Err(unsupported(
+                    i,
+                    n,
+                    "parallel lanes are not exported (Comal's Gather does not restore stop levels): export the graph without --par",
+                ))
+            }
             #[allow(unreachable_patterns)]
             _ => return Err(unsupported(i, n, "no tortilla mapping for this primitive")),
         }
@@ -1409,6 +1421,8 @@ fn full(g: &Graph, dense: &BTreeSet<(String, u32)>, s: StreamId) -> bool {
                 JoinKind::Intersect => crds.iter().all(|&c| full(g, dense, c)),
             }
         }
+        Op::Fork { .. } => false,
+        Op::Gather { depth, .. } => full(g, dense, n.ins[usize::from(*depth > 0)]),
         Op::Scan { format: LevelFormat::Compressed, .. }
         | Op::Root
         | Op::RepSig

@@ -11,6 +11,7 @@ mod expr;
 pub mod fuse;
 pub mod lower;
 pub mod order;
+pub mod par;
 pub mod size;
 
 pub use fuse::{group_orders, group_outputs, lower_group, plan, ranked_group_orders, Fusion, GroupKernel, RankedOrder};
@@ -66,6 +67,16 @@ pub enum CompileError {
         origin: String,
         /// What is wrong, in user statement numbering.
         message: String,
+    },
+    /// A `par` request (`--par`, or a program's `par` line) that a group cannot honour.
+    #[error("{origin}: group {group}: {error}")]
+    Par {
+        /// Where the request came from: `FILE:LINE:COL` of a `par` line, or `--par SPEC`.
+        origin: String,
+        /// The group, in user statement numbering.
+        group: String,
+        /// What is wrong.
+        error: par::ParError,
     },
     /// The produced graph failed verification (a compiler bug).
     #[error("internal error: graph verification failed: {0}")]

@@ -202,7 +202,9 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, memory: Option<&MemoryModel>
             | Op::Spacc { .. }
             | Op::CrdDrop
             | Op::LevelWrite { .. }
-            | Op::ValWrite { .. } => {}
+            | Op::ValWrite { .. }
+            | Op::Fork { .. }
+            | Op::Gather { .. } => {}
         }
     }
     let size_of = |index: &Option<String>, fallback: f64| {
@@ -335,6 +337,25 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, memory: Option<&MemoryModel>
                 bytes += b;
                 ports.push(b);
                 Vec::new()
+            }
+            // A lane gets every lanes-th element of the parallelized level (the stream's own)
+            // and every stop; lanes run side by side, so per-lane shapes are what bound cycles.
+            Op::Fork { lanes, .. } => {
+                let mut s = ins.first().cloned().unwrap_or_default();
+                if let Some(last) = s.points.last_mut() {
+                    *last /= f64::from(*lanes).max(1.0);
+                }
+                vec![s; n.outs.len()]
+            }
+            // The lanes' elements, from the parallelized level down, put back together.
+            Op::Gather { lanes, depth, .. } => {
+                let first_lane = usize::from(*depth > 0);
+                let mut s = ins.get(first_lane).cloned().unwrap_or_default();
+                let from = s.points.len().saturating_sub(1 + *depth as usize);
+                for p in &mut s.points[from..] {
+                    *p *= f64::from(*lanes);
+                }
+                vec![s]
             }
         };
         for s in ins.iter().chain(&outs) {

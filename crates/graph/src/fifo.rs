@@ -136,6 +136,8 @@ pub fn stream_nesting(g: &Graph) -> Vec<Vec<u64>> {
             }
             Op::CrdDrop => vec![of(&nest, node.ins.first()), of(&nest, node.ins.get(1))],
             Op::LevelWrite { .. } | Op::ValWrite { .. } => Vec::new(),
+            Op::Fork { .. } => vec![of(&nest, node.ins.first()); node.outs.len()],
+            Op::Gather { depth, .. } => vec![of(&nest, node.ins.get(usize::from(*depth > 0)))],
         };
         for (s, n) in node.outs.iter().zip(outs) {
             if let Some(s) = s {
@@ -233,7 +235,17 @@ fn add_own_lag(node: &crate::Node, nest: &[Vec<u64>], global: &[Lag], out: &mut 
         }
         // An outer coordinate may wait for its whole inner fiber.
         Op::CrdDrop => add_at(&mut out.max, depth(first)),
+        // A lane's element waits while the gather passes the other lanes' elements: a
+        // subtree of the parallelized level per lane.
+        Op::Gather { depth: k, lanes, .. } => {
+            let lane = node.ins[usize::from(*k > 0)];
+            let d = depth(lane).saturating_sub(*k as usize);
+            for _ in 1..*lanes {
+                add_at(&mut out.max, d);
+            }
+        }
         Op::Root
+        | Op::Fork { .. }
         | Op::RepSig
         | Op::Join { kind: JoinKind::Union, .. }
         | Op::Locate { .. }
@@ -276,7 +288,9 @@ fn skew(g: &Graph, nest: &[Vec<u64>], s: StreamId) -> Lag {
         | Op::Reduce { .. }
         | Op::CrdDrop
         | Op::LevelWrite { .. }
-        | Op::ValWrite { .. } => {}
+        | Op::ValWrite { .. }
+        | Op::Fork { .. }
+        | Op::Gather { .. } => {}
     }
     l
 }
@@ -420,6 +434,26 @@ pub fn min_depths(g: &Graph) -> Vec<DepthNeed> {
                         }
                     }
                 }
+            }
+        }
+    }
+    // Parallel lanes: a gather takes an element from its lane only when the element's closing
+    // stop is out, which a lane's scanners send on the look-ahead of the lane's next element,
+    // `lanes` elements further on at the fork. Meanwhile the other lanes finish elements of
+    // their own and the anchor runs ahead: each lane's channel into the gather holds two
+    // elements' subtrees, the control channel `lanes + 1` elements.
+    for (m, node) in g.nodes.iter().enumerate() {
+        if let Op::Gather { lanes, depth, .. } = &node.op {
+            let ctrl = usize::from(*depth > 0);
+            for (port, &s) in node.ins.iter().enumerate() {
+                let room = if port < ctrl {
+                    u64::from(*lanes) + 1
+                } else {
+                    let sizes = &nest[s.0 as usize];
+                    let element = fiber_tokens(sizes, sizes.len().saturating_sub(*depth as usize)).saturating_add(1);
+                    element.saturating_mul(2)
+                };
+                raise((s, NodeId(m as u32), port as u32), room.saturating_add(LOOKAHEAD_SLACK), None);
             }
         }
     }

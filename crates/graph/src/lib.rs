@@ -8,9 +8,13 @@
 //! Invariants checked by [`Graph::verify`]: every node's inputs have the kinds its primitive
 //! expects, every stream has exactly one producer and at least one consumer, and a node's
 //! outputs are consumed only by nodes added after it (the graph is a DAG in arena order).
+//! Parallel regions (forks, lane bodies, gathers) are checked as structured IR: every lane has
+//! the same shape, every fork is matched by gathers, and each gather's depth matches its lanes
+//! (so the stop levels it restores are the original ones).
 
 mod dot;
 pub mod fifo;
+mod lanes;
 mod op;
 mod share;
 mod text;

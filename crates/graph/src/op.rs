@@ -325,6 +325,34 @@ pub enum Op {
         /// Output tensor.
         tensor: String,
     },
+    /// Lane fork (Comal `Scatter`): `data → data × lanes`. Sends the stream's data tokens (the
+    /// elements of the parallelized level, which is the stream's own level) to the lanes
+    /// round-robin, the lane index advancing across fibers, and every stop and `D` to every
+    /// lane. Opens parallel region `region` (see `docs/parallel.md`).
+    Fork {
+        /// Number of lanes (≥ 2).
+        lanes: u32,
+        /// Index variable parallelized (informational).
+        index: String,
+        /// Parallel region this fork feeds; its gathers carry the same number.
+        region: u32,
+    },
+    /// Lane join (Comal `Gather`): `[control crd,] lane₀ … lane₋₁ → data`. Reassembles the
+    /// lanes' streams in the original element order with the original stop levels. `depth` is
+    /// how many levels the stream lies below the parallelized level: at depth 0 the elements
+    /// are single tokens and no control is needed; deeper, the first input is the parallelized
+    /// level's crd stream (the fork's input side), which says where each element's subtree
+    /// ends and which fibers of the level are empty.
+    Gather {
+        /// Number of lanes (≥ 2).
+        lanes: u32,
+        /// Levels between the stream and the parallelized level.
+        depth: u32,
+        /// Index variable parallelized (informational).
+        index: String,
+        /// Parallel region whose lanes this gathers.
+        region: u32,
+    },
 }
 
 impl Op {
@@ -347,7 +375,40 @@ impl Op {
             Op::CrdDrop => "crddrop",
             Op::LevelWrite { .. } => "level_write",
             Op::ValWrite { .. } => "val_write",
+            Op::Fork { .. } => "fork",
+            Op::Gather { .. } => "gather",
         }
+    }
+
+    /// The parallel region of a fork or gather.
+    pub fn region(&self) -> Option<u32> {
+        match self {
+            Op::Fork { region, .. } | Op::Gather { region, .. } => Some(*region),
+            Op::Root
+            | Op::Scan { .. }
+            | Op::Range { .. }
+            | Op::RepSig
+            | Op::Repeat { .. }
+            | Op::Join { .. }
+            | Op::Locate { .. }
+            | Op::Array { .. }
+            | Op::Alu { .. }
+            | Op::Reduce { .. }
+            | Op::Spacc { .. }
+            | Op::CrdDrop
+            | Op::LevelWrite { .. }
+            | Op::ValWrite { .. } => None,
+        }
+    }
+
+    /// A copy with a fork's or gather's region renumbered by `f` (other primitives unchanged):
+    /// each lane's copy of a nested region needs a number of its own.
+    pub fn renumbered(&self, f: &mut impl FnMut(u32) -> u32) -> Op {
+        let mut op = self.clone();
+        if let Op::Fork { region, .. } | Op::Gather { region, .. } = &mut op {
+            *region = f(*region);
+        }
+        op
     }
 
     /// Whether the node has no outputs (writers).
@@ -384,6 +445,8 @@ impl Op {
             }
             Op::CrdDrop => vec![Crd, ins.get(1).copied().unwrap_or(Crd)],
             Op::LevelWrite { .. } | Op::ValWrite { .. } => vec![],
+            Op::Fork { lanes, .. } => vec![ins.first().copied().unwrap_or(Ref); *lanes as usize],
+            Op::Gather { depth, .. } => vec![ins.get(usize::from(*depth > 0)).copied().unwrap_or(Ref)],
         }
     }
 
@@ -415,6 +478,14 @@ impl Op {
             Op::CrdDrop => vec![Some(Crd), None],
             Op::LevelWrite { .. } => vec![Some(Crd)],
             Op::ValWrite { .. } => vec![Some(Val)],
+            // Lanes carry any kind but repeat signals (checked by the lane verifier: all of
+            // one kind).
+            Op::Fork { .. } => vec![None],
+            Op::Gather { lanes, depth, .. } => {
+                let mut v = if *depth > 0 { vec![Some(Crd)] } else { Vec::new() };
+                v.extend(std::iter::repeat_n(None, *lanes as usize));
+                v
+            }
         }
     }
 
@@ -433,6 +504,8 @@ impl Op {
             }
             Op::CrdDrop => vec!["outer".into(), "inner".into()],
             Op::LevelWrite { .. } | Op::ValWrite { .. } => vec![],
+            Op::Fork { .. } => (0..n).map(|l| format!("lane{l}")).collect(),
+            Op::Gather { .. } => vec!["out".into()],
         }
     }
 
@@ -463,6 +536,10 @@ impl Op {
             Op::CrdDrop => "crddrop".into(),
             Op::LevelWrite { tensor, level } => format!("level_write[{tensor} level={level}]"),
             Op::ValWrite { tensor } => format!("val_write[{tensor}]"),
+            Op::Fork { lanes, index, region } => format!("fork[index={index} lanes={lanes} region={region}]"),
+            Op::Gather { lanes, depth, index, region } => {
+                format!("gather[index={index} lanes={lanes} depth={depth} region={region}]")
+            }
         }
     }
 }

@@ -77,6 +77,16 @@ pub enum VerifyError {
         /// Actual kind.
         found: &'static str,
     },
+    /// A parallel region is malformed: lanes of different shapes, a fork without a gather, a
+    /// lane stream that leaves its lane other than through a gather, or a gather whose depth
+    /// is not the depth of the streams it reassembles (so it would not restore stop levels).
+    #[error("parallel region {region}: {message}")]
+    Lanes {
+        /// Region number (of the forks and gathers).
+        region: u32,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl Graph {
@@ -131,6 +141,6 @@ impl Graph {
                 return Err(VerifyError::Unconsumed { stream: StreamId(i as u32), name: s.name.clone() });
             }
         }
-        Ok(())
+        self.verify_lanes()
     }
 }

@@ -265,6 +265,21 @@ pub struct UserStmt {
     pub span: Span,
 }
 
+/// One item of a `par` line: run the part of a fusion group below index variable `index` in
+/// `lanes` parallel lanes (`par h=4`, or for one group `par 1: h=4`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ParSpec {
+    /// The fusion group (as `fuseflow orders` numbers them) or `None` for every group that
+    /// iterates the index.
+    pub group: Option<usize>,
+    /// The index variable, as the program names it.
+    pub index: String,
+    /// Number of lanes (≥ 1).
+    pub lanes: u32,
+    /// Position of the item (for errors).
+    pub span: Span,
+}
+
 /// One group of a `fuse` line, in user statement numbering (see [`UserStmt`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FuseGroup {
@@ -289,6 +304,8 @@ pub struct Program {
     pub user_stmts: Vec<UserStmt>,
     /// Named fusion groups (`fuse 0-3` lines), in user statement numbering.
     pub groups: Vec<FuseGroup>,
+    /// Parallel lanes (`par` lines), in the order written.
+    pub pars: Vec<ParSpec>,
     /// Every declared `param` with its value after the preset and explicit overrides.
     pub params: BTreeMap<String, i64>,
 }
@@ -310,6 +327,8 @@ pub struct CheckedProgram {
     pub user_stmts: Vec<UserStmt>,
     /// Fusion groups named in the program (may be empty), in user statement numbering.
     pub groups: Vec<FuseGroup>,
+    /// Parallel lanes named in the program (`par` lines; may be empty).
+    pub pars: Vec<ParSpec>,
     /// Every declared `param` with its value after the preset and explicit overrides.
     pub params: BTreeMap<String, i64>,
 }

@@ -73,5 +73,13 @@ pub fn build_program(
         .zip(expanded.ranges)
         .map(|((span, builtin), stmts)| UserStmt { stmts, builtin, span })
         .collect();
-    Ok(Program { file: file.to_string(), decls: expanded.decls, stmts: expanded.stmts, user_stmts, groups, params })
+    Ok(Program {
+        file: file.to_string(),
+        decls: expanded.decls,
+        stmts: expanded.stmts,
+        user_stmts,
+        groups,
+        params,
+        pars: Vec::new(),
+    })
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use fuseflow_tensor::Format;
 
 use crate::ast::{
-    Access, CheckedProgram, Expr, FuseGroup, Program, ReduceOp, Role, Source, Span, Stmt, TensorDecl, UserStmt,
+    Access, CheckedProgram, Expr, FuseGroup, ParSpec, Program, ReduceOp, Role, Source, Span, Stmt, TensorDecl, UserStmt,
 };
 use crate::error::IrError;
 use crate::parser::RESERVED;
@@ -74,6 +74,7 @@ pub fn check(p: Program) -> Result<CheckedProgram, IrError> {
 
     let users = user_stmts(&p)?;
     check_groups(file, &p.groups, &users, &p.stmts, &assigned)?;
+    check_pars(file, &p.pars, &index_sizes)?;
 
     Ok(CheckedProgram {
         file: p.file.clone(),
@@ -82,8 +83,28 @@ pub fn check(p: Program) -> Result<CheckedProgram, IrError> {
         index_sizes,
         user_stmts: users,
         groups: p.groups.clone(),
+        pars: p.pars.clone(),
         params: p.params.clone(),
     })
+}
+
+/// `par` items: each names an index some statement iterates, once per group.
+fn check_pars(file: &str, pars: &[ParSpec], index_sizes: &[BTreeMap<String, usize>]) -> Result<(), IrError> {
+    let known: std::collections::BTreeSet<&String> = index_sizes.iter().flat_map(|m| m.keys()).collect();
+    for (k, par) in pars.iter().enumerate() {
+        if !known.contains(&par.index) {
+            let list: Vec<&str> = known.iter().map(|s| s.as_str()).collect();
+            return Err(IrError::at(
+                file,
+                par.span,
+                format!("par: index {} is not an index of any statement (indices: {})", par.index, list.join(", ")),
+            ));
+        }
+        if pars[..k].iter().any(|q| q.index == par.index && q.group == par.group) {
+            return Err(IrError::at(file, par.span, format!("par: index {} is given twice", par.index)));
+        }
+    }
+    Ok(())
 }
 
 fn check_decl(file: &str, d: &TensorDecl) -> Result<(), IrError> {

@@ -107,7 +107,7 @@ pub(crate) fn lex_line(file: &str, line_no: u32, text: &str) -> Result<(Vec<Toke
                 }
             }
             toks.push(Token { tok: Tok::Str(s), col: col(start) });
-        } else if "[](),=+-*/".contains(c) {
+        } else if "[](),=+-*/:".contains(c) {
             i += 1;
             toks.push(Token { tok: Tok::Sym(c), col: col(start) });
         } else {

@@ -33,7 +33,7 @@ pub use builtin::{BUILTINS, LAYERNORM_EPS};
 pub use check::check;
 pub use data::{load_inputs, load_inputs_with, stored_bytes, DataError, LoadOptions, Loaded};
 pub use error::{IrError, IrResult};
-pub use parser::{parse, parse_with, Overrides, MAX_EXPR_DEPTH, RESERVED};
+pub use parser::{parse, parse_with, Overrides, MAX_EXPR_DEPTH, MAX_LANES, RESERVED};
 pub use pretty::{binary_name, format_name, pretty, pretty_decl, pretty_expr, pretty_stmt, reduce_name, unary_name};
 
 /// Reads, parses and checks a program file. An unreadable file is an error naming the path.

@@ -3,7 +3,7 @@
 //! Grammar (one item per line, `#` comments, blank lines ignored):
 //!
 //! ```text
-//! line    := param | preset | decl | fuse | stmt
+//! line    := param | preset | decl | fuse | par | stmt
 //! param   := "param" NAME "=" ["-"] INT
 //! preset  := "preset" NAME (PARAM_NAME "=" ["-"] INT)+
 //! decl    := ("input" | "output" | "temp") NAME "[" [dim ("," dim)*] "]" format
@@ -15,6 +15,7 @@
 //!          | "bigbird" "(" [("block"|"global"|"window"|"random"|"seed") "=" (INT | PARAM_NAME), ...] ")"
 //!          | "file" "(" STRING ")"
 //! fuse    := "fuse" group ("," group)*           group := INT | INT "-" INT
+//! par     := "par" [INT ":"] INDEX "=" INT ("," INDEX "=" INT)*   (lanes ≥ 1; INT: = a group)
 //! stmt    := access "=" (expr | BUILTIN "(" INDEX "," expr ")")
 //! expr    := term (("+" | "-") term)*
 //! term    := unary (("*" | "/") unary)*
@@ -62,7 +63,7 @@ use std::path::PathBuf;
 use fuseflow_tensor::{Format, LevelFormat};
 
 use crate::ast::{
-    Access, BinOp, Expr, FuseGroup, Program, ReduceOp, Role, Source, Span, Stmt, TensorDecl, UnaryOp, UserStmt,
+    Access, BinOp, Expr, FuseGroup, ParSpec, Program, ReduceOp, Role, Source, Span, Stmt, TensorDecl, UnaryOp, UserStmt,
 };
 use crate::builtin::{expand, Builtin, BuiltinStmt, SourceStmt, BUILTINS};
 use crate::error::IrError;
@@ -90,6 +91,9 @@ pub const RESERVED: [&str; 15] = [
 
 /// Deepest expression tree accepted (keeps every recursive pass far from stack exhaustion).
 pub const MAX_EXPR_DEPTH: usize = 200;
+
+/// Most lanes one `par` item may ask for (beyond it the graph grows past any useful machine).
+pub const MAX_LANES: u32 = 1024;
 
 /// Largest dimension size (coordinates are 32-bit).
 const MAX_DIM: u64 = 1 << 32;
@@ -208,8 +212,14 @@ pub fn parse_with(src: &str, file: &str, overrides: &Overrides) -> Result<Progra
     }
     values.extend(overrides.params.iter().map(|(k, v)| (k.clone(), *v)));
     let params = &overrides.params;
-    let mut st =
-        State { overrides: &values, params: BTreeMap::new(), decls: Vec::new(), stmts: Vec::new(), groups: Vec::new() };
+    let mut st = State {
+        overrides: &values,
+        params: BTreeMap::new(),
+        decls: Vec::new(),
+        stmts: Vec::new(),
+        groups: Vec::new(),
+        pars: Vec::new(),
+    };
     for mut p in lines {
         st.line(&mut p)?;
     }
@@ -272,6 +282,7 @@ pub fn parse_with(src: &str, file: &str, overrides: &Overrides) -> Result<Progra
         stmts: expanded.stmts,
         user_stmts,
         groups,
+        pars: st.pars,
         params: st.params,
     })
 }
@@ -306,6 +317,7 @@ struct State<'a> {
     decls: Vec<TensorDecl>,
     stmts: Vec<SourceStmt>,
     groups: Vec<(Vec<usize>, Span)>,
+    pars: Vec<ParSpec>,
 }
 
 impl State<'_> {
@@ -319,6 +331,12 @@ impl State<'_> {
         match first.as_str() {
             "param" if second_is_ident => self.param(p),
             "fuse" if matches!(second, Some(Tok::Num(_))) => self.fuse(p),
+            "par"
+                if matches!(second, Some(Tok::Num(_)))
+                    || (second_is_ident && matches!(p.toks.get(2).map(|t| &t.tok), Some(Tok::Sym('=')))) =>
+            {
+                self.par(p)
+            }
             "input" | "output" | "temp" if second_is_ident => self.decl(p),
             _ => {
                 p.tensors = self.decls.iter().map(|d| d.name.clone()).collect();
@@ -362,6 +380,35 @@ impl State<'_> {
             }
             let group = (a..=b).map(|s| usize::try_from(s).unwrap_or(usize::MAX)).collect();
             self.groups.push((group, span));
+            if !p.eat_sym(',') {
+                break;
+            }
+        }
+        p.end()
+    }
+
+    /// `par [GROUP:] INDEX=LANES, ...`.
+    fn par(&mut self, p: &mut LineParser) -> Result<(), IrError> {
+        p.pos = 1;
+        let group = if matches!(p.peek(), Some(Tok::Num(_))) {
+            let (g, _) = p.uint("a group index")?;
+            p.sym(':', "`:` after the group index")?;
+            Some(usize::try_from(g).unwrap_or(usize::MAX))
+        } else {
+            None
+        };
+        loop {
+            let (index, span) = p.ident("an index variable")?;
+            p.sym('=', "`=`")?;
+            let (lanes, lspan) = p.uint(&format!("a lane count for {index}"))?;
+            if lanes == 0 {
+                return Err(p.err_at(lspan, format!("par: {index}=0: the lane count must be at least 1")));
+            }
+            let lanes = u32::try_from(lanes)
+                .ok()
+                .filter(|&l| l <= MAX_LANES)
+                .ok_or_else(|| p.err_at(lspan, format!("par: {index}={lanes}: at most {MAX_LANES} lanes")))?;
+            self.pars.push(ParSpec { group, index, lanes, span });
             if !p.eat_sym(',') {
                 break;
             }

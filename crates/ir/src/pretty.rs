@@ -30,6 +30,10 @@ pub fn pretty(p: &CheckedProgram) -> String {
         let groups: Vec<String> = p.groups.iter().map(|g| pretty_group(&p.expand_user_stmts(&g.stmts))).collect();
         out.push_str(&format!("fuse {}\n", groups.join(", ")));
     }
+    for par in &p.pars {
+        let group = par.group.map(|g| format!("{g}: ")).unwrap_or_default();
+        out.push_str(&format!("par {group}{}={}\n", par.index, par.lanes));
+    }
     out
 }
 

@@ -1308,3 +1308,37 @@ fn load_with_applies_a_preset() {
     assert_eq!(load_with(&path, &o).unwrap().decl("y").unwrap().shape, vec![2]);
     assert_eq!(load(&path, &no_params()).unwrap().decl("y").unwrap().shape, vec![10]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// `par` lines (parallel lanes)
+
+const PAR_BASE: &str = "input A[4, 4] dense\ninput B[4, 4] dense\noutput X[4, 4] dense\nX(i,j) = A(i,k) * B(k,j)\n";
+
+#[test]
+fn par_lines_parse_print_and_reparse() {
+    let p = ok(&format!("{PAR_BASE}par i=4, j=2\npar 0: k=3\n"));
+    let got: Vec<(Option<usize>, &str, u32)> = p.pars.iter().map(|q| (q.group, q.index.as_str(), q.lanes)).collect();
+    assert_eq!(got, vec![(None, "i", 4), (None, "j", 2), (Some(0), "k", 3)]);
+    assert_eq!((p.pars[2].span.line, p.pars[2].span.col), (6, 8));
+    let text = pretty(&p);
+    assert!(text.contains("par i=4\npar j=2\npar 0: k=3\n"), "{text}");
+    let again = ok(&text);
+    let lanes = |p: &CheckedProgram| p.pars.iter().map(|q| (q.group, q.index.clone(), q.lanes)).collect::<Vec<_>>();
+    assert_eq!(lanes(&again), lanes(&p));
+}
+
+/// `par` stays usable as a tensor name: only `par NAME =` and `par INT:` start a `par` line.
+#[test]
+fn par_as_a_tensor_name() {
+    let p = ok("input A[3] dense\noutput par[3] dense\npar(i) = A(i)\n");
+    assert!(p.pars.is_empty());
+}
+
+#[test]
+fn par_errors() {
+    assert_err(&format!("{PAR_BASE}par i=0\n"), 5, 7, &["par: i=0", "at least 1"]);
+    assert_err(&format!("{PAR_BASE}par q=2\n"), 5, 5, &["par: index q is not an index of any statement", "i, j, k"]);
+    assert_err(&format!("{PAR_BASE}par i=2, i=3\n"), 5, 10, &["index i is given twice"]);
+    assert_err(&format!("{PAR_BASE}par i=5000\n"), 5, 7, &["at most 1024 lanes"]);
+    assert_err(&format!("{PAR_BASE}par 1 i=2\n"), 5, 7, &["`:`"]);
+}

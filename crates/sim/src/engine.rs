@@ -861,6 +861,8 @@ fn build(
                 })
             }
             Op::CrdDrop => Box::new(prims::CrdDrop::default().with_free_inner(config.timing.quirks.crddrop_free_inner)),
+            Op::Fork { lanes, .. } => Box::new(prims::Fork::new(*lanes)),
+            Op::Gather { lanes, depth, .. } => Box::new(prims::Gather::new(*lanes, *depth)),
             Op::LevelWrite { .. } => Box::new(match (port(), port()) {
                 (Some(seg), Some(crd)) => prims::LevelWrite::default().with_memory(seg, crd),
                 _ => prims::LevelWrite::default(),

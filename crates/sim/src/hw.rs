@@ -37,7 +37,7 @@ use crate::memory::{MemoryConfig, Sharing};
 use crate::{Quirks, SimConfig, Timing, DEFAULT_CLOCK_MHZ};
 
 /// Primitive kinds (the values of `Op::kind_name`), the keys of per-kind settings.
-pub const KINDS: [&str; 16] = [
+pub const KINDS: [&str; 18] = [
     "root",
     "scan_compressed",
     "scan_dense",
@@ -54,6 +54,8 @@ pub const KINDS: [&str; 16] = [
     "crddrop",
     "level_write",
     "val_write",
+    "fork",
+    "gather",
 ];
 
 /// Names accepted by [`HwConfig::preset`].

@@ -1,5 +1,6 @@
 //! The SAM primitives, one state machine each.
 
+mod fork;
 mod join;
 pub mod scan;
 mod spacc;
@@ -7,6 +8,7 @@ mod stream;
 mod values;
 mod write;
 
+pub use fork::{Fork, Gather};
 pub use join::Join;
 pub use scan::{Root, Scan};
 pub use spacc::{Spacc1, Spacc2};
