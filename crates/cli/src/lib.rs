@@ -56,6 +56,12 @@ pub struct RunConfig {
     pub mem_limit: Option<u64>,
     /// Most products one step of the reference evaluator may compute (`None` = no limit).
     pub max_work: Option<u64>,
+    /// Sparsity blocking of the whole run (`--block B`): every group with a sparse operand runs
+    /// with `B × B` tiles (see [`fuseflow_compiler::block`]); the others run scalar.
+    pub block: Option<usize>,
+    /// Sparsity blocking per group index (`--block G:B`), taking precedence over `block`; such
+    /// a group must have a sparse operand.
+    pub group_blocks: BTreeMap<usize, usize>,
 }
 
 impl Default for RunConfig {
@@ -75,6 +81,8 @@ impl Default for RunConfig {
             trace_limit: None,
             mem_limit: None,
             max_work: None,
+            block: None,
+            group_blocks: BTreeMap::new(),
         }
     }
 }
@@ -167,6 +175,8 @@ pub struct GroupReport {
     pub outputs: Vec<String>,
     /// Dataflow order used for each output expression.
     pub orders: Vec<Vec<String>>,
+    /// Block size when the group ran blocked (tile-valued), else `None`.
+    pub block: Option<usize>,
     /// Simulated cycles.
     pub cycles: u64,
     /// Tokens moved over channels.
@@ -299,9 +309,63 @@ fn first_non_finite(name: &str, c: &fuseflow_tensor::Coo) -> Option<String> {
 /// simulates. `order` applies if it names exactly the statement's indices.
 pub fn compile_statement(p: &CheckedProgram, stmt: usize, cfg: &RunConfig) -> Result<Kernel, DriverError> {
     let order = cfg.group_orders.get(&stmt).or(cfg.order.as_ref());
-    let k = lower_group(p, &[stmt], order.map(|o| o.as_slice()), &cfg.lower)?;
+    let k = lower_configured(p, &[stmt], stmt, order.map(|o| o.as_slice()), cfg)?;
     let order = k.orders.into_iter().next().unwrap_or_default();
     Ok(Kernel { stmt, order, graph: k.graph })
+}
+
+/// Lowers group `gi` (statements `group`), blocked when `--block` asks for it
+/// ([`RunConfig::block`], [`RunConfig::group_blocks`]).
+fn lower_configured(
+    p: &CheckedProgram,
+    group: &[usize],
+    gi: usize,
+    order: Option<&[String]>,
+    cfg: &RunConfig,
+) -> Result<GroupKernel, DriverError> {
+    let (block, origin, required) = match (cfg.group_blocks.get(&gi), cfg.block) {
+        (Some(&b), _) => (b, format!("--block {gi}:{b}"), true),
+        (None, Some(b)) => (b, format!("--block {b}"), false),
+        (None, None) => return Ok(lower_group(p, group, order, &cfg.lower)?),
+    };
+    let seeds = fuseflow_compiler::block::sparse_operands(p, group);
+    if seeds.is_empty() {
+        if required {
+            return Err(DriverError::Compile(fuseflow_compiler::CompileError::Block {
+                file: p.file.clone(),
+                line: p.stmts[group[0]].span.line,
+                col: p.stmts[group[0]].span.col,
+                message: format!(
+                    "{origin}: group {gi} (statements {}) has no sparse operand to block",
+                    p.group_label(group)
+                ),
+            }));
+        }
+        return Ok(lower_group(p, group, order, &cfg.lower)?);
+    }
+    let b = fuseflow_compiler::block_group(p, group, block, &seeds, &origin)?;
+    Ok(fuseflow_compiler::lower_blocked_group(p, group, &b, order, &cfg.lower)?)
+}
+
+/// Simulates a compiled group: scalar, or blocked ([`GroupKernel::block`]) with its inputs
+/// converted to tiles and its outputs expanded back, so both compare with the reference alike.
+pub fn simulate_kernel(
+    kernel: &GroupKernel,
+    tensors: &BTreeMap<String, Tensor>,
+    cfg: &SimConfig,
+    control: &fuseflow_sim::SimControl,
+) -> Result<fuseflow_sim::SimReport, fuseflow_sim::SimError> {
+    let Some(b) = &kernel.block else { return simulate_with(&kernel.graph, tensors, cfg, control) };
+    let mut blocked = BTreeMap::new();
+    for input in &kernel.graph.inputs {
+        let bad = |message: String| fuseflow_sim::SimError::Tensor { tensor: input.tensor.clone(), message };
+        let t = tensors.get(&input.tensor).ok_or_else(|| bad("no data supplied".into()))?;
+        let dims = b.dims.get(&input.tensor).cloned().unwrap_or_else(|| vec![false; t.rank()]);
+        let bt = fuseflow_tensor::Blocked::from_tensor(t, b.block, &dims).map_err(|e| bad(e.to_string()))?;
+        blocked.insert(input.tensor.clone(), bt);
+    }
+    let spec = fuseflow_sim::tile::TileSpec::from_graph(&kernel.graph, b.block, &b.dims);
+    fuseflow_sim::simulate_blocked(&kernel.graph, &blocked, &spec, cfg, control)
 }
 
 /// Compiles every group of the configured fusion granularity.
@@ -311,10 +375,16 @@ pub fn compile_statement(p: &CheckedProgram, stmt: usize, cfg: &RunConfig) -> Re
 /// ([`fuseflow_sim::SimConfig::fifo_sizing`]), so it is on whatever the channels.
 pub fn compile_groups(p: &CheckedProgram, cfg: &RunConfig) -> Result<Vec<GroupKernel>, DriverError> {
     let groups = plan(p, &cfg.fusion)?;
+    if let Some((&g, &b)) = cfg.group_blocks.iter().find(|(&g, _)| g >= groups.len()) {
+        return Err(DriverError::Order {
+            file: p.file.clone(),
+            message: format!("--block {g}:{b}: group {g} does not exist (the fusion has {} groups)", groups.len()),
+        });
+    }
     let mut out = Vec::new();
     for (i, g) in groups.iter().enumerate() {
         let order = cfg.group_orders.get(&i).or(cfg.order.as_ref());
-        out.push(lower_group(p, g, order.map(|o| o.as_slice()), &cfg.lower)?);
+        out.push(lower_configured(p, g, i, order.map(|o| o.as_slice()), cfg)?);
     }
     if let Some(order) = &cfg.order {
         if !out.iter().any(|k| k.orders.contains(order)) {
@@ -488,7 +558,7 @@ pub fn run_with(
             None => cfg.sim.clone(),
         };
         let sim_ctl = control.sim_control(phase, budget);
-        let mut sim = simulate_with(&kernel.graph, &tensors, &sim_cfg, &sim_ctl).map_err(|error| {
+        let mut sim = simulate_kernel(&kernel, &tensors, &sim_cfg, &sim_ctl).map_err(|error| {
             if let fuseflow_sim::SimError::Cancelled { cycle } = error {
                 let finished = format!("{}; group {gi} was at cycle {cycle}", finished_groups(gi, report.cycles));
                 control.cancelled_error(phase, finished)
@@ -502,6 +572,7 @@ pub fn run_with(
             label: stmts_label,
             outputs: kernel.outputs.clone(),
             orders: kernel.orders.clone(),
+            block: kernel.block.as_ref().map(|b| b.block),
             cycles: sim.cycles,
             tokens: sim.tokens,
             flops: sim.ops,

@@ -117,6 +117,11 @@ struct ProgramArgs {
     /// statement and cannot be split).
     #[arg(long, default_value = "unfused")]
     fusion: fuseflow_compiler::Fusion,
+    /// Sparsity blocking: `--block 16` runs every group that has a sparse operand with 16×16
+    /// tiles (the sparse operand, the dimensions it touches, and the dense operands' matrix
+    /// dimensions: docs/blocking.md); `--block G:16` blocks group G only (repeatable).
+    #[arg(long = "block", value_parser = parse_block, value_name = "[G:]B")]
+    block: Vec<(Option<usize>, usize)>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -344,6 +349,21 @@ fn parse_index(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// One `--block` value: `B` (the whole run) or `G:B` (group G).
+fn parse_block(s: &str) -> Result<(Option<usize>, usize), String> {
+    let num = |x: &str, what: &str| {
+        x.trim().parse::<usize>().map_err(|_| format!("{what} `{}` is not a non-negative integer", x.trim()))
+    };
+    let (g, b) = match s.split_once(':') {
+        Some((g, b)) => (Some(num(g, "group")?), num(b, "block size")?),
+        None => (None, num(s, "block size")?),
+    };
+    if b < 2 {
+        return Err(format!("block size {b}: a block size must be at least 2"));
+    }
+    Ok((g, b))
+}
+
 fn parse_param(s: &str) -> Result<(String, i64), String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got {s}"))?;
     let v: i64 = v.trim().parse().map_err(|_| format!("parameter {k}: {v} is not an integer"))?;
@@ -406,6 +426,14 @@ fn config(args: &ProgramArgs) -> RunConfig {
     cfg.lower.crddrop = !args.no_crddrop;
     cfg.lower.row_sharing = !args.no_row_sharing;
     cfg.fusion = args.fusion.clone();
+    for &(g, b) in &args.block {
+        match g {
+            Some(g) => {
+                cfg.group_blocks.insert(g, b);
+            }
+            None => cfg.block = Some(b),
+        }
+    }
     cfg
 }
 
@@ -874,8 +902,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                             }
                             None => String::new(),
                         };
+                        let block = g.block.map(|b| format!("  block {b}x{b}")).unwrap_or_default();
                         outln!(
-                            "group [{}] -> {}  order {}  cycles {}  tokens {}  flops {}  bytes r/w {}/{}{mem}  {v}",
+                            "group [{}] -> {}  order {}{block}  cycles {}  tokens {}  flops {}  bytes r/w {}/{}{mem}  {v}",
                             g.label,
                             g.outputs.join(","),
                             orders.join(" | "),
@@ -1068,6 +1097,12 @@ fn comal_compile(prog: &ProgramArgs, stmt: &str, emit: &str, out: &Path, seed: u
     }
     let p = load(prog)?;
     let cfg = config(prog);
+    if cfg.block.is_some() || !cfg.group_blocks.is_empty() {
+        return Err(anyhow!(
+            "{}: --block: blocked graphs cannot be exported to Comal (Comal picks its block mode by entry point and ignores the graph's block shape; run them with `fuseflow run --block`)",
+            p.file
+        ));
+    }
     let mem_limit = prog.limits.mem_limit();
     fuseflow::check_compile_size(&p, &cfg.fusion, mem_limit)?;
     let budget = mem_limit.map_or(fuseflow_tensor::Budget::UNLIMITED, fuseflow_tensor::Budget::new);

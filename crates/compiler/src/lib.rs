@@ -7,12 +7,14 @@
 //! over its own index variables (factored iteration): a reduction's operand is recomputed for
 //! an outer variable only when that variable precedes the reduced one in the order.
 
+pub mod block;
 mod expr;
 pub mod fuse;
 pub mod lower;
 pub mod order;
 pub mod size;
 
+pub use block::{block_group, lower_blocked_group, GroupBlock};
 pub use fuse::{group_orders, group_outputs, lower_group, plan, Fusion, GroupKernel};
 pub use lower::{lower_statement, Kernel, LowerOptions};
 pub use order::legal_orders;
@@ -65,6 +67,18 @@ pub enum CompileError {
         /// Where the plan came from: `FILE:LINE:COL` of a `fuse` group, or `--fusion GROUPS`.
         origin: String,
         /// What is wrong, in user statement numbering.
+        message: String,
+    },
+    /// A blocking (`--block`, a `block(B)` format) that does not fit the group's tensors.
+    #[error("{file}:{line}:{col}: {message}")]
+    Block {
+        /// Program file.
+        file: String,
+        /// Line of the tensor's declaration.
+        line: u32,
+        /// Column of the tensor's declaration.
+        col: u32,
+        /// What does not fit.
         message: String,
     },
     /// The produced graph failed verification (a compiler bug).

@@ -306,6 +306,37 @@ pub struct TileSpec {
     pub vars: Vec<String>,
 }
 
+impl TileSpec {
+    /// The spec of a graph whose tensors are blocked along `dims` (per tensor, per logical
+    /// dimension): its blocked variables are those that scan or locate a blocked dimension.
+    pub fn from_graph(graph: &Graph, block: usize, dims: &BTreeMap<String, Vec<bool>>) -> TileSpec {
+        let blocked = |t: &str, d: usize| dims.get(t).and_then(|v| v.get(d)).copied().unwrap_or(false);
+        let mut vars: Vec<String> = Vec::new();
+        for node in &graph.nodes {
+            let (tensor, dim, index) = match &node.op {
+                Op::Scan { tensor, dim, index, .. } => (tensor, *dim as usize, index),
+                Op::Locate { tensor, level, index, .. } => {
+                    let dim = graph
+                        .inputs
+                        .iter()
+                        .find(|b| b.tensor == *tensor)
+                        .and_then(|b| b.mode_order.get(*level as usize));
+                    match dim {
+                        Some(&d) => (tensor, d, index),
+                        None => continue,
+                    }
+                }
+                _ => continue,
+            };
+            if blocked(tensor, dim) && !vars.contains(index) {
+                vars.push(index.clone());
+            }
+        }
+        vars.sort();
+        TileSpec { block, vars }
+    }
+}
+
 /// Initiation interval and latency of one class of tile unit, resolved for a block size.
 pub type UnitTiming = (u64, u64);
 

@@ -193,8 +193,9 @@ impl Tensor {
                 }
             }
             crate::LevelData::Compressed { seg, crd } => {
-                for p in seg[parent] as usize..seg[parent + 1] as usize {
-                    visit(crd[p], p, coords, out);
+                let start = seg[parent] as usize;
+                for (k, &c) in crd[start..seg[parent + 1] as usize].iter().enumerate() {
+                    visit(c, start + k, coords, out);
                 }
             }
         }
