@@ -323,12 +323,35 @@ fn lower_configured(
     order: Option<&[String]>,
     cfg: &RunConfig,
 ) -> Result<GroupKernel, DriverError> {
-    let (block, origin, required) = match (cfg.group_blocks.get(&gi), cfg.block) {
-        (Some(&b), _) => (b, format!("--block {gi}:{b}"), true),
-        (None, Some(b)) => (b, format!("--block {b}"), false),
-        (None, None) => return Ok(lower_group(p, group, order, &cfg.lower)?),
+    let block_err = |tensor: &str, message: String| {
+        let span = p.decl(tensor).map(|d| d.span).unwrap_or_default();
+        DriverError::Compile(fuseflow_compiler::CompileError::Block {
+            file: p.file.clone(),
+            line: span.line,
+            col: span.col,
+            message,
+        })
     };
-    let seeds = fuseflow_compiler::block::sparse_operands(p, group);
+    // Operands declared with a block size (`bcsr(16)`, `block(16)`) block their groups.
+    let declared: Vec<(String, usize)> = fuseflow_compiler::block::group_operands(p, group)
+        .into_iter()
+        .filter_map(|t| p.decl(&t).and_then(|d| d.block).map(|b| (t, b)))
+        .collect();
+    let (block, origin, required) = match (cfg.group_blocks.get(&gi), cfg.block, declared.first()) {
+        (Some(&b), _, _) => (b, format!("--block {gi}:{b}"), true),
+        (None, Some(b), _) => (b, format!("--block {b}"), false),
+        (None, None, Some((t, b))) => (*b, format!("block({b}) of {t}"), true),
+        (None, None, None) => return Ok(lower_group(p, group, order, &cfg.lower)?),
+    };
+    if let Some((t, b)) = declared.iter().find(|(_, b)| *b != block) {
+        return Err(block_err(t, format!("{origin}: {t} is declared with block({b}) and cannot be blocked by {block}")));
+    }
+    let mut seeds = fuseflow_compiler::block::sparse_operands(p, group);
+    for (t, _) in &declared {
+        if !seeds.contains(t) {
+            seeds.push(t.clone());
+        }
+    }
     if seeds.is_empty() {
         if required {
             return Err(DriverError::Compile(fuseflow_compiler::CompileError::Block {
