@@ -344,7 +344,10 @@ fn lower_configured(
         (None, None, None) => return Ok(lower_group(p, group, order, &cfg.lower)?),
     };
     if let Some((t, b)) = declared.iter().find(|(_, b)| *b != block) {
-        return Err(block_err(t, format!("{origin}: {t} is declared with block({b}) and cannot be blocked by {block}")));
+        return Err(block_err(
+            t,
+            format!("{origin}: {t} is declared with block({b}) and cannot be blocked by {block}"),
+        ));
     }
     let mut seeds = fuseflow_compiler::block::sparse_operands(p, group);
     for (t, _) in &declared {

@@ -954,20 +954,34 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let p = load(&prog)?;
             let cfg = config(&prog);
             fuseflow::check_compile_size(&p, &cfg.fusion, prog.limits.mem_limit())?;
-            let graph = if cfg.fusion == fuseflow_compiler::Fusion::Unfused {
-                compile_statement(&p, resolve_stmt(&p, &stmt)?, &cfg)?.graph
+            let blocking =
+                cfg.block.is_some() || !cfg.group_blocks.is_empty() || p.decls.iter().any(|d| d.block.is_some());
+            let (graph, block) = if cfg.fusion == fuseflow_compiler::Fusion::Unfused && !blocking {
+                (compile_statement(&p, resolve_stmt(&p, &stmt)?, &cfg)?.graph, None)
             } else {
-                let gi = group_index(&stmt)?;
+                // Unfused, the groups are the expanded statements.
+                let gi = if cfg.fusion == fuseflow_compiler::Fusion::Unfused {
+                    resolve_stmt(&p, &stmt)?
+                } else {
+                    group_index(&stmt)?
+                };
                 let mut groups = fuseflow::compile_groups(&p, &cfg)?;
                 if gi >= groups.len() {
                     return Err(anyhow!("{}: group {gi} does not exist (the fusion has {})", p.file, groups.len()));
                 }
-                groups.swap_remove(gi).graph
+                let k = groups.swap_remove(gi);
+                (k.graph, k.block)
             };
             if dot {
                 out!("{}", graph.to_dot(|_| None));
             } else {
                 out!("{}", graph.to_text());
+                // A blocked graph is the block structure's; say what its values are.
+                if let Some(b) = block {
+                    let spec = fuseflow_sim::tile::TileSpec::from_graph(&graph, b.block, &b.dims);
+                    let plan = fuseflow_sim::tile::TilePlan::new(&graph, &spec)?;
+                    out!("{}", plan.describe(&graph));
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -698,6 +698,9 @@ impl TilePlan {
         let mut nodes = vec![NodeTile::Other; graph.nodes.len()];
         let mut contracted = vec![false; graph.nodes.len()];
         for (i, node) in graph.nodes.iter().enumerate() {
+            if let Op::Alu { .. } = node.op {
+                nodes[i] = NodeTile::Alu { contract: None };
+            }
             if let Op::Alu { op: AluOp::Mul } = node.op {
                 let out = node.outs[0].map(|s| graph.stream(s));
                 let mut contract = None;
@@ -733,6 +736,43 @@ impl TilePlan {
             };
         }
         Ok(TilePlan { spec: spec.clone(), nodes, dims, axes })
+    }
+}
+
+impl TilePlan {
+    /// What blocking does to each value primitive, one line each (for `fuseflow graph`):
+    /// which axes a tile array loads, which ALUs are tile matmuls, what each reducer removes.
+    pub fn describe(&self, graph: &Graph) -> String {
+        let names = |axes: &[u8]| -> String {
+            let v: Vec<&str> = axes.iter().map(|&b| self.spec.vars[b as usize].as_str()).collect();
+            if v.is_empty() {
+                "scalars".into()
+            } else {
+                format!("tiles over ({})", v.join(", "))
+            }
+        };
+        let b = self.spec.block;
+        let mut out = format!("tiles {b}x{b}: blocked indices {}\n", self.spec.vars.join(", "));
+        for (i, (node, role)) in graph.nodes.iter().zip(&self.nodes).enumerate() {
+            let what = match (role, &node.op) {
+                (NodeTile::Array { axes }, _) => format!("loads {}", names(axes)),
+                (NodeTile::Alu { contract: Some(bit) }, _) => {
+                    format!("tile matmul contracting {}", self.spec.vars[*bit as usize])
+                }
+                (NodeTile::Alu { contract: None }, Op::Alu { op }) if op.arity() == 2 => {
+                    "element-wise, broadcasting".into()
+                }
+                (NodeTile::Alu { contract: None }, _) => "element-wise".into(),
+                (NodeTile::Reduce { axis: Some(bit) }, _) => {
+                    format!("combines tiles, then reduces in-tile {}", self.spec.vars[*bit as usize])
+                }
+                (NodeTile::Reduce { axis: None }, _) => "combines tiles".into(),
+                (NodeTile::Write { axes }, _) => format!("writes {}", names(axes)),
+                (NodeTile::Other, _) => continue,
+            };
+            out.push_str(&format!("  n{i} {}: {what}\n", node.op.describe()));
+        }
+        out
     }
 }
 

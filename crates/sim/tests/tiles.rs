@@ -126,9 +126,8 @@ fn accumulators_add_tiles_per_coordinate() {
     let make = |a| -> Box<dyn Primitive> {
         Box::new(Spacc1::new(ReduceKind::Sum).with_tiles(TileAcc { arena: a, axis: None }))
     };
-    let out =
-        run(&arena(), make, &[toks("0, 1, S0, D"), toks("0, 1, S0, 1, S1, D"), tiles("1, 2, S0, 2, S1, D")], 2)
-            .unwrap();
+    let out = run(&arena(), make, &[toks("0, 1, S0, D"), toks("0, 1, S0, 1, S1, D"), tiles("1, 2, S0, 2, S1, D")], 2)
+        .unwrap();
     assert_eq!(out, ["0, 1, S0, D", "[1 2 3 4], [20 40 60 80], S0, D"]);
     // Reducing a blocked variable sums its in-tile axis of each result; an empty reduced fiber
     // gives an empty inner fiber.
