@@ -211,11 +211,13 @@ impl TileArena {
 
     /// Product summed over the axis `bit` (a tile matmul when both operands carry it); the
     /// result has the union of the axes without `bit`. Products use the zero-absorbing
-    /// multiplication of the scalar ALU.
+    /// multiplication of the scalar ALU. A product constant along `bit` (neither operand has
+    /// it) sums to `B` times itself.
     pub fn contract(&mut self, a: u32, b: u32, bit: u8) -> Result<u32, String> {
         let full = self.mask(a) | self.mask(b);
         if full & (1 << bit) == 0 {
-            return self.binary(a, b, mul);
+            let k = self.block as f64;
+            return self.binary(a, b, |x, y| mul(x, y) * k);
         }
         self.build(a, b, full, full & !(1 << bit), 0.0, |acc, x, y| acc + mul(x, y))
     }
@@ -1205,6 +1207,10 @@ mod tests {
         let y = a.push(0b110, &[5.0, 7.0, 6.0, 8.0]).unwrap(); // (j,k): B(k=0,j=0)=5, B(1,0)=7, ...
         let z = a.contract(x, y, 2).unwrap();
         assert_eq!(a.mask(z), 0b011);
+        // Summing over an axis neither operand has counts each product B times.
+        let row = a.push(0b001, &[1.0, 2.0]).unwrap();
+        let w = a.contract(row, row, 2).unwrap();
+        assert_eq!((a.mask(w), a.values(w)), (0b001, &[2.0, 8.0][..]));
         // C = A·B with B = [[5,6],[7,8]]: [[19,22],[43,50]].
         assert_eq!(a.values(z), &[19.0, 22.0, 43.0, 50.0]);
     }
