@@ -23,8 +23,12 @@ pub struct Bench {
     pub name: &'static str,
     /// Program text.
     pub program: &'static str,
-    /// Dataflow order.
+    /// Dataflow order (empty: the compiler's choice).
     pub order: &'static [&'static str],
+    /// Fuse every statement into one graph (else one graph per statement).
+    pub fused: bool,
+    /// Sparsity blocking (`--block B`), for a blocked benchmark.
+    pub block: Option<usize>,
 }
 
 /// The benchmark suite.
@@ -36,6 +40,8 @@ pub const SUITE: &[Bench] = &[
                   output X[2000, 2000] dcsr\n\
                   X(i,j) = A(i,k) * B(k,j)\n",
         order: &["i", "k", "j"],
+        fused: false,
+        block: None,
     },
     // The first benchmark in 4 parallel lanes over rows (a `par` line): the same tokens plus
     // the forks' and gathers', in about a quarter of the cycles.
@@ -47,6 +53,8 @@ pub const SUITE: &[Bench] = &[
                   X(i,j) = A(i,k) * B(k,j)\n\
                   par i=4\n",
         order: &["i", "k", "j"],
+        fused: false,
+        block: None,
     },
     Bench {
         name: "spmm_inner_200_10pct",
@@ -55,8 +63,28 @@ pub const SUITE: &[Bench] = &[
                   output X[200, 200] dcsr\n\
                   X(i,j) = A(i,k) * B(k,j)\n",
         order: &["i", "j", "k"],
+        fused: false,
+        block: None,
     },
+    Bench { name: "bigbird_attention_256_block16", program: BIGBIRD_256, order: &[], fused: true, block: Some(16) },
 ];
+
+/// The fused BigBird attention kernel (examples/bigbird_attention.ff) at S = 256, 2 heads × 32,
+/// mask block 16: the blocked benchmark.
+const BIGBIRD_256: &str = "input  Q[2, 256, 32] dense = random(density=1, seed=1)\n\
+                           input  K[2, 256, 32] dense = random(density=1, seed=2)\n\
+                           input  V[2, 256, 32] dense = random(density=1, seed=3)\n\
+                           input  M[256, 256] dcsr = bigbird(block=16, global=2, window=1, random=2, seed=4)\n\
+                           temp   Sc[2, 256, 256] dense\n\
+                           temp   Sm[2, 256, 256] (dense, compressed, compressed)\n\
+                           temp   Ss[2, 256, 256] (dense, compressed, compressed)\n\
+                           temp   P[2, 256, 256] (dense, compressed, compressed)\n\
+                           output O[2, 256, 32] dense\n\
+                           Sc(h,i,j) = Q(h,i,e) * K(h,j,e)\n\
+                           Sm(h,i,j) = Sc(h,i,j) * M(i,j)\n\
+                           Ss(h,i,j) = Sm(h,i,j) / 8\n\
+                           P(h,i,j) = masked_softmax(j, Ss(h,i,j))\n\
+                           O(h,i,e) = P(h,i,j) * V(h,j,e)\n";
 
 /// One benchmark's measurement.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -89,8 +117,10 @@ pub fn run_suite_with(reps: usize, sim: &SimConfig) -> Result<Vec<BenchResult>, 
         let prog = fuseflow_ir::parse(b.program, b.name, &BTreeMap::new())?;
         let prog = fuseflow_ir::check(prog)?;
         let cfg = RunConfig {
-            order: Some(b.order.iter().map(|s| s.to_string()).collect()),
+            order: (!b.order.is_empty()).then(|| b.order.iter().map(|s| s.to_string()).collect()),
             sim: sim.clone(),
+            fusion: if b.fused { Fusion::Full } else { Fusion::Unfused },
+            block: b.block,
             ..RunConfig::default()
         };
         let mut best: Option<BenchResult> = None;

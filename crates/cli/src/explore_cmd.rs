@@ -162,6 +162,7 @@ fn runner(d: &DataArgs, cancel: std::sync::Arc<std::sync::atomic::AtomicBool>) -
         free_layout: false,
         fusion: fuseflow_compiler::Fusion::Unfused,
         par: Vec::new(),
+        block: Vec::new(),
         limits: d.limits.clone(),
     };
     let (p, binding) = match &d.dataset {

@@ -65,6 +65,12 @@ pub struct RunConfig {
     /// Parallel lanes (`--par`), applied after the program's `par` lines (a later request for
     /// the same index and group wins).
     pub par: Vec<ParRequest>,
+    /// Sparsity blocking of the whole run (`--block B`): every group with a sparse operand runs
+    /// with `B × B` tiles (see [`fuseflow_compiler::block`]); the others run scalar.
+    pub block: Option<usize>,
+    /// Sparsity blocking per group index (`--block G:B`), taking precedence over `block`; such
+    /// a group must have a sparse operand.
+    pub group_blocks: BTreeMap<usize, usize>,
 }
 
 /// `--order best`: which orders each group tries.
@@ -212,6 +218,8 @@ impl Default for RunConfig {
             jobs: 0,
             order_search: None,
             par: Vec::new(),
+            block: None,
+            group_blocks: BTreeMap::new(),
         }
     }
 }
@@ -317,6 +325,8 @@ pub struct GroupReport {
     pub outputs: Vec<String>,
     /// Dataflow order used for each output expression.
     pub orders: Vec<Vec<String>>,
+    /// Block size when the group ran blocked (tile-valued), else `None`.
+    pub block: Option<usize>,
     /// Simulated cycles.
     pub cycles: u64,
     /// Tokens moved over channels.
@@ -454,10 +464,90 @@ fn first_non_finite(name: &str, c: &fuseflow_tensor::Coo) -> Option<String> {
 /// simulates. `order` applies if it names exactly the statement's indices.
 pub fn compile_statement(p: &CheckedProgram, stmt: usize, cfg: &RunConfig) -> Result<Kernel, DriverError> {
     let order = cfg.group_orders.get(&stmt).or(cfg.order.as_ref());
-    let k = lower_group(p, &[stmt], order.map(|o| o.as_slice()), &cfg.lower)?;
+    let k = lower_configured(p, &[stmt], stmt, order.map(|o| o.as_slice()), cfg)?;
     let order = k.orders.into_iter().next().unwrap_or_default();
     let graph = apply_par(p, stmt, &[stmt], k.graph, &par_requests(p, cfg))?;
     Ok(Kernel { stmt, order, graph })
+}
+
+/// Lowers group `gi` (statements `group`), blocked when `--block` asks for it
+/// ([`RunConfig::block`], [`RunConfig::group_blocks`]).
+fn lower_configured(
+    p: &CheckedProgram,
+    group: &[usize],
+    gi: usize,
+    order: Option<&[String]>,
+    cfg: &RunConfig,
+) -> Result<GroupKernel, DriverError> {
+    let block_err = |tensor: &str, message: String| {
+        let span = p.decl(tensor).map(|d| d.span).unwrap_or_default();
+        DriverError::Compile(fuseflow_compiler::CompileError::Block {
+            file: p.file.clone(),
+            line: span.line,
+            col: span.col,
+            message,
+        })
+    };
+    // Operands declared with a block size (`bcsr(16)`, `block(16)`) block their groups.
+    let declared: Vec<(String, usize)> = fuseflow_compiler::block::group_operands(p, group)
+        .into_iter()
+        .filter_map(|t| p.decl(&t).and_then(|d| d.block).map(|b| (t, b)))
+        .collect();
+    let (block, origin, required) = match (cfg.group_blocks.get(&gi), cfg.block, declared.first()) {
+        (Some(&b), _, _) => (b, format!("--block {gi}:{b}"), true),
+        (None, Some(b), _) => (b, format!("--block {b}"), false),
+        (None, None, Some((t, b))) => (*b, format!("block({b}) of {t}"), true),
+        (None, None, None) => return Ok(lower_group(p, group, order, &cfg.lower)?),
+    };
+    if let Some((t, b)) = declared.iter().find(|(_, b)| *b != block) {
+        return Err(block_err(
+            t,
+            format!("{origin}: {t} is declared with block({b}) and cannot be blocked by {block}"),
+        ));
+    }
+    let mut seeds = fuseflow_compiler::block::sparse_operands(p, group);
+    for (t, _) in &declared {
+        if !seeds.contains(t) {
+            seeds.push(t.clone());
+        }
+    }
+    if seeds.is_empty() {
+        if required {
+            return Err(DriverError::Compile(fuseflow_compiler::CompileError::Block {
+                file: p.file.clone(),
+                line: p.stmts[group[0]].span.line,
+                col: p.stmts[group[0]].span.col,
+                message: format!(
+                    "{origin}: group {gi} (statements {}) has no sparse operand to block",
+                    p.group_label(group)
+                ),
+            }));
+        }
+        return Ok(lower_group(p, group, order, &cfg.lower)?);
+    }
+    let b = fuseflow_compiler::block_group(p, group, block, &seeds, &origin)?;
+    Ok(fuseflow_compiler::lower_blocked_group(p, group, &b, order, &cfg.lower)?)
+}
+
+/// Simulates a compiled group: scalar, or blocked ([`GroupKernel::block`]) with its inputs
+/// converted to tiles and its outputs expanded back, so both compare with the reference alike.
+pub fn simulate_kernel(
+    kernel: &GroupKernel,
+    tensors: &BTreeMap<String, Tensor>,
+    cfg: &SimConfig,
+    control: &fuseflow_sim::SimControl,
+) -> Result<fuseflow_sim::SimReport, fuseflow_sim::SimError> {
+    let Some(b) = &kernel.block else { return simulate_with(&kernel.graph, tensors, cfg, control) };
+    let mut blocked = BTreeMap::new();
+    for input in &kernel.graph.inputs {
+        let bad = |message: String| fuseflow_sim::SimError::Tensor { tensor: input.tensor.clone(), message };
+        let t = tensors.get(&input.tensor).ok_or_else(|| bad("no data supplied".into()))?;
+        let dims = b.dims.get(&input.tensor).cloned().unwrap_or_else(|| vec![false; t.rank()]);
+        let bt = fuseflow_tensor::Blocked::from_tensor(t, b.block, &dims).map_err(|e| bad(e.to_string()))?;
+        blocked.insert(input.tensor.clone(), bt);
+    }
+    let spec = fuseflow_sim::tile::TileSpec::from_graph(&kernel.graph, b.block, &b.dims);
+    fuseflow_sim::simulate_blocked(&kernel.graph, &blocked, &spec, cfg, control)
 }
 
 /// Compiles every group of the configured fusion granularity.
@@ -467,11 +557,17 @@ pub fn compile_statement(p: &CheckedProgram, stmt: usize, cfg: &RunConfig) -> Re
 /// ([`fuseflow_sim::SimConfig::fifo_sizing`]), so it is on whatever the channels.
 pub fn compile_groups(p: &CheckedProgram, cfg: &RunConfig) -> Result<Vec<GroupKernel>, DriverError> {
     let groups = plan(p, &cfg.fusion)?;
+    if let Some((&g, &b)) = cfg.group_blocks.iter().find(|(&g, _)| g >= groups.len()) {
+        return Err(DriverError::Order {
+            file: p.file.clone(),
+            message: format!("--block {g}:{b}: group {g} does not exist (the fusion has {} groups)", groups.len()),
+        });
+    }
     let mut out = Vec::new();
     let reqs = par_requests(p, cfg);
     for (i, g) in groups.iter().enumerate() {
         let order = cfg.group_orders.get(&i).or(cfg.order.as_ref());
-        let mut k = lower_group(p, g, order.map(|o| o.as_slice()), &cfg.lower)?;
+        let mut k = lower_configured(p, g, i, order.map(|o| o.as_slice()), cfg)?;
         k.graph = apply_par(p, i, g, k.graph, &reqs)?;
         out.push(k);
     }
@@ -811,12 +907,16 @@ fn group_jobs(p: &CheckedProgram, kernels: Vec<GroupKernel>, cfg: &RunConfig) ->
         return Ok(kernels.into_iter().map(|k| GroupJob { candidates: vec![(k, None)], skipped: 0 }).collect());
     };
     let mut jobs = Vec::with_capacity(kernels.len());
-    for kernel in kernels {
+    let reqs = par_requests(p, cfg);
+    for (gi, kernel) in kernels.into_iter().enumerate() {
         let ranked = fuseflow_compiler::ranked_group_orders(p, &kernel.stmts, ORDER_SEARCH_CAP, &cfg.lower)?;
         let keep = ranked.len().min(search.budget.max(1));
         let mut candidates = Vec::with_capacity(keep);
+        // Each candidate is compiled as `compile_groups` compiles the group: blocked and in
+        // lanes where the run asks for them.
         for r in &ranked[..keep] {
-            let k = lower_group(p, &kernel.stmts, Some(&r.order), &cfg.lower)?;
+            let mut k = lower_configured(p, &kernel.stmts, gi, Some(&r.order), cfg)?;
+            k.graph = apply_par(p, gi, &kernel.stmts, k.graph, &reqs)?;
             candidates.push((k, r.estimate));
         }
         jobs.push(GroupJob { candidates, skipped: ranked.len() - keep });
@@ -974,7 +1074,7 @@ fn simulate_group(
     } else {
         tensors
     };
-    let mut sim = simulate_with(&kernel.graph, tensors, sim_cfg, &sim_ctl).map_err(|error| {
+    let mut sim = simulate_kernel(&kernel, tensors, sim_cfg, &sim_ctl).map_err(|error| {
         if let fuseflow_sim::SimError::Cancelled { cycle } = error {
             control.cancelled_error(phase, format!("group {gi} of {groups} was at cycle {cycle}"))
         } else {
@@ -987,6 +1087,7 @@ fn simulate_group(
         label: stmts_label,
         outputs: kernel.outputs.clone(),
         orders: kernel.orders.clone(),
+        block: kernel.block.as_ref().map(|b| b.block),
         cycles: sim.cycles,
         tokens: sim.tokens,
         flops: sim.ops,

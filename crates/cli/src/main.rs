@@ -146,6 +146,11 @@ struct ProgramArgs {
     /// Repeatable: `--par h=4 --par i=4` gives 16 lanes. Wins over the program's `par` lines
     #[arg(long = "par", value_name = "[GROUP:]INDEX=LANES", value_parser = parse_par)]
     par: Vec<fuseflow::ParRequest>,
+    /// Sparsity blocking: `--block 16` runs every group that has a sparse operand with 16×16
+    /// tiles (the sparse operand, the dimensions it touches, and the dense operands' matrix
+    /// dimensions: docs/blocking.md); `--block G:16` blocks group G only (repeatable).
+    #[arg(long = "block", value_parser = parse_block, value_name = "[G:]B")]
+    block: Vec<(Option<usize>, usize)>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -432,6 +437,21 @@ fn parse_par(s: &str) -> Result<fuseflow::ParRequest, String> {
     Ok(fuseflow::ParRequest { group, index, lanes, origin: format!("--par {s}") })
 }
 
+/// One `--block` value: `B` (the whole run) or `G:B` (group G).
+fn parse_block(s: &str) -> Result<(Option<usize>, usize), String> {
+    let num = |x: &str, what: &str| {
+        x.trim().parse::<usize>().map_err(|_| format!("{what} `{}` is not a non-negative integer", x.trim()))
+    };
+    let (g, b) = match s.split_once(':') {
+        Some((g, b)) => (Some(num(g, "group")?), num(b, "block size")?),
+        None => (None, num(s, "block size")?),
+    };
+    if b < 2 {
+        return Err(format!("block size {b}: a block size must be at least 2"));
+    }
+    Ok((g, b))
+}
+
 fn parse_param(s: &str) -> Result<(String, i64), String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got {s}"))?;
     let v: i64 = v.trim().parse().map_err(|_| format!("parameter {k}: {v} is not an integer"))?;
@@ -498,6 +518,14 @@ fn config(args: &ProgramArgs) -> RunConfig {
     cfg.lower.free_layout = args.free_layout;
     cfg.fusion = args.fusion.clone();
     cfg.par = args.par.clone();
+    for &(g, b) in &args.block {
+        match g {
+            Some(g) => {
+                cfg.group_blocks.insert(g, b);
+            }
+            None => cfg.block = Some(b),
+        }
+    }
     cfg
 }
 
@@ -993,8 +1021,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                             }
                             None => String::new(),
                         };
+                        let block = g.block.map(|b| format!("  block {b}x{b}")).unwrap_or_default();
                         outln!(
-                            "group [{}] -> {}  order {}  cycles {}  tokens {}  flops {}  bytes r/w {}/{}{mem}  {v}",
+                            "group [{}] -> {}  order {}{block}  cycles {}  tokens {}  flops {}  bytes r/w {}/{}{mem}  {v}",
                             g.label,
                             g.outputs.join(","),
                             orders.join(" | "),
@@ -1049,20 +1078,34 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let cfg = config(&prog);
             simulated_only(&cfg, "graph")?;
             fuseflow::check_compile_size(&p, &cfg.fusion, prog.limits.mem_limit())?;
-            let graph = if cfg.fusion == fuseflow_compiler::Fusion::Unfused {
-                compile_statement(&p, resolve_stmt(&p, &stmt)?, &cfg)?.graph
+            let blocking =
+                cfg.block.is_some() || !cfg.group_blocks.is_empty() || p.decls.iter().any(|d| d.block.is_some());
+            let (graph, block) = if cfg.fusion == fuseflow_compiler::Fusion::Unfused && !blocking {
+                (compile_statement(&p, resolve_stmt(&p, &stmt)?, &cfg)?.graph, None)
             } else {
-                let gi = group_index(&stmt)?;
+                // Unfused, the groups are the expanded statements.
+                let gi = if cfg.fusion == fuseflow_compiler::Fusion::Unfused {
+                    resolve_stmt(&p, &stmt)?
+                } else {
+                    group_index(&stmt)?
+                };
                 let mut groups = fuseflow::compile_groups(&p, &cfg)?;
                 if gi >= groups.len() {
                     return Err(anyhow!("{}: group {gi} does not exist (the fusion has {})", p.file, groups.len()));
                 }
-                groups.swap_remove(gi).graph
+                let k = groups.swap_remove(gi);
+                (k.graph, k.block)
             };
             if dot {
                 out!("{}", graph.to_dot(|_| None));
             } else {
                 out!("{}", graph.to_text());
+                // A blocked graph is the block structure's; say what its values are.
+                if let Some(b) = block {
+                    let spec = fuseflow_sim::tile::TileSpec::from_graph(&graph, b.block, &b.dims);
+                    let plan = fuseflow_sim::tile::TilePlan::new(&graph, &spec)?;
+                    out!("{}", plan.describe(&graph));
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -1266,6 +1309,12 @@ fn comal_compile(prog: &ProgramArgs, stmt: &str, emit: &str, out: &Path, seed: u
     if cfg.lower.free_layout {
         return Err(anyhow!(
             "--free-layout: the Comal export writes inputs in their declared layouts; compile without it"
+        ));
+    }
+    if cfg.block.is_some() || !cfg.group_blocks.is_empty() {
+        return Err(anyhow!(
+            "{}: --block: blocked graphs cannot be exported to Comal (Comal picks its block mode by entry point and ignores the graph's block shape; run them with `fuseflow run --block`)",
+            p.file
         ));
     }
     let mem_limit = prog.limits.mem_limit();

@@ -121,6 +121,8 @@ pub struct GroupKernel {
     pub orders: Vec<Vec<String>>,
     /// The verified graph.
     pub graph: Graph,
+    /// The group's sparsity blocking, when its values are tiles (see [`crate::block`]).
+    pub block: Option<crate::GroupBlock>,
 }
 
 /// Resolves a fusion choice into validated groups of expanded statements (indices into
@@ -579,5 +581,5 @@ fn lower_group_with(
     }
     let graph = graph.share();
     graph.verify()?;
-    Ok(GroupKernel { stmts: group.to_vec(), outputs, orders, graph })
+    Ok(GroupKernel { stmts: group.to_vec(), outputs, orders, graph, block: None })
 }

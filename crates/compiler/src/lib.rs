@@ -7,6 +7,7 @@
 //! over its own index variables (factored iteration): a reduction's operand is recomputed for
 //! an outer variable only when that variable precedes the reduced one in the order.
 
+pub mod block;
 mod expr;
 pub mod fuse;
 pub mod lower;
@@ -14,6 +15,7 @@ pub mod order;
 pub mod par;
 pub mod size;
 
+pub use block::{block_group, lower_blocked_group, GroupBlock};
 pub use fuse::{group_orders, group_outputs, lower_group, plan, ranked_group_orders, Fusion, GroupKernel, RankedOrder};
 pub use lower::{lower_statement, Kernel, LowerOptions};
 pub use order::legal_orders;
@@ -77,6 +79,18 @@ pub enum CompileError {
         group: String,
         /// What is wrong.
         error: par::ParError,
+    },
+    /// A blocking (`--block`, a `block(B)` format) that does not fit the group's tensors.
+    #[error("{file}:{line}:{col}: {message}")]
+    Block {
+        /// Program file.
+        file: String,
+        /// Line of the tensor's declaration.
+        line: u32,
+        /// Column of the tensor's declaration.
+        col: u32,
+        /// What does not fit.
+        message: String,
     },
     /// The produced graph failed verification (a compiler bug).
     #[error("internal error: graph verification failed: {0}")]

@@ -74,6 +74,10 @@ pub struct TensorDecl {
     /// Storage format (level formats and mode order).
     #[serde(skip)]
     pub format: Format,
+    /// Sparsity blocking declared with the format (`bcsr(16)`, `block(16)`): the tensor's
+    /// matrix dimensions (its last two, or its only one) are stored as `B × B` tiles, and groups
+    /// that read it run blocked (see `fuseflow_compiler::block`). `None`: scalar.
+    pub block: Option<usize>,
     /// Input, output or temporary.
     pub role: Role,
     /// Data source (inputs only).

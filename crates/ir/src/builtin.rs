@@ -240,7 +240,15 @@ impl Cx<'_> {
             taken.insert(name.clone(), Taken::Temp(b.span.line));
             let (shape, format) =
                 if full { (decl.shape.clone(), decl.format.clone()) } else { (row_shape.clone(), row_format.clone()) };
-            new_decls.push(TensorDecl { name, shape, format, role: Role::Temp, source: None, span: b.span });
+            new_decls.push(TensorDecl {
+                name,
+                shape,
+                format,
+                block: None,
+                role: Role::Temp,
+                source: None,
+                span: b.span,
+            });
         }
 
         // Statements.

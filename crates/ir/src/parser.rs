@@ -7,9 +7,10 @@
 //! param   := "param" NAME "=" ["-"] INT
 //! preset  := "preset" NAME (PARAM_NAME "=" ["-"] INT)+
 //! decl    := ("input" | "output" | "temp") NAME "[" [dim ("," dim)*] "]" format
-//!            ["order" "(" INT ("," INT)* ")"] ["=" source]
+//!            ["order" "(" INT ("," INT)* ")"] ["block" "(" bdim ["," bdim] ")"] ["=" source]
 //! dim     := INT | PARAM_NAME
 //! format  := "dense" | "sparse" | "dcsr" | "csf" | "csr" | "csc" | "dcsc"
+//!          | ("bcsr" | "bdcsr") "(" bdim ")"       bdim := INT | PARAM_NAME (a block size ≥ 2)
 //!          | "(" level ("," level)* ")"          level := dense | compressed | d | c
 //! source  := "random" "(" [kwarg ("," kwarg)*] ")"   kwarg := "density" "=" NUM | "seed" "=" INT
 //!          | "bigbird" "(" [("block"|"global"|"window"|"random"|"seed") "=" (INT | PARAM_NAME), ...] ")"
@@ -443,7 +444,40 @@ impl State<'_> {
             }
         }
         let rank = shape.len();
+        // `bcsr(B)` / `bdcsr(B)`: CSR / DCSR with a `block(B)` clause.
+        let mut block = None;
+        if let Some(Tok::Ident(f)) = p.peek() {
+            let base = match f.to_ascii_lowercase().as_str() {
+                "bcsr" => Some("csr"),
+                "bdcsr" => Some("dcsr"),
+                _ => None,
+            };
+            if let Some(base) = base {
+                let at = p.pos;
+                p.pos += 1;
+                block = Some(self.block_size(p, &name)?);
+                // What remains is the base format and its optional clauses.
+                p.toks.drain(at + 1..p.pos);
+                p.toks[at].tok = Tok::Ident(base.into());
+                p.pos = at;
+            }
+        }
         let format = parse_format(p, &name, rank)?;
+        if matches!(p.peek(), Some(Tok::Ident(s)) if s == "block") {
+            if block.is_some() {
+                return Err(p.err_at(p.span(), format!("{name} has a block size already (bcsr(B) is csr block(B))")));
+            }
+            p.pos += 1;
+            block = Some(self.block_size(p, &name)?);
+        }
+        if let Some(b) = block {
+            let dims: Vec<bool> = (0..rank).map(|d| d + 2 >= rank).collect();
+            fuseflow_tensor::block::check_blockable(&shape, &format, b, &dims).map_err(|e| {
+                let why = e.to_string();
+                let why = why.strip_prefix("invalid argument: ").unwrap_or(&why).to_string();
+                p.err_at(name_span, format!("{name} cannot be blocked: {why}"))
+            })?;
+        }
         let source = if p.eat_sym('=') { Some(parse_source(p, &name, &self.params)?) } else { None };
         p.end()?;
         let source = match (role, source) {
@@ -463,8 +497,28 @@ impl State<'_> {
             }
             (_, None) => None,
         };
-        self.decls.push(TensorDecl { name, shape, format, role, source, span });
+        self.decls.push(TensorDecl { name, shape, format, block, role, source, span });
         Ok(())
+    }
+
+    /// `(B)` or `(B, B)` after `block`, `bcsr` or `bdcsr`: a square block size of at least 2,
+    /// an integer or a parameter.
+    fn block_size(&self, p: &mut LineParser, tensor: &str) -> Result<usize, IrError> {
+        p.sym('(', "`(` and the block size")?;
+        let span = p.span();
+        let b = self.dim(p, tensor)?;
+        if p.eat_sym(',') {
+            let span2 = p.span();
+            let b2 = self.dim(p, tensor)?;
+            if b2 != b {
+                return Err(p.err_at(span2, format!("block({b}, {b2}) of {tensor}: only square blocks are supported")));
+            }
+        }
+        p.sym(')', "`)`")?;
+        if b < 2 {
+            return Err(p.err_at(span, format!("block size of {tensor} must be at least 2, got {b}")));
+        }
+        Ok(b)
     }
 
     fn dim(&self, p: &mut LineParser, tensor: &str) -> Result<usize, IrError> {

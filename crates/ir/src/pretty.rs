@@ -54,6 +54,9 @@ pub fn pretty_decl(d: &TensorDecl) -> String {
     };
     let shape: Vec<String> = d.shape.iter().map(|n| n.to_string()).collect();
     let mut s = format!("{role} {}[{}] {}", d.name, shape.join(", "), format_name(&d.format));
+    if let Some(b) = d.block {
+        s.push_str(&format!(" block({b})"));
+    }
     match &d.source {
         Some(Source::Random { density, seed }) => {
             s.push_str(&format!(" = random(density={}", number(*density)));

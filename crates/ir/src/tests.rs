@@ -1342,3 +1342,43 @@ fn par_errors() {
     assert_err(&format!("{PAR_BASE}par i=5000\n"), 5, 7, &["at most 1024 lanes"]);
     assert_err(&format!("{PAR_BASE}par 1 i=2\n"), 5, 7, &["`:`"]);
 }
+
+#[test]
+fn block_formats_and_clauses() {
+    let p = ok("param B = 4\ninput M[8, 8] bdcsr(B) = random(density=0.5)\ninput A[8, 8] csr block(4, 4) = random(density=0.5)\n\
+                input D[2, 8, 8] dense order(0,1,2) block(2) = random(density=1)\noutput X[8, 8] dense\nX(i,j) = M(i,j) * A(i,j)\n");
+    let m = p.decl("M").unwrap();
+    assert_eq!((m.block, m.format.levels.clone()), (Some(4), vec![LevelFormat::Compressed; 2]));
+    let a = p.decl("A").unwrap();
+    assert_eq!((a.block, a.format.mode_order.clone()), (Some(4), vec![0, 1]));
+    assert_eq!(p.decl("D").unwrap().block, Some(2));
+    assert_eq!(p.decl("X").unwrap().block, None);
+    // Printed back as a clause, which parses to the same declaration.
+    let text = pretty(&p);
+    assert!(text.contains("input  M[8, 8] dcsr block(4)"), "{text}");
+    let again = ok(&text);
+    assert_eq!(
+        again.decls.iter().map(|d| d.block).collect::<Vec<_>>(),
+        p.decls.iter().map(|d| d.block).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn bad_block_declarations() {
+    assert_err(
+        "input M[8, 8] bcsr(3) = random(density=0.5)\n",
+        1,
+        7,
+        &["M cannot be blocked: block size 3 does not divide dimension 0 (size 8)"],
+    );
+    assert_err("input M[8, 8] bcsr(1) = random(density=0.5)\n", 1, 20, &["block size of M must be at least 2"]);
+    assert_err("input M[8, 8] csr block(2, 4) = random(density=0.5)\n", 1, 28, &["only square blocks"]);
+    assert_err("input M[8, 8] bcsr(2) block(2) = random(density=0.5)\n", 1, 23, &["has a block size already"]);
+    assert_err("input M[8, 8, 8] bcsr(2) = random(density=0.5)\n", 1, 18, &["needs rank 2"]);
+    assert_err(
+        "input M[2, 8, 8] (dense, dense, compressed) order(1,0,2) block(2) = random(density=0.5)\n",
+        1,
+        7,
+        &["M cannot be blocked", "innermost"],
+    );
+}

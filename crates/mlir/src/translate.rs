@@ -365,7 +365,7 @@ impl Tx<'_> {
         }
         let format = self.format_of(ty);
         self.orig_shapes.insert(name.to_string(), kept(ty).into_iter().map(|d| ty.shape[d]).collect());
-        self.decls.push(TensorDecl { name: name.to_string(), shape, format, role, source, span });
+        self.decls.push(TensorDecl { name: name.to_string(), shape, format, role, source, span, block: None });
         Ok(())
     }
 
@@ -1034,6 +1034,7 @@ impl Tx<'_> {
                 role: Role::Output,
                 source: None,
                 span: o.span,
+                block: None,
             });
             self.stmts.push(Stmt {
                 lhs: Access { tensor: name, indices: idx, span: o.span },

@@ -1,16 +1,22 @@
 //! The engine: a network of primitives joined by timed channels, and the graph front door.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use fuseflow_graph::fifo::{self, DepthNeed};
 use fuseflow_graph::{Graph, NodeId, Op};
-use fuseflow_tensor::{Format, LevelData, LevelFormat, Tensor};
+use fuseflow_tensor::{Blocked, Format, LevelData, LevelFormat, Tensor};
 
 use crate::control::{SimControl, SimProgress, PROGRESS_INTERVAL};
 use crate::io::{Io, Primitive};
 use crate::memory::{MemoryConfig, Sharing};
 use crate::prims::{self, scan::LevelSource};
+use crate::tile::{
+    load_tiles, NodeTile, SharedArena, TileAcc, TileAlu, TileArena, TileArray, TilePlan, TileReduce, TileSpec,
+    TileTiming, TileValWrite,
+};
 use crate::trace::{Trace, TraceLog, Traced};
 use crate::{Channel, SimError, Written};
 
@@ -103,6 +109,8 @@ pub struct SimConfig {
     /// Scheduling granularity: tokens an unbounded channel may hold before its producer
     /// yields to other nodes. Affects speed and memory only, never cycles or outputs.
     pub soft_cap: usize,
+    /// Timing of the tile units of blocked runs (`[tile]`, see [`crate::tile::TileCosts`]).
+    pub tile: crate::tile::TileCosts,
     /// Record activation spans (see [`crate::trace`]), at most this many; `None` = off.
     /// A traced run uses a soft cap of at most [`TRACE_SOFT_CAP`], so that activations, and
     /// with them spans, are short; cycles and outputs are the same.
@@ -120,6 +128,7 @@ impl Default for SimConfig {
             clock_mhz: DEFAULT_CLOCK_MHZ,
             max_cycles: DEFAULT_MAX_CYCLES,
             soft_cap: DEFAULT_SOFT_CAP,
+            tile: crate::tile::TileCosts::default(),
             trace: None,
         }
     }
@@ -667,19 +676,178 @@ pub fn simulate_with(
     if let Some(m) = config.memory.as_ref().filter(|m| m.sharing == Sharing::Demand) {
         let probe =
             SimConfig { memory: Some(MemoryConfig { sharing: Sharing::Private, ..m.clone() }), ..config.clone() };
-        let (mut net, _) = build(graph, &arrays, &probe, &Shares::Even, None)?;
+        let (mut net, _) = build(graph, &arrays, &probe, &Shares::Even, None, None)?;
         net.run_controlled(config.max_cycles, config.soft_cap, control)?;
         shares = Shares::Weighted(net.port_bytes());
     }
     let log = config.trace.map(|limit| TraceLog::new(Trace { limit, ..Trace::default() }.into()));
-    let (mut net, fifo) = build(graph, &arrays, config, &shares, log.as_ref())?;
+    let (mut net, fifo) = build(graph, &arrays, config, &shares, log.as_ref(), None)?;
     net.trace = log.clone();
     let cycles = net.run_controlled(config.max_cycles, config.soft_cap, control)?;
     net.trace = None;
-    let mut r = report(graph, config, net, cycles)?;
+    let mut r = report(graph, config, net, cycles, None)?;
     r.trace = log.map(|l| l.take());
     r.fifo = fifo;
     Ok(r)
+}
+
+/// [`simulate_with`] for a blocked run (see [`crate::tile`]): `graph` is the graph of the
+/// block structure, `tensors` its inputs as [`Blocked`] tensors whose blocked dimensions are
+/// those of the variables in `spec`, and value streams carry tiles. Outputs are expanded back
+/// to their logical shape (every element of every written tile, explicit zeros included), so
+/// they compare with the scalar program's results.
+pub fn simulate_blocked(
+    graph: &Graph,
+    tensors: &BTreeMap<String, Blocked>,
+    spec: &TileSpec,
+    config: &SimConfig,
+    control: &SimControl,
+) -> Result<SimReport, SimError> {
+    graph.verify()?;
+    let plan = TilePlan::new(graph, spec)?;
+    let mut structure = BTreeMap::new();
+    for b in &graph.inputs {
+        let t = tensors
+            .get(&b.tensor)
+            .ok_or_else(|| SimError::Tensor { tensor: b.tensor.clone(), message: "no data supplied".into() })?;
+        let want = plan.dims.get(&b.tensor).cloned().unwrap_or_default();
+        if t.block != spec.block || t.dims != want {
+            return Err(SimError::Tensor {
+                tensor: b.tensor.clone(),
+                message: format!(
+                    "blocked {}x along dimensions {:?}, the graph blocks {}x along {:?}",
+                    t.block, t.dims, spec.block, want
+                ),
+            });
+        }
+        structure.insert(b.tensor.clone(), t.blocks.clone());
+    }
+    let arrays = bind(graph, &structure)?;
+    let ctx = || TileCtx::new(graph, tensors, &plan, config);
+    let mut shares = Shares::Even;
+    if let Some(m) = config.memory.as_ref().filter(|m| m.sharing == Sharing::Demand) {
+        let probe =
+            SimConfig { memory: Some(MemoryConfig { sharing: Sharing::Private, ..m.clone() }), ..config.clone() };
+        let (mut net, _) = build(graph, &arrays, &probe, &Shares::Even, None, Some(&ctx()?))?;
+        net.run_controlled(config.max_cycles, config.soft_cap, control)?;
+        shares = Shares::Weighted(net.port_bytes());
+    }
+    let log = config.trace.map(|limit| TraceLog::new(Trace { limit, ..Trace::default() }.into()));
+    let tiles = ctx()?;
+    let (mut net, fifo) = build(graph, &arrays, config, &shares, log.as_ref(), Some(&tiles))?;
+    net.trace = log.clone();
+    let cycles = net.run_controlled(config.max_cycles, config.soft_cap, control)?;
+    net.trace = None;
+    let mut r = report(graph, config, net, cycles, Some(&tiles))?;
+    r.trace = log.map(|l| l.take());
+    r.fifo = fifo;
+    Ok(r)
+}
+
+/// What building a blocked run's primitives needs: its arena (input tiles loaded), the plan and
+/// the tile units' timing.
+struct TileCtx<'a> {
+    arena: SharedArena,
+    plan: &'a TilePlan,
+    /// Per input tensor: first tile id, tiles, values per tile.
+    bases: BTreeMap<String, (u32, u32, u32)>,
+    timing: TileTiming,
+}
+
+impl<'a> TileCtx<'a> {
+    fn new(
+        graph: &Graph,
+        tensors: &BTreeMap<String, Blocked>,
+        plan: &'a TilePlan,
+        config: &SimConfig,
+    ) -> Result<TileCtx<'a>, SimError> {
+        let mut arena = TileArena::new(plan.spec.block);
+        let mut bases = BTreeMap::new();
+        for b in &graph.inputs {
+            let Some(t) = tensors.get(&b.tensor) else { continue };
+            let axes = plan.axes.get(&b.tensor).cloned().unwrap_or_default();
+            let bad = |message: String| SimError::Tensor { tensor: b.tensor.clone(), message };
+            let base = load_tiles(&mut arena, &axes, &t.tiles).map_err(bad)?;
+            let count = u32::try_from(t.stored_blocks()).map_err(|_| bad("more than 2^32 blocks".into()))?;
+            bases.insert(b.tensor.clone(), (base, count, t.tile_len() as u32));
+        }
+        Ok(TileCtx { arena: Rc::new(RefCell::new(arena)), plan, bases, timing: config.tile.at(plan.spec.block) })
+    }
+
+    /// The tile primitive of node `i` and its timing, or `None` for primitives that blocking
+    /// does not change.
+    #[allow(clippy::type_complexity)]
+    fn prim(
+        &self,
+        i: usize,
+        op: &Op,
+        config: &SimConfig,
+        port: &mut dyn FnMut() -> Option<crate::memory::MemPort>,
+    ) -> Result<Option<(Box<dyn Primitive>, (u64, u64))>, SimError> {
+        let t = &self.timing;
+        let arena = || self.arena.clone();
+        let axis = || match self.plan.nodes[i] {
+            NodeTile::Reduce { axis } => axis,
+            _ => None,
+        };
+        Ok(Some(match op {
+            Op::Array { tensor } => {
+                let &(base, count, tl) = self.bases.get(tensor).ok_or_else(|| SimError::Tensor {
+                    tensor: tensor.clone(),
+                    message: "not bound by the graph".into(),
+                })?;
+                let array = TileArray::new(base, count, tl);
+                let array = match port() {
+                    Some(p) => array.with_memory(p),
+                    None => array,
+                };
+                (Box::new(array), t.array)
+            }
+            Op::Alu { op } => {
+                let contract = match self.plan.nodes[i] {
+                    NodeTile::Alu { contract } => contract,
+                    _ => None,
+                };
+                let timing = match (contract, op.arity()) {
+                    (Some(_), _) => t.matmul,
+                    (None, 2) => t.elementwise,
+                    _ => t.unary,
+                };
+                (Box::new(TileAlu::new(arena(), *op, contract)), timing)
+            }
+            Op::Reduce { op } => (Box::new(TileReduce::new(arena(), *op, axis())), t.reduce),
+            Op::Spacc { order, op, .. } => {
+                let acc = TileAcc { arena: arena(), axis: axis() };
+                let burst = config.timing.quirks.spacc_burst;
+                let prim: Box<dyn Primitive> = match order {
+                    1 => Box::new(prims::Spacc1::new(*op).with_burst(burst).with_tiles(acc)),
+                    2 => Box::new(prims::Spacc2::new(*op).with_burst(burst).with_tiles(acc)),
+                    _ => return Ok(None),
+                };
+                (prim, t.spacc)
+            }
+            Op::ValWrite { tensor } => {
+                let axes = self.plan.axes.get(tensor).cloned().unwrap_or_default();
+                let w = TileValWrite::new(arena(), axes);
+                let w = match port() {
+                    Some(p) => w.with_memory(p),
+                    None => w,
+                };
+                (Box::new(w), config.timing.of(op.kind_name()))
+            }
+            Op::Root
+            | Op::Scan { .. }
+            | Op::Range { .. }
+            | Op::RepSig
+            | Op::Repeat { .. }
+            | Op::Join { .. }
+            | Op::Locate { .. }
+            | Op::CrdDrop
+            | Op::Fork { .. }
+            | Op::Gather { .. }
+            | Op::LevelWrite { .. } => return Ok(None),
+        }))
+    }
 }
 
 /// How memory ports are sized.
@@ -732,6 +900,7 @@ fn build(
     config: &SimConfig,
     shares: &Shares,
     trace: Option<&TraceLog>,
+    tiles: Option<&TileCtx>,
 ) -> Result<(Network, Option<FifoReport>), SimError> {
     let lookup = |name: &str| {
         arrays
@@ -808,75 +977,89 @@ fn build(
         })
     };
     for (i, node) in graph.nodes.iter().enumerate() {
-        let prim: Box<dyn Primitive> = match &node.op {
-            Op::Root => Box::new(prims::Root::default()),
-            Op::Scan { tensor, level, format, .. } => {
-                let t = lookup(tensor)?;
-                let Some((f, size, arrs)) = t.levels.get(*level as usize) else {
-                    return Err(SimError::Tensor { tensor: tensor.clone(), message: format!("has no level {level}") });
-                };
-                if f != format {
-                    return Err(SimError::Tensor {
-                        tensor: tensor.clone(),
-                        message: format!("level {level} is {}, scanner n{i} expects {}", f.name(), format.name()),
-                    });
-                }
-                let src = match arrs {
-                    None => LevelSource::Dense(*size as u32),
-                    Some((seg, crd)) => LevelSource::Compressed { seg: seg.clone(), crd: crd.clone() },
-                };
-                let compressed = matches!(src, LevelSource::Compressed { .. });
-                let scan = prims::Scan::new(src);
-                Box::new(match if compressed { (port(), port()) } else { (None, None) } {
-                    (Some(seg), Some(crd)) => scan.with_memory(seg, crd),
-                    _ => scan,
-                })
-            }
-            Op::Range { size, .. } => Box::new(prims::Scan::new(LevelSource::Dense(*size))),
-            Op::RepSig => Box::new(prims::RepSig::default()),
-            Op::Repeat { .. } => Box::new(prims::Repeat::default()),
-            Op::Join { kind, payloads, .. } => Box::new(prims::Join::new(*kind, payloads)),
-            Op::Locate { size, .. } => Box::new(prims::Locate::new(*size)),
-            Op::Array { tensor } => {
-                let array = prims::Array::new(lookup(tensor)?.vals.clone());
-                Box::new(match port() {
-                    Some(p) => array.with_memory(p),
-                    None => array,
-                })
-            }
-            Op::Alu { op } => Box::new(prims::Alu::new(*op)),
-            Op::Reduce { op } => {
-                Box::new(prims::Reduce::new(*op).with_stop_with_value(config.timing.quirks.reduce_stop_with_value))
-            }
-            Op::Spacc { order: 1, op, .. } => {
-                Box::new(prims::Spacc1::new(*op).with_burst(config.timing.quirks.spacc_burst))
-            }
-            Op::Spacc { order: 2, op, .. } => {
-                Box::new(prims::Spacc2::new(*op).with_burst(config.timing.quirks.spacc_burst))
-            }
-            Op::Spacc { order, .. } => {
-                return Err(SimError::Protocol {
-                    node: i as u32,
-                    message: format!("no sparse accumulator of order {order}"),
-                })
-            }
-            Op::CrdDrop => Box::new(prims::CrdDrop::default().with_free_inner(config.timing.quirks.crddrop_free_inner)),
-            Op::Fork { lanes, .. } => Box::new(prims::Fork::new(*lanes)),
-            Op::Gather { lanes, depth, .. } => Box::new(prims::Gather::new(*lanes, *depth)),
-            Op::LevelWrite { .. } => Box::new(match (port(), port()) {
-                (Some(seg), Some(crd)) => prims::LevelWrite::default().with_memory(seg, crd),
-                _ => prims::LevelWrite::default(),
-            }),
-            Op::ValWrite { .. } => Box::new(match port() {
-                Some(p) => prims::ValWrite::default().with_memory(p),
-                None => prims::ValWrite::default(),
-            }),
-        };
         let kind = node.op.kind_name();
+        let tiled = match tiles {
+            Some(tc) => tc.prim(i, &node.op, config, &mut port)?,
+            None => None,
+        };
+        let (prim, timing): (Box<dyn Primitive>, _) = if let Some(t) = tiled {
+            t
+        } else {
+            let prim: Box<dyn Primitive> = match &node.op {
+                Op::Root => Box::new(prims::Root::default()),
+                Op::Scan { tensor, level, format, .. } => {
+                    let t = lookup(tensor)?;
+                    let Some((f, size, arrs)) = t.levels.get(*level as usize) else {
+                        return Err(SimError::Tensor {
+                            tensor: tensor.clone(),
+                            message: format!("has no level {level}"),
+                        });
+                    };
+                    if f != format {
+                        return Err(SimError::Tensor {
+                            tensor: tensor.clone(),
+                            message: format!("level {level} is {}, scanner n{i} expects {}", f.name(), format.name()),
+                        });
+                    }
+                    let src = match arrs {
+                        None => LevelSource::Dense(*size as u32),
+                        Some((seg, crd)) => LevelSource::Compressed { seg: seg.clone(), crd: crd.clone() },
+                    };
+                    let compressed = matches!(src, LevelSource::Compressed { .. });
+                    let scan = prims::Scan::new(src);
+                    Box::new(match if compressed { (port(), port()) } else { (None, None) } {
+                        (Some(seg), Some(crd)) => scan.with_memory(seg, crd),
+                        _ => scan,
+                    })
+                }
+                Op::Range { size, .. } => Box::new(prims::Scan::new(LevelSource::Dense(*size))),
+                Op::RepSig => Box::new(prims::RepSig::default()),
+                Op::Repeat { .. } => Box::new(prims::Repeat::default()),
+                Op::Join { kind, payloads, .. } => Box::new(prims::Join::new(*kind, payloads)),
+                Op::Locate { size, .. } => Box::new(prims::Locate::new(*size)),
+                Op::Array { tensor } => {
+                    let array = prims::Array::new(lookup(tensor)?.vals.clone());
+                    Box::new(match port() {
+                        Some(p) => array.with_memory(p),
+                        None => array,
+                    })
+                }
+                Op::Alu { op } => Box::new(prims::Alu::new(*op)),
+                Op::Reduce { op } => {
+                    Box::new(prims::Reduce::new(*op).with_stop_with_value(config.timing.quirks.reduce_stop_with_value))
+                }
+                Op::Spacc { order: 1, op, .. } => {
+                    Box::new(prims::Spacc1::new(*op).with_burst(config.timing.quirks.spacc_burst))
+                }
+                Op::Spacc { order: 2, op, .. } => {
+                    Box::new(prims::Spacc2::new(*op).with_burst(config.timing.quirks.spacc_burst))
+                }
+                Op::Spacc { order, .. } => {
+                    return Err(SimError::Protocol {
+                        node: i as u32,
+                        message: format!("no sparse accumulator of order {order}"),
+                    })
+                }
+                Op::CrdDrop => {
+                    Box::new(prims::CrdDrop::default().with_free_inner(config.timing.quirks.crddrop_free_inner))
+                }
+                Op::Fork { lanes, .. } => Box::new(prims::Fork::new(*lanes)),
+                Op::Gather { lanes, depth, .. } => Box::new(prims::Gather::new(*lanes, *depth)),
+                Op::LevelWrite { .. } => Box::new(match (port(), port()) {
+                    (Some(seg), Some(crd)) => prims::LevelWrite::default().with_memory(seg, crd),
+                    _ => prims::LevelWrite::default(),
+                }),
+                Op::ValWrite { .. } => Box::new(match port() {
+                    Some(p) => prims::ValWrite::default().with_memory(p),
+                    None => prims::ValWrite::default(),
+                }),
+            };
+            (prim, config.timing.of(kind))
+        };
         let prim = match trace {
             Some(log) => {
                 let ports = (node.ins.len(), node.outs.len());
-                Box::new(Traced::new(prim, log.clone(), i as u32, ports, config.timing.of(kind).0))
+                Box::new(Traced::new(prim, log.clone(), i as u32, ports, timing.0))
             }
             None => prim,
         };
@@ -884,7 +1067,7 @@ fn build(
             prim,
             std::mem::take(&mut in_chans[i]),
             std::mem::take(&mut out_chans[i]),
-            config.timing.of(kind),
+            timing,
             node.label.clone(),
             kind,
         );
@@ -893,7 +1076,13 @@ fn build(
 }
 
 /// Assembles the report (and output tensors) of a finished run.
-fn report(graph: &Graph, config: &SimConfig, mut net: Network, cycles: u64) -> Result<SimReport, SimError> {
+fn report(
+    graph: &Graph,
+    config: &SimConfig,
+    mut net: Network,
+    cycles: u64,
+    tiles: Option<&TileCtx>,
+) -> Result<SimReport, SimError> {
     let nodes = net.stats();
     let mut outputs = BTreeMap::new();
     for b in &graph.outputs {
@@ -925,13 +1114,29 @@ fn report(graph: &Graph, config: &SimConfig, mut net: Network, cycles: u64) -> R
             .map(|(l, d)| d.ok_or_else(|| missing(format!("level {l}"))))
             .collect::<Result<_, _>>()?;
         let vals = vals.ok_or_else(|| missing("values".into()))?;
-        let t = Tensor {
-            shape: b.shape.clone(),
-            format: Format { levels: vec![LevelFormat::Compressed; rank], mode_order: b.dims.clone() },
-            levels,
-            vals,
+        let format = Format { levels: vec![LevelFormat::Compressed; rank], mode_order: b.dims.clone() };
+        let bad =
+            |e: fuseflow_tensor::TensorError| SimError::Output { tensor: b.tensor.clone(), message: e.to_string() };
+        let t = match tiles {
+            None => Tensor { shape: b.shape.clone(), format, levels, vals },
+            Some(tc) => {
+                // The writers stored the block structure and every tile's values: expand them.
+                let dims = tc.plan.dims.get(&b.tensor).cloned().unwrap_or_else(|| vec![false; rank]);
+                let tl = fuseflow_tensor::block::tile_len(tc.plan.spec.block, &dims);
+                let blocks =
+                    Tensor { shape: b.shape.clone(), format: format.clone(), levels, vals: vec![1.0; vals.len() / tl] };
+                blocks.validate().map_err(bad)?;
+                if blocks.vals.len() * tl != vals.len() {
+                    return Err(SimError::Output {
+                        tensor: b.tensor.clone(),
+                        message: format!("{} values written for {} tiles of {tl}", vals.len(), blocks.vals.len()),
+                    });
+                }
+                let blocked = Blocked { blocks, block: tc.plan.spec.block, dims, tiles: vals };
+                Tensor::from_coo(&blocked.expand(), &format).map_err(bad)?
+            }
         };
-        t.validate().map_err(|e| SimError::Output { tensor: b.tensor.clone(), message: e.to_string() })?;
+        t.validate().map_err(bad)?;
         outputs.insert(b.tensor.clone(), t);
     }
     let mut traffic: BTreeMap<String, TensorTraffic> = BTreeMap::new();

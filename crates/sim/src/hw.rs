@@ -34,6 +34,7 @@ use std::path::Path;
 use toml::Value;
 
 use crate::memory::{MemoryConfig, Sharing};
+use crate::tile::{Cost, TileCosts, TILE_UNITS};
 use crate::{Quirks, SimConfig, Timing, DEFAULT_CLOCK_MHZ};
 
 /// Primitive kinds (the values of `Op::kind_name`), the keys of per-kind settings.
@@ -64,7 +65,8 @@ pub const PRESETS: [&str; 3] = ["ideal", "comal", "rda"];
 const QUIRK_KEYS: &str = "spacc_burst, crddrop_free_inner, reduce_stop_with_value";
 const MEMORY_KEYS: &str = "enabled, channels, bytes_per_cycle, latency, startup, queue_depth, granularity, sharing";
 const TOP_KEYS: &str = "base, name, clock_mhz, fifo_depth, fifo_sizing, input_fifo_depth.<kind>, timing.ii, \
-                        timing.latency, timing.<kind>.ii, timing.<kind>.latency, timing.quirks.<name>, memory.<key>";
+                        timing.latency, timing.<kind>.ii, timing.<kind>.latency, timing.quirks.<name>, memory.<key>, \
+                        tile.<unit>.ii, tile.<unit>.latency";
 
 /// A bad configuration: one line, naming the key (or the syntax error's position).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -134,6 +136,8 @@ pub struct HwConfig {
     pub timing: TimingConfig,
     /// Off-chip memory.
     pub memory: MemorySection,
+    /// Timing of the tile units of blocked runs (`[tile]`).
+    pub tile: TileCosts,
 }
 
 impl Default for HwConfig {
@@ -148,6 +152,7 @@ impl Default for HwConfig {
             fifo_sizing: true,
             timing: TimingConfig { ii: 1, latency: 1, kinds: BTreeMap::new(), quirks: Quirks::default() },
             memory: MemorySection { enabled: false, params: rda_memory() },
+            tile: TileCosts::default(),
         }
     }
 }
@@ -260,6 +265,7 @@ impl HwConfig {
                     sharing: Sharing::Partition,
                 },
             },
+            tile: TileCosts::default(),
         }
     }
 
@@ -275,6 +281,7 @@ impl HwConfig {
             fifo_sizing: true,
             timing: TimingConfig { ii: 1, latency: 1, kinds: every_kind(1, 1), quirks: Quirks::default() },
             memory: MemorySection { enabled: true, params: rda_memory() },
+            tile: TileCosts::default(),
         }
     }
 
@@ -367,7 +374,7 @@ impl HwConfig {
         if let Value::Table(t) = v {
             if t.is_empty() {
                 return match parts.as_slice() {
-                    ["timing" | "memory" | "input_fifo_depth"] | ["timing", "quirks"] => Ok(()),
+                    ["timing" | "memory" | "input_fifo_depth" | "tile"] | ["timing", "quirks"] => Ok(()),
                     ["timing", k] => kind(key, k).map(|_| ()),
                     _ => Err(bad("expected a value, got an empty table".into())),
                 };
@@ -468,6 +475,28 @@ impl HwConfig {
                     _ => p.startup = x,
                 }
             }
+            ["tile", unit, field @ ("ii" | "latency")] => {
+                let cost = match v {
+                    Value::Integer(i) if *i >= 1 && *i <= 1 << 20 => Cost::constant(*i),
+                    Value::String(text) => Cost::parse(text).map_err(bad)?,
+                    _ => return Err(bad(format!("expected a cycle count in B such as \"2B-1\", got {}", describe(v)))),
+                };
+                let u = self
+                    .tile
+                    .unit_mut(unit)
+                    .ok_or_else(|| bad(format!("unknown tile unit (units: {})", TILE_UNITS.join(", "))))?;
+                if *field == "ii" {
+                    u.ii = cost;
+                } else {
+                    u.latency = cost;
+                }
+            }
+            ["tile", ..] => {
+                return Err(bad(format!(
+                    "unknown key (tile keys: tile.<unit>.ii, tile.<unit>.latency; units: {})",
+                    TILE_UNITS.join(", ")
+                )))
+            }
             ["timing" | "memory" | "input_fifo_depth"] => {
                 return Err(bad(format!("expected a table, got {}", describe(v))))
             }
@@ -492,6 +521,7 @@ impl HwConfig {
             fifo_sizing: self.fifo_sizing,
             memory: self.memory.enabled.then(|| self.memory.params.clone()),
             clock_mhz: self.clock_mhz,
+            tile: self.tile,
             ..SimConfig::default()
         }
     }
@@ -515,6 +545,24 @@ mod tests {
     fn default_is_todays_sim_config() {
         assert_eq!(HwConfig::default().to_sim_config(), SimConfig::default());
         assert_eq!(HwConfig::from_toml_str("").unwrap(), HwConfig::default());
+    }
+
+    #[test]
+    fn tile_units_take_costs_in_b() {
+        let c = HwConfig::from_toml_str("[tile.matmul]\nii = 2\nlatency = \"3B+1\"").unwrap();
+        assert_eq!(c.to_sim_config().tile.at(16).matmul, (2, 49));
+        assert_eq!(c.tile.elementwise, TileCosts::default().elementwise);
+        let mut o = HwConfig::default();
+        o.apply_override("tile.unary.latency=\"B^2\"").unwrap();
+        assert_eq!(o.tile.at(8).unary, (1, 64));
+        for (text, key) in [
+            ("[tile.conv]\nii = 1", "tile.conv.ii"),
+            ("[tile.matmul]\nii = \"2C\"", "tile.matmul.ii"),
+            ("[tile.matmul]\nwidth = 1", "tile.matmul.width"),
+            ("[tile.matmul]\nii = 0", "tile.matmul.ii"),
+        ] {
+            assert_eq!(err(text).key.as_deref(), Some(key), "{text}");
+        }
     }
 
     #[test]

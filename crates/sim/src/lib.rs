@@ -15,14 +15,15 @@ pub mod hw;
 mod io;
 pub mod memory;
 pub mod prims;
+pub mod tile;
 mod token;
 pub mod trace;
 
 pub use channel::Channel;
 pub use control::{Observer, SimControl, SimProgress};
 pub use engine::{
-    simulate, simulate_with, EnlargedChannel, FifoReport, Network, NodeStats, Quirks, SimConfig, SimReport,
-    TensorTraffic, Timing, DEFAULT_CLOCK_MHZ, DEFAULT_MAX_CYCLES, TRACE_SOFT_CAP,
+    simulate, simulate_blocked, simulate_with, EnlargedChannel, FifoReport, Network, NodeStats, Quirks, SimConfig,
+    SimReport, TensorTraffic, Timing, DEFAULT_CLOCK_MHZ, DEFAULT_MAX_CYCLES, TRACE_SOFT_CAP,
 };
 pub use fuseflow_tensor::human_bytes;
 pub use hw::{HwConfig, HwError};

@@ -26,6 +26,9 @@ pub enum Token {
     Done,
     /// A repeat signal `R` (only on repeat-signal streams; their `S` is `Stop`).
     Rep,
+    /// A value that is a dense tile of a blocked run: an id into the run's
+    /// [`crate::tile::TileArena`] (never a heap allocation of its own).
+    Tile(u32),
 }
 
 impl Token {
@@ -61,6 +64,7 @@ impl std::fmt::Display for Token {
             Token::Empty => write!(f, "N"),
             Token::Done => write!(f, "D"),
             Token::Rep => write!(f, "R"),
+            Token::Tile(t) => write!(f, "T{t}"),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! ([`LevelData`]) with a final `vals` array. This crate knows nothing about programs, graphs or
 //! simulation; it is the data layer that every other crate shares.
 
+pub mod block;
 pub mod budget;
 mod coo;
 mod format;
@@ -15,6 +16,7 @@ pub mod patterns;
 pub mod random;
 pub mod tensor_dir;
 
+pub use block::Blocked;
 pub use budget::{human_bytes, parse_size, Budget, OverBudget};
 pub use coo::Coo;
 pub use format::{Format, LevelFormat};

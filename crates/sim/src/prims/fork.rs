@@ -35,7 +35,7 @@ impl Primitive for Fork {
                     }
                     self.finished = tok == Token::Done;
                 }
-                Token::Idx(_) | Token::Val(_) | Token::Empty | Token::Rep => {
+                Token::Idx(_) | Token::Val(_) | Token::Tile(_) | Token::Empty | Token::Rep => {
                     let Some(free) = io.out_free(self.next) else { break };
                     let at = io.fire(ready, free);
                     io.pop(0, at);
@@ -119,7 +119,7 @@ impl Gather {
         while !self.finished {
             let Some((ready, tok)) = io.head(self.port(self.next)) else { break };
             match tok {
-                Token::Idx(_) | Token::Val(_) | Token::Empty | Token::Rep => {
+                Token::Idx(_) | Token::Val(_) | Token::Tile(_) | Token::Empty | Token::Rep => {
                     let Some(free) = io.out_free(0) else { break };
                     let at = io.fire(ready, free);
                     io.pop(self.port(self.next), at);
@@ -170,7 +170,7 @@ impl Gather {
                         self.had = true;
                     }
                     Token::Done => return Err(io.err(format!("lane {l} ended inside an element"))),
-                    Token::Stop { .. } | Token::Idx(_) | Token::Val(_) | Token::Empty | Token::Rep => {
+                    Token::Stop { .. } | Token::Idx(_) | Token::Val(_) | Token::Tile(_) | Token::Empty | Token::Rep => {
                         let Some(free) = io.out_free(0) else { break };
                         let at = io.fire(ready, free);
                         io.pop(p, at);
@@ -182,7 +182,7 @@ impl Gather {
             }
             let Some((ready, ctrl)) = io.head(0) else { break };
             match ctrl {
-                Token::Idx(_) | Token::Val(_) | Token::Empty | Token::Rep => {
+                Token::Idx(_) | Token::Val(_) | Token::Tile(_) | Token::Empty | Token::Rep => {
                     if let Some(Token::Stop { gap, .. }) = self.pending {
                         // The previous element of this fiber closes with its own level.
                         let Some(free) = io.out_free(0) else { break };

@@ -10,7 +10,7 @@ use crate::{SimError, Token};
 /// `N`), equal stop levels, done with done.
 fn aligned(crd: Token, payload: Token) -> bool {
     match (crd, payload) {
-        (Token::Idx(_) | Token::Empty, Token::Idx(_) | Token::Val(_) | Token::Empty) => true,
+        (Token::Idx(_) | Token::Empty, Token::Idx(_) | Token::Val(_) | Token::Tile(_) | Token::Empty) => true,
         (Token::Stop { level: a, .. }, Token::Stop { level: b, .. }) => a == b,
         (Token::Done, Token::Done) => true,
         _ => false,
@@ -104,7 +104,7 @@ impl Join {
                 }
             }
         };
-        let payload = |t: Token| matches!(t, Token::Idx(_) | Token::Val(_) | Token::Empty);
+        let payload = |t: Token| matches!(t, Token::Idx(_) | Token::Val(_) | Token::Tile(_) | Token::Empty);
         let mut sent = 0;
         let mut moved = false;
         while let (Some((r0, t0)), Some((r1, t1))) = (c0.head(), c1.head()) {

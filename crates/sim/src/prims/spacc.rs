@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use fuseflow_graph::ReduceKind;
 
 use crate::io::{Io, Primitive};
+use crate::tile::TileAcc;
 use crate::{SimError, Token};
 
 fn combine(op: ReduceKind, a: f64, b: f64) -> f64 {
@@ -55,18 +56,44 @@ fn sort_stable(pairs: &mut Vec<(u32, f64)>, scratch: &mut Vec<(u32, f64)>) {
 }
 
 /// Sorts `(crd, val)` pairs and merges equal coordinates.
-fn merge(op: ReduceKind, pairs: &mut Vec<(u32, f64)>, scratch: &mut Vec<(u32, f64)>) {
+/// In tile mode (`tiles`), values are tile ids: they combine in the arena, and each merged
+/// result has the reduced variable's in-tile axis removed.
+fn merge(
+    op: ReduceKind,
+    tiles: Option<&TileAcc>,
+    pairs: &mut Vec<(u32, f64)>,
+    scratch: &mut Vec<(u32, f64)>,
+) -> Result<(), String> {
     sort_stable(pairs, scratch);
     let mut w = 0;
     for r in 0..pairs.len() {
         if w > 0 && pairs[w - 1].0 == pairs[r].0 {
-            pairs[w - 1].1 = combine(op, pairs[w - 1].1, pairs[r].1);
+            pairs[w - 1].1 = match tiles {
+                Some(t) => t.combine(op, pairs[w - 1].1, pairs[r].1)?,
+                None => combine(op, pairs[w - 1].1, pairs[r].1),
+            };
         } else {
             pairs[w] = pairs[r];
             w += 1;
         }
     }
     pairs.truncate(w);
+    if let Some(t) = tiles {
+        for p in pairs.iter_mut() {
+            p.1 = t.finish(op, p.1)?;
+        }
+    }
+    Ok(())
+}
+
+/// The value token of an accumulated value: a tile id in tile mode.
+#[inline]
+fn val_token(tiles: bool, v: f64) -> Token {
+    if tiles {
+        Token::Tile(v as u32)
+    } else {
+        Token::Val(v)
+    }
 }
 
 /// Checks the token that follows a fiber closed by `S_l` one stream further in: `S0` must be
@@ -111,6 +138,8 @@ pub struct Spacc1 {
     hold: u64,
     /// Operations performed (FLOPs).
     pub ops: u64,
+    /// Tile mode: values are tiles of a blocked run.
+    tiles: Option<TileAcc>,
 }
 
 impl Spacc1 {
@@ -126,12 +155,19 @@ impl Spacc1 {
             burst: false,
             hold: 0,
             ops: 0,
+            tiles: None,
         }
     }
 
     /// With `burst`, times the accumulator like Comal's ([`crate::Quirks::spacc_burst`]).
     pub fn with_burst(mut self, burst: bool) -> Spacc1 {
         self.burst = burst;
+        self
+    }
+
+    /// Accumulates tiles (a blocked run): values are [`Token::Tile`]s.
+    pub fn with_tiles(mut self, tiles: TileAcc) -> Spacc1 {
+        self.tiles = Some(tiles);
         self
     }
 }
@@ -202,7 +238,9 @@ impl Primitive for Spacc1 {
                                 io.pop(0, at);
                                 at
                             };
-                            merge(self.op, &mut self.acc, &mut self.scratch);
+                            merge(self.op, self.tiles.as_ref(), &mut self.acc, &mut self.scratch)
+                                .map_err(|e| io.err(e))?;
+                            let tiles = self.tiles.is_some();
                             self.fiber_data = false;
                             self.expect = None;
                             self.state = S1::Flush { next: 0, stop: tok };
@@ -210,7 +248,7 @@ impl Primitive for Spacc1 {
                                 let acc = &self.acc;
                                 let mut out = acc
                                     .iter()
-                                    .flat_map(|&(c, v)| [(0, Token::Idx(c)), (1, Token::Val(v))])
+                                    .flat_map(|&(c, v)| [(0, Token::Idx(c)), (1, val_token(tiles, v))])
                                     .chain([(0, tok), (1, tok)]);
                                 if burst_send(io, at, 2, &mut out) {
                                     self.acc.clear();
@@ -269,6 +307,11 @@ impl Primitive for Spacc1 {
                             self.acc.push((c, v));
                             self.ops += 1;
                         }
+                        // A tile id, exact as an f64.
+                        (Token::Idx(c), Token::Tile(t)) if self.tiles.is_some() => {
+                            self.acc.push((c, t as f64));
+                            self.ops += 1;
+                        }
                         // An absent value is an implicit 0: nothing to a sum, but a max at
                         // that coordinate takes it into account.
                         (Token::Idx(c), Token::Empty) => {
@@ -277,7 +320,7 @@ impl Primitive for Spacc1 {
                             }
                         }
                         // An absent coordinate contributes nothing.
-                        (Token::Empty, Token::Val(_) | Token::Empty) => {}
+                        (Token::Empty, Token::Val(_) | Token::Tile(_) | Token::Empty) => {}
                         (Token::Stop { level: a, .. }, Token::Stop { level: b, .. }) if a == b => {
                             self.expect = Some(a);
                             self.state = S1::Outer;
@@ -295,11 +338,12 @@ impl Primitive for Spacc1 {
                         let [o0, o1] = io.channels([io.out_chan(0), io.out_chan(1)]);
                         let (mut o0, mut o1) = (o0.writer(n), o1.writer(n));
                         let mut k = 0;
+                        let tiles = self.tiles.is_some();
                         for &(c, v) in &self.acc[*next..*next + n] {
                             let (Some(f0), Some(f1)) = (o0.free_at(), o1.free_at()) else { break };
                             let at = clk.fire(0, f0.max(f1));
                             o0.push(clk.ready(at), Token::Idx(c));
-                            o1.push(clk.ready(at), Token::Val(v));
+                            o1.push(clk.ready(at), val_token(tiles, v));
                             k += 1;
                         }
                         drop((o0, o1));
@@ -317,7 +361,7 @@ impl Primitive for Spacc1 {
                     if *next < self.acc.len() {
                         let (c, v) = self.acc[*next];
                         io.push(0, at, Token::Idx(c));
-                        io.push(1, at, Token::Val(v));
+                        io.push(1, at, val_token(self.tiles.is_some(), v));
                         *next += 1;
                     } else {
                         io.push(0, at, stop);
@@ -369,6 +413,8 @@ pub struct Spacc2 {
     hold: [u64; 2],
     /// Operations performed (FLOPs).
     pub ops: u64,
+    /// Tile mode: values are tiles of a blocked run.
+    tiles: Option<TileAcc>,
 }
 
 impl Spacc2 {
@@ -388,12 +434,19 @@ impl Spacc2 {
             burst: false,
             hold: [0; 2],
             ops: 0,
+            tiles: None,
         }
     }
 
     /// With `burst`, times the accumulator like Comal's ([`crate::Quirks::spacc_burst`]).
     pub fn with_burst(mut self, burst: bool) -> Spacc2 {
         self.burst = burst;
+        self
+    }
+
+    /// Accumulates tiles (a blocked run): values are [`Token::Tile`]s.
+    pub fn with_tiles(mut self, tiles: TileAcc) -> Spacc2 {
+        self.tiles = Some(tiles);
         self
     }
 
@@ -411,25 +464,26 @@ impl Spacc2 {
     }
 
     /// Queues the flush of the accumulated matrix, closed by the reduced stream's stop.
-    fn plan_flush(&mut self, stop: Token) {
-        let Token::Stop { level, gap } = stop else { return };
+    fn plan_flush(&mut self, stop: Token) -> Result<(), String> {
+        let Token::Stop { level, gap } = stop else { return Ok(()) };
         let acc = std::mem::take(&mut self.acc);
         let n = acc.len();
         if n == 0 {
             let inner = Token::Stop { level: level + 1, gap: gap + 1 };
             self.out.push_back([Some(stop), Some(inner), Some(inner)]);
-            return;
+            return Ok(());
         }
         for (i, (mid, mut pairs)) in acc.into_iter().enumerate() {
-            merge(self.op, &mut pairs, &mut self.scratch);
+            merge(self.op, self.tiles.as_ref(), &mut pairs, &mut self.scratch)?;
             self.out.push_back([Some(Token::Idx(mid)), None, None]);
             for (c, v) in pairs {
-                self.out.push_back([None, Some(Token::Idx(c)), Some(Token::Val(v))]);
+                self.out.push_back([None, Some(Token::Idx(c)), Some(val_token(self.tiles.is_some(), v))]);
             }
             let s = if i + 1 == n { Token::stop(level + 1) } else { Token::stop(0) };
             self.out.push_back([None, Some(s), Some(s)]);
         }
         self.out.push_back([Some(stop), None, None]);
+        Ok(())
     }
 }
 
@@ -494,7 +548,7 @@ impl Primitive for Spacc2 {
                             };
                             self.fiber_data = false;
                             self.expect_outer = None;
-                            self.plan_flush(tok);
+                            self.plan_flush(tok).map_err(|e| io.err(e))?;
                             self.state = S2::Flush;
                             self.burst_flush(io, at);
                         }
@@ -586,6 +640,12 @@ impl Primitive for Spacc2 {
                                 self.ops += 1;
                             }
                         }
+                        (Token::Idx(c), Token::Tile(t)) if self.tiles.is_some() => {
+                            if let Some(m) = self.cur_mid {
+                                self.acc.entry(m).or_default().push((c, t as f64));
+                                self.ops += 1;
+                            }
+                        }
                         // An absent value is an implicit 0: nothing to a sum, but a max at
                         // that coordinate takes it into account.
                         (Token::Idx(c), Token::Empty) => {
@@ -594,7 +654,7 @@ impl Primitive for Spacc2 {
                             }
                         }
                         // An absent coordinate contributes nothing.
-                        (Token::Empty, Token::Val(_) | Token::Empty) => {}
+                        (Token::Empty, Token::Val(_) | Token::Tile(_) | Token::Empty) => {}
                         (Token::Stop { level: a, .. }, Token::Stop { level: b, .. }) if a == b => {
                             // S0 ends this middle coordinate's fiber; a higher stop also ends the
                             // middle fiber, whose own (absorbed) stop follows on the middle stream.

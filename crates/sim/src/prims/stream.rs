@@ -17,7 +17,7 @@ impl Primitive for RepSig {
             let finished = &mut self.finished;
             let moved = io.map1(0, 0, |clk, ready, free, tok| {
                 let out = match tok {
-                    Token::Idx(_) | Token::Val(_) | Token::Empty | Token::Rep => Token::Rep,
+                    Token::Idx(_) | Token::Val(_) | Token::Tile(_) | Token::Empty | Token::Rep => Token::Rep,
                     Token::Stop { .. } => Token::stop(0),
                     Token::Done => {
                         *finished = true;
@@ -35,7 +35,7 @@ impl Primitive for RepSig {
             let at = io.fire(ready, free);
             io.pop(0, at);
             let out = match tok {
-                Token::Idx(_) | Token::Val(_) | Token::Empty | Token::Rep => Token::Rep,
+                Token::Idx(_) | Token::Val(_) | Token::Tile(_) | Token::Empty | Token::Rep => Token::Rep,
                 Token::Stop { .. } => Token::stop(0),
                 Token::Done => {
                     self.finished = true;
@@ -294,7 +294,7 @@ impl Primitive for CrdDrop {
                 // Output 0 gets nothing here, so its free cycle stays `free0` throughout.
                 let free0 = io.out_free(0).unwrap_or(0);
                 let moved = io.map1(1, 1, |clk, ready, free, tok| match tok {
-                    Token::Idx(_) | Token::Val(_) | Token::Empty | Token::Rep => {
+                    Token::Idx(_) | Token::Val(_) | Token::Tile(_) | Token::Empty | Token::Rep => {
                         Some((clk.fire(ready, free.max(free0)), tok))
                     }
                     _ => None,
