@@ -14,7 +14,7 @@ S=${1:-256}
 NH=${2:-2}
 DH=${3:-64}
 if [ $# -gt 3 ]; then BLOCKS=("${@:4}"); else BLOCKS=(16 32 64); fi
-BIN=target/release/fuseflow
+BIN=${FUSEFLOW:-target/release/fuseflow}
 [ -x "$BIN" ] || cargo build --release -p fuseflow >&2
 echo "Fused BigBird attention (examples/bigbird_attention.ff --fusion full), S=$S, $NH heads x $DH, --hw rda ${FUSEFLOW_FLAGS:-}"
 echo
