@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod control;
+pub mod group;
 pub mod observe;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,7 @@
 //! The `fuseflow` command: the only place that prints and sets exit codes (with its module
 //! `term`: progress display, Ctrl-C, whole-or-nothing file writes).
 
+mod explore_cmd;
 mod term;
 
 use std::collections::BTreeMap;
@@ -330,7 +331,30 @@ enum Cmd {
         observe: ObserveArgs,
     },
     // --- end Comal interop ---
+    // --- design-space exploration (fuseflow-explore, explore_cmd.rs) ---
+    /// Sweep fusion partitions, dataflow orders and machines; results go to a resumable
+    /// results directory (docs/explore.md). Exit 0 when every point is recorded (failing
+    /// points included), 2 for an invalid configuration, 75 for a retryable failure.
+    #[command(after_help = EXPLORE_EXIT_CODES)]
+    Explore(explore_cmd::ExploreArgs),
+    /// Estimate cycles, FLOPs and off-chip bytes of one configuration per group, without
+    /// simulating (`--bench` measures the estimate's speed).
+    Estimate(explore_cmd::EstimateArgs),
+    /// Merge the results directories of a sharded sweep into one.
+    #[command(after_help = EXPLORE_EXIT_CODES)]
+    Merge(explore_cmd::MergeArgs),
+    // --- end design-space exploration ---
 }
+
+/// Exit codes of `explore` and `merge`.
+const EXPLORE_EXIT_CODES: &str = "\
+Exit codes:
+  0  every selected point is recorded (points that failed are results, see report.md)
+  2  invalid configuration: program, space file (unknown axis, impossible value), shard out
+     of range, a results directory of another program, data or tool version
+ 75  retryable: the results directory could not be read or written, or points failed on a
+     memory limit; rerun the same command to resume
+130  interrupted (Ctrl-C); finished points are kept, rerun to resume";
 
 /// One index name of `--order` (surrounding spaces ignored).
 fn parse_index(s: &str) -> Result<String, String> {
@@ -719,6 +743,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         // The reader of our output has gone (`fuseflow graph ... | head`): nothing to report.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if is_retryable_explore(&e) => {
+            let _ = writeln!(std::io::stderr(), "error: {}", error_line(&e));
+            ExitCode::from(explore_cmd::RETRYABLE)
+        }
         Err(e) if is_cancelled(&e) => {
             let _ = writeln!(std::io::stderr(), "interrupted: {e:#}; no file was written");
             ExitCode::from(term::INTERRUPTED)
@@ -745,11 +773,24 @@ fn error_line(e: &anyhow::Error) -> String {
     out.replace(['\n', '\r'], " ")
 }
 
+/// Whether `e` is an exploration failure that a rerun may not have (I/O on the results
+/// directory); an interrupted sweep is reported as interrupted.
+fn is_retryable_explore(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<fuseflow_explore::ExploreError>()
+            .is_some_and(|x| x.retryable() && !matches!(x, fuseflow_explore::ExploreError::Cancelled { .. }))
+    })
+}
+
 /// Whether `e` is a run stopped by Ctrl-C.
 fn is_cancelled(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         matches!(c.downcast_ref::<DriverError>(), Some(DriverError::Cancelled { .. }))
             || matches!(c.downcast_ref::<fuseflow_sim::SimError>(), Some(fuseflow_sim::SimError::Cancelled { .. }))
+            || matches!(
+                c.downcast_ref::<fuseflow_explore::ExploreError>(),
+                Some(fuseflow_explore::ExploreError::Cancelled { .. })
+            )
     })
 }
 
@@ -1010,6 +1051,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             r
         }
         // --- end Comal interop ---
+        Cmd::Explore(a) => explore_cmd::explore(a),
+        Cmd::Estimate(a) => explore_cmd::estimate(a),
+        Cmd::Merge(a) => explore_cmd::merge(a),
         Cmd::Bench { json, reps, hw: hw_args } => {
             let hw = hardware(&hw_args, None)?;
             let results = fuseflow::bench::run_suite_with(reps, &hw.to_sim_config()).context("benchmark failed")?;

@@ -1,0 +1,284 @@
+//! One fusion group on its own: what `fuseflow explore` and `fuseflow estimate` evaluate
+//! ([`GroupRunner`] implements [`fuseflow_explore::GroupEvaluator`]).
+//!
+//! A group of a run reads the intermediates earlier groups computed. Here every group reads
+//! them from the reference evaluator instead, stored in their declared formats, so that a
+//! group's result does not depend on the partition around it and can be cached and reused by
+//! every partition that contains the group. A group's outputs are verified against the same
+//! reference as in [`crate::run`]; its cycles equal a run's wherever the simulated
+//! intermediates are stored like the reference's (always for dense intermediates; a sparse
+//! intermediate could differ by explicit zeros the simulation wrote), which the CLI tests
+//! check on the example models.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use fuseflow_explore::{Compiled, DataStats, Failure, GroupEvaluator, GroupResult, Machine};
+use fuseflow_ir::CheckedProgram;
+use fuseflow_sim::{HwConfig, SimConfig, SimError};
+use fuseflow_tensor::{Budget, Coo, Tensor};
+
+use crate::{DriverError, RunConfig};
+
+/// Evaluates groups of user statements of one program on one data set.
+pub struct GroupRunner {
+    p: CheckedProgram,
+    cfg: RunConfig,
+    /// Inputs and every statement's reference result, in declared formats.
+    tensors: BTreeMap<String, Tensor>,
+    /// Reference results (empty when not verifying).
+    expected: BTreeMap<String, Coo>,
+    stats: DataStats,
+    fingerprint: String,
+    cancel: Option<Arc<AtomicBool>>,
+}
+
+/// A hash of a tensor's stored data (levels and value bits).
+fn tensor_digest(h: &mut fuseflow_explore::hash::Hasher, name: &str, t: &Tensor) {
+    h.text(name);
+    h.text(&format!("{:?} {:?}", t.shape, t.format));
+    for l in &t.levels {
+        match l {
+            fuseflow_tensor::LevelData::Dense { size } => {
+                h.field(&(*size as u64).to_le_bytes());
+            }
+            fuseflow_tensor::LevelData::Compressed { seg, crd } => {
+                let bytes: Vec<u8> = seg.iter().chain(crd).flat_map(|x| x.to_le_bytes()).collect();
+                h.field(&bytes);
+            }
+        }
+    }
+    let vals: Vec<u8> = t.vals.iter().flat_map(|v| v.to_bits().to_le_bytes()).collect();
+    h.field(&vals);
+}
+
+impl GroupRunner {
+    /// Loads the inputs (generated with `cfg.seed`, with `cfg.bind` bound), evaluates the
+    /// reference once, and stores every statement's result in its declared format.
+    pub fn new(
+        p: CheckedProgram,
+        base_dir: &Path,
+        cfg: RunConfig,
+        cancel: Option<Arc<AtomicBool>>,
+    ) -> Result<GroupRunner, DriverError> {
+        let mut budget = cfg.mem_limit.map_or(Budget::UNLIMITED, Budget::new);
+        let skip: Vec<String> = cfg.bind.iter().map(|(name, _)| name.clone()).collect();
+        let loaded = crate::load_inputs(&p, base_dir, cfg.seed, &fuseflow_ir::LoadOptions { skip, budget })?;
+        budget.hold(loaded.bytes);
+        let mut tensors = loaded.tensors;
+        for (name, coo) in &cfg.bind {
+            let decl = p.decl(name).filter(|d| d.role == fuseflow_ir::Role::Input).ok_or_else(|| {
+                DriverError::Tensor { tensor: name.clone(), message: "is not an input of the program".into() }
+            })?;
+            if decl.shape != coo.shape {
+                return Err(DriverError::Tensor {
+                    tensor: name.clone(),
+                    message: format!("declared {:?} but the bound data is {:?}", decl.shape, coo.shape),
+                });
+            }
+            let t = Tensor::from_coo(coo, &decl.format)
+                .map_err(|e| DriverError::Tensor { tensor: name.clone(), message: e.to_string() })?;
+            tensors.insert(name.clone(), t);
+        }
+        let mut h = fuseflow_explore::hash::Hasher::default();
+        h.text(&fuseflow_ir::pretty(&p));
+        h.text(&format!("{:?}", p.params));
+        h.text(&format!(
+            "verify={} rel_tol={} abs_tol={} max_cycles={} lower={:?}",
+            cfg.verify, cfg.rel_tol, cfg.abs_tol, cfg.sim.max_cycles, cfg.lower
+        ));
+        for (name, t) in &tensors {
+            tensor_digest(&mut h, name, t);
+        }
+        let ctl = fuseflow_reference::EvalControl {
+            budget,
+            max_work: cfg.max_work,
+            cancel: cancel.clone(),
+            on_statement: None,
+        };
+        let reference = fuseflow_reference::evaluate_with(&p, &tensors, &ctl).map_err(|e| match e {
+            fuseflow_reference::EvalError::Memory(m) => DriverError::Memory(m),
+            e @ fuseflow_reference::EvalError::Work { .. } => DriverError::WorkLimit(e),
+            e => DriverError::Reference(e.to_string()),
+        })?;
+        for st in &p.stmts {
+            let name = &st.lhs.tensor;
+            if tensors.contains_key(name) {
+                continue;
+            }
+            let (Some(decl), Some(coo)) = (p.decl(name), reference.get(name)) else { continue };
+            let t = Tensor::from_coo(coo, &decl.format)
+                .map_err(|e| DriverError::Tensor { tensor: name.clone(), message: e.to_string() })?;
+            tensors.insert(name.clone(), t);
+        }
+        let stats = DataStats::measure(&tensors);
+        let expected = if cfg.verify { reference } else { BTreeMap::new() };
+        Ok(GroupRunner { p, cfg, tensors, expected, stats, fingerprint: h.hex(), cancel })
+    }
+
+    /// The program.
+    pub fn program_ref(&self) -> &CheckedProgram {
+        &self.p
+    }
+
+    /// The expanded statements of a group of user statements.
+    pub fn expanded(&self, group: &Range<usize>) -> Vec<usize> {
+        if self.p.user_stmts.is_empty() {
+            return group.clone().collect();
+        }
+        group.clone().filter_map(|u| self.p.user_stmts.get(u)).flat_map(|u| u.stmts.clone()).collect()
+    }
+
+    /// The hardware of a machine point: its preset or file, then its overrides.
+    pub fn hw(&self, m: &Machine) -> Result<HwConfig, String> {
+        let mut hw = HwConfig::from_spec(&m.hw).map_err(|e| e.to_string())?;
+        for o in m.overrides() {
+            hw.apply_override(&o).map_err(|e| e.to_string())?;
+        }
+        Ok(hw)
+    }
+}
+
+/// A driver error as a point's failure: memory limits and cancellation are retryable.
+fn failure(e: DriverError) -> Failure {
+    let retryable = matches!(e, DriverError::Memory(_) | DriverError::Cancelled { .. });
+    Failure { message: e.to_string().replace(['\n', '\r'], " "), retryable }
+}
+
+/// Where an output is NaN or infinite.
+fn non_finite(name: &str, c: &Coo) -> Option<String> {
+    let i = c.vals.iter().position(|v| !v.is_finite())?;
+    let coords: Vec<String> = c.coords(i).iter().map(|x| x.to_string()).collect();
+    Some(format!("{name}({}) is {}", coords.join(","), c.vals[i]))
+}
+
+impl GroupEvaluator for GroupRunner {
+    fn fingerprint(&self) -> String {
+        self.fingerprint.clone()
+    }
+
+    fn program(&self) -> String {
+        self.p.file.clone()
+    }
+
+    fn statements(&self) -> usize {
+        if self.p.user_stmts.is_empty() {
+            self.p.stmts.len()
+        } else {
+            self.p.user_stmts.len()
+        }
+    }
+
+    fn group_text(&self, group: &Range<usize>) -> String {
+        let stmts: Vec<String> =
+            self.expanded(group).iter().map(|&s| fuseflow_ir::pretty_stmt(&self.p.stmts[s])).collect();
+        stmts.join("\n")
+    }
+
+    fn orders(&self, group: &Range<usize>, cap: usize) -> Result<Vec<Vec<String>>, Failure> {
+        let stmts = self.expanded(group);
+        let per_output = fuseflow_compiler::group_orders(&self.p, &stmts, cap, &self.cfg.lower)
+            .map_err(|e| failure(DriverError::Compile(e)))?;
+        Ok(per_output.into_iter().flatten().collect())
+    }
+
+    fn compile(&self, group: &Range<usize>, order: Option<&[String]>) -> Result<Compiled, Failure> {
+        let stmts = self.expanded(group);
+        if stmts.len() > 1 {
+            let size = fuseflow_compiler::group_size(&self.p, &stmts);
+            let what = || {
+                format!(
+                    "fused group {} would inline {} expression nodes and build up to {} streams before pruning",
+                    self.p.group_label(&stmts),
+                    size.expr_nodes,
+                    size.payload_streams
+                )
+            };
+            if !size.within_limits() {
+                return Err(failure(DriverError::GroupTooLarge {
+                    what: what(),
+                    nodes: fuseflow_compiler::size::MAX_EXPR_NODES,
+                    streams: fuseflow_compiler::size::MAX_PAYLOAD_STREAMS,
+                }));
+            }
+            if let Some(limit) = self.cfg.mem_limit {
+                Budget::new(limit)
+                    .check(size.bytes(), || format!("compiling {}", what()))
+                    .map_err(|e| failure(DriverError::Memory(e)))?;
+            }
+        }
+        let k = fuseflow_compiler::lower_group(&self.p, &stmts, order, &self.cfg.lower)
+            .map_err(|e| failure(DriverError::Compile(e)))?;
+        Ok(Compiled { graph: k.graph, outputs: k.outputs, orders: k.orders })
+    }
+
+    fn machine_fingerprint(&self, m: &Machine) -> Result<String, String> {
+        let hw = self.hw(m)?;
+        serde_json::to_string(&hw).map_err(|e| e.to_string())
+    }
+
+    fn peak_bytes_per_cycle(&self, m: &Machine) -> Option<f64> {
+        let hw = self.hw(m).ok()?;
+        hw.memory.enabled.then(|| hw.memory.params.peak_bytes_per_cycle() as f64)
+    }
+
+    fn simulate(&self, group: &Range<usize>, c: &Compiled, m: &Machine) -> Result<GroupResult, Failure> {
+        let t0 = Instant::now();
+        let hw = self.hw(m).map_err(|message| Failure { message, retryable: false })?;
+        let sim_cfg = SimConfig { max_cycles: self.cfg.sim.max_cycles, ..hw.to_sim_config() };
+        let ctl =
+            fuseflow_sim::SimControl { cancel: self.cancel.clone(), observer: None, mem_limit: self.cfg.mem_limit };
+        let label = self.p.group_label(&self.expanded(group));
+        let sim = fuseflow_sim::simulate_with(&c.graph, &self.tensors, &sim_cfg, &ctl).map_err(|error| {
+            let retryable = matches!(error, SimError::Memory { .. } | SimError::Cancelled { .. });
+            let e = DriverError::Sim { stmt: label.clone(), tensor: c.outputs.join(","), error };
+            Failure { retryable, ..failure(e) }
+        })?;
+        let mut r = GroupResult {
+            cycles: sim.cycles,
+            tokens: sim.tokens,
+            flops: sim.ops,
+            bytes_read: sim.bytes_read,
+            bytes_written: sim.bytes_written,
+            orders: c.orders.clone(),
+            verified: self.cfg.verify.then_some(true),
+            max_abs_error: self.cfg.verify.then_some(0.0),
+            mismatch: None,
+            wall_seconds: 0.0,
+        };
+        for tensor in &c.outputs {
+            let written = sim.outputs.get(tensor).ok_or_else(|| Failure {
+                message: format!("tensor {tensor}: the graph wrote no output"),
+                retryable: false,
+            })?;
+            if !self.cfg.verify {
+                continue;
+            }
+            let expected = self.expected.get(tensor).ok_or_else(|| Failure {
+                message: format!("reference evaluator: no result for {tensor}"),
+                retryable: false,
+            })?;
+            let coo = written.to_coo();
+            let cmp = fuseflow_reference::compare_named(tensor, expected, &coo, self.cfg.rel_tol, self.cfg.abs_tol);
+            if !cmp.ok {
+                r.verified = Some(false);
+                r.mismatch = r.mismatch.or(cmp.first_mismatch.clone());
+            }
+            if let Some(bad) = non_finite(tensor, &coo) {
+                r.verified = Some(false);
+                r.mismatch = r.mismatch.or(Some(bad));
+            }
+            r.max_abs_error = r.max_abs_error.map(|m| m.max(cmp.max_abs_error));
+        }
+        r.wall_seconds = t0.elapsed().as_secs_f64();
+        Ok(r)
+    }
+
+    fn stats(&self) -> &DataStats {
+        &self.stats
+    }
+}

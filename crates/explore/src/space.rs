@@ -1,0 +1,637 @@
+//! The design space: which fusion partitions, dataflow orders and machines a sweep visits,
+//! read from a TOML space file and command-line flags, and enumerated as numbered points.
+//!
+//! Points are numbered in one fixed order (machine, then order choice, then partition), so
+//! that a point's id is the same in every process that reads the same space: sharding splits
+//! by id and merging sorts by id. Parallel lanes (`par`) and blocking (`block`) are future
+//! axes (issue 9): the names are reserved, and a space file that uses them is refused until
+//! they exist, as is any other unknown axis.
+
+use std::fmt;
+
+use crate::ExploreError;
+
+/// Axes a space file may set.
+pub const AXES: &[&str] = &["partitions", "orders", "order_cap", "hw", "fifo_depth", "memory", "channels", "bandwidth"];
+
+/// Axes that are planned but not yet supported (parallel lanes and blocking, issue 9).
+pub const FUTURE_AXES: &[&str] = &["par", "block"];
+
+/// Most points one space may have: a sweep beyond this is a configuration error (list the
+/// partitions to visit instead of `all`).
+pub const MAX_POINTS: u64 = 1 << 22;
+
+/// Which fusion partitions of the user statements a sweep visits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Partitions {
+    /// Every partition into contiguous groups: 2^(n-1) of them for n statements.
+    All,
+    /// The listed partitions, each as contiguous groups of user statements.
+    List(Vec<Partition>),
+}
+
+/// A partition of user statements `0..n` into contiguous groups, as the set of cut positions:
+/// bit `i` set means a group ends after statement `i` (bits `0..n-1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Partition {
+    /// Number of user statements.
+    pub n: usize,
+    /// Cut bits (see the type's documentation).
+    pub cuts: u64,
+}
+
+impl Partition {
+    /// The partition with cut mask `cuts` of `n` statements.
+    pub fn new(n: usize, cuts: u64) -> Partition {
+        let mask = if n <= 1 { 0 } else { (1u64 << (n - 1)) - 1 };
+        Partition { n, cuts: cuts & mask }
+    }
+
+    /// Every statement alone (the unfused baseline at the level of user statements).
+    pub fn singletons(n: usize) -> Partition {
+        Partition::new(n, u64::MAX)
+    }
+
+    /// One group of everything.
+    pub fn whole(n: usize) -> Partition {
+        Partition::new(n, 0)
+    }
+
+    /// The groups, as half-open ranges of user statements.
+    pub fn groups(&self) -> Vec<std::ops::Range<usize>> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        for i in 0..self.n {
+            let cut = i + 1 == self.n || self.cuts >> i & 1 == 1;
+            if cut {
+                out.push(start..i + 1);
+                start = i + 1;
+            }
+        }
+        out
+    }
+
+    /// Parses `--fusion` syntax restricted to contiguous groups covering `0..n` in order
+    /// (`0-3,4-10`, `0,1,2`); `unfused` and `full` name the two extremes.
+    pub fn parse(text: &str, n: usize) -> Result<Partition, String> {
+        match text.trim() {
+            "unfused" => return Ok(Partition::singletons(n)),
+            "full" => return Ok(Partition::whole(n)),
+            _ => {}
+        }
+        let mut next = 0usize;
+        let mut cuts = 0u64;
+        for item in text.split(',') {
+            let item = item.trim();
+            let bad = || format!("partition {text:?}: {item:?} is not a statement or a range a-b");
+            let (a, b) = match item.split_once('-') {
+                Some((a, b)) => {
+                    (a.trim().parse::<usize>().map_err(|_| bad())?, b.trim().parse::<usize>().map_err(|_| bad())?)
+                }
+                None => {
+                    let a = item.parse::<usize>().map_err(|_| bad())?;
+                    (a, a)
+                }
+            };
+            if a != next || b < a {
+                return Err(format!(
+                    "partition {text:?}: groups must be contiguous ranges covering statements 0-{} in order; expected a group starting at {next}, got {item:?}",
+                    n.saturating_sub(1)
+                ));
+            }
+            if b >= n {
+                return Err(format!("partition {text:?}: statement {b} does not exist (the program has {n})"));
+            }
+            if b + 1 < n {
+                cuts |= 1 << b;
+            }
+            next = b + 1;
+        }
+        if next != n {
+            return Err(format!("partition {text:?}: statements {next}-{} are in no group", n - 1));
+        }
+        Ok(Partition::new(n, cuts))
+    }
+}
+
+impl fmt::Display for Partition {
+    /// `--fusion` syntax: `0-3,4-10`, with `5` for a group of one.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let items: Vec<String> = self
+            .groups()
+            .iter()
+            .map(|g| if g.len() == 1 { g.start.to_string() } else { format!("{}-{}", g.start, g.end - 1) })
+            .collect();
+        f.write_str(&items.join(","))
+    }
+}
+
+/// How each group's dataflow order is chosen.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OrderChoice {
+    /// The compiler's cost-guided default.
+    Default,
+    /// Each group under every legal order (at most `order_cap`), keeping the one with the
+    /// fewest cycles (simulated; estimated when ranking by estimate). Groups are independent,
+    /// so this is the best combination at the cost of a sum, not a product, of orders.
+    Best,
+    /// A named permutation, applied to every group whose index names it names exactly; other
+    /// groups use their default.
+    Named(Vec<String>),
+}
+
+impl fmt::Display for OrderChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OrderChoice::Default => f.write_str("default"),
+            OrderChoice::Best => f.write_str("best"),
+            OrderChoice::Named(o) => f.write_str(&o.join(",")),
+        }
+    }
+}
+
+impl OrderChoice {
+    /// `default`, `best` or index names such as `i,k,j`.
+    pub fn parse(text: &str) -> Result<OrderChoice, String> {
+        match text.trim() {
+            "default" => Ok(OrderChoice::Default),
+            "best" | "all" => Ok(OrderChoice::Best),
+            t => {
+                let names: Vec<String> = t.split(',').map(|s| s.trim().to_string()).collect();
+                if names.iter().any(|n| n.is_empty() || !n.chars().all(|c| c.is_alphanumeric() || c == '_')) {
+                    return Err(format!("order {t:?}: expected default, best, or index names such as i,k,j"));
+                }
+                Ok(OrderChoice::Named(names))
+            }
+        }
+    }
+}
+
+/// Channel capacity of a machine point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Depth {
+    /// Unbounded channels.
+    Unbounded,
+    /// This many tokens per channel (≥ 1).
+    Tokens(usize),
+}
+
+/// Off-chip memory model of a machine point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MemoryMode {
+    /// Ideal memory (accesses cost nothing).
+    Ideal,
+    /// The hardware's memory model.
+    Model,
+}
+
+/// One machine: a hardware preset or file with optional overrides (`None` keeps the
+/// hardware's own value).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Machine {
+    /// Hardware preset (`ideal`, `comal`, `rda`) or TOML file.
+    pub hw: String,
+    /// Channel capacity.
+    pub fifo_depth: Option<Depth>,
+    /// Memory model on or off.
+    pub memory: Option<MemoryMode>,
+    /// Memory channels.
+    pub channels: Option<u32>,
+    /// Peak bytes per cycle of one memory channel.
+    pub bandwidth: Option<u32>,
+}
+
+impl Machine {
+    /// The `key=value` hardware overrides this machine applies after its preset, in the
+    /// syntax of `fuseflow run --set`.
+    pub fn overrides(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self.fifo_depth {
+            Some(Depth::Unbounded) => out.push("fifo_depth=unbounded".to_string()),
+            Some(Depth::Tokens(d)) => out.push(format!("fifo_depth={d}")),
+            None => {}
+        }
+        match self.memory {
+            Some(MemoryMode::Ideal) => out.push("memory.enabled=false".to_string()),
+            Some(MemoryMode::Model) => out.push("memory.enabled=true".to_string()),
+            None => {}
+        }
+        if let Some(c) = self.channels {
+            out.push(format!("memory.channels={c}"));
+        }
+        if let Some(b) = self.bandwidth {
+            out.push(format!("memory.bytes_per_cycle={b}"));
+        }
+        out
+    }
+}
+
+impl fmt::Display for Machine {
+    /// `rda fifo_depth=16 memory.channels=8`: the hardware and its overrides.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.hw)?;
+        for o in self.overrides() {
+            write!(f, " {o}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A design space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Space {
+    /// Partitions of the user statements.
+    pub partitions: Partitions,
+    /// Order choices (each a separate slice of points).
+    pub orders: Vec<OrderChoice>,
+    /// Most candidate orders per group under [`OrderChoice::Best`].
+    pub order_cap: usize,
+    /// Hardware presets or files.
+    pub hw: Vec<String>,
+    /// Channel capacities (`None`: the hardware's).
+    pub fifo_depth: Vec<Option<Depth>>,
+    /// Memory models (`None`: the hardware's).
+    pub memory: Vec<Option<MemoryMode>>,
+    /// Memory channel counts (`None`: the hardware's).
+    pub channels: Vec<Option<u32>>,
+    /// Bytes per cycle of one memory channel (`None`: the hardware's).
+    pub bandwidth: Vec<Option<u32>>,
+}
+
+impl Default for Space {
+    /// Every partition, default orders, the `ideal` machine.
+    fn default() -> Space {
+        Space {
+            partitions: Partitions::All,
+            orders: vec![OrderChoice::Default],
+            order_cap: 8,
+            hw: vec!["ideal".to_string()],
+            fifo_depth: vec![None],
+            memory: vec![None],
+            channels: vec![None],
+            bandwidth: vec![None],
+        }
+    }
+}
+
+/// One point of a space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Point {
+    /// Position in the space's enumeration (see the module documentation).
+    pub id: u64,
+    /// The fusion partition.
+    pub partition: Partition,
+    /// How orders are chosen.
+    pub order: OrderChoice,
+    /// The machine.
+    pub machine: Machine,
+}
+
+impl Point {
+    /// The point's configuration as one stable string: what a results log is keyed by.
+    pub fn key(&self) -> String {
+        format!("fusion={} order={} hw={}", self.partition, self.order, self.machine)
+    }
+}
+
+/// Where a value came from, for error messages: `FILE:LINE:COL: axis X` or `--flag`.
+fn at(file: &str, text: &str, key: &str) -> String {
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix(key) {
+            if rest.trim_start().starts_with('=') {
+                let col = line.len() - t.len() + 1;
+                return format!("{file}:{}:{col}: axis `{key}`", i + 1);
+            }
+        }
+    }
+    format!("{file}: axis `{key}`")
+}
+
+/// The values of an axis: one value or an array of them.
+fn values(v: &toml::Value) -> Vec<toml::Value> {
+    match v {
+        toml::Value::Array(a) => a.clone(),
+        other => vec![other.clone()],
+    }
+}
+
+fn describe(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => format!("\"{s}\""),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Datetime(_) => "a date".into(),
+        toml::Value::Array(_) => "an array".into(),
+        toml::Value::Table(_) => "a table".into(),
+    }
+}
+
+/// Parses one depth value: a positive integer or `"unbounded"` (or `"hw"`, the hardware's).
+pub fn parse_depth(v: &str) -> Result<Option<Depth>, String> {
+    match v.trim() {
+        "unbounded" => Ok(Some(Depth::Unbounded)),
+        "hw" => Ok(None),
+        t => match t.parse::<u64>() {
+            Ok(d) if (1..=1 << 30).contains(&d) => Ok(Some(Depth::Tokens(d as usize))),
+            _ => Err(format!("{t:?} is impossible (expected a depth from 1 to 1073741824, \"unbounded\" or \"hw\")")),
+        },
+    }
+}
+
+/// Parses a memory mode: `ideal`, `model` or `hw` (the hardware's).
+pub fn parse_memory(v: &str) -> Result<Option<MemoryMode>, String> {
+    match v.trim() {
+        "ideal" => Ok(Some(MemoryMode::Ideal)),
+        "model" => Ok(Some(MemoryMode::Model)),
+        "hw" => Ok(None),
+        t => Err(format!("{t:?} is impossible (expected \"ideal\", \"model\" or \"hw\")")),
+    }
+}
+
+/// Parses a memory channel count (1 to 4096) or bytes per cycle of a channel (1 to 65536),
+/// or `hw`.
+fn parse_count(v: &str, max: u64) -> Result<Option<u32>, String> {
+    match v.trim() {
+        "hw" => Ok(None),
+        t => match t.parse::<u64>() {
+            Ok(x) if (1..=max).contains(&x) => Ok(Some(x as u32)),
+            _ => Err(format!("{t:?} is impossible (expected an integer from 1 to {max}, or \"hw\")")),
+        },
+    }
+}
+
+/// Parses a memory channel count (`hw` = the hardware's).
+pub fn parse_channels(v: &str) -> Result<Option<u32>, String> {
+    parse_count(v, 4096)
+}
+
+/// Parses the bytes per cycle of one memory channel (`hw` = the hardware's).
+pub fn parse_bandwidth(v: &str) -> Result<Option<u32>, String> {
+    parse_count(v, 65536)
+}
+
+/// A TOML scalar as the text the flag parsers take.
+fn scalar(v: &toml::Value) -> Result<String, String> {
+    match v {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        other => Err(format!("{} is impossible here (expected a string or an integer)", describe(other))),
+    }
+}
+
+impl Space {
+    /// Reads a space file (TOML). Every key is an axis from [`AXES`]; an unknown key, a
+    /// future axis ([`FUTURE_AXES`]) or an impossible value is an error naming the file, the
+    /// line and the axis. `n` is the program's number of user statements.
+    pub fn from_toml(file: &str, text: &str, n: usize) -> Result<Space, ExploreError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let msg = e.message().to_string();
+            let loc = e.span().map(|s| {
+                let before = &text[..s.start.min(text.len())];
+                (before.matches('\n').count() + 1, before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1)
+            });
+            ExploreError::Space(match loc {
+                Some((l, c)) => format!("{file}:{l}:{c}: {msg}"),
+                None => format!("{file}: {msg}"),
+            })
+        })?;
+        let mut space = Space::default();
+        for (key, v) in &table {
+            let here = at(file, text, key);
+            let err = |m: String| ExploreError::Space(format!("{here}: {m}"));
+            if FUTURE_AXES.contains(&key.as_str()) {
+                return Err(err("is planned (parallel lanes and blocking, issue 9) but not supported yet".into()));
+            }
+            match key.as_str() {
+                "partitions" => space.partitions = Space::parse_partitions(&values(v), n).map_err(err)?,
+                "orders" => {
+                    space.orders = values(v)
+                        .iter()
+                        .map(|x| scalar(x).and_then(|s| OrderChoice::parse(&s)))
+                        .collect::<Result<_, _>>()
+                        .map_err(err)?
+                }
+                "order_cap" => match v {
+                    toml::Value::Integer(i) if (1..=1000).contains(i) => space.order_cap = *i as usize,
+                    other => return Err(err(format!("{} is impossible (expected 1 to 1000)", describe(other)))),
+                },
+                "hw" => space.hw = values(v).iter().map(scalar).collect::<Result<_, _>>().map_err(err)?,
+                "fifo_depth" => {
+                    space.fifo_depth = values(v)
+                        .iter()
+                        .map(|x| scalar(x).and_then(|s| parse_depth(&s)))
+                        .collect::<Result<_, _>>()
+                        .map_err(err)?
+                }
+                "memory" => {
+                    space.memory = values(v)
+                        .iter()
+                        .map(|x| scalar(x).and_then(|s| parse_memory(&s)))
+                        .collect::<Result<_, _>>()
+                        .map_err(err)?
+                }
+                "channels" => {
+                    space.channels = values(v)
+                        .iter()
+                        .map(|x| scalar(x).and_then(|s| parse_channels(&s)))
+                        .collect::<Result<_, _>>()
+                        .map_err(err)?
+                }
+                "bandwidth" => {
+                    space.bandwidth = values(v)
+                        .iter()
+                        .map(|x| scalar(x).and_then(|s| parse_bandwidth(&s)))
+                        .collect::<Result<_, _>>()
+                        .map_err(err)?
+                }
+                other => {
+                    let loc = here.strip_suffix(&format!(": axis `{other}`")).unwrap_or(&here);
+                    return Err(ExploreError::Space(format!(
+                        "{loc}: unknown axis `{other}` (axes: {}; planned: {})",
+                        AXES.join(", "),
+                        FUTURE_AXES.join(", ")
+                    )));
+                }
+            }
+        }
+        space.check().map_err(|m| ExploreError::Space(format!("{file}: {m}")))?;
+        Ok(space)
+    }
+
+    /// `"all"`, or a list of partitions in `--fusion` syntax.
+    fn parse_partitions(vals: &[toml::Value], n: usize) -> Result<Partitions, String> {
+        if let [toml::Value::String(s)] = vals {
+            if s.trim() == "all" {
+                return Ok(Partitions::All);
+            }
+        }
+        let list: Vec<Partition> =
+            vals.iter().map(|v| scalar(v).and_then(|s| Partition::parse(&s, n))).collect::<Result<_, _>>()?;
+        Ok(Partitions::List(list))
+    }
+
+    /// Parses the `--partitions` flag: `all` or partitions separated by `;`.
+    pub fn partitions_flag(text: &str, n: usize) -> Result<Partitions, String> {
+        if text.trim() == "all" {
+            return Ok(Partitions::All);
+        }
+        Ok(Partitions::List(text.split(';').map(|t| Partition::parse(t, n)).collect::<Result<_, _>>()?))
+    }
+
+    /// Every axis has at least one value, and the space is not absurdly large.
+    pub fn check(&self) -> Result<(), String> {
+        let empty = [
+            ("partitions", matches!(&self.partitions, Partitions::List(l) if l.is_empty())),
+            ("orders", self.orders.is_empty()),
+            ("hw", self.hw.is_empty()),
+            ("fifo_depth", self.fifo_depth.is_empty()),
+            ("memory", self.memory.is_empty()),
+            ("channels", self.channels.is_empty()),
+            ("bandwidth", self.bandwidth.is_empty()),
+        ];
+        if let Some((axis, _)) = empty.iter().find(|(_, e)| *e) {
+            return Err(format!("axis `{axis}` has no values"));
+        }
+        Ok(())
+    }
+
+    /// The machines, in enumeration order (hw, fifo depth, memory, channels, bandwidth).
+    pub fn machines(&self) -> Vec<Machine> {
+        let mut out = Vec::new();
+        for hw in &self.hw {
+            for &fifo_depth in &self.fifo_depth {
+                for &memory in &self.memory {
+                    for &channels in &self.channels {
+                        for &bandwidth in &self.bandwidth {
+                            out.push(Machine { hw: hw.clone(), fifo_depth, memory, channels, bandwidth });
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The partitions of `n` statements, in enumeration order (`All`: by cut mask, so the
+    /// single group comes first and every statement alone last).
+    pub fn partition_list(&self, n: usize) -> Result<Vec<Partition>, ExploreError> {
+        match &self.partitions {
+            Partitions::All => {
+                if n == 0 {
+                    return Ok(Vec::new());
+                }
+                if n > 23 {
+                    return Err(ExploreError::Space(format!(
+                        "partitions = \"all\" of {n} statements is 2^{} points: list the partitions to visit",
+                        n - 1
+                    )));
+                }
+                Ok((0..1u64 << (n - 1)).map(|c| Partition::new(n, c)).collect())
+            }
+            Partitions::List(l) => Ok(l.clone()),
+        }
+    }
+
+    /// Every point, numbered (machine, then order, then partition).
+    pub fn points(&self, n: usize) -> Result<Vec<Point>, ExploreError> {
+        let partitions = self.partition_list(n)?;
+        let machines = self.machines();
+        let total =
+            (partitions.len() as u64).saturating_mul(machines.len() as u64).saturating_mul(self.orders.len() as u64);
+        if total > MAX_POINTS {
+            return Err(ExploreError::Space(format!(
+                "the space has {total} points, over the limit of {MAX_POINTS}: narrow an axis"
+            )));
+        }
+        let mut out = Vec::with_capacity(total as usize);
+        for m in &machines {
+            for o in &self.orders {
+                for p in &partitions {
+                    out.push(Point { id: out.len() as u64, partition: *p, order: o.clone(), machine: m.clone() });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn all_partitions_of_four_statements() {
+        let s = Space::default();
+        let list: Vec<String> = s.partition_list(4).unwrap().iter().map(|p| p.to_string()).collect();
+        assert_eq!(list.len(), 8);
+        assert_eq!(list[0], "0-3");
+        assert_eq!(list[7], "0,1,2,3");
+        assert!(list.contains(&"0-1,2-3".to_string()));
+        let mut dedup = list.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(dedup.len(), 8, "partitions are distinct");
+    }
+
+    proptest! {
+        #[test]
+        fn partitions_cover_statements_once_and_round_trip(n in 1usize..20, cuts in any::<u64>()) {
+            let p = Partition::new(n, cuts);
+            let groups = p.groups();
+            let flat: Vec<usize> = groups.iter().flat_map(|g| g.clone()).collect();
+            prop_assert_eq!(flat, (0..n).collect::<Vec<_>>());
+            prop_assert_eq!(groups.len() as u32, p.cuts.count_ones() + 1);
+            prop_assert_eq!(Partition::parse(&p.to_string(), n).unwrap(), p);
+        }
+    }
+
+    #[test]
+    fn parse_rejects_gaps_overlaps_and_out_of_range() {
+        assert!(Partition::parse("0-2,4-5", 6).unwrap_err().contains("expected a group starting at 3"));
+        assert!(Partition::parse("0-7", 6).unwrap_err().contains("does not exist"));
+        assert!(Partition::parse("0-3", 6).unwrap_err().contains("in no group"));
+        assert_eq!(Partition::parse("unfused", 3).unwrap().to_string(), "0,1,2");
+        assert_eq!(Partition::parse("full", 3).unwrap().to_string(), "0-2");
+    }
+
+    #[test]
+    fn space_file_axes_and_errors() {
+        let s = Space::from_toml(
+            "s.toml",
+            "partitions = [\"0-1,2\", \"full\"]\norders = [\"default\", \"best\"]\nhw = [\"ideal\", \"rda\"]\nfifo_depth = [\"unbounded\", 4]\n",
+            3,
+        )
+        .unwrap();
+        let pts = s.points(3).unwrap();
+        assert_eq!(pts.len(), 2 * 2 * 2 * 2);
+        assert_eq!(pts[0].key(), "fusion=0-1,2 order=default hw=ideal fifo_depth=unbounded");
+        assert_eq!(pts.last().map(|p| p.id), Some(15));
+        let e = Space::from_toml("s.toml", "hw = \"ideal\"\nbogus = 3\n", 3).unwrap_err().to_string();
+        assert!(e.starts_with("s.toml:2:1: unknown axis `bogus`"), "{e}");
+        let e = Space::from_toml("s.toml", "par = [1, 2]\n", 3).unwrap_err().to_string();
+        assert!(e.contains("s.toml:1:1: axis `par`: is planned"), "{e}");
+        let e = Space::from_toml("s.toml", "fifo_depth = [0]\n", 3).unwrap_err().to_string();
+        assert!(e.contains("axis `fifo_depth`") && e.contains("\"0\" is impossible"), "{e}");
+        let e = Space::from_toml("s.toml", "channels = 5000\n", 3).unwrap_err().to_string();
+        assert!(e.contains("impossible"), "{e}");
+        let e = Space::from_toml("s.toml", "hw = []\n", 3).unwrap_err().to_string();
+        assert!(e.contains("no values"), "{e}");
+        let e = Space::from_toml("s.toml", "hw = [\n", 3).unwrap_err().to_string();
+        assert!(e.starts_with("s.toml:"), "{e}");
+    }
+
+    #[test]
+    fn machine_overrides_in_set_syntax() {
+        let m = Machine {
+            hw: "rda".into(),
+            fifo_depth: Some(Depth::Tokens(8)),
+            memory: Some(MemoryMode::Model),
+            channels: Some(4),
+            bandwidth: None,
+        };
+        assert_eq!(m.to_string(), "rda fifo_depth=8 memory.enabled=true memory.channels=4");
+    }
+}
