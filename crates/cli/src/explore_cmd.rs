@@ -277,7 +277,7 @@ pub fn explore(a: ExploreArgs) -> Result<ExitCode> {
     let summary = summary?;
     let files = fuseflow_explore::report::write_all(&out, &r.program(), &summary.records, None)?;
     let wall = start.elapsed().as_secs_f64();
-    let validation = fuseflow_explore::stats::validate(&summary.records);
+    let validation = fuseflow_explore::stats::validate_slices(&summary.records);
     let printed = (|| -> Result<()> {
         let mut o = std::io::stdout().lock();
         let mut line = |s: String| writeln!(o, "{s}").map_err(StdoutError);
@@ -293,7 +293,7 @@ pub fn explore(a: ExploreArgs) -> Result<ExitCode> {
             summary.selected, summary.resumed, summary.ran, summary.failed
         ))?;
         line(format!("groups       {} simulated, {} from the cache", summary.simulations, summary.cache_hits))?;
-        if let Some(v) = &validation {
+        for (slice, v) in &validation {
             let rho = v.spearman.map_or("n/a".to_string(), |x| format!("{x:.3}"));
             let kept: Vec<String> = v
                 .kept
@@ -301,12 +301,12 @@ pub fn explore(a: ExploreArgs) -> Result<ExitCode> {
                 .map(|(f, _, k)| format!("{:.0}%: {}", f * 100.0, if *k { "kept" } else { "lost" }))
                 .collect();
             line(format!(
-                "estimate     Spearman {rho} over {} points; regret of its pick {:.3}; true best at {}",
+                "estimate     {slice}: Spearman {rho} over {} points; regret of its pick {:.3}; true best at {}",
                 v.points,
                 v.regret,
                 kept.join(", ")
             ))?;
-            line(format!("best         {}", v.best))?;
+            line(format!("best         {slice}: {}", v.best))?;
         }
         let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         line(format!("results      {} ({})", out.join("points.jsonl").display(), names.join(", ")))?;

@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use fuseflow_explore::{Compiled, DataStats, Failure, GroupEvaluator, GroupResult, Machine};
+use fuseflow_explore::{Compiled, DataStats, Failure, GroupEvaluator, GroupResult, Machine, MemoryModel};
 use fuseflow_ir::CheckedProgram;
 use fuseflow_sim::{HwConfig, SimConfig, SimError};
 use fuseflow_tensor::{Budget, Coo, Tensor};
@@ -221,9 +221,16 @@ impl GroupEvaluator for GroupRunner {
         serde_json::to_string(&hw).map_err(|e| e.to_string())
     }
 
-    fn peak_bytes_per_cycle(&self, m: &Machine) -> Option<f64> {
+    fn memory_model(&self, m: &Machine) -> Option<MemoryModel> {
         let hw = self.hw(m).ok()?;
-        hw.memory.enabled.then(|| hw.memory.params.peak_bytes_per_cycle() as f64)
+        let p = &hw.memory.params;
+        hw.memory.enabled.then(|| MemoryModel {
+            peak_bytes_per_cycle: p.peak_bytes_per_cycle() as f64,
+            slots: p.channels as f64 * p.queue_depth as f64,
+            line_bytes: p.granularity as f64,
+            latency: p.latency as f64,
+            partitioned: p.sharing != fuseflow_sim::Sharing::Private,
+        })
     }
 
     fn simulate(&self, group: &Range<usize>, c: &Compiled, m: &Machine) -> Result<GroupResult, Failure> {

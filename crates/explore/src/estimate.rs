@@ -137,6 +137,35 @@ impl Shape {
     }
 }
 
+/// The off-chip memory as the estimate sees it (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryModel {
+    /// Peak bandwidth of the whole memory, bytes per cycle.
+    pub peak_bytes_per_cycle: f64,
+    /// Outstanding requests the whole memory holds (channels × queue depth).
+    pub slots: f64,
+    /// Bytes per request (a line).
+    pub line_bytes: f64,
+    /// Cycles from a request to its data.
+    pub latency: f64,
+    /// Whether access streams split bandwidth and slots evenly (`false`: each has all of
+    /// them).
+    pub partitioned: bool,
+}
+
+impl MemoryModel {
+    /// Cycles for the busiest of `ports` access streams moving `bytes` each: lines at the
+    /// port's share of the bandwidth, or at most its share of the request slots per latency,
+    /// whichever is slower.
+    fn cycles(&self, ports: &[f64]) -> f64 {
+        let n = if self.partitioned { ports.len().max(1) as f64 } else { 1.0 };
+        let (bw, slots) = (self.peak_bytes_per_cycle.max(1e-9) / n, (self.slots / n).max(1.0));
+        let line = self.line_bytes.max(4.0);
+        let per_line = (line / bw).max(self.latency / slots);
+        ports.iter().map(|b| (b / line).ceil() * per_line).fold(0.0, f64::max)
+    }
+}
+
 /// Per-fiber density `len / size` clamped to [0, 1].
 fn density(len: f64, size: f64) -> f64 {
     if size > 0.0 {
@@ -146,9 +175,9 @@ fn density(len: f64, size: f64) -> f64 {
     }
 }
 
-/// Estimates one group's graph on the data described by `stats`; `peak_bytes_per_cycle` is
-/// the machine's peak off-chip bandwidth (`None`: ideal memory).
-pub fn estimate_graph(g: &Graph, stats: &DataStats, peak_bytes_per_cycle: Option<f64>) -> Estimate {
+/// Estimates one group's graph on the data described by `stats` on a machine with `memory`
+/// (`None`: ideal memory).
+pub fn estimate_graph(g: &Graph, stats: &DataStats, memory: Option<&MemoryModel>) -> Estimate {
     let bindings: HashMap<&str, &fuseflow_graph::TensorBinding> =
         g.inputs.iter().map(|b| (b.tensor.as_str(), b)).collect();
     // Index sizes, from every primitive that knows one.
@@ -182,6 +211,8 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, peak_bytes_per_cycle: Option
     let mut shapes: Vec<Shape> = vec![Shape::default(); g.streams.len()];
     let get = |shapes: &Vec<Shape>, s: StreamId| shapes[s.0 as usize].clone();
     let (mut flops, mut bytes, mut busiest) = (0.0f64, 0.0f64, 0.0f64);
+    // Bytes per memory access stream (the simulator gives each its own port).
+    let mut ports: Vec<f64> = Vec::new();
     for n in &g.nodes {
         let ins: Vec<Shape> = n.ins.iter().map(|&s| get(&shapes, s)).collect();
         let outs: Vec<Shape> = match &n.op {
@@ -194,6 +225,7 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, peak_bytes_per_cycle: Option
                 let s = parent.child(parent.len() * fiber, Some(index.clone()));
                 if *format == fuseflow_tensor::LevelFormat::Compressed {
                     bytes += 8.0 * parent.len() + 4.0 * s.len();
+                    ports.extend([8.0 * parent.len(), 4.0 * s.len()]);
                 }
                 vec![s.clone(), s]
             }
@@ -241,6 +273,7 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, peak_bytes_per_cycle: Option
             Op::Array { .. } => {
                 let s = ins.first().cloned().unwrap_or_default();
                 bytes += 4.0 * s.len();
+                ports.push(4.0 * s.len());
                 vec![Shape { points: s.points, index: None }]
             }
             Op::Alu { .. } => {
@@ -294,10 +327,13 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, peak_bytes_per_cycle: Option
             Op::LevelWrite { .. } => {
                 let s = ins.first().cloned().unwrap_or_default();
                 bytes += 4.0 * (s.len() + s.parent());
+                ports.extend([4.0 * s.parent(), 4.0 * s.len()]);
                 Vec::new()
             }
             Op::ValWrite { .. } => {
-                bytes += 4.0 * ins.first().map_or(0.0, Shape::len);
+                let b = 4.0 * ins.first().map_or(0.0, Shape::len);
+                bytes += b;
+                ports.push(b);
                 Vec::new()
             }
         };
@@ -310,7 +346,7 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, peak_bytes_per_cycle: Option
             }
         }
     }
-    let memory = peak_bytes_per_cycle.filter(|p| *p > 0.0).map_or(0.0, |p| bytes / p);
+    let memory = memory.map_or(0.0, |m| m.cycles(&ports));
     Estimate { cycles: busiest.max(memory), flops, bytes }
 }
 
@@ -370,7 +406,14 @@ mod tests {
         assert_eq!(e.flops, 0.0);
         // The busiest stream: 6 coordinates and 3 stops.
         assert_eq!(e.cycles, 9.0);
-        let slow = estimate_graph(&g, &stats, Some(1.0));
-        assert_eq!(slow.cycles, e.bytes, "bandwidth-bound at 1 byte per cycle");
+        // One byte per cycle in all, 4-byte lines, no latency: the busiest of the 6 ports (24
+        // bytes of values, 6 lines) gets 1/6 byte per cycle.
+        let m =
+            MemoryModel { peak_bytes_per_cycle: 1.0, slots: 64.0, line_bytes: 4.0, latency: 0.0, partitioned: true };
+        assert_eq!(estimate_graph(&g, &stats, Some(&m)).cycles, 6.0 * 4.0 * 6.0);
+        // Latency-bound: one slot per port, 100 cycles a request.
+        let m =
+            MemoryModel { peak_bytes_per_cycle: 1e6, slots: 6.0, line_bytes: 4.0, latency: 100.0, partitioned: true };
+        assert_eq!(estimate_graph(&g, &stats, Some(&m)).cycles, 6.0 * 100.0);
     }
 }

@@ -33,7 +33,7 @@ pub mod sweep;
 
 use std::ops::Range;
 
-pub use estimate::{DataStats, Estimate, TensorStats};
+pub use estimate::{DataStats, Estimate, MemoryModel, TensorStats};
 pub use shard::Shard;
 pub use space::{Machine, OrderChoice, Partition, Point, Space};
 pub use store::{GroupRecord, PointRecord, ResultsDir, Status};
@@ -166,8 +166,8 @@ pub trait GroupEvaluator {
     /// A canonical description of the machine (part of cache keys); an error when the machine
     /// is invalid (an unknown preset, an impossible override).
     fn machine_fingerprint(&self, machine: &Machine) -> Result<String, String>;
-    /// Peak off-chip bandwidth in bytes per cycle, `None` with ideal memory.
-    fn peak_bytes_per_cycle(&self, machine: &Machine) -> Option<f64>;
+    /// The machine's off-chip memory for the estimate, `None` with ideal memory.
+    fn memory_model(&self, machine: &Machine) -> Option<MemoryModel>;
     /// Simulates (and verifies) a compiled group on a machine.
     fn simulate(&self, group: &Range<usize>, compiled: &Compiled, machine: &Machine) -> Result<GroupResult, Failure>;
     /// Statistics of the data every group reads (inputs and intermediates).

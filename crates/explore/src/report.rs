@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::stats::{validate, Validation};
+use crate::stats::{validate, validate_slices, Validation};
 use crate::store::{write_atomic, PointRecord, Status};
 use crate::ExploreError;
 
@@ -144,10 +144,20 @@ pub fn markdown(program: &str, records: &[PointRecord], space_points: Option<usi
         let _ = writeln!(md);
     }
     let _ = writeln!(md, "## Estimate accuracy\n");
-    match validate(records) {
-        Some(v) => write_validation(&mut md, &v),
-        None => {
-            let _ = writeln!(md, "No simulated point has an estimate.\n");
+    let slices = validate_slices(records);
+    if slices.is_empty() {
+        let _ = writeln!(md, "No simulated point has an estimate.\n");
+    }
+    for (slice, v) in &slices {
+        if slices.len() > 1 {
+            let _ = writeln!(md, "### {slice}\n");
+        }
+        write_validation(&mut md, v);
+    }
+    if slices.len() > 1 {
+        if let Some(v) = validate(records) {
+            let _ = writeln!(md, "### All machines and order choices together\n");
+            write_validation(&mut md, &v);
         }
     }
     if failed > 0 {
@@ -190,6 +200,88 @@ pub fn write_validation(md: &mut String, v: &Validation) {
     let _ = writeln!(md);
 }
 
+/// One scatter plot: every point, with its Pareto front drawn over it.
+struct Plot<'a> {
+    title: &'a str,
+    x: &'a str,
+    y: &'a str,
+    points: Vec<(f64, f64)>,
+    front: Vec<(f64, f64)>,
+}
+
+/// Draws `plot` on `root`. Text needs a font, which the bitmap backend would have to load
+/// (plotters' `ttf`/`ab_glyph` features, a font file): the PNG is drawn without text, and the
+/// SVG (whose text the viewer renders) and the report carry the labels.
+fn draw<DB: plotters::prelude::DrawingBackend>(
+    root: plotters::drawing::DrawingArea<DB, plotters::coord::Shift>,
+    plot: &Plot,
+    text: bool,
+) -> Result<(), String> {
+    use plotters::prelude::*;
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let max = |f: fn(&(f64, f64)) -> f64| plot.points.iter().map(f).fold(1.0f64, f64::max) * 1.05;
+    let (xmax, ymax) = (max(|p| p.0), max(|p| p.1));
+    let mut builder = ChartBuilder::on(&root);
+    builder.margin(20);
+    if text {
+        builder.caption(plot.title, ("sans-serif", 20)).x_label_area_size(45).y_label_area_size(80);
+    }
+    let mut chart = builder.build_cartesian_2d(0.0..xmax, 0.0..ymax).map_err(|x| e(&x))?;
+    if text {
+        chart.configure_mesh().x_desc(plot.x).y_desc(plot.y).draw().map_err(|x| e(&x))?;
+    } else {
+        chart
+            .plotting_area()
+            .draw(&Rectangle::new([(0.0, 0.0), (xmax, ymax)], BLACK.stroke_width(1)))
+            .map_err(|x| e(&x))?;
+    }
+    let grey = RGBColor(150, 150, 150);
+    chart.draw_series(plot.points.iter().map(|&p| Circle::new(p, 3, grey.filled()))).map_err(|x| e(&x))?;
+    chart.draw_series(LineSeries::new(plot.front.iter().copied(), RED.stroke_width(2))).map_err(|x| e(&x))?;
+    chart.draw_series(plot.front.iter().map(|&p| Circle::new(p, 5, RED.filled()))).map_err(|x| e(&x))?;
+    root.present().map_err(|x| e(&x))
+}
+
+/// Writes `NAME.svg` and `NAME.png` for a Pareto plot of `y` against off-chip bytes.
+fn pareto_plots(
+    dir: &Path,
+    name: &str,
+    title: &str,
+    y_name: &str,
+    records: &[PointRecord],
+    y: fn(&PointRecord) -> Option<u64>,
+) -> Result<Vec<PathBuf>, ExploreError> {
+    let points: Vec<(f64, f64)> = records
+        .iter()
+        .filter(|r| r.status != Status::Failed)
+        .filter_map(|r| Some((r.offchip_bytes? as f64, y(r)? as f64)))
+        .collect();
+    let front: Vec<(f64, f64)> = pareto(records, |r| r.offchip_bytes, y)
+        .iter()
+        .filter_map(|r| Some((r.offchip_bytes? as f64, y(r)? as f64)))
+        .collect();
+    let plot = Plot { title, x: "off-chip bytes", y: y_name, points, front };
+    let svg = dir.join(format!("{name}.svg"));
+    let png = dir.join(format!("{name}.png"));
+    let fail = |path: &Path| {
+        let path = path.display().to_string();
+        move |message: String| ExploreError::Plot { path: path.clone(), message }
+    };
+    use plotters::prelude::IntoDrawingArea;
+    let mut text = String::new();
+    draw(plotters::prelude::SVGBackend::with_string(&mut text, (800, 600)).into_drawing_area(), &plot, true)
+        .map_err(fail(&svg))?;
+    write_atomic(&svg, text.as_bytes())?;
+    // The bitmap backend writes the file itself (by extension): into a temporary file that
+    // is renamed into place, as every other output.
+    let tmp = dir.join(format!(".{name}.{}.tmp.png", std::process::id()));
+    draw(plotters::prelude::BitMapBackend::new(&tmp, (800, 600)).into_drawing_area(), &plot, false)
+        .map_err(fail(&png))?;
+    std::fs::rename(&tmp, &png).map_err(|error| ExploreError::Io { path: png.display().to_string(), error })?;
+    Ok(vec![svg, png])
+}
+
 /// Writes `results.csv`, `report.md` and the plots into `dir`; returns the files written.
 pub fn write_all(
     dir: &Path,
@@ -204,6 +296,9 @@ pub fn write_all(
     let md_path = dir.join("report.md");
     write_atomic(&md_path, markdown(program, records, space_points).as_bytes())?;
     written.push(md_path);
+    written
+        .extend(pareto_plots(dir, "pareto-cycles-bytes", "Cycles vs off-chip bytes", "cycles", records, |r| r.cycles)?);
+    written.extend(pareto_plots(dir, "pareto-flops-bytes", "FLOPs vs off-chip bytes", "FLOPs", records, |r| r.flops)?);
     Ok(written)
 }
 

@@ -134,6 +134,16 @@ pub fn validate(records: &[PointRecord]) -> Option<Validation> {
     })
 }
 
+/// [`validate`] on each slice of points that share a machine and an order choice (cycles
+/// compare within a slice: what a user chooses between), by `machine order`, sorted.
+pub fn validate_slices(records: &[PointRecord]) -> Vec<(String, Validation)> {
+    let mut slices: std::collections::BTreeMap<String, Vec<PointRecord>> = std::collections::BTreeMap::new();
+    for r in records {
+        slices.entry(format!("{} order={}", r.machine, r.order)).or_default().push(r.clone());
+    }
+    slices.into_iter().filter_map(|(k, rs)| Some((k, validate(&rs)?))).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,7 +126,7 @@ pub struct Explorer<'a, E: GroupEvaluator + ?Sized> {
     eval: &'a E,
     space: Space,
     fingerprint: String,
-    machines: HashMap<Machine, (String, Option<f64>)>,
+    machines: HashMap<Machine, (String, Option<crate::MemoryModel>)>,
     compiled: RefCell<HashMap<CompileKey, Result<Rc<Compiled>, Failure>>>,
     orders: RefCell<HashMap<Range<usize>, Candidates>>,
     estimates: RefCell<HashMap<(CompileKey, Machine), Option<Estimate>>>,
@@ -145,7 +145,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
         let mut machines = HashMap::new();
         for m in space.machines() {
             let fp = eval.machine_fingerprint(&m).map_err(|e| ExploreError::Space(format!("machine {m}: {e}")))?;
-            let peak = eval.peak_bytes_per_cycle(&m);
+            let peak = eval.memory_model(&m);
             machines.insert(m, (fp, peak));
         }
         Ok(Explorer {
@@ -172,7 +172,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
         }
     }
 
-    fn machine(&self, m: &Machine) -> Result<&(String, Option<f64>), Failure> {
+    fn machine(&self, m: &Machine) -> Result<&(String, Option<crate::MemoryModel>), Failure> {
         self.machines
             .get(m)
             .ok_or_else(|| Failure { message: format!("machine {m} is not in the space"), retryable: false })
@@ -233,7 +233,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
             }
         }
         let peak = self.machine(m).ok()?.1;
-        let e = self.compile(group, order).ok().map(|c| estimate_graph(&c.graph, self.eval.stats(), peak));
+        let e = self.compile(group, order).ok().map(|c| estimate_graph(&c.graph, self.eval.stats(), peak.as_ref()));
         if memo {
             self.estimates.borrow_mut().insert(key, e);
         }
@@ -520,7 +520,7 @@ mod tests {
                 Ok(m.to_string())
             }
         }
-        fn peak_bytes_per_cycle(&self, _: &Machine) -> Option<f64> {
+        fn memory_model(&self, _: &Machine) -> Option<crate::MemoryModel> {
             None
         }
         fn simulate(&self, g: &Range<usize>, _: &Compiled, _: &Machine) -> Result<GroupResult, Failure> {
