@@ -67,6 +67,7 @@ Exit codes:
      `simulate --compare-outputs`: an output differs from the given tensors
   2  bad input (program, data, options, fusion plan, order), a limit (memory, work, cycles,
      compile size), or a deadlock
+ 75  `explore`: a retryable failure (results directory I/O, a memory limit); rerun to resume
 130  interrupted (Ctrl-C); nothing half-written is left behind
 `simulate` has no reference evaluator: it exits 0 when the simulation completes, and its
 outputs are reported as not verified.
