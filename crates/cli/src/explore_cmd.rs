@@ -285,8 +285,12 @@ pub fn explore(a: ExploreArgs) -> Result<ExitCode> {
         if let Some(sh) = shard {
             line(format!("shard        {}/{}", sh.index, sh.count))?;
         }
-        if let Some(p) = prune {
-            line(format!("pruned       {} points kept by estimate ({p:?})", summary.selected))?;
+        if prune.is_some() {
+            line(format!(
+                "pruned       {} points kept by estimate (--prune {})",
+                summary.selected,
+                a.prune.as_deref().unwrap_or_default()
+            ))?;
         }
         line(format!(
             "points       {} selected, {} already done, {} run now ({} failed)",

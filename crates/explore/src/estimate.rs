@@ -28,6 +28,7 @@
 //! (`fuseflow estimate --bench` measures it).
 
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 use fuseflow_graph::{Graph, JoinKind, Op, StreamId};
 use fuseflow_tensor::{LevelData, Tensor};
@@ -109,13 +110,20 @@ impl std::ops::Add for Estimate {
 }
 
 /// A stream's expected points per nesting depth (root first) and its index, if known.
-#[derive(Debug, Clone, Default)]
-struct Shape {
-    points: Vec<f64>,
-    index: Option<String>,
+/// Shared and borrowed, so that passing a shape along a stream costs no allocation.
+#[derive(Debug, Clone)]
+struct Shape<'g> {
+    points: Rc<[f64]>,
+    index: Option<&'g str>,
 }
 
-impl Shape {
+impl Default for Shape<'_> {
+    fn default() -> Self {
+        Shape { points: Rc::from(Vec::new()), index: None }
+    }
+}
+
+impl<'g> Shape<'g> {
     fn len(&self) -> f64 {
         self.points.last().copied().unwrap_or(0.0)
     }
@@ -130,10 +138,19 @@ impl Shape {
     fn tokens(&self) -> f64 {
         self.len() + self.parent()
     }
-    fn child(&self, len: f64, index: Option<String>) -> Shape {
-        let mut points = self.points.clone();
+    fn child(&self, len: f64, index: Option<&'g str>) -> Shape<'g> {
+        let mut points = self.points.to_vec();
         points.push(len);
-        Shape { points, index }
+        Shape { points: points.into(), index }
+    }
+    /// The same points, no index.
+    fn values(&self) -> Shape<'g> {
+        Shape { points: self.points.clone(), index: None }
+    }
+    /// One level less.
+    fn dropped(&self) -> Shape<'g> {
+        let n = self.points.len().saturating_sub(1);
+        Shape { points: self.points[..n].into(), index: None }
     }
 }
 
@@ -205,24 +222,21 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, memory: Option<&MemoryModel>
             | Op::ValWrite { .. } => {}
         }
     }
-    let size_of = |index: &Option<String>, fallback: f64| {
-        index.as_deref().and_then(|i| sizes.get(i).copied()).unwrap_or(fallback)
-    };
+    let size_of = |index: Option<&str>, fallback: f64| index.and_then(|i| sizes.get(i).copied()).unwrap_or(fallback);
     let mut shapes: Vec<Shape> = vec![Shape::default(); g.streams.len()];
-    let get = |shapes: &Vec<Shape>, s: StreamId| shapes[s.0 as usize].clone();
     let (mut flops, mut bytes, mut busiest) = (0.0f64, 0.0f64, 0.0f64);
     // Bytes per memory access stream (the simulator gives each its own port).
     let mut ports: Vec<f64> = Vec::new();
     for n in &g.nodes {
-        let ins: Vec<Shape> = n.ins.iter().map(|&s| get(&shapes, s)).collect();
+        let ins: Vec<Shape> = n.ins.iter().map(|&s: &StreamId| shapes[s.0 as usize].clone()).collect();
         let outs: Vec<Shape> = match &n.op {
-            Op::Root => vec![Shape { points: vec![1.0], index: None }],
+            Op::Root => vec![Shape { points: Rc::from(vec![1.0]), index: None }],
             Op::Scan { tensor, level, dim, index, format } => {
                 let parent = ins.first().cloned().unwrap_or_default();
                 let dim_size =
                     bindings.get(tensor.as_str()).and_then(|b| b.shape.get(*dim as usize)).copied().unwrap_or(1) as f64;
                 let fiber = stats.tensors.get(tensor).and_then(|t| t.mean_fiber(*level as usize)).unwrap_or(dim_size);
-                let s = parent.child(parent.len() * fiber, Some(index.clone()));
+                let s = parent.child(parent.len() * fiber, Some(index.as_str()));
                 if *format == fuseflow_tensor::LevelFormat::Compressed {
                     bytes += 8.0 * parent.len() + 4.0 * s.len();
                     ports.extend([8.0 * parent.len(), 4.0 * s.len()]);
@@ -231,13 +245,12 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, memory: Option<&MemoryModel>
             }
             Op::Range { size, index } => {
                 let parent = ins.first().cloned().unwrap_or_default();
-                let s = parent.child(parent.len() * *size as f64, Some(index.clone()));
+                let s = parent.child(parent.len() * *size as f64, Some(index.as_str()));
                 vec![s.clone(), s]
             }
             Op::RepSig => vec![ins.first().cloned().unwrap_or_default()],
             Op::Repeat { .. } => {
-                let sig = ins.get(1).cloned().unwrap_or_default();
-                vec![Shape { points: sig.points, index: None }]
+                vec![ins.get(1).map_or_else(Shape::default, Shape::values)]
             }
             Op::Join { kind, payloads, index } => {
                 let mut operands = Vec::new();
@@ -253,15 +266,12 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, memory: Option<&MemoryModel>
                 let parent = widest.parent();
                 let fibers: Vec<f64> =
                     operands.iter().map(|s| if s.parent() > 0.0 { s.len() / s.parent() } else { 0.0 }).collect();
-                let size = size_of(&Some(index.clone()), fibers.iter().copied().fold(1.0, f64::max));
+                let size = size_of(Some(index.as_str()), fibers.iter().copied().fold(1.0, f64::max));
                 let fiber = match kind {
                     JoinKind::Intersect => size * fibers.iter().map(|&f| density(f, size)).product::<f64>(),
                     JoinKind::Union => size * (1.0 - fibers.iter().map(|&f| 1.0 - density(f, size)).product::<f64>()),
                 };
-                let mut points = widest.points.clone();
-                points.pop();
-                let base = Shape { points, index: None };
-                let s = base.child(parent * fiber, Some(index.clone()));
+                let s = widest.dropped().child(parent * fiber, Some(index.as_str()));
                 let work = match kind {
                     JoinKind::Intersect => operands.iter().map(Shape::tokens).sum::<f64>(),
                     JoinKind::Union => s.tokens(),
@@ -269,23 +279,22 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, memory: Option<&MemoryModel>
                 busiest = busiest.max(work);
                 vec![s; n.outs.len()]
             }
-            Op::Locate { .. } => vec![Shape { points: ins.first().cloned().unwrap_or_default().points, index: None }],
+            Op::Locate { .. } => vec![ins.first().map_or_else(Shape::default, Shape::values)],
             Op::Array { .. } => {
                 let s = ins.first().cloned().unwrap_or_default();
                 bytes += 4.0 * s.len();
                 ports.push(4.0 * s.len());
-                vec![Shape { points: s.points, index: None }]
+                vec![s.values()]
             }
             Op::Alu { .. } => {
                 let s = ins.iter().max_by(|a, b| a.len().total_cmp(&b.len())).cloned().unwrap_or_default();
                 flops += s.len();
-                vec![Shape { points: s.points, index: None }]
+                vec![s.values()]
             }
             Op::Reduce { .. } => {
-                let mut s = ins.first().cloned().unwrap_or_default();
+                let s = ins.first().cloned().unwrap_or_default();
                 flops += s.len();
-                s.points.pop();
-                vec![Shape { points: s.points, index: None }]
+                vec![s.dropped()]
             }
             Op::Spacc { order, .. } => {
                 // Inputs: reduced crd, `order` inner crds, values. The reduced level (depth k)
@@ -305,7 +314,7 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, memory: Option<&MemoryModel>
                     for j in 0..order {
                         let inner = ins.get(1 + j).cloned().unwrap_or_default();
                         let fiber = if per_parent_in > 0.0 { val.points[k + 1 + j] / per_parent_in } else { 0.0 };
-                        let size = size_of(&inner.index, fiber);
+                        let size = size_of(inner.index, fiber);
                         let union = if j == 0 {
                             size * (1.0 - (1.0 - density(fiber, size)).powf(merged.max(1.0)))
                         } else {
@@ -314,10 +323,10 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, memory: Option<&MemoryModel>
                         per_parent_in = val.points[k + 1 + j];
                         per_parent_out *= union;
                         points.push(per_parent_out);
-                        out.push(Shape { points: points.clone(), index: inner.index.clone() });
+                        out.push(Shape { points: points.clone().into(), index: inner.index });
                     }
                     let last = out.last().cloned().unwrap_or_default();
-                    out.push(Shape { points: last.points, index: None });
+                    out.push(last.values());
                 } else {
                     out = vec![val; order + 1];
                 }
