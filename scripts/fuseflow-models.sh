@@ -34,7 +34,8 @@ while IFS= read -r f; do
     params=()
     for kv in $shrink; do
         size=${kv%%=*}
-        if grep -qE "tensor<([0-9]+x)*${size}x" "$f"; then params+=(--param "D$kv"); fi
+        # Sizes in commented-out lines do not count (the function must have them).
+        if grep -vE '^[[:space:]]*//' "$f" | grep -qE "tensor<([0-9]+x)*${size}x"; then params+=(--param "D$kv"); fi
     done
     line=$("$bin" run "$f" --fusion unfused --json "${params[@]}" 2>&1) || true
     res=$(printf '%s' "$line" | python3 -c '

@@ -583,8 +583,12 @@ fn bind_dataset(
             set.push(name);
         }
     }
-    let p = if set.is_empty() { first } else { load(prog)? };
-    let mut bind = vec![(adjacency.to_string(), g.adjacency.clone())];
+    // An MLIR program's own data (constants, `--input` files) stays bound beside the dataset's.
+    let loaded = frontend::load(prog)?;
+    let p = if set.is_empty() { first } else { loaded.program };
+    let mut bind: Vec<(String, fuseflow_tensor::Coo)> =
+        loaded.bind.into_iter().filter(|(name, _)| name != adjacency && name != features).collect();
+    bind.push((adjacency.to_string(), g.adjacency.clone()));
     let mut bound = vec![format!("{adjacency}: adjacency ({n} x {n}, {} entries)", g.num_edges())];
     if set.contains(&"F") {
         if identity {

@@ -39,46 +39,90 @@ pub struct Translated {
     pub notes: Vec<String>,
 }
 
-/// Translates the module's function (the one named `forward` or `main`, else the first with a
-/// body) into a checked program.
+/// Translates the module into a checked program. A module with one function is that function;
+/// with several, every function is translated on its own (its tensors prefixed with its name,
+/// `matmul1_arg0`) and becomes one fusion group (`--fusion partial`), in file order, and
+/// `--input`/`--density` name `FUNC.NAME`.
 pub fn translate(module: &Module, file: &str, opts: &Options) -> Result<Translated, MlirError> {
     let funcs = &module.funcs;
-    let f = funcs
-        .iter()
-        .find(|f| f.name == "forward" || f.name == "main")
-        .or_else(|| funcs.first())
-        .ok_or_else(|| MlirError::whole_file(file, "the module has no function with a body"))?;
+    if funcs.is_empty() {
+        return Err(MlirError::whole_file(file, "the module has no function with a body"));
+    }
+    let several = funcs.len() > 1;
+    let mut sizes = std::collections::BTreeSet::new();
+    for f in funcs {
+        sizes.extend(ast::sizes(f));
+    }
     for name in opts.params.keys() {
-        let ok = name.strip_prefix('D').and_then(|s| s.parse::<u64>().ok()).is_some();
-        if !ok {
+        let Some(size) = name.strip_prefix('D').and_then(|s| s.parse::<u64>().ok()) else {
             return Err(MlirError::whole_file(
                 file,
                 format!("--param {name}: an MLIR program's parameters are its sizes, named D<size> (e.g. D1024=64)"),
             ));
-        }
-    }
-    let lowered = translate::lower_func(file, module, f, opts)?;
-    let sizes = ast::sizes(f);
-    for name in opts.params.keys() {
-        let size = name.strip_prefix('D').and_then(|s| s.parse::<u64>().ok());
-        if !size.is_some_and(|s| sizes.contains(&s)) {
+        };
+        if !sizes.contains(&size) {
             let have: Vec<String> = sizes.iter().filter(|&&s| s > 1).map(|s| format!("D{s}")).collect();
+            let of = if several { "the module".to_string() } else { format!("@{}", funcs[0].name) };
             return Err(MlirError::whole_file(
                 file,
-                format!("--param {name}: no dimension of @{} has that size (sizes: {})", f.name, have.join(", ")),
+                format!("--param {name}: no dimension of {of} has that size (sizes: {})", have.join(", ")),
             ));
         }
     }
-    let mut notes = module.notes.clone();
-    notes.extend(lowered.notes);
-    if funcs.len() > 1 {
-        notes.push(format!("{} functions: translated @{} only", funcs.len(), f.name));
+    if several {
+        for name in opts.inputs.keys().chain(opts.densities.keys()) {
+            let known = name.split_once('.').is_some_and(|(f, _)| funcs.iter().any(|g| g.name == f));
+            if !known {
+                let names: Vec<&str> = funcs.iter().map(|f| f.name.as_str()).collect();
+                return Err(MlirError::whole_file(
+                    file,
+                    format!(
+                        "--input/--density {name}: the module has several functions ({}); name the value as FUNCTION.NAME",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
     }
-    let (decls, stmts, idiom_notes) = idioms::recognise(lowered.decls, lowered.stmts, &lowered.orig_shapes);
-    notes.extend(idiom_notes);
-    let program = build_program(file, decls, stmts, Vec::new(), lowered.params)?;
+    let mut notes = module.notes.clone();
+    let (mut decls, mut stmts, mut groups, mut bind) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut params = std::collections::BTreeMap::new();
+    for f in funcs {
+        let mut lowered = if several {
+            let fopts = Options {
+                inputs: pick(&opts.inputs, &f.name),
+                densities: pick(&opts.densities, &f.name),
+                ..opts.clone()
+            };
+            let mut l = translate::lower_func(file, module, f, &fopts)?;
+            translate::prefix_names(&mut l, &f.name);
+            l
+        } else {
+            translate::lower_func(file, module, f, opts)?
+        };
+        notes.append(&mut lowered.notes);
+        params.append(&mut lowered.params);
+        bind.append(&mut lowered.bind);
+        let (d, s, idiom_notes) = idioms::recognise(lowered.decls, lowered.stmts, &lowered.orig_shapes);
+        notes.extend(idiom_notes);
+        if several {
+            groups.push(fuseflow_ir::FuseGroup { stmts: (stmts.len()..stmts.len() + s.len()).collect(), span: f.span });
+        }
+        decls.extend(d);
+        stmts.extend(s);
+    }
+    if several {
+        notes.push(format!("{} functions: one fusion group each (--fusion partial)", funcs.len()));
+    }
+    let program = build_program(file, decls, stmts, groups, params)?;
     let program = fuseflow_ir::check(program)?;
-    Ok(Translated { program, bind: lowered.bind, notes })
+    Ok(Translated { program, bind, notes })
+}
+
+/// The entries named `func.NAME`, as `NAME`.
+fn pick<V: Clone>(m: &std::collections::BTreeMap<String, V>, func: &str) -> std::collections::BTreeMap<String, V> {
+    let prefix = format!("{func}.");
+    m.iter().filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_string(), v.clone()))).collect()
 }
 
 /// Reads, parses and translates an `.mlir` file.

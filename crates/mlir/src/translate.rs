@@ -1172,3 +1172,33 @@ fn permute(coo: &Coo, perm: &[usize]) -> Coo {
     }
     out
 }
+
+/// Prefixes every tensor name of a lowered function with `func_` (several functions in one
+/// module: each keeps its own tensors).
+pub(crate) fn prefix_names(l: &mut Lowered, func: &str) {
+    let clean: String = func.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let p = |n: &str| format!("{clean}_{n}");
+    for d in &mut l.decls {
+        d.name = p(&d.name);
+    }
+    for (n, _) in &mut l.bind {
+        *n = p(n);
+    }
+    l.orig_shapes = std::mem::take(&mut l.orig_shapes).into_iter().map(|(k, v)| (p(&k), v)).collect();
+    fn expr(e: &mut Expr, p: &dyn Fn(&str) -> String) {
+        match e {
+            Expr::Access(a) => a.tensor = p(&a.tensor),
+            Expr::Const(_) => {}
+            Expr::Unary(_, x) => expr(x, p),
+            Expr::Binary(_, a, b) => {
+                expr(a, p);
+                expr(b, p);
+            }
+            Expr::Reduce { body, .. } => expr(body, p),
+        }
+    }
+    for st in &mut l.stmts {
+        st.lhs.tensor = p(&st.lhs.tensor);
+        expr(&mut st.rhs, &p);
+    }
+}

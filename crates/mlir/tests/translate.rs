@@ -164,3 +164,39 @@ fn unsupported_constructs_are_one_line_errors_naming_the_op_and_line() {
         assert_eq!(error_of(&src), want, "\n{src}");
     }
 }
+
+#[test]
+fn several_functions_are_one_group_each() {
+    let src = r#"
+module {
+  func.func @scale(%a: tensor<4x5xf32>) -> tensor<4x5xf32> {
+    %c = arith.constant 2.0 : f32
+    %0 = tensor.empty() : tensor<4x5xf32>
+    %r = linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = ["parallel", "parallel"]} ins(%a : tensor<4x5xf32>) outs(%0 : tensor<4x5xf32>) {
+    ^bb0(%in: f32, %out: f32):
+      %m = arith.mulf %in, %c : f32
+      linalg.yield %m : f32
+    } -> tensor<4x5xf32>
+    return %r : tensor<4x5xf32>
+  }
+  func.func @add(%a: tensor<4x5xf32>, %b: tensor<4x5xf32>) -> tensor<4x5xf32> {
+    %0 = tensor.empty() : tensor<4x5xf32>
+    %r = linalg.add ins(%a, %b : tensor<4x5xf32>, tensor<4x5xf32>) outs(%0 : tensor<4x5xf32>) -> tensor<4x5xf32>
+    return %r : tensor<4x5xf32>
+  }
+}"#;
+    let m = parse(src, "two.mlir").unwrap();
+    let mut opts = Options::default();
+    opts.densities.insert("add.b".into(), 0.5);
+    let t = translate(&m, "two.mlir", &opts).unwrap();
+    let p = &t.program;
+    let groups: Vec<Vec<usize>> = p.groups.iter().map(|g| g.stmts.clone()).collect();
+    assert_eq!(groups, vec![vec![0], vec![1]]);
+    assert_eq!(fuseflow_ir::pretty_stmt(&p.stmts[1]), "add_r(i,j) = add_a(i,j) + add_b(i,j)");
+    assert!(
+        matches!(p.decl("add_b").unwrap().source, Some(fuseflow_ir::Source::Random { density, .. }) if density == 0.5)
+    );
+    opts.densities.insert("b".into(), 0.5);
+    let e = translate(&m, "two.mlir", &opts).unwrap_err().to_string();
+    assert!(e.contains("name the value as FUNCTION.NAME"), "{e}");
+}
