@@ -254,6 +254,11 @@ pub struct RunReport {
     pub wall_seconds: f64,
     /// Per-group results.
     pub groups: Vec<GroupReport>,
+    /// The simulated value of every `output` tensor, in its declared format (what the graphs
+    /// wrote, not the reference's), for callers that hand results back to a user (the Python
+    /// package). Not serialised: `--json` reports numbers, not tensors.
+    #[serde(skip)]
+    pub outputs: BTreeMap<String, Tensor>,
 }
 
 /// The graph dataset a run used.
@@ -470,6 +475,7 @@ pub fn run_with(
         sim_seconds: 0.0,
         wall_seconds: 0.0,
         groups: Vec::new(),
+        outputs: BTreeMap::new(),
     };
     let kernels = compile_groups(p, cfg)?;
     let groups = kernels.len();
@@ -591,6 +597,11 @@ pub fn run_with(
         report.verified = false;
         report.max_abs_error = None;
         report.reason = Some("the program has no statements, so nothing was computed or checked".into());
+    }
+    for d in p.decls.iter().filter(|d| d.role == fuseflow_ir::Role::Output) {
+        if let Some(t) = tensors.remove(&d.name) {
+            report.outputs.insert(d.name.clone(), t);
+        }
     }
     report.bandwidth_utilisation =
         report.peak_bytes_per_cycle.map(|p| report.mem_bytes as f64 / (report.cycles.max(1) as f64 * p as f64));
