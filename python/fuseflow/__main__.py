@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
         from ._bench import main as bench
 
         return bench(argv[1:])
-    print("usage: python -m fuseflow fixtures DIR | bench [--paper]", file=sys.stderr)
+    print("usage: python -m fuseflow fixtures DIR | bench [--paper] [--reps N] | bench --table", file=sys.stderr)
     return 2
 
 

@@ -309,6 +309,8 @@ def _plan_storage(tr: Translator) -> None:
                     reduced.append(n)
             if _free(view.decl):
                 free.append((view.decl, names))
+                if view.decl.fmt != "dense":
+                    sparse_names.update(names)
                 continue
             order, levels = _storage(view.decl, len(names))
             stored = [names[m] for m in order]
