@@ -5,7 +5,7 @@
    own warm-up included) and best of the later ones. `--paper` only; it allocates the model.
 2. The Python overhead of `run`: wall time of `Program.run` / `run_file` minus the driver's own
    wall time (`report["wall_seconds"]`, measured in Rust around `run_with`), for the bundled
-   examples and the five models at their default sizes, best of N.
+   examples and the five models at their default sizes: the median of N paired runs.
 """
 
 from __future__ import annotations
@@ -44,6 +44,17 @@ def translation(reps: int) -> None:
           f"({prog.statements} statements)")  # fmt: skip
 
 
+def _paired(fn, reps: int) -> tuple[float, float]:
+    """Median over `reps` runs of (Python wall time, the driver's own wall time) of one run."""
+    pairs = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        res = fn()
+        pairs.append((time.perf_counter() - t, res.wall_seconds))
+    pairs.sort(key=lambda p: p[0] - p[1])
+    return pairs[len(pairs) // 2]
+
+
 def overhead(reps: int) -> None:
     import fuseflow
     from fuseflow import models
@@ -51,20 +62,18 @@ def overhead(reps: int) -> None:
     root = os.path.join(os.path.dirname(__file__), "..", "..")
     rows = []
     for path in sorted(glob.glob(os.path.join(root, "examples", "*.ff"))):
-        name = os.path.basename(path)
-        best, res = _best(lambda: fuseflow.run_file(path), reps)
-        rows.append((name, best, res.wall_seconds))
+        rows.append((os.path.basename(path), *_paired(lambda: fuseflow.run_file(path), reps)))
     for name in models.NAMES:
         model, args, formats = models.example(name)
         prog = fuseflow.from_torch(model, args, formats=formats)
-        best, res = _best(lambda: prog.run(stats=False), reps)
-        rows.append((f"torch:{name}", best, res.wall_seconds))
+        rows.append((f"torch:{name}", *_paired(lambda: prog.run(stats=False), reps)))
     total_py = sum(r[1] for r in rows)
     total_rs = sum(r[2] for r in rows)
-    print(f"{'program':<28} {'python s':>9} {'driver s':>9} {'overhead':>9}")
+    print(f"{'program':<28} {'python s':>9} {'driver s':>9} {'overhead ms':>12} {'overhead':>9}")
     for name, py, rs in rows:
-        print(f"{name:<28} {py:9.4f} {rs:9.4f} {100 * (py - rs) / max(rs, 1e-9):8.1f}%")
-    print(f"{'total':<28} {total_py:9.4f} {total_rs:9.4f} {100 * (total_py - total_rs) / total_rs:8.1f}%")
+        print(f"{name:<28} {py:9.4f} {rs:9.4f} {1e3 * (py - rs):12.2f} {100 * (py - rs) / max(rs, 1e-9):8.1f}%")
+    print(f"{'total':<28} {total_py:9.4f} {total_rs:9.4f} {1e3 * (total_py - total_rs):12.2f} "
+          f"{100 * (total_py - total_rs) / total_rs:8.1f}%")  # fmt: skip
 
 
 def table() -> None:

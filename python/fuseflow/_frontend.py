@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import operator
 import os
+import re
 
 from . import _dims
 from ._errors import TranslationError, UnsupportedOpError
@@ -25,8 +26,10 @@ def _num(c: float) -> str:
 
 def _density(t) -> float:
     """Fraction of nonzeros of a dense or sparse torch tensor."""
+    import torch
+
     n = max(1, t.numel())
-    if t.layout != __import__("torch").strided:
+    if t.layout != torch.strided:
         t = t.to_dense()
     return max(float((t != 0).sum()) / n, 1e-6)
 
@@ -467,7 +470,7 @@ def render(tr: Translator, title: str, sources: dict[str, str] | None = None) ->
         lhs = _access(s.lhs, s.idx, where)
         rhs = _expr(s.expr, where, True)
         at = s.where
-        m = __import__("re").match(r"(.*):(\d+) in \S+: (.*)", at)
+        m = re.match(r"(.*):(\d+) in \S+: (.*)", at)
         if m:
             at = f"{os.path.basename(m.group(1))}:{m.group(2)}"
         mod = f" [{s.module}]" if s.module else ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -149,6 +149,8 @@ class Translator:
         self.stmts: list[Stmt] = []
         self.env: dict[str, object] = {}
         self.node = None
+        #: The model's results, in order (set once the graph is walked).
+        self.output_views: list[View] = []
 
     # -- names and declarations ------------------------------------------------------------
 
