@@ -33,7 +33,8 @@ fn table(model: &str) -> String {
         if compile_only(model, &fusion) {
             let groups = fuseflow::compile_groups(&p, &cfg).unwrap_or_else(|e| panic!("{model} {fusion}: {e}"));
             let nodes: usize = groups.iter().map(|g| g.graph.nodes.len()).sum();
-            writeln!(out, "{:<8} groups {:>2}  compiled only: {nodes} nodes", fusion.to_string(), groups.len()).unwrap();
+            writeln!(out, "{:<8} groups {:>2}  compiled only: {nodes} nodes", fusion.to_string(), groups.len())
+                .unwrap();
             continue;
         }
         let r = fuseflow::run(&p, &fixtures(), &cfg).unwrap_or_else(|e| panic!("{model} {fusion}: {e}"));
