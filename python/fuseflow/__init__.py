@@ -124,13 +124,13 @@ class Program:
         return ",".join(parts)
 
     def run(self, fusion="unfused", hw="ideal", order="best", par=None, block=None, *, seed: int = 0,
-            verify: bool = True, set=(), fifo_depth: int | None = None, max_cycles: int | None = None,
+            verify: bool = True, sets=(), fifo_depth: int | None = None, max_cycles: int | None = None,
             mem_limit: int | None = None, stats: bool = True, rel_tol: float = 1e-9,
             abs_tol: float = 1e-9) -> Result:  # fmt: skip
         """Compiles, simulates and verifies the program, as `fuseflow run` does.
 
         `fusion`: see `fusion_spec`. `hw`: a preset (`ideal`, `comal`, `rda`) or a TOML file;
-        `set`: `KEY=VALUE` overrides. `order`: `"best"` (the compiler's estimate) or index names
+        `sets`: `KEY=VALUE` overrides (the CLI's `--set`). `order`: `"best"` (the compiler's estimate) or index names
         (`"i,k,j"` or a list). `par` (parallel lanes) and `block` (sparsity blocking) are not
         available yet and raise NotYetAvailableError. Raises FuseflowError with the CLI's
         one-line message on bad input, limits or deadlocks; a run that does not verify returns
@@ -146,7 +146,7 @@ class Program:
             order = None
         inputs = [(i.name, i.shape, i.coords, i.vals) for i in self._inputs]
         report, outs, stats_json = _native.run(
-            self.text, self._file(), inputs, fusion=self.fusion_spec(fusion), hw=hw, sets=list(set), order=order,
+            self.text, self._file(), inputs, fusion=self.fusion_spec(fusion), hw=hw, sets=list(sets), order=order,
             seed=seed, verify=verify, rel_tol=rel_tol, abs_tol=abs_tol, fifo_depth=fifo_depth,
             max_cycles=max_cycles, mem_limit=mem_limit, stats=stats)  # fmt: skip
         return Result(json.loads(report), outs, self._outputs, stats_json)
