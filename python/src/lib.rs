@@ -92,6 +92,10 @@ fn coo_from_bytes(
     }
 }
 
+/// An input tensor from Python: name, shape, coordinates (`u32` LE; `None` for a dense array),
+/// values (`f64` LE).
+type InTensor = (String, Vec<usize>, Option<Vec<u8>>, Vec<u8>);
+
 /// An output tensor for Python: name, shape, coordinates (`u32` LE), values (`f64` LE).
 type OutTensor = (String, Vec<usize>, Py<PyBytes>, Py<PyBytes>);
 
@@ -110,7 +114,7 @@ fn run(
     py: Python<'_>,
     source: &str,
     file: &str,
-    inputs: Vec<(String, Vec<usize>, Option<Vec<u8>>, Vec<u8>)>,
+    inputs: Vec<InTensor>,
     fusion: &str,
     hw: &str,
     sets: Vec<String>,
