@@ -293,6 +293,25 @@ def _plan_storage(tr: Translator) -> None:
     tensors it reads (inputs and earlier results, already fixed), preferring the result's own
     index order; the result is stored in that loop order. So every statement has a legal order
     whatever relabeling (transpose, heads) its operands went through."""
+    # A temporary whose first consumer iterates its leading dimension as that consumer's last
+    # result index or as a reduced index (attention's keys and values, the context read by
+    # the out-projection) is stored in the order the consumer's view reads it, so the consumer
+    # need not run that dimension outermost; any other is stored in its producer's order.
+    wanted: dict[int, list[int]] = {}
+    for s in tr.stmts:
+        reads: list = []
+        _accesses(s.expr, reads)
+        lhs_names = _access_names(s.lhs, s.idx, "")
+        for view, idx in reads:
+            d = view.decl
+            if d.role == "input" or id(d) in wanted or not d.dims:
+                continue
+            names = _access_names(view, idx, "")
+            lead = names[0]
+            pos = {id(x): n for n, x in enumerate(_dims.leaves(d.dims))}
+            order = [pos[id(x)] for ax in view.axes for x in _dims.leaves(ax.dims)]
+            late = lead not in lhs_names or (len(lhs_names) > 1 and lead == lhs_names[-1])
+            wanted[id(d)] = order if late and sorted(order) == list(range(len(names))) else []
     touched: set[int] = set()
     for s in tr.stmts:
         where = f"statement ({s.op}, {s.where})"
@@ -328,7 +347,9 @@ def _plan_storage(tr: Translator) -> None:
         sparse_near = bool(sparse_names) or any(id(v.decl) in touched for v, _ in reads)
         if sparse_near:
             touched.add(id(s.lhs.decl))
-        pref = lhs[:-1] + reduced + lhs[-1:] if sparse_near else lhs + reduced
+        want = wanted.get(id(s.lhs.decl))
+        first = [lhs[p] for p in want] if want else lhs
+        pref = first[:-1] + reduced + first[-1:] if sparse_near else first + reduced
         loop: list[str] = []
         left = list(pref)
         while left:

@@ -14,17 +14,9 @@ from fuseflow import models
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "crates", "cli", "tests", "fixtures", "torch")
 
-#: Runs that take minutes on this machine, so the suite leaves them out (docs/python.md gives
-#: their cycles): the GPT-3 block layer-wise stores keys and values position-major, which the
-#: fused attention pays for (36.8 M cycles).
-SLOW = {("gpt3_decoder", "partial")}
-
-
 @pytest.mark.parametrize("fusion", ["unfused", "partial", "full"])
 @pytest.mark.parametrize("name", models.NAMES)
 def test_model_matches_torch(name, fusion):
-    if (name, fusion) in SLOW and not os.environ.get("FUSEFLOW_SLOW_TESTS"):
-        pytest.skip("slow (set FUSEFLOW_SLOW_TESTS=1)")
     model, args, formats = models.example(name)
     check_against_torch(model, args, fusion=fusion, formats=formats)
 
