@@ -212,7 +212,11 @@ def _call(tr: Translator, node):
             out.masked = True
             return out
         raise tr.error("where() is supported only as masked_fill(mask == 0, -inf) before a softmax", UnsupportedOpError)
-    raise tr.error(f"unsupported op {target}", UnsupportedOpError)
+    sparse = [
+        a.decl.torch_name for a in args if isinstance(a, View) and a.decl.role == "input" and a.decl.fmt != "dense"
+    ]
+    on = f" (on the sparse input {', '.join(sparse)})" if sparse else ""
+    raise tr.error(f"unsupported op {target}{on}", UnsupportedOpError)
 
 
 # -- printing ------------------------------------------------------------------------------------
