@@ -419,6 +419,11 @@ pub struct RunReport {
     pub wall_seconds: f64,
     /// Per-group results.
     pub groups: Vec<GroupReport>,
+    /// The simulated value of every `output` tensor, in its declared format (what the graphs
+    /// wrote, not the reference's), for callers that hand results back to a user (the Python
+    /// package). Not serialised: `--json` reports numbers, not tensors.
+    #[serde(skip)]
+    pub outputs: BTreeMap<String, Tensor>,
 }
 
 /// The graph dataset a run used.
@@ -727,6 +732,7 @@ pub fn run_with(
         sim_wall_seconds: 0.0,
         wall_seconds: 0.0,
         groups: Vec::new(),
+        outputs: BTreeMap::new(),
     };
     let kernels = compile_groups(p, cfg)?;
     let groups = kernels.len();
@@ -804,6 +810,20 @@ pub fn run_with(
     };
     report.sim_wall_seconds = sim_start.elapsed().as_secs_f64();
     for run in runs {
+        // What the graphs wrote for the program's outputs (not the reference's values), in
+        // their declared formats.
+        for (name, written) in &run.written {
+            let Some(d) = p.decl(name).filter(|d| d.role == fuseflow_ir::Role::Output) else { continue };
+            let nnz = written.vals.len() as u64;
+            budget.check(from_coo_bytes(&d.shape, &d.format, nnz), || {
+                format!("keeping the simulated {name} ({nnz} entries) as {}", fuseflow_ir::format_name(&d.format))
+            })?;
+            let t = written
+                .convert(&d.format)
+                .map_err(|e| DriverError::Tensor { tensor: name.clone(), message: e.to_string() })?;
+            budget.hold(fuseflow_ir::stored_bytes(&t));
+            report.outputs.insert(name.clone(), t);
+        }
         let gr = run.report;
         report.sim_seconds += run.sim_seconds;
         report.verified &= gr.verified.unwrap_or(false);

@@ -1,0 +1,198 @@
+//! `fuseflow._native`: the Rust half of the `fuseflow` Python package.
+//!
+//! The Python side translates a PyTorch model into program text (index notation, the same
+//! language `fuseflow run` reads) plus the model's tensors; this module checks that text and runs
+//! it through the same driver as the CLI ([`fuseflow::run_with`]), in-process. Tensors cross the
+//! boundary as raw little-endian buffers (`u32` coordinates, `f64` values) so that the module
+//! needs no array library; the Python side wraps them with numpy.
+//!
+//! Errors become `fuseflow.FuseflowError` with the CLI's one-line message (without the CLI's
+//! `error: ` prefix); nothing here prints.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+pyo3::create_exception!(
+    _native,
+    FuseflowError,
+    PyValueError,
+    "A FuseFlow error: bad program, data, options or fusion plan, a limit, a deadlock; the message is the CLI's one line."
+);
+
+/// One line from an error and its causes, as the CLI prints it (causes the message already
+/// contains are not repeated).
+fn error_line(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cause = c.source();
+    }
+    out.replace(['\n', '\r'], " ")
+}
+
+/// The Python exception for a Rust error.
+fn py_err(e: &dyn std::error::Error) -> PyErr {
+    FuseflowError::new_err(error_line(e))
+}
+
+/// Parses and checks program text (`file` names it in messages).
+fn load(source: &str, file: &str) -> Result<fuseflow_ir::CheckedProgram, PyErr> {
+    let parsed = fuseflow_ir::parse(source, file, &BTreeMap::new()).map_err(|e| py_err(&e))?;
+    fuseflow_ir::check(parsed).map_err(|e| py_err(&e))
+}
+
+/// Checks program text; returns the number of statements as written (a built-in line counts
+/// once), so the Python side can validate fusion plans by statement number.
+#[pyfunction]
+fn check(source: &str, file: &str) -> PyResult<usize> {
+    Ok(load(source, file)?.user_stmts.len())
+}
+
+/// Decodes an input tensor handed over from Python: `coords` (`u32`, `rank` per entry) and
+/// `vals` (`f64`) as little-endian bytes; without `coords`, `vals` is the dense array in
+/// row-major order (zeros are not stored).
+fn coo_from_bytes(
+    name: &str,
+    shape: Vec<usize>,
+    coords: Option<&[u8]>,
+    vals: &[u8],
+) -> Result<fuseflow_tensor::Coo, String> {
+    if vals.len() % 8 != 0 {
+        return Err(format!("input {name}: value buffer of {} bytes is not f64", vals.len()));
+    }
+    let vals: Vec<f64> =
+        vals.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8 bytes"))).collect();
+    match coords {
+        None => fuseflow_tensor::Coo::from_dense(&shape, &vals).map_err(|e| format!("input {name}: {e}")),
+        Some(c) => {
+            let coords: Vec<u32> =
+                c.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().expect("chunks of 4 bytes"))).collect();
+            if c.len() % 4 != 0 || coords.len() != vals.len() * shape.len() {
+                return Err(format!(
+                    "input {name}: {} coordinates for {} values of rank {}",
+                    coords.len(),
+                    vals.len(),
+                    shape.len()
+                ));
+            }
+            // The Python side hands over coalesced (sorted, duplicate-free) entries.
+            let coo = fuseflow_tensor::Coo { shape, coords, vals };
+            coo.validate().map_err(|e| format!("input {name}: {e}"))?;
+            Ok(coo)
+        }
+    }
+}
+
+/// An input tensor from Python: name, shape, coordinates (`u32` LE; `None` for a dense array),
+/// values (`f64` LE).
+type InTensor = (String, Vec<usize>, Option<Vec<u8>>, Vec<u8>);
+
+/// An output tensor for Python: name, shape, coordinates (`u32` LE), values (`f64` LE).
+type OutTensor = (String, Vec<usize>, Py<PyBytes>, Py<PyBytes>);
+
+/// Runs program text like `fuseflow run`: load, reference, compile, simulate, verify.
+///
+/// `inputs` binds every input as `(name, shape, coords or None for dense, values)`; `fusion`,
+/// `hw`, `sets`, `order` (comma-separated index names, or None for the compiler's best
+/// estimate), `seed`, `verify`, tolerances, `fifo_depth`, `max_cycles` and `mem_limit` (bytes;
+/// None = the CLI's default) mean what the CLI's flags do; `base_dir` is where `file("...")`
+/// sources are found (the directory of a saved program). Returns the `--json` report (with
+/// `hardware`), the simulated outputs, and, when `stats` is set, the `--stats` JSON.
+#[pyfunction]
+#[pyo3(signature = (source, file, inputs, fusion="unfused", hw="ideal", sets=Vec::new(), order=None, seed=0, verify=true, rel_tol=1e-9, abs_tol=1e-9, fifo_depth=None, max_cycles=None, mem_limit=None, stats=false, base_dir="."))]
+#[allow(clippy::too_many_arguments)]
+fn run(
+    py: Python<'_>,
+    source: &str,
+    file: &str,
+    inputs: Vec<InTensor>,
+    fusion: &str,
+    hw: &str,
+    sets: Vec<String>,
+    order: Option<String>,
+    seed: u64,
+    verify: bool,
+    rel_tol: f64,
+    abs_tol: f64,
+    fifo_depth: Option<usize>,
+    max_cycles: Option<u64>,
+    mem_limit: Option<u64>,
+    stats: bool,
+    base_dir: &str,
+) -> PyResult<(String, Vec<OutTensor>, Option<String>)> {
+    let p = load(source, file)?;
+    let fusion: fuseflow_compiler::Fusion =
+        fusion.parse().map_err(|e: String| FuseflowError::new_err(format!("fusion: {e}")))?;
+    let mut hwc = fuseflow_sim::HwConfig::from_spec(hw).map_err(|e| FuseflowError::new_err(format!("hw: {e}")))?;
+    for o in &sets {
+        hwc.apply_override(o).map_err(|e| FuseflowError::new_err(format!("set: {e}")))?;
+    }
+    match fifo_depth {
+        Some(0) => return Err(FuseflowError::new_err("fifo_depth must be at least 1")),
+        Some(d) => hwc.fifo_depth = Some(d),
+        None => {}
+    }
+    let mut bind = Vec::new();
+    for (name, shape, coords, vals) in inputs {
+        bind.push((
+            name.clone(),
+            coo_from_bytes(&name, shape, coords.as_deref(), &vals).map_err(FuseflowError::new_err)?,
+        ));
+    }
+    let mut sim = hwc.to_sim_config();
+    if let Some(m) = max_cycles {
+        sim.max_cycles = m;
+    }
+    let cfg = fuseflow::RunConfig {
+        order: order.map(|o| o.split(',').map(|s| s.trim().to_string()).collect()),
+        sim,
+        seed,
+        verify,
+        rel_tol,
+        abs_tol,
+        fusion,
+        bind,
+        mem_limit: mem_limit.or_else(fuseflow::control::default_mem_limit),
+        ..fuseflow::RunConfig::default()
+    };
+    // The run holds no Python object: other Python threads go on meanwhile.
+    let report = py
+        .allow_threads(|| fuseflow::run_with(&p, Path::new(base_dir), &cfg, &fuseflow::RunControl::default()))
+        .map_err(|e| py_err(&e))?;
+    let mut json = serde_json::to_value(&report).map_err(|e| py_err(&e))?;
+    if let Some(o) = json.as_object_mut() {
+        o.insert("hardware".into(), serde_json::to_value(&hwc).map_err(|e| py_err(&e))?);
+    }
+    let stats = stats.then(|| fuseflow::observe::stats_json(file, &hwc, &fuseflow::observe::groups(&report)));
+    let mut outputs = Vec::new();
+    for (name, t) in &report.outputs {
+        let coo = t.to_coo();
+        let coords: Vec<u8> = coo.coords.iter().flat_map(|c| c.to_le_bytes()).collect();
+        let vals: Vec<u8> = coo.vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+        outputs.push((
+            name.clone(),
+            coo.shape.clone(),
+            PyBytes::new_bound(py, &coords).unbind(),
+            PyBytes::new_bound(py, &vals).unbind(),
+        ));
+    }
+    Ok((json.to_string(), outputs, stats))
+}
+
+/// The native module: `check`, `run` and the `FuseflowError` exception.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("FuseflowError", m.py().get_type_bound::<FuseflowError>())?;
+    m.add_function(wrap_pyfunction!(check, m)?)?;
+    m.add_function(wrap_pyfunction!(run, m)?)?;
+    Ok(())
+}
