@@ -22,11 +22,12 @@ mkdir -p "$out"
 cores=$(nproc)
 echo "cores $cores, limit $limit s, $(date -u)" >"$out/info.txt"
 run() { # name cpus command...
-    local name=$1 cpus=$2
+    local name=$1 cpus=$2 start rc
     shift 2
-    /usr/bin/time -f "%e s wall, %M KB peak" -o "$out/$name.time" \
-        timeout "$limit" taskset -c "$cpus" "$@" >"$out/$name.out" 2>"$out/$name.err"
-    echo "exit $?" >>"$out/$name.time"
+    start=$(date +%s.%N)
+    timeout "$limit" taskset -c "$cpus" "$@" >"$out/$name.out" 2>"$out/$name.err"
+    rc=$?
+    echo "$(echo "$(date +%s.%N) - $start" | bc) s wall, exit $rc" >"$out/$name.time"
 }
 for f in unfused partial full; do
     case $f in unfused) c=0,1 ;; partial) c=2,3 ;; full) c=4,5 ;; esac
