@@ -27,7 +27,7 @@ run() { # name cpus command...
     start=$(date +%s.%N)
     timeout "$limit" taskset -c "$cpus" "$@" >"$out/$name.out" 2>"$out/$name.err"
     rc=$?
-    echo "$(echo "$(date +%s.%N) - $start" | bc) s wall, exit $rc" >"$out/$name.time"
+    awk -v a="$start" -v b="$(date +%s.%N)" -v rc="$rc" 'BEGIN { printf "%.1f s wall, exit %d\n", b - a, rc }' >"$out/$name.time"
 }
 for f in unfused partial full; do
     case $f in unfused) c=0,1 ;; partial) c=2,3 ;; full) c=4,5 ;; esac
