@@ -166,8 +166,10 @@ fn run(
     };
     // The run holds no Python object: other Python threads go on meanwhile.
     let report = py
-        .allow_threads(|| fuseflow::run_with(&p, Path::new(base_dir), &cfg, &fuseflow::RunControl::default()))
-        .map_err(|e| py_err(&e))?;
+        .allow_threads(|| {
+            fuseflow::run_with(&p, Path::new(base_dir), &cfg, &fuseflow::RunControl::default()).map_err(Box::new)
+        })
+        .map_err(|e| py_err(&*e))?;
     let mut json = serde_json::to_value(&report).map_err(|e| py_err(&e))?;
     if let Some(o) = json.as_object_mut() {
         o.insert("hardware".into(), serde_json::to_value(&hwc).map_err(|e| py_err(&e))?);
