@@ -123,32 +123,37 @@ class Program:
             parts.append(f"{stmts[0]}-{stmts[-1]}" if len(stmts) > 1 else str(stmts[0]))
         return ",".join(parts)
 
-    def run(self, fusion="unfused", hw="ideal", order="best", par=None, block=None, *, seed: int = 0,
+    def run(self, fusion="unfused", hw="ideal", order=None, par=None, block=None, *, seed: int = 0,
             verify: bool = True, sets=(), fifo_depth: int | None = None, max_cycles: int | None = None,
             mem_limit: int | None = None, stats: bool = True, rel_tol: float = 1e-9,
-            abs_tol: float = 1e-9) -> Result:  # fmt: skip
+            abs_tol: float = 1e-9, order_budget: int = 64, jobs: int = 0) -> Result:  # fmt: skip
         """Compiles, simulates and verifies the program, as `fuseflow run` does.
 
         `fusion`: see `fusion_spec`. `hw`: a preset (`ideal`, `comal`, `rda`) or a TOML file;
-        `sets`: `KEY=VALUE` overrides (the CLI's `--set`). `order`: `"best"` (the compiler's estimate) or index names
-        (`"i,k,j"` or a list). `par` (parallel lanes) and `block` (sparsity blocking) are not
-        available yet and raise NotYetAvailableError. Raises FuseflowError with the CLI's
+        `sets`: `KEY=VALUE` overrides (the CLI's `--set`). `order`: None (the compiler's
+        estimate), index names (`"i,k,j"` or a list), or `"best"`: simulate every legal order of
+        each group (at most `order_budget`, the best by the estimate) and keep the fastest.
+        `par`: parallel lanes, `{"i": 4}` or `{"1:h": 4}` for group 1 only (the CLI's `--par`).
+        `block`: sparsity blocking, `B` for every group with a sparse operand or `{group: B}`
+        (the CLI's `--block`). `jobs`: threads simulating groups side by side (0 = one per
+        core; results do not depend on it). Raises FuseflowError with the CLI's
         one-line message on bad input, limits or deadlocks; a run that does not verify returns
         a Result with `verified` False and `reason`.
         """
-        if par is not None:
-            raise NotYetAvailableError("par= (parallel lanes) is not available yet: it lands with the parallelization issue")
-        if block is not None:
-            raise NotYetAvailableError("block= (sparsity blocking) is not available yet: it lands with the design-space issue")
         if isinstance(order, (list, tuple)):
             order = ",".join(order)
-        if order == "best":
-            order = None
+        pars = [f"{k}={int(v)}" for k, v in (par or {}).items()]
+        run_block, group_blocks = None, []
+        if isinstance(block, dict):
+            group_blocks = [(int(g), int(b)) for g, b in block.items()]
+        elif block is not None:
+            run_block = int(block)
         inputs = [(i.name, i.shape, i.coords, i.vals) for i in self._inputs]
         report, outs, stats_json = _native.run(
             self.text, self._file(), inputs, fusion=self.fusion_spec(fusion), hw=hw, sets=list(sets), order=order,
             seed=seed, verify=verify, rel_tol=rel_tol, abs_tol=abs_tol, fifo_depth=fifo_depth,
-            max_cycles=max_cycles, mem_limit=mem_limit, stats=stats)  # fmt: skip
+            max_cycles=max_cycles, mem_limit=mem_limit, stats=stats, order_budget=order_budget, par=pars,
+            block=run_block, group_blocks=group_blocks, jobs=jobs)  # fmt: skip
         return Result(json.loads(report), outs, self._outputs, stats_json)
 
     def save(self, path: str | os.PathLike) -> str:

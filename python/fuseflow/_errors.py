@@ -16,7 +16,7 @@ class UnsupportedOpError(TranslationError, NotImplementedError):
 
 
 class NotYetAvailableError(FuseflowError, NotImplementedError):
-    """An option of a feature still being built (`par=`, `block=`)."""
+    """An option of a feature still being built (none at present; kept so callers can catch it)."""
 
 
 __all__ = ["FuseflowError", "TranslationError", "UnsupportedOpError", "NotYetAvailableError"]

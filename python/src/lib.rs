@@ -99,16 +99,37 @@ type InTensor = (String, Vec<usize>, Option<Vec<u8>>, Vec<u8>);
 /// An output tensor for Python: name, shape, coordinates (`u32` LE), values (`f64` LE).
 type OutTensor = (String, Vec<usize>, Py<PyBytes>, Py<PyBytes>);
 
+/// One `par=` entry, `[GROUP:]INDEX=LANES`, as the CLI's `--par` reads it.
+fn par_request(spec: &str) -> PyResult<fuseflow::ParRequest> {
+    let bad = |why: &str| FuseflowError::new_err(format!("par {spec}: {why}"));
+    let (group, rest) = match spec.split_once(':') {
+        Some((g, rest)) => (Some(g.trim().parse::<usize>().map_err(|_| bad("the group is not a group index"))?), rest),
+        None => (None, spec),
+    };
+    let (index, lanes) = rest.split_once('=').ok_or_else(|| bad("expected [GROUP:]INDEX=LANES"))?;
+    let index = index.trim().to_string();
+    if index.is_empty() || !index.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(bad("not an index name"));
+    }
+    let lanes: u32 = lanes.trim().parse().map_err(|_| bad("the lane count is not an integer"))?;
+    if lanes == 0 || lanes > fuseflow_ir::MAX_LANES {
+        return Err(bad(&format!("the lane count must be between 1 and {}", fuseflow_ir::MAX_LANES)));
+    }
+    Ok(fuseflow::ParRequest { group, index, lanes, origin: format!("par {spec}") })
+}
+
 /// Runs program text like `fuseflow run`: load, reference, compile, simulate, verify.
 ///
 /// `inputs` binds every input as `(name, shape, coords or None for dense, values)`; `fusion`,
-/// `hw`, `sets`, `order` (comma-separated index names, or None for the compiler's best
-/// estimate), `seed`, `verify`, tolerances, `fifo_depth`, `max_cycles` and `mem_limit` (bytes;
-/// None = the CLI's default) mean what the CLI's flags do; `base_dir` is where `file("...")`
-/// sources are found (the directory of a saved program). Returns the `--json` report (with
+/// `hw`, `sets`, `order` (comma-separated index names, `best` to simulate every legal order of
+/// each group and keep the fastest, or None for the compiler's estimate), `order_budget`, `par`
+/// (`[GROUP:]INDEX=LANES` each), `block` (B for the run) and `group_blocks` (`(G, B)` pairs),
+/// `jobs` (0 = one thread per core), `seed`, `verify`, tolerances, `fifo_depth`, `max_cycles` and
+/// `mem_limit` (bytes; None = the CLI's default) mean what the CLI's flags do; `base_dir` is
+/// where `file("...")` sources are found (the directory of a saved program). Returns the `--json` report (with
 /// `hardware`), the simulated outputs, and, when `stats` is set, the `--stats` JSON.
 #[pyfunction]
-#[pyo3(signature = (source, file, inputs, fusion="unfused", hw="ideal", sets=Vec::new(), order=None, seed=0, verify=true, rel_tol=1e-9, abs_tol=1e-9, fifo_depth=None, max_cycles=None, mem_limit=None, stats=false, base_dir="."))]
+#[pyo3(signature = (source, file, inputs, fusion="unfused", hw="ideal", sets=Vec::new(), order=None, seed=0, verify=true, rel_tol=1e-9, abs_tol=1e-9, fifo_depth=None, max_cycles=None, mem_limit=None, stats=false, base_dir=".", order_budget=64, par=Vec::new(), block=None, group_blocks=Vec::new(), jobs=0))]
 #[allow(clippy::too_many_arguments)]
 fn run(
     py: Python<'_>,
@@ -128,6 +149,11 @@ fn run(
     mem_limit: Option<u64>,
     stats: bool,
     base_dir: &str,
+    order_budget: usize,
+    par: Vec<String>,
+    block: Option<usize>,
+    group_blocks: Vec<(usize, usize)>,
+    jobs: usize,
 ) -> PyResult<(String, Vec<OutTensor>, Option<String>)> {
     let p = load(source, file)?;
     let fusion: fuseflow_compiler::Fusion =
@@ -152,8 +178,21 @@ fn run(
     if let Some(m) = max_cycles {
         sim.max_cycles = m;
     }
+    let search = order.as_deref() == Some("best");
+    if search && order_budget == 0 {
+        return Err(FuseflowError::new_err("order_budget must be at least 1"));
+    }
+    let par = par.iter().map(|spec| par_request(spec)).collect::<Result<Vec<_>, _>>()?;
+    if let Some(b) = block.into_iter().chain(group_blocks.iter().map(|g| g.1)).find(|&b| b < 2) {
+        return Err(FuseflowError::new_err(format!("block size {b}: a block size must be at least 2")));
+    }
     let cfg = fuseflow::RunConfig {
-        order: order.map(|o| o.split(',').map(|s| s.trim().to_string()).collect()),
+        order: order.filter(|_| !search).map(|o| o.split(',').map(|s| s.trim().to_string()).collect()),
+        order_search: search.then_some(fuseflow::OrderSearch { budget: order_budget }),
+        par,
+        block,
+        group_blocks: group_blocks.into_iter().collect(),
+        jobs,
         sim,
         seed,
         verify,

@@ -100,3 +100,22 @@ def test_save_writes_what_the_driver_runs(tmp_path):
 
 def test_models_module_lists_the_five_models():
     assert models.NAMES == ("gcn", "graphsage", "sae", "bigbird_attention", "gpt3_decoder")
+
+
+def test_lanes_blocks_and_order_search_match_the_plain_run():
+    """par= and block= are the CLI's --par and --block; order="best" its --order best."""
+    prog = fuseflow.from_torch(models.BigBirdAttention(), models.BigBirdAttention.example_inputs(),
+                               formats={"mask": "dcsr"})  # fmt: skip
+    plain = prog.run(fusion="full")
+    assert plain.verified
+    laned = prog.run(fusion="full", par={"i": 2})
+    assert laned.verified and laned.cycles < plain.cycles
+    assert "fork" in laned.report["primitives"]
+    np.testing.assert_array_equal(laned.outputs["y"], plain.outputs["y"])
+    blocked = prog.run(fusion="full", block=8)
+    assert blocked.verified and blocked.report["groups"][0]["block"] == 8
+    np.testing.assert_allclose(blocked.outputs["y"], plain.outputs["y"], rtol=1e-9, atol=1e-12)
+    best = prog.run(fusion="full", order="best", jobs=1)
+    search = best.report["groups"][0]["order_search"]
+    assert best.verified and best.cycles == min(t["cycles"] for t in search["trials"])
+    assert best.cycles <= plain.cycles

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import fuseflow
-from fuseflow import FuseflowError, NotYetAvailableError, TranslationError, UnsupportedOpError
+from fuseflow import FuseflowError, TranslationError, UnsupportedOpError
 
 
 class Tanh(nn.Module):
@@ -92,12 +92,14 @@ def test_bad_formats():
         fuseflow.from_torch(Double(), (torch.rand(3, 3),), formats={"nope": "dcsr"})
 
 
-def test_par_and_block_are_not_available_yet():
+def test_bad_par_and_block_are_one_line_errors():
     prog = fuseflow.from_torch(Double(), (torch.rand(3, 3),))
-    with pytest.raises(NotYetAvailableError, match="par="):
-        prog.run(par={"i": 4})
-    with pytest.raises(NotYetAvailableError, match="block="):
-        prog.run(block=16)
+    with pytest.raises(FuseflowError, match=r"^par i=0: the lane count must be between 1 and"):
+        prog.run(par={"i": 0})
+    with pytest.raises(FuseflowError, match=r"^block size 1: a block size must be at least 2"):
+        prog.run(block=1)
+    with pytest.raises(FuseflowError, match=r"no group iterates index q"):
+        prog.run(par={"q": 2})
 
 
 def test_driver_errors_are_the_cli_one_line_messages():
