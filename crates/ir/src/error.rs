@@ -28,23 +28,29 @@ impl IrError {
     }
 
     fn render(&self) -> String {
-        let mut out = String::new();
-        if !self.file.is_empty() {
-            out.push_str(&self.file);
-            out.push(':');
-        }
-        if self.line != 0 {
-            out.push_str(&format!("{}:", self.line));
-            if self.col != 0 {
-                out.push_str(&format!("{}:", self.col));
-            }
-        }
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(&self.message);
-        out
+        located(&self.file, self.line, self.col, &self.message)
     }
+}
+
+/// `FILE:LINE:COL: message`, leaving out an empty file and a zero line or column: how every
+/// frontend (index notation, MLIR) shows a positioned error.
+pub fn located(file: &str, line: u32, col: u32, message: &str) -> String {
+    let mut out = String::new();
+    if !file.is_empty() {
+        out.push_str(file);
+        out.push(':');
+    }
+    if line != 0 {
+        out.push_str(&format!("{line}:"));
+        if col != 0 {
+            out.push_str(&format!("{col}:"));
+        }
+    }
+    if !out.is_empty() {
+        out.push(' ');
+    }
+    out.push_str(message);
+    out
 }
 
 /// Result alias for the front end.

@@ -32,7 +32,7 @@ pub use builder::{build_program, BuildStmt};
 pub use builtin::{BUILTINS, LAYERNORM_EPS};
 pub use check::check;
 pub use data::{load_inputs, load_inputs_with, stored_bytes, DataError, LoadOptions, Loaded};
-pub use error::{IrError, IrResult};
+pub use error::{located, IrError, IrResult};
 pub use parser::{parse, parse_with, Overrides, MAX_EXPR_DEPTH, MAX_LANES, RESERVED};
 pub use pretty::{binary_name, format_name, pretty, pretty_decl, pretty_expr, pretty_stmt, reduce_name, unary_name};
 

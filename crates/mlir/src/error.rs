@@ -30,22 +30,7 @@ impl MlirError {
     }
 
     fn render(&self) -> String {
-        let mut out = String::new();
-        if !self.file.is_empty() {
-            out.push_str(&self.file);
-            out.push(':');
-        }
-        if self.line != 0 {
-            out.push_str(&format!("{}:", self.line));
-            if self.col != 0 {
-                out.push_str(&format!("{}:", self.col));
-            }
-        }
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(&self.message);
-        out
+        fuseflow_ir::located(&self.file, self.line, self.col, &self.message)
     }
 }
 
