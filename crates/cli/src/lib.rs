@@ -790,17 +790,7 @@ pub fn run_with(
                         tensor: tensor.clone(),
                         message: "not declared".into(),
                     })?;
-                    let nnz = written.vals.len() as u64;
-                    budget.check(from_coo_bytes(&decl.shape, &decl.format, nnz), || {
-                        format!(
-                            "storing the simulated {tensor} ({nnz} entries) as {}",
-                            fuseflow_ir::format_name(&decl.format)
-                        )
-                    })?;
-                    let stored: Tensor = written
-                        .convert(&decl.format)
-                        .map_err(|e| DriverError::Tensor { tensor: tensor.clone(), message: e.to_string() })?;
-                    budget.hold(fuseflow_ir::stored_bytes(&stored));
+                    let stored = store_declared(decl, written, &mut budget, "storing the simulated")?;
                     tensors.insert(tensor.clone(), stored);
                 }
                 runs.push(run);
@@ -814,14 +804,12 @@ pub fn run_with(
         // their declared formats.
         for (name, written) in &run.written {
             let Some(d) = p.decl(name).filter(|d| d.role == fuseflow_ir::Role::Output) else { continue };
-            let nnz = written.vals.len() as u64;
-            budget.check(from_coo_bytes(&d.shape, &d.format, nnz), || {
-                format!("keeping the simulated {name} ({nnz} entries) as {}", fuseflow_ir::format_name(&d.format))
-            })?;
-            let t = written
-                .convert(&d.format)
-                .map_err(|e| DriverError::Tensor { tensor: name.clone(), message: e.to_string() })?;
-            budget.hold(fuseflow_ir::stored_bytes(&t));
+            // Without the reference, the chain above already stored what the graph wrote.
+            let chained = if expected.is_none() { tensors.remove(name) } else { None };
+            let t = match chained {
+                Some(t) => t,
+                None => store_declared(d, written, &mut budget, "keeping the simulated")?,
+            };
             report.outputs.insert(name.clone(), t);
         }
         let gr = run.report;
@@ -903,6 +891,25 @@ fn thread_count(jobs: usize) -> usize {
     } else {
         jobs
     }
+}
+
+/// What a graph wrote for `decl`, converted to its declared format, once the budget allows it
+/// (`what` says why, in the refusal: "storing the simulated").
+fn store_declared(
+    decl: &fuseflow_ir::TensorDecl,
+    written: &Tensor,
+    budget: &mut Budget,
+    what: &str,
+) -> Result<Tensor, DriverError> {
+    let nnz = written.vals.len() as u64;
+    budget.check(from_coo_bytes(&decl.shape, &decl.format, nnz), || {
+        format!("{what} {} ({nnz} entries) as {}", decl.name, fuseflow_ir::format_name(&decl.format))
+    })?;
+    let stored = written
+        .convert(&decl.format)
+        .map_err(|e| DriverError::Tensor { tensor: decl.name.clone(), message: e.to_string() })?;
+    budget.hold(fuseflow_ir::stored_bytes(&stored));
+    Ok(stored)
 }
 
 /// A pool of `threads` workers.

@@ -63,6 +63,14 @@ fn groups_read_the_reference_as_they_would_read_the_simulation() {
                 r.groups.iter().map(|g| (g.cycles, g.tokens, g.flops, g.bytes_read + g.bytes_written)).collect()
             };
             assert_eq!(figures(&checked), figures(&chained), "{name} {fusion}");
+            // Both hand back what the graphs wrote for the program's outputs.
+            assert!(!checked.outputs.is_empty(), "{name} {fusion}");
+            assert_eq!(checked.outputs.keys().collect::<Vec<_>>(), chained.outputs.keys().collect::<Vec<_>>());
+            for (t, a) in &checked.outputs {
+                let (a, b) = (a.to_coo(), chained.outputs[t].to_coo());
+                let cmp = fuseflow_reference::compare_named(t, &a, &b, 1e-9, 1e-9);
+                assert!(cmp.ok, "{name} {fusion} {t}: {:?}", cmp.first_mismatch);
+            }
         }
     }
 }

@@ -88,32 +88,21 @@ impl<'a> P<'a> {
 
     /// Skips spaces, newlines and `//` comments.
     fn ws(&mut self) {
-        while let Some(b) = self.peek() {
-            if b.is_ascii_whitespace() {
-                self.pos += 1;
-            } else if b == b'/' && self.peek_at(1) == Some(b'/') {
-                while let Some(b) = self.peek() {
-                    if b == b'\n' {
-                        break;
-                    }
-                    self.pos += 1;
-                }
-            } else {
-                break;
-            }
-        }
+        self.skip_blank(true);
     }
 
     /// Skips spaces and tabs (not newlines) and a trailing `//` comment.
     fn ws_line(&mut self) {
+        self.skip_blank(false);
+    }
+
+    /// Skips blanks (newlines too when `newlines`) and `//` comments up to the end of a line.
+    fn skip_blank(&mut self, newlines: bool) {
         while let Some(b) = self.peek() {
-            if b == b' ' || b == b'\t' || b == b'\r' {
+            if b == b' ' || b == b'\t' || b == b'\r' || (newlines && b.is_ascii_whitespace()) {
                 self.pos += 1;
             } else if b == b'/' && self.peek_at(1) == Some(b'/') {
-                while let Some(b) = self.peek() {
-                    if b == b'\n' {
-                        break;
-                    }
+                while self.peek().is_some_and(|b| b != b'\n') {
                     self.pos += 1;
                 }
             } else {
