@@ -106,6 +106,10 @@ pub struct ExploreArgs {
     /// JOB_COMPLETION_INDEX with FUSEFLOW_SHARD_COUNT).
     #[arg(long, value_name = "I/N")]
     shard: Option<String>,
+    /// Simulate this many groups side by side (default: one per core). Results and the log's
+    /// order are identical for every value; the memory budget is shared between them.
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<usize>,
 }
 
 /// `fuseflow estimate`.
@@ -252,8 +256,14 @@ pub fn explore(a: ExploreArgs) -> Result<ExitCode> {
         None => Shard::from_env(|k| std::env::var(k).ok())?,
     };
     let prune = a.prune.as_deref().map(Prune::parse).transpose().map_err(ExploreError::Space)?;
+    let jobs = match a.jobs {
+        Some(0) => return Err(ExploreError::Space("--jobs must be at least 1".into()).into()),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
     let cancel = super::term::cancel_on_ctrl_c();
-    let r = runner(&a.data, cancel.clone())?;
+    let mut r = runner(&a.data, cancel.clone())?;
+    r.share_memory(jobs);
     use fuseflow_explore::GroupEvaluator;
     let n = r.statements();
     let s = space(&a.axes, n)?;
@@ -261,7 +271,7 @@ pub fn explore(a: ExploreArgs) -> Result<ExitCode> {
         let stem = a.data.program.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         PathBuf::from(format!("explore-{stem}"))
     });
-    let opts = SweepOptions { shard, prune, cancel: Some(cancel) };
+    let opts = SweepOptions { shard, prune, cancel: Some(cancel), jobs };
     let pb = bar();
     let mut warnings = Vec::new();
     let summary = fuseflow_explore::sweep(&r, &s, &out, &opts, &mut |ev| match ev {

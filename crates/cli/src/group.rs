@@ -35,6 +35,9 @@ pub struct GroupRunner {
     stats: DataStats,
     fingerprint: String,
     cancel: Option<Arc<AtomicBool>>,
+    /// Memory budget of one group's simulation: the run's limit, shared out when groups
+    /// simulate side by side ([`GroupRunner::share_memory`]).
+    sim_mem_limit: Option<u64>,
 }
 
 /// A hash of a tensor's stored data (levels and value bits).
@@ -117,7 +120,14 @@ impl GroupRunner {
         }
         let stats = DataStats::measure(&tensors);
         let expected = if cfg.verify { reference } else { BTreeMap::new() };
-        Ok(GroupRunner { p, cfg, tensors, expected, stats, fingerprint: h.hex(), cancel })
+        let sim_mem_limit = cfg.mem_limit;
+        Ok(GroupRunner { p, cfg, tensors, expected, stats, fingerprint: h.hex(), cancel, sim_mem_limit })
+    }
+
+    /// Splits the memory budget between `ways` simulations running at once (a sweep's
+    /// `jobs`), so that together they stay within it.
+    pub fn share_memory(&mut self, ways: usize) {
+        self.sim_mem_limit = self.cfg.mem_limit.map(|l| l / ways.max(1) as u64);
     }
 
     /// The program.
@@ -238,7 +248,7 @@ impl GroupEvaluator for GroupRunner {
         let hw = self.hw(m).map_err(|message| Failure { message, retryable: false })?;
         let sim_cfg = SimConfig { max_cycles: self.cfg.sim.max_cycles, ..hw.to_sim_config() };
         let ctl =
-            fuseflow_sim::SimControl { cancel: self.cancel.clone(), observer: None, mem_limit: self.cfg.mem_limit };
+            fuseflow_sim::SimControl { cancel: self.cancel.clone(), observer: None, mem_limit: self.sim_mem_limit };
         let label = self.p.group_label(&self.expanded(group));
         let sim = fuseflow_sim::simulate_with(&c.graph, &self.tensors, &sim_cfg, &ctl).map_err(|error| {
             let retryable = matches!(error, SimError::Memory { .. } | SimError::Cancelled { .. });

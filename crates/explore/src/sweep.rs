@@ -60,6 +60,10 @@ pub struct SweepOptions {
     pub prune: Option<Prune>,
     /// Set to stop after the point in flight.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Group simulations run side by side on this many threads (0 and 1: one at a time).
+    /// Results do not depend on it: every group is a pure function of its inputs, and points
+    /// are logged in the same order either way.
+    pub jobs: usize,
 }
 
 /// What a sweep tells its caller as it goes.
@@ -131,6 +135,14 @@ pub struct Explorer<'a, E: GroupEvaluator + ?Sized> {
     orders: RefCell<HashMap<Range<usize>, Candidates>>,
     estimates: RefCell<HashMap<(CompileKey, Machine), Option<Estimate>>>,
     results: RefCell<HashMap<String, CacheEntry>>,
+    /// Results simulated ahead by worker threads and not yet taken by a point: the first
+    /// point to take one counts it as a simulation, as if it had run it itself.
+    fresh: RefCell<HashSet<String>>,
+    /// Retryable failures of simulations run ahead (never cached): handed to every point of
+    /// this run that needs the group instead of simulating it again.
+    transient: RefCell<HashMap<String, Failure>>,
+    /// Wall time of the fresh results the point being evaluated took.
+    fresh_wall: std::cell::Cell<f64>,
     /// Group simulations performed.
     pub simulations: std::cell::Cell<usize>,
     /// Groups found in a cache.
@@ -157,6 +169,9 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
             orders: RefCell::default(),
             estimates: RefCell::default(),
             results: RefCell::default(),
+            fresh: RefCell::default(),
+            transient: RefCell::default(),
+            fresh_wall: std::cell::Cell::new(0.0),
             simulations: std::cell::Cell::new(0),
             cache_hits: std::cell::Cell::new(0),
         })
@@ -285,6 +300,34 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
         })
     }
 
+    /// The cache key of one group under one order on one machine.
+    fn result_key(&self, group: &Range<usize>, order: &Option<Vec<String>>, m: &Machine) -> Result<String, Failure> {
+        let (machine_fp, _) = self.machine(m)?;
+        Ok(hash_fields(&[&self.fingerprint, &self.eval.group_text(group), &order_key(order), machine_fp]))
+    }
+
+    /// A cached result (in memory, else on disk, then remembered in memory).
+    fn cached(&self, dir: Option<&ResultsDir>, key: &str) -> Option<CacheEntry> {
+        let hit = self.results.borrow().get(key).cloned().or_else(|| dir.and_then(|d| d.cache_get(key)))?;
+        self.results.borrow_mut().insert(key.to_string(), hit.clone());
+        Some(hit)
+    }
+
+    /// Remembers a simulation's result, in memory and on disk; retryable failures are not
+    /// remembered (they depend on the environment).
+    fn store(&self, dir: Option<&ResultsDir>, key: &str, r: &Result<GroupResult, Failure>) {
+        let entry = match r {
+            Ok(res) => CacheEntry::Ok(res.clone()),
+            Err(f) if !f.retryable => CacheEntry::Failed(f.clone()),
+            Err(_) => return,
+        };
+        if let Some(d) = dir {
+            // A cache that cannot be written costs time, not results.
+            let _ = d.cache_put(key, &entry);
+        }
+        self.results.borrow_mut().insert(key.to_string(), entry);
+    }
+
     /// Simulates one group under one order, through the in-memory and on-disk caches.
     fn simulate_order(
         &self,
@@ -293,13 +336,22 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
         order: &Option<Vec<String>>,
         m: &Machine,
     ) -> Result<GroupResult, Failure> {
-        let (machine_fp, _) = self.machine(m)?;
-        let key = hash_fields(&[&self.fingerprint, &self.eval.group_text(group), &order_key(order), machine_fp]);
-        let hit = self.results.borrow().get(&key).cloned().or_else(|| dir.and_then(|d| d.cache_get(&key)));
-        if let Some(entry) = hit {
-            self.cache_hits.set(self.cache_hits.get() + 1);
-            self.results.borrow_mut().insert(key, entry.clone());
+        let key = self.result_key(group, order, m)?;
+        if let Some(f) = self.transient.borrow().get(&key) {
+            return Err(f.clone());
+        }
+        if let Some(entry) = self.cached(dir, &key) {
+            let fresh = self.fresh.borrow_mut().remove(&key);
+            if fresh {
+                self.simulations.set(self.simulations.get() + 1);
+            } else {
+                self.cache_hits.set(self.cache_hits.get() + 1);
+            }
             return match entry {
+                CacheEntry::Ok(r) if fresh => {
+                    self.fresh_wall.set(self.fresh_wall.get() + r.wall_seconds);
+                    Ok(r)
+                }
                 CacheEntry::Ok(r) => Ok(GroupResult { wall_seconds: 0.0, ..r }),
                 CacheEntry::Failed(f) => Err(f),
             };
@@ -308,18 +360,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
         let r = self.compile(group, order).and_then(|c| self.eval.simulate(group, &c, m));
         self.simulations.set(self.simulations.get() + 1);
         let r = r.map(|r| GroupResult { wall_seconds: t0.elapsed().as_secs_f64(), ..r });
-        let entry = match &r {
-            Ok(res) => Some(CacheEntry::Ok(res.clone())),
-            Err(f) if !f.retryable => Some(CacheEntry::Failed(f.clone())),
-            Err(_) => None,
-        };
-        if let Some(entry) = entry {
-            if let Some(d) = dir {
-                // A cache that cannot be written costs time, not results.
-                let _ = d.cache_put(&key, &entry);
-            }
-            self.results.borrow_mut().insert(key, entry);
-        }
+        self.store(dir, &key, &r);
         r
     }
 
@@ -362,6 +403,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
     pub fn evaluate(&self, dir: Option<&ResultsDir>, p: &Point) -> PointRecord {
         let t0 = Instant::now();
         let hits_before = self.cache_hits.get();
+        self.fresh_wall.set(0.0);
         let mut rec = PointRecord {
             id: p.id,
             key: p.key(),
@@ -415,15 +457,140 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
             rec.offchip_bytes = Some(bytes);
         }
         rec.cached_groups = self.cache_hits.get() - hits_before;
-        rec.wall_seconds = t0.elapsed().as_secs_f64();
+        rec.wall_seconds = t0.elapsed().as_secs_f64() + self.fresh_wall.get();
         rec
     }
+
+    /// The simulations `points` need that no cache holds, in the order the points first need
+    /// them, de-duplicated, each compiled (a group that does not compile needs no simulation:
+    /// its failure is memoised). Also returns, per point, the indices of the tasks it waits for.
+    fn plan(&self, dir: &ResultsDir, points: &[&Point]) -> (Vec<SimTask>, Vec<Vec<usize>>) {
+        let mut tasks: Vec<SimTask> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut needs = Vec::with_capacity(points.len());
+        for p in points {
+            let mut need = Vec::new();
+            for g in p.partition.groups() {
+                let Ok(candidates) = self.candidates(&g, &p.order) else { continue };
+                for o in candidates {
+                    let Ok(key) = self.result_key(&g, &o, &p.machine) else { continue };
+                    if let Some(&t) = index.get(&key) {
+                        need.push(t);
+                        continue;
+                    }
+                    if self.cached(Some(dir), &key).is_some() {
+                        continue;
+                    }
+                    let Ok(compiled) = self.compile(&g, &o) else { continue };
+                    index.insert(key.clone(), tasks.len());
+                    need.push(tasks.len());
+                    tasks.push(SimTask { key, group: g.clone(), machine: p.machine.clone(), compiled });
+                }
+            }
+            needs.push(need);
+        }
+        (tasks, needs)
+    }
+}
+
+/// One group simulation a parallel sweep hands to a worker thread.
+struct SimTask {
+    key: String,
+    group: Range<usize>,
+    machine: Machine,
+    compiled: Rc<Compiled>,
+}
+
+/// Evaluates `todo` with group simulations on `jobs` worker threads: the main thread plans
+/// the distinct simulations, workers take them in order, and as results come back the main
+/// thread stores them (memory and disk cache) and logs every point, in `todo` order, whose
+/// simulations are all done. A point's record is then built from the caches exactly as the
+/// sequential path builds it. Returns `(failed, retryable)`.
+fn evaluate_parallel<E: GroupEvaluator + Sync + ?Sized>(
+    ex: &Explorer<'_, E>,
+    dir: &ResultsDir,
+    todo: &[&Point],
+    opts: &SweepOptions,
+    on: &mut dyn FnMut(Event<'_>),
+) -> Result<(usize, usize), ExploreError> {
+    let (tasks, needs) = ex.plan(dir, todo);
+    let cancelled = || opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
+    let work: Vec<(&Range<usize>, &Compiled, &Machine)> =
+        tasks.iter().map(|t| (&t.group, &*t.compiled, &t.machine)).collect();
+    let eval = ex.eval;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let mut finished = vec![false; tasks.len()];
+    let (mut failed, mut retryable, mut logged) = (0, 0, 0);
+    std::thread::scope(|scope| -> Result<(), ExploreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..opts.jobs.min(work.len()) {
+            let tx = tx.clone();
+            let (work, next, stop) = (&work, &next, &stop);
+            let cancel = opts.cancel.clone();
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let halt = stop.load(Ordering::Relaxed) || cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
+                if i >= work.len() || halt {
+                    break;
+                }
+                let (group, compiled, machine) = work[i];
+                let t0 = Instant::now();
+                let r = eval.simulate(group, compiled, machine);
+                let r = r.map(|r| GroupResult { wall_seconds: t0.elapsed().as_secs_f64(), ..r });
+                if tx.send((i, r)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut received = rx.iter();
+        // Log points as soon as every simulation they need is back, in order; the first
+        // points need no simulation at all when the caches held their groups.
+        loop {
+            while logged < todo.len() && needs[logged].iter().all(|&t| finished[t]) {
+                if cancelled() {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(ExploreError::Cancelled { done: logged, total: todo.len() });
+                }
+                let rec = ex.evaluate(Some(dir), todo[logged]);
+                if let Err(e) = dir.append(&rec) {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+                if rec.status == Status::Failed {
+                    failed += 1;
+                    retryable += rec.retryable as usize;
+                }
+                logged += 1;
+                on(Event::Point { done: logged, todo: todo.len(), record: &rec });
+            }
+            if logged == todo.len() {
+                return Ok(());
+            }
+            let Some((i, r)) = received.next() else {
+                // Workers stopped early: only cancellation does that.
+                return Err(ExploreError::Cancelled { done: logged, total: todo.len() });
+            };
+            ex.store(Some(dir), &tasks[i].key, &r);
+            match r {
+                Err(f) if f.retryable => {
+                    ex.transient.borrow_mut().insert(tasks[i].key.clone(), f);
+                }
+                _ => {
+                    ex.fresh.borrow_mut().insert(tasks[i].key.clone());
+                }
+            }
+            finished[i] = true;
+        }
+    })?;
+    Ok((failed, retryable))
 }
 
 /// Runs a sweep of `space` into the results directory `out` (see the module documentation).
 /// Stops early only for invalid configurations, I/O errors on the results directory and
 /// cancellation; failing points are recorded.
-pub fn sweep<E: GroupEvaluator + ?Sized>(
+pub fn sweep<E: GroupEvaluator + Sync + ?Sized>(
     eval: &E,
     space: &Space,
     out: &Path,
@@ -454,19 +621,24 @@ pub fn sweep<E: GroupEvaluator + ?Sized>(
         .collect();
     let todo: Vec<&Point> = selected.iter().copied().filter(|p| !finished.contains(p.key().as_str())).collect();
     on(Event::Started { selected: selected.len(), resumed: selected.len() - todo.len(), space: points.len() });
-    let (mut failed, mut retryable) = (0, 0);
-    for (i, p) in todo.iter().enumerate() {
-        if opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
-            return Err(ExploreError::Cancelled { done: i, total: todo.len() });
+    let (failed, retryable) = if opts.jobs > 1 {
+        evaluate_parallel(&ex, &dir, &todo, opts, on)?
+    } else {
+        let (mut failed, mut retryable) = (0, 0);
+        for (i, p) in todo.iter().enumerate() {
+            if opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(ExploreError::Cancelled { done: i, total: todo.len() });
+            }
+            let rec = ex.evaluate(Some(&dir), p);
+            dir.append(&rec)?;
+            if rec.status == Status::Failed {
+                failed += 1;
+                retryable += rec.retryable as usize;
+            }
+            on(Event::Point { done: i + 1, todo: todo.len(), record: &rec });
         }
-        let rec = ex.evaluate(Some(&dir), p);
-        dir.append(&rec)?;
-        if rec.status == Status::Failed {
-            failed += 1;
-            retryable += rec.retryable as usize;
-        }
-        on(Event::Point { done: i + 1, todo: todo.len(), record: &rec });
-    }
+        (failed, retryable)
+    };
     let (records, _) = read_records(out)?;
     Ok(SweepSummary {
         space: points.len(),
@@ -491,7 +663,7 @@ mod tests {
     struct Toy {
         n: usize,
         stats: DataStats,
-        calls: RefCell<usize>,
+        calls: std::sync::atomic::AtomicUsize,
     }
 
     impl GroupEvaluator for Toy {
@@ -524,7 +696,7 @@ mod tests {
             None
         }
         fn simulate(&self, g: &Range<usize>, _: &Compiled, _: &Machine) -> Result<GroupResult, Failure> {
-            *self.calls.borrow_mut() += 1;
+            self.calls.fetch_add(1, Ordering::Relaxed);
             let len = g.len() as u64;
             Ok(GroupResult {
                 cycles: if len > 2 { len * len + 3 } else { 10 },
@@ -552,12 +724,12 @@ mod tests {
 
     #[test]
     fn each_distinct_group_is_simulated_once_and_resume_skips_finished_points() {
-        let toy = Toy { n: 5, stats: DataStats::default(), calls: RefCell::new(0) };
+        let toy = Toy { n: 5, stats: DataStats::default(), calls: Default::default() };
         let d = tmp("once");
         let s = sweep(&toy, &Space::default(), &d, &SweepOptions::default(), &mut |_| {}).unwrap();
         assert_eq!(s.space, 16);
         assert_eq!(s.ran, 16);
-        assert_eq!(*toy.calls.borrow(), 5 * 6 / 2, "n(n+1)/2 contiguous groups, each simulated once");
+        assert_eq!(toy.calls.load(Ordering::Relaxed), 5 * 6 / 2, "n(n+1)/2 contiguous groups, each simulated once");
         // Partitions with group [2] alone fail verification and say so.
         let bad = s.records.iter().find(|r| r.fusion == "0-1,2,3-4").unwrap();
         assert_eq!(bad.status, Status::Failed);
@@ -566,17 +738,17 @@ mod tests {
         assert_eq!((again.ran, again.resumed), (0, 16));
         assert_eq!(again.records, s.records);
         // A fresh process (empty memory) finds every group on disk.
-        let toy2 = Toy { n: 5, stats: DataStats::default(), calls: RefCell::new(0) };
+        let toy2 = Toy { n: 5, stats: DataStats::default(), calls: Default::default() };
         std::fs::remove_file(d.join("points.jsonl")).unwrap();
         let third = sweep(&toy2, &Space::default(), &d, &SweepOptions::default(), &mut |_| {}).unwrap();
-        assert_eq!(*toy2.calls.borrow(), 0);
+        assert_eq!(toy2.calls.load(Ordering::Relaxed), 0);
         assert_eq!(third.ran, 16);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn shards_merge_to_the_single_process_result() {
-        let toy = Toy { n: 4, stats: DataStats::default(), calls: RefCell::new(0) };
+        let toy = Toy { n: 4, stats: DataStats::default(), calls: Default::default() };
         let space = Space { orders: vec![OrderChoice::Default, OrderChoice::Best], ..Space::default() };
         let single = tmp("single");
         let whole = sweep(&toy, &space, &single, &SweepOptions::default(), &mut |_| {}).unwrap();
@@ -600,8 +772,48 @@ mod tests {
     }
 
     #[test]
+    fn parallel_group_simulations_give_the_sequential_records() {
+        let space = Space { orders: vec![OrderChoice::Default, OrderChoice::Best], ..Space::default() };
+        let strip = |rs: &[PointRecord]| -> Vec<PointRecord> {
+            rs.iter().map(|r| PointRecord { wall_seconds: 0.0, ..r.clone() }).collect()
+        };
+        let seq_toy = Toy { n: 5, stats: DataStats::default(), calls: Default::default() };
+        let seq_dir = tmp("seq");
+        let seq = sweep(&seq_toy, &space, &seq_dir, &SweepOptions::default(), &mut |_| {}).unwrap();
+        for jobs in [2, 3, 8] {
+            let toy = Toy { n: 5, stats: DataStats::default(), calls: Default::default() };
+            let d = tmp(&format!("par{jobs}"));
+            let mut logged = Vec::new();
+            let opts = SweepOptions { jobs, ..SweepOptions::default() };
+            let par = sweep(&toy, &space, &d, &opts, &mut |ev| {
+                if let Event::Point { record, .. } = ev {
+                    logged.push(record.id);
+                }
+            })
+            .unwrap();
+            assert_eq!(strip(&par.records), strip(&seq.records), "jobs {jobs}");
+            assert_eq!(toy.calls.load(Ordering::Relaxed), seq_toy.calls.load(Ordering::Relaxed), "each group once");
+            assert_eq!((par.simulations, par.cache_hits), (seq.simulations, seq.cache_hits));
+            let mut sorted = logged.clone();
+            sorted.sort();
+            assert_eq!(logged, sorted, "points are logged in order");
+            // The log itself has the sequential run's lines, in its order.
+            let lines = |d: &Path| -> Vec<PointRecord> {
+                std::fs::read_to_string(d.join("points.jsonl"))
+                    .unwrap()
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect()
+            };
+            assert_eq!(strip(&lines(&d)), strip(&lines(&seq_dir)));
+            std::fs::remove_dir_all(&d).unwrap();
+        }
+        std::fs::remove_dir_all(&seq_dir).unwrap();
+    }
+
+    #[test]
     fn invalid_machine_and_prune_values() {
-        let toy = Toy { n: 3, stats: DataStats::default(), calls: RefCell::new(0) };
+        let toy = Toy { n: 3, stats: DataStats::default(), calls: Default::default() };
         let space = Space { hw: vec!["nope".into()], ..Space::default() };
         let d = tmp("badhw");
         let e = sweep(&toy, &space, &d, &SweepOptions::default(), &mut |_| {}).unwrap_err();

@@ -133,7 +133,16 @@ impl AluOp {
     pub fn arity(self) -> usize {
         match self {
             AluOp::Add | AluOp::Sub | AluOp::Mul | AluOp::Div | AluOp::Max | AluOp::ExpSubNz => 2,
-            _ => 1,
+            AluOp::Neg
+            | AluOp::Relu
+            | AluOp::Exp
+            | AluOp::Rsqrt
+            | AluOp::Sigmoid
+            | AluOp::Gelu
+            | AluOp::ExpNz
+            | AluOp::ZeroToNegInf
+            | AluOp::NegInfToZero
+            | AluOp::Scalar { .. } => 1,
         }
     }
 
@@ -147,7 +156,16 @@ impl AluOp {
             AluOp::Div => div(a, b),
             AluOp::Max => a.max(b),
             AluOp::ExpSubNz => exp_sub_nz(a, b),
-            _ => self.apply1(a),
+            AluOp::Neg
+            | AluOp::Relu
+            | AluOp::Exp
+            | AluOp::Rsqrt
+            | AluOp::Sigmoid
+            | AluOp::Gelu
+            | AluOp::ExpNz
+            | AluOp::ZeroToNegInf
+            | AluOp::NegInfToZero
+            | AluOp::Scalar { .. } => self.apply1(a),
         }
     }
 
@@ -171,7 +189,6 @@ impl AluOp {
                     a.exp()
                 }
             }
-            AluOp::Scalar { op: ScalarOp::ExpSubNz, scalar, scalar_first: true } => exp_sub_nz(scalar, a),
             AluOp::ZeroToNegInf => {
                 if a == 0.0 {
                     f64::NEG_INFINITY
@@ -193,7 +210,8 @@ impl AluOp {
                     op.apply(a, scalar)
                 }
             }
-            _ => a,
+            // A binary operation given one operand passes it through.
+            AluOp::Add | AluOp::Sub | AluOp::Mul | AluOp::Div | AluOp::Max | AluOp::ExpSubNz => a,
         }
     }
 

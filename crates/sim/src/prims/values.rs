@@ -238,28 +238,42 @@ fn apply(op: AluOp, binary: bool, x: f64, y: f64) -> f64 {
     }
 }
 
+/// The ALU's batch path with `f` on numeric operands: values and aligned stops move, anything
+/// else is left to the per-token path (which reports it). Returns the tokens moved.
+#[inline(always)]
+fn batch(io: &mut Io<'_>, binary: bool, ops: &mut u64, f: impl Fn(f64, f64) -> f64) -> usize {
+    let mut step = |clk: &mut Clock, ready, free, a, b| {
+        let out = match (num(a), num(b)) {
+            (Some(x), Some(y)) => {
+                *ops += 1;
+                Token::Val(f(x, y))
+            }
+            _ => match (a, b) {
+                (Token::Stop { level: la, .. }, Token::Stop { level: lb, .. }) if la == lb => a,
+                _ => return None,
+            },
+        };
+        Some((clk.fire(ready, free), out))
+    };
+    if binary {
+        io.map2(&mut step)
+    } else {
+        io.map1(0, 0, |clk, ready, free, a| step(clk, ready, free, a, a))
+    }
+}
+
 impl Primitive for Alu {
     fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
         let mut progress = false;
         let binary = self.op.arity() == 2;
         while !self.finished {
-            // Batch path for values and aligned stops, as the per-token path.
-            let (op, ops) = (self.op, &mut self.ops);
-            let mut f = |clk: &mut Clock, ready, free, a, b| {
-                let out = match (num(a), num(b)) {
-                    (Some(x), Some(y)) => {
-                        *ops += 1;
-                        Token::Val(apply(op, binary, x, y))
-                    }
-                    _ => match (a, b) {
-                        (Token::Stop { level: la, .. }, Token::Stop { level: lb, .. }) if la == lb => a,
-                        _ => return None,
-                    },
-                };
-                Some((clk.fire(ready, free), out))
+            // Batch path for values and aligned stops, as the per-token path. The hot
+            // operations get a loop of their own, so that the per-token work is inlined.
+            let moved = match self.op {
+                AluOp::Mul => batch(io, true, &mut self.ops, |x, y| AluOp::Mul.apply2(x, y)),
+                AluOp::Add => batch(io, true, &mut self.ops, |x, y| x + y),
+                op => batch(io, binary, &mut self.ops, |x, y| apply(op, binary, x, y)),
             };
-            let moved =
-                if binary { io.map2(&mut f) } else { io.map1(0, 0, |clk, ready, free, a| f(clk, ready, free, a, a)) };
             if moved > 0 {
                 progress = true;
                 continue;
