@@ -64,6 +64,9 @@ fn merge(
     pairs: &mut Vec<(u32, f64)>,
     scratch: &mut Vec<(u32, f64)>,
 ) -> Result<(), String> {
+    if tiles.is_none() && merge_dense(op, pairs, scratch) {
+        return Ok(());
+    }
     sort_stable(pairs, scratch);
     let mut w = 0;
     for r in 0..pairs.len() {
@@ -84,6 +87,30 @@ fn merge(
         }
     }
     Ok(())
+}
+
+/// [`merge`] through a dense accumulator over the coordinates' range, when the range is not
+/// much larger than the list (rows of dense results, the usual case): every value is combined
+/// into its coordinate's slot in arrival order, exactly the order the stable sort would give,
+/// so results are bit for bit those of sorting. `scratch` holds the slots (`.0` = whether the
+/// slot has a value). Returns false, leaving `pairs` alone, when the range is too sparse.
+fn merge_dense(op: ReduceKind, pairs: &mut Vec<(u32, f64)>, scratch: &mut Vec<(u32, f64)>) -> bool {
+    let Some(lo) = pairs.iter().map(|p| p.0).min() else { return true };
+    let hi = pairs.iter().map(|p| p.0).max().unwrap_or(lo);
+    let range = (hi - lo) as usize + 1;
+    if pairs.len() < 64 || range > 2 * pairs.len() {
+        return false;
+    }
+    scratch.clear();
+    scratch.resize(range, (0, 0.0));
+    for &(c, v) in pairs.iter() {
+        let slot = &mut scratch[(c - lo) as usize];
+        slot.1 = if slot.0 == 0 { v } else { combine(op, slot.1, v) };
+        slot.0 = 1;
+    }
+    pairs.clear();
+    pairs.extend(scratch.iter().enumerate().filter(|(_, s)| s.0 != 0).map(|(i, s)| (lo + i as u32, s.1)));
+    true
 }
 
 /// The value token of an accumulated value: a tile id in tile mode.
@@ -719,5 +746,48 @@ mod tests {
                 assert_eq!(pairs, expected, "len {len} spread {spread}");
             }
         }
+    }
+
+    #[test]
+    fn the_dense_merge_gives_the_sorted_merge_bit_for_bit() {
+        // Values of mixed magnitude make the sum depend on the order of additions.
+        let mut seed = 11u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        let mut dense_used = 0;
+        for len in [0, 1, 63, 64, 65, 500, 3000] {
+            for spread in [1u32, 40, 300, 2000, 70_000] {
+                for op in [ReduceKind::Sum, ReduceKind::Max] {
+                    let base = (next() % 1000) as u32;
+                    let pairs: Vec<(u32, f64)> = (0..len)
+                        .map(|_| {
+                            let v = (next() % 2001) as f64 - 1000.0;
+                            (base + (next() as u32 % spread), v * 10f64.powi((next() % 17) as i32 - 8))
+                        })
+                        .collect();
+                    let mut sorted = pairs.clone();
+                    let mut scratch = Vec::new();
+                    sort_stable(&mut sorted, &mut scratch);
+                    let mut expected: Vec<(u32, f64)> = Vec::new();
+                    for (c, v) in sorted {
+                        match expected.last_mut() {
+                            Some(last) if last.0 == c => last.1 = combine(op, last.1, v),
+                            _ => expected.push((c, v)),
+                        }
+                    }
+                    let mut got = pairs.clone();
+                    if merge_dense(op, &mut got, &mut scratch) {
+                        dense_used += 1;
+                    } else {
+                        merge(op, None, &mut got, &mut scratch).unwrap();
+                    }
+                    let bits = |v: &[(u32, f64)]| v.iter().map(|p| (p.0, p.1.to_bits())).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&expected), "len {len} spread {spread} {op:?}");
+                }
+            }
+        }
+        assert!(dense_used >= 10, "the dense path ran {dense_used} times");
     }
 }
