@@ -260,10 +260,10 @@ enum Cmd {
         #[arg(long, default_value = "X")]
         features: String,
         /// Relative tolerance for verification.
-        #[arg(long, default_value_t = 1e-9)]
+        #[arg(long, default_value_t = 1e-9, value_parser = parse_tol)]
         rel_tol: f64,
         /// Absolute tolerance for verification.
-        #[arg(long, default_value_t = 1e-9)]
+        #[arg(long, default_value_t = 1e-9, value_parser = parse_tol)]
         abs_tol: f64,
         #[command(flatten)]
         hw: HwArgs,
@@ -357,10 +357,10 @@ enum Cmd {
         /// Relative tolerance of `--compare-outputs`. The defaults suit a simulator that
         /// computes in f32 (Comal): about 1e-7 per operation, accumulated over sums of up to
         /// ~1000 terms of magnitude ~1.
-        #[arg(long, default_value_t = 1e-4)]
+        #[arg(long, default_value_t = 1e-4, value_parser = parse_tol)]
         rel_tol: f64,
         /// Absolute tolerance of `--compare-outputs`.
-        #[arg(long, default_value_t = 1e-4)]
+        #[arg(long, default_value_t = 1e-4, value_parser = parse_tol)]
         abs_tol: f64,
         /// Channel capacity in tokens (default: the hardware's).
         #[arg(long)]
@@ -450,6 +450,14 @@ fn parse_block(s: &str) -> Result<(Option<usize>, usize), String> {
         return Err(format!("block size {b}: a block size must be at least 2"));
     }
     Ok((g, b))
+}
+
+/// A verification tolerance: a finite number ≥ 0 (a negative one would fail every check).
+fn parse_tol(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        _ => Err(format!("{s} is not a tolerance (a finite number, 0 or more)")),
+    }
 }
 
 fn parse_param(s: &str) -> Result<(String, i64), String> {

@@ -169,6 +169,52 @@ fn bad_memory_limits_are_errors() {
 }
 
 #[test]
+fn negative_or_non_finite_tolerances_are_errors() {
+    for (flag, v) in [("--abs-tol", "-1"), ("--rel-tol", "nan"), ("--abs-tol", "inf")] {
+        let (code, _, err) = cli(&["run", &example_path("add.ff"), &format!("{flag}={v}")]);
+        assert_eq!(code, 2, "{flag} {v}: {err}");
+        assert!(err.contains("is not a tolerance") && err.contains(flag), "{err}");
+    }
+}
+
+/// An `.npz` input whose member inflates to more than the memory limit is refused before it
+/// is read, by the members' declared sizes.
+#[test]
+fn an_npz_input_is_budgeted_by_what_it_inflates_to() {
+    let dir = tmpdir("npz-budget");
+    let zeros: Vec<u8> = [b"\x93NUMPY\x01\x00".as_slice(), &{
+        let mut h = b"{'descr': '<f8', 'fortran_order': False, 'shape': (4000, 4000), }".to_vec();
+        while !(h.len() + 11).is_multiple_of(64) {
+            h.push(b' ');
+        }
+        h.push(b'\n');
+        let mut v = (h.len() as u16).to_le_bytes().to_vec();
+        v.extend(h);
+        v
+    }]
+    .concat();
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    use std::io::Write;
+    w.start_file("arr_0.npy", opts).unwrap();
+    w.write_all(&zeros).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..122 {
+        w.write_all(&chunk).unwrap();
+    }
+    let bytes = w.finish().unwrap().into_inner();
+    assert!(bytes.len() < 1 << 20, "128 MB of zeros deflate to {} bytes", bytes.len());
+    std::fs::write(dir.join("x.npz"), bytes).unwrap();
+    // The declared tensor is small: only the archive's inflated size is over the limit.
+    let prog =
+        write(&dir, "p.ff", "input X[10, 10] dense = file(\"x.npz\")\noutput Y[10, 10] dense\nY(i,j) = X(i,j) * 2\n");
+    let (code, _, err) = cli(&["run", &prog, "--mem-limit", "64M"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("reading") && err.contains("x.npz") && err.contains("memory limit"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+#[test]
 fn control_hooks_do_not_change_results_and_report_phases() {
     let p = fuseflow_ir::load(&examples_dir().join("gcn.ff"), &Default::default()).unwrap();
     let cfg = RunConfig { fusion: fuseflow_compiler::Fusion::Partial, ..RunConfig::default() };

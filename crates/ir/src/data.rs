@@ -181,10 +181,11 @@ pub fn load_inputs_with(
             Some(Source::File { path }) => {
                 let full = base_dir.join(path);
                 let file = full.display().to_string();
-                // Readers allocate in proportion to what they read: a few times the file.
-                let size = std::fs::metadata(&full).map(|m| if m.is_dir() { 0 } else { m.len() }).unwrap_or(0);
+                // Readers allocate in proportion to what they read: a few times the file, or
+                // a few times what an archive's members declare they inflate to.
+                let size = fuseflow_tensor::npz::expanded_size(&full).unwrap_or(0);
                 budget.check(size.saturating_mul(4), || {
-                    format!("reading {file} ({size} bytes) for {}", describe(&d.name, &d.shape, &d.format))
+                    format!("reading {file} ({size} bytes to read) for {}", describe(&d.name, &d.shape, &d.format))
                 })?;
                 let read_err = |source| DataError::Read { tensor: tensor.clone(), source };
                 let coo: Coo = if full.is_dir() {

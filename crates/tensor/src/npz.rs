@@ -428,9 +428,13 @@ pub fn read_npz(path: &Path) -> Result<Coo, IoError> {
 
 /// Reads one archive member fully, without trusting its declared size for allocation.
 fn read_member<R: Read + Seek>(zip: &mut zip::ZipArchive<R>, name: &str, file: &str) -> Result<Vec<u8>, IoError> {
-    let mut f = zip.by_name(name).map_err(|e| IoError::invalid(file, format!("cannot open member {name}: {e}")))?;
+    let f = zip.by_name(name).map_err(|e| IoError::invalid(file, format!("cannot open member {name}: {e}")))?;
+    // The declared size is what callers budgeted for ([`expanded_size`]): never read past it,
+    // so that a member whose stream inflates beyond its header cannot exhaust memory.
+    let declared = f.size();
     let mut out = Vec::new();
     let mut buf = [0u8; 16 * 1024];
+    let mut f = f.take(declared.saturating_add(1));
     loop {
         match f.read(&mut buf) {
             Ok(0) => break,
@@ -438,8 +442,35 @@ fn read_member<R: Read + Seek>(zip: &mut zip::ZipArchive<R>, name: &str, file: &
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(IoError::invalid(file, format!("cannot read member {name}: {e}"))),
         }
+        if out.len() as u64 > declared {
+            return Err(IoError::invalid(
+                file,
+                format!("member {name} inflates past the {declared} bytes its header declares"),
+            ));
+        }
     }
     Ok(out)
+}
+
+/// The bytes reading `path` as a tensor file needs before parsing: for an `.npz` (zip)
+/// archive, the sum of its members' declared uncompressed sizes (reading never goes past them);
+/// otherwise the file's size. Lets a caller check a memory budget before reading.
+pub fn expanded_size(path: &Path) -> Result<u64, IoError> {
+    let file = path_name(path);
+    let meta = std::fs::metadata(path).map_err(|e| IoError::io(file.clone(), "read", e))?;
+    let mut head = [0u8; 4];
+    let f = std::fs::File::open(path).map_err(|e| IoError::io(file.clone(), "read", e))?;
+    if meta.is_dir() || (&f).read_exact(&mut head).is_err() || !head.starts_with(ZIP_MAGIC) {
+        return Ok(if meta.is_dir() { 0 } else { meta.len() });
+    }
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(f))
+        .map_err(|e| IoError::invalid(&file, format!("not a valid .npz (zip) archive: {e}")))?;
+    let mut total = meta.len();
+    for i in 0..zip.len() {
+        let m = zip.by_index_raw(i).map_err(|e| IoError::invalid(&file, format!("cannot open member {i}: {e}")))?;
+        total = total.saturating_add(m.size());
+    }
+    Ok(total)
 }
 
 /// Parses an in-memory `.npz` (or `.npy`) image; `file_name` is used in error messages.
@@ -715,6 +746,36 @@ mod tests {
             zip.write_all(bytes).unwrap();
         }
         zip.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn a_member_inflating_past_its_declared_size_is_refused_and_sizes_are_known_before_reading() {
+        let big = encode_npy("<f8", &[4000], &f64s(&vec![0.0; 4000]));
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("x.npy", opts).unwrap();
+        zip.write_all(&big).unwrap();
+        let good = zip.finish().unwrap().into_inner();
+        assert!(good.len() < big.len() / 10, "zeros deflate well");
+        let dir = std::env::temp_dir().join(format!("fuseflow-npz-size-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.npz");
+        std::fs::write(&path, &good).unwrap();
+        assert_eq!(expanded_size(&path).unwrap(), good.len() as u64 + big.len() as u64);
+        assert_eq!(parse_npz(&good, "x.npz").unwrap().shape, vec![4000]);
+        // Declare 100 bytes in both headers: reading stops there with one line.
+        let mut lying = good.clone();
+        let patch = |b: &mut Vec<u8>, sig: &[u8], at: usize| {
+            let i = b.windows(4).position(|w| w == sig).unwrap();
+            b[i + at..i + at + 4].copy_from_slice(&100u32.to_le_bytes());
+        };
+        patch(&mut lying, b"PK\x03\x04", 22);
+        patch(&mut lying, b"PK\x01\x02", 24);
+        std::fs::write(&path, &lying).unwrap();
+        assert_eq!(expanded_size(&path).unwrap(), lying.len() as u64 + 100);
+        let e = parse_npz(&lying, "x.npz").unwrap_err().to_string();
+        assert!(e.starts_with("x.npz") && e.contains("x.npy") && !e.contains('\n'), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn i32s(v: &[i32]) -> Vec<u8> {
