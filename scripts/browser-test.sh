@@ -28,7 +28,7 @@ if [ ! -x "$chromium" ]; then
     $sudo apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends chromium ||
         { $sudo apt-get update && $sudo apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends chromium; }
 fi
-"$chromium" --version
+"$chromium" --version 2>/dev/null
 
 if [ -z "${FUSEFLOW_BIN:-}" ]; then
     cargo build --locked -p fuseflow

@@ -147,7 +147,7 @@ class Browser:
 
     def wait_event(self, method, seconds):
         end = min(self.deadline, time.monotonic() + seconds)
-        for i, m in enumerate(self.events):
+        for m in self.events:
             if m.get("method") == method:
                 return m
         while time.monotonic() < end:
