@@ -123,7 +123,7 @@ pub fn html(
                 h.push_str("</tbody>\n</table>\n");
             }
             Block::Plot(kind) => {
-                let (points, front) = kind.series(records);
+                let crate::report::Series { points, front } = kind.series(records);
                 // The counts let a test check that every point was drawn.
                 let _ = writeln!(
                     h,
@@ -235,7 +235,7 @@ mod tests {
             let inline = inline_svg(&svg, kind.title());
             assert!(page.contains(&inline), "{} is not embedded as written", kind.file());
             // Every point and every front point is a circle of the embedded plot.
-            let (points, front) = kind.series(&records);
+            let crate::report::Series { points, front } = kind.series(&records);
             assert_eq!(inline.matches("<circle").count(), points.len() + front.len());
             assert!(page.contains(&format!(
                 "id=\"{}\" data-points=\"{}\" data-front=\"{}\"",

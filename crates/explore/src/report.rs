@@ -157,28 +157,40 @@ impl PlotKind {
         }
     }
 
-    /// The (off-chip bytes, y) of every plotted point (every point that did not fail) and of
-    /// the front, in drawing order.
-    pub fn series(self, records: &[PointRecord]) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+    /// What the plot draws.
+    pub fn series(self, records: &[PointRecord]) -> Series {
         let xy = |r: &PointRecord| Some((r.offchip_bytes? as f64, self.y(r)? as f64));
         let points = records.iter().filter(|r| r.status != Status::Failed).filter_map(xy).collect();
         let front = pareto(records, |r| r.offchip_bytes, |r| self.y(r)).into_iter().filter_map(xy).collect();
-        (points, front)
+        Series { points, front }
     }
 }
 
+/// The (off-chip bytes, y) pairs a plot draws, in drawing order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Every point that did not fail (grey).
+    pub points: Vec<(f64, f64)>,
+    /// The Pareto front (red).
+    pub front: Vec<(f64, f64)>,
+}
+
+/// Plain text.
 fn text(s: impl Into<String>) -> Span {
     Span::Text(s.into())
 }
 
+/// A configuration or name, set as code.
 fn code(s: impl Into<String>) -> Span {
     Span::Code(s.into())
 }
 
+/// A figure in bold.
 fn strong(s: impl Into<String>) -> Span {
     Span::Strong(s.into())
 }
 
+/// A table block from column titles, their alignment and rows.
 fn table(head: &[&str], numeric: &[bool], rows: Vec<Vec<Line>>) -> Block {
     Block::Table { head: head.iter().map(|h| h.to_string()).collect(), numeric: numeric.to_vec(), rows }
 }
@@ -454,11 +466,13 @@ fn tick(v: f64) -> String {
     }
 }
 
+/// The plot of `kind` over `records`.
 fn plot_of(kind: PlotKind, records: &[PointRecord]) -> Plot<'static> {
-    let (points, front) = kind.series(records);
+    let Series { points, front } = kind.series(records);
     Plot { title: kind.title(), x: "off-chip bytes", y: kind.y_name(), points, front }
 }
 
+/// Names the plot file in a drawing error.
 fn plot_error(dir: &Path, kind: PlotKind, ext: &str) -> impl Fn(String) -> ExploreError {
     let path = dir.join(format!("{}.{ext}", kind.file())).display().to_string();
     move |message| ExploreError::Plot { path: path.clone(), message }
