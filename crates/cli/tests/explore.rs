@@ -68,7 +68,9 @@ fn points_equal_whole_runs_and_groups_are_simulated_once() {
     }
     // 11 singletons, 2 halves of the layer-wise split, the whole, 0-1 and 2-10: 16 groups.
     assert!(stdout.contains("groups       16 simulated"), "{stdout}");
-    for f in ["results.csv", "report.md", "explore.json", "pareto-cycles-bytes.svg", "pareto-flops-bytes.png"] {
+    for f in
+        ["results.csv", "report.md", "report.html", "explore.json", "pareto-cycles-bytes.svg", "pareto-flops-bytes.png"]
+    {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
@@ -145,7 +147,7 @@ fn shards_merge_to_the_single_process_files() {
     let (code, stdout, err) = cli(&args);
     assert_eq!(code, 0, "{err}");
     assert!(stdout.contains("merged       32 points from 3 directories"), "{stdout}");
-    for f in ["results.csv", "report.md", "pareto-cycles-bytes.svg"] {
+    for f in ["results.csv", "report.md", "report.html", "pareto-cycles-bytes.svg", "pareto-flops-bytes.svg"] {
         let a = std::fs::read(single.join(f)).unwrap();
         let b = std::fs::read(merged.join(f)).unwrap();
         assert!(a == b, "{f} differs between the single sweep and the merged shards");

@@ -15,8 +15,8 @@
 //! [`estimate`] is an analytic model of a group's cycles, FLOPs and off-chip bytes from its
 //! graph and the measured sparsity of the data; [`sweep`] uses it to prune a space to its
 //! most promising points, and [`stats`] measures how well it ranks points when every point is
-//! simulated. [`report`] writes the CSV, the Markdown report and the Pareto plots; [`shard`]
-//! splits a sweep over processes and [`store::merge`] joins their results.
+//! simulated. [`report`] writes the CSV, the Markdown and HTML reports ([`html`]) and the Pareto
+//! plots; [`shard`] splits a sweep over processes and [`store::merge`] joins their results.
 //!
 //! This crate knows nothing of the driver (the `fuseflow` package depends on it, not the
 //! other way round) and prints nothing: warnings and progress reach the caller as
@@ -24,6 +24,7 @@
 
 pub mod estimate;
 pub mod hash;
+pub mod html;
 pub mod report;
 pub mod shard;
 pub mod space;

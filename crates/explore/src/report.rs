@@ -1,6 +1,7 @@
-//! What a sweep gives the user: `results.csv` (one row per point), `report.md` (the best
-//! configuration, its speedup over unfused, the Pareto fronts and the estimate's accuracy)
-//! and the Pareto plots. Every file is a function of the records alone, sorted by id, with no
+//! What a sweep gives the user: `results.csv` (one row per point), `report.md` and
+//! `report.html` (the best configuration, its speedup over unfused, the Pareto fronts and the
+//! estimate's accuracy; built once as blocks and rendered twice, see [`crate::html`]) and the
+//! Pareto plots. Every file is a function of the records alone, sorted by id, with no
 //! wall-clock times, so a merged sharded sweep writes the same bytes as one process.
 
 use std::fmt::Write as _;
@@ -72,32 +73,151 @@ pub fn pareto(
     front
 }
 
-/// The Markdown report.
-pub fn markdown(program: &str, records: &[PointRecord], space_points: Option<usize>) -> String {
-    let mut md = String::new();
-    let _ = writeln!(md, "# Design-space exploration of `{program}`\n");
-    let ok: Vec<&PointRecord> = records.iter().filter(|r| r.status != Status::Failed).collect();
-    let failed = records.len() - ok.len();
-    match space_points {
-        Some(n) => {
-            let _ = writeln!(md, "{} of the space's {n} points simulated ({} failed).\n", records.len(), failed);
-        }
-        None => {
-            let _ = writeln!(md, "{} points simulated ({} failed).\n", records.len(), failed);
+/// A run of text in a report, rendered by [`markdown`] and [`crate::html`] alike.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Span {
+    /// Plain text.
+    Text(String),
+    /// A configuration, a file or a program name (Markdown backticks, HTML `<code>`).
+    Code(String),
+    /// A figure the reader should see first (Markdown `**`, HTML `<strong>`).
+    Strong(String),
+}
+
+/// A line of text: spans one after another.
+pub(crate) type Line = Vec<Span>;
+
+/// One block of a report. The report is built once as blocks and rendered to Markdown and
+/// to HTML, so that the two files can never say different things.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Block {
+    /// A heading of level 1 to 3.
+    Heading(u8, Line),
+    /// A paragraph.
+    Para(Line),
+    /// A bulleted list, one line per item.
+    List(Vec<Line>),
+    /// A table: column titles, whether each column holds numbers (right-aligned), rows of
+    /// cells (an empty line is an empty cell).
+    Table { head: Vec<String>, numeric: Vec<bool>, rows: Vec<Vec<Line>> },
+    /// A Pareto plot: Markdown names its files, HTML embeds its SVG.
+    Plot(PlotKind),
+}
+
+/// The report's plots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlotKind {
+    /// Simulated cycles against off-chip bytes.
+    CyclesBytes,
+    /// FLOPs against off-chip bytes (the paper's operational-intensity view).
+    FlopsBytes,
+}
+
+impl PlotKind {
+    /// Every plot, in report order.
+    pub const ALL: [PlotKind; 2] = [PlotKind::CyclesBytes, PlotKind::FlopsBytes];
+
+    /// The file stem (`NAME.svg`, `NAME.png`), also the HTML figure's id.
+    pub fn file(self) -> &'static str {
+        match self {
+            PlotKind::CyclesBytes => "pareto-cycles-bytes",
+            PlotKind::FlopsBytes => "pareto-flops-bytes",
         }
     }
+
+    /// The plot's title.
+    pub fn title(self) -> &'static str {
+        match self {
+            PlotKind::CyclesBytes => "Cycles vs off-chip bytes",
+            PlotKind::FlopsBytes => "FLOPs vs off-chip bytes",
+        }
+    }
+
+    /// What the section heading calls the plot.
+    fn heading(self) -> &'static str {
+        match self {
+            PlotKind::CyclesBytes => "cycles vs off-chip bytes",
+            PlotKind::FlopsBytes => "FLOPs vs off-chip bytes",
+        }
+    }
+
+    /// The y axis' name.
+    pub fn y_name(self) -> &'static str {
+        match self {
+            PlotKind::CyclesBytes => "cycles",
+            PlotKind::FlopsBytes => "FLOPs",
+        }
+    }
+
+    /// The y value of a point.
+    pub fn y(self, r: &PointRecord) -> Option<u64> {
+        match self {
+            PlotKind::CyclesBytes => r.cycles,
+            PlotKind::FlopsBytes => r.flops,
+        }
+    }
+
+    /// What the plot draws.
+    pub fn series(self, records: &[PointRecord]) -> Series {
+        let xy = |r: &PointRecord| Some((r.offchip_bytes? as f64, self.y(r)? as f64));
+        let points = records.iter().filter(|r| r.status != Status::Failed).filter_map(xy).collect();
+        let front = pareto(records, |r| r.offchip_bytes, |r| self.y(r)).into_iter().filter_map(xy).collect();
+        Series { points, front }
+    }
+}
+
+/// The (off-chip bytes, y) pairs a plot draws, in drawing order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Every point that did not fail (grey).
+    pub points: Vec<(f64, f64)>,
+    /// The Pareto front (red).
+    pub front: Vec<(f64, f64)>,
+}
+
+/// Plain text.
+fn text(s: impl Into<String>) -> Span {
+    Span::Text(s.into())
+}
+
+/// A configuration or name, set as code.
+fn code(s: impl Into<String>) -> Span {
+    Span::Code(s.into())
+}
+
+/// A figure in bold.
+fn strong(s: impl Into<String>) -> Span {
+    Span::Strong(s.into())
+}
+
+/// A table block from column titles, their alignment and rows.
+fn table(head: &[&str], numeric: &[bool], rows: Vec<Vec<Line>>) -> Block {
+    Block::Table { head: head.iter().map(|h| h.to_string()).collect(), numeric: numeric.to_vec(), rows }
+}
+
+/// The report as blocks: the title, the best configuration per machine and order choice with
+/// its speedup over unfused, the Pareto fronts, the estimate's accuracy and the failed points.
+pub(crate) fn document(program: &str, records: &[PointRecord], space_points: Option<usize>) -> (Line, Vec<Block>) {
+    let title = vec![text("Design-space exploration of "), code(program)];
+    let mut doc = vec![Block::Heading(1, title.clone())];
+    let ok: Vec<&PointRecord> = records.iter().filter(|r| r.status != Status::Failed).collect();
+    let failed = records.len() - ok.len();
+    doc.push(Block::Para(vec![text(match space_points {
+        Some(n) => format!("{} of the space's {n} points simulated ({} failed).", records.len(), failed),
+        None => format!("{} points simulated ({} failed).", records.len(), failed),
+    })]));
     // Best per machine and order choice: cycles compare only on one machine.
     let mut slices: Vec<(&str, &str)> = records.iter().map(|r| (r.machine.as_str(), r.order.as_str())).collect();
     slices.sort();
     slices.dedup();
-    let _ = writeln!(md, "## Best configuration\n");
-    let _ =
-        writeln!(md, "| machine | order | best fusion | cycles | unfused cycles | speedup | FLOPs | off-chip bytes |");
-    let _ = writeln!(md, "|---|---|---|---:|---:|---:|---:|---:|");
+    doc.push(Block::Heading(2, vec![text("Best configuration")]));
+    let mut rows = Vec::new();
     for (m, o) in &slices {
         let here: Vec<&&PointRecord> = ok.iter().filter(|r| r.machine == *m && r.order == *o).collect();
         let Some(best) = here.iter().min_by(|a, b| a.cycles.cmp(&b.cycles).then(a.id.cmp(&b.id))) else {
-            let _ = writeln!(md, "| {m} | {o} | (every point failed) | | | | | |");
+            let mut row = vec![vec![text(*m)], vec![text(*o)], vec![text("(every point failed)")]];
+            row.extend((0..5).map(|_| Vec::new()));
+            rows.push(row);
             continue;
         };
         // Every statement alone: no group is a range.
@@ -106,98 +226,184 @@ pub fn markdown(program: &str, records: &[PointRecord], space_points: Option<usi
             Some(u) => (u.to_string(), format!("{:.2}x", u as f64 / best.cycles.unwrap_or(1).max(1) as f64)),
             None => ("n/a".to_string(), "n/a".to_string()),
         };
-        let _ = writeln!(
-            md,
-            "| {m} | {o} | `{}` | {} | {uc} | {speed} | {} | {} |",
-            best.fusion,
-            best.cycles.unwrap_or(0),
-            best.flops.unwrap_or(0),
-            best.offchip_bytes.unwrap_or(0)
-        );
+        rows.push(vec![
+            vec![text(*m)],
+            vec![text(*o)],
+            vec![code(&best.fusion)],
+            vec![text(best.cycles.unwrap_or(0).to_string())],
+            vec![text(uc)],
+            vec![text(speed)],
+            vec![text(best.flops.unwrap_or(0).to_string())],
+            vec![text(best.offchip_bytes.unwrap_or(0).to_string())],
+        ]);
     }
-    let _ = writeln!(md);
-    for (title, file, yname, y) in [
-        (
-            "cycles vs off-chip bytes",
-            "pareto-cycles-bytes",
-            "cycles",
-            (|r: &PointRecord| r.cycles) as fn(&PointRecord) -> Option<u64>,
-        ),
-        ("FLOPs vs off-chip bytes", "pareto-flops-bytes", "FLOPs", |r: &PointRecord| r.flops),
-    ] {
-        let front = pareto(records, |r| r.offchip_bytes, y);
-        let _ = writeln!(md, "## Pareto front: {title}\n");
-        let _ = writeln!(md, "Plots: `{file}.svg`, `{file}.png`.\n");
-        let _ = writeln!(md, "| fusion | order | machine | off-chip bytes | {yname} |");
-        let _ = writeln!(md, "|---|---|---|---:|---:|");
-        for r in front {
-            let _ = writeln!(
-                md,
-                "| `{}` | {} | {} | {} | {} |",
-                r.fusion,
-                r.order,
-                r.machine,
-                r.offchip_bytes.unwrap_or(0),
-                y(r).unwrap_or(0)
-            );
-        }
-        let _ = writeln!(md);
+    doc.push(table(
+        &["machine", "order", "best fusion", "cycles", "unfused cycles", "speedup", "FLOPs", "off-chip bytes"],
+        &[false, false, false, true, true, true, true, true],
+        rows,
+    ));
+    for kind in PlotKind::ALL {
+        let front = pareto(records, |r| r.offchip_bytes, |r| kind.y(r));
+        doc.push(Block::Heading(2, vec![text(format!("Pareto front: {}", kind.heading()))]));
+        doc.push(Block::Plot(kind));
+        let rows = front
+            .iter()
+            .map(|r| {
+                vec![
+                    vec![code(&r.fusion)],
+                    vec![text(&r.order)],
+                    vec![text(&r.machine)],
+                    vec![text(r.offchip_bytes.unwrap_or(0).to_string())],
+                    vec![text(kind.y(r).unwrap_or(0).to_string())],
+                ]
+            })
+            .collect();
+        doc.push(table(
+            &["fusion", "order", "machine", "off-chip bytes", kind.y_name()],
+            &[false, false, false, true, true],
+            rows,
+        ));
     }
-    let _ = writeln!(md, "## Estimate accuracy\n");
+    doc.push(Block::Heading(2, vec![text("Estimate accuracy")]));
     let slices = validate_slices(records);
     if slices.is_empty() {
-        let _ = writeln!(md, "No simulated point has an estimate.\n");
+        doc.push(Block::Para(vec![text("No simulated point has an estimate.")]));
     }
     for (slice, v) in &slices {
         if slices.len() > 1 {
-            let _ = writeln!(md, "### {slice}\n");
+            doc.push(Block::Heading(3, vec![text(slice)]));
         }
-        write_validation(&mut md, v);
+        validation_blocks(&mut doc, v);
     }
     if slices.len() > 1 {
         if let Some(v) = validate(records) {
-            let _ = writeln!(md, "### All machines and order choices together\n");
-            write_validation(&mut md, &v);
+            doc.push(Block::Heading(3, vec![text("All machines and order choices together")]));
+            validation_blocks(&mut doc, &v);
         }
     }
     if failed > 0 {
-        let _ = writeln!(md, "## Failed points\n");
-        for r in records.iter().filter(|r| r.status == Status::Failed).take(20) {
-            let _ = writeln!(md, "- `{}`: {}", r.key, r.error.as_deref().unwrap_or(""));
-        }
+        doc.push(Block::Heading(2, vec![text("Failed points")]));
+        let mut items: Vec<Line> = records
+            .iter()
+            .filter(|r| r.status == Status::Failed)
+            .take(20)
+            .map(|r| vec![code(&r.key), text(format!(": {}", r.error.as_deref().unwrap_or("")))])
+            .collect();
         if failed > 20 {
-            let _ = writeln!(md, "- ... and {} more (results.csv lists them all)", failed - 20);
+            items.push(vec![text(format!("... and {} more (results.csv lists them all)", failed - 20))]);
         }
-        let _ = writeln!(md);
+        doc.push(Block::List(items));
+    }
+    (title, doc)
+}
+
+/// The estimate's accuracy over one slice of points.
+fn validation_blocks(doc: &mut Vec<Block>, v: &Validation) {
+    let rho = v.spearman.map_or("n/a".to_string(), |r| format!("{r:.3}"));
+    doc.push(Block::Para(vec![
+        text(format!(
+            "Over {} simulated points: Spearman rank correlation of estimated and simulated cycles ",
+            v.points
+        )),
+        strong(rho),
+        text("; regret of the estimate's pick "),
+        strong(format!("{:.3}", v.regret)),
+        text(" (its simulated cycles over the best's)."),
+    ]));
+    let mut items = vec![vec![text("estimate's pick: "), code(&v.pick)], vec![text("true best: "), code(&v.best)]];
+    for (f, k, kept) in &v.kept {
+        items.push(vec![text(format!(
+            "pruning to the best {:.0} % by estimate ({k} points): true best {}",
+            f * 100.0,
+            if *kept { "kept" } else { "LOST" }
+        ))]);
+    }
+    doc.push(Block::List(items));
+    doc.push(Block::Para(vec![text("Worst misses (largest rank differences):")]));
+    let rows = v
+        .worst_misses
+        .iter()
+        .map(|m| {
+            vec![
+                vec![code(&m.key)],
+                vec![text(m.estimated_rank.to_string())],
+                vec![text(m.simulated_rank.to_string())],
+                vec![text(format!("{:.0}", m.estimated_cycles))],
+                vec![text(m.simulated_cycles.to_string())],
+            ]
+        })
+        .collect();
+    doc.push(table(
+        &["point", "estimated rank", "simulated rank", "estimated cycles", "simulated cycles"],
+        &[false, true, true, true, true],
+        rows,
+    ));
+}
+
+/// Markdown of a line.
+fn md_line(line: &Line) -> String {
+    line.iter()
+        .map(|s| match s {
+            Span::Text(t) => t.clone(),
+            Span::Code(t) => format!("`{t}`"),
+            Span::Strong(t) => format!("**{t}**"),
+        })
+        .collect()
+}
+
+/// The Markdown report.
+pub fn markdown(program: &str, records: &[PointRecord], space_points: Option<usize>) -> String {
+    render_markdown(document(program, records, space_points).1)
+}
+
+/// Markdown of blocks.
+fn render_markdown(blocks: Vec<Block>) -> String {
+    let mut md = String::new();
+    for block in blocks {
+        match block {
+            Block::Heading(level, line) => {
+                let _ = writeln!(md, "{} {}\n", "#".repeat(level as usize), md_line(&line));
+            }
+            Block::Para(line) => {
+                let _ = writeln!(md, "{}\n", md_line(&line));
+            }
+            Block::List(items) => {
+                for item in &items {
+                    let _ = writeln!(md, "- {}", md_line(item));
+                }
+                let _ = writeln!(md);
+            }
+            Block::Table { head, numeric, rows } => {
+                let _ = writeln!(md, "| {} |", head.join(" | "));
+                let align: Vec<&str> = numeric.iter().map(|&n| if n { "---:" } else { "---" }).collect();
+                let _ = writeln!(md, "|{}|", align.join("|"));
+                for row in &rows {
+                    md.push('|');
+                    for cell in row {
+                        match md_line(cell) {
+                            c if c.is_empty() => md.push_str(" |"),
+                            c => {
+                                let _ = write!(md, " {c} |");
+                            }
+                        }
+                    }
+                    md.push('\n');
+                }
+                let _ = writeln!(md);
+            }
+            Block::Plot(kind) => {
+                let _ = writeln!(md, "Plots: `{0}.svg`, `{0}.png`.\n", kind.file());
+            }
+        }
     }
     md
 }
 
-/// The estimate's accuracy section.
+/// The estimate's accuracy section, in Markdown (as in `report.md`).
 pub fn write_validation(md: &mut String, v: &Validation) {
-    let rho = v.spearman.map_or("n/a".to_string(), |r| format!("{r:.3}"));
-    let _ = writeln!(md, "Over {} simulated points: Spearman rank correlation of estimated and simulated cycles **{rho}**; regret of the estimate's pick **{:.3}** (its simulated cycles over the best's).\n", v.points, v.regret);
-    let _ = writeln!(md, "- estimate's pick: `{}`", v.pick);
-    let _ = writeln!(md, "- true best: `{}`", v.best);
-    for (f, k, kept) in &v.kept {
-        let _ = writeln!(
-            md,
-            "- pruning to the best {:.0} % by estimate ({k} points): true best {}",
-            f * 100.0,
-            if *kept { "kept" } else { "LOST" }
-        );
-    }
-    let _ = writeln!(md, "\nWorst misses (largest rank differences):\n");
-    let _ = writeln!(md, "| point | estimated rank | simulated rank | estimated cycles | simulated cycles |");
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
-    for m in &v.worst_misses {
-        let _ = writeln!(
-            md,
-            "| `{}` | {} | {} | {:.0} | {} |",
-            m.key, m.estimated_rank, m.simulated_rank, m.estimated_cycles, m.simulated_cycles
-        );
-    }
-    let _ = writeln!(md);
+    let mut blocks = Vec::new();
+    validation_blocks(&mut blocks, v);
+    md.push_str(&render_markdown(blocks));
 }
 
 /// One scatter plot: every point, with its Pareto front drawn over it.
@@ -229,7 +435,14 @@ fn draw<DB: plotters::prelude::DrawingBackend>(
     }
     let mut chart = builder.build_cartesian_2d(0.0..xmax, 0.0..ymax).map_err(|x| e(&x))?;
     if text {
-        chart.configure_mesh().x_desc(plot.x).y_desc(plot.y).draw().map_err(|x| e(&x))?;
+        chart
+            .configure_mesh()
+            .x_desc(plot.x)
+            .y_desc(plot.y)
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
+            .draw()
+            .map_err(|x| e(&x))?;
     } else {
         chart
             .plotting_area()
@@ -243,46 +456,55 @@ fn draw<DB: plotters::prelude::DrawingBackend>(
     root.present().map_err(|x| e(&x))
 }
 
-/// Writes `NAME.svg` and `NAME.png` for a Pareto plot of `y` against off-chip bytes.
-fn pareto_plots(
-    dir: &Path,
-    name: &str,
-    title: &str,
-    y_name: &str,
-    records: &[PointRecord],
-    y: fn(&PointRecord) -> Option<u64>,
-) -> Result<Vec<PathBuf>, ExploreError> {
-    let points: Vec<(f64, f64)> = records
-        .iter()
-        .filter(|r| r.status != Status::Failed)
-        .filter_map(|r| Some((r.offchip_bytes? as f64, y(r)? as f64)))
-        .collect();
-    let front: Vec<(f64, f64)> = pareto(records, |r| r.offchip_bytes, y)
-        .iter()
-        .filter_map(|r| Some((r.offchip_bytes? as f64, y(r)? as f64)))
-        .collect();
-    let plot = Plot { title, x: "off-chip bytes", y: y_name, points, front };
-    let svg = dir.join(format!("{name}.svg"));
-    let png = dir.join(format!("{name}.png"));
-    let fail = |path: &Path| {
-        let path = path.display().to_string();
-        move |message: String| ExploreError::Plot { path: path.clone(), message }
-    };
-    use plotters::prelude::IntoDrawingArea;
-    let mut text = String::new();
-    draw(plotters::prelude::SVGBackend::with_string(&mut text, (800, 600)).into_drawing_area(), &plot, true)
-        .map_err(fail(&svg))?;
-    write_atomic(&svg, text.as_bytes())?;
-    // The bitmap backend writes the file itself (by extension): into a temporary file that
-    // is renamed into place, as every other output.
-    let tmp = dir.join(format!(".{name}.{}.tmp.png", std::process::id()));
-    draw(plotters::prelude::BitMapBackend::new(&tmp, (800, 600)).into_drawing_area(), &plot, false)
-        .map_err(fail(&png))?;
-    std::fs::rename(&tmp, &png).map_err(|error| ExploreError::Io { path: png.display().to_string(), error })?;
-    Ok(vec![svg, png])
+/// An axis label: counts are integers (plotters would print `200000.0`), large ones in
+/// scientific notation so that they fit the label area.
+fn tick(v: f64) -> String {
+    if v.abs() >= 1e6 {
+        format!("{v:.2e}")
+    } else {
+        format!("{v:.0}")
+    }
 }
 
-/// Writes `results.csv`, `report.md` and the plots into `dir`; returns the files written.
+/// The plot of `kind` over `records`.
+fn plot_of(kind: PlotKind, records: &[PointRecord]) -> Plot<'static> {
+    let Series { points, front } = kind.series(records);
+    Plot { title: kind.title(), x: "off-chip bytes", y: kind.y_name(), points, front }
+}
+
+/// Names the plot file in a drawing error.
+fn plot_error(dir: &Path, kind: PlotKind, ext: &str) -> impl Fn(String) -> ExploreError {
+    let path = dir.join(format!("{}.{ext}", kind.file())).display().to_string();
+    move |message| ExploreError::Plot { path: path.clone(), message }
+}
+
+/// The SVG text of a plot: what `NAME.svg` holds and `report.html` embeds.
+pub fn svg(kind: PlotKind, records: &[PointRecord]) -> Result<String, String> {
+    use plotters::prelude::IntoDrawingArea;
+    let mut text = String::new();
+    draw(
+        plotters::prelude::SVGBackend::with_string(&mut text, (800, 600)).into_drawing_area(),
+        &plot_of(kind, records),
+        true,
+    )?;
+    Ok(text)
+}
+
+/// Writes `NAME.png` of a plot (the SVG is written by the caller, which also embeds it).
+fn png(dir: &Path, kind: PlotKind, records: &[PointRecord]) -> Result<PathBuf, ExploreError> {
+    use plotters::prelude::IntoDrawingArea;
+    let png = dir.join(format!("{}.png", kind.file()));
+    // The bitmap backend writes the file itself (by extension): into a temporary file that
+    // is renamed into place, as every other output.
+    let tmp = dir.join(format!(".{}.{}.tmp.png", kind.file(), std::process::id()));
+    draw(plotters::prelude::BitMapBackend::new(&tmp, (800, 600)).into_drawing_area(), &plot_of(kind, records), false)
+        .map_err(plot_error(dir, kind, "png"))?;
+    std::fs::rename(&tmp, &png).map_err(|error| ExploreError::Io { path: png.display().to_string(), error })?;
+    Ok(png)
+}
+
+/// Writes `results.csv`, `report.md`, `report.html` and the plots into `dir`; returns the
+/// files written.
 pub fn write_all(
     dir: &Path,
     program: &str,
@@ -290,24 +512,33 @@ pub fn write_all(
     space_points: Option<usize>,
 ) -> Result<Vec<PathBuf>, ExploreError> {
     let mut written = Vec::new();
-    let csv_path = dir.join("results.csv");
-    write_atomic(&csv_path, csv(records).as_bytes())?;
-    written.push(csv_path);
-    let md_path = dir.join("report.md");
-    write_atomic(&md_path, markdown(program, records, space_points).as_bytes())?;
-    written.push(md_path);
-    written
-        .extend(pareto_plots(dir, "pareto-cycles-bytes", "Cycles vs off-chip bytes", "cycles", records, |r| r.cycles)?);
-    written.extend(pareto_plots(dir, "pareto-flops-bytes", "FLOPs vs off-chip bytes", "FLOPs", records, |r| r.flops)?);
+    let mut put = |name: String, bytes: &[u8]| -> Result<(), ExploreError> {
+        let path = dir.join(name);
+        write_atomic(&path, bytes)?;
+        written.push(path);
+        Ok(())
+    };
+    put("results.csv".into(), csv(records).as_bytes())?;
+    put("report.md".into(), markdown(program, records, space_points).as_bytes())?;
+    let mut svgs = Vec::new();
+    for kind in PlotKind::ALL {
+        let text = svg(kind, records).map_err(plot_error(dir, kind, "svg"))?;
+        put(format!("{}.svg", kind.file()), text.as_bytes())?;
+        svgs.push((kind, text));
+    }
+    put("report.html".into(), crate::html::html(program, records, space_points, &svgs).as_bytes())?;
+    for kind in PlotKind::ALL {
+        written.push(png(dir, kind, records)?);
+    }
     Ok(written)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::estimate::Estimate;
 
-    fn rec(id: u64, fusion: &str, groups: usize, cycles: u64, bytes: u64, est: f64) -> PointRecord {
+    pub(crate) fn rec(id: u64, fusion: &str, groups: usize, cycles: u64, bytes: u64, est: f64) -> PointRecord {
         PointRecord {
             id,
             key: format!("fusion={fusion} order=default hw=ideal"),
@@ -335,6 +566,40 @@ mod tests {
             wall_seconds: 1.0,
             cached_groups: 0,
         }
+    }
+
+    /// Two machines, an order choice, a failed point and user strings that HTML must escape.
+    pub(crate) fn fixture() -> Vec<PointRecord> {
+        let mut rs = vec![
+            rec(0, "0-2", 1, 100, 10, 1.0),
+            rec(1, "0-1,2", 2, 50, 20, 2.0),
+            rec(2, "0,1,2", 3, 80, 30, 3.0),
+            rec(3, "0,1-2", 2, 0, 0, 2.5),
+        ];
+        let failed = &mut rs[3];
+        failed.status = Status::Failed;
+        failed.error = Some("group 1-2: deadlock at <merge & \"join\"> 'x'".into());
+        failed.cycles = None;
+        failed.flops = None;
+        failed.offchip_bytes = None;
+        for (i, (c, b)) in [(120, 8), (70, 25), (90, 30)].into_iter().enumerate() {
+            let mut r = rec(4 + i as u64, ["0-2", "0-1,2", "0,1,2"][i], 3 - i, c, b, c as f64 * 0.9);
+            r.machine = "rda fifo_depth=<4>".into();
+            r.key = format!("fusion={} order=default hw=rda fifo_depth=<4>", r.fusion);
+            rs.push(r);
+        }
+        // A machine on which every point failed.
+        let mut r = rs[3].clone();
+        r.id = 7;
+        r.machine = "comal".into();
+        r.key = "fusion=0,1-2 order=default hw=comal".into();
+        rs.push(r);
+        rs
+    }
+
+    #[test]
+    fn markdown_report_snapshot() {
+        insta::assert_snapshot!(markdown("<script>alert('p')</script>&.ff", &fixture(), Some(9)));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! (ids come from the space's fixed enumeration, so every process agrees without talking to
 //! the others, and round-robin spreads expensive partitions evenly). The shard comes from
 //! `--shard I/N` or from a scheduler's environment: Slurm job arrays
-//! (`SLURM_ARRAY_TASK_ID`, `SLURM_ARRAY_TASK_COUNT`, offset by `SLURM_ARRAY_TASK_MIN`) and
+//! (`SLURM_ARRAY_TASK_ID`, `SLURM_ARRAY_TASK_COUNT`, offset by `SLURM_ARRAY_TASK_MIN` and
+//! divided by `SLURM_ARRAY_TASK_STEP`) and
 //! Kubernetes Indexed Jobs (`JOB_COMPLETION_INDEX`, with the count in
 //! `FUSEFLOW_SHARD_COUNT`, which the manifest sets to the job's `completions`).
 
@@ -59,9 +60,18 @@ impl Shard {
                 ExploreError::Shard("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not".into())
             })?;
             let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
-            let index = id.checked_sub(min).ok_or_else(|| {
+            // `--array=0-6:2` runs tasks 0, 2, 4, 6: shards 0 to 3.
+            let step = num("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
+            let offset = id.checked_sub(min).ok_or_else(|| {
                 ExploreError::Shard(format!("SLURM_ARRAY_TASK_ID={id} is below SLURM_ARRAY_TASK_MIN={min}"))
             })?;
+            if offset % step != 0 {
+                return Err(ExploreError::Shard(format!(
+                    "SLURM_ARRAY_TASK_ID={id} is not SLURM_ARRAY_TASK_MIN={min} plus a multiple of \
+                     SLURM_ARRAY_TASK_STEP={step}: submit the array as a range (--array=0-N or 0-N:S)"
+                )));
+            }
+            let index = offset / step;
             return Shard::new(index, count)
                 .map(Some)
                 .map_err(|e| ExploreError::Shard(format!("Slurm array task: {e}")));
@@ -109,6 +119,21 @@ mod tests {
         let slurm =
             env(&[("SLURM_ARRAY_TASK_ID", "3"), ("SLURM_ARRAY_TASK_COUNT", "4"), ("SLURM_ARRAY_TASK_MIN", "1")]);
         assert_eq!(Shard::from_env(slurm).unwrap(), Some(Shard { index: 2, count: 4 }));
+        // `--array=1-7:2`: tasks 1, 3, 5, 7 are shards 0 to 3.
+        let stepped = env(&[
+            ("SLURM_ARRAY_TASK_ID", "7"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_STEP", "2"),
+        ]);
+        assert_eq!(Shard::from_env(stepped).unwrap(), Some(Shard { index: 3, count: 4 }));
+        let off_step = env(&[
+            ("SLURM_ARRAY_TASK_ID", "4"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_STEP", "2"),
+        ]);
+        assert!(Shard::from_env(off_step).unwrap_err().to_string().contains("as a range"));
         let k8s = env(&[("JOB_COMPLETION_INDEX", "0"), (COUNT_ENV, "2")]);
         assert_eq!(Shard::from_env(k8s).unwrap(), Some(Shard { index: 0, count: 2 }));
         assert!(Shard::from_env(env(&[("JOB_COMPLETION_INDEX", "5"), (COUNT_ENV, "2")])).is_err());
