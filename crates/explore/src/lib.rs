@@ -25,6 +25,7 @@
 pub mod estimate;
 pub mod hash;
 pub mod report;
+pub mod reproduce;
 pub mod shard;
 pub mod space;
 pub mod stats;
