@@ -576,43 +576,30 @@ fn svg(plot: &BarPlot) -> Result<String, String> {
             .collect();
         let hi = values.iter().copied().fold(1.0f64, f64::max) * 1.15;
         let lo = values.iter().copied().fold(1.0f64, f64::min) / 2.0;
-        let cats = plot.categories.clone();
-        let label = move |x: &f64| {
-            let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 {
-                cats.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        };
+        // Category names are drawn below the axis, rotated, at each bar group's centre.
+        let ticks: Vec<(i32, i32)>;
         let xr = -0.5f64..(n as f64 - 0.5);
         let mut b = ChartBuilder::on(&root);
         b.margin(20).caption(&plot.title, ("sans-serif", 20)).x_label_area_size(160).y_label_area_size(70);
-        let rotated = ("sans-serif", 12).into_font().transform(FontTransform::Rotate90);
+        let rotated = ("sans-serif", 12).into_font().transform(FontTransform::Rotate90).into_text_style(&root).pos(
+            plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Left,
+                plotters::style::text_anchor::VPos::Center,
+            ),
+        );
         if plot.log {
             let mut chart = b.build_cartesian_2d(xr, (lo..hi).log_scale()).map_err(|x| e(&x))?;
-            chart
-                .configure_mesh()
-                .x_labels(n + 1)
-                .x_label_formatter(&label)
-                .x_label_style(rotated)
-                .y_desc(plot.y)
-                .disable_x_mesh()
-                .draw()
-                .map_err(|x| e(&x))?;
+            chart.configure_mesh().x_labels(0).y_desc(plot.y).disable_x_mesh().draw().map_err(|x| e(&x))?;
             bars(&mut chart, plot, lo)?;
+            ticks = (0..n).map(|i| chart.backend_coord(&(i as f64, lo))).collect();
         } else {
             let mut chart = b.build_cartesian_2d(xr, 0.0..hi).map_err(|x| e(&x))?;
-            chart
-                .configure_mesh()
-                .x_labels(n + 1)
-                .x_label_formatter(&label)
-                .x_label_style(rotated)
-                .y_desc(plot.y)
-                .disable_x_mesh()
-                .draw()
-                .map_err(|x| e(&x))?;
+            chart.configure_mesh().x_labels(0).y_desc(plot.y).disable_x_mesh().draw().map_err(|x| e(&x))?;
             bars(&mut chart, plot, 0.0)?;
+            ticks = (0..n).map(|i| chart.backend_coord(&(i as f64, 0.0))).collect();
+        }
+        for (name, (x, y)) in plot.categories.iter().zip(ticks) {
+            root.draw(&Text::new(name.clone(), (x, y + 8), rotated.clone())).map_err(|x| e(&x))?;
         }
         root.present().map_err(|x| e(&x))?;
     }
