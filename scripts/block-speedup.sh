@@ -2,6 +2,8 @@
 # Scalar vs blocked cycles of the fused BigBird attention kernel (benchmarks.md §4.2), one row
 # per block size, as a Markdown table: the mask's block and the tile size are both B, the
 # memory model is `rda`'s (HBM on), and both runs are verified against the reference evaluator.
+# `fuseflow reproduce fig16` runs the same comparison as recorded, verified configurations with
+# the table, plot and the paper's claim beside them (docs/reproduce.md).
 #
 #   scripts/block-speedup.sh [S NH DH [B ...]]     defaults: 256 2 64, B = 16 32 64
 #   scripts/block-speedup.sh 1024 12 64            the paper's scale (GPT-3 Small attention)

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Parallel-lanes scaling of the fused attention kernel (docs/parallel.md, benchmarks.md §4.1).
+# `fuseflow reproduce fig15` runs the same sweep (sweep B) as recorded, verified configurations
+# with the table, plot and the paper's claim beside them (docs/reproduce.md).
 #
 #   scripts/par-scaling.sh [S] [NH] [DH]      defaults: 256 12 64 (paper scale: 1024 12 64)
 #

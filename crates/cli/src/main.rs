@@ -3,6 +3,7 @@
 
 mod explore_cmd;
 mod frontend;
+mod reproduce_cmd;
 mod term;
 
 use std::collections::BTreeMap;
@@ -390,6 +391,12 @@ enum Cmd {
     #[command(after_help = EXPLORE_EXIT_CODES)]
     Merge(explore_cmd::MergeArgs),
     // --- end design-space exploration ---
+    /// Reproduce an experiment of the paper (fig12, fig14, fig15, fig16, fig17 or all):
+    /// simulate its configurations into records, then tables and plots built from the records
+    /// alone, beside the paper's numbers (docs/reproduce.md). Exit 0 when every row has its
+    /// records, 1 when a configuration failed or is not verified, 2 for invalid input, 130
+    /// when interrupted (finished configurations are kept: rerun to resume).
+    Reproduce(reproduce_cmd::ReproduceArgs),
 }
 
 /// Exit codes of `explore` and `merge`.
@@ -1192,6 +1199,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Explore(a) => explore_cmd::explore(a),
         Cmd::Estimate(a) => explore_cmd::estimate(a),
         Cmd::Merge(a) => explore_cmd::merge(a),
+        Cmd::Reproduce(a) => reproduce_cmd::reproduce(a),
         Cmd::Bench { json, reps, paper, jobs, hw: hw_args } => {
             let hw = hardware(&hw_args, None)?;
             if jobs == Some(0) {

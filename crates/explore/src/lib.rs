@@ -26,6 +26,7 @@ pub mod estimate;
 pub mod hash;
 pub mod html;
 pub mod report;
+pub mod reproduce;
 pub mod shard;
 pub mod space;
 pub mod stats;
