@@ -33,6 +33,9 @@ use fuseflow_tensor::{Budget, Coo, Tensor};
 
 use crate::{DriverError, RunConfig};
 
+/// Statistics of block structures, by tensor, block size and blocked dimensions.
+type BlockedStats = Mutex<BTreeMap<(String, usize, Vec<bool>), TensorStats>>;
+
 /// Evaluates groups of user statements of one program on one data set.
 pub struct GroupRunner {
     p: CheckedProgram,
@@ -45,7 +48,7 @@ pub struct GroupRunner {
     fingerprint: String,
     cancel: Option<Arc<AtomicBool>>,
     /// Statistics of block structures, by tensor, block size and blocked dimensions.
-    blocked_stats: Mutex<BTreeMap<(String, usize, Vec<bool>), TensorStats>>,
+    blocked_stats: BlockedStats,
 }
 
 /// A hash of a tensor's stored data (levels and value bits).
