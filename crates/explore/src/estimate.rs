@@ -615,5 +615,25 @@ mod tests {
         let m =
             MemoryModel { peak_bytes_per_cycle: 1e6, slots: 6.0, line_bytes: 4.0, latency: 100.0, partitioned: true };
         assert_eq!(estimate_graph(&g, &stats, Some(&m)).cycles, 6.0 * 100.0);
+
+        // The same graph blocked 4 × 4: its scanners read the block structure (here the same
+        // 6 positions), each value token is a 16-value tile loaded and stored whole, and the
+        // tile array's latency (B² = 16) is added to the busiest primitive's 9 tokens.
+        let tiles = TileModel {
+            roles: vec![
+                TileRole::Other,
+                TileRole::Other,
+                TileRole::Other,
+                TileRole::Array { axes: 0b11 },
+                TileRole::Write { axes: 0b11 },
+            ],
+            stats: stats.clone(),
+        };
+        let b = estimate_blocked(&g, &tiles, &TileTiming::comal(4), None);
+        assert_eq!(b.bytes, 20.0 + 48.0 + 16.0 * 24.0 + 16.0 * 24.0);
+        assert_eq!(b.cycles, 9.0 + 16.0);
+        // A slower tile load (interval 3 per tile) makes the array the busiest primitive.
+        let slow = TileTiming { array: (3.0, 16.0), ..TileTiming::comal(4) };
+        assert_eq!(estimate_blocked(&g, &tiles, &slow, None).cycles, 6.0 * 3.0 + 16.0);
     }
 }
