@@ -6,6 +6,7 @@ result against the reference evaluator, in-process (the Rust driver through PyO3
     print(prog)                       # the program text, one statement per PyTorch op
     res = prog.run(fusion="partial", hw="rda")
     res.cycles, res.flops, res.offchip_bytes, res.verified, res.outputs["y"]
+    ex = fuseflow.explore(prog, par=[None, {"i": 4}], prune="10%")   # design-space exploration
 
 See docs/python.md.
 """
@@ -21,10 +22,13 @@ import numpy as np
 
 from . import _native
 from ._errors import FuseflowError, NotYetAvailableError, TranslationError, UnsupportedOpError
+from ._explore import Exploration, explore
 
 __all__ = [
     "from_torch",
     "run_file",
+    "explore",
+    "Exploration",
     "Program",
     "Result",
     "FuseflowError",

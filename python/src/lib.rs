@@ -6,6 +6,10 @@
 //! boundary as raw little-endian buffers (`u32` coordinates, `f64` values) so that the module
 //! needs no array library; the Python side wraps them with numpy.
 //!
+//! `explore` sweeps a design space through `fuseflow-explore` and the driver's group evaluator
+//! ([`fuseflow::group::GroupRunner`]), as `fuseflow explore` does, into the same results
+//! directory.
+//!
 //! Errors become `fuseflow.FuseflowError` with the CLI's one-line message (without the CLI's
 //! `error: ` prefix); nothing here prints.
 
@@ -229,11 +233,127 @@ fn run(
     Ok((json.to_string(), outputs, stats))
 }
 
-/// The native module: `check`, `run` and the `FuseflowError` exception.
+/// Sweeps a design space of program text like `fuseflow explore`, into the results directory
+/// `out` (resumable, shareable with the CLI), and writes its reports.
+///
+/// `inputs`, `seed`, `verify`, `max_cycles`, `mem_limit` and `base_dir` are `run`'s. `space`
+/// is the text of a space file (`space_file` names it in messages); `axes` sets axes as
+/// `(name, values)` pairs over it, each value as text (`partitions` one partition per value,
+/// `par` `none` or `h=4,i=2`, `block` `none` or `B`, ...). `prune` (`K`, `0.1`, `10%`) and
+/// `shard` (`I/N`) are the CLI's; `jobs` (0: one per core) too. Returns JSON: the summary counts, every record, the
+/// estimate's accuracy per machine and order slice, and the files written.
+#[pyfunction]
+#[pyo3(signature = (source, file, inputs, out, axes=Vec::new(), space=None, space_file="space.toml", prune=None, shard=None, seed=0, verify=true, max_cycles=None, mem_limit=None, base_dir=".", jobs=0))]
+#[allow(clippy::too_many_arguments)]
+fn explore(
+    py: Python<'_>,
+    source: &str,
+    file: &str,
+    inputs: Vec<InTensor>,
+    out: &str,
+    axes: Vec<(String, Vec<String>)>,
+    space: Option<String>,
+    space_file: &str,
+    prune: Option<String>,
+    shard: Option<String>,
+    seed: u64,
+    verify: bool,
+    max_cycles: Option<u64>,
+    mem_limit: Option<u64>,
+    base_dir: &str,
+    jobs: usize,
+) -> PyResult<String> {
+    use fuseflow_explore::GroupEvaluator;
+    // 0: one per core, as the CLI's default.
+    let jobs = if jobs == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { jobs };
+    let p = load(source, file)?;
+    let prune = prune
+        .as_deref()
+        .map(fuseflow_explore::Prune::parse)
+        .transpose()
+        .map_err(|e| FuseflowError::new_err(e.replace("--prune", "prune")))?;
+    let shard = shard.as_deref().map(fuseflow_explore::Shard::parse).transpose().map_err(|e| py_err(&e))?;
+    let mut bind = Vec::new();
+    for (name, shape, coords, vals) in inputs {
+        bind.push((
+            name.clone(),
+            coo_from_bytes(&name, shape, coords.as_deref(), &vals).map_err(FuseflowError::new_err)?,
+        ));
+    }
+    let mut cfg = fuseflow::RunConfig {
+        seed,
+        verify,
+        bind,
+        mem_limit: mem_limit.or_else(fuseflow::control::default_mem_limit),
+        max_work: Some(fuseflow::control::DEFAULT_MAX_WORK),
+        ..fuseflow::RunConfig::default()
+    };
+    if let Some(m) = max_cycles {
+        cfg.sim.max_cycles = m;
+    }
+    let base = Path::new(base_dir).to_path_buf();
+    let out = Path::new(out).to_path_buf();
+    // Nothing below holds a Python object: other Python threads go on meanwhile.
+    let result: Result<String, String> = py.allow_threads(move || {
+        let mut runner = fuseflow::group::GroupRunner::new(p, &base, cfg, None).map_err(|e| error_line(&e))?;
+        runner.share_memory(jobs);
+        let n = runner.statements();
+        let mut s = match &space {
+            Some(text) => fuseflow_explore::Space::from_toml(space_file, text, n).map_err(|e| error_line(&e))?,
+            None => fuseflow_explore::Space::default(),
+        };
+        for (name, vals) in &axes {
+            s.set_axis(name, vals, n).map_err(|e| format!("{name}: {e}"))?;
+        }
+        s.check().map_err(|e| e.to_string())?;
+        if let Err(e) = s.check_indices(&runner.indices().unwrap_or_default()) {
+            let origin = match &space {
+                Some(text) if !axes.iter().any(|(k, v)| k == "par" && !v.is_empty()) => {
+                    fuseflow_explore::Space::locate(space_file, text, "par")
+                }
+                _ => "par".to_string(),
+            };
+            return Err(format!("{origin}: {e}"));
+        }
+        let opts = fuseflow_explore::SweepOptions { shard, prune, cancel: None, jobs };
+        let mut warnings = Vec::new();
+        let summary = fuseflow_explore::sweep(&runner, &s, &out, &opts, &mut |ev| {
+            if let fuseflow_explore::Event::Warning(w) = ev {
+                warnings.push(w);
+            }
+        })
+        .map_err(|e| error_line(&e))?;
+        let files = fuseflow_explore::report::write_all(&out, &runner.program(), &summary.records, None)
+            .map_err(|e| error_line(&e))?;
+        let accuracy: Vec<serde_json::Value> = fuseflow_explore::stats::validate_slices(&summary.records)
+            .into_iter()
+            .map(|(slice, v)| serde_json::json!({"slice": slice, "validation": v}))
+            .collect();
+        let doc = serde_json::json!({
+            "space": summary.space,
+            "selected": summary.selected,
+            "resumed": summary.resumed,
+            "ran": summary.ran,
+            "failed": summary.failed,
+            "retryable": summary.retryable,
+            "simulations": summary.simulations,
+            "cache_hits": summary.cache_hits,
+            "records": summary.records,
+            "accuracy": accuracy,
+            "warnings": warnings,
+            "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        });
+        Ok(doc.to_string())
+    });
+    result.map_err(FuseflowError::new_err)
+}
+
+/// The native module: `check`, `run`, `explore` and the `FuseflowError` exception.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FuseflowError", m.py().get_type_bound::<FuseflowError>())?;
     m.add_function(wrap_pyfunction!(check, m)?)?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
+    m.add_function(wrap_pyfunction!(explore, m)?)?;
     Ok(())
 }

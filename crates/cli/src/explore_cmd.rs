@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
 use fuseflow::group::GroupRunner;
-use fuseflow_explore::space::{parse_bandwidth, parse_channels, parse_depth, parse_memory, Partitions};
+use fuseflow_explore::space::{
+    parse_bandwidth, parse_block, parse_channels, parse_depth, parse_memory, Lanes, Partitions, Variant,
+};
 use fuseflow_explore::sweep::Explorer;
 use fuseflow_explore::{ExploreError, Machine, OrderChoice, Point, Prune, Shard, Space, SweepOptions};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -56,8 +58,8 @@ pub struct DataArgs {
 /// Axes given on the command line (each replaces the space file's axis of the same name).
 #[derive(clap::Args, Clone)]
 pub struct AxisArgs {
-    /// Space file (TOML): axes `partitions`, `orders`, `order_cap`, `hw`, `fifo_depth`,
-    /// `memory`, `channels`, `bandwidth` (docs/explore.md).
+    /// Space file (TOML): axes `partitions`, `orders`, `order_cap`, `par`, `block`, `hw`,
+    /// `fifo_depth`, `memory`, `channels`, `bandwidth` (docs/explore.md).
     #[arg(long, value_name = "SPACE.toml")]
     space: Option<PathBuf>,
     /// Partitions: `all` (every contiguous partition), or `;`-separated ones such as
@@ -68,6 +70,14 @@ pub struct AxisArgs {
     /// kept) or index names such as `i,k,f,h`.
     #[arg(long = "orders", value_name = "CHOICE")]
     orders: Vec<String>,
+    /// Parallel lanes, repeatable, one value each: `none`, `h=4` or `h=2,i=2`; applied to every
+    /// group that iterates the index (`--par none --par i=4` sweeps both).
+    #[arg(long = "par", value_name = "none|INDEX=LANES,...")]
+    par: Vec<String>,
+    /// Block size, repeatable: `none` or `B` (≥ 2), applied to every group with a sparse
+    /// operand (`--block none --block 16`).
+    #[arg(long = "block", value_name = "none|B")]
+    block: Vec<String>,
     /// Hardware presets or files, comma-separated (`ideal,rda`).
     #[arg(long, value_delimiter = ',', value_name = "PRESET|FILE")]
     hw: Vec<String>,
@@ -130,6 +140,12 @@ pub struct EstimateArgs {
     /// Memory model: `ideal`, `model` or `hw`.
     #[arg(long, default_value = "hw")]
     memory: String,
+    /// Parallel lanes for every group that iterates the index: `none`, `h=4`, `h=2,i=2`.
+    #[arg(long, default_value = "none", value_name = "none|INDEX=LANES,...")]
+    par: String,
+    /// Block size for every group with a sparse operand: `none` or `B`.
+    #[arg(long, default_value = "none", value_name = "none|B")]
+    block: String,
     /// Also measure the estimate's speed: every partition of the program, estimated afresh
     /// (configurations per second on one core).
     #[arg(long)]
@@ -190,12 +206,16 @@ fn runner(d: &DataArgs, cancel: std::sync::Arc<std::sync::atomic::AtomicBool>) -
     Ok(GroupRunner::new(p, &base_dir(&d.program), cfg, Some(cancel))?)
 }
 
-/// The space: the file's axes, then the flags'.
-fn space(a: &AxisArgs, n: usize) -> Result<Space> {
+/// The space: the file's axes, then the flags'. `indices` are the program's index variables
+/// (what the `par` axis may name).
+fn space(a: &AxisArgs, n: usize, indices: &[String]) -> Result<Space> {
+    let mut file_text = None;
     let mut s = match &a.space {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
-            Space::from_toml(&path.display().to_string(), &text, n)?
+            let s = Space::from_toml(&path.display().to_string(), &text, n)?;
+            file_text = Some((path.display().to_string(), text));
+            s
         }
         None => Space::default(),
     };
@@ -206,6 +226,19 @@ fn space(a: &AxisArgs, n: usize) -> Result<Space> {
     if !a.orders.is_empty() {
         s.orders =
             a.orders.iter().map(|o| OrderChoice::parse(o)).collect::<Result<_, _>>().map_err(|e| flag("orders", e))?;
+    }
+    if !a.par.is_empty() {
+        s.par = a.par.iter().map(|v| Lanes::parse(v)).collect::<Result<_, _>>().map_err(|e| flag("par", e))?;
+    }
+    if !a.block.is_empty() {
+        s.block = a.block.iter().map(|v| parse_block(v)).collect::<Result<_, _>>().map_err(|e| flag("block", e))?;
+    }
+    if let Err(e) = s.check_indices(indices) {
+        let origin = match &file_text {
+            Some((file, text)) if a.par.is_empty() => Space::locate(file, text, "par"),
+            _ => "--par".to_string(),
+        };
+        return Err(ExploreError::Space(format!("{origin}: {e}")).into());
     }
     if !a.hw.is_empty() {
         s.hw = a.hw.iter().map(|h| h.trim().to_string()).collect();
@@ -266,7 +299,7 @@ pub fn explore(a: ExploreArgs) -> Result<ExitCode> {
     r.share_memory(jobs);
     use fuseflow_explore::GroupEvaluator;
     let n = r.statements();
-    let s = space(&a.axes, n)?;
+    let s = space(&a.axes, n, &r.indices().unwrap_or_default())?;
     let out = a.out.clone().unwrap_or_else(|| {
         let stem = a.data.program.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         PathBuf::from(format!("explore-{stem}"))
@@ -350,6 +383,10 @@ pub fn estimate(a: EstimateArgs) -> Result<ExitCode> {
         fuseflow_explore::Partition::parse(&a.fusion, n).map_err(|e| ExploreError::Space(format!("--fusion: {e}")))?
     };
     let order = OrderChoice::parse(&a.order).map_err(|e| ExploreError::Space(format!("--order: {e}")))?;
+    let variant = Variant {
+        par: Lanes::parse(&a.par).map_err(|e| ExploreError::Space(format!("--par: {e}")))?,
+        block: parse_block(&a.block).map_err(|e| ExploreError::Space(format!("--block: {e}")))?,
+    };
     let machine = Machine {
         hw: a.hw.clone(),
         fifo_depth: None,
@@ -362,20 +399,25 @@ pub fn estimate(a: EstimateArgs) -> Result<ExitCode> {
         orders: vec![order.clone()],
         hw: vec![a.hw.clone()],
         memory: vec![machine.memory],
+        par: vec![variant.par.clone()],
+        block: vec![variant.block],
         ..Space::default()
     };
-    let ex = Explorer::new(&r, &s)?;
+    let ex = Explorer::new(&r, &s).map_err(|e| match e {
+        ExploreError::Space(m) => ExploreError::Space(m.replace("axis `par`", "--par")),
+        e => e,
+    })?;
     let mut groups = Vec::new();
     for g in partition.groups() {
-        let e = ex.estimate_group(&g, &order, &machine);
+        let e = ex.estimate_group(&g, &order, &variant, &machine);
         let orders = match &e {
-            Some((_, o)) => ex.compile(&g, o).map(|c| c.orders.clone()).unwrap_or_default(),
+            Some((_, o)) => ex.compile(&g, o, &variant).map(|c| c.orders.clone()).unwrap_or_default(),
             None => Vec::new(),
         };
         groups.push((fuseflow_explore::group_label(&g), e.map(|x| x.0), orders));
     }
     let total = groups.iter().try_fold(fuseflow_explore::Estimate::default(), |acc, g| g.1.map(|e| acc + e));
-    let bench = if a.bench { Some(bench_estimate(&r, n, &machine)?) } else { None };
+    let bench = if a.bench { Some(bench_estimate(&r, n, &machine, &variant)?) } else { None };
     let printed = (|| -> Result<()> {
         let mut o = std::io::stdout().lock();
         if a.json {
@@ -384,6 +426,8 @@ pub fn estimate(a: EstimateArgs) -> Result<ExitCode> {
                 "fusion": partition.to_string(),
                 "order": order.to_string(),
                 "machine": machine.to_string(),
+                "par": variant.par.to_string(),
+                "block": variant.block,
                 "estimate": total,
                 "groups": groups.iter().map(|(l, e, ord)| serde_json::json!({"statements": l, "estimate": e, "orders": ord})).collect::<Vec<_>>(),
                 "bench": bench.as_ref().map(|b| serde_json::json!({"configurations": b.0, "afresh_per_second": b.1, "cold_per_second": b.2, "memoised_per_second": b.3})),
@@ -391,7 +435,7 @@ pub fn estimate(a: EstimateArgs) -> Result<ExitCode> {
             writeln!(o, "{v}").map_err(StdoutError)?;
             return Ok(());
         }
-        writeln!(o, "program      {} (fusion {}, order {}, machine {machine})", r.program(), partition, order)
+        writeln!(o, "program      {} (fusion {}, order {}, machine {machine}{variant})", r.program(), partition, order)
             .map_err(StdoutError)?;
         for (l, e, ord) in &groups {
             let ords: Vec<String> = ord.iter().map(|x| x.join(",")).collect();
@@ -428,8 +472,14 @@ pub fn estimate(a: EstimateArgs) -> Result<ExitCode> {
 /// Measures estimating every partition of the program: cold (a fresh explorer compiles each
 /// distinct group), afresh (graphs compiled, every group estimated again for every point),
 /// memoised. Returns (configurations, afresh/s, cold/s, memoised/s).
-fn bench_estimate(r: &GroupRunner, n: usize, m: &Machine) -> Result<(usize, f64, f64, f64)> {
-    let s = Space { hw: vec![m.hw.clone()], memory: vec![m.memory], ..Space::default() };
+fn bench_estimate(r: &GroupRunner, n: usize, m: &Machine, v: &Variant) -> Result<(usize, f64, f64, f64)> {
+    let s = Space {
+        hw: vec![m.hw.clone()],
+        memory: vec![m.memory],
+        par: vec![v.par.clone()],
+        block: vec![v.block],
+        ..Space::default()
+    };
     let points: Vec<Point> = s.points(n)?;
     let ex = Explorer::new(r, &s)?;
     let t = Instant::now();

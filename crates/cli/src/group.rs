@@ -9,20 +9,32 @@
 //! intermediates are stored like the reference's (always for dense intermediates; a sparse
 //! intermediate could differ by explicit zeros the simulation wrote), which the CLI tests
 //! check on the example models.
+//!
+//! A point's lanes and block size ([`fuseflow_explore::Variant`]) are applied as `run --par
+//! INDEX=LANES --block B` applies them: the block size to a group with a sparse operand (or
+//! one declared `block(B)`), then lanes for every requested index the group iterates. The
+//! program's own `par` lines are not applied (they may name groups of one fusion plan; the
+//! `par` axis replaces them).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use fuseflow_explore::{Compiled, DataStats, Failure, GroupEvaluator, GroupResult, Machine, MemoryModel};
+use fuseflow_explore::{
+    Blocking, Compiled, DataStats, Failure, GroupEvaluator, GroupResult, Lanes, Machine, MemoryModel, TensorStats,
+    TileModel, TileRole, TileTiming, Variant,
+};
 use fuseflow_ir::CheckedProgram;
 use fuseflow_sim::{HwConfig, SimConfig, SimError};
 use fuseflow_tensor::{Budget, Coo, Tensor};
 
 use crate::{DriverError, RunConfig};
+
+/// Statistics of block structures, by tensor, block size and blocked dimensions.
+type BlockedStats = Mutex<BTreeMap<(String, usize, Vec<bool>), TensorStats>>;
 
 /// Evaluates groups of user statements of one program on one data set.
 pub struct GroupRunner {
@@ -38,6 +50,8 @@ pub struct GroupRunner {
     /// Memory budget of one group's simulation: the run's limit, shared out when groups
     /// simulate side by side ([`GroupRunner::share_memory`]).
     sim_mem_limit: Option<u64>,
+    /// Statistics of block structures, by tensor, block size and blocked dimensions.
+    blocked_stats: BlockedStats,
 }
 
 /// A hash of a tensor's stored data (levels and value bits).
@@ -121,7 +135,17 @@ impl GroupRunner {
         let stats = DataStats::measure(&tensors);
         let expected = if cfg.verify { reference } else { BTreeMap::new() };
         let sim_mem_limit = cfg.mem_limit;
-        Ok(GroupRunner { p, cfg, tensors, expected, stats, fingerprint: h.hex(), cancel, sim_mem_limit })
+        Ok(GroupRunner {
+            p,
+            cfg,
+            tensors,
+            expected,
+            stats,
+            fingerprint: h.hex(),
+            cancel,
+            sim_mem_limit,
+            blocked_stats: Mutex::default(),
+        })
     }
 
     /// Splits the memory budget between `ways` simulations running at once (a sweep's
@@ -141,6 +165,50 @@ impl GroupRunner {
             return group.clone().collect();
         }
         group.clone().filter_map(|u| self.p.user_stmts.get(u)).flat_map(|u| u.stmts.clone()).collect()
+    }
+
+    /// What the estimate needs of a blocked graph: each node's tile role (the simulator's tile
+    /// plan) and the statistics of the block structure of every tensor it reads.
+    fn tile_model(
+        &self,
+        graph: &fuseflow_graph::Graph,
+        b: &fuseflow_compiler::GroupBlock,
+    ) -> Result<TileModel, String> {
+        use fuseflow_sim::tile::{NodeTile, TilePlan, TileSpec};
+        let spec = TileSpec::from_graph(graph, b.block, &b.dims);
+        let plan = TilePlan::new(graph, &spec).map_err(|e| e.to_string())?;
+        let mask = |axes: &[u8]| axes.iter().fold(0u8, |m, &a| m | (1 << a));
+        let roles = graph
+            .nodes
+            .iter()
+            .zip(&plan.nodes)
+            .map(|(n, role)| match role {
+                NodeTile::Other => TileRole::Other,
+                NodeTile::Array { axes } => TileRole::Array { axes: mask(axes) },
+                NodeTile::Alu { contract } => TileRole::Alu {
+                    contract: *contract,
+                    binary: matches!(&n.op, fuseflow_graph::Op::Alu { op } if op.arity() == 2),
+                },
+                NodeTile::Reduce { axis } => {
+                    TileRole::Reduce { axis: *axis, spacc: matches!(n.op, fuseflow_graph::Op::Spacc { .. }) }
+                }
+                NodeTile::Write { axes } => TileRole::Write { axes: mask(axes) },
+            })
+            .collect();
+        let mut stats = DataStats::default();
+        let mut memo = self.blocked_stats.lock().map_err(|_| "a statistics lock was poisoned".to_string())?;
+        for input in &graph.inputs {
+            let Some(t) = self.tensors.get(&input.tensor) else { continue };
+            let dims = b.dims.get(&input.tensor).cloned().unwrap_or_else(|| vec![false; t.rank()]);
+            let key = (input.tensor.clone(), b.block, dims);
+            if !memo.contains_key(&key) {
+                let bt = fuseflow_tensor::Blocked::from_tensor(t, b.block, &key.2)
+                    .map_err(|e| format!("tensor {}: {e}", input.tensor))?;
+                memo.insert(key.clone(), TensorStats::measure(&bt.blocks));
+            }
+            stats.tensors.insert(input.tensor.clone(), memo[&key].clone());
+        }
+        Ok(TileModel { roles, stats })
     }
 
     /// The hardware of a machine point: its preset or file, then its overrides.
@@ -197,6 +265,15 @@ impl GroupEvaluator for GroupRunner {
     }
 
     fn compile(&self, group: &Range<usize>, order: Option<&[String]>) -> Result<Compiled, Failure> {
+        self.compile_variant(group, order, &Variant::default())
+    }
+
+    fn compile_variant(
+        &self,
+        group: &Range<usize>,
+        order: Option<&[String]>,
+        v: &Variant,
+    ) -> Result<Compiled, Failure> {
         let stmts = self.expanded(group);
         if stmts.len() > 1 {
             let size = fuseflow_compiler::group_size(&self.p, &stmts);
@@ -221,9 +298,57 @@ impl GroupEvaluator for GroupRunner {
                     .map_err(|e| failure(DriverError::Memory(e)))?;
             }
         }
-        let k = fuseflow_compiler::lower_group(&self.p, &stmts, order, &self.cfg.lower)
-            .map_err(|e| failure(DriverError::Compile(e)))?;
-        Ok(Compiled { graph: k.graph, outputs: k.outputs, orders: k.orders })
+        // As `run --block B` lowers a group (a declared `block(B)` operand blocks it too).
+        let cfg = crate::RunConfig { block: v.block, lower: self.cfg.lower.clone(), ..crate::RunConfig::default() };
+        let k = crate::lower_configured(&self.p, &stmts, group.start, order, &cfg).map_err(failure)?;
+        // As `run --par INDEX=LANES` applies lanes: to a group that iterates the index.
+        let applied =
+            Lanes(v.par.0.iter().filter(|(i, _)| fuseflow_compiler::par::iterates(&k.graph, i)).cloned().collect());
+        let reqs: Vec<crate::ParRequest> = v
+            .par
+            .0
+            .iter()
+            .map(|(index, lanes)| crate::ParRequest {
+                group: None,
+                index: index.clone(),
+                lanes: *lanes,
+                origin: format!("par {}", v.par),
+            })
+            .collect();
+        let graph = crate::apply_par(&self.p, group.start, &stmts, k.graph, &reqs).map_err(failure)?;
+        let block = match &k.block {
+            Some(b) => Some(Blocking {
+                block: b.block,
+                dims: b.dims.clone(),
+                tiles: self.tile_model(&graph, b).map_err(|message| Failure { message, retryable: false })?,
+            }),
+            None => None,
+        };
+        Ok(Compiled { graph, outputs: k.outputs, orders: k.orders, par: applied, block })
+    }
+
+    fn indices(&self) -> Option<Vec<String>> {
+        let mut out = std::collections::BTreeSet::new();
+        for st in &self.p.stmts {
+            out.extend(st.lhs.indices.iter().cloned());
+            st.rhs.for_each_access(&mut |a| out.extend(a.indices.iter().cloned()));
+        }
+        Some(out.into_iter().collect())
+    }
+
+    fn tile_timing(&self, m: &Machine, block: usize) -> TileTiming {
+        let Ok(hw) = self.hw(m) else { return TileTiming::comal(block) };
+        let t = hw.tile.at(block);
+        let f = |(ii, lat): (u64, u64)| (ii as f64, lat as f64);
+        TileTiming {
+            block: block as f64,
+            matmul: f(t.matmul),
+            elementwise: f(t.elementwise),
+            unary: f(t.unary),
+            array: f(t.array),
+            reduce: f(t.reduce),
+            spacc: f(t.spacc),
+        }
     }
 
     fn machine_fingerprint(&self, m: &Machine) -> Result<String, String> {
@@ -250,7 +375,8 @@ impl GroupEvaluator for GroupRunner {
         let ctl =
             fuseflow_sim::SimControl { cancel: self.cancel.clone(), observer: None, mem_limit: self.sim_mem_limit };
         let label = self.p.group_label(&self.expanded(group));
-        let sim = fuseflow_sim::simulate_with(&c.graph, &self.tensors, &sim_cfg, &ctl).map_err(|error| {
+        let block = c.block.as_ref().map(|b| fuseflow_compiler::GroupBlock { block: b.block, dims: b.dims.clone() });
+        let sim = crate::simulate_graph(&c.graph, block.as_ref(), &self.tensors, &sim_cfg, &ctl).map_err(|error| {
             let retryable = matches!(error, SimError::Memory { .. } | SimError::Cancelled { .. });
             let e = DriverError::Sim { stmt: label.clone(), tensor: c.outputs.join(","), error };
             Failure { retryable, ..failure(e) }

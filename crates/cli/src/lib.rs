@@ -542,17 +542,28 @@ pub fn simulate_kernel(
     cfg: &SimConfig,
     control: &fuseflow_sim::SimControl,
 ) -> Result<fuseflow_sim::SimReport, fuseflow_sim::SimError> {
-    let Some(b) = &kernel.block else { return simulate_with(&kernel.graph, tensors, cfg, control) };
+    simulate_graph(&kernel.graph, kernel.block.as_ref(), tensors, cfg, control)
+}
+
+/// [`simulate_kernel`] on a graph and its blocking (`None`: scalar).
+pub fn simulate_graph(
+    graph: &fuseflow_graph::Graph,
+    block: Option<&fuseflow_compiler::GroupBlock>,
+    tensors: &BTreeMap<String, Tensor>,
+    cfg: &SimConfig,
+    control: &fuseflow_sim::SimControl,
+) -> Result<fuseflow_sim::SimReport, fuseflow_sim::SimError> {
+    let Some(b) = block else { return simulate_with(graph, tensors, cfg, control) };
     let mut blocked = BTreeMap::new();
-    for input in &kernel.graph.inputs {
+    for input in &graph.inputs {
         let bad = |message: String| fuseflow_sim::SimError::Tensor { tensor: input.tensor.clone(), message };
         let t = tensors.get(&input.tensor).ok_or_else(|| bad("no data supplied".into()))?;
         let dims = b.dims.get(&input.tensor).cloned().unwrap_or_else(|| vec![false; t.rank()]);
         let bt = fuseflow_tensor::Blocked::from_tensor(t, b.block, &dims).map_err(|e| bad(e.to_string()))?;
         blocked.insert(input.tensor.clone(), bt);
     }
-    let spec = fuseflow_sim::tile::TileSpec::from_graph(&kernel.graph, b.block, &b.dims);
-    fuseflow_sim::simulate_blocked(&kernel.graph, &blocked, &spec, cfg, control)
+    let spec = fuseflow_sim::tile::TileSpec::from_graph(graph, b.block, &b.dims);
+    fuseflow_sim::simulate_blocked(graph, &blocked, &spec, cfg, control)
 }
 
 /// Compiles every group of the configured fusion granularity.

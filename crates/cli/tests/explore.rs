@@ -177,8 +177,6 @@ fn bad_input_is_refused_in_one_line() {
     std::fs::write(&space, "hw = \"ideal\"\nlanes = [1, 2]\n").unwrap();
     let sp = space.display().to_string();
     refused(&["explore", &gcn, "--space", &sp, "--out", &out], 2, &["space.toml:2:1: unknown axis `lanes`"]);
-    std::fs::write(&space, "par = [1, 2]\n").unwrap();
-    refused(&["explore", &gcn, "--space", &sp, "--out", &out], 2, &["axis `par`", "not supported yet"]);
     std::fs::write(&space, "fifo_depth = [4, 0]\n").unwrap();
     refused(&["explore", &gcn, "--space", &sp, "--out", &out], 2, &["space.toml:1:1: axis `fifo_depth`", "impossible"]);
     std::fs::write(&space, "partitions = [\"0-3,5-10\"]\n").unwrap();

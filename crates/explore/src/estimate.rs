@@ -24,6 +24,20 @@
 //! level, the positions stored, hence the mean fiber length, and the coefficient of variation
 //! of fiber lengths.
 //!
+//! Parallel lanes: a fork hands each lane its share of the parallelized level, so the lanes'
+//! primitives see that share and the busiest lane's primitive bounds the cycles; each lane's
+//! scanners, arrays and writers are memory access streams of their own, and a gather puts the
+//! lanes' points back together.
+//!
+//! Blocked groups ([`TileModel`]): streams count tiles, not values, and are shaped by the
+//! statistics of the block structure (one stored position per nonzero block). Every value
+//! primitive fires once per tile at its unit's initiation interval (the machine's `[tile]`
+//! table: [`TileTiming`]); a tile over `k` blocked axes holds `B^k` values, which is what
+//! arrays load and writers store, and what element-wise units, reducers and accumulators
+//! operate on (`B^(k+1)` multiply-adds for a tile matmul). The cycles are the busiest
+//! primitive's, plus the latencies along the longest chain of tile units (at the tile sizes
+//! of the paper, a few chained `B²` latencies are a large share of a blocked kernel's time).
+//!
 //! One pass over a few dozen nodes: microseconds per group, so ranking a whole space is cheap
 //! (`fuseflow estimate --bench` measures it).
 
@@ -183,6 +197,87 @@ impl MemoryModel {
     }
 }
 
+/// What blocking makes of one node, for the estimate (the driver derives it from the
+/// simulator's tile plan). Axis masks have one bit per blocked index variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TileRole {
+    /// Not a value primitive: blocking does not change what it does per token.
+    Other,
+    /// A tile array loading tiles over these axes.
+    Array {
+        /// Axis mask of the tiles it loads.
+        axes: u8,
+    },
+    /// An ALU; `contract` is the axis bit a tile matmul sums over.
+    Alu {
+        /// Contracted axis bit, for a multiplication feeding a sum over an in-tile index.
+        contract: Option<u8>,
+        /// Whether it has two operands (element-wise) or one (unary, scalar constant).
+        binary: bool,
+    },
+    /// A reducer or sparse accumulator; `axis` is the in-tile axis bit it removes.
+    Reduce {
+        /// Removed axis bit (`None`: the reduced index is not blocked or was contracted).
+        axis: Option<u8>,
+        /// Whether it is a sparse accumulator (timed as one) rather than a reducer.
+        spacc: bool,
+    },
+    /// A value writer storing tiles over these axes.
+    Write {
+        /// Axis mask of the tiles it stores.
+        axes: u8,
+    },
+}
+
+/// Initiation interval and latency, in cycles, of each class of tile unit at one block size
+/// (the machine's `[tile]` table resolved for `block`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TileTiming {
+    /// Block size `B`.
+    pub block: f64,
+    /// Tile matmul (a multiplication contracting an in-tile axis).
+    pub matmul: (f64, f64),
+    /// Element-wise binary operations.
+    pub elementwise: (f64, f64),
+    /// Unary and scalar-constant operations.
+    pub unary: (f64, f64),
+    /// Tile loads.
+    pub array: (f64, f64),
+    /// Reducers.
+    pub reduce: (f64, f64),
+    /// Sparse accumulators.
+    pub spacc: (f64, f64),
+}
+
+impl TileTiming {
+    /// The simulator's default `[tile]` table (Comal's true-block mode) at block size `b`:
+    /// matmul interval `B`, latency `2B−1`; element-wise, loads, reducers and accumulators
+    /// latency `B²`; unary latency `B`; every other interval 1.
+    pub fn comal(b: usize) -> TileTiming {
+        let b = b as f64;
+        TileTiming {
+            block: b,
+            matmul: (b, 2.0 * b - 1.0),
+            elementwise: (1.0, b * b),
+            unary: (1.0, b),
+            array: (1.0, b * b),
+            reduce: (1.0, b * b),
+            spacc: (1.0, b * b),
+        }
+    }
+}
+
+/// A blocked group's graph as the estimate needs it: each node's tile role (indexed like the
+/// graph's nodes) and the statistics of the block structures its scanners read.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TileModel {
+    /// Role of every node.
+    pub roles: Vec<TileRole>,
+    /// Statistics of what the blocked graph scans: the block structure of every blocked
+    /// tensor (and the tensor itself for those it reads unblocked).
+    pub stats: DataStats,
+}
+
 /// Per-fiber density `len / size` clamped to [0, 1].
 fn density(len: f64, size: f64) -> f64 {
     if size > 0.0 {
@@ -195,6 +290,35 @@ fn density(len: f64, size: f64) -> f64 {
 /// Estimates one group's graph on the data described by `stats` on a machine with `memory`
 /// (`None`: ideal memory).
 pub fn estimate_graph(g: &Graph, stats: &DataStats, memory: Option<&MemoryModel>) -> Estimate {
+    estimate_walk(g, stats, memory, None)
+}
+
+/// Estimates a blocked group's graph: `tiles` says what each node does to tiles (and replaces
+/// `stats` by the statistics of the block structure), `timing` is the machine's tile units.
+pub fn estimate_blocked(g: &Graph, tiles: &TileModel, timing: &TileTiming, memory: Option<&MemoryModel>) -> Estimate {
+    estimate_walk(g, &tiles.stats, memory, Some((&tiles.roles, timing)))
+}
+
+/// Estimates a compiled group: scalar ([`estimate_graph`] on `stats`) or blocked
+/// ([`estimate_blocked`] with the tile units `timing` gives for its block size).
+pub fn estimate_compiled(
+    c: &crate::Compiled,
+    stats: &DataStats,
+    memory: Option<&MemoryModel>,
+    timing: impl FnOnce(usize) -> TileTiming,
+) -> Estimate {
+    match &c.block {
+        Some(b) => estimate_blocked(&c.graph, &b.tiles, &timing(b.block), memory),
+        None => estimate_graph(&c.graph, stats, memory),
+    }
+}
+
+fn estimate_walk(
+    g: &Graph,
+    stats: &DataStats,
+    memory: Option<&MemoryModel>,
+    tiles: Option<(&[TileRole], &TileTiming)>,
+) -> Estimate {
     let bindings: HashMap<&str, &fuseflow_graph::TensorBinding> =
         g.inputs.iter().map(|b| (b.tensor.as_str(), b)).collect();
     // Index sizes, from every primitive that knows one.
@@ -229,8 +353,41 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, memory: Option<&MemoryModel>
     let (mut flops, mut bytes, mut busiest) = (0.0f64, 0.0f64, 0.0f64);
     // Bytes per memory access stream (the simulator gives each its own port).
     let mut ports: Vec<f64> = Vec::new();
-    for n in &g.nodes {
+    // Blocked graphs: each stream's tile axis mask and the latest tile-unit latency behind it.
+    let mut masks: Vec<u8> = vec![0; if tiles.is_some() { g.streams.len() } else { 0 }];
+    let mut lats: Vec<f64> = vec![0.0; masks.len()];
+    let mut longest = 0.0f64;
+    for (ni, n) in g.nodes.iter().enumerate() {
         let ins: Vec<Shape> = n.ins.iter().map(|&s: &StreamId| shapes[s.0 as usize].clone()).collect();
+        // Tile bookkeeping: what the node does per tile token (values per token, FLOPs and
+        // bytes per token, its interval and latency).
+        let tile = tiles.map(|(roles, t)| {
+            let mask_in = |k: usize| n.ins.get(k).map_or(0, |s| masks[s.0 as usize]);
+            let lat_in = n.ins.iter().map(|s| lats[s.0 as usize]).fold(0.0, f64::max);
+            let elems = |m: u8| t.block.powi(m.count_ones() as i32);
+            let last_in = n.ins.len().saturating_sub(1);
+            // (mask of the outputs, flops per token, bytes per token, (interval, latency))
+            let (mask, flops, bytes, (ii, lat)) = match roles.get(ni).copied().unwrap_or(TileRole::Other) {
+                TileRole::Other => (mask_in(0), 0.0, 0.0, (0.0, 0.0)),
+                TileRole::Array { axes } => (axes, 0.0, 4.0 * elems(axes), t.array),
+                TileRole::Alu { contract, binary } => {
+                    let both = mask_in(0) | if binary { mask_in(1) } else { 0 };
+                    let out = contract.map_or(both, |c| both & !(1u8 << c));
+                    match (contract, binary) {
+                        (Some(_), _) => (out, elems(out) * t.block, 0.0, t.matmul),
+                        (None, true) => (out, elems(out), 0.0, t.elementwise),
+                        (None, false) => (out, elems(out), 0.0, t.unary),
+                    }
+                }
+                TileRole::Reduce { axis, spacc } => {
+                    let m = mask_in(last_in);
+                    let out = axis.map_or(m, |a| m & !(1u8 << a));
+                    (out, elems(m), 0.0, if spacc { t.spacc } else { t.reduce })
+                }
+                TileRole::Write { axes } => (axes, 0.0, 4.0 * elems(axes), (1.0, 0.0)),
+            };
+            (mask, flops, bytes, ii, lat_in + lat)
+        });
         let outs: Vec<Shape> = match &n.op {
             Op::Root => vec![Shape { points: Rc::from(vec![1.0]), index: None }],
             Op::Scan { tensor, level, dim, index, format } => {
@@ -284,18 +441,19 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, memory: Option<&MemoryModel>
             Op::Locate { .. } => vec![ins.first().map_or_else(Shape::default, Shape::values)],
             Op::Array { .. } => {
                 let s = ins.first().cloned().unwrap_or_default();
-                bytes += 4.0 * s.len();
-                ports.push(4.0 * s.len());
+                let b = s.len() * tile.map_or(4.0, |t| t.2);
+                bytes += b;
+                ports.push(b);
                 vec![s.values()]
             }
             Op::Alu { .. } => {
                 let s = ins.iter().max_by(|a, b| a.len().total_cmp(&b.len())).cloned().unwrap_or_default();
-                flops += s.len();
+                flops += s.len() * tile.map_or(1.0, |t| t.1);
                 vec![s.values()]
             }
             Op::Reduce { .. } => {
                 let s = ins.first().cloned().unwrap_or_default();
-                flops += s.len();
+                flops += s.len() * tile.map_or(1.0, |t| t.1);
                 vec![s.dropped()]
             }
             Op::Spacc { order, .. } => {
@@ -303,7 +461,7 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, memory: Option<&MemoryModel>
                 // goes; each inner level becomes the union of the fibers it merged.
                 let order = *order as usize;
                 let val = ins.last().cloned().unwrap_or_default();
-                flops += val.len();
+                flops += val.len() * tile.map_or(1.0, |t| t.1);
                 let d = val.points.len();
                 let mut out = Vec::new();
                 if d >= order + 2 {
@@ -342,7 +500,7 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, memory: Option<&MemoryModel>
                 Vec::new()
             }
             Op::ValWrite { .. } => {
-                let b = 4.0 * ins.first().map_or(0.0, Shape::len);
+                let b = tile.map_or(4.0, |t| t.2) * ins.first().map_or(0.0, Shape::len);
                 bytes += b;
                 ports.push(b);
                 Vec::new()
@@ -372,6 +530,16 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, memory: Option<&MemoryModel>
         for s in ins.iter().chain(&outs) {
             busiest = busiest.max(s.tokens());
         }
+        if let Some((mask, _, _, ii, lat)) = tile {
+            // A tile unit takes `ii` cycles per tile it consumes.
+            let fires = ins.iter().map(Shape::len).fold(0.0, f64::max);
+            busiest = busiest.max(fires * ii);
+            longest = longest.max(lat);
+            for id in n.outs.iter().flatten() {
+                masks[id.0 as usize] = mask;
+                lats[id.0 as usize] = lat;
+            }
+        }
         for (slot, s) in n.outs.iter().zip(outs) {
             if let Some(id) = slot {
                 shapes[id.0 as usize] = s;
@@ -379,7 +547,7 @@ pub fn estimate_graph(g: &Graph, stats: &DataStats, memory: Option<&MemoryModel>
         }
     }
     let memory = memory.map_or(0.0, |m| m.cycles(&ports));
-    Estimate { cycles: busiest.max(memory), flops, bytes }
+    Estimate { cycles: busiest.max(memory) + longest, flops, bytes }
 }
 
 #[cfg(test)]
@@ -447,5 +615,25 @@ mod tests {
         let m =
             MemoryModel { peak_bytes_per_cycle: 1e6, slots: 6.0, line_bytes: 4.0, latency: 100.0, partitioned: true };
         assert_eq!(estimate_graph(&g, &stats, Some(&m)).cycles, 6.0 * 100.0);
+
+        // The same graph blocked 4 × 4: its scanners read the block structure (here the same
+        // 6 positions), each value token is a 16-value tile loaded and stored whole, and the
+        // tile array's latency (B² = 16) is added to the busiest primitive's 9 tokens.
+        let tiles = TileModel {
+            roles: vec![
+                TileRole::Other,
+                TileRole::Other,
+                TileRole::Other,
+                TileRole::Array { axes: 0b11 },
+                TileRole::Write { axes: 0b11 },
+            ],
+            stats: stats.clone(),
+        };
+        let b = estimate_blocked(&g, &tiles, &TileTiming::comal(4), None);
+        assert_eq!(b.bytes, 20.0 + 48.0 + 16.0 * 24.0 + 16.0 * 24.0);
+        assert_eq!(b.cycles, 9.0 + 16.0);
+        // A slower tile load (interval 3 per tile) makes the array the busiest primitive.
+        let slow = TileTiming { array: (3.0, 16.0), ..TileTiming::comal(4) };
+        assert_eq!(estimate_blocked(&g, &tiles, &slow, None).cycles, 6.0 * 3.0 + 16.0);
     }
 }

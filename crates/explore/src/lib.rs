@@ -1,12 +1,14 @@
 //! Design-space exploration for FuseFlow programs.
 //!
 //! A sweep visits points of a [`space::Space`] (fusion partitions of the user statements,
-//! dataflow order choices, machines), evaluates every fusion group of a point through a
+//! dataflow order choices, parallel lanes, block sizes, machines), evaluates every fusion
+//! group of a point through a
 //! [`GroupEvaluator`] (the driver implements it: compile, simulate, verify one group), and
 //! appends one JSON line per finished point to a results directory ([`store`]).
 //!
 //! Reuse is what makes exhaustive sweeps affordable: a group's result is a pure function of
-//! its statements, its order, the machine and the input data (every group reads its inputs,
+//! its statements, its order, its lanes and block size, the machine and the input data (every
+//! group reads its inputs,
 //! intermediates included, from the same data, see [`GroupEvaluator`]), so it is cached on
 //! disk under a content hash ([`hash`], [`store::ResultsDir::cache_get`]). An exhaustive
 //! partition sweep of n statements then simulates each of the n(n+1)/2 contiguous groups once
@@ -35,9 +37,9 @@ pub mod sweep;
 
 use std::ops::Range;
 
-pub use estimate::{DataStats, Estimate, MemoryModel, TensorStats};
+pub use estimate::{DataStats, Estimate, MemoryModel, TensorStats, TileModel, TileRole, TileTiming};
 pub use shard::Shard;
-pub use space::{Machine, OrderChoice, Partition, Point, Space};
+pub use space::{Lanes, Machine, OrderChoice, Partition, Point, Space, Variant};
 pub use store::{GroupRecord, PointRecord, ResultsDir, Status};
 pub use sweep::{sweep, Event, Prune, SweepOptions, SweepSummary};
 
@@ -116,6 +118,30 @@ pub struct Compiled {
     pub outputs: Vec<String>,
     /// The dataflow order of each output expression.
     pub orders: Vec<Vec<String>>,
+    /// The lanes applied to this group: those requested whose index it iterates (`none` when
+    /// no request fits it).
+    pub par: Lanes,
+    /// The blocking applied to this group (`None`: it runs scalar).
+    pub block: Option<Blocking>,
+}
+
+impl Compiled {
+    /// A scalar group without lanes.
+    pub fn scalar(graph: fuseflow_graph::Graph, outputs: Vec<String>, orders: Vec<Vec<String>>) -> Compiled {
+        Compiled { graph, outputs, orders, par: Lanes::default(), block: None }
+    }
+}
+
+/// How a compiled group is blocked: what simulating it (tiles of which dimensions) and
+/// estimating it (each node's tile role, the block structures' statistics) need.
+#[derive(Debug, Clone)]
+pub struct Blocking {
+    /// Block size `B`.
+    pub block: usize,
+    /// Blocked logical dimensions of every tensor the group touches.
+    pub dims: std::collections::BTreeMap<String, Vec<bool>>,
+    /// The estimate's view of the blocked graph.
+    pub tiles: TileModel,
 }
 
 /// What simulating one group gives.
@@ -165,6 +191,33 @@ pub trait GroupEvaluator {
     /// Compiles the group under `order` (the default when `None`, or when it names other
     /// indices than an output's).
     fn compile(&self, group: &Range<usize>, order: Option<&[String]>) -> Result<Compiled, Failure>;
+    /// Compiles the group under `order` with `variant`'s lanes (for every index the group
+    /// iterates) and block size (when the group has a sparse operand); a request that does
+    /// not fit the group leaves it unchanged, and [`Compiled::par`] and [`Compiled::block`]
+    /// say what was applied. Evaluators without lanes and blocking refuse other variants.
+    fn compile_variant(
+        &self,
+        group: &Range<usize>,
+        order: Option<&[String]>,
+        variant: &Variant,
+    ) -> Result<Compiled, Failure> {
+        if variant.is_plain() {
+            self.compile(group, order)
+        } else {
+            let message =
+                format!("lanes and blocking (`{}`) are not supported by this evaluator", variant.to_string().trim());
+            Err(Failure { message, retryable: false })
+        }
+    }
+    /// The index variables the program's statements iterate, sorted, when known: the `par`
+    /// axis may name only these.
+    fn indices(&self) -> Option<Vec<String>> {
+        None
+    }
+    /// The machine's tile units at block size `block`, for estimating blocked groups.
+    fn tile_timing(&self, _machine: &Machine, block: usize) -> TileTiming {
+        TileTiming::comal(block)
+    }
     /// A canonical description of the machine (part of cache keys); an error when the machine
     /// is invalid (an unknown preset, an impossible override).
     fn machine_fingerprint(&self, machine: &Machine) -> Result<String, String>;

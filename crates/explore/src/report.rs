@@ -220,8 +220,13 @@ pub(crate) fn document(program: &str, records: &[PointRecord], space_points: Opt
             rows.push(row);
             continue;
         };
-        // Every statement alone: no group is a range.
-        let unfused = here.iter().find(|r| !r.fusion.contains('-'));
+        // Every statement alone (no group is a range), without lanes or blocking if there is
+        // such a point.
+        let alone = |r: &&&PointRecord| !r.fusion.contains('-');
+        let unfused = here
+            .iter()
+            .find(|r| alone(r) && r.par.is_none() && r.block.is_none())
+            .or_else(|| here.iter().find(|r| alone(r)));
         let (uc, speed) = match unfused.and_then(|u| u.cycles) {
             Some(u) => (u.to_string(), format!("{:.2}x", u as f64 / best.cycles.unwrap_or(1).max(1) as f64)),
             None => ("n/a".to_string(), "n/a".to_string()),
@@ -229,7 +234,12 @@ pub(crate) fn document(program: &str, records: &[PointRecord], space_points: Opt
         rows.push(vec![
             vec![text(*m)],
             vec![text(*o)],
-            vec![code(&best.fusion)],
+            vec![code(&format!(
+                "{}{}{}",
+                best.fusion,
+                best.par.as_ref().map_or(String::new(), |p| format!(" par={p}")),
+                best.block.map_or(String::new(), |b| format!(" block={b}"))
+            ))],
             vec![text(best.cycles.unwrap_or(0).to_string())],
             vec![text(uc)],
             vec![text(speed)],
@@ -545,6 +555,8 @@ pub(crate) mod tests {
             fusion: fusion.into(),
             order: "default".into(),
             machine: "ideal".into(),
+            par: None,
+            block: None,
             status: Status::Verified,
             error: None,
             retryable: false,
@@ -561,6 +573,8 @@ pub(crate) mod tests {
                     offchip_bytes: 0,
                     verified: Some(true),
                     estimate: None,
+                    par: None,
+                    block: None,
                 })
                 .collect(),
             wall_seconds: 1.0,

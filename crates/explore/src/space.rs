@@ -1,21 +1,30 @@
-//! The design space: which fusion partitions, dataflow orders and machines a sweep visits,
-//! read from a TOML space file and command-line flags, and enumerated as numbered points.
+//! The design space: which fusion partitions, dataflow orders, parallel lanes, block sizes and
+//! machines a sweep visits, read from a TOML space file and command-line flags, and enumerated
+//! as numbered points.
 //!
-//! Points are numbered in one fixed order (machine, then order choice, then partition), so
-//! that a point's id is the same in every process that reads the same space: sharding splits
-//! by id and merging sorts by id. Parallel lanes (`par`) and blocking (`block`) are future
-//! axes (issue 9): the names are reserved, and a space file that uses them is refused until
-//! they exist, as is any other unknown axis.
+//! Points are numbered in one fixed order (machine, then order choice, then lanes, then block
+//! size, then partition), so that a point's id is the same in every process that reads the
+//! same space: sharding splits by id and merging sorts by id. A space whose `par` and `block`
+//! axes are left at their default (`none`) numbers its points as before those axes existed.
+//!
+//! Lanes and block sizes apply per point to every group they fit (partitions vary, so they
+//! cannot name a group as `run --par G:...` does): a lane request to every group that
+//! iterates its index, a block size to every group with a sparse operand. A group they do not
+//! fit runs unchanged, and its record says what was applied.
 
 use std::fmt;
 
 use crate::ExploreError;
 
 /// Axes a space file may set.
-pub const AXES: &[&str] = &["partitions", "orders", "order_cap", "hw", "fifo_depth", "memory", "channels", "bandwidth"];
+pub const AXES: &[&str] =
+    &["partitions", "orders", "order_cap", "par", "block", "hw", "fifo_depth", "memory", "channels", "bandwidth"];
 
-/// Axes that are planned but not yet supported (parallel lanes and blocking, issue 9).
-pub const FUTURE_AXES: &[&str] = &["par", "block"];
+/// Most lanes one index may be split into (the program's `par` lines have the same limit).
+pub const MAX_LANES: u32 = 1024;
+
+/// Largest block size a space may name.
+pub const MAX_BLOCK: usize = 4096;
 
 /// Most points one space may have: a sweep beyond this is a configuration error (list the
 /// partitions to visit instead of `all`).
@@ -167,6 +176,115 @@ impl OrderChoice {
     }
 }
 
+/// Parallel lanes of a point: `(index, lanes)` pairs, sorted by index (the order in which
+/// they are written does not change the graph: the compiler parallelizes innermost first).
+/// Empty: no lanes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lanes(pub Vec<(String, u32)>);
+
+impl Lanes {
+    /// `none`, or `INDEX=LANES` items separated by `,` or `;` (`h=4`, `h=2,i=2`): lane counts
+    /// from 1 to [`MAX_LANES`], each index once.
+    pub fn parse(text: &str) -> Result<Lanes, String> {
+        let t = text.trim();
+        if t == "none" {
+            return Ok(Lanes::default());
+        }
+        let mut out: Vec<(String, u32)> = Vec::new();
+        for item in t.split([',', ';']) {
+            let item = item.trim();
+            let Some((index, lanes)) = item.split_once('=') else {
+                return Err(format!("{t:?}: expected none or INDEX=LANES items such as h=4,i=2, got {item:?}"));
+            };
+            let index = index.trim();
+            if index.is_empty() || !index.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                return Err(format!("{t:?}: {index:?} is not an index name"));
+            }
+            match lanes.trim().parse::<u32>() {
+                Ok(l) if (1..=MAX_LANES).contains(&l) => {
+                    if out.iter().any(|(i, _)| i == index) {
+                        return Err(format!("{t:?}: index {index} is given twice"));
+                    }
+                    out.push((index.to_string(), l));
+                }
+                _ => {
+                    return Err(format!(
+                        "{t:?}: lane count {:?} of {index} is impossible (expected 1 to {MAX_LANES})",
+                        lanes.trim()
+                    ))
+                }
+            }
+        }
+        out.sort();
+        Ok(Lanes(out))
+    }
+
+    /// No lanes.
+    pub fn is_none(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every index named, for checking them against the program's.
+    pub fn indices(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(i, _)| i.as_str())
+    }
+}
+
+impl fmt::Display for Lanes {
+    /// `none` or `h=4,i=2`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        let items: Vec<String> = self.0.iter().map(|(i, l)| format!("{i}={l}")).collect();
+        f.write_str(&items.join(","))
+    }
+}
+
+/// Parses a block size: `none` (scalar) or an integer from 2 to [`MAX_BLOCK`]. Whether it
+/// divides the blocked dimensions depends on the group; a group it does not divide fails like
+/// `run --block` does.
+pub fn parse_block(v: &str) -> Result<Option<usize>, String> {
+    match v.trim() {
+        "none" => Ok(None),
+        t => match t.parse::<usize>() {
+            Ok(b) if (2..=MAX_BLOCK).contains(&b) => Ok(Some(b)),
+            _ => Err(format!("{t:?} is impossible (expected \"none\" or a block size from 2 to {MAX_BLOCK})")),
+        },
+    }
+}
+
+/// How a point transforms each group's graph after lowering: parallel lanes and sparsity
+/// blocking (both as requested; which groups they fit is decided per group).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Variant {
+    /// Lanes requested for every group that iterates their index.
+    pub par: Lanes,
+    /// Block size requested for every group with a sparse operand (`None`: scalar).
+    pub block: Option<usize>,
+}
+
+impl Variant {
+    /// Neither lanes nor blocking: what a sweep without these axes evaluates.
+    pub fn is_plain(&self) -> bool {
+        self.par.is_none() && self.block.is_none()
+    }
+}
+
+impl fmt::Display for Variant {
+    /// ` par=h=4 block=16`, each part only when set (empty when plain): what a point's key
+    /// appends, so that keys of spaces without these axes are unchanged.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.par.is_none() {
+            write!(f, " par={}", self.par)?;
+        }
+        if let Some(b) = self.block {
+            write!(f, " block={b}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Channel capacity of a machine point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Depth {
@@ -246,6 +364,10 @@ pub struct Space {
     pub orders: Vec<OrderChoice>,
     /// Most candidate orders per group under [`OrderChoice::Best`].
     pub order_cap: usize,
+    /// Parallel lanes (each a separate slice of points; `none` first by default).
+    pub par: Vec<Lanes>,
+    /// Block sizes (`None`: scalar).
+    pub block: Vec<Option<usize>>,
     /// Hardware presets or files.
     pub hw: Vec<String>,
     /// Channel capacities (`None`: the hardware's).
@@ -259,12 +381,14 @@ pub struct Space {
 }
 
 impl Default for Space {
-    /// Every partition, default orders, the `ideal` machine.
+    /// Every partition, default orders, no lanes, no blocking, the `ideal` machine.
     fn default() -> Space {
         Space {
             partitions: Partitions::All,
             orders: vec![OrderChoice::Default],
             order_cap: 8,
+            par: vec![Lanes::default()],
+            block: vec![None],
             hw: vec!["ideal".to_string()],
             fifo_depth: vec![None],
             memory: vec![None],
@@ -283,14 +407,17 @@ pub struct Point {
     pub partition: Partition,
     /// How orders are chosen.
     pub order: OrderChoice,
+    /// Lanes and blocking.
+    pub variant: Variant,
     /// The machine.
     pub machine: Machine,
 }
 
 impl Point {
-    /// The point's configuration as one stable string: what a results log is keyed by.
+    /// The point's configuration as one stable string: what a results log is keyed by
+    /// (`fusion=0-3,4-10 order=default hw=ideal`, then ` par=h=4` and ` block=16` when set).
     pub fn key(&self) -> String {
-        format!("fusion={} order={} hw={}", self.partition, self.order, self.machine)
+        format!("fusion={} order={} hw={}{}", self.partition, self.order, self.machine, self.variant)
     }
 }
 
@@ -382,9 +509,10 @@ fn scalar(v: &toml::Value) -> Result<String, String> {
 }
 
 impl Space {
-    /// Reads a space file (TOML). Every key is an axis from [`AXES`]; an unknown key, a
-    /// future axis ([`FUTURE_AXES`]) or an impossible value is an error naming the file, the
-    /// line and the axis. `n` is the program's number of user statements.
+    /// Reads a space file (TOML). Every key is an axis from [`AXES`]; an unknown key or an
+    /// impossible value is an error naming the file, the line and the axis. `n` is the
+    /// program's number of user statements. Whether `par` names indices of the program is
+    /// checked against the program ([`Space::check_indices`]).
     pub fn from_toml(file: &str, text: &str, n: usize) -> Result<Space, ExploreError> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             let msg = e.message().to_string();
@@ -401,9 +529,6 @@ impl Space {
         for (key, v) in &table {
             let here = at(file, text, key);
             let err = |m: String| ExploreError::Space(format!("{here}: {m}"));
-            if FUTURE_AXES.contains(&key.as_str()) {
-                return Err(err("is planned (parallel lanes and blocking, issue 9) but not supported yet".into()));
-            }
             match key.as_str() {
                 "partitions" => space.partitions = Space::parse_partitions(&values(v), n).map_err(err)?,
                 "orders" => {
@@ -417,6 +542,20 @@ impl Space {
                     toml::Value::Integer(i) if (1..=1000).contains(i) => space.order_cap = *i as usize,
                     other => return Err(err(format!("{} is impossible (expected 1 to 1000)", describe(other)))),
                 },
+                "par" => {
+                    space.par = values(v)
+                        .iter()
+                        .map(|x| scalar(x).and_then(|s| Lanes::parse(&s)))
+                        .collect::<Result<_, _>>()
+                        .map_err(err)?
+                }
+                "block" => {
+                    space.block = values(v)
+                        .iter()
+                        .map(|x| scalar(x).and_then(|s| parse_block(&s)))
+                        .collect::<Result<_, _>>()
+                        .map_err(err)?
+                }
                 "hw" => space.hw = values(v).iter().map(scalar).collect::<Result<_, _>>().map_err(err)?,
                 "fifo_depth" => {
                     space.fifo_depth = values(v)
@@ -449,15 +588,54 @@ impl Space {
                 other => {
                     let loc = here.strip_suffix(&format!(": axis `{other}`")).unwrap_or(&here);
                     return Err(ExploreError::Space(format!(
-                        "{loc}: unknown axis `{other}` (axes: {}; planned: {})",
-                        AXES.join(", "),
-                        FUTURE_AXES.join(", ")
+                        "{loc}: unknown axis `{other}` (axes: {})",
+                        AXES.join(", ")
                     )));
                 }
             }
         }
         space.check().map_err(|m| ExploreError::Space(format!("{file}: {m}")))?;
         Ok(space)
+    }
+
+    /// Sets axis `name` (a key of [`AXES`]) from values as text, as the flags and the Python
+    /// package give them: `partitions` takes `all` or partitions in `--fusion` syntax (one per
+    /// value), `order_cap` exactly one value, every other axis one value per entry. An empty
+    /// list leaves the axis as it is. Errors say which value is impossible (without naming
+    /// the axis: the caller knows where it came from).
+    pub fn set_axis(&mut self, name: &str, vals: &[String], n: usize) -> Result<(), String> {
+        fn each<T>(vals: &[String], f: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
+            vals.iter().map(|v| f(v)).collect()
+        }
+        if vals.is_empty() {
+            return Ok(());
+        }
+        match name {
+            "partitions" => {
+                self.partitions = if vals.len() == 1 && vals[0].trim() == "all" {
+                    Partitions::All
+                } else {
+                    Partitions::List(each(vals, |v| Partition::parse(v, n))?)
+                }
+            }
+            "orders" => self.orders = each(vals, OrderChoice::parse)?,
+            "order_cap" => match vals {
+                [v] => match v.trim().parse::<usize>() {
+                    Ok(c) if (1..=1000).contains(&c) => self.order_cap = c,
+                    _ => return Err(format!("{:?} is impossible (expected 1 to 1000)", v.trim())),
+                },
+                _ => return Err("takes one value".into()),
+            },
+            "par" => self.par = each(vals, Lanes::parse)?,
+            "block" => self.block = each(vals, parse_block)?,
+            "hw" => self.hw = vals.iter().map(|h| h.trim().to_string()).collect(),
+            "fifo_depth" => self.fifo_depth = each(vals, parse_depth)?,
+            "memory" => self.memory = each(vals, parse_memory)?,
+            "channels" => self.channels = each(vals, parse_channels)?,
+            "bandwidth" => self.bandwidth = each(vals, parse_bandwidth)?,
+            other => return Err(format!("unknown axis `{other}` (axes: {})", AXES.join(", "))),
+        }
+        Ok(())
     }
 
     /// `"all"`, or a list of partitions in `--fusion` syntax.
@@ -485,6 +663,8 @@ impl Space {
         let empty = [
             ("partitions", matches!(&self.partitions, Partitions::List(l) if l.is_empty())),
             ("orders", self.orders.is_empty()),
+            ("par", self.par.is_empty()),
+            ("block", self.block.is_empty()),
             ("hw", self.hw.is_empty()),
             ("fifo_depth", self.fifo_depth.is_empty()),
             ("memory", self.memory.is_empty()),
@@ -534,12 +714,14 @@ impl Space {
         }
     }
 
-    /// Every point, numbered (machine, then order, then partition).
+    /// Every point, numbered (machine, then order, then lanes, then block size, then
+    /// partition).
     pub fn points(&self, n: usize) -> Result<Vec<Point>, ExploreError> {
         let partitions = self.partition_list(n)?;
         let machines = self.machines();
-        let total =
-            (partitions.len() as u64).saturating_mul(machines.len() as u64).saturating_mul(self.orders.len() as u64);
+        let total = [machines.len(), self.orders.len(), self.par.len(), self.block.len()]
+            .iter()
+            .fold(partitions.len() as u64, |acc, &k| acc.saturating_mul(k as u64));
         if total > MAX_POINTS {
             return Err(ExploreError::Space(format!(
                 "the space has {total} points, over the limit of {MAX_POINTS}: narrow an axis"
@@ -548,12 +730,43 @@ impl Space {
         let mut out = Vec::with_capacity(total as usize);
         for m in &machines {
             for o in &self.orders {
-                for p in &partitions {
-                    out.push(Point { id: out.len() as u64, partition: *p, order: o.clone(), machine: m.clone() });
+                for par in &self.par {
+                    for &block in &self.block {
+                        let variant = Variant { par: par.clone(), block };
+                        for p in &partitions {
+                            out.push(Point {
+                                id: out.len() as u64,
+                                partition: *p,
+                                order: o.clone(),
+                                variant: variant.clone(),
+                                machine: m.clone(),
+                            });
+                        }
+                    }
                 }
             }
         }
         Ok(out)
+    }
+
+    /// Checks that every index the `par` axis names is one the program iterates (`indices`,
+    /// sorted); the error names the value and the index, and lists the program's indices.
+    pub fn check_indices(&self, indices: &[String]) -> Result<(), String> {
+        for lanes in &self.par {
+            if let Some(bad) = lanes.indices().find(|i| !indices.iter().any(|k| k == i)) {
+                return Err(format!(
+                    "value \"{lanes}\": no statement iterates index {bad} (the program's indices: {})",
+                    indices.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where axis `key` is set in a space file's text: `FILE:LINE:COL: axis `KEY`` (for
+    /// errors found after reading the file, such as an index the program does not have).
+    pub fn locate(file: &str, text: &str, key: &str) -> String {
+        at(file, text, key)
     }
 }
 
@@ -611,8 +824,6 @@ mod tests {
         assert_eq!(pts.last().map(|p| p.id), Some(15));
         let e = Space::from_toml("s.toml", "hw = \"ideal\"\nbogus = 3\n", 3).unwrap_err().to_string();
         assert!(e.starts_with("s.toml:2:1: unknown axis `bogus`"), "{e}");
-        let e = Space::from_toml("s.toml", "par = [1, 2]\n", 3).unwrap_err().to_string();
-        assert!(e.contains("s.toml:1:1: axis `par`: is planned"), "{e}");
         let e = Space::from_toml("s.toml", "fifo_depth = [0]\n", 3).unwrap_err().to_string();
         assert!(e.contains("axis `fifo_depth`") && e.contains("\"0\" is impossible"), "{e}");
         let e = Space::from_toml("s.toml", "channels = 5000\n", 3).unwrap_err().to_string();
@@ -621,6 +832,84 @@ mod tests {
         assert!(e.contains("no values"), "{e}");
         let e = Space::from_toml("s.toml", "hw = [\n", 3).unwrap_err().to_string();
         assert!(e.starts_with("s.toml:"), "{e}");
+    }
+
+    #[test]
+    fn par_and_block_axes_number_after_order_and_before_partitions() {
+        let s = Space::from_toml(
+            "s.toml",
+            "partitions = [\"0-1,2\", \"full\"]\npar = [\"none\", \"i=4\", \"j=2; h=2\"]\nblock = [\"none\", 16]\n",
+            3,
+        )
+        .unwrap();
+        assert_eq!(s.par[2], Lanes(vec![("h".into(), 2), ("j".into(), 2)]), "sorted by index");
+        let pts = s.points(3).unwrap();
+        assert_eq!(pts.len(), 2 * 3 * 2);
+        let keys: Vec<String> = pts.iter().map(Point::key).collect();
+        assert_eq!(keys[0], "fusion=0-1,2 order=default hw=ideal");
+        assert_eq!(keys[1], "fusion=0-2 order=default hw=ideal");
+        assert_eq!(keys[2], "fusion=0-1,2 order=default hw=ideal block=16");
+        assert_eq!(keys[4], "fusion=0-1,2 order=default hw=ideal par=i=4");
+        assert_eq!(keys[11], "fusion=0-2 order=default hw=ideal par=h=2,j=2 block=16");
+        assert!(pts.iter().enumerate().all(|(i, p)| p.id == i as u64));
+        // Without the new axes, ids and keys are those of a space that never had them.
+        let plain = Space { partitions: s.partitions.clone(), ..Space::default() };
+        let old: Vec<String> = plain.points(3).unwrap().iter().map(Point::key).collect();
+        assert_eq!(old, vec![keys[0].clone(), keys[1].clone()]);
+        assert_eq!(Lanes::parse("i=4,h=2").unwrap().to_string(), "h=2,i=4");
+        assert_eq!(Lanes::parse(" none ").unwrap().to_string(), "none");
+    }
+
+    #[test]
+    fn impossible_par_and_block_values_are_refused_in_one_line() {
+        let cases = [
+            (
+                "par = \"i=0\"\n",
+                "s.toml:1:1: axis `par`: \"i=0\": lane count \"0\" of i is impossible (expected 1 to 1024)",
+            ),
+            ("par = [\"none\", \"i=2000\"]\n", "lane count \"2000\" of i is impossible"),
+            ("par = \"i\"\n", "expected none or INDEX=LANES"),
+            ("par = \"i=2,i=4\"\n", "index i is given twice"),
+            ("par = \"i-j=2\"\n", "\"i-j\" is not an index name"),
+            ("par = 4\n", "\"4\": expected none or INDEX=LANES"),
+            (
+                "hw = \"ideal\"\nblock = [16, 1]\n",
+                "s.toml:2:1: axis `block`: \"1\" is impossible (expected \"none\" or a block size from 2 to 4096)",
+            ),
+            ("block = 0\n", "\"0\" is impossible"),
+            ("block = \"big\"\n", "\"big\" is impossible"),
+            ("block = []\n", "axis `block` has no values"),
+            ("par = []\n", "axis `par` has no values"),
+        ];
+        for (text, want) in cases {
+            let e = Space::from_toml("s.toml", text, 3).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+        let s = Space::from_toml("s.toml", "par = [\"none\", \"i=2\", \"q=4\"]\n", 3).unwrap();
+        let idx = vec!["i".to_string(), "j".to_string(), "k".to_string()];
+        let e = s.check_indices(&idx).unwrap_err();
+        assert_eq!(e, "value \"q=4\": no statement iterates index q (the program's indices: i, j, k)");
+        assert_eq!(Space::locate("s.toml", "\n  par = []", "par"), "s.toml:2:3: axis `par`");
+        assert!(Space { par: vec![Lanes::parse("j=2").unwrap()], ..Space::default() }.check_indices(&idx).is_ok());
+    }
+
+    #[test]
+    fn axes_set_from_text_as_flags_give_them() {
+        let mut s = Space::default();
+        let v = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        s.set_axis("partitions", &v(&["full", "0,1-2"]), 3).unwrap();
+        s.set_axis("par", &v(&["none", "i=2"]), 3).unwrap();
+        s.set_axis("block", &v(&["none", "4"]), 3).unwrap();
+        s.set_axis("hw", &[], 3).unwrap();
+        s.set_axis("order_cap", &v(&["3"]), 3).unwrap();
+        assert_eq!(s.points(3).unwrap().len(), 2 * 2 * 2);
+        assert_eq!((s.order_cap, s.hw.clone()), (3, vec!["ideal".to_string()]));
+        assert!(s.set_axis("block", &v(&["1"]), 3).unwrap_err().contains("\"1\" is impossible"));
+        assert!(s.set_axis("order_cap", &v(&["0"]), 3).unwrap_err().contains("impossible"));
+        assert!(s.set_axis("lanes", &v(&["1"]), 3).unwrap_err().starts_with("unknown axis `lanes`"));
+        s.set_axis("partitions", &v(&["all"]), 3).unwrap();
+        assert_eq!(s.partitions, Partitions::All);
     }
 
     #[test]

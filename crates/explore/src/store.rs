@@ -51,6 +51,14 @@ pub struct GroupRecord {
     pub verified: Option<bool>,
     /// The estimate for this group, when it could be made.
     pub estimate: Option<Estimate>,
+    /// The lanes this group ran in (`h=4,i=2`): the point's requests whose index it iterates;
+    /// absent when none fit (or none were asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub par: Option<String>,
+    /// The block size this group ran with; absent when it ran scalar (no block size asked
+    /// for, or no sparse operand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<usize>,
 }
 
 /// One finished point: a line of a results log.
@@ -66,6 +74,12 @@ pub struct PointRecord {
     pub order: String,
     /// The machine: hardware and overrides in `--set` syntax.
     pub machine: String,
+    /// The lanes asked for (`h=4,i=2`); absent when none. Each group says what it applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub par: Option<String>,
+    /// The block size asked for; absent when scalar. Each group says what it applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<usize>,
     /// Outcome.
     pub status: Status,
     /// Why the point failed (`None` unless failed).
@@ -368,6 +382,8 @@ mod tests {
             fusion: id.to_string(),
             order: "default".into(),
             machine: "ideal".into(),
+            par: None,
+            block: None,
             status: Status::Verified,
             error: None,
             retryable: false,

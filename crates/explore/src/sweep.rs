@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::estimate::{estimate_graph, Estimate};
+use crate::estimate::{estimate_compiled, Estimate};
 use crate::hash::hash_fields;
 use crate::shard::Shard;
-use crate::space::{Machine, OrderChoice, Point, Space};
+use crate::space::{Machine, OrderChoice, Point, Space, Variant};
 use crate::store::{read_records, CacheEntry, GroupRecord, Meta, PointRecord, ResultsDir, Status, FORMAT};
 use crate::{group_label, Compiled, ExploreError, Failure, GroupEvaluator, GroupResult, TOOL_VERSION};
 
@@ -119,7 +119,7 @@ fn order_key(o: &Option<Vec<String>>) -> String {
     o.as_ref().map_or_else(|| "default".to_string(), |o| o.join(","))
 }
 
-type CompileKey = (Range<usize>, String);
+type CompileKey = (Range<usize>, String, Variant);
 
 /// Candidate orders of a group (`None`: the compiler's default), or why there are none.
 type Candidates = Result<Vec<Option<Vec<String>>>, Failure>;
@@ -154,6 +154,9 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
     /// preset or an impossible override is an error before anything runs).
     pub fn new(eval: &'a E, space: &Space) -> Result<Explorer<'a, E>, ExploreError> {
         space.check().map_err(ExploreError::Space)?;
+        if let Some(indices) = eval.indices() {
+            space.check_indices(&indices).map_err(|e| ExploreError::Space(format!("axis `par`: {e}")))?;
+        }
         let mut machines = HashMap::new();
         for m in space.machines() {
             let fp = eval.machine_fingerprint(&m).map_err(|e| ExploreError::Space(format!("machine {m}: {e}")))?;
@@ -222,13 +225,18 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
         }
     }
 
-    /// The group compiled under `order` (memoised).
-    pub fn compile(&self, group: &Range<usize>, order: &Option<Vec<String>>) -> Result<Rc<Compiled>, Failure> {
-        let key = (group.clone(), order_key(order));
+    /// The group compiled under `order` with `v`'s lanes and blocking (memoised).
+    pub fn compile(
+        &self,
+        group: &Range<usize>,
+        order: &Option<Vec<String>>,
+        v: &Variant,
+    ) -> Result<Rc<Compiled>, Failure> {
+        let key = (group.clone(), order_key(order), v.clone());
         if let Some(c) = self.compiled.borrow().get(&key) {
             return c.clone();
         }
-        let c = self.eval.compile(group, order.as_deref()).map(Rc::new);
+        let c = self.eval.compile_variant(group, order.as_deref(), v).map(Rc::new);
         self.compiled.borrow_mut().insert(key, c.clone());
         c
     }
@@ -238,17 +246,21 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
         &self,
         group: &Range<usize>,
         order: &Option<Vec<String>>,
+        v: &Variant,
         m: &Machine,
         memo: bool,
     ) -> Option<Estimate> {
-        let key = ((group.clone(), order_key(order)), m.clone());
+        let key = ((group.clone(), order_key(order), v.clone()), m.clone());
         if memo {
             if let Some(e) = self.estimates.borrow().get(&key) {
                 return *e;
             }
         }
         let peak = self.machine(m).ok()?.1;
-        let e = self.compile(group, order).ok().map(|c| estimate_graph(&c.graph, self.eval.stats(), peak.as_ref()));
+        let e = self
+            .compile(group, order, v)
+            .ok()
+            .map(|c| estimate_compiled(&c, self.eval.stats(), peak.as_ref(), |b| self.eval.tile_timing(m, b)));
         if memo {
             self.estimates.borrow_mut().insert(key, e);
         }
@@ -261,21 +273,23 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
         &self,
         group: &Range<usize>,
         choice: &OrderChoice,
+        v: &Variant,
         m: &Machine,
     ) -> Option<(Estimate, Option<Vec<String>>)> {
-        self.estimate_group_with(group, choice, m, true)
+        self.estimate_group_with(group, choice, v, m, true)
     }
 
     fn estimate_group_with(
         &self,
         group: &Range<usize>,
         choice: &OrderChoice,
+        v: &Variant,
         m: &Machine,
         memo: bool,
     ) -> Option<(Estimate, Option<Vec<String>>)> {
         let mut best: Option<(Estimate, Option<Vec<String>>)> = None;
         for o in self.candidates(group, choice).ok()? {
-            if let Some(e) = self.estimate_order(group, &o, m, memo) {
+            if let Some(e) = self.estimate_order(group, &o, v, m, memo) {
                 if best.as_ref().is_none_or(|(b, _)| e.cycles < b.cycles) {
                     best = Some((e, o));
                 }
@@ -288,7 +302,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
     /// compiled.
     pub fn estimate_point(&self, p: &Point) -> Option<Estimate> {
         p.partition.groups().iter().try_fold(Estimate::default(), |acc, g| {
-            Some(acc + self.estimate_group_with(g, &p.order, &p.machine, true)?.0)
+            Some(acc + self.estimate_group_with(g, &p.order, &p.variant, &p.machine, true)?.0)
         })
     }
 
@@ -296,14 +310,26 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
     /// compiled once): what estimating costs per point, as `fuseflow estimate --bench` measures.
     pub fn estimate_point_afresh(&self, p: &Point) -> Option<Estimate> {
         p.partition.groups().iter().try_fold(Estimate::default(), |acc, g| {
-            Some(acc + self.estimate_group_with(g, &p.order, &p.machine, false)?.0)
+            Some(acc + self.estimate_group_with(g, &p.order, &p.variant, &p.machine, false)?.0)
         })
     }
 
-    /// The cache key of one group under one order on one machine.
-    fn result_key(&self, group: &Range<usize>, order: &Option<Vec<String>>, m: &Machine) -> Result<String, Failure> {
+    /// The cache key of one group under one order and variant on one machine.
+    fn result_key(
+        &self,
+        group: &Range<usize>,
+        order: &Option<Vec<String>>,
+        v: &Variant,
+        m: &Machine,
+    ) -> Result<String, Failure> {
         let (machine_fp, _) = self.machine(m)?;
-        Ok(hash_fields(&[&self.fingerprint, &self.eval.group_text(group), &order_key(order), machine_fp]))
+        let (text, order_text, variant) = (self.eval.group_text(group), order_key(order), v.to_string());
+        let mut fields: Vec<&str> = vec![&self.fingerprint, &text, &order_text, machine_fp];
+        // Plain groups keep the keys they had before lanes and blocking were axes.
+        if !v.is_plain() {
+            fields.push(&variant);
+        }
+        Ok(hash_fields(&fields))
     }
 
     /// A cached result (in memory, else on disk, then remembered in memory).
@@ -334,9 +360,10 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
         dir: Option<&ResultsDir>,
         group: &Range<usize>,
         order: &Option<Vec<String>>,
+        v: &Variant,
         m: &Machine,
     ) -> Result<GroupResult, Failure> {
-        let key = self.result_key(group, order, m)?;
+        let key = self.result_key(group, order, v, m)?;
         if let Some(f) = self.transient.borrow().get(&key) {
             return Err(f.clone());
         }
@@ -357,7 +384,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
             };
         }
         let t0 = Instant::now();
-        let r = self.compile(group, order).and_then(|c| self.eval.simulate(group, &c, m));
+        let r = self.compile(group, order, v).and_then(|c| self.eval.simulate(group, &c, m));
         self.simulations.set(self.simulations.get() + 1);
         let r = r.map(|r| GroupResult { wall_seconds: t0.elapsed().as_secs_f64(), ..r });
         self.store(dir, &key, &r);
@@ -371,12 +398,13 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
         dir: Option<&ResultsDir>,
         group: &Range<usize>,
         choice: &OrderChoice,
+        v: &Variant,
         m: &Machine,
     ) -> Result<(GroupResult, Option<Vec<String>>), Failure> {
         let mut best: Option<(GroupResult, Option<Vec<String>>)> = None;
         let mut first_err = None;
         for o in self.candidates(group, choice)? {
-            match self.simulate_order(dir, group, &o, m) {
+            match self.simulate_order(dir, group, &o, v, m) {
                 Ok(r) if r.verified != Some(false) => {
                     if best.as_ref().is_none_or(|(b, _)| r.cycles < b.cycles) {
                         best = Some((r, o));
@@ -410,6 +438,8 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
             fusion: p.partition.to_string(),
             order: p.order.to_string(),
             machine: p.machine.to_string(),
+            par: (!p.variant.par.is_none()).then(|| p.variant.par.to_string()),
+            block: p.variant.block,
             status: Status::Verified,
             error: None,
             retryable: false,
@@ -424,9 +454,11 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
         let (mut cycles, mut flops, mut bytes) = (0u64, 0u64, 0u64);
         for g in p.partition.groups() {
             let label = group_label(&g);
-            match self.simulate_group(dir, &g, &p.order, &p.machine) {
+            match self.simulate_group(dir, &g, &p.order, &p.variant, &p.machine) {
                 Ok((r, order)) => {
-                    let est = self.estimate_order(&g, &order, &p.machine, true);
+                    let est = self.estimate_order(&g, &order, &p.variant, &p.machine, true);
+                    // What the point's lanes and block size did to this group.
+                    let applied = self.compile(&g, &order, &p.variant).ok();
                     cycles += r.cycles;
                     flops += r.flops;
                     bytes += r.bytes_read + r.bytes_written;
@@ -441,6 +473,8 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
                         offchip_bytes: r.bytes_read + r.bytes_written,
                         verified: r.verified,
                         estimate: est,
+                        par: applied.as_ref().filter(|c| !c.par.is_none()).map(|c| c.par.to_string()),
+                        block: applied.as_ref().and_then(|c| c.block.as_ref().map(|b| b.block)),
                     });
                 }
                 Err(f) => {
@@ -473,7 +507,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
             for g in p.partition.groups() {
                 let Ok(candidates) = self.candidates(&g, &p.order) else { continue };
                 for o in candidates {
-                    let Ok(key) = self.result_key(&g, &o, &p.machine) else { continue };
+                    let Ok(key) = self.result_key(&g, &o, &p.variant, &p.machine) else { continue };
                     if let Some(&t) = index.get(&key) {
                         need.push(t);
                         continue;
@@ -481,7 +515,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
                     if self.cached(Some(dir), &key).is_some() {
                         continue;
                     }
-                    let Ok(compiled) = self.compile(&g, &o) else { continue };
+                    let Ok(compiled) = self.compile(&g, &o, &p.variant) else { continue };
                     index.insert(key.clone(), tasks.len());
                     need.push(tasks.len());
                     tasks.push(SimTask { key, group: g.clone(), machine: p.machine.clone(), compiled });
@@ -683,7 +717,7 @@ mod tests {
             Ok(vec![vec!["i".into(), "j".into()], vec!["j".into(), "i".into()]])
         }
         fn compile(&self, _: &Range<usize>, _: Option<&[String]>) -> Result<Compiled, Failure> {
-            Ok(Compiled { graph: fuseflow_graph::Graph::new("toy"), outputs: Vec::new(), orders: Vec::new() })
+            Ok(Compiled::scalar(fuseflow_graph::Graph::new("toy"), Vec::new(), Vec::new()))
         }
         fn machine_fingerprint(&self, m: &Machine) -> Result<String, String> {
             if m.hw == "nope" {
