@@ -946,6 +946,16 @@ impl<'a> P<'a> {
                 let to = self.ty()?;
                 OpKind::Reshape { src, groups, from, to }
             }
+            // `tensor.cast %x : T to U` (torch-mlir casts a result to the declared sparse type):
+            // a reshape that keeps every dimension.
+            "tensor.cast" => {
+                let src = self.operand()?;
+                self.expect(":", "before the types of tensor.cast")?;
+                let from = self.ty()?;
+                self.expect("to", "in tensor.cast")?;
+                let to = self.ty()?;
+                OpKind::Reshape { src, groups: Vec::new(), from, to }
+            }
             "return" | "func.return" => {
                 let mut v = Vec::new();
                 self.ws_line();

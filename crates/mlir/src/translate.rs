@@ -83,11 +83,29 @@ enum Val {
 }
 
 /// A tensor value as a view of a declared tensor: squeezed dimension `q` of the value is
-/// dimension `perm[q]` of `base`.
+/// dimension `perm[q]` of `base`, or, when `perm[q]` is `None`, a dimension the value is
+/// broadcast over (torch-mlir's bias and `expand` copies), which reads no dimension of `base`.
+/// Every dimension of `base` appears exactly once.
 #[derive(Debug, Clone)]
 struct View {
     base: String,
-    perm: Vec<usize>,
+    perm: Vec<Option<usize>>,
+}
+
+impl View {
+    /// The whole of `base` (rank `rank`) in its own order.
+    fn identity(base: String, rank: usize) -> View {
+        View { base, perm: (0..rank).map(Some).collect() }
+    }
+
+    fn is_identity(&self) -> bool {
+        self.perm.iter().enumerate().all(|(q, &p)| p == Some(q))
+    }
+
+    /// The rank of the base tensor.
+    fn base_rank(&self) -> usize {
+        self.perm.iter().flatten().count()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -455,7 +473,7 @@ impl Tx<'_> {
                 let ty = inp.ty.clone();
                 let rank = kept(&ty).len();
                 let name = self.declare_input(&inp, &inp.ssa.clone(), &ty, &(0..rank).collect::<Vec<_>>())?;
-                let v = View { base: name, perm: (0..rank).collect() };
+                let v = View::identity(name, rank);
                 self.vals.insert(o.key(), Val::Tensor(v.clone()));
                 Ok(Some(v))
             }
@@ -657,6 +675,12 @@ impl Tx<'_> {
             Some(Type::Tensor(t)) => t.clone(),
             _ => return Err(self.op_err(op, "needs a tensor result")),
         };
+        if res_ty.elem == "i1" {
+            return Err(self.op_err(
+                op,
+                "the result is an `i1` tensor (a comparison mask, e.g. torch-mlir's `masked_fill(mask == 0, -inf)`): boolean tensors are not supported; multiply by a sparse mask instead",
+            ));
+        }
         if let Some((name, count)) = &op.result {
             for k in 1..*count {
                 let why =
@@ -695,7 +719,7 @@ impl Tx<'_> {
                     if !self.empty_reads.contains_key(&o.key()) {
                         let rank = kept(ty).len();
                         let name = self.declare_input(&inp, &o.name, ty, &(0..rank).collect::<Vec<_>>())?;
-                        self.empty_reads.insert(o.key(), View { base: name, perm: (0..rank).collect() });
+                        self.empty_reads.insert(o.key(), View::identity(name, rank));
                     }
                     B::E(self.access(op, g, k, o)?)
                 }
@@ -792,7 +816,7 @@ impl Tx<'_> {
             span: op.span,
         });
         let rank = kept(&res_ty).len();
-        self.set(op, 0, Val::Tensor(View { base: name, perm: (0..rank).collect() }));
+        self.set(op, 0, Val::Tensor(View::identity(name, rank)));
         Ok(())
     }
 
@@ -840,23 +864,25 @@ impl Tx<'_> {
         };
         let in_loops = loop_of(in_map, in_ty);
         let out_loops = loop_of(out_map, res_ty);
-        let mut perm = Vec::new();
+        // `None`: a loop of the result that reads no input dimension (a broadcast).
+        let mut perm: Vec<Option<usize>> = Vec::new();
         for l in &out_loops {
-            match l.and_then(|n| in_loops.iter().position(|x| *x == Some(n))) {
-                Some(p) => perm.push(p),
-                None => return Ok(false),
-            }
+            let Some(n) = l else { return Ok(false) };
+            perm.push(in_loops.iter().position(|x| *x == Some(*n)));
         }
-        if perm.len() != in_loops.len() {
+        // Every input dimension must reach the result (else it is a reduction or a slice).
+        if (0..in_loops.len()).any(|p| !perm.contains(&Some(p))) || in_loops.iter().any(Option::is_none) {
             return Ok(false);
         }
+        let broadcast = perm.iter().any(Option::is_none);
         let v = match self.get(o)? {
             Val::Scalar(x) | Val::Splat(x) => Val::Splat(x),
             Val::Empty => return Err(self.op_err(op, format!("copies %{}, a tensor.empty", o.key()))),
             Val::Unusable(w) => return Err(self.op_err(op, w)),
-            Val::Input(inp) if self.uses.get(&o.key()).copied().unwrap_or(0) == 1 => {
+            Val::Input(inp) if !broadcast && self.uses.get(&o.key()).copied().unwrap_or(0) == 1 => {
                 // The input is read only here: it becomes an input in the result's encoding.
                 let Some((rname, _)) = &op.result else { return Err(self.op_err(op, "no result")) };
+                let perm: Vec<usize> = perm.iter().flatten().copied().collect();
                 let name = self.declare_input(&inp, rname, res_ty, &perm)?;
                 if perm.iter().enumerate().any(|(q, &p)| q != p) {
                     self.notes.push(format!(
@@ -864,14 +890,15 @@ impl Tx<'_> {
                         op.span.line, inp.ssa
                     ));
                 }
-                Val::Tensor(View { base: name, perm: (0..perm.len()).collect() })
+                Val::Tensor(View::identity(name, perm.len()))
             }
             _ => {
                 let base = self.view(o)?.ok_or_else(|| self.op_err(op, "unsupported copy"))?;
-                if base.perm.len() != perm.len() {
+                if base.perm.len() != in_loops.len() {
                     return Err(self.op_err(op, format!("%{}'s type does not match its value's rank", o.key())));
                 }
-                Val::Tensor(View { perm: perm.iter().map(|&p| base.perm[p]).collect(), base: base.base })
+                let perm = perm.iter().map(|p| p.and_then(|p| base.perm.get(p).copied().flatten())).collect();
+                Val::Tensor(View { perm, base: base.base })
             }
         };
         self.set(op, 0, v);
@@ -893,12 +920,12 @@ impl Tx<'_> {
                 format!("%{} is declared {:?} here, which does not match its value's rank", o.key(), ty.shape),
             ));
         }
-        let mut idx = vec![String::new(); dims.len()];
+        let mut idx = vec![String::new(); v.base_rank()];
         for (q, &d) in dims.iter().enumerate() {
             match m.results.get(d) {
                 Some(AffineExpr::Dim(n)) => {
-                    let base_q = v.perm.get(q).copied().unwrap_or(q);
-                    if let Some(slot) = idx.get_mut(base_q) {
+                    // A broadcast dimension of the view reads nothing of its base.
+                    if let Some(slot) = v.perm.get(q).copied().flatten().and_then(|b| idx.get_mut(b)) {
                         *slot = loop_name(*n);
                     }
                 }
@@ -962,12 +989,27 @@ impl Tx<'_> {
                 let s = unary(UnaryOp::Sigmoid, bin(BinOp::Mul, B::E(Expr::Const(2.0)), a));
                 bin(BinOp::Sub, bin(BinOp::Mul, B::E(Expr::Const(2.0)), s), B::E(Expr::Const(1.0)))
             }
-            "math.powf" => {
+            // x^n for a constant integer 0 <= n <= 8 (torch-mlir's tanh GELU has `fpowi x, 3`):
+            // a product of n factors.
+            "math.powf" | "math.fpowi" => {
                 let (a, c) = (sub(0, memo)?, sub(1, memo)?);
                 match c {
-                    B::E(Expr::Const(2.0)) => bin(BinOp::Mul, a.clone(), a),
-                    B::E(Expr::Const(1.0)) => a,
-                    _ => return Err(self.op_err(op, "`math.powf` other than x^2 is not supported")),
+                    B::E(Expr::Const(n)) if n.fract() == 0.0 && (0.0..=8.0).contains(&n) => {
+                        let mut e = B::E(Expr::Const(1.0));
+                        for k in 0..n as usize {
+                            e = if k == 0 { a.clone() } else { bin(BinOp::Mul, e, a.clone()) };
+                        }
+                        e
+                    }
+                    _ => {
+                        return Err(self.op_err(
+                            op,
+                            format!(
+                                "`{}` (line {}) with an exponent other than a constant integer 0..=8 is not supported",
+                                b.name, b.span.line
+                            ),
+                        ))
+                    }
                 }
             }
             "arith.constant" => match b.constant {
@@ -1004,7 +1046,14 @@ impl Tx<'_> {
             let v = self
                 .view(o)?
                 .ok_or_else(|| self.err(o.span, format!("returned %{} is not a computed tensor", o.key())))?;
-            let identity = v.perm.iter().enumerate().all(|(q, &p)| q == p);
+            let identity = v.is_identity();
+            if v.perm.contains(&None) {
+                return Err(self.err(
+                    o.span,
+                    format!("returned %{} is a broadcast copy (index notation cannot broadcast a result over an index no operand reads)", o.key()),
+                ));
+            }
+            let perm: Vec<usize> = v.perm.iter().flatten().copied().collect();
             let pos = self.decls.iter().position(|d| d.name == v.base);
             let Some(pos) = pos else { return Err(self.err(o.span, format!("unknown tensor {}", v.base))) };
             if identity && self.decls[pos].role == Role::Temp {
@@ -1014,19 +1063,19 @@ impl Tx<'_> {
             // A copy: the result is a view, an input, or returned twice.
             let base = self.decls[pos].clone();
             let name = self.fresh(&format!("out{k}"));
-            let rank = v.perm.len();
+            let rank = perm.len();
             let mut shape = vec![0; rank];
             let idx: Vec<String> = (0..rank).map(loop_name).collect();
             let mut bidx = vec![String::new(); rank];
             for q in 0..rank {
-                let (Some(&n), Some(slot)) = (base.shape.get(v.perm[q]), bidx.get_mut(v.perm[q])) else {
+                let (Some(&n), Some(slot)) = (base.shape.get(perm[q]), bidx.get_mut(perm[q])) else {
                     return Err(self.err(o.span, format!("returned %{} does not match its type", o.key())));
                 };
                 shape[q] = n;
                 *slot = idx[q].clone();
             }
             let orig = self.orig_shapes.get(&v.base).cloned().unwrap_or_default();
-            self.orig_shapes.insert(name.clone(), v.perm.iter().map(|&p| orig.get(p).copied().unwrap_or(0)).collect());
+            self.orig_shapes.insert(name.clone(), perm.iter().map(|&p| orig.get(p).copied().unwrap_or(0)).collect());
             self.decls.push(TensorDecl {
                 name: name.clone(),
                 shape,
