@@ -110,6 +110,8 @@ def fixtures():
             "attention with a multiplied 0/1 mask",
         )
     )
+    # One head: the head split is a size-1 expand_shape (the two-head block splits a dimension).
+    out.append(("gpt3_decoder_1head", GPT3DecoderBlock(d_model=16, heads=1, ff=32), (rand(8, 16, seed=20), bigbird_mask(8, block=2, seed=0)), "GPT-3 decoder block with one head"))
     return out
 
 

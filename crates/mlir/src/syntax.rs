@@ -1091,6 +1091,11 @@ impl<'a> P<'a> {
                 let bits = self.last_hex.take().unwrap_or(0);
                 ConstValue::Scalar(hex_float(bits, t))
             }
+            // So is a splat's (`dense<0xFF800000> : tensor<f32>`, torch-mlir's masked_fill value).
+            (ConstValue::Splat(_), Type::Tensor(t)) if self.last_hex.is_some() => {
+                let bits = self.last_hex.take().unwrap_or(0);
+                ConstValue::Splat(hex_float(bits, &t.elem))
+            }
             (v, _) => v,
         };
         self.last_hex = None;

@@ -63,6 +63,10 @@ pub(crate) struct Lowered {
     pub params: BTreeMap<String, i64>,
     /// Original (MLIR) sizes of every declared tensor's kept dimensions.
     pub orig_shapes: BTreeMap<String, Vec<u64>>,
+    /// Temporaries computed by a `masked_fill(mask == 0, -inf)` (as `x * mask`), with the
+    /// position of the op: only a softmax over them may read them (it becomes
+    /// `masked_softmax`, which skips the zeros that stand for −∞).
+    pub masked: BTreeMap<String, Span>,
 }
 
 /// What an SSA value is to the translation.
@@ -80,6 +84,9 @@ enum Val {
     Input(InputVal),
     /// A value that must not be read (the argmax output, an unsupported op's result).
     Unusable(String),
+    /// An `i1` tensor `view == 0` (`zero`) or `view != 0`: torch-mlir's `masked_fill` mask,
+    /// only read as the condition of a `select` with −∞ (see [`Tx::generic`]).
+    Mask { view: View, zero: bool },
 }
 
 /// A tensor value as a view of a declared tensor: squeezed dimension `q` of the value is
@@ -154,6 +161,8 @@ pub(crate) struct Tx<'a> {
     declared_inputs: BTreeMap<String, String>,
     /// `tensor.empty` values read as data (hand-edited files), as the inputs they became.
     empty_reads: BTreeMap<String, View>,
+    /// See [`Lowered::masked`].
+    masked: BTreeMap<String, Span>,
 }
 
 type R<T> = Result<T, MlirError>;
@@ -175,6 +184,7 @@ pub(crate) fn lower_func(file: &str, module: &Module, f: &Func, opts: &Options) 
         uses: BTreeMap::new(),
         declared_inputs: BTreeMap::new(),
         empty_reads: BTreeMap::new(),
+        masked: BTreeMap::new(),
     };
     for name in opts.inputs.keys().chain(opts.densities.keys()) {
         let known = f.args.iter().any(|(a, _, _)| a == name)
@@ -237,6 +247,7 @@ pub(crate) fn lower_func(file: &str, module: &Module, f: &Func, opts: &Options) 
         notes: tx.notes,
         params: tx.params,
         orig_shapes: tx.orig_shapes,
+        masked: tx.masked,
     })
 }
 
@@ -676,9 +687,16 @@ impl Tx<'_> {
             _ => return Err(self.op_err(op, "needs a tensor result")),
         };
         if res_ty.elem == "i1" {
+            if let Some((k, zero)) = self.zero_test(g) {
+                let o = &g.ins[k].0;
+                if let Some(view) = self.view(o)? {
+                    self.set(op, 0, Val::Mask { view, zero });
+                    return Ok(());
+                }
+            }
             return Err(self.op_err(
                 op,
-                "the result is an `i1` tensor (a comparison mask, e.g. torch-mlir's `masked_fill(mask == 0, -inf)`): boolean tensors are not supported; multiply by a sparse mask instead",
+                "the result is an `i1` tensor other than `x == 0`/`x != 0` of one tensor through the same map (boolean tensors are only read as `masked_fill(mask == 0, -inf)` masks)",
             ));
         }
         if let Some((name, count)) = &op.result {
@@ -704,6 +722,7 @@ impl Tx<'_> {
         for (k, (o, _)) in g.ins.iter().enumerate() {
             let b = match self.get(o)? {
                 Val::Scalar(x) | Val::Splat(x) => B::E(Expr::Const(x)),
+                Val::Mask { view, zero } => B::Mask(Box::new(B::E(self.access_view(op, g, k, o, view)?)), zero),
                 Val::Empty => {
                     // Hand-edited files read uninitialised tensors; the FuseFlow compiler never
                     // reads values, so such a tensor is data: generated like an elided weight.
@@ -772,7 +791,9 @@ impl Tx<'_> {
                 Val::Empty => e,
                 Val::Splat(x) if *x == identity => e,
                 Val::Splat(x) => Expr::Binary(combine, Box::new(Expr::Const(*x)), Box::new(e)),
-                Val::Scalar(_) | Val::Unusable(_) => return Err(self.op_err(op, "unsupported accumulator")),
+                Val::Scalar(_) | Val::Unusable(_) | Val::Mask { .. } => {
+                    return Err(self.op_err(op, "unsupported accumulator"))
+                }
                 Val::Tensor(_) | Val::Input(_) => {
                     let acc = self.access(op, g, n_in, out_op)?;
                     Expr::Binary(combine, Box::new(acc), Box::new(e))
@@ -815,9 +836,39 @@ impl Tx<'_> {
             rhs,
             span: op.span,
         });
+        if args.values().any(B::has_mask) {
+            self.masked.insert(name.clone(), op.span);
+        }
         let rank = kept(&res_ty).len();
         self.set(op, 0, Val::Tensor(View::identity(name, rank)));
         Ok(())
+    }
+
+    /// `(k, zero)` when the generic yields `cmpf oeq/ueq in_k, 0` (`zero`) or `cmpf one/une
+    /// in_k, 0`, reading its one input through the output's map: torch-mlir's `mask == 0`.
+    fn zero_test(&self, g: &Generic) -> Option<(usize, bool)> {
+        let ([(_, Type::Tensor(in_ty))], [b], [y]) = (g.ins.as_slice(), g.body.as_slice(), g.yields.as_slice()) else {
+            return None;
+        };
+        let is_zero = |o: &Operand| match self.vals.get(&o.key()) {
+            Some(Val::Scalar(x)) => *x == 0.0,
+            _ => g.body.iter().any(|c| c.result.as_deref() == Some(o.name.as_str()) && c.constant == Some(0.0)),
+        };
+        if b.name != "arith.cmpf" || b.result.as_deref() != Some(y.name.as_str()) || b.operands.len() != 2 {
+            return None;
+        }
+        let out_ty = match g.outs.first() {
+            Some((_, Type::Tensor(t))) => t,
+            _ => return None,
+        };
+        let same_map = g.maps.first() == g.maps.get(1) && in_ty.shape == out_ty.shape;
+        let reads_in = g.block_args.first() == Some(&b.operands[0].name);
+        let zero = match b.attr.as_deref() {
+            Some("oeq" | "ueq") => true,
+            Some("one" | "une") => false,
+            _ => return None,
+        };
+        (same_map && reads_in && is_zero(&b.operands[1])).then_some((0, zero))
     }
 
     /// The input index `k` when the yield is input block argument `k`, possibly through
@@ -907,11 +958,19 @@ impl Tx<'_> {
 
     /// The access expression of operand `k` (an input or the output) of a generic.
     fn access(&mut self, op: &Op, g: &Generic, k: usize, o: &Operand) -> R<Expr> {
+        if !matches!(g.ins.iter().chain(&g.outs).nth(k), Some((_, Type::Tensor(_)))) {
+            return Err(self.op_err(op, format!("operand %{} is not a tensor", o.key())));
+        }
+        let v = self.view(o)?.ok_or_else(|| self.op_err(op, format!("operand %{} is not a tensor", o.key())))?;
+        self.access_view(op, g, k, o, v)
+    }
+
+    /// [`Tx::access`] through a given view of the operand.
+    fn access_view(&mut self, op: &Op, g: &Generic, k: usize, o: &Operand, v: View) -> R<Expr> {
         let ty = match &g.ins.iter().chain(&g.outs).nth(k) {
             Some((_, Type::Tensor(t))) => t.clone(),
             _ => return Err(self.op_err(op, format!("operand %{} is not a tensor", o.key()))),
         };
-        let v = self.view(o)?.ok_or_else(|| self.op_err(op, format!("operand %{} is not a tensor", o.key())))?;
         let m = &g.maps[k];
         let dims = kept(&ty);
         if v.perm.len() != dims.len() {
@@ -1022,6 +1081,18 @@ impl Tx<'_> {
             }
             "arith.select" => {
                 let (c, t, f) = (sub(0, memo)?, sub(1, memo)?, sub(2, memo)?);
+                if let B::Mask(m, zero) = c {
+                    // masked_fill(mask == 0, -inf): x where the mask is nonzero, -inf elsewhere,
+                    // read as x * mask (the zeros stand for -inf; only a softmax may read it).
+                    let (fill, x) = if zero { (t, f) } else { (f, t) };
+                    if fill != B::E(Expr::Const(f64::NEG_INFINITY)) {
+                        return Err(self.op_err(
+                            op,
+                            "`arith.select` on a mask must fill with -inf (masked_fill(mask == 0, -inf))",
+                        ));
+                    }
+                    return Ok(B::Bin(BinOp::Mul, Box::new(x), m));
+                }
                 select(c, t, f).ok_or_else(|| {
                     self.op_err(
                         op,
@@ -1104,6 +1175,8 @@ enum B {
     Un(UnaryOp, Box<B>),
     Bin(BinOp, Box<B>, Box<B>),
     Cmp(String, Box<B>, Box<B>),
+    /// A mask operand (`Val::Mask`): its access and whether it is true where the access is 0.
+    Mask(Box<B>, bool),
 }
 
 impl B {
@@ -1113,6 +1186,16 @@ impl B {
             B::Out(_) => true,
             B::Un(_, a) => a.uses_out(),
             B::Bin(_, a, b) | B::Cmp(_, a, b) => a.uses_out() || b.uses_out(),
+            B::Mask(a, _) => a.uses_out(),
+        }
+    }
+
+    fn has_mask(&self) -> bool {
+        match self {
+            B::E(_) | B::Out(_) => false,
+            B::Mask(..) => true,
+            B::Un(_, a) => a.has_mask(),
+            B::Bin(_, a, b) | B::Cmp(_, a, b) => a.has_mask() || b.has_mask(),
         }
     }
 
@@ -1125,6 +1208,9 @@ impl B {
             B::Un(u, a) => Expr::Unary(u, Box::new(a.into_expr(acc)?)),
             B::Bin(o, a, b) => Expr::Binary(o, Box::new(a.into_expr(acc)?), Box::new(b.into_expr(acc)?)),
             B::Cmp(..) => return Err("a comparison is used as a value".into()),
+            B::Mask(..) => {
+                return Err("an `i1` mask is used other than as the condition of `select(mask, -inf, x)`".into())
+            }
         })
     }
 
@@ -1234,6 +1320,7 @@ pub(crate) fn prefix_names(l: &mut Lowered, func: &str) {
         *n = p(n);
     }
     l.orig_shapes = std::mem::take(&mut l.orig_shapes).into_iter().map(|(k, v)| (p(&k), v)).collect();
+    l.masked = std::mem::take(&mut l.masked).into_iter().map(|(k, v)| (p(&k), v)).collect();
     fn expr(e: &mut Expr, p: &dyn Fn(&str) -> String) {
         match e {
             Expr::Access(a) => a.tensor = p(&a.tensor),
