@@ -838,6 +838,10 @@ impl Tx<'_> {
         });
         if args.values().any(B::has_mask) {
             self.masked.insert(name.clone(), op.span);
+            self.notes.push(format!(
+                "line {}: masked_fill(mask == 0, -inf) read as {name} = x * mask (exact for a 0/1 mask; its zeros stand for -inf, so only a softmax may read it)",
+                op.span.line
+            ));
         }
         let rank = kept(&res_ty).len();
         self.set(op, 0, Val::Tensor(View::identity(name, rank)));
