@@ -192,7 +192,7 @@ pub enum OpKind {
     },
     /// `linalg.generic`.
     Generic(Box<Generic>),
-    /// `tensor.expand_shape` / `tensor.collapse_shape`.
+    /// `tensor.expand_shape` / `tensor.collapse_shape`, and `tensor.cast` (no groups).
     Reshape {
         /// Source.
         src: Operand,

@@ -14,10 +14,13 @@ use fuseflow_ir::{Access, BinOp, BuildStmt, Expr, ReduceOp, Role, Span, Stmt, Te
 
 /// Merges duplicates and recognises softmax and layer norm. Returns the declarations, the
 /// statements to build (built-ins among them) and one note per recognised idiom.
+/// A softmax whose argument reads a tensor of `masked` (torch-mlir's `masked_fill(mask == 0,
+/// -inf)`, translated as `x * mask`) becomes `masked_softmax`: its zeros stand for −∞.
 pub fn recognise(
     decls: Vec<TensorDecl>,
     stmts: Vec<Stmt>,
     orig_shapes: &BTreeMap<String, Vec<u64>>,
+    masked: &BTreeMap<String, Span>,
 ) -> (Vec<TensorDecl>, Vec<BuildStmt>, Vec<String>) {
     let mut notes = Vec::new();
     let (mut decls, stmts) = merge_duplicates(decls, stmts, &mut notes);
@@ -43,7 +46,12 @@ pub fn recognise(
         let last = orig_shapes.get(&st.lhs.tensor).and_then(|s| s.last().copied()).unwrap_or(0) as f64;
         let found =
             m.softmax(y, n).map(|r| ("softmax", r)).or_else(|| m.layernorm(y, n, last).map(|r| ("layernorm", r)));
-        let Some((name, (e, temps))) = found else { continue };
+        let Some((mut name, (e, temps))) = found else { continue };
+        let mut reads_masked = temps.iter().any(|t| masked.contains_key(t));
+        e.for_each_access(&mut |a| reads_masked |= masked.contains_key(&a.tensor));
+        if name == "softmax" && reads_masked {
+            name = "masked_softmax";
+        }
         // Every temporary of the idiom must be read only inside it, and not yet taken.
         let inside: BTreeSet<usize> = temps.iter().map(|t| def[t.as_str()]).chain([y]).collect();
         let private = temps.iter().all(|t| {

@@ -103,8 +103,10 @@ pub fn translate(module: &Module, file: &str, opts: &Options) -> Result<Translat
         notes.append(&mut lowered.notes);
         params.append(&mut lowered.params);
         bind.append(&mut lowered.bind);
-        let (d, s, idiom_notes) = idioms::recognise(lowered.decls, lowered.stmts, &lowered.orig_shapes);
+        let (d, s, idiom_notes) =
+            idioms::recognise(lowered.decls, lowered.stmts, &lowered.orig_shapes, &lowered.masked);
         notes.extend(idiom_notes);
+        check_masked(file, &lowered.masked, &d, &s)?;
         if several {
             groups.push(fuseflow_ir::FuseGroup { stmts: (stmts.len()..stmts.len() + s.len()).collect(), span: f.span });
         }
@@ -117,6 +119,37 @@ pub fn translate(module: &Module, file: &str, opts: &Options) -> Result<Translat
     let program = build_program(file, decls, stmts, groups, params)?;
     let program = fuseflow_ir::check(program)?;
     Ok(Translated { program, bind, notes })
+}
+
+/// A masked tensor (`x * mask` standing for `masked_fill(mask == 0, -inf)`) means what
+/// MLIR says only when a masked softmax reads it: anything else reading it, or returning it,
+/// would see zeros where MLIR has −∞.
+fn check_masked(
+    file: &str,
+    masked: &std::collections::BTreeMap<String, fuseflow_ir::Span>,
+    decls: &[fuseflow_ir::TensorDecl],
+    stmts: &[fuseflow_ir::BuildStmt],
+) -> Result<(), MlirError> {
+    for (name, span) in masked {
+        let mut bad = decls.iter().any(|d| d.name == *name && d.role == fuseflow_ir::Role::Output);
+        for st in stmts {
+            let (rhs, ok) = match st {
+                fuseflow_ir::BuildStmt::Plain(s) => (&s.rhs, false),
+                fuseflow_ir::BuildStmt::Builtin { name: b, arg, .. } => (arg, b == "masked_softmax"),
+            };
+            if !ok {
+                rhs.for_each_access(&mut |a| bad |= a.tensor == *name);
+            }
+        }
+        if bad {
+            return Err(MlirError::at(
+                file,
+                *span,
+                format!("`linalg.generic` at line {}: a masked_fill(mask == 0, -inf) result is read by something other than a softmax over it (only masked softmax is supported)", span.line),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The entries named `func.NAME`, as `NAME`.

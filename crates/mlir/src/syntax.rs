@@ -946,6 +946,16 @@ impl<'a> P<'a> {
                 let to = self.ty()?;
                 OpKind::Reshape { src, groups, from, to }
             }
+            // `tensor.cast %x : T to U` (torch-mlir casts a result to the declared sparse type):
+            // a reshape that keeps every dimension.
+            "tensor.cast" => {
+                let src = self.operand()?;
+                self.expect(":", "before the types of tensor.cast")?;
+                let from = self.ty()?;
+                self.expect("to", "in tensor.cast")?;
+                let to = self.ty()?;
+                OpKind::Reshape { src, groups: Vec::new(), from, to }
+            }
             "return" | "func.return" => {
                 let mut v = Vec::new();
                 self.ws_line();
@@ -1080,6 +1090,11 @@ impl<'a> P<'a> {
             (ConstValue::Scalar(_), Type::Scalar(t)) if self.last_hex.is_some() => {
                 let bits = self.last_hex.take().unwrap_or(0);
                 ConstValue::Scalar(hex_float(bits, t))
+            }
+            // So is a splat's (`dense<0xFF800000> : tensor<f32>`, torch-mlir's masked_fill value).
+            (ConstValue::Splat(_), Type::Tensor(t)) if self.last_hex.is_some() => {
+                let bits = self.last_hex.take().unwrap_or(0);
+                ConstValue::Splat(hex_float(bits, &t.elem))
             }
             (v, _) => v,
         };

@@ -63,6 +63,10 @@ pub(crate) struct Lowered {
     pub params: BTreeMap<String, i64>,
     /// Original (MLIR) sizes of every declared tensor's kept dimensions.
     pub orig_shapes: BTreeMap<String, Vec<u64>>,
+    /// Temporaries computed by a `masked_fill(mask == 0, -inf)` (as `x * mask`), with the
+    /// position of the op: only a softmax over them may read them (it becomes
+    /// `masked_softmax`, which skips the zeros that stand for −∞).
+    pub masked: BTreeMap<String, Span>,
 }
 
 /// What an SSA value is to the translation.
@@ -80,14 +84,35 @@ enum Val {
     Input(InputVal),
     /// A value that must not be read (the argmax output, an unsupported op's result).
     Unusable(String),
+    /// An `i1` tensor `view == 0` (`zero`) or `view != 0`: torch-mlir's `masked_fill` mask,
+    /// only read as the condition of a `select` with −∞ (see [`Tx::generic`]).
+    Mask { view: View, zero: bool },
 }
 
 /// A tensor value as a view of a declared tensor: squeezed dimension `q` of the value is
-/// dimension `perm[q]` of `base`.
+/// dimension `perm[q]` of `base`, or, when `perm[q]` is `None`, a dimension the value is
+/// broadcast over (torch-mlir's bias and `expand` copies), which reads no dimension of `base`.
+/// Every dimension of `base` appears exactly once.
 #[derive(Debug, Clone)]
 struct View {
     base: String,
-    perm: Vec<usize>,
+    perm: Vec<Option<usize>>,
+}
+
+impl View {
+    /// The whole of `base` (rank `rank`) in its own order.
+    fn identity(base: String, rank: usize) -> View {
+        View { base, perm: (0..rank).map(Some).collect() }
+    }
+
+    fn is_identity(&self) -> bool {
+        self.perm.iter().enumerate().all(|(q, &p)| p == Some(q))
+    }
+
+    /// The rank of the base tensor.
+    fn base_rank(&self) -> usize {
+        self.perm.iter().flatten().count()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +161,8 @@ pub(crate) struct Tx<'a> {
     declared_inputs: BTreeMap<String, String>,
     /// `tensor.empty` values read as data (hand-edited files), as the inputs they became.
     empty_reads: BTreeMap<String, View>,
+    /// See [`Lowered::masked`].
+    masked: BTreeMap<String, Span>,
 }
 
 type R<T> = Result<T, MlirError>;
@@ -157,6 +184,7 @@ pub(crate) fn lower_func(file: &str, module: &Module, f: &Func, opts: &Options) 
         uses: BTreeMap::new(),
         declared_inputs: BTreeMap::new(),
         empty_reads: BTreeMap::new(),
+        masked: BTreeMap::new(),
     };
     for name in opts.inputs.keys().chain(opts.densities.keys()) {
         let known = f.args.iter().any(|(a, _, _)| a == name)
@@ -219,6 +247,7 @@ pub(crate) fn lower_func(file: &str, module: &Module, f: &Func, opts: &Options) 
         notes: tx.notes,
         params: tx.params,
         orig_shapes: tx.orig_shapes,
+        masked: tx.masked,
     })
 }
 
@@ -455,7 +484,7 @@ impl Tx<'_> {
                 let ty = inp.ty.clone();
                 let rank = kept(&ty).len();
                 let name = self.declare_input(&inp, &inp.ssa.clone(), &ty, &(0..rank).collect::<Vec<_>>())?;
-                let v = View { base: name, perm: (0..rank).collect() };
+                let v = View::identity(name, rank);
                 self.vals.insert(o.key(), Val::Tensor(v.clone()));
                 Ok(Some(v))
             }
@@ -657,6 +686,19 @@ impl Tx<'_> {
             Some(Type::Tensor(t)) => t.clone(),
             _ => return Err(self.op_err(op, "needs a tensor result")),
         };
+        if res_ty.elem == "i1" {
+            if let Some((k, zero)) = self.zero_test(g) {
+                let o = &g.ins[k].0;
+                if let Some(view) = self.view(o)? {
+                    self.set(op, 0, Val::Mask { view, zero });
+                    return Ok(());
+                }
+            }
+            return Err(self.op_err(
+                op,
+                "the result is an `i1` tensor other than `x == 0`/`x != 0` of one tensor through the same map (boolean tensors are only read as `masked_fill(mask == 0, -inf)` masks)",
+            ));
+        }
         if let Some((name, count)) = &op.result {
             for k in 1..*count {
                 let why =
@@ -680,6 +722,7 @@ impl Tx<'_> {
         for (k, (o, _)) in g.ins.iter().enumerate() {
             let b = match self.get(o)? {
                 Val::Scalar(x) | Val::Splat(x) => B::E(Expr::Const(x)),
+                Val::Mask { view, zero } => B::Mask(Box::new(B::E(self.access_view(op, g, k, o, view)?)), zero),
                 Val::Empty => {
                     // Hand-edited files read uninitialised tensors; the FuseFlow compiler never
                     // reads values, so such a tensor is data: generated like an elided weight.
@@ -695,7 +738,7 @@ impl Tx<'_> {
                     if !self.empty_reads.contains_key(&o.key()) {
                         let rank = kept(ty).len();
                         let name = self.declare_input(&inp, &o.name, ty, &(0..rank).collect::<Vec<_>>())?;
-                        self.empty_reads.insert(o.key(), View { base: name, perm: (0..rank).collect() });
+                        self.empty_reads.insert(o.key(), View::identity(name, rank));
                     }
                     B::E(self.access(op, g, k, o)?)
                 }
@@ -748,7 +791,9 @@ impl Tx<'_> {
                 Val::Empty => e,
                 Val::Splat(x) if *x == identity => e,
                 Val::Splat(x) => Expr::Binary(combine, Box::new(Expr::Const(*x)), Box::new(e)),
-                Val::Scalar(_) | Val::Unusable(_) => return Err(self.op_err(op, "unsupported accumulator")),
+                Val::Scalar(_) | Val::Unusable(_) | Val::Mask { .. } => {
+                    return Err(self.op_err(op, "unsupported accumulator"))
+                }
                 Val::Tensor(_) | Val::Input(_) => {
                     let acc = self.access(op, g, n_in, out_op)?;
                     Expr::Binary(combine, Box::new(acc), Box::new(e))
@@ -791,9 +836,43 @@ impl Tx<'_> {
             rhs,
             span: op.span,
         });
+        if args.values().any(B::has_mask) {
+            self.masked.insert(name.clone(), op.span);
+            self.notes.push(format!(
+                "line {}: masked_fill(mask == 0, -inf) read as {name} = x * mask (exact for a 0/1 mask; its zeros stand for -inf, so only a softmax may read it)",
+                op.span.line
+            ));
+        }
         let rank = kept(&res_ty).len();
-        self.set(op, 0, Val::Tensor(View { base: name, perm: (0..rank).collect() }));
+        self.set(op, 0, Val::Tensor(View::identity(name, rank)));
         Ok(())
+    }
+
+    /// `(k, zero)` when the generic yields `cmpf oeq/ueq in_k, 0` (`zero`) or `cmpf one/une
+    /// in_k, 0`, reading its one input through the output's map: torch-mlir's `mask == 0`.
+    fn zero_test(&self, g: &Generic) -> Option<(usize, bool)> {
+        let ([(_, Type::Tensor(in_ty))], [b], [y]) = (g.ins.as_slice(), g.body.as_slice(), g.yields.as_slice()) else {
+            return None;
+        };
+        let is_zero = |o: &Operand| match self.vals.get(&o.key()) {
+            Some(Val::Scalar(x)) => *x == 0.0,
+            _ => g.body.iter().any(|c| c.result.as_deref() == Some(o.name.as_str()) && c.constant == Some(0.0)),
+        };
+        if b.name != "arith.cmpf" || b.result.as_deref() != Some(y.name.as_str()) || b.operands.len() != 2 {
+            return None;
+        }
+        let out_ty = match g.outs.first() {
+            Some((_, Type::Tensor(t))) => t,
+            _ => return None,
+        };
+        let same_map = g.maps.first() == g.maps.get(1) && in_ty.shape == out_ty.shape;
+        let reads_in = g.block_args.first() == Some(&b.operands[0].name);
+        let zero = match b.attr.as_deref() {
+            Some("oeq" | "ueq") => true,
+            Some("one" | "une") => false,
+            _ => return None,
+        };
+        (same_map && reads_in && is_zero(&b.operands[1])).then_some((0, zero))
     }
 
     /// The input index `k` when the yield is input block argument `k`, possibly through
@@ -840,23 +919,25 @@ impl Tx<'_> {
         };
         let in_loops = loop_of(in_map, in_ty);
         let out_loops = loop_of(out_map, res_ty);
-        let mut perm = Vec::new();
+        // `None`: a loop of the result that reads no input dimension (a broadcast).
+        let mut perm: Vec<Option<usize>> = Vec::new();
         for l in &out_loops {
-            match l.and_then(|n| in_loops.iter().position(|x| *x == Some(n))) {
-                Some(p) => perm.push(p),
-                None => return Ok(false),
-            }
+            let Some(n) = l else { return Ok(false) };
+            perm.push(in_loops.iter().position(|x| *x == Some(*n)));
         }
-        if perm.len() != in_loops.len() {
+        // Every input dimension must reach the result (else it is a reduction or a slice).
+        if (0..in_loops.len()).any(|p| !perm.contains(&Some(p))) || in_loops.iter().any(Option::is_none) {
             return Ok(false);
         }
+        let broadcast = perm.iter().any(Option::is_none);
         let v = match self.get(o)? {
             Val::Scalar(x) | Val::Splat(x) => Val::Splat(x),
             Val::Empty => return Err(self.op_err(op, format!("copies %{}, a tensor.empty", o.key()))),
             Val::Unusable(w) => return Err(self.op_err(op, w)),
-            Val::Input(inp) if self.uses.get(&o.key()).copied().unwrap_or(0) == 1 => {
+            Val::Input(inp) if !broadcast && self.uses.get(&o.key()).copied().unwrap_or(0) == 1 => {
                 // The input is read only here: it becomes an input in the result's encoding.
                 let Some((rname, _)) = &op.result else { return Err(self.op_err(op, "no result")) };
+                let perm: Vec<usize> = perm.iter().flatten().copied().collect();
                 let name = self.declare_input(&inp, rname, res_ty, &perm)?;
                 if perm.iter().enumerate().any(|(q, &p)| q != p) {
                     self.notes.push(format!(
@@ -864,14 +945,15 @@ impl Tx<'_> {
                         op.span.line, inp.ssa
                     ));
                 }
-                Val::Tensor(View { base: name, perm: (0..perm.len()).collect() })
+                Val::Tensor(View::identity(name, perm.len()))
             }
             _ => {
                 let base = self.view(o)?.ok_or_else(|| self.op_err(op, "unsupported copy"))?;
-                if base.perm.len() != perm.len() {
+                if base.perm.len() != in_loops.len() {
                     return Err(self.op_err(op, format!("%{}'s type does not match its value's rank", o.key())));
                 }
-                Val::Tensor(View { perm: perm.iter().map(|&p| base.perm[p]).collect(), base: base.base })
+                let perm = perm.iter().map(|p| p.and_then(|p| base.perm.get(p).copied().flatten())).collect();
+                Val::Tensor(View { perm, base: base.base })
             }
         };
         self.set(op, 0, v);
@@ -880,11 +962,19 @@ impl Tx<'_> {
 
     /// The access expression of operand `k` (an input or the output) of a generic.
     fn access(&mut self, op: &Op, g: &Generic, k: usize, o: &Operand) -> R<Expr> {
+        if !matches!(g.ins.iter().chain(&g.outs).nth(k), Some((_, Type::Tensor(_)))) {
+            return Err(self.op_err(op, format!("operand %{} is not a tensor", o.key())));
+        }
+        let v = self.view(o)?.ok_or_else(|| self.op_err(op, format!("operand %{} is not a tensor", o.key())))?;
+        self.access_view(op, g, k, o, v)
+    }
+
+    /// [`Tx::access`] through a given view of the operand.
+    fn access_view(&mut self, op: &Op, g: &Generic, k: usize, o: &Operand, v: View) -> R<Expr> {
         let ty = match &g.ins.iter().chain(&g.outs).nth(k) {
             Some((_, Type::Tensor(t))) => t.clone(),
             _ => return Err(self.op_err(op, format!("operand %{} is not a tensor", o.key()))),
         };
-        let v = self.view(o)?.ok_or_else(|| self.op_err(op, format!("operand %{} is not a tensor", o.key())))?;
         let m = &g.maps[k];
         let dims = kept(&ty);
         if v.perm.len() != dims.len() {
@@ -893,12 +983,12 @@ impl Tx<'_> {
                 format!("%{} is declared {:?} here, which does not match its value's rank", o.key(), ty.shape),
             ));
         }
-        let mut idx = vec![String::new(); dims.len()];
+        let mut idx = vec![String::new(); v.base_rank()];
         for (q, &d) in dims.iter().enumerate() {
             match m.results.get(d) {
                 Some(AffineExpr::Dim(n)) => {
-                    let base_q = v.perm.get(q).copied().unwrap_or(q);
-                    if let Some(slot) = idx.get_mut(base_q) {
+                    // A broadcast dimension of the view reads nothing of its base.
+                    if let Some(slot) = v.perm.get(q).copied().flatten().and_then(|b| idx.get_mut(b)) {
                         *slot = loop_name(*n);
                     }
                 }
@@ -962,12 +1052,27 @@ impl Tx<'_> {
                 let s = unary(UnaryOp::Sigmoid, bin(BinOp::Mul, B::E(Expr::Const(2.0)), a));
                 bin(BinOp::Sub, bin(BinOp::Mul, B::E(Expr::Const(2.0)), s), B::E(Expr::Const(1.0)))
             }
-            "math.powf" => {
+            // x^n for a constant integer 0 <= n <= 8 (torch-mlir's tanh GELU has `fpowi x, 3`):
+            // a product of n factors.
+            "math.powf" | "math.fpowi" => {
                 let (a, c) = (sub(0, memo)?, sub(1, memo)?);
                 match c {
-                    B::E(Expr::Const(2.0)) => bin(BinOp::Mul, a.clone(), a),
-                    B::E(Expr::Const(1.0)) => a,
-                    _ => return Err(self.op_err(op, "`math.powf` other than x^2 is not supported")),
+                    B::E(Expr::Const(n)) if n.fract() == 0.0 && (0.0..=8.0).contains(&n) => {
+                        let mut e = B::E(Expr::Const(1.0));
+                        for k in 0..n as usize {
+                            e = if k == 0 { a.clone() } else { bin(BinOp::Mul, e, a.clone()) };
+                        }
+                        e
+                    }
+                    _ => {
+                        return Err(self.op_err(
+                            op,
+                            format!(
+                                "`{}` (line {}) with an exponent other than a constant integer 0..=8 is not supported",
+                                b.name, b.span.line
+                            ),
+                        ))
+                    }
                 }
             }
             "arith.constant" => match b.constant {
@@ -980,6 +1085,18 @@ impl Tx<'_> {
             }
             "arith.select" => {
                 let (c, t, f) = (sub(0, memo)?, sub(1, memo)?, sub(2, memo)?);
+                if let B::Mask(m, zero) = c {
+                    // masked_fill(mask == 0, -inf): x where the mask is nonzero, -inf elsewhere,
+                    // read as x * mask (the zeros stand for -inf; only a softmax may read it).
+                    let (fill, x) = if zero { (t, f) } else { (f, t) };
+                    if fill != B::E(Expr::Const(f64::NEG_INFINITY)) {
+                        return Err(self.op_err(
+                            op,
+                            "`arith.select` on a mask must fill with -inf (masked_fill(mask == 0, -inf))",
+                        ));
+                    }
+                    return Ok(B::Bin(BinOp::Mul, Box::new(x), m));
+                }
                 select(c, t, f).ok_or_else(|| {
                     self.op_err(
                         op,
@@ -1004,7 +1121,14 @@ impl Tx<'_> {
             let v = self
                 .view(o)?
                 .ok_or_else(|| self.err(o.span, format!("returned %{} is not a computed tensor", o.key())))?;
-            let identity = v.perm.iter().enumerate().all(|(q, &p)| q == p);
+            let identity = v.is_identity();
+            if v.perm.contains(&None) {
+                return Err(self.err(
+                    o.span,
+                    format!("returned %{} is a broadcast copy (index notation cannot broadcast a result over an index no operand reads)", o.key()),
+                ));
+            }
+            let perm: Vec<usize> = v.perm.iter().flatten().copied().collect();
             let pos = self.decls.iter().position(|d| d.name == v.base);
             let Some(pos) = pos else { return Err(self.err(o.span, format!("unknown tensor {}", v.base))) };
             if identity && self.decls[pos].role == Role::Temp {
@@ -1014,19 +1138,19 @@ impl Tx<'_> {
             // A copy: the result is a view, an input, or returned twice.
             let base = self.decls[pos].clone();
             let name = self.fresh(&format!("out{k}"));
-            let rank = v.perm.len();
+            let rank = perm.len();
             let mut shape = vec![0; rank];
             let idx: Vec<String> = (0..rank).map(loop_name).collect();
             let mut bidx = vec![String::new(); rank];
             for q in 0..rank {
-                let (Some(&n), Some(slot)) = (base.shape.get(v.perm[q]), bidx.get_mut(v.perm[q])) else {
+                let (Some(&n), Some(slot)) = (base.shape.get(perm[q]), bidx.get_mut(perm[q])) else {
                     return Err(self.err(o.span, format!("returned %{} does not match its type", o.key())));
                 };
                 shape[q] = n;
                 *slot = idx[q].clone();
             }
             let orig = self.orig_shapes.get(&v.base).cloned().unwrap_or_default();
-            self.orig_shapes.insert(name.clone(), v.perm.iter().map(|&p| orig.get(p).copied().unwrap_or(0)).collect());
+            self.orig_shapes.insert(name.clone(), perm.iter().map(|&p| orig.get(p).copied().unwrap_or(0)).collect());
             self.decls.push(TensorDecl {
                 name: name.clone(),
                 shape,
@@ -1055,6 +1179,8 @@ enum B {
     Un(UnaryOp, Box<B>),
     Bin(BinOp, Box<B>, Box<B>),
     Cmp(String, Box<B>, Box<B>),
+    /// A mask operand (`Val::Mask`): its access and whether it is true where the access is 0.
+    Mask(Box<B>, bool),
 }
 
 impl B {
@@ -1064,6 +1190,16 @@ impl B {
             B::Out(_) => true,
             B::Un(_, a) => a.uses_out(),
             B::Bin(_, a, b) | B::Cmp(_, a, b) => a.uses_out() || b.uses_out(),
+            B::Mask(a, _) => a.uses_out(),
+        }
+    }
+
+    fn has_mask(&self) -> bool {
+        match self {
+            B::E(_) | B::Out(_) => false,
+            B::Mask(..) => true,
+            B::Un(_, a) => a.has_mask(),
+            B::Bin(_, a, b) | B::Cmp(_, a, b) => a.has_mask() || b.has_mask(),
         }
     }
 
@@ -1076,6 +1212,9 @@ impl B {
             B::Un(u, a) => Expr::Unary(u, Box::new(a.into_expr(acc)?)),
             B::Bin(o, a, b) => Expr::Binary(o, Box::new(a.into_expr(acc)?), Box::new(b.into_expr(acc)?)),
             B::Cmp(..) => return Err("a comparison is used as a value".into()),
+            B::Mask(..) => {
+                return Err("an `i1` mask is used other than as the condition of `select(mask, -inf, x)`".into())
+            }
         })
     }
 
@@ -1185,6 +1324,7 @@ pub(crate) fn prefix_names(l: &mut Lowered, func: &str) {
         *n = p(n);
     }
     l.orig_shapes = std::mem::take(&mut l.orig_shapes).into_iter().map(|(k, v)| (p(&k), v)).collect();
+    l.masked = std::mem::take(&mut l.masked).into_iter().map(|(k, v)| (p(&k), v)).collect();
     fn expr(e: &mut Expr, p: &dyn Fn(&str) -> String) {
         match e {
             Expr::Access(a) => a.tensor = p(&a.tensor),

@@ -3,8 +3,13 @@
 
 use proptest::prelude::*;
 
-const FIXTURES: [&str; 5] = [
+const FIXTURES: [&str; 9] = [
     include_str!("fixtures/gcn.mlir"),
+    // As torch-mlir writes them (resource blobs, COO/CSR encodings, masks, argmax generics).
+    include_str!("fixtures/torch-mlir/gcn.mlir"),
+    include_str!("fixtures/torch-mlir/attention.mlir"),
+    include_str!("fixtures/torch-mlir/linear.mlir"),
+    include_str!("fixtures/torch-mlir/spmm_csr.mlir"),
     include_str!("fixtures/attention.mlir"),
     include_str!("fixtures/layernorm.mlir"),
     include_str!("fixtures/constructs.mlir"),

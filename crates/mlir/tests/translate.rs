@@ -200,3 +200,81 @@ module {
     let e = translate(&m, "two.mlir", &opts).unwrap_err().to_string();
     assert!(e.contains("name the value as FUNCTION.NAME"), "{e}");
 }
+
+#[test]
+fn torch_mlir_masked_attention_becomes_a_masked_softmax() {
+    // torch-mlir's masked_fill(mask == 0, -inf): an i1 zero test, then select with a -inf splat.
+    let t = translated("torch-mlir/attention.mlir");
+    let builtins: Vec<_> = t.program.user_stmts.iter().filter_map(|u| u.builtin).collect();
+    assert_eq!(builtins, ["masked_softmax"]);
+    insta::assert_snapshot!("torch_mlir_attention", shown(&t));
+}
+
+#[test]
+fn torch_mlir_linear_reads_its_bias_through_a_broadcast_view() {
+    insta::assert_snapshot!("torch_mlir_linear", shown(&translated("torch-mlir/linear.mlir")));
+}
+
+/// A function with torch-mlir's masked_fill (an i1 zero test of `%m`, then `select` with −∞)
+/// whose result `%s` is consumed by `consumer` (a body over `%in` with output `%out`).
+fn masked(consumer: &str) -> String {
+    format!(
+        r#"#map = affine_map<(d0, d1) -> (d0, d1)>
+#map0 = affine_map<(d0, d1) -> ()>
+module {{
+  func.func @f(%x: tensor<4x5xf32>, %m: tensor<4x5xf32>) -> tensor<4x5xf32> {{
+    %z = arith.constant 0.000000e+00 : f32
+    %ninf = arith.constant dense<0xFF800000> : tensor<f32>
+    %0 = tensor.empty() : tensor<4x5xi1>
+    %c = linalg.generic {{indexing_maps = [#map, #map], iterator_types = ["parallel", "parallel"]}} ins(%m : tensor<4x5xf32>) outs(%0 : tensor<4x5xi1>) {{
+    ^bb0(%in: f32, %out: i1):
+      %e = arith.cmpf oeq, %in, %z : f32
+      linalg.yield %e : i1
+    }} -> tensor<4x5xi1>
+    %1 = tensor.empty() : tensor<4x5xf32>
+    %s = linalg.generic {{indexing_maps = [#map, #map0, #map, #map], iterator_types = ["parallel", "parallel"]}} ins(%c, %ninf, %x : tensor<4x5xi1>, tensor<f32>, tensor<4x5xf32>) outs(%1 : tensor<4x5xf32>) {{
+    ^bb0(%in: i1, %in_1: f32, %in_2: f32, %out: f32):
+      %v = arith.select %in, %in_1, %in_2 : f32
+      linalg.yield %v : f32
+    }} -> tensor<4x5xf32>
+    %r = linalg.generic {{indexing_maps = [#map, #map], iterator_types = ["parallel", "parallel"]}} ins(%s : tensor<4x5xf32>) outs(%1 : tensor<4x5xf32>) {{
+    ^bb0(%in: f32, %out: f32):
+{consumer}
+    }} -> tensor<4x5xf32>
+    return %r : tensor<4x5xf32>
+  }}
+}}"#
+    )
+}
+
+#[test]
+fn a_masked_fill_read_other_than_by_a_softmax_is_refused() {
+    // exp(-inf) would be 0 but exp(0) is 1: x * mask means masked_fill only inside a softmax.
+    let e = error_of(&masked("      %v = math.exp %in : f32\n      linalg.yield %v : f32"));
+    assert_eq!(
+        e,
+        "m.mlir:14:10: `linalg.generic` at line 14: a masked_fill(mask == 0, -inf) result is read by something other than a softmax over it (only masked softmax is supported)"
+    );
+    // A fill other than -inf is not a mask.
+    let src = masked("      linalg.yield %in : f32").replace("dense<0xFF800000>", "dense<1.0>");
+    assert_eq!(
+        error_of(&src),
+        "m.mlir:14:10: `linalg.generic` at line 14: `arith.select` on a mask must fill with -inf (masked_fill(mask == 0, -inf))"
+    );
+}
+
+#[test]
+fn torch_mlir_constructs_refused_in_one_line() {
+    let err = |name: &str| match load(&fixture(name), &Options::default()) {
+        Ok(_) => panic!("{name} accepted"),
+        Err(e) => e.message,
+    };
+    assert_eq!(
+        err("torch-mlir/gelu.mlir"),
+        "`linalg.generic` at line 8: body operation `math.erf` (line 11) is not supported"
+    );
+    assert_eq!(
+        err("torch-mlir/gpt3_decoder.mlir"),
+        "`tensor.expand_shape` at line 136: reshape [8, 16] → [8, 2, 8] merges or splits dimensions; only adding or dropping size-1 dimensions is supported"
+    );
+}
