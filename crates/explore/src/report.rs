@@ -612,6 +612,13 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn axis_labels_are_integers_or_short_scientific() {
+        assert_eq!(tick(0.0), "0");
+        assert_eq!(tick(200000.0), "200000");
+        assert_eq!(tick(271_000_000.0), "2.71e8");
+    }
+
+    #[test]
     fn markdown_report_snapshot() {
         insta::assert_snapshot!(markdown("<script>alert('p')</script>&.ff", &fixture(), Some(9)));
     }
