@@ -362,7 +362,8 @@ pub fn explore(a: ExploreArgs) -> Result<ExitCode> {
             line(format!("best         {slice}: {}", v.best))?;
         }
         let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-        line(format!("results      {} ({})", out.join("points.jsonl").display(), names.join(", ")))?;
+        let log = shard.map_or_else(|| "points.jsonl".to_string(), |s| s.log_name());
+        line(format!("results      {} ({})", out.join(log).display(), names.join(", ")))?;
         line(format!("wall time    {wall:.2} s"))?;
         Ok(())
     })();

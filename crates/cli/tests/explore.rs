@@ -127,6 +127,7 @@ fn shards_merge_to_the_single_process_files() {
             cli(&["explore", &example("sae.ff"), "--hw", "ideal,rda", "--shard", &format!("{i}/3"), "--out", &ds]);
         assert_eq!(code, 0, "{err}");
         assert!(stdout.contains(&format!("shard        {i}/3")), "{stdout}");
+        assert!(stdout.contains(&format!("points.shard-{i}-of-3.jsonl (")), "the shard's own log: {stdout}");
         dirs.push(d);
     }
     // The scheduler's environment picks the shard too.
