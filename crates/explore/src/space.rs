@@ -801,6 +801,25 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn lanes_print_and_parse_back_whatever_the_order_written(
+            items in proptest::collection::btree_map("[a-z][a-z0-9_]{0,3}", 1u32..=MAX_LANES, 0..4),
+            reverse in any::<bool>(),
+        ) {
+            let mut written: Vec<String> = items.iter().map(|(i, l)| format!("{i}={l}")).collect();
+            if reverse {
+                written.reverse();
+            }
+            let text = if written.is_empty() { "none".to_string() } else { written.join(", ") };
+            let lanes = Lanes::parse(&text).unwrap();
+            prop_assert_eq!(lanes.0.len(), items.len());
+            prop_assert_eq!(Lanes::parse(&lanes.to_string()).unwrap(), lanes.clone());
+            let v = Variant { par: lanes, block: None };
+            prop_assert_eq!(v.is_plain(), items.is_empty());
+        }
+    }
+
     #[test]
     fn parse_rejects_gaps_overlaps_and_out_of_range() {
         assert!(Partition::parse("0-2,4-5", 6).unwrap_err().contains("expected a group starting at 3"));
