@@ -169,7 +169,7 @@ fn num(x: u64) -> String {
     let s = x.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -552,7 +552,7 @@ fn csv(t: &Table) -> String {
     let _ = writeln!(out, "{}", t.columns.iter().map(|c| q(c)).collect::<Vec<_>>().join(","));
     for (cells, _) in &t.rows {
         // Numbers without thousands separators, ratios without the × sign.
-        let plain: Vec<String> = cells.iter().map(|c| q(&c.replace(',', "").replace('×', ""))).collect();
+        let plain: Vec<String> = cells.iter().map(|c| q(&c.replace([',', '×'], ""))).collect();
         let _ = writeln!(out, "{}", plain.join(","));
     }
     out
@@ -576,8 +576,6 @@ fn svg(plot: &BarPlot) -> Result<String, String> {
             .collect();
         let hi = values.iter().copied().fold(1.0f64, f64::max) * 1.15;
         let lo = values.iter().copied().fold(1.0f64, f64::min) / 2.0;
-        // Category names are drawn below the axis, rotated, at each bar group's centre.
-        let ticks: Vec<(i32, i32)>;
         let xr = -0.5f64..(n as f64 - 0.5);
         let mut b = ChartBuilder::on(&root);
         b.margin(20).caption(&plot.title, ("sans-serif", 20)).x_label_area_size(160).y_label_area_size(70);
@@ -587,17 +585,18 @@ fn svg(plot: &BarPlot) -> Result<String, String> {
                 plotters::style::text_anchor::VPos::Center,
             ),
         );
-        if plot.log {
+        // Category names are drawn below the axis, rotated, at each bar group's centre.
+        let ticks: Vec<(i32, i32)> = if plot.log {
             let mut chart = b.build_cartesian_2d(xr, (lo..hi).log_scale()).map_err(|x| e(&x))?;
             chart.configure_mesh().x_labels(0).y_desc(plot.y).disable_x_mesh().draw().map_err(|x| e(&x))?;
             bars(&mut chart, plot, lo)?;
-            ticks = (0..n).map(|i| chart.backend_coord(&(i as f64, lo))).collect();
+            (0..n).map(|i| chart.backend_coord(&(i as f64, lo))).collect()
         } else {
             let mut chart = b.build_cartesian_2d(xr, 0.0..hi).map_err(|x| e(&x))?;
             chart.configure_mesh().x_labels(0).y_desc(plot.y).disable_x_mesh().draw().map_err(|x| e(&x))?;
             bars(&mut chart, plot, 0.0)?;
-            ticks = (0..n).map(|i| chart.backend_coord(&(i as f64, 0.0))).collect();
-        }
+            (0..n).map(|i| chart.backend_coord(&(i as f64, 0.0))).collect()
+        };
         for (name, (x, y)) in plot.categories.iter().zip(ticks) {
             root.draw(&Text::new(name.clone(), (x, y + 8), rotated.clone())).map_err(|x| e(&x))?;
         }
