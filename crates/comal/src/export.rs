@@ -1529,6 +1529,12 @@ pub fn comal_gaps(g: &Graph) -> Vec<String> {
                     may_n[out.0 as usize] = may_n[n.ins[0].0 as usize];
                 }
             }
+            // A lane carries the `N`s of its input.
+            Op::Fork { .. } => {
+                for out in n.outs.iter().flatten() {
+                    may_n[out.0 as usize] = may_n[n.ins[0].0 as usize];
+                }
+            }
             _ => {}
         }
     }
@@ -1592,6 +1598,10 @@ pub fn comal_gaps(g: &Graph) -> Vec<String> {
                         .into()
                 }));
             }
+            Op::Fork { .. } if may_n[n.ins[0].0 as usize] => gaps.push(what(format!(
+                "its input {} comes from a union and can be N; Comal's Scatter panics on N",
+                g.stream(n.ins[0]).name
+            ))),
             Op::Spacc { op: ReduceKind::Max, .. } => gaps.push(what(
                 "Comal's sparse accumulator has no max (the schema has no field for its operator): it sums".into(),
             )),

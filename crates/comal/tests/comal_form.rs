@@ -581,25 +581,49 @@ fn render(c: &proto::ComalGraph) -> String {
         let wiring = match o.op.as_ref().unwrap() {
             P::Fork(f) => match f.conn.as_ref().unwrap() {
                 proto::fork::Conn::Crd(x) => {
-                    format!(" crd {} -> {}", x.input.as_ref().unwrap().sid(), ids(x.outputs.iter().map(|s| s.sid()).collect()))
+                    format!(
+                        " crd {} -> {}",
+                        x.input.as_ref().unwrap().sid(),
+                        ids(x.outputs.iter().map(|s| s.sid()).collect())
+                    )
                 }
                 proto::fork::Conn::Ref(x) => {
-                    format!(" ref {} -> {}", x.input.as_ref().unwrap().sid(), ids(x.outputs.iter().map(|s| s.sid()).collect()))
+                    format!(
+                        " ref {} -> {}",
+                        x.input.as_ref().unwrap().sid(),
+                        ids(x.outputs.iter().map(|s| s.sid()).collect())
+                    )
                 }
                 proto::fork::Conn::Val(x) => {
-                    format!(" val {} -> {}", x.input.as_ref().unwrap().sid(), ids(x.outputs.iter().map(|s| s.sid()).collect()))
+                    format!(
+                        " val {} -> {}",
+                        x.input.as_ref().unwrap().sid(),
+                        ids(x.outputs.iter().map(|s| s.sid()).collect())
+                    )
                 }
                 proto::fork::Conn::Repsig(_) => " repsig".into(),
             },
             P::Join(j) => match j.conn.as_ref().unwrap() {
                 proto::join::Conn::Crd(x) => {
-                    format!(" crd {} -> {}", ids(x.inputs.iter().map(|s| s.sid()).collect()), x.output.as_ref().unwrap().sid())
+                    format!(
+                        " crd {} -> {}",
+                        ids(x.inputs.iter().map(|s| s.sid()).collect()),
+                        x.output.as_ref().unwrap().sid()
+                    )
                 }
                 proto::join::Conn::Ref(x) => {
-                    format!(" ref {} -> {}", ids(x.inputs.iter().map(|s| s.sid()).collect()), x.output.as_ref().unwrap().sid())
+                    format!(
+                        " ref {} -> {}",
+                        ids(x.inputs.iter().map(|s| s.sid()).collect()),
+                        x.output.as_ref().unwrap().sid()
+                    )
                 }
                 proto::join::Conn::Val(x) => {
-                    format!(" val {} -> {}", ids(x.inputs.iter().map(|s| s.sid()).collect()), x.output.as_ref().unwrap().sid())
+                    format!(
+                        " val {} -> {}",
+                        ids(x.inputs.iter().map(|s| s.sid()).collect()),
+                        x.output.as_ref().unwrap().sid()
+                    )
                 }
                 proto::join::Conn::Repsig(_) => " repsig".into(),
             },
@@ -616,7 +640,8 @@ fn render(c: &proto::ComalGraph) -> String {
 #[test]
 fn lanes_export_as_scatter_and_gather_and_round_trip() {
     let p = lanes_program();
-    let tensors = inputs(&p, std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lanes_spmm_csr.ff").as_path());
+    let tensors =
+        inputs(&p, std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lanes_spmm_csr.ff").as_path());
     let g = lower_statement(&p, 0, None, &LowerOptions::default()).unwrap().graph;
     let cfg = fuseflow_sim::SimConfig::default();
     let plain = fuseflow_sim::simulate(&g, &tensors, &cfg).unwrap();
