@@ -34,6 +34,12 @@
 #   - exits non-zero when building or running the graph fails, including a panic in any
 #     context thread (Comal can exit 0 after one, so the runner must check).
 #
+# Parallel lanes: PAR="i=2" (or "h=2 i=4", "1:i=2": each word becomes one `--par` option)
+# exports every graph with those lanes. Graphs that do not iterate the index, or get no lanes,
+# are skipped (no row); graphs whose lanes the export refuses (a gather Comal's Gather cannot rebuild:
+# `docs/comal.md`, "Parallel lanes") get a "refused" row with the reason and do not count as
+# failures; every other graph must run on Comal with equal outputs, as without PAR.
+#
 # Environment: FUSEFLOW (the fuseflow binary; default target/release/fuseflow if built, else
 # `fuseflow` on the PATH), TIMEOUT (seconds per Comal run, default 600), KEEP=1 to keep the work
 # directory. Exit code: 0 when every graph ran on Comal with equal outputs, 1 otherwise, 2 on
@@ -55,6 +61,8 @@ if ! command -v "$FUSEFLOW" >/dev/null 2>&1; then
   exit 2
 fi
 timeout_s=${TIMEOUT:-600}
+par_opts=()
+for p in ${PAR:-}; do par_opts+=(--par "$p"); done
 if [ $# -gt 0 ]; then programs=("$@"); else programs=(examples/*.ff); fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/comal-crosscheck.XXXXXX")
 if [ "${KEEP:-0}" != 1 ]; then trap 'rm -rf "$work"' EXIT; else echo "work directory: $work" >&2; fi
@@ -64,6 +72,7 @@ export COMAL_ENABLE_HBM=0
 field() { grep -o "\"$1\":[^,}]*" | head -n 1 | cut -d: -f2; }
 
 failures=0
+refused=0
 rows=0
 notes=""
 echo "| example | granularity | group | runs | outputs equal | cycles ours | cycles Comal | diff |"
@@ -79,11 +88,30 @@ check() {
   ex=$(basename "$prog" .ff)
   d="$work/$ex.$gran.$group"
   mkdir -p "$d"
-  if ! "$FUSEFLOW" compile "$prog" "$@" --emit comal --out "$d/export" >"$d/compile.log" 2>&1; then
+  if ! "$FUSEFLOW" compile "$prog" "$@" "${par_opts[@]}" --emit comal --out "$d/export" >"$d/compile.log" 2>&1; then
     if grep -q "does not exist\|has steps [0-9.]* to [0-9.]*, not" "$d/compile.log"; then return 3; fi
     if grep -q "graphs unfused: choose one with --stmt" "$d/compile.log"; then return 4; fi
+    if [ ${#par_opts[@]} -gt 0 ]; then
+      # This graph does not iterate the index: nothing to parallelize.
+      if grep -q "is not iterated\|no statement iterates\|no group iterates\|does not iterate" "$d/compile.log"; then
+        [ "${KEEP:-0}" = 1 ] || rm -rf "$d"
+        return 0
+      fi
+      # A gather Comal's Gather cannot rebuild: refused on purpose, with the reason.
+      if grep -q "(gather)\|(fork)\|gather\b.*Comal" "$d/compile.log"; then
+        echo "| $ex | $gran | $group | refused: $(head -n 1 "$d/compile.log" | head -c 200) | | | | |"
+        refused=$((refused + 1)); rows=$((rows + 1))
+        [ "${KEEP:-0}" = 1 ] || rm -rf "$d"
+        return 0
+      fi
+    fi
     echo "| $ex | $gran | $group | export failed: $(head -n 1 "$d/compile.log") | | | | |"
     failures=$((failures + 1)); rows=$((rows + 1))
+    return 0
+  fi
+  if [ ${#par_opts[@]} -gt 0 ] && ! grep -q "fork;index=" "$d/export/graph.bin"; then
+    # A graph that does not iterate the index has no lanes: the run without PAR covers it.
+    [ "${KEEP:-0}" = 1 ] || rm -rf "$d"
     return 0
   fi
   ours=$("$FUSEFLOW" simulate --comal "$d/export/graph.bin" --data "$d/export" --hw comal --memory ideal --json 2>"$d/ours.err")
@@ -156,7 +184,11 @@ for prog in "${programs[@]}"; do
   done
 done
 echo
-echo "$rows graphs, $((rows - failures)) ran on Comal with equal outputs, $failures did not"
+if [ ${#par_opts[@]} -gt 0 ]; then
+  echo "$rows graphs with ${par_opts[*]}: $((rows - failures - refused)) ran on Comal with equal outputs, $refused refused by the export, $failures failed"
+else
+  echo "$rows graphs, $((rows - failures)) ran on Comal with equal outputs, $failures did not"
+fi
 if [ -n "$notes" ]; then
   echo
   echo "What fuseflow compile noted for those graphs:"

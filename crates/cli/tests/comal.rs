@@ -205,3 +205,45 @@ fn compare_outputs_finds_differences() {
     assert!(dir.join("export").join("graph.bin").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A parallel graph (`--par`) whose gathers Comal's Gather can rebuild exports as Comal's
+/// Scatter and Gather; simulating the export gives the cycles, tokens and outputs of `run
+/// --par`, on the default machine and on the comal preset. Gathers it cannot rebuild are
+/// refused with one line naming the gather node.
+#[test]
+fn parallel_lanes_export_and_match_run() {
+    let dir = tmpdir("lanes");
+    let out_s = dir.join("export").to_string_lossy().to_string();
+    let gcn = example_path("gcn.ff");
+    let (code, _, err) = cli(&[
+        "compile", &gcn, "--fusion", "partial", "--stmt", "1", "--par", "i=2", "--emit", "comal", "--out", &out_s,
+    ]);
+    assert_eq!(code, 0, "compile: {err}");
+    let graph = dir.join("export").join("graph.bin").to_string_lossy().to_string();
+    let bytes = std::fs::read(&graph).unwrap();
+    assert!(bytes.windows(5).any(|w| w == b"fork;"), "no fork in the export");
+    for hw in [&[][..], &["--hw", "comal", "--memory", "ideal"][..]] {
+        let dump = dir.join("outputs").to_string_lossy().to_string();
+        let (code, stdout, err) =
+            cli(&[&["simulate", "--comal", &graph, "--data", &out_s, "--json", "--dump-outputs", &dump][..], hw]
+                .concat());
+        assert_eq!(code, 0, "simulate: {err}");
+        let via = json(&stdout);
+        let (code, stdout, err) =
+            cli(&[&["run", &gcn, "--fusion", "partial", "--par", "i=2", "--json"][..], hw].concat());
+        assert_eq!(code, 0, "run: {err}");
+        let direct = json(&stdout);
+        assert!(via["cycles"].as_u64().unwrap() > 0);
+        assert_eq!(via["cycles"], direct["groups"][1]["cycles"], "{hw:?}: cycles via the export vs run --par");
+        let (code, stdout, err) =
+            cli(&[&["simulate", "--comal", &graph, "--data", &out_s, "--compare-outputs", &dump][..], hw].concat());
+        assert_eq!(code, 0, "compare: {err}");
+        assert!(stdout.contains(" match: 0 mismatches"), "{stdout}");
+        let _ = std::fs::remove_dir_all(dir.join("outputs"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    fails_with(
+        &["compile", &example_path("spmv.ff"), "--par", "i=2", "--emit", "comal", "--out", "x"],
+        &["(gather)", "depth 0"],
+    );
+}

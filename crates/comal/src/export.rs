@@ -185,6 +185,12 @@ impl<'g> Alloc<'g> {
         }
     }
 
+    /// The id the producer of `s` writes, without adding a consumer (0 in the counting pass,
+    /// or when nothing in Comal reads `s`).
+    fn peek(&mut self, s: StreamId) -> u64 {
+        self.produce(Some(s))
+    }
+
     fn name_of(&self, s: Option<StreamId>) -> String {
         s.map(|s| self.name(s)).unwrap_or_default()
     }
@@ -244,6 +250,10 @@ struct Sibling {
     stream: StreamId,
     /// Output port of the crd stream at its producer.
     crd_port: usize,
+    /// For a lane of a crd stream's fork: `(fork node, lane)`. `stream` is then that lane of
+    /// the fork of the sibling (the two forks deal alike) and `crd_port` the port of the forked
+    /// crd stream at its producer (see [`Plan::lane_sibling`]).
+    lane: Option<(usize, usize)>,
 }
 
 /// Export decisions taken before emission (identical in both passes of [`Alloc`]).
@@ -270,6 +280,9 @@ struct Plan {
     writer_in: HashMap<usize, StreamId>,
     /// Compressed input levels stored densely ([`densified_levels`]).
     dense: BTreeSet<(String, u32)>,
+    /// Per node: a fork of a crd stream read only by RepSigs that fold into repeats reading a
+    /// lane of the sibling's fork instead; not exported (the importer rebuilds it).
+    skip_fork: Vec<bool>,
 }
 
 /// A coordinate dropper only the export has: `(outer, inner) → (outer', inner')`.
@@ -308,6 +321,7 @@ impl Plan {
             sig: vec![None; g.nodes.len()],
             loc: vec![None; g.nodes.len()],
             skip: vec![false; g.nodes.len()],
+            skip_fork: vec![false; g.nodes.len()],
             ..Plan::default()
         };
         for (i, n) in g.nodes.iter().enumerate() {
@@ -324,7 +338,7 @@ impl Plan {
                     }
                 }
                 Op::RepSig if g.stream(n.ins[0]).kind == StreamKind::Crd => {
-                    plan.sig[i] = plan.sibling(g, n.ins[0]);
+                    plan.sig[i] = plan.sibling(g, n.ins[0]).or_else(|| plan.lane_sibling(g, n.ins[0]));
                 }
                 Op::Locate { tensor, level, .. } if *level > 0 => {
                     plan.loc[i] = plan.locate(g, i, tensor, *level);
@@ -334,6 +348,19 @@ impl Plan {
         }
         plan.add_droppers(g);
         plan.dense = densified_levels(g);
+        // A crd fork whose every lane feeds only such RepSigs has no reader left in Comal.
+        for (i, n) in g.nodes.iter().enumerate() {
+            if matches!(n.op, Op::Fork { .. }) && g.stream(n.ins[0]).kind == StreamKind::Crd {
+                plan.skip_fork[i] = n.outs.iter().all(|o| {
+                    o.is_some_and(|o| {
+                        g.stream(o).consumers.iter().all(|&(c, _)| {
+                            matches!(g.nodes[c.0 as usize].op, Op::RepSig)
+                                && plan.sig[c.0 as usize].is_some_and(|sib| sib.lane.is_some_and(|(f, _)| f == i))
+                        })
+                    })
+                });
+            }
+        }
         // A repeat whose every consumer is a rewritten locate is not exported.
         for (i, n) in g.nodes.iter().enumerate() {
             if let (Op::Repeat { .. }, Some(out)) = (&n.op, n.outs.first().copied().flatten()) {
@@ -465,7 +492,22 @@ impl Plan {
             }
             _ => return None,
         };
-        Some(Sibling { stream, crd_port: port })
+        Some(Sibling { stream, crd_port: port, lane: None })
+    }
+
+    /// The sibling of lane `l` of a fork of crd stream `c`: lane `l` of the fork (same region)
+    /// of `c`'s own sibling. Both forks deal their streams' elements alike, so the two lanes
+    /// have one shape, and Comal's repeat can read the ref/val lane.
+    fn lane_sibling(&mut self, g: &Graph, c: StreamId) -> Option<Sibling> {
+        let (NodeId(f), port) = g.stream(c).producer;
+        let (f, l) = (f as usize, port as usize);
+        let Op::Fork { region, .. } = &g.nodes[f].op else { return None };
+        let base = self.sibling(g, g.nodes[f].ins[0])?;
+        let twin = g.nodes.iter().position(|m| {
+            matches!(&m.op, Op::Fork { region: r, .. } if r == region) && m.ins.first() == Some(&base.stream)
+        })?;
+        let stream = g.nodes[twin].outs.get(l).copied().flatten()?;
+        Some(Sibling { stream, crd_port: base.crd_port, lane: Some((f, l)) })
     }
 
     fn kinds_of(&self, g: &Graph, s: StreamId) -> StreamKind {
@@ -843,7 +885,17 @@ fn emit(g: &Graph, plan: &Plan, a: &mut Alloc) -> Result<Vec<Operation>, ExportE
                     meta.set("sig_label", &rn.label);
                     meta.set("sig_name", a.name(sig));
                     meta.set("sig_port", sib.crd_port);
-                    meta.set("crd_name", a.name(rn.ins[0]));
+                    if let Some((f, l)) = sib.lane {
+                        // The signal reads lane `l` of fork `f` of that crd stream.
+                        let fork = &g.nodes[f];
+                        meta.set("sig_lane", l);
+                        meta.set("sig_fork", f);
+                        meta.set("crd_name", a.name(fork.ins[0]));
+                        meta.set("lane_name", a.name(rn.ins[0]));
+                        meta.set("fork_label", &fork.label);
+                    } else {
+                        meta.set("crd_name", a.name(rn.ins[0]));
+                    }
                     if a.kind(sib.stream) == StreamKind::Val {
                         proto::repeat::InputRepSig::RepVal(a.c_val(sib.stream).unwrap_or_default())
                     } else {
@@ -1251,14 +1303,99 @@ fn emit(g: &Graph, plan: &Plan, a: &mut Alloc) -> Result<Vec<Operation>, ExportE
                     }),
                 ));
             }
-            // Comal's Gather reads a lane up to any stop and turns other lanes' stops into S0:
-            // it rebuilds our lanes' streams only in special cases (docs/parallel.md).
-            Op::Fork { .. } | Op::Gather { .. } => {
-                return Err(unsupported(
+            // Comal's Scatter is our fork token for token (docs/comal.md, "Parallel lanes").
+            Op::Fork { .. } if plan.skip_fork[i] => {}
+            Op::Fork { lanes, index, region } => {
+                let input = n.ins[0];
+                if (0..*lanes as usize).any(|l| out(l).is_none()) {
+                    return Err(unsupported(
+                        i,
+                        n,
+                        "a lane output is void: Comal's Scatter needs a reader on every lane",
+                    ));
+                }
+                let name = a.name(input);
+                let ids: Vec<(u64, String)> =
+                    (0..*lanes as usize).map(|l| (a.produce(out(l)), a.name_of(out(l)))).collect();
+                if !a.counting && ids.iter().any(|&(id, _)| id == 0) {
+                    return Err(unsupported(
+                        i,
+                        n,
+                        "a lane has no reader in Comal: Comal's Scatter needs one on every lane",
+                    ));
+                }
+                let conn = match a.kind(input) {
+                    StreamKind::Ref => proto::fork::Conn::Ref(proto::fork::RefBundle {
+                        input: a.c_ref(input),
+                        outputs: ids.into_iter().map(|(id, nm)| proto::RefStream::new(id, nm)).collect(),
+                    }),
+                    StreamKind::Crd => proto::fork::Conn::Crd(proto::fork::CrdBundle {
+                        input: a.c_crd(input),
+                        outputs: ids.into_iter().map(|(id, nm)| proto::CrdStream::new(id, nm)).collect(),
+                    }),
+                    StreamKind::Val => proto::fork::Conn::Val(proto::fork::ValBundle {
+                        input: a.c_val(input),
+                        outputs: ids.into_iter().map(|(id, nm)| proto::ValStream::new(id, nm)).collect(),
+                    }),
+                    StreamKind::RepSig => {
+                        return Err(unsupported(
+                            i,
+                            n,
+                            format!("fork of repeat-signal stream {name}: Comal's Scatter panics on one"),
+                        ))
+                    }
+                };
+                ops.push(op(
+                    Meta::new("fork").with("index", index).with("region", region),
                     i,
-                    n,
-                    "parallel lanes are not exported (Comal's Gather does not restore stop levels): export the graph without --par",
-                ))
+                    P::Fork(proto::Fork { label, conn: Some(conn) }),
+                ));
+            }
+            // Comal's Gather has no control input: it copies one lane up to its next stop, then
+            // the next lane, and turns the stops of all lanes but the last into S0. That is our
+            // gather exactly when `comal_gather_exact` holds; anything else is refused.
+            Op::Gather { lanes, depth, index, region } => {
+                if let Err(why) = comal_gather_exact(g, &plan.dense, i) {
+                    return Err(unsupported(i, n, why));
+                }
+                let ctl = n.ins[0];
+                let lane_ins: Vec<StreamId> = n.ins[usize::from(*depth > 0)..].to_vec();
+                if lane_ins.len() != *lanes as usize {
+                    return Err(unsupported(i, n, format!("{} lane inputs for {lanes} lanes", lane_ins.len())));
+                }
+                let output = out(0);
+                let kind = a.kind(lane_ins[0]);
+                // The control stream is not wired in Comal; the importer gets it back from its
+                // producer-side id (`ctl=`), read without adding a Comal consumer.
+                let ctl_id = a.peek(ctl);
+                let conn = match kind {
+                    StreamKind::Ref => proto::join::Conn::Ref(proto::join::RefBundle {
+                        output: a.p_ref(output),
+                        inputs: lane_ins.iter().filter_map(|&s| a.c_ref(s)).collect(),
+                    }),
+                    StreamKind::Crd => proto::join::Conn::Crd(proto::join::CrdBundle {
+                        output: a.p_crd(output),
+                        inputs: lane_ins.iter().filter_map(|&s| a.c_crd(s)).collect(),
+                    }),
+                    StreamKind::Val => proto::join::Conn::Val(proto::join::ValBundle {
+                        output: a.p_val(output),
+                        inputs: lane_ins.iter().filter_map(|&s| a.c_val(s)).collect(),
+                    }),
+                    StreamKind::RepSig => {
+                        return Err(unsupported(i, n, "gather of a repeat-signal stream: Comal's Gather panics on one"))
+                    }
+                };
+                let mut meta = Meta::new("gather").with("depth", depth).with("index", index).with("region", region);
+                if ctl_id != 0 {
+                    meta.set("ctl", ctl_id);
+                } else {
+                    // Nothing in Comal reads the control: name its producer's port instead.
+                    let (NodeId(p), port) = g.stream(ctl).producer;
+                    meta.set("ctl_op", p);
+                    meta.set("ctl_port", port);
+                    meta.set("ctl_name", a.name(ctl));
+                }
+                ops.push(op(meta, i, P::Join(proto::Join { label, conn: Some(conn) })));
             }
             #[allow(unreachable_patterns)]
             _ => return Err(unsupported(i, n, "no tortilla mapping for this primitive")),
@@ -1272,6 +1409,95 @@ fn emit(g: &Graph, plan: &Plan, a: &mut Alloc) -> Result<Vec<Operation>, ExportE
 /// Whether node `i` is the first level writer of `tensor` in node order.
 fn first_writer(g: &Graph, i: usize, tensor: &str) -> bool {
     !g.nodes[..i].iter().any(|n| matches!(&n.op, Op::LevelWrite { tensor: t, .. } if t == tensor))
+}
+
+/// Whether Comal's `Gather` rebuilds gather node `i`'s stream token for token, and why not.
+///
+/// Comal's Gather starts at lane 0, copies the current lane's tokens up to and including its
+/// next stop (emitted as `S0` unless the lane is the last one, whose stop passes unchanged),
+/// then moves to the next lane; a `D` from a lane other than the last is dropped. Our fork
+/// deals a fiber's elements round-robin, so that is our gather exactly when
+/// - each element of the lanes' streams ends with exactly one stop: the stream lies one level
+///   below the parallelized one (depth 1), and
+/// - every fiber of the parallelized level holds the same nonzero multiple of the lane count
+///   (so each lane has an element in every fiber, no lane ends a fiber with a lone stop, and
+///   each fiber starts again at lane 0): the level is iterated densely over a dimension whose
+///   size the lane count divides.
+///
+/// Then the stop closing element `k` comes from lane `k mod F`: an `S0` separator, and for the
+/// fiber's last element (lane `F − 1`) the fiber's own closing stop, unchanged.
+pub(crate) fn comal_gather_exact(g: &Graph, dense: &BTreeSet<(String, u32)>, i: usize) -> Result<(), String> {
+    let n = &g.nodes[i];
+    let Op::Gather { lanes, depth, index, .. } = &n.op else { return Ok(()) };
+    match depth {
+        0 => {
+            return Err(format!(
+                "depth 0 (one token per element of {index}): Comal's Gather copies a lane up to its next stop, so it would group each fiber's elements by lane and add S0 stops between lanes"
+            ))
+        }
+        1 => {}
+        d => {
+            return Err(format!(
+                "depth {d} (the stream lies {d} levels below {index}): an element's subtree holds inner stops and Comal's Gather switches lanes at the first one"
+            ))
+        }
+    }
+    match full_size(g, dense, n.ins[0]) {
+        Some(size) if size > 0 && size % lanes == 0 => Ok(()),
+        Some(size) => Err(format!(
+            "{index} has {size} elements per fiber, not a nonzero multiple of {lanes} lanes: Comal's Gather would take lone stops from lanes without an element or leave the lanes out of step"
+        )),
+        None => Err(format!(
+            "{index} is not iterated densely (fibers can hold any number of elements): Comal's Gather restores the stops only when every fiber holds a multiple of {lanes} elements"
+        )),
+    }
+}
+
+/// The number of elements in every fiber of crd stream `s`, when all its fibers hold every
+/// coordinate of one dimension (see [`full`]).
+fn full_size(g: &Graph, dense: &BTreeSet<(String, u32)>, s: StreamId) -> Option<u32> {
+    let (NodeId(p), _) = g.stream(s).producer;
+    let n = &g.nodes[p as usize];
+    match &n.op {
+        Op::Range { size, .. } => Some(*size),
+        Op::Scan { tensor, level, dim, format, .. }
+            if *format == LevelFormat::Dense || dense.contains(&(tensor.clone(), *level)) =>
+        {
+            let b = g.inputs.iter().find(|b| b.tensor == *tensor)?;
+            b.shape.get(*dim as usize).and_then(|&d| u32::try_from(d).ok())
+        }
+        Op::Join { kind, payloads, .. } => {
+            let mut ii = 0usize;
+            let mut sizes = Vec::with_capacity(payloads.len());
+            for &np in payloads {
+                sizes.push(full_size(g, dense, n.ins[ii]));
+                ii += 1 + np as usize;
+            }
+            match kind {
+                // A union of a full operand holds every coordinate of it.
+                JoinKind::Union => sizes.into_iter().flatten().next(),
+                // An intersection of full operands (of one dimension) holds all of them.
+                JoinKind::Intersect => {
+                    let first = (*sizes.first()?)?;
+                    sizes.iter().all(|&z| z == Some(first)).then_some(first)
+                }
+            }
+        }
+        Op::Gather { depth, .. } => full_size(g, dense, n.ins[usize::from(*depth > 0)]),
+        Op::Scan { .. }
+        | Op::Fork { .. }
+        | Op::Root
+        | Op::RepSig
+        | Op::Repeat { .. }
+        | Op::Locate { .. }
+        | Op::Array { .. }
+        | Op::Alu { .. }
+        | Op::Reduce { .. }
+        | Op::Spacc { .. }
+        | Op::CrdDrop
+        | Op::LevelWrite { .. }
+        | Op::ValWrite { .. } => None,
+    }
 }
 
 /// What in `g` the Comal simulator cannot run as exported, or runs with other results, one
@@ -1300,6 +1526,12 @@ pub fn comal_gaps(g: &Graph) -> Vec<String> {
             }
             Op::Repeat { .. } => {
                 if let Some(out) = n.outs.first().copied().flatten() {
+                    may_n[out.0 as usize] = may_n[n.ins[0].0 as usize];
+                }
+            }
+            // A lane carries the `N`s of its input.
+            Op::Fork { .. } => {
+                for out in n.outs.iter().flatten() {
                     may_n[out.0 as usize] = may_n[n.ins[0].0 as usize];
                 }
             }
@@ -1366,6 +1598,10 @@ pub fn comal_gaps(g: &Graph) -> Vec<String> {
                         .into()
                 }));
             }
+            Op::Fork { .. } if may_n[n.ins[0].0 as usize] => gaps.push(what(format!(
+                "its input {} comes from a union and can be N; Comal's Scatter panics on N",
+                g.stream(n.ins[0]).name
+            ))),
             Op::Spacc { op: ReduceKind::Max, .. } => gaps.push(what(
                 "Comal's sparse accumulator has no max (the schema has no field for its operator): it sums".into(),
             )),

@@ -196,6 +196,18 @@ struct Folded {
     /// Our export's form: the signal reads this crd output port of `src`'s producer (named
     /// `crd_name`), not `src` itself.
     sig_port: Option<(usize, String)>,
+    /// Our export's form for a lane: the signal reads lane `lane` of a fork (node `fork`,
+    /// labelled `label`) of that crd stream; the lane's stream is named `name`. `src` is then
+    /// the same lane of the fork of the sibling.
+    sig_lane: Option<SigLane>,
+}
+
+/// See [`Folded::sig_lane`].
+struct SigLane {
+    lane: usize,
+    fork: u64,
+    label: String,
+    name: String,
 }
 
 /// One joiner message of a (possibly split) Join.
@@ -620,8 +632,83 @@ impl Builder {
                     self.produce(info, o, Producer::Alias(input))?;
                 }
             }
-            P::Fork(_) => return Err(unsupported(info, "fork (scatter) has no equivalent primitive")),
-            P::Join(_) => return Err(unsupported(info, "join (gather) has no equivalent primitive")),
+            P::Fork(f) => {
+                use proto::fork::Conn;
+                let (input, outputs): (Sref, Vec<Sref>) = match &f.conn {
+                    Some(Conn::Crd(x)) => (s_crd(x.input.as_ref()), x.outputs.iter().map(|s| s_crd(Some(s))).collect()),
+                    Some(Conn::Ref(x)) => (s_ref(x.input.as_ref()), x.outputs.iter().map(|s| s_ref(Some(s))).collect()),
+                    Some(Conn::Val(x)) => (s_val(x.input.as_ref()), x.outputs.iter().map(|s| s_val(Some(s))).collect()),
+                    Some(Conn::Repsig(_)) => return Err(unsupported(info, "fork of a repeat-signal stream")),
+                    None => return Err(missing(info, "fork.conn")),
+                };
+                if outputs.len() < 2 {
+                    return Err(bad(format!("a fork needs at least 2 lanes, found {}", outputs.len())));
+                }
+                let input = self.consume(info, "fork input", input)?;
+                let mut outs = Vec::with_capacity(outputs.len());
+                for (l, o) in outputs.into_iter().enumerate() {
+                    outs.push(self.out(info, l, o)?);
+                }
+                let op = Op::Fork {
+                    lanes: outs.len() as u32,
+                    index: meta.get("index").unwrap_or("").to_string(),
+                    region: meta.parse_key::<u32>("region").map_err(bad)?.unwrap_or(0),
+                };
+                self.push(info, op, f.label.clone(), vec![input], outs, Extra::None);
+            }
+            P::Join(j) => {
+                use proto::join::Conn;
+                // Comal's own Gather restores stop levels only in special cases; our gather is
+                // exact, so only a join our export wrote (with its depth and control) maps to it.
+                let depth = meta.parse_key::<u32>("depth").map_err(bad)?.ok_or_else(|| {
+                    unsupported(info, "join (gather) without our depth= metadata: Comal's Gather semantics have no equivalent primitive")
+                })?;
+                let (output, inputs): (Sref, Vec<Sref>) = match &j.conn {
+                    Some(Conn::Crd(x)) => (s_crd(x.output.as_ref()), x.inputs.iter().map(|s| s_crd(Some(s))).collect()),
+                    Some(Conn::Ref(x)) => (s_ref(x.output.as_ref()), x.inputs.iter().map(|s| s_ref(Some(s))).collect()),
+                    Some(Conn::Val(x)) => (s_val(x.output.as_ref()), x.inputs.iter().map(|s| s_val(Some(s))).collect()),
+                    Some(Conn::Repsig(_)) => return Err(unsupported(info, "join of repeat-signal streams")),
+                    None => return Err(missing(info, "join.conn")),
+                };
+                if inputs.len() < 2 {
+                    return Err(bad(format!("a join needs at least 2 lanes, found {}", inputs.len())));
+                }
+                let mut ins = Vec::with_capacity(inputs.len() + 1);
+                if depth > 0 {
+                    // The control (the parallelized level's crd stream) has no Comal wire: it
+                    // is named by the id its producer writes, and read without consuming it.
+                    let ctl = meta.parse_key::<u64>("ctl").map_err(bad)?.unwrap_or(0);
+                    let ctl_op = meta.parse_key::<u64>("ctl_op").map_err(bad)?;
+                    let ctl_port = meta.parse_key::<usize>("ctl_port").map_err(bad)?;
+                    match (ctl, ctl_op, ctl_port) {
+                        (0, Some(op), Some(port)) => {
+                            // Nothing in Comal reads the control: its producer's port.
+                            let item = (0..self.items.len()).find(|&k| self.items[k].info.id == op).ok_or_else(|| {
+                                bad(format!("ctl_op={op}: no operation with that id before this join"))
+                            })?;
+                            let name = meta.get("ctl_name").unwrap_or("").to_string();
+                            ins.push(self.port_key(info, item, port, &name)?);
+                        }
+                        (0, _, _) => {
+                            return Err(bad(format!(
+                                "a join of depth {depth} needs ctl= (the crd id of its control stream) or ctl_op= and ctl_port="
+                            )))
+                        }
+                        (id, _, _) => ins.push(Key { ns: Ns::Crd, id }),
+                    }
+                }
+                for (k, s) in inputs.into_iter().enumerate() {
+                    ins.push(self.consume(info, &format!("join.inputs[{k}]"), s)?);
+                }
+                let out = self.out(info, 0, output)?;
+                let op = Op::Gather {
+                    lanes: (ins.len() - usize::from(depth > 0)) as u32,
+                    depth,
+                    index: meta.get("index").unwrap_or("").to_string(),
+                    region: meta.parse_key::<u32>("region").map_err(bad)?.unwrap_or(0),
+                };
+                self.push(info, op, j.label.clone(), ins, vec![out], Extra::None);
+            }
             P::CoordHold(_) => return Err(unsupported(info, "coord_hold has no equivalent primitive")),
             P::CoordMask(_) => return Err(unsupported(info, "coord_mask is not implemented")),
             P::GenRef(_) => return Err(unsupported(info, "gen_ref is not implemented")),
@@ -675,6 +762,18 @@ impl Builder {
                     sig_label: meta.get("sig_label").unwrap_or("").to_string(),
                     sig_name: meta.get("sig_name").unwrap_or("repsig").to_string(),
                     sig_port: sig_port.map(|p| (p, meta.get("crd_name").unwrap_or("").to_string())),
+                    sig_lane: match meta.parse_key::<usize>("sig_lane").map_err(|m| meta_err(info, name, m))? {
+                        None => None,
+                        Some(lane) => Some(SigLane {
+                            lane,
+                            fork: meta
+                                .parse_key::<u64>("sig_fork")
+                                .map_err(|m| meta_err(info, name, m))?
+                                .ok_or_else(|| meta_err(info, name, "sig_lane= needs sig_fork="))?,
+                            label: meta.get("fork_label").unwrap_or("").to_string(),
+                            name: meta.get("lane_name").unwrap_or("").to_string(),
+                        }),
+                    },
                 });
                 // Placeholder, replaced by the folded RepSig's output.
                 Key { ns: Ns::Internal, id: 0 }
@@ -756,6 +855,7 @@ impl Builder {
             sig_label: meta.get("sig_label").unwrap_or("").to_string(),
             sig_name: meta.get("sig_name").unwrap_or("repsig").to_string(),
             sig_port: None,
+            sig_lane: None,
         });
         Ok(())
     }
@@ -1026,7 +1126,9 @@ impl Builder {
             let info = self.items[f.item].info;
             let mut src_key = f.src;
             let mut src = self.resolve(f.src, info)?;
-            if let Some((port, crd_name)) = &f.sig_port {
+            if let (Some((port, crd_name)), Some(lane)) = (&f.sig_port, &f.sig_lane) {
+                (src_key, src) = self.fork_lane(info, src, *port, crd_name, lane)?;
+            } else if let Some((port, crd_name)) = &f.sig_port {
                 // The signal reads the crd stream at `port` of the producer.
                 let (item, _) = src;
                 let outs = self.items[item].outs.len();
@@ -1084,6 +1186,74 @@ impl Builder {
             }
         }
         Ok(())
+    }
+
+    /// The key of output `port` of item `item`, made (internal, named `name`) if the export
+    /// left that port void.
+    fn port_key(&mut self, info: Info, item: usize, port: usize, name: &str) -> Res<Key> {
+        let (outs, of) = (self.items[item].outs.len(), self.items[item].info);
+        let slot = self.items[item].outs.get_mut(port).ok_or_else(|| ImportError::Kind {
+            op: info.to_string(),
+            message: format!("port {port} of {of}, which has {outs} outputs"),
+        })?;
+        if let Some(end) = slot {
+            return Ok(end.key);
+        }
+        self.internal += 1;
+        let key = Key { ns: Ns::InternalCrd, id: self.internal };
+        *slot = Some(End { key, name: name.to_string() });
+        self.produced.insert(key, (Producer::Item(item, port), info));
+        Ok(key)
+    }
+
+    /// A folded repeat signal of a lane: `src` is lane `l` of the fork of a sibling stream; the
+    /// signal reads lane `l` of the fork of the crd stream at `port` of the sibling's producer.
+    /// That fork is the exported one over the same crd stream, or is rebuilt when the export
+    /// left it out (its lanes had no other reader). Returns the lane's key and producer port.
+    fn fork_lane(
+        &mut self,
+        info: Info,
+        src: (usize, usize),
+        port: usize,
+        crd_name: &str,
+        lane: &SigLane,
+    ) -> Res<(Key, (usize, usize))> {
+        let wrong = |m: String| ImportError::Kind { op: info.to_string(), message: m };
+        let (twin, l) = src;
+        let Op::Fork { lanes, index, region } = self.items[twin].op.clone() else {
+            return Err(wrong(format!(
+                "sig_lane= but the repeat's rep_ref is not a fork lane ({})",
+                self.items[twin].info
+            )));
+        };
+        if l != lane.lane {
+            return Err(wrong(format!("sig_lane={} but rep_ref is lane {l}", lane.lane)));
+        }
+        let twin_in = *self.items[twin].ins.first().ok_or_else(|| wrong("a fork without input".into()))?;
+        let (anchor, _) = self.resolve(twin_in, info)?;
+        let crd = self.port_key(info, anchor, port, crd_name)?;
+        let existing = (0..self.items.len()).find(|&k| {
+            matches!(self.items[k].op, Op::Fork { .. })
+                && self.items[k].ins.first().is_some_and(|&i| self.resolve(i, info).ok() == Some((anchor, port)))
+        });
+        let fork = match existing {
+            Some(k) => k,
+            None => {
+                let k = self.items.len();
+                self.items.push(Item {
+                    order: (lane.fork, 1, info.pos as u64),
+                    info: Info { pos: info.pos, id: lane.fork, kind: "fork" },
+                    op: Op::Fork { lanes, index, region },
+                    label: lane.label.clone(),
+                    ins: vec![crd],
+                    outs: vec![None; lanes as usize],
+                    extra: Extra::None,
+                });
+                k
+            }
+        };
+        let key = self.port_key(info, fork, l, &lane.name)?;
+        Ok((key, (fork, l)))
     }
 
     /// Fills the inputs of every Join from its parts.

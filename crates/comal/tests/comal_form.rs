@@ -128,6 +128,36 @@ fn check_runnable(c: &proto::ComalGraph, what: &str) {
                 }
                 proto::broadcast::Conn::Repsig(_) => panic!("{what}: {name}: a repsig broadcast"),
             },
+            P::Fork(f) => match f.conn.as_ref().unwrap() {
+                proto::fork::Conn::Ref(x) => {
+                    cons.push(("ref", x.input.as_ref().unwrap().sid()));
+                    x.outputs.iter().for_each(|s| prod(("ref", s.sid())));
+                }
+                proto::fork::Conn::Crd(x) => {
+                    cons.push(("crd", x.input.as_ref().unwrap().sid()));
+                    x.outputs.iter().for_each(|s| prod(("crd", s.sid())));
+                }
+                proto::fork::Conn::Val(x) => {
+                    cons.push(("val", x.input.as_ref().unwrap().sid()));
+                    x.outputs.iter().for_each(|s| prod(("val", s.sid())));
+                }
+                proto::fork::Conn::Repsig(_) => panic!("{what}: {name}: Comal's Scatter panics on a repsig fork"),
+            },
+            P::Join(j) => match j.conn.as_ref().unwrap() {
+                proto::join::Conn::Ref(x) => {
+                    x.inputs.iter().for_each(|s| cons.push(("ref", s.sid())));
+                    prod(("ref", x.output.as_ref().unwrap().sid()));
+                }
+                proto::join::Conn::Crd(x) => {
+                    x.inputs.iter().for_each(|s| cons.push(("crd", s.sid())));
+                    prod(("crd", x.output.as_ref().unwrap().sid()));
+                }
+                proto::join::Conn::Val(x) => {
+                    x.inputs.iter().for_each(|s| cons.push(("val", s.sid())));
+                    prod(("val", x.output.as_ref().unwrap().sid()));
+                }
+                proto::join::Conn::Repsig(_) => panic!("{what}: {name}: Comal's Gather panics on a repsig join"),
+            },
             other => panic!("{what}: {name}: unexpected operation {other:?}"),
         }
     }
@@ -534,4 +564,144 @@ fn a_max_over_nonzeros_exports_stand_ins_exact_for_nonnegative_maxima() {
             assert_eq!(got == ours(gr), exact, "group {gr:?} (first {first}): Comal {got}, ours {}", ours(gr));
         }
     }
+}
+
+/// The lane test program (a dense row level: Comal's Gather can rebuild its lanes).
+fn lanes_program() -> fuseflow_ir::CheckedProgram {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lanes_spmm_csr.ff");
+    load(&path)
+}
+
+/// One line per operation: id, name (kind and our metadata) and, for forks and joins, the
+/// stream ids they read and write.
+fn render(c: &proto::ComalGraph) -> String {
+    let ids = |v: Vec<u64>| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let mut out = String::new();
+    for o in ops(c) {
+        let wiring = match o.op.as_ref().unwrap() {
+            P::Fork(f) => match f.conn.as_ref().unwrap() {
+                proto::fork::Conn::Crd(x) => {
+                    format!(
+                        " crd {} -> {}",
+                        x.input.as_ref().unwrap().sid(),
+                        ids(x.outputs.iter().map(|s| s.sid()).collect())
+                    )
+                }
+                proto::fork::Conn::Ref(x) => {
+                    format!(
+                        " ref {} -> {}",
+                        x.input.as_ref().unwrap().sid(),
+                        ids(x.outputs.iter().map(|s| s.sid()).collect())
+                    )
+                }
+                proto::fork::Conn::Val(x) => {
+                    format!(
+                        " val {} -> {}",
+                        x.input.as_ref().unwrap().sid(),
+                        ids(x.outputs.iter().map(|s| s.sid()).collect())
+                    )
+                }
+                proto::fork::Conn::Repsig(_) => " repsig".into(),
+            },
+            P::Join(j) => match j.conn.as_ref().unwrap() {
+                proto::join::Conn::Crd(x) => {
+                    format!(
+                        " crd {} -> {}",
+                        ids(x.inputs.iter().map(|s| s.sid()).collect()),
+                        x.output.as_ref().unwrap().sid()
+                    )
+                }
+                proto::join::Conn::Ref(x) => {
+                    format!(
+                        " ref {} -> {}",
+                        ids(x.inputs.iter().map(|s| s.sid()).collect()),
+                        x.output.as_ref().unwrap().sid()
+                    )
+                }
+                proto::join::Conn::Val(x) => {
+                    format!(
+                        " val {} -> {}",
+                        ids(x.inputs.iter().map(|s| s.sid()).collect()),
+                        x.output.as_ref().unwrap().sid()
+                    )
+                }
+                proto::join::Conn::Repsig(_) => " repsig".into(),
+            },
+            _ => String::new(),
+        };
+        out.push_str(&format!("{} {}{wiring}\n", o.id, o.name));
+    }
+    out
+}
+
+/// Lanes over a densely iterated level whose size the lane count divides export as Comal's
+/// Scatter and Gather, follow Comal's wiring, round-trip exactly (same graph, cycles, tokens
+/// and outputs after import), and compute what the graph without lanes computes.
+#[test]
+fn lanes_export_as_scatter_and_gather_and_round_trip() {
+    let p = lanes_program();
+    let tensors =
+        inputs(&p, std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lanes_spmm_csr.ff").as_path());
+    let g = lower_statement(&p, 0, None, &LowerOptions::default()).unwrap().graph;
+    let cfg = fuseflow_sim::SimConfig::default();
+    let plain = fuseflow_sim::simulate(&g, &tensors, &cfg).unwrap();
+    for lanes in [2, 4, 8] {
+        let what = format!("lanes_spmm_csr par i={lanes}");
+        let par = fuseflow_compiler::par::parallelize(&g, "i", lanes).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let c = fuseflow_comal::to_comal(&par).unwrap_or_else(|e| panic!("{what}: {e}"));
+        check_runnable(&c, &what);
+        let forks = ops(&c).iter().filter(|o| matches!(o.op, Some(P::Fork(_)))).count();
+        let joins = ops(&c).iter().filter(|o| matches!(o.op, Some(P::Join(_)))).count();
+        assert!(forks >= 1 && joins >= 2, "{what}: {forks} forks, {joins} joins");
+        check_round_trip(&par, &tensors, &what);
+        let r = fuseflow_sim::simulate(&par, &tensors, &cfg).unwrap();
+        assert_eq!(r.outputs, plain.outputs, "{what}: outputs differ from one lane");
+        if lanes == 2 {
+            insta::assert_snapshot!("lanes_spmm_csr_par_i2", render(&c));
+        }
+    }
+}
+
+/// Every gather Comal's Gather cannot rebuild is refused, naming the node and the reason.
+#[test]
+fn gathers_comal_cannot_rebuild_are_refused() {
+    let refused = |g: &Graph, index: &str, lanes: u32| -> String {
+        let par = fuseflow_compiler::par::parallelize(g, index, lanes).unwrap();
+        let e = fuseflow_comal::to_comal(&par).expect_err("a refused gather").to_string();
+        assert!(e.contains("(gather)") && !e.contains('\n'), "{e}");
+        e
+    };
+    // A lane count that does not divide the level's size.
+    let g = lower_statement(&lanes_program(), 0, None, &LowerOptions::default()).unwrap().graph;
+    assert!(refused(&g, "i", 3).contains("i has 32 elements per fiber, not a nonzero multiple of 3 lanes"));
+    // A compressed level: fibers of any length.
+    let src = std::fs::read_to_string(examples_dir().join("spmm_gustavson.ff")).unwrap();
+    let (g, _) = export_of(&src, 0);
+    assert!(refused(&g, "i", 2).contains("i is not iterated densely"));
+    // One token per element (a reduction's result per row).
+    let src = std::fs::read_to_string(examples_dir().join("spmv.ff")).unwrap();
+    let (g, _) = export_of(&src, 0);
+    assert!(refused(&g, "i", 2).contains("depth 0"));
+    // Two levels below the parallelized one (heads over query rows and features).
+    let p = load(&examples_dir().join("bigbird_attention.ff"));
+    let groups = plan(&p, &Fusion::Full).unwrap();
+    let g = lower_group(&p, &groups[0], None, &LowerOptions::default()).unwrap().graph;
+    assert!(refused(&g, "h", 2).contains("depth 2"));
+}
+
+/// A join without our metadata has Comal's Gather semantics, which no primitive of ours has.
+#[test]
+fn a_foreign_join_is_refused_on_import() {
+    let p = lanes_program();
+    let g = lower_statement(&p, 0, None, &LowerOptions::default()).unwrap().graph;
+    let par = fuseflow_compiler::par::parallelize(&g, "i", 2).unwrap();
+    let mut c = fuseflow_comal::to_comal(&par).unwrap();
+    for o in &mut c.graph.as_mut().unwrap().operators {
+        if matches!(o.op, Some(P::Join(_))) {
+            o.name = "join".into();
+        }
+    }
+    let dir = std::env::temp_dir();
+    let e = fuseflow_comal::from_comal(&c, &dir).expect_err("a foreign join").to_string();
+    assert!(e.contains("without our depth= metadata"), "{e}");
 }

@@ -215,8 +215,17 @@ fn unsupported_operations_and_bad_names() {
     let (_, _, dir, c0) = sddmm();
     let d = dir.path();
     for (op, what) in [
-        (P::Fork(Default::default()), "fork"),
-        (P::Join(Default::default()), "join"),
+        (P::Join(Default::default()), "without our depth= metadata"),
+        (
+            P::Fork(proto::Fork {
+                label: String::new(),
+                conn: Some(proto::fork::Conn::Repsig(proto::fork::RepSigBundle {
+                    input: Some(proto::RepSigStream::new(600, "")),
+                    outputs: vec![proto::RepSigStream::new(601, ""), proto::RepSigStream::new(602, "")],
+                })),
+            }),
+            "fork of a repeat-signal stream",
+        ),
         (P::CoordHold(Default::default()), "coord_hold"),
         (P::CoordMask(Default::default()), "coord_mask"),
         (P::GenRef(Default::default()), "gen_ref"),
@@ -226,6 +235,32 @@ fn unsupported_operations_and_bad_names() {
         ops(&mut c).push(proto::Operation { name: String::new(), id: 1000, op: Some(op) });
         import_fails(&c, d, &[what, "unsupported"]);
     }
+    // A fork with no bundle, a fork with one lane, a join of depth 1 without its control.
+    let mut c = c0.clone();
+    ops(&mut c).push(proto::Operation { name: "fork".into(), id: 1000, op: Some(P::Fork(Default::default())) });
+    import_fails(&c, d, &["fork", "missing fork.conn"]);
+    let mut c = c0.clone();
+    let one_lane = proto::fork::Conn::Crd(proto::fork::CrdBundle {
+        input: Some(proto::CrdStream::new(600, "")),
+        outputs: vec![proto::CrdStream::new(601, "")],
+    });
+    ops(&mut c).push(proto::Operation {
+        name: "fork".into(),
+        id: 1000,
+        op: Some(P::Fork(proto::Fork { label: String::new(), conn: Some(one_lane) })),
+    });
+    import_fails(&c, d, &["fork", "at least 2 lanes"]);
+    let mut c = c0.clone();
+    let lanes = proto::join::Conn::Val(proto::join::ValBundle {
+        output: Some(proto::ValStream::new(600, "")),
+        inputs: vec![proto::ValStream::new(601, ""), proto::ValStream::new(602, "")],
+    });
+    ops(&mut c).push(proto::Operation {
+        name: "gather;depth=1".into(),
+        id: 1000,
+        op: Some(P::Join(proto::Join { label: String::new(), conn: Some(lanes) })),
+    });
+    import_fails(&c, d, &["join", "needs ctl="]);
     let mut c = c0.clone();
     first_op(&mut c, |o| matches!(o, P::FiberLookup(_))).name = "fiberlookup;level=two".into();
     import_fails(&c, d, &["fiber_lookup", "bad name", "level=\"two\""]);

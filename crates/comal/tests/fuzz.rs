@@ -38,6 +38,15 @@ fn bases() -> Vec<(Vec<u8>, TmpDir)> {
     let src = "input A[4, 3] dcsr = random(density=0.5, seed=1)\noutput y[4] dense\ny(i) = maxnz(j, A(i,j))\n";
     let p = fuseflow_ir::check(fuseflow_ir::parse(src, "m.ff", &BTreeMap::new()).unwrap()).unwrap();
     add(&p, Path::new("."), "maxnz");
+    // Parallel lanes (forks and joins, a crd fork the importer rebuilds).
+    let src = "input A[4, 3] csr = random(density=0.5, seed=1)\ninput B[3, 2] csr = random(density=0.5, seed=2)\noutput X[4, 2] csr\nX(i,j) = A(i,k) * B(k,j)\n";
+    let p = fuseflow_ir::check(fuseflow_ir::parse(src, "l.ff", &BTreeMap::new()).unwrap()).unwrap();
+    let tensors = fuseflow_ir::load_inputs(&p, Path::new("."), 0).unwrap();
+    let k = fuseflow_compiler::lower_statement(&p, 0, None, &Default::default()).unwrap();
+    let par = fuseflow_compiler::par::parallelize(&k.graph, "i", 2).unwrap();
+    let dir = TmpDir::new("lanes");
+    fuseflow_comal::export_dir(&par, &tensors, dir.path()).unwrap();
+    out.push((std::fs::read(dir.path().join("graph.bin")).unwrap(), dir));
     out
 }
 
