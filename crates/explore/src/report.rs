@@ -234,7 +234,7 @@ pub(crate) fn document(program: &str, records: &[PointRecord], space_points: Opt
         rows.push(vec![
             vec![text(*m)],
             vec![text(*o)],
-            vec![code(&format!(
+            vec![code(format!(
                 "{}{}{}",
                 best.fusion,
                 best.par.as_ref().map_or(String::new(), |p| format!(" par={p}")),
