@@ -265,7 +265,7 @@ fn explore(
 ) -> PyResult<String> {
     use fuseflow_explore::GroupEvaluator;
     // 0: one per core, as the CLI's default.
-    let jobs = if jobs == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { jobs };
+    let jobs = fuseflow::thread_count(jobs);
     let p = load(source, file)?;
     let prune = prune
         .as_deref()

@@ -276,7 +276,7 @@ pub struct PaperResult {
 pub fn run_paper_suite(jobs: usize, sim: &SimConfig) -> Result<Vec<PaperResult>, DriverError> {
     let overrides = fuseflow_ir::Overrides { preset: Some("paper".into()), params: BTreeMap::new() };
     let prog = fuseflow_ir::check(fuseflow_ir::parse_with(GPT3_DECODER, "examples/gpt3_decoder.ff", &overrides)?)?;
-    let threads = if jobs == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { jobs };
+    let threads = crate::thread_count(jobs);
     let mut out = Vec::new();
     for fusion in [Fusion::Unfused, Fusion::Partial, Fusion::Full] {
         let cfg = RunConfig { fusion: fusion.clone(), sim: sim.clone(), jobs: threads, ..RunConfig::default() };

@@ -292,7 +292,7 @@ pub fn explore(a: ExploreArgs) -> Result<ExitCode> {
     let jobs = match a.jobs {
         Some(0) => return Err(ExploreError::Space("--jobs must be at least 1".into()).into()),
         Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        None => fuseflow::thread_count(0),
     };
     let cancel = super::term::cancel_on_ctrl_c();
     let mut r = runner(&a.data, cancel.clone())?;

@@ -895,8 +895,9 @@ fn share_budget(b: Budget, ways: usize) -> Budget {
     }
 }
 
-/// Worker threads for `jobs` (0 = one per core).
-fn thread_count(jobs: usize) -> usize {
+/// Worker threads for `jobs` (0 = one per core), as every `--jobs` flag and `jobs=` argument
+/// reads it.
+pub fn thread_count(jobs: usize) -> usize {
     if jobs == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {

@@ -79,7 +79,7 @@ pub fn reproduce(a: ReproduceArgs) -> Result<ExitCode> {
     let jobs = match a.jobs {
         Some(0) => return Err(anyhow!("--jobs must be at least 1")),
         Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        None => fuseflow::thread_count(0),
     };
     let start = Instant::now();
     let cancel = super::term::cancel_on_ctrl_c();

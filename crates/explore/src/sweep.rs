@@ -548,14 +548,13 @@ fn evaluate_parallel<E: GroupEvaluator + Sync + ?Sized>(
     on: &mut dyn FnMut(Event<'_>),
 ) -> Result<(usize, usize), ExploreError> {
     let (tasks, needs) = ex.plan(dir, todo);
-    let cancelled = || opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
     let work: Vec<(&Range<usize>, &Compiled, &Machine)> =
         tasks.iter().map(|t| (&t.group, &*t.compiled, &t.machine)).collect();
     let eval = ex.eval;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let mut finished = vec![false; tasks.len()];
-    let (mut failed, mut retryable, mut logged) = (0, 0, 0);
+    let (mut tally, mut logged) = ((0, 0), 0);
     std::thread::scope(|scope| -> Result<(), ExploreError> {
         let (tx, rx) = std::sync::mpsc::channel();
         for _ in 0..opts.jobs.min(work.len()) {
@@ -583,21 +582,11 @@ fn evaluate_parallel<E: GroupEvaluator + Sync + ?Sized>(
         // points need no simulation at all when the caches held their groups.
         loop {
             while logged < todo.len() && needs[logged].iter().all(|&t| finished[t]) {
-                if cancelled() {
-                    stop.store(true, Ordering::Relaxed);
-                    return Err(ExploreError::Cancelled { done: logged, total: todo.len() });
-                }
-                let rec = ex.evaluate(Some(dir), todo[logged]);
-                if let Err(e) = dir.append(&rec) {
+                if let Err(e) = log_point(ex, dir, todo, logged, opts, &mut tally, on) {
                     stop.store(true, Ordering::Relaxed);
                     return Err(e);
                 }
-                if rec.status == Status::Failed {
-                    failed += 1;
-                    retryable += rec.retryable as usize;
-                }
                 logged += 1;
-                on(Event::Point { done: logged, todo: todo.len(), record: &rec });
             }
             if logged == todo.len() {
                 return Ok(());
@@ -618,7 +607,32 @@ fn evaluate_parallel<E: GroupEvaluator + Sync + ?Sized>(
             finished[i] = true;
         }
     })?;
-    Ok((failed, retryable))
+    Ok(tally)
+}
+
+/// Evaluates `todo[i]` (its groups from the caches, or simulated now), appends its record to
+/// the log and reports it, counting failures into `tally` (failed, retryable); stops first if
+/// the sweep was cancelled.
+fn log_point<E: GroupEvaluator + ?Sized>(
+    ex: &Explorer<'_, E>,
+    dir: &ResultsDir,
+    todo: &[&Point],
+    i: usize,
+    opts: &SweepOptions,
+    tally: &mut (usize, usize),
+    on: &mut dyn FnMut(Event<'_>),
+) -> Result<(), ExploreError> {
+    if opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+        return Err(ExploreError::Cancelled { done: i, total: todo.len() });
+    }
+    let rec = ex.evaluate(Some(dir), todo[i]);
+    dir.append(&rec)?;
+    if rec.status == Status::Failed {
+        tally.0 += 1;
+        tally.1 += rec.retryable as usize;
+    }
+    on(Event::Point { done: i + 1, todo: todo.len(), record: &rec });
+    Ok(())
 }
 
 /// Runs a sweep of `space` into the results directory `out` (see the module documentation).
@@ -658,20 +672,11 @@ pub fn sweep<E: GroupEvaluator + Sync + ?Sized>(
     let (failed, retryable) = if opts.jobs > 1 {
         evaluate_parallel(&ex, &dir, &todo, opts, on)?
     } else {
-        let (mut failed, mut retryable) = (0, 0);
-        for (i, p) in todo.iter().enumerate() {
-            if opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
-                return Err(ExploreError::Cancelled { done: i, total: todo.len() });
-            }
-            let rec = ex.evaluate(Some(&dir), p);
-            dir.append(&rec)?;
-            if rec.status == Status::Failed {
-                failed += 1;
-                retryable += rec.retryable as usize;
-            }
-            on(Event::Point { done: i + 1, todo: todo.len(), record: &rec });
+        let mut tally = (0, 0);
+        for i in 0..todo.len() {
+            log_point(&ex, &dir, &todo, i, opts, &mut tally, on)?;
         }
-        (failed, retryable)
+        tally
     };
     let (records, _) = read_records(out)?;
     Ok(SweepSummary {

@@ -95,8 +95,8 @@ fn merge(
 /// so results are bit for bit those of sorting. `scratch` holds the slots (`.0` = whether the
 /// slot has a value). Returns false, leaving `pairs` alone, when the range is too sparse.
 fn merge_dense(op: ReduceKind, pairs: &mut Vec<(u32, f64)>, scratch: &mut Vec<(u32, f64)>) -> bool {
-    let Some(lo) = pairs.iter().map(|p| p.0).min() else { return true };
-    let hi = pairs.iter().map(|p| p.0).max().unwrap_or(lo);
+    let Some(&(first, _)) = pairs.first() else { return true };
+    let (lo, hi) = pairs.iter().fold((first, first), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
     let range = (hi - lo) as usize + 1;
     if pairs.len() < 64 || range > 2 * pairs.len() {
         return false;
