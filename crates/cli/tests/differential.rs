@@ -42,6 +42,10 @@ const KERNELS: &[(&str, &[(&str, &str)])] = &[
     ("X(i,j) = expsubnz(b(i), A(i,j))", &[("X", "ij"), ("b", "i"), ("A", "ij")]),
     ("y(i) = maxr(j, A(i,j) - B(i,j))", &[("y", "i"), ("A", "ij"), ("B", "ij")]),
     ("X(i,j) = A(i,j) - maxr(k, B(i,k))", &[("X", "ij"), ("A", "ij"), ("B", "ik")]),
+    // A sum whose accumulator (order 2 under k, i, j) is co-iterated with a bias: legal only
+    // where the accumulator provably emits every (i, j), i.e. its operands are dense there.
+    ("X(i,j) = A(k,i) * B(k,j) + C(i,j)", &[("X", "ij"), ("A", "ki"), ("B", "kj"), ("C", "ij")]),
+    ("X(i,j,m) = A(i,k) * B(k,j,m) + c(j,m)", &[("X", "ijm"), ("A", "ik"), ("B", "kjm"), ("c", "jm")]),
 ];
 
 #[derive(Debug, Clone)]

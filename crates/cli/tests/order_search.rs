@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{cli, example_path, fails_with, json};
+use common::{cli, example_path, fails_with, json, tmpdir, write};
 
 fn trials(v: &serde_json::Value) -> Vec<(String, u64, u64)> {
     v["order_search"]["trials"]
@@ -98,4 +98,61 @@ fn best_is_refused_where_nothing_is_simulated() {
     );
     let (code, _, err) = cli(&["run", &add, "--order", "best", "--order-budget", "0"]);
     assert_eq!(code, 2, "{err}");
+}
+
+/// Under `--free-layout`, each output of a fused group has its own order; an input that two
+/// of them read keeps its declared layout (one stored copy cannot follow both), so every
+/// candidate of the search verifies. Here `W` is read by both outputs under different index
+/// names, so an order for one output leaves the other at its default.
+#[test]
+fn free_layout_keeps_inputs_that_two_outputs_read_in_place() {
+    let dir = tmpdir("two-outputs");
+    let src = "param I = 5\nparam K = 4\nparam J = 6\n\
+               input A[I, K] dense = random(density=1)\n\
+               input B[I, J] dense = random(density=1)\n\
+               input W[K, J] dense = random(density=1)\n\
+               output O1[I, J] dense\noutput O2[I, K] dense\n\
+               O1(i,j) = A(i,k) * W(k,j)\nO2(i,m) = B(i,j) * W(m,j)\n";
+    let path = write(&dir, "two.ff", src);
+    let path = path.as_str();
+    let (code, out, err) =
+        cli(&["run", path, "--fusion", "full", "--free-layout", "--order", "best", "--order-budget", "100", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v = json(&out);
+    let all = v["groups"][0]["order_search"]["trials"].as_array().unwrap().clone();
+    assert!(all.len() >= 4, "{out}");
+    for t in &all {
+        assert_eq!(t["verified"], true, "{t}");
+    }
+    // W is pinned to its declared (k, j) layout: no order of O1 puts j above k.
+    let (_, listed, _) = cli(&["orders", path, "--fusion", "full", "--free-layout"]);
+    let o1 = listed.lines().find(|l| l.contains("O1")).unwrap();
+    assert!(o1.split_whitespace().filter(|w| w.contains(',')).all(|o| o.find('k') < o.find('j')), "{listed}");
+}
+
+/// A fused group whose output sums over `d` with two output indices below it, plus a bias:
+/// `--order s,d,h,e` co-iterates the order-2 accumulator's output with the bias, which is
+/// legal because every term is dense, and gives the reference's values.
+#[test]
+fn a_bias_joins_a_complete_order_two_accumulator() {
+    let dir = tmpdir("bias-acc2");
+    let src = "param S = 4\nparam D = 5\nparam NH = 2\nparam DH = 3\n\
+               input L[S, D] dense = random(density=1)\n\
+               input Wq[NH, DH, D] dense order(2,0,1) = random(density=1)\n\
+               input bq[NH, DH] dense = random(density=1)\n\
+               output Q[S, NH, DH] dense\n\
+               Q(s,h,e) = L(s,d) * Wq(h,e,d) + bq(h,e)\n";
+    let path = write(&dir, "q.ff", src);
+    let path = path.as_str();
+    let (code, out, err) = cli(&["run", path, "--order", "s,d,h,e", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v = json(&out);
+    assert_eq!(v["verified"], true, "{out}");
+    assert!(v["groups"][0]["primitives"]["spacc"].as_u64().unwrap() >= 1, "{out}");
+    // The same sum over a sparse operand may leave (h, e) positions out: refused.
+    let sparse = src
+        .replace("input L[S, D] dense", "input L[S, D] (dense, compressed)")
+        .replace("density=1)\ninput Wq", "density=0.3)\ninput Wq");
+    let sparse = write(&dir, "sparse.ff", &sparse);
+    fails_with(&["run", &sparse, "--order", "s,d,h,e"], &["co-iterated at h before its inner levels are complete"]);
 }

@@ -69,6 +69,7 @@ impl Tree {
         p: &CheckedProgram,
         stmt: &Stmt,
         sizes: &std::collections::BTreeMap<String, usize>,
+        pinned: &BTreeSet<String>,
         hoist: bool,
     ) -> Result<Tree, String> {
         let mut t = Tree {
@@ -101,7 +102,7 @@ impl Tree {
         }
         for n in &mut t.nodes {
             if let Kind::Leaf(l) = &mut n.kind {
-                l.movable &= reads[&l.tensor] == 1;
+                l.movable &= reads[&l.tensor] == 1 && !pinned.contains(&l.tensor);
             }
         }
         if let Kind::Const(_) = t.nodes[root].kind {

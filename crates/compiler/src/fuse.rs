@@ -442,6 +442,32 @@ fn reads(e: &Expr, t: &str) -> bool {
     found
 }
 
+/// The fused statements of a group, and the inputs that more than one of them reads: those
+/// keep their declared layout under `LowerOptions::free_layout` (each output expression has
+/// its own order, and one stored copy cannot follow two).
+struct Fused {
+    stmts: Vec<(Stmt, BTreeMap<String, usize>)>,
+    pinned: BTreeSet<String>,
+}
+
+fn fused(p: &CheckedProgram, group: &[usize], share: Sharing) -> Fused {
+    let stmts = fused_statements(p, group, share);
+    let mut seen = BTreeSet::new();
+    let mut pinned = BTreeSet::new();
+    for (st, _) in &stmts {
+        let mut own = BTreeSet::new();
+        st.rhs.for_each_access(&mut |a| {
+            own.insert(a.tensor.clone());
+        });
+        for t in own {
+            if !seen.insert(t.clone()) {
+                pinned.insert(t);
+            }
+        }
+    }
+    Fused { stmts, pinned }
+}
+
 /// The fused statement of each output of a group: its inlined expression and index sizes.
 fn fused_statements(p: &CheckedProgram, group: &[usize], share: Sharing) -> Vec<(Stmt, BTreeMap<String, usize>)> {
     let taken: BTreeSet<String> = group.iter().flat_map(|&s| p.index_sizes[s].keys().cloned()).collect();
@@ -483,8 +509,9 @@ fn group_orders_with(
     share: Sharing,
 ) -> Result<Vec<Vec<Vec<String>>>, CompileError> {
     let mut out = Vec::new();
-    for (st, sizes) in fused_statements(p, group, share) {
-        let trees = Trees::from_parts(p, &st, &sizes, opts)?;
+    let f = fused(p, group, share);
+    for (st, sizes) in f.stmts {
+        let trees = Trees::from_parts(p, &st, &sizes, &f.pinned, opts)?;
         out.push(crate::order::orders_of(p, &st, &trees, cap, opts)?);
     }
     Ok(out)
@@ -513,8 +540,9 @@ pub fn ranked_group_orders(
 ) -> Result<Vec<RankedOrder>, CompileError> {
     Sharing::first_ok(opts, |share| {
         let mut outputs = Vec::new();
-        for (st, sizes) in fused_statements(p, group, share) {
-            let trees = Trees::from_parts(p, &st, &sizes, opts)?;
+        let f = fused(p, group, share);
+        for (st, sizes) in f.stmts {
+            let trees = Trees::from_parts(p, &st, &sizes, &f.pinned, opts)?;
             let orders = crate::order::orders_of(p, &st, &trees, cap, opts)?;
             outputs.push((trees, orders));
         }
@@ -566,10 +594,11 @@ fn lower_group_with(
     // Named in user statement numbering, as everything users see.
     let mut graph = Graph::new(format!("group_{}", p.group_label(group)));
     let mut orders = Vec::new();
-    for (fused, sizes) in fused_statements(p, group, share) {
+    let f = fused(p, group, share);
+    for (fused, sizes) in f.stmts {
         let st = &fused;
         let t = &st.lhs.tensor;
-        let trees = Trees::from_parts(p, &fused, &sizes, opts)?;
+        let trees = Trees::from_parts(p, &fused, &sizes, &f.pinned, opts)?;
         let names: Vec<String> = sizes.keys().cloned().collect();
         // A lone kernel takes the order as given (so a wrong order is reported); otherwise the
         // order applies to the kernels whose indices it names.

@@ -76,6 +76,9 @@ struct Iter {
     /// False for an operand whose deeper streams cannot follow a filter (an accumulator output
     /// at a non-final variable).
     filterable: bool,
+    /// Whether every fiber holds every coordinate of the variable's range (dense scans,
+    /// ranges, unions with one of them): a join with such an operand cannot filter it away.
+    full: bool,
     /// For locate: the dense leaf this iteration scanned, if it is a single dense scan.
     dense_leaf: Option<(Nid, usize)>,
 }
@@ -235,9 +238,21 @@ impl<'a> Lowerer<'a> {
                 format!("present_{}", self.name(v)),
             );
             let payloads = it.payloads.iter().zip(&outs[1..]).map(|((k, _), s)| (*k, *s)).collect();
-            return Ok(Iter { crd: outs[0], payloads, filterable: it.filterable, dense_leaf: None });
+            return Ok(Iter { crd: outs[0], payloads, filterable: it.filterable, full: it.full, dense_leaf: None });
         }
-        if its.iter().any(|i| !i.filterable) {
+        // An accumulator's output at a non-final level can be co-iterated only where the join
+        // passes its coordinates through unchanged: a union where it is full, or an
+        // intersection where every operand is. Otherwise its deeper streams would not follow.
+        let passes = match kind {
+            JoinKind::Union => its.iter().all(|i| i.filterable || i.full),
+            JoinKind::Intersect => its.iter().all(|i| i.full),
+        };
+        let full = match kind {
+            JoinKind::Union => its.iter().any(|i| i.full),
+            JoinKind::Intersect => its.iter().all(|i| i.full),
+        };
+        let filterable = its.iter().all(|i| i.filterable);
+        if !filterable && !passes {
             return Err(format!(
                 "a reduction result is co-iterated at {} before its inner levels are complete; choose another order",
                 self.name(v)
@@ -271,23 +286,21 @@ impl<'a> Lowerer<'a> {
             &ins,
             format!("{sym}_{}", self.name(v)),
         );
-        match kind {
-            JoinKind::Union => self.may_n.extend(outs[1..].iter().copied()),
-            // An intersection passes its operands' references through: one that may be `N`
-            // (its operand is absent under an outer union) still may be.
-            JoinKind::Intersect => {
-                let passed = its.iter().flat_map(|it| it.payloads.iter().map(|&(_, s)| s));
-                for (inp, &out) in passed.zip(&outs[1..]) {
-                    if self.may_n.contains(&inp) {
-                        self.may_n.insert(out);
-                    }
-                }
+        // A join passes its operands' references through: one that may be `N` (its operand
+        // is absent under an outer union) still may be. A union also makes `N` the references
+        // of an operand that lacks some of its coordinates, i.e. of every operand not full.
+        let passed = its.iter().flat_map(|it| it.payloads.iter().map(move |&(_, s)| (s, it.full)));
+        for ((inp, op_full), &out) in passed.zip(&outs[1..]) {
+            let absent = kind == JoinKind::Union && !op_full;
+            if absent || self.may_n.contains(&inp) {
+                self.may_n.insert(out);
             }
         }
         Ok(Iter {
             crd: outs[0],
             payloads: keys.into_iter().zip(outs[1..].iter().copied()).collect(),
-            filterable: true,
+            filterable,
+            full,
             dense_leaf: None,
         })
     }
@@ -321,7 +334,8 @@ impl<'a> Lowerer<'a> {
         }
         let mut payloads = rest.payloads;
         payloads.push((Key::Leaf(leaf), r));
-        Ok(Iter { crd: rest.crd, payloads, filterable: true, dense_leaf: None })
+        // A dense level holds every coordinate, so the locate keeps `rest`'s coordinates.
+        Ok(Iter { crd: rest.crd, payloads, filterable: rest.filterable, full: rest.full, dense_leaf: None })
     }
 
     fn range(&mut self, n: Nid, v: Var) -> Res<Iter> {
@@ -329,7 +343,7 @@ impl<'a> Lowerer<'a> {
         let size = self.t.var_sizes[v] as u32;
         let outs =
             self.g.add(Op::Range { size, index: self.name(v).to_string() }, &[prev], format!("range_{}", self.name(v)));
-        Ok(Iter { crd: outs[0], payloads: vec![], filterable: true, dense_leaf: None })
+        Ok(Iter { crd: outs[0], payloads: vec![], filterable: true, full: true, dense_leaf: None })
     }
 
     /// The co-iteration of subtree `n` at variable `v`, or `None` when `n` is broadcast there.
@@ -358,10 +372,13 @@ impl<'a> Lowerer<'a> {
                         // The operand may be absent here: the scanner emits `[N, S]` fibers.
                         self.may_n.extend([outs[0], outs[1]]);
                     }
+                    // A dense level whose parent is present holds its whole range.
+                    let full = dense.is_some() && !self.may_n.contains(&prev);
                     Some(Iter {
                         crd: outs[0],
                         payloads: vec![(Key::Leaf(n), outs[1])],
                         filterable: true,
+                        full,
                         dense_leaf: dense,
                     })
                 }
@@ -415,7 +432,15 @@ impl<'a> Lowerer<'a> {
                     let (crds, _) = self.accumulate(n)?;
                     let last = i + 1 == after.len();
                     let payloads = if last { vec![(Key::Leaf(n), self.base_value(n)?)] } else { vec![] };
-                    Some(Iter { crd: crds[i], payloads, filterable: last, dense_leaf: None })
+                    // The accumulator emits the coordinates that some term of its sum reached
+                    // down to its innermost level (an order-2 accumulator keeps no outer
+                    // coordinate whose inner fibers were all empty): all of them when the
+                    // reduced variable and every level inside it are full and never empty.
+                    let mut full = true;
+                    for &w in std::iter::once(&r).chain(&after) {
+                        full &= self.t.var_sizes[w] > 0 && self.iter(child, w)?.is_some_and(|it| it.full);
+                    }
+                    Some(Iter { crd: crds[i], payloads, filterable: last, full, dense_leaf: None })
                 } else {
                     None
                 }
@@ -863,19 +888,20 @@ pub(crate) struct Trees {
 impl Trees {
     /// The trees of statement `stmt` of `p`.
     pub fn build(p: &CheckedProgram, stmt: usize, opts: &LowerOptions) -> Result<Trees, CompileError> {
-        Trees::from_parts(p, &p.stmts[stmt], &p.index_sizes[stmt], opts)
+        Trees::from_parts(p, &p.stmts[stmt], &p.index_sizes[stmt], &Default::default(), opts)
     }
 
-    /// The trees of a (possibly fused) statement with the given index sizes; errors point at
-    /// the statement.
+    /// The trees of a (possibly fused) statement with the given index sizes; inputs in
+    /// `pinned` keep their declared layout. Errors point at the statement.
     pub fn from_parts(
         p: &CheckedProgram,
         stmt: &Stmt,
         sizes: &std::collections::BTreeMap<String, usize>,
+        pinned: &BTreeSet<String>,
         opts: &LowerOptions,
     ) -> Result<Trees, CompileError> {
         let tree = |hoist| {
-            let t = Tree::from_parts(p, stmt, sizes, hoist);
+            let t = Tree::from_parts(p, stmt, sizes, pinned, hoist);
             t.map(|t| Tree { free_layout: opts.free_layout, ..t }).map_err(|message| CompileError::Unsupported {
                 file: p.file.clone(),
                 line: stmt.span.line,
