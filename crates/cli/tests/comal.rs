@@ -247,3 +247,26 @@ fn parallel_lanes_export_and_match_run() {
         &["(gather)", "depth 0"],
     );
 }
+
+/// A sparse accumulator's output joined with a bias before its inner levels are complete
+/// (the projection `Q(s,h,e) = L(s,d) * W(h,e,d) + b(h,e)` contracting `d` above `(h, e)`) has
+/// no reference stream for Comal's joiner, whose driver needs one per operand: the export is
+/// refused with one line naming the union, instead of writing a graph Comal would crash on.
+#[test]
+fn a_join_without_a_reference_stream_is_refused() {
+    let dir = tmpdir("acc-join");
+    let prog = dir.join("q.ff");
+    std::fs::write(
+        &prog,
+        "input L[4, 6] dense = random(density=1)\ninput W[2, 3, 6] dense order(2,0,1) = random(density=1)\n\
+         input b[2, 3] dense = random(density=1)\noutput Q[4, 2, 3] dense\nQ(s,h,e) = L(s,d) * W(h,e,d) + b(h,e)\n",
+    )
+    .unwrap();
+    let prog = prog.to_string_lossy().to_string();
+    let (code, out, err) = cli(&["run", &prog, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)["groups"][0]["orders"][0], serde_json::json!(["s", "d", "h", "e"]));
+    let out_s = dir.join("export").to_string_lossy().to_string();
+    fails_with(&["compile", &prog, "--emit", "comal", "--out", &out_s], &["(union)", "no reference stream"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -973,7 +973,15 @@ fn emit(g: &Graph, plan: &Plan, a: &mut Alloc) -> Result<Vec<Operation>, ExportE
                             let o = if j == 0 { plan.pay_out.get(&(i, p)).copied() } else { None };
                             (Some(inp), a.p_payload(a.kind(sib.stream), o))
                         } else {
-                            (None, joiner::Payload { stream: None })
+                            // An accumulator's output co-iterated at a non-final level carries
+                            // no stream of its crd's shape: Comal's driver would panic on it.
+                            return Err(unsupported(
+                                i,
+                                n,
+                                format!(
+                                    "operand {p} has no reference stream (a sparse accumulator's output joined before its inner levels), and Comal's joiners need one per operand"
+                                ),
+                            ));
                         };
                         input_pairs.push(joiner::JoinBundle { crd, in_ref });
                         output_refs.push(out_ref);
