@@ -1018,6 +1018,7 @@ impl Tx<'_> {
             "arith.extf" | "arith.truncf" => sub(0, memo)?,
             "math.exp" => unary(UnaryOp::Exp, sub(0, memo)?),
             "math.rsqrt" => unary(UnaryOp::Rsqrt, sub(0, memo)?),
+            "math.erf" => unary(UnaryOp::Erf, sub(0, memo)?),
             // sqrt(x) = x * rsqrt(x); 0 absorbs in products, so sqrt(0) = 0.
             "math.sqrt" => {
                 let a = sub(0, memo)?;
