@@ -12,7 +12,7 @@ from . import _dims
 from ._errors import TranslationError, UnsupportedOpError
 from ._translate import _RELABEL, Stmt, Translator, View
 
-_UNARY = {"relu": "relu", "exp": "exp", "sigmoid": "sigmoid", "rsqrt": "rsqrt", "neg": "neg"}
+_UNARY = {"relu": "relu", "exp": "exp", "sigmoid": "sigmoid", "rsqrt": "rsqrt", "neg": "neg", "erf": "erf"}
 _BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 
 
@@ -174,12 +174,11 @@ def _call(tr: Translator, node):
         return tr.elementwise(_UNARY[name], [args[0]])
     if name == "gelu":
         approx = kw.get("approximate", args[1] if len(args) > 1 else "none")
-        if approx != "tanh":
-            raise tr.error(
-                f"gelu with approximate={approx!r}: FuseFlow has the tanh form only (use approximate='tanh')",
-                UnsupportedOpError,
-            )
-        return tr.elementwise("gelu", [args[0]])
+        if approx == "tanh":
+            return tr.elementwise("gelu", [args[0]])
+        if approx != "none":
+            raise tr.error(f"gelu with approximate={approx!r} is not supported", UnsupportedOpError)
+        return tr.gelu_exact(args[0])
     if name in ("_softmax", "softmax"):
         return tr.softmax(args[0], args[1])
     if name in ("_log_softmax", "log_softmax"):

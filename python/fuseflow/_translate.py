@@ -19,7 +19,7 @@ from ._errors import TranslationError, UnsupportedOpError
 
 #: Function names of our language: no tensor may be called this (see crates/ir RESERVED).
 RESERVED = {
-    "relu", "exp", "neg", "rsqrt", "sigmoid", "gelu", "max", "sum", "maxr", "expnz", "maxnz",
+    "relu", "exp", "neg", "rsqrt", "sigmoid", "gelu", "erf", "max", "sum", "maxr", "expnz", "maxnz",
     "expsubnz", "softmax", "masked_softmax", "layernorm", "input", "output", "temp", "param",
     "preset", "fuse", "random", "file", "bigbird", "dense", "csr", "csc", "dcsr", "dcsc", "csf",
     "sparse", "compressed", "order",
@@ -263,6 +263,17 @@ class Translator:
         ops = [self.operand(a, idx, out_shape) for a in args]
         expr = ops[0] if op == "id" else (("bin", op, ops[0], ops[1]) if len(ops) == 2 else ("fn", op, ops[0]))
         return self.emit(out, idx, expr)
+
+    def gelu_exact(self, x) -> View:
+        """`gelu(approximate='none')` as x · (1/2 + erf(x/√2)/2), with our `erf`."""
+        if not isinstance(x, View):
+            raise self.error("gelu of a non-tensor", UnsupportedOpError)
+        shape = x.shape()
+        out = self.new_temp(shape)
+        idx = self.new_idx(len(shape))
+        a = self.operand(x, idx, shape)
+        erf = ("fn", "erf", ("bin", "*", a, ("const", math.sqrt(0.5))))
+        return self.emit(out, idx, ("bin", "*", a, ("bin", "+", ("const", 0.5), ("bin", "*", ("const", 0.5), erf))))
 
     def matmul(self, a: View, b: View, bias=None) -> View:
         """`mm`/`bmm`/`addmm`: (…, i, k) x (…, k, j) (+ bias broadcast over (…, i, j))."""

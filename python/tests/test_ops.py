@@ -42,6 +42,8 @@ CASES = {
     "div_scalar": (lambda a: a / 8, (r(4, 3),)),
     "relu": (lambda a: torch.relu(a - 0.5), (r(4, 3),)),
     "gelu_tanh": (lambda a: F.gelu(a - 0.5, approximate="tanh"), (r(4, 3),)),
+    "gelu_exact": (lambda a: F.gelu(a - 0.5), (r(4, 3),)),
+    "erf": (lambda a: torch.erf(a - 0.5), (r(4, 3),)),
     "sigmoid": (lambda a: torch.sigmoid(a), (r(4, 3),)),
     "exp": (lambda a: torch.exp(a), (r(4, 3),)),
     "rsqrt": (lambda a: torch.rsqrt(a), (r(4, 3),)),

@@ -93,7 +93,8 @@ pub(crate) fn alu_form(op: AluOp) -> AluForm {
         AluOp::ZeroToNegInf => StandIn(C::Scalaradd, 0.0),
         AluOp::NegInfToZero => StandIn(C::Max, 0.0),
         AluOp::ExpNz => Chain(EXP_NZ),
-        AluOp::Gelu => Unsupported,
+        // Comal's ALU has no erf (nor tanh): exported nodes with it are refused by name.
+        AluOp::Gelu | AluOp::Erf => Unsupported,
         AluOp::Scalar { op, scalar, scalar_first } => match (op, scalar_first) {
             (ScalarOp::Add, _) => Exact(C::Scalaradd, scalar),
             (ScalarOp::Mul, _) => Exact(C::Scalarmul, scalar),

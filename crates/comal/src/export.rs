@@ -740,6 +740,7 @@ fn alu_code(op: AluOp) -> Option<&'static str> {
         AluOp::Rsqrt => "rsqrt",
         AluOp::Sigmoid => "sigmoid",
         AluOp::Gelu => "gelu",
+        AluOp::Erf => "erf",
         AluOp::ExpNz => "expnz",
         AluOp::ExpSubNz => "expsubnz",
         AluOp::ZeroToNegInf => "zero_to_neginf",

@@ -1329,6 +1329,7 @@ fn alu_from_code(code: &str, scalar: f64, first: bool) -> Result<AluOp, String> 
         "rsqrt" => AluOp::Rsqrt,
         "sigmoid" => AluOp::Sigmoid,
         "gelu" => AluOp::Gelu,
+        "erf" => AluOp::Erf,
         "expnz" => AluOp::ExpNz,
         "expsubnz" => AluOp::ExpSubNz,
         "zero_to_neginf" => AluOp::ZeroToNegInf,

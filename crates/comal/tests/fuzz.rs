@@ -152,6 +152,7 @@ const NAMES: &[&str] = &[
     "alu;op=ssub;first=1",
     "alu;op=relu",
     "alu;op=gelu",
+    "alu;op=erf",
     "alu;group=5;op=expsubnz;part=0",
     "alu;group=5;op=expsubnz;part=2",
     "alu;group=5;op=expsubnz;part=4",

@@ -604,6 +604,7 @@ fn unary(op: UnaryOp) -> AluOp {
         UnaryOp::Rsqrt => AluOp::Rsqrt,
         UnaryOp::Sigmoid => AluOp::Sigmoid,
         UnaryOp::Gelu => AluOp::Gelu,
+        UnaryOp::Erf => AluOp::Erf,
         UnaryOp::ExpNz => AluOp::ExpNz,
     }
 }

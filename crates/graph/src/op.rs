@@ -47,6 +47,8 @@ pub enum AluOp {
     Sigmoid,
     /// GELU, tanh form
     Gelu,
+    /// erf(a), the error function (exact GELU's)
+    Erf,
     /// eᵃ on nonzero a, 0 on zero (sparsity-preserving exponential)
     ExpNz,
     /// eᵃ⁻ᵇ where a ≠ 0, else 0 (shifted exponential of a masked softmax)
@@ -139,6 +141,7 @@ impl AluOp {
             | AluOp::Rsqrt
             | AluOp::Sigmoid
             | AluOp::Gelu
+            | AluOp::Erf
             | AluOp::ExpNz
             | AluOp::ZeroToNegInf
             | AluOp::NegInfToZero
@@ -162,6 +165,7 @@ impl AluOp {
             | AluOp::Rsqrt
             | AluOp::Sigmoid
             | AluOp::Gelu
+            | AluOp::Erf
             | AluOp::ExpNz
             | AluOp::ZeroToNegInf
             | AluOp::NegInfToZero
@@ -182,6 +186,7 @@ impl AluOp {
                 let c = (2.0 / std::f64::consts::PI).sqrt();
                 0.5 * a * (1.0 + (c * (a + 0.044715 * a * a * a)).tanh())
             }
+            AluOp::Erf => fuseflow_tensor::erf(a),
             AluOp::ExpNz => {
                 if a == 0.0 {
                     0.0
@@ -229,6 +234,7 @@ impl AluOp {
             AluOp::Rsqrt => "rsqrt".into(),
             AluOp::Sigmoid => "sigmoid".into(),
             AluOp::Gelu => "gelu".into(),
+            AluOp::Erf => "erf".into(),
             AluOp::ExpNz => "expnz".into(),
             AluOp::ExpSubNz => "expsubnz".into(),
             AluOp::ZeroToNegInf => "zero_to_neginf".into(),

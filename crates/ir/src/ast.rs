@@ -134,6 +134,8 @@ pub enum UnaryOp {
     Sigmoid,
     /// `gelu(a)`, tanh approximation
     Gelu,
+    /// `erf(a)`: the error function (exact GELU is `0.5 a (1 + erf(a/√2))`); erf(0) = 0.
+    Erf,
     /// `expnz(a)`: `exp(a)` on the nonzero entries of `a`, 0 where `a` is 0 or absent, so it
     /// preserves sparsity (the sparse-attention exponential).
     ExpNz,
@@ -159,6 +161,7 @@ impl UnaryOp {
                 let c = (2.0 / std::f64::consts::PI).sqrt();
                 0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
             }
+            UnaryOp::Erf => fuseflow_tensor::erf(x),
         }
     }
 

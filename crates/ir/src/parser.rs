@@ -72,13 +72,14 @@ use crate::lexer::{lex_line, Tok, Token};
 
 /// Names that are functions in expressions (or statement-level built-ins) and therefore cannot
 /// name tensors.
-pub const RESERVED: [&str; 15] = [
+pub const RESERVED: [&str; 16] = [
     "relu",
     "exp",
     "neg",
     "rsqrt",
     "sigmoid",
     "gelu",
+    "erf",
     "max",
     "sum",
     "maxr",
@@ -132,6 +133,7 @@ fn unary_op(name: &str) -> Option<UnaryOp> {
         "rsqrt" => UnaryOp::Rsqrt,
         "sigmoid" => UnaryOp::Sigmoid,
         "gelu" => UnaryOp::Gelu,
+        "erf" => UnaryOp::Erf,
         _ => return None,
     })
 }

@@ -217,6 +217,7 @@ pub fn unary_name(op: UnaryOp) -> &'static str {
         UnaryOp::Rsqrt => "rsqrt",
         UnaryOp::Sigmoid => "sigmoid",
         UnaryOp::Gelu => "gelu",
+        UnaryOp::Erf => "erf",
     }
 }
 

@@ -741,6 +741,32 @@ S(i,j) = expsubnz(A(i,j), m(i)) + expsubnz(A(i,j) - 1, m(i) * 2)
 }
 
 #[test]
+fn erf_parses_prints_and_evaluates() {
+    let p = ok("input a[3] dense\noutput y[3] dense\ny(i) = a(i) * (0.5 + 0.5 * erf(a(i) * 0.7071067811865476))\n");
+    let mut found = false;
+    fn has_erf(e: &Expr, found: &mut bool) {
+        match e {
+            Expr::Unary(UnaryOp::Erf, _) => *found = true,
+            Expr::Unary(_, x) => has_erf(x, found),
+            Expr::Binary(_, a, b) => {
+                has_erf(a, found);
+                has_erf(b, found);
+            }
+            Expr::Reduce { body, .. } => has_erf(body, found),
+            Expr::Access(_) | Expr::Const(_) => {}
+        }
+    }
+    has_erf(&p.stmts[0].rhs, &mut found);
+    assert!(found, "erf(...) parses as UnaryOp::Erf");
+    assert!(crate::pretty(&p).contains("erf(a(i) * 7.071067811865476e-1)"), "{}", crate::pretty(&p));
+    assert_eq!(unary_name(UnaryOp::Erf), "erf");
+    assert!(RESERVED.contains(&"erf"));
+    assert!(UnaryOp::Erf.preserves_zero(), "erf(0) = 0 keeps sparsity");
+    assert!((UnaryOp::Erf.apply(1.0) - 0.842_700_792_949_714_9).abs() < 1e-15);
+    assert!((UnaryOp::Erf.apply(-0.5) + 0.520_499_877_813_046_5).abs() < 1e-15);
+}
+
+#[test]
 fn error_nonzero_operator_misuse() {
     assert_err(
         &format!("{DECLS}X(i,j) = maxnz(j, A(i,k) * B(k,j))\n"),

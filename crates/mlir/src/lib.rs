@@ -14,6 +14,8 @@
 pub mod ast;
 mod error;
 pub mod idioms;
+mod layout;
+mod reshape;
 mod syntax;
 mod translate;
 
@@ -44,13 +46,16 @@ pub struct Translated {
 /// `matmul1_arg0`) and becomes one fusion group (`--fusion partial`), in file order, and
 /// `--input`/`--density` name `FUNC.NAME`.
 pub fn translate(module: &Module, file: &str, opts: &Options) -> Result<Translated, MlirError> {
-    let funcs = &module.funcs;
-    if funcs.is_empty() {
+    if module.funcs.is_empty() {
         return Err(MlirError::whole_file(file, "the module has no function with a body"));
     }
+    // Reshapes that split or merge dimensions become relabellings first, so that sizes
+    // (`--param`) and everything after see the finer dimensions.
+    let relabelled = module.funcs.iter().map(|f| reshape::relabel(file, f)).collect::<Result<Vec<_>, MlirError>>()?;
+    let funcs: Vec<&ast::Func> = relabelled.iter().map(|r| &r.func).collect();
     let several = funcs.len() > 1;
     let mut sizes = std::collections::BTreeSet::new();
-    for f in funcs {
+    for f in &funcs {
         sizes.extend(ast::sizes(f));
     }
     for name in opts.params.keys() {
@@ -87,24 +92,28 @@ pub fn translate(module: &Module, file: &str, opts: &Options) -> Result<Translat
     let mut notes = module.notes.clone();
     let (mut decls, mut stmts, mut groups, mut bind) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut params = std::collections::BTreeMap::new();
-    for f in funcs {
+    for (f, r) in funcs.iter().copied().zip(&relabelled) {
+        notes.extend(r.notes.iter().cloned());
         let mut lowered = if several {
             let fopts = Options {
                 inputs: pick(&opts.inputs, &f.name),
                 densities: pick(&opts.densities, &f.name),
                 ..opts.clone()
             };
-            let mut l = translate::lower_func(file, module, f, &fopts)?;
+            let mut l = translate::lower_func(file, module, f, &fopts, &r.orig_shapes)?;
             translate::prefix_names(&mut l, &f.name);
             l
         } else {
-            translate::lower_func(file, module, f, opts)?
+            translate::lower_func(file, module, f, opts, &r.orig_shapes)?
         };
         notes.append(&mut lowered.notes);
         params.append(&mut lowered.params);
         bind.append(&mut lowered.bind);
-        let (d, s, idiom_notes) =
+        let (mut d, s, idiom_notes) =
             idioms::recognise(lowered.decls, lowered.stmts, &lowered.orig_shapes, &lowered.masked);
+        if r.changed {
+            layout::plan(&mut d, &s);
+        }
         notes.extend(idiom_notes);
         check_masked(file, &lowered.masked, &d, &s)?;
         if several {

@@ -163,13 +163,24 @@ pub(crate) struct Tx<'a> {
     empty_reads: BTreeMap<String, View>,
     /// See [`Lowered::masked`].
     masked: BTreeMap<String, Span>,
+    /// Inputs refined by a relabelled reshape: SSA key → declared MLIR shape.
+    reshaped: BTreeMap<String, Vec<u64>>,
 }
 
 type R<T> = Result<T, MlirError>;
 
 /// Translates function `f`.
-pub(crate) fn lower_func(file: &str, module: &Module, f: &Func, opts: &Options) -> Result<Lowered, MlirError> {
+/// `reshaped`: arguments and constants whose declared shape a relabelled reshape refined
+/// (their data files have the declared shape; see [`crate::reshape`]).
+pub(crate) fn lower_func(
+    file: &str,
+    module: &Module,
+    f: &Func,
+    opts: &Options,
+    reshaped: &BTreeMap<String, Vec<u64>>,
+) -> Result<Lowered, MlirError> {
     let mut tx = Tx {
+        reshaped: reshaped.clone(),
         file,
         opts,
         resources: &module.resources,
@@ -406,8 +417,17 @@ impl Tx<'_> {
         let resized =
             self.shape_of(&inp.ty) != kept(&inp.ty).iter().map(|&d| inp.ty.shape[d] as usize).collect::<Vec<_>>();
         let data: Option<(Coo, Source)> = if let Some(path) = self.opts.inputs.get(&inp.ssa) {
-            let coo =
+            let mut coo =
                 fuseflow_tensor::read_any(path).map_err(|e| self.err(inp.span, format!("--input {}: {e}", inp.ssa)))?;
+            let mut declared = orig_shape.clone();
+            if let Some(mlir) = self.reshaped.get(&inp.ssa) {
+                // Declared coarser than the relabelled type: the same row-major data.
+                declared = mlir.iter().map(|&s| s as usize).collect();
+                let squeezed: Vec<usize> = declared.iter().copied().filter(|&s| s != 1).collect();
+                if coo.shape == declared || coo.shape == squeezed {
+                    coo = reshape_coo(&coo, &orig_shape);
+                }
+            }
             if coo.shape != orig_shape && coo.shape != self.shape_of(&inp.ty) {
                 return Err(self.err(
                     inp.span,
@@ -417,7 +437,7 @@ impl Tx<'_> {
                         path.display(),
                         coo.shape,
                         inp.ssa,
-                        orig_shape
+                        declared
                     ),
                 ));
             }
@@ -534,59 +554,11 @@ impl Tx<'_> {
                 self.set(op, 0, v);
             }
             OpKind::Named { which, ins, out, ty } => {
-                let rank = ty.shape.len();
-                let (maps, iters) = named_maps(*which, rank);
-                let (body_ops, y) = match which {
-                    NamedOp::Matmul | NamedOp::BatchMatmul | NamedOp::Matvec => (
-                        vec![
-                            body("m", "arith.mulf", &["a", "b"], op.span),
-                            body("s", "arith.addf", &["c", "m"], op.span),
-                        ],
-                        "s",
-                    ),
-                    NamedOp::Add => (vec![body("s", "arith.addf", &["a", "b"], op.span)], "s"),
-                    NamedOp::Sub => (vec![body("s", "arith.subf", &["a", "b"], op.span)], "s"),
-                    NamedOp::Mul => (vec![body("s", "arith.mulf", &["a", "b"], op.span)], "s"),
-                    NamedOp::Div => (vec![body("s", "arith.divf", &["a", "b"], op.span)], "s"),
-                    NamedOp::Max => (vec![body("s", "arith.maximumf", &["a", "b"], op.span)], "s"),
-                    NamedOp::Exp => (vec![body("s", "math.exp", &["a"], op.span)], "s"),
-                };
-                let block_args: Vec<String> = if *which == NamedOp::Exp {
-                    vec!["a".into(), "c".into()]
-                } else {
-                    vec!["a".into(), "b".into(), "c".into()]
-                };
-                let g = Generic {
-                    maps,
-                    iterators: iters,
-                    ins: ins.clone(),
-                    outs: vec![out.clone()],
-                    block_args,
-                    body: body_ops,
-                    yields: vec![Operand { name: y.into(), index: 0, span: op.span }],
-                    results: vec![Type::Tensor(ty.clone())],
-                };
+                let g = named_generic(op.span, *which, ins, out, ty);
                 self.generic(op, &g)?;
             }
             OpKind::Transpose { input, out, perm } => {
-                let n = perm.len();
-                let in_map = AffineMap { dims: n, results: (0..n).map(AffineExpr::Dim).collect() };
-                let mut out_res = vec![AffineExpr::Const(0); n];
-                for (d, &p) in perm.iter().enumerate() {
-                    if p < n {
-                        out_res[d] = AffineExpr::Dim(p);
-                    }
-                }
-                let g = Generic {
-                    maps: vec![in_map, AffineMap { dims: n, results: out_res }],
-                    iterators: vec![Iterator::Parallel; n],
-                    ins: vec![input.clone()],
-                    outs: vec![out.clone()],
-                    block_args: vec!["a".into(), "b".into()],
-                    body: Vec::new(),
-                    yields: vec![Operand { name: "a".into(), index: 0, span: op.span }],
-                    results: vec![out.1.clone()],
-                };
+                let g = transpose_generic(op.span, input, out, perm);
                 self.generic(op, &g)?;
             }
             OpKind::Generic(g) => self.generic(op, g)?,
@@ -648,6 +620,11 @@ impl Tx<'_> {
             }
             for (d, r) in m.results.iter().enumerate() {
                 match *r {
+                    AffineExpr::Dim(n) if n >= nloops => {
+                        return Err(
+                            self.op_err(op, format!("indexing map {k} reads loop d{n}, but there are {nloops} loops"))
+                        )
+                    }
                     AffineExpr::Dim(n) => match extent[n] {
                         Some(e) if e != tt.shape[d] && tt.shape[d] != 1 && e != 1 => {
                             return Err(self.op_err(
@@ -1041,6 +1018,7 @@ impl Tx<'_> {
             "arith.extf" | "arith.truncf" => sub(0, memo)?,
             "math.exp" => unary(UnaryOp::Exp, sub(0, memo)?),
             "math.rsqrt" => unary(UnaryOp::Rsqrt, sub(0, memo)?),
+            "math.erf" => unary(UnaryOp::Erf, sub(0, memo)?),
             // sqrt(x) = x * rsqrt(x); 0 absorbs in products, so sqrt(0) = 0.
             "math.sqrt" => {
                 let a = sub(0, memo)?;
@@ -1255,6 +1233,63 @@ fn select(c: B, t: B, f: B) -> Option<B> {
     None
 }
 
+/// The `linalg.generic` form of a named operation (as `linalg-generalize-named-ops` gives it).
+pub(crate) fn named_generic(
+    span: Span,
+    which: NamedOp,
+    ins: &[(Operand, Type)],
+    out: &(Operand, Type),
+    ty: &TensorType,
+) -> Generic {
+    let rank = ty.shape.len();
+    let (maps, iters) = named_maps(which, rank);
+    let (body_ops, y) = match which {
+        NamedOp::Matmul | NamedOp::BatchMatmul | NamedOp::Matvec => {
+            (vec![body("m", "arith.mulf", &["a", "b"], span), body("s", "arith.addf", &["c", "m"], span)], "s")
+        }
+        NamedOp::Add => (vec![body("s", "arith.addf", &["a", "b"], span)], "s"),
+        NamedOp::Sub => (vec![body("s", "arith.subf", &["a", "b"], span)], "s"),
+        NamedOp::Mul => (vec![body("s", "arith.mulf", &["a", "b"], span)], "s"),
+        NamedOp::Div => (vec![body("s", "arith.divf", &["a", "b"], span)], "s"),
+        NamedOp::Max => (vec![body("s", "arith.maximumf", &["a", "b"], span)], "s"),
+        NamedOp::Exp => (vec![body("s", "math.exp", &["a"], span)], "s"),
+    };
+    let block_args: Vec<String> =
+        if which == NamedOp::Exp { vec!["a".into(), "c".into()] } else { vec!["a".into(), "b".into(), "c".into()] };
+    Generic {
+        maps,
+        iterators: iters,
+        ins: ins.to_vec(),
+        outs: vec![out.clone()],
+        block_args,
+        body: body_ops,
+        yields: vec![Operand { name: y.into(), index: 0, span }],
+        results: vec![Type::Tensor(ty.clone())],
+    }
+}
+
+/// The `linalg.generic` form of `linalg.transpose`: a copy through a permuted output map.
+pub(crate) fn transpose_generic(span: Span, input: &(Operand, Type), out: &(Operand, Type), perm: &[usize]) -> Generic {
+    let n = perm.len();
+    let in_map = AffineMap { dims: n, results: (0..n).map(AffineExpr::Dim).collect() };
+    let mut out_res = vec![AffineExpr::Const(0); n];
+    for (d, &p) in perm.iter().enumerate() {
+        if p < n {
+            out_res[d] = AffineExpr::Dim(p);
+        }
+    }
+    Generic {
+        maps: vec![in_map, AffineMap { dims: n, results: out_res }],
+        iterators: vec![Iterator::Parallel; n],
+        ins: vec![input.clone()],
+        outs: vec![out.clone()],
+        block_args: vec!["a".into(), "b".into()],
+        body: Vec::new(),
+        yields: vec![Operand { name: "a".into(), index: 0, span }],
+        results: vec![out.1.clone()],
+    }
+}
+
 fn body(result: &str, name: &str, operands: &[&str], span: Span) -> BodyOp {
     BodyOp {
         result: Some(result.to_string()),
@@ -1292,6 +1327,26 @@ fn squeeze(coo: &Coo, ty: &TensorType) -> Coo {
     for (i, &v) in coo.vals.iter().enumerate() {
         let c = &coo.coords[i * r..(i + 1) * r];
         out.coords.extend(k.iter().map(|&d| c[d]));
+        out.vals.push(v);
+    }
+    out
+}
+
+/// The same row-major elements under another shape of equal size (a relabelled reshape).
+fn reshape_coo(coo: &Coo, shape: &[usize]) -> Coo {
+    let r = coo.rank();
+    let mut out = Coo::new(shape.to_vec());
+    for (i, &v) in coo.vals.iter().enumerate() {
+        let mut lin = 0usize;
+        for (d, &c) in coo.coords[i * r..(i + 1) * r].iter().enumerate() {
+            lin = lin * coo.shape[d] + c as usize;
+        }
+        let mut c = vec![0; shape.len()];
+        for (d, &n) in shape.iter().enumerate().rev() {
+            c[d] = (lin % n.max(1)) as _;
+            lin /= n.max(1);
+        }
+        out.coords.extend(c);
         out.vals.push(v);
     }
     out

@@ -3,13 +3,16 @@
 
 use proptest::prelude::*;
 
-const FIXTURES: [&str; 9] = [
+const FIXTURES: [&str; 11] = [
     include_str!("fixtures/gcn.mlir"),
     // As torch-mlir writes them (resource blobs, COO/CSR encodings, masks, argmax generics).
     include_str!("fixtures/torch-mlir/gcn.mlir"),
     include_str!("fixtures/torch-mlir/attention.mlir"),
     include_str!("fixtures/torch-mlir/linear.mlir"),
     include_str!("fixtures/torch-mlir/spmm_csr.mlir"),
+    // Reshapes that split and merge dimensions (relabelled), heads of attention.
+    include_str!("fixtures/torch-mlir/reshape.mlir"),
+    include_str!("fixtures/torch-mlir/gpt3_decoder.mlir"),
     include_str!("fixtures/attention.mlir"),
     include_str!("fixtures/layernorm.mlir"),
     include_str!("fixtures/constructs.mlir"),

@@ -14,6 +14,7 @@ pub mod mtx;
 pub mod npz;
 pub mod patterns;
 pub mod random;
+pub mod special;
 pub mod tensor_dir;
 
 pub use block::Blocked;
@@ -24,6 +25,7 @@ pub use io_error::{read_any, IoError};
 pub use mtx::{parse_mtx, read_mtx, write_mtx};
 pub use npz::{read_npy, read_npz, write_npz_csr};
 pub use random::{derive_seed, random_coo, random_dense};
+pub use special::erf;
 pub use tensor_dir::{read_tensor_dir, write_tensor_dir};
 
 /// Errors raised while building, converting or validating tensors.
