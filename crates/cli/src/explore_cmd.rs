@@ -117,6 +117,11 @@ pub struct ExploreArgs {
     /// Simulate every point and report how well the estimate ranks them.
     #[arg(long)]
     validate: bool,
+    /// Only count: enumerate the space and print how many points and partitions it has (how
+    /// many contiguous, whether `--max-partitions` stopped the enumeration, how long it took),
+    /// then stop without simulating or writing anything.
+    #[arg(long, conflicts_with_all = ["prune", "validate", "shard"])]
+    count: bool,
     /// This process's shard `I/N` of the points (default: from SLURM_ARRAY_TASK_ID/COUNT or
     /// JOB_COMPLETION_INDEX with FUSEFLOW_SHARD_COUNT).
     #[arg(long, value_name = "I/N")]
@@ -319,6 +324,20 @@ pub fn explore(a: ExploreArgs) -> Result<ExitCode> {
     use fuseflow_explore::GroupEvaluator;
     let n = r.statements();
     let s = space(&a.axes, &r.dependences(), &r.indices().unwrap_or_default())?;
+    if a.count {
+        let t = Instant::now();
+        let (points, pc) = s.enumerate(&r.dependences())?;
+        let secs = t.elapsed().as_secs_f64();
+        let printed = (|| -> Result<()> {
+            let mut o = std::io::stdout().lock();
+            let mut line = |s: String| writeln!(o, "{s}").map_err(StdoutError);
+            line(format!("program      {} ({} statements, {} points in the space)", r.program(), n, points.len()))?;
+            line(partitions_line(&pc))?;
+            line(format!("enumerated   in {secs:.3} s"))?;
+            Ok(())
+        })();
+        return super::finish(printed, ExitCode::SUCCESS);
+    }
     let out = a.out.clone().unwrap_or_else(|| {
         let stem = a.data.program.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         PathBuf::from(format!("explore-{stem}"))
@@ -350,9 +369,7 @@ pub fn explore(a: ExploreArgs) -> Result<ExitCode> {
         let mut o = std::io::stdout().lock();
         let mut line = |s: String| writeln!(o, "{s}").map_err(StdoutError);
         line(format!("program      {} ({} statements, {} points in the space)", r.program(), n, summary.space))?;
-        let pc = summary.partitions;
-        let stopped = pc.stopped.map_or_else(String::new, |why| format!("; {why}"));
-        line(format!("partitions   {} ({} contiguous){stopped}", pc.partitions, pc.contiguous))?;
+        line(partitions_line(&summary.partitions))?;
         if let Some(sh) = shard {
             line(format!("shard        {}/{}", sh.index, sh.count))?;
         }
@@ -391,6 +408,12 @@ pub fn explore(a: ExploreArgs) -> Result<ExitCode> {
     })();
     let code = if summary.retryable > 0 { ExitCode::from(RETRYABLE) } else { ExitCode::SUCCESS };
     super::finish(printed, code)
+}
+
+/// `partitions   N (M contiguous)`, and why the enumeration stopped if it did.
+fn partitions_line(pc: &fuseflow_explore::PartitionCount) -> String {
+    let stopped = pc.stopped.map_or_else(String::new, |why| format!("; {why}"));
+    format!("partitions   {} ({} contiguous){stopped}", pc.partitions, pc.contiguous)
 }
 
 /// `fuseflow estimate`.
