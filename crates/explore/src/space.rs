@@ -1059,6 +1059,36 @@ mod tests {
     }
 
     #[test]
+    fn convex_partitions_from_the_file_and_flags_with_their_limit() {
+        // A diamond: 0 → 1, 0 → 2, {1, 2} → 3; 11 legal partitions, 8 of them ranges.
+        let diamond = Dag::new(vec![vec![], vec![0], vec![0], vec![1, 2]]).unwrap();
+        let s = Space::from_toml("s.toml", "partitions = \"convex\"\n", 4).unwrap();
+        assert_eq!((&s.partitions, s.max_partitions), (&Partitions::Convex, DEFAULT_MAX_PARTITIONS));
+        let (pts, count) = s.enumerate(&diamond).unwrap();
+        assert_eq!((pts.len(), count.partitions, count.contiguous, count.stopped), (11, 11, 8, None));
+        assert_eq!(pts[0].key(), "fusion=0-3 order=default hw=ideal");
+        assert_eq!(pts[10].key(), "fusion=0,1,2,3 order=default hw=ideal");
+        assert!(pts.iter().any(|p| p.key() == "fusion=0,1-2,3 order=default hw=ideal"));
+        let few = Space::from_toml("s.toml", "partitions = \"convex\"\nmax_partitions = 4\n", 4).unwrap();
+        let (pts, count) = few.enumerate(&diamond).unwrap();
+        assert_eq!((pts.len(), count.stopped), (4, Some(StopReason::PartitionLimit(4))));
+        let e = Space::from_toml("s.toml", "max_partitions = 0\n", 4).unwrap_err().to_string();
+        assert!(e.starts_with("s.toml:1:1: axis `max_partitions`: 0 is impossible"), "{e}");
+        let mut f = Space::default();
+        f.set_axis("partitions", &["convex".to_string()], 4).unwrap();
+        f.set_axis("max_partitions", &["7".to_string()], 4).unwrap();
+        assert_eq!((f.partitions.clone(), f.max_partitions), (Partitions::Convex, 7));
+        assert!(f.set_axis("max_partitions", &["x".to_string()], 4).unwrap_err().contains("\"x\" is impossible"));
+        assert_eq!(Space::partitions_flag(" convex ", 4).unwrap(), Partitions::Convex);
+        // A listed partition that is illegal for the dependences is refused naming the group.
+        let listed = Space { partitions: Space::partitions_flag("0+3,1-2", 4).unwrap(), ..Space::default() };
+        let e = listed.points(&diamond).unwrap_err().to_string();
+        assert!(e.contains("partition 0+3,1-2: group 0+3 is not convex"), "{e}");
+        let fine = Space { partitions: Space::partitions_flag("1-2,0,3", 4).unwrap(), ..Space::default() };
+        assert_eq!(fine.points(&diamond).unwrap()[0].key(), "fusion=0,1-2,3 order=default hw=ideal");
+    }
+
+    #[test]
     fn machine_overrides_in_set_syntax() {
         let m = Machine {
             hw: "rda".into(),
