@@ -10,7 +10,8 @@ from . import _native
 from ._errors import FuseflowError
 
 # Keyword arguments that are axes, in the order `fuseflow explore` documents them.
-_AXES = ("partitions", "orders", "order_cap", "par", "block", "hw", "fifo_depth", "memory", "channels", "bandwidth")
+_AXES = ("partitions", "max_partitions", "orders", "order_cap", "par", "block", "hw", "fifo_depth", "memory", "channels",
+         "bandwidth")  # fmt: skip
 
 
 def _values(name: str, v) -> list[str]:
@@ -57,6 +58,11 @@ class Exploration:
         #: Group simulations this run performed, and groups found in the cache.
         self.simulations: int = doc["simulations"]
         self.cache_hits: int = doc["cache_hits"]
+        #: The partitions of the space: how many, how many of them contiguous, and why the
+        #: enumeration stopped early (`partitions="convex"` past `max_partitions`) or None.
+        self.partitions: int = doc["partitions"]["partitions"]
+        self.contiguous: int = doc["partitions"]["contiguous"]
+        self.stopped: str | None = doc["partitions"]["stopped"]
         #: Warnings (a corrupt line of a results log skipped, its point run again).
         self.warnings: list[str] = doc["warnings"]
         #: Every record of the directory, sorted by id, as JSON Lines hold them (with `groups`).
@@ -113,7 +119,7 @@ def _flat(r: dict) -> dict:
     }
 
 
-def explore(prog, *, partitions="all", orders=None, order_cap=None, par=None, block=None, hw=None, fifo_depth=None,
+def explore(prog, *, partitions="all", max_partitions=None, orders=None, order_cap=None, par=None, block=None, hw=None, fifo_depth=None,
             memory=None, channels=None, bandwidth=None, space=None, prune=None, validate: bool = False,
             out=None, shard=None, seed: int = 0, verify: bool = True, max_cycles: int | None = None,
             mem_limit: int | None = None, jobs: int | None = None) -> Exploration:  # fmt: skip
@@ -123,7 +129,9 @@ def explore(prog, *, partitions="all", orders=None, order_cap=None, par=None, bl
     `out` (default `explore-NAME`): a rerun resumes, and the CLI can resume or merge it too.
 
     Axes (each a value or a list; None keeps the space file's or the default): `partitions`
-    ("all", or partitions such as "0-3,4-10", "unfused", "full"), `orders` ("default",
+    ("all": every contiguous partition; "convex": every partition of the dependence DAG into
+    convex groups, at most `max_partitions` (default 100000); or partitions such as "0-3,4-10",
+    "0-2+4,3,5-10", "unfused", "full"), `orders` ("default",
     "best", index names), `order_cap`, `par` (None or "none", "h=4", "h=2,i=2", or a dict
     {"h": 2, "i": 2}; applied to every group that iterates the index), `block` (None or a
     block size, for every group with a sparse operand), `hw` (presets or TOML files),
@@ -147,7 +155,7 @@ def explore(prog, *, partitions="all", orders=None, order_cap=None, par=None, bl
         inputs = [(i.name, i.shape, i.coords, i.vals) for i in prog._inputs]
         stem = prog._title.replace(" ", "_")
     out = os.fspath(out) if out is not None else f"explore-{stem}"
-    kwargs = {"partitions": partitions, "orders": orders, "order_cap": order_cap, "par": par, "block": block,
+    kwargs = {"partitions": partitions, "max_partitions": max_partitions, "orders": orders, "order_cap": order_cap, "par": par, "block": block,
               "hw": hw, "fifo_depth": fifo_depth, "memory": memory, "channels": channels, "bandwidth": bandwidth}  # fmt: skip
     axes = [(name, _values(name, kwargs[name])) for name in _AXES]
     space_text, space_file = None, "space.toml"

@@ -315,6 +315,10 @@ fn explore(
             };
             return Err(format!("{origin}: {e}"));
         }
+        if let fuseflow_explore::space::Partitions::List(_) = &s.partitions {
+            // Listed partitions must be legal for the program's dependences (as the CLI checks).
+            s.partition_list(&runner.dependences()).map_err(|e| format!("partitions: {e}"))?;
+        }
         let opts = fuseflow_explore::SweepOptions { shard, prune, cancel: None, jobs };
         let mut warnings = Vec::new();
         let summary = fuseflow_explore::sweep(&runner, &s, &out, &opts, &mut |ev| {
@@ -339,6 +343,11 @@ fn explore(
             "simulations": summary.simulations,
             "cache_hits": summary.cache_hits,
             "records": summary.records,
+            "partitions": {
+                "partitions": summary.partitions.partitions,
+                "contiguous": summary.partitions.contiguous,
+                "stopped": summary.partitions.stopped.map(|why| why.to_string()),
+            },
             "accuracy": accuracy,
             "warnings": warnings,
             "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),

@@ -67,6 +67,17 @@ def test_groups_side_by_side_give_the_same_points(tmp_path):
     assert (tmp_path / "one" / "results.csv").read_bytes() == (tmp_path / "two" / "results.csv").read_bytes()
 
 
+def test_convex_partitions_of_a_chain_are_its_ranges_and_the_limit_says_so(tmp_path):
+    # The two layers are a chain of statements: its convex partitions are the 16 contiguous.
+    ex = fuseflow.explore(_prog(), partitions="convex", out=tmp_path / "c")
+    assert (ex.space, ex.partitions, ex.contiguous, ex.stopped) == (16, 16, 16, None)
+    assert all(p["status"] == "verified" for p in ex.points)
+    few = fuseflow.explore(_prog(), partitions="convex", max_partitions=3, out=tmp_path / "few")
+    assert (few.space, few.partitions) == (3, 3)
+    assert few.stopped == "stopped at max_partitions = 3: the program has more convex partitions"
+    assert [p["fusion"] for p in few.points] == [p["fusion"] for p in ex.points[:3]]
+
+
 def test_a_rerun_resumes_and_a_wider_space_reuses_the_cache(tmp_path):
     out = tmp_path / "sae"
     sae = os.path.join(REPO, "examples", "sae.ff")
@@ -97,6 +108,8 @@ def test_prune_simulates_the_best_by_estimate(tmp_path):
         ({"par": {"i": 0}}, 'par: "i=0": lane count "0" of i is impossible'),
         ({"block": 1}, 'block: "1" is impossible'),
         ({"partitions": "0-1,3-4"}, "partitions: partition"),
+        ({"partitions": "0+2,1,3-4"}, "partitions: partition 0+2,1,3-4: group 0+2 is not convex"),
+        ({"partitions": "convex", "max_partitions": 0}, 'max_partitions: "0" is impossible'),
         ({"hw": "warp9"}, "machine warp9"),
         ({"prune": 0}, "prune 0"),
         ({"shard": "4/4"}, "--shard 4/4"),

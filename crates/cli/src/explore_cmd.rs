@@ -62,10 +62,15 @@ pub struct AxisArgs {
     /// `fifo_depth`, `memory`, `channels`, `bandwidth` (docs/explore.md).
     #[arg(long, value_name = "SPACE.toml")]
     space: Option<PathBuf>,
-    /// Partitions: `all` (every contiguous partition), or `;`-separated ones such as
-    /// `0-3,4-10;unfused;full`.
+    /// Partitions: `all` (every contiguous partition), `convex` (every partition of the
+    /// dependence DAG into convex groups, at most `--max-partitions`), or `;`-separated ones
+    /// such as `0-3,4-10;0-2+4,3,5-10;unfused;full`.
     #[arg(long)]
     partitions: Option<String>,
+    /// Most partitions `--partitions convex` enumerates (default 100000); past it the
+    /// enumeration stops and says so.
+    #[arg(long, value_name = "N")]
+    max_partitions: Option<String>,
     /// Order choice, repeatable: `default`, `best` (every legal order per group, the fastest
     /// kept) or index names such as `i,k,f,h`.
     #[arg(long = "orders", value_name = "CHOICE")]
@@ -112,6 +117,11 @@ pub struct ExploreArgs {
     /// Simulate every point and report how well the estimate ranks them.
     #[arg(long)]
     validate: bool,
+    /// Only count: enumerate the space and print how many points and partitions it has (how
+    /// many contiguous, whether `--max-partitions` stopped the enumeration, how long it took),
+    /// then stop without simulating or writing anything.
+    #[arg(long, conflicts_with_all = ["prune", "validate", "shard"])]
+    count: bool,
     /// This process's shard `I/N` of the points (default: from SLURM_ARRAY_TASK_ID/COUNT or
     /// JOB_COMPLETION_INDEX with FUSEFLOW_SHARD_COUNT).
     #[arg(long, value_name = "I/N")]
@@ -127,8 +137,8 @@ pub struct ExploreArgs {
 pub struct EstimateArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// The partition: `unfused`, `full` or contiguous groups such as `0-3,4-10` (`partial`:
-    /// the program's `fuse` lines).
+    /// The partition: `unfused`, `full` or groups such as `0-3,4-10` or `0-2+4,3,5-10`
+    /// (`partial`: the program's `fuse` lines).
     #[arg(long, default_value = "partial")]
     fusion: String,
     /// Order choice: `default`, `best` or index names.
@@ -208,7 +218,8 @@ fn runner(d: &DataArgs, cancel: std::sync::Arc<std::sync::atomic::AtomicBool>) -
 
 /// The space: the file's axes, then the flags'. `indices` are the program's index variables
 /// (what the `par` axis may name).
-fn space(a: &AxisArgs, n: usize, indices: &[String]) -> Result<Space> {
+fn space(a: &AxisArgs, dag: &fuseflow_explore::Dag, indices: &[String]) -> Result<Space> {
+    let n = dag.len();
     let mut file_text = None;
     let mut s = match &a.space {
         Some(path) => {
@@ -222,6 +233,9 @@ fn space(a: &AxisArgs, n: usize, indices: &[String]) -> Result<Space> {
     let flag = |name: &str, e: String| ExploreError::Space(format!("--{name}: {e}"));
     if let Some(p) = &a.partitions {
         s.partitions = Space::partitions_flag(p, n).map_err(|e| flag("partitions", e))?;
+    }
+    if let Some(m) = &a.max_partitions {
+        s.max_partitions = fuseflow_explore::space::parse_max_partitions(m).map_err(|e| flag("max-partitions", e))?;
     }
     if !a.orders.is_empty() {
         s.orders =
@@ -263,6 +277,16 @@ fn space(a: &AxisArgs, n: usize, indices: &[String]) -> Result<Space> {
             .map_err(|e| flag("bandwidth", e))?;
     }
     s.check().map_err(ExploreError::Space)?;
+    // Listed partitions must be legal for the program's dependences: say where they came from.
+    if let Partitions::List(_) = &s.partitions {
+        if let Err(ExploreError::Space(e)) = s.partition_list(dag) {
+            let origin = match &file_text {
+                Some((file, text)) if a.partitions.is_none() => Space::locate(file, text, "partitions"),
+                _ => "--partitions".to_string(),
+            };
+            return Err(ExploreError::Space(format!("{origin}: {e}")).into());
+        }
+    }
     Ok(s)
 }
 
@@ -299,7 +323,21 @@ pub fn explore(a: ExploreArgs) -> Result<ExitCode> {
     r.share_memory(jobs);
     use fuseflow_explore::GroupEvaluator;
     let n = r.statements();
-    let s = space(&a.axes, n, &r.indices().unwrap_or_default())?;
+    let s = space(&a.axes, &r.dependences(), &r.indices().unwrap_or_default())?;
+    if a.count {
+        let t = Instant::now();
+        let (points, pc) = s.enumerate(&r.dependences())?;
+        let secs = t.elapsed().as_secs_f64();
+        let printed = (|| -> Result<()> {
+            let mut o = std::io::stdout().lock();
+            let mut line = |s: String| writeln!(o, "{s}").map_err(StdoutError);
+            line(format!("program      {} ({} statements, {} points in the space)", r.program(), n, points.len()))?;
+            line(partitions_line(&pc))?;
+            line(format!("enumerated   in {secs:.3} s"))?;
+            Ok(())
+        })();
+        return super::finish(printed, ExitCode::SUCCESS);
+    }
     let out = a.out.clone().unwrap_or_else(|| {
         let stem = a.data.program.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         PathBuf::from(format!("explore-{stem}"))
@@ -331,6 +369,7 @@ pub fn explore(a: ExploreArgs) -> Result<ExitCode> {
         let mut o = std::io::stdout().lock();
         let mut line = |s: String| writeln!(o, "{s}").map_err(StdoutError);
         line(format!("program      {} ({} statements, {} points in the space)", r.program(), n, summary.space))?;
+        line(partitions_line(&summary.partitions))?;
         if let Some(sh) = shard {
             line(format!("shard        {}/{}", sh.index, sh.count))?;
         }
@@ -371,6 +410,12 @@ pub fn explore(a: ExploreArgs) -> Result<ExitCode> {
     super::finish(printed, code)
 }
 
+/// `partitions   N (M contiguous)`, and why the enumeration stopped if it did.
+fn partitions_line(pc: &fuseflow_explore::PartitionCount) -> String {
+    let stopped = pc.stopped.map_or_else(String::new, |why| format!("; {why}"));
+    format!("partitions   {} ({} contiguous){stopped}", pc.partitions, pc.contiguous)
+}
+
 /// `fuseflow estimate`.
 pub fn estimate(a: EstimateArgs) -> Result<ExitCode> {
     use fuseflow_explore::GroupEvaluator;
@@ -381,7 +426,9 @@ pub fn estimate(a: EstimateArgs) -> Result<ExitCode> {
         let users: Vec<String> = groups.iter().map(|g| r.program_ref().group_label(g)).collect();
         fuseflow_explore::Partition::parse(&users.join(","), n).map_err(ExploreError::Space)?
     } else {
-        fuseflow_explore::Partition::parse(&a.fusion, n).map_err(|e| ExploreError::Space(format!("--fusion: {e}")))?
+        fuseflow_explore::Partition::parse(&a.fusion, n)
+            .and_then(|p| p.ordered(&r.dependences()))
+            .map_err(|e| ExploreError::Space(format!("--fusion: {e}")))?
     };
     let order = OrderChoice::parse(&a.order).map_err(|e| ExploreError::Space(format!("--order: {e}")))?;
     let variant = Variant {
@@ -396,7 +443,7 @@ pub fn estimate(a: EstimateArgs) -> Result<ExitCode> {
         bandwidth: None,
     };
     let s = Space {
-        partitions: Partitions::List(vec![partition]),
+        partitions: Partitions::List(vec![partition.clone()]),
         orders: vec![order.clone()],
         hw: vec![a.hw.clone()],
         memory: vec![machine.memory],
@@ -410,15 +457,15 @@ pub fn estimate(a: EstimateArgs) -> Result<ExitCode> {
     })?;
     let mut groups = Vec::new();
     for g in partition.groups() {
-        let e = ex.estimate_group(&g, &order, &variant, &machine);
+        let e = ex.estimate_group(g, &order, &variant, &machine);
         let orders = match &e {
-            Some((_, o)) => ex.compile(&g, o, &variant).map(|c| c.orders.clone()).unwrap_or_default(),
+            Some((_, o)) => ex.compile(g, o, &variant).map(|c| c.orders.clone()).unwrap_or_default(),
             None => Vec::new(),
         };
-        groups.push((fuseflow_explore::group_label(&g), e.map(|x| x.0), orders));
+        groups.push((fuseflow_explore::group_label(g), e.map(|x| x.0), orders));
     }
     let total = groups.iter().try_fold(fuseflow_explore::Estimate::default(), |acc, g| g.1.map(|e| acc + e));
-    let bench = if a.bench { Some(bench_estimate(&r, n, &machine, &variant)?) } else { None };
+    let bench = if a.bench { Some(bench_estimate(&r, &machine, &variant)?) } else { None };
     let printed = (|| -> Result<()> {
         let mut o = std::io::stdout().lock();
         if a.json {
@@ -473,7 +520,8 @@ pub fn estimate(a: EstimateArgs) -> Result<ExitCode> {
 /// Measures estimating every partition of the program: cold (a fresh explorer compiles each
 /// distinct group), afresh (graphs compiled, every group estimated again for every point),
 /// memoised. Returns (configurations, afresh/s, cold/s, memoised/s).
-fn bench_estimate(r: &GroupRunner, n: usize, m: &Machine, v: &Variant) -> Result<(usize, f64, f64, f64)> {
+fn bench_estimate(r: &GroupRunner, m: &Machine, v: &Variant) -> Result<(usize, f64, f64, f64)> {
+    use fuseflow_explore::GroupEvaluator;
     let s = Space {
         hw: vec![m.hw.clone()],
         memory: vec![m.memory],
@@ -481,7 +529,7 @@ fn bench_estimate(r: &GroupRunner, n: usize, m: &Machine, v: &Variant) -> Result
         block: vec![v.block],
         ..Space::default()
     };
-    let points: Vec<Point> = s.points(n)?;
+    let points: Vec<Point> = s.points(&r.dependences())?;
     let ex = Explorer::new(r, &s)?;
     let t = Instant::now();
     let cold: usize = points.iter().filter_map(|p| ex.estimate_point(p)).count();

@@ -17,7 +17,6 @@
 //! `par` axis replaces them).
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -159,12 +158,9 @@ impl GroupRunner {
         &self.p
     }
 
-    /// The expanded statements of a group of user statements.
-    pub fn expanded(&self, group: &Range<usize>) -> Vec<usize> {
-        if self.p.user_stmts.is_empty() {
-            return group.clone().collect();
-        }
-        group.clone().filter_map(|u| self.p.user_stmts.get(u)).flat_map(|u| u.stmts.clone()).collect()
+    /// The expanded statements of a group of user statements (sorted, so in program order).
+    pub fn expanded(&self, group: &[usize]) -> Vec<usize> {
+        self.p.expand_user_stmts(group)
     }
 
     /// What the estimate needs of a blocked graph: each node's tile role (the simulator's tile
@@ -251,29 +247,28 @@ impl GroupEvaluator for GroupRunner {
         }
     }
 
-    fn group_text(&self, group: &Range<usize>) -> String {
+    fn dependences(&self) -> fuseflow_explore::Dag {
+        fuseflow_explore::Dag::of_program(&self.p)
+    }
+
+    fn group_text(&self, group: &[usize]) -> String {
         let stmts: Vec<String> =
             self.expanded(group).iter().map(|&s| fuseflow_ir::pretty_stmt(&self.p.stmts[s])).collect();
         stmts.join("\n")
     }
 
-    fn orders(&self, group: &Range<usize>, cap: usize) -> Result<Vec<Vec<String>>, Failure> {
+    fn orders(&self, group: &[usize], cap: usize) -> Result<Vec<Vec<String>>, Failure> {
         let stmts = self.expanded(group);
         let per_output = fuseflow_compiler::group_orders(&self.p, &stmts, cap, &self.cfg.lower)
             .map_err(|e| failure(DriverError::Compile(e)))?;
         Ok(per_output.into_iter().flatten().collect())
     }
 
-    fn compile(&self, group: &Range<usize>, order: Option<&[String]>) -> Result<Compiled, Failure> {
+    fn compile(&self, group: &[usize], order: Option<&[String]>) -> Result<Compiled, Failure> {
         self.compile_variant(group, order, &Variant::default())
     }
 
-    fn compile_variant(
-        &self,
-        group: &Range<usize>,
-        order: Option<&[String]>,
-        v: &Variant,
-    ) -> Result<Compiled, Failure> {
+    fn compile_variant(&self, group: &[usize], order: Option<&[String]>, v: &Variant) -> Result<Compiled, Failure> {
         let stmts = self.expanded(group);
         if stmts.len() > 1 {
             let size = fuseflow_compiler::group_size(&self.p, &stmts);
@@ -300,7 +295,8 @@ impl GroupEvaluator for GroupRunner {
         }
         // As `run --block B` lowers a group (a declared `block(B)` operand blocks it too).
         let cfg = crate::RunConfig { block: v.block, lower: self.cfg.lower.clone(), ..crate::RunConfig::default() };
-        let k = crate::lower_configured(&self.p, &stmts, group.start, order, &cfg).map_err(failure)?;
+        let first = group.first().copied().unwrap_or(0);
+        let k = crate::lower_configured(&self.p, &stmts, first, order, &cfg).map_err(failure)?;
         // As `run --par INDEX=LANES` applies lanes: to a group that iterates the index.
         let applied =
             Lanes(v.par.0.iter().filter(|(i, _)| fuseflow_compiler::par::iterates(&k.graph, i)).cloned().collect());
@@ -315,7 +311,7 @@ impl GroupEvaluator for GroupRunner {
                 origin: format!("par {}", v.par),
             })
             .collect();
-        let graph = crate::apply_par(&self.p, group.start, &stmts, k.graph, &reqs).map_err(failure)?;
+        let graph = crate::apply_par(&self.p, first, &stmts, k.graph, &reqs).map_err(failure)?;
         let block = match &k.block {
             Some(b) => Some(Blocking {
                 block: b.block,
@@ -368,7 +364,7 @@ impl GroupEvaluator for GroupRunner {
         })
     }
 
-    fn simulate(&self, group: &Range<usize>, c: &Compiled, m: &Machine) -> Result<GroupResult, Failure> {
+    fn simulate(&self, group: &[usize], c: &Compiled, m: &Machine) -> Result<GroupResult, Failure> {
         let t0 = Instant::now();
         let hw = self.hw(m).map_err(|message| Failure { message, retryable: false })?;
         let sim_cfg = SimConfig { max_cycles: self.cfg.sim.max_cycles, ..hw.to_sim_config() };

@@ -138,8 +138,9 @@ struct ProgramArgs {
     free_layout: bool,
     /// Fusion granularity: `unfused` (every kernel alone, a built-in's steps included),
     /// `full`, `partial` (the program's `fuse` groups, other statements alone) or explicit
-    /// groups of statements numbered as written, such as `0-3,4-7` (a built-in line is one
-    /// statement and cannot be split).
+    /// groups of statements numbered as written, such as `0-3,4-7`, or `0-2+4,3,5-13` where
+    /// `+` joins statements that are not adjacent (each group convex in the dependence DAG;
+    /// groups run in its order). A built-in line is one statement and cannot be split.
     #[arg(long, default_value = "unfused")]
     fusion: fuseflow_compiler::Fusion,
     /// Parallel lanes: run the part of each group below index INDEX in LANES lanes, e.g.

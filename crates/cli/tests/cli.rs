@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{cli, example_path, fails_with, tmpdir, write};
+use common::{cli, example_path, fails_with, json, tmpdir, write};
 
 #[test]
 fn run_prints_verified_summary_and_json() {
@@ -139,7 +139,13 @@ fn bad_multi_statement_programs_fail_cleanly() {
         "chain.ff",
         "input A[4,4] dcsr = random(density=0.5)\ntemp T[4,4] dcsr\noutput U[4,4] dcsr\nT(i,j) = A(i,k) * A(k,j)\nU(i,j) = T(i,j) + A(i,j)\n",
     );
-    fails_with(&["run", &ok, "--fusion", "1,0"], &["expected statement 0"]);
+    // Groups may be written in any order: they run in the dependences' order.
+    let (code, out, err) = cli(&["run", &ok, "--fusion", "1,0", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let labels: Vec<String> =
+        json(&out)["groups"].as_array().unwrap().iter().map(|g| g["label"].as_str().unwrap().to_string()).collect();
+    assert_eq!(labels, ["0", "1"]);
+    fails_with(&["run", &ok, "--fusion", "0,0-1"], &["statement 0 is in two groups"]);
     fails_with(&["run", &ok, "--fusion", "0"], &["cover"]);
     fails_with(&["run", &ok, "--fusion", "0-7"], &["has 2"]);
     fails_with(&["run", &ok, "--fusion", "zero"], &["fusion"]);

@@ -181,7 +181,18 @@ fn bad_input_is_refused_in_one_line() {
     std::fs::write(&space, "fifo_depth = [4, 0]\n").unwrap();
     refused(&["explore", &gcn, "--space", &sp, "--out", &out], 2, &["space.toml:1:1: axis `fifo_depth`", "impossible"]);
     std::fs::write(&space, "partitions = [\"0-3,5-10\"]\n").unwrap();
-    refused(&["explore", &gcn, "--space", &sp, "--out", &out], 2, &["contiguous"]);
+    refused(
+        &["explore", &gcn, "--space", &sp, "--out", &out],
+        2,
+        &["space.toml:1:1: axis `partitions`", "statement 4 is in no group"],
+    );
+    // A listed group the dependences do not allow (the GCN is a chain) is located too.
+    std::fs::write(&space, "hw = \"ideal\"\npartitions = [\"0+2,1,3-10\"]\n").unwrap();
+    refused(
+        &["explore", &gcn, "--space", &sp, "--out", &out],
+        2,
+        &["space.toml:2:1: axis `partitions`", "group 0+2 is not convex"],
+    );
     refused(&["explore", &gcn, "--hw", "warp9", "--out", &out], 2, &["machine warp9"]);
     refused(&["explore", &gcn, "--shard", "4/4", "--out", &out], 2, &["--shard 4/4", "out of range"]);
     refused(&["explore", &gcn, "--prune", "0", "--out", &out], 2, &["--prune"]);

@@ -83,8 +83,8 @@ fn fusion_plan_errors_name_the_flag_or_the_fuse_line() {
     for (fusion, needles) in [
         ("0-1", vec!["--fusion 0-1:", "cover statements 0-1", "has 3 (0-2)"]),
         ("0-3", vec!["--fusion 0-3:", "statement 3 does not exist"]),
-        ("1,0,2", vec!["--fusion 1,0,2:", "expected statement 0, found 1"]),
-        ("0,2,1", vec!["--fusion 0,2,1:", "expected statement 1, found 2"]),
+        ("0+2,1", vec!["--fusion 0+2,1:", "group 0+2 is not convex", "path 0 (T) → 1 (Y) → 2 (Z)"]),
+        ("0-1,1-2", vec!["--fusion 0-1,1-2:", "statement 1 is in two groups (0-1 and 1-2)"]),
     ] {
         let (code, _, err) = cli(&["run", &p, "--fusion", fusion]);
         assert_eq!(code, 2, "{fusion}: {err}");

@@ -35,8 +35,9 @@ pub enum Fusion {
     /// The groups named by the program's `fuse` lines; every other statement is a group of its
     /// own (a built-in as one graph).
     Partial,
-    /// Explicit groups of user statements (`--fusion 0-3,4-7`): every statement exactly once,
-    /// in order.
+    /// Explicit groups of user statements (`--fusion 0-3,4-7`, `--fusion 0-2+4,3,5-13`): every
+    /// statement exactly once, each group convex in the dependence DAG and the groups
+    /// orderable ([`crate::convex`]); written in any order, run in the DAG's order.
     Groups(Vec<Vec<usize>>),
     /// Explicit groups of expanded statements (indices into [`CheckedProgram::stmts`]): every
     /// statement exactly once, in order. May split a built-in; for tests and tools that study
@@ -46,8 +47,9 @@ pub enum Fusion {
 
 impl std::str::FromStr for Fusion {
     type Err = String;
-    /// `unfused`, `full`, `partial`, or groups of user statements like `0-3,4-7` (each item a
-    /// group; `a-b` is a range, a bare number a group of one; spaces are ignored).
+    /// `unfused`, `full`, `partial`, or groups of user statements like `0-3,4-7` or
+    /// `0-2+4,3,5-13` (items separated by `,` are groups; within a group, parts joined by `+`
+    /// are each a range `a-b` or a statement; spaces are ignored).
     fn from_str(s: &str) -> Result<Fusion, String> {
         match s.trim() {
             "unfused" => return Ok(Fusion::Unfused),
@@ -59,22 +61,26 @@ impl std::str::FromStr for Fusion {
         for item in s.split(',') {
             let item = item.trim();
             let bad = || {
-                format!("invalid fusion group {item:?} (expected unfused, partial, full, or groups of statements such as 0-3,4)")
+                format!("invalid fusion group {item:?} (expected unfused, partial, full, or groups of statements such as 0-3,4 or 0-2+4,3)")
             };
-            let group: Vec<usize> = match item.split_once('-') {
-                Some((a, b)) => {
-                    let a: usize = a.trim().parse().map_err(|_| bad())?;
-                    let b: usize = b.trim().parse().map_err(|_| bad())?;
-                    if b < a {
-                        return Err(bad());
+            let mut group: Vec<usize> = Vec::new();
+            for part in item.split('+') {
+                let part = part.trim();
+                match part.split_once('-') {
+                    Some((a, b)) => {
+                        let a: usize = a.trim().parse().map_err(|_| bad())?;
+                        let b: usize = b.trim().parse().map_err(|_| bad())?;
+                        if b < a {
+                            return Err(bad());
+                        }
+                        if b - a > 1_000_000 || group.len() > 1_000_000 {
+                            return Err(format!("fusion group {item:?} is too large"));
+                        }
+                        group.extend(a..=b);
                     }
-                    if b - a > 1_000_000 {
-                        return Err(format!("fusion group {item:?} is too large"));
-                    }
-                    (a..=b).collect()
+                    None => group.push(part.parse().map_err(|_| bad())?),
                 }
-                None => vec![item.parse().map_err(|_| bad())?],
-            };
+            }
             groups.push(group);
         }
         Ok(Fusion::Groups(groups))
@@ -95,18 +101,14 @@ impl std::fmt::Display for Fusion {
     }
 }
 
-/// Groups in `--fusion` syntax: `0-3,4`.
+/// Groups in `--fusion` syntax: `0-3,4`, `0-2+4,3`.
 fn groups_text(groups: &[Vec<usize>]) -> String {
-    groups.iter().map(|g| group_text(g)).collect::<Vec<_>>().join(",")
+    crate::convex::groups_text(groups)
 }
 
-/// One group in `--fusion` syntax: `0-3` for a range, `0 2` otherwise.
+/// One group in `--fusion` syntax: `0-3` for a range, `0-2+4` otherwise.
 fn group_text(g: &[usize]) -> String {
-    let consecutive = g.windows(2).all(|w| w[1] == w[0] + 1);
-    match (g.first(), g.last()) {
-        (Some(a), Some(b)) if consecutive && a != b => format!("{a}-{b}"),
-        _ => g.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" "),
-    }
+    crate::convex::group_text(g)
 }
 
 /// A fused group lowered to one graph.
@@ -126,8 +128,10 @@ pub struct GroupKernel {
 }
 
 /// Resolves a fusion choice into validated groups of expanded statements (indices into
-/// [`CheckedProgram::stmts`]) covering every statement once, in order. Errors name the `fuse`
-/// line or the `--fusion` groups and use user statement numbering.
+/// [`CheckedProgram::stmts`]) covering every statement once, each group in program order and
+/// the groups in execution order (for explicit groups, the dependence DAG's order of
+/// [`crate::convex::Dag::schedule`]; every other choice gives ranges in program order). Errors
+/// name the `fuse` line or the `--fusion` groups and use user statement numbering.
 pub fn plan(p: &CheckedProgram, fusion: &Fusion) -> Result<Vec<Vec<usize>>, CompileError> {
     let n = p.stmts.len();
     let users = if p.user_stmts.is_empty() { n } else { p.user_stmts.len() };
@@ -161,8 +165,10 @@ pub fn plan(p: &CheckedProgram, fusion: &Fusion) -> Result<Vec<Vec<usize>>, Comp
         }
         Fusion::Groups(groups) => {
             let origin = format!("--fusion {}", groups_text(groups));
-            check_cover(groups, users, "statement").map_err(|message| CompileError::Fusion { origin, message })?;
-            Ok(groups.iter().map(|g| p.expand_user_stmts(g)).collect())
+            let dag = crate::convex::Dag::of_program(p);
+            debug_assert_eq!(dag.len(), users);
+            let ordered = dag.schedule(groups).map_err(|message| CompileError::Fusion { origin, message })?;
+            Ok(ordered.iter().map(|g| p.expand_user_stmts(g)).collect())
         }
         Fusion::Expanded(groups) => {
             let origin = format!("fusion groups {} (expanded statements)", groups_text(groups));
@@ -421,13 +427,14 @@ fn shared_index(
     None
 }
 
-/// The tensors a group must write: program outputs, and tensors read after the group.
+/// The tensors a group must write: program outputs, and tensors read by statements outside
+/// the group (after it in program order for a range; for a group of non-adjacent statements
+/// also by statements between them, which run in other groups).
 pub fn group_outputs(p: &CheckedProgram, group: &[usize]) -> Vec<String> {
-    let last = group.last().copied().unwrap_or(0);
     let mut out = Vec::new();
     for &s in group {
         let t = &p.stmts[s].lhs.tensor;
-        let read_later = p.stmts[last + 1..].iter().any(|st| reads(&st.rhs, t));
+        let read_later = p.stmts.iter().enumerate().any(|(k, st)| k > s && !group.contains(&k) && reads(&st.rhs, t));
         let is_output = p.decl(t).is_some_and(|d| d.role == Role::Output);
         if read_later || is_output {
             out.push(t.clone());

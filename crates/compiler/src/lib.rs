@@ -8,6 +8,7 @@
 //! an outer variable only when that variable precedes the reduced one in the order.
 
 pub mod block;
+pub mod convex;
 mod expr;
 pub mod fuse;
 pub mod lower;
@@ -16,6 +17,7 @@ pub mod par;
 pub mod size;
 
 pub use block::{block_group, lower_blocked_group, GroupBlock};
+pub use convex::{ConvexPartitions, Dag, StopReason};
 pub use fuse::{group_orders, group_outputs, lower_group, plan, ranked_group_orders, Fusion, GroupKernel, RankedOrder};
 pub use lower::{lower_statement, Kernel, LowerOptions};
 pub use order::legal_orders;

@@ -12,7 +12,9 @@
 //! intermediates included, from the same data, see [`GroupEvaluator`]), so it is cached on
 //! disk under a content hash ([`hash`], [`store::ResultsDir::cache_get`]). An exhaustive
 //! partition sweep of n statements then simulates each of the n(n+1)/2 contiguous groups once
-//! per order and machine instead of simulating 2^(n-1) whole programs.
+//! per order and machine instead of simulating 2^(n-1) whole programs. Groups need not be
+//! contiguous: `partitions = "convex"` visits every partition of the statements' dependence
+//! DAG into convex groups ([`space::Dag`]), and a group is always a sorted list of statements.
 //!
 //! [`estimate`] is an analytic model of a group's cycles, FLOPs and off-chip bytes from its
 //! graph and the measured sparsity of the data; [`sweep`] uses it to prune a space to its
@@ -35,11 +37,9 @@ pub mod stats;
 pub mod store;
 pub mod sweep;
 
-use std::ops::Range;
-
 pub use estimate::{DataStats, Estimate, MemoryModel, TensorStats, TileModel, TileRole, TileTiming};
 pub use shard::Shard;
-pub use space::{Lanes, Machine, OrderChoice, Partition, Point, Space, Variant};
+pub use space::{Dag, Lanes, Machine, OrderChoice, Partition, PartitionCount, Point, Space, StopReason, Variant};
 pub use store::{GroupRecord, PointRecord, ResultsDir, Status};
 pub use sweep::{sweep, Event, Prune, SweepOptions, SweepSummary};
 
@@ -170,7 +170,8 @@ pub struct GroupResult {
 }
 
 /// How a sweep evaluates groups: implemented by the driver (compile, simulate and verify one
-/// group of user statements `group` on one machine).
+/// group of user statements `group`, sorted, on one machine). A group need not be a range: it
+/// is any convex set of statements of [`GroupEvaluator::dependences`].
 ///
 /// Every group must read its inputs, intermediates computed by earlier statements included,
 /// from data that does not depend on the partition (the driver takes intermediates from the
@@ -184,20 +185,26 @@ pub trait GroupEvaluator {
     fn program(&self) -> String;
     /// Number of user statements (what partitions split).
     fn statements(&self) -> usize;
+    /// The dependence DAG of the user statements (which groups are convex, the order groups
+    /// run in). By default a chain: each statement reads the one before, so only ranges are
+    /// convex.
+    fn dependences(&self) -> Dag {
+        Dag::chain(self.statements())
+    }
     /// The text of the statements of `group` (part of the group's cache key).
-    fn group_text(&self, group: &Range<usize>) -> String;
+    fn group_text(&self, group: &[usize]) -> String;
     /// Legal dataflow orders of the group's outputs (at most `cap`), as `--order` takes them.
-    fn orders(&self, group: &Range<usize>, cap: usize) -> Result<Vec<Vec<String>>, Failure>;
+    fn orders(&self, group: &[usize], cap: usize) -> Result<Vec<Vec<String>>, Failure>;
     /// Compiles the group under `order` (the default when `None`, or when it names other
     /// indices than an output's).
-    fn compile(&self, group: &Range<usize>, order: Option<&[String]>) -> Result<Compiled, Failure>;
+    fn compile(&self, group: &[usize], order: Option<&[String]>) -> Result<Compiled, Failure>;
     /// Compiles the group under `order` with `variant`'s lanes (for every index the group
     /// iterates) and block size (when the group has a sparse operand); a request that does
     /// not fit the group leaves it unchanged, and [`Compiled::par`] and [`Compiled::block`]
     /// say what was applied. Evaluators without lanes and blocking refuse other variants.
     fn compile_variant(
         &self,
-        group: &Range<usize>,
+        group: &[usize],
         order: Option<&[String]>,
         variant: &Variant,
     ) -> Result<Compiled, Failure> {
@@ -224,16 +231,13 @@ pub trait GroupEvaluator {
     /// The machine's off-chip memory for the estimate, `None` with ideal memory.
     fn memory_model(&self, machine: &Machine) -> Option<MemoryModel>;
     /// Simulates (and verifies) a compiled group on a machine.
-    fn simulate(&self, group: &Range<usize>, compiled: &Compiled, machine: &Machine) -> Result<GroupResult, Failure>;
+    fn simulate(&self, group: &[usize], compiled: &Compiled, machine: &Machine) -> Result<GroupResult, Failure>;
     /// Statistics of the data every group reads (inputs and intermediates).
     fn stats(&self) -> &DataStats;
 }
 
-/// `0-3` (or `5` for one statement): a group of user statements as `--fusion` writes it.
-pub fn group_label(group: &Range<usize>) -> String {
-    if group.len() == 1 {
-        group.start.to_string()
-    } else {
-        format!("{}-{}", group.start, group.end.saturating_sub(1))
-    }
+/// `0-3` (or `5` for one statement, `0-2+4` for statements that are not adjacent): a group of
+/// user statements as `--fusion` writes it.
+pub fn group_label(group: &[usize]) -> String {
+    fuseflow_compiler::convex::group_text(group)
 }

@@ -220,9 +220,9 @@ pub(crate) fn document(program: &str, records: &[PointRecord], space_points: Opt
             rows.push(row);
             continue;
         };
-        // Every statement alone (no group is a range), without lanes or blocking if there is
-        // such a point.
-        let alone = |r: &&&PointRecord| !r.fusion.contains('-');
+        // Every statement alone (no group is a range or joins statements with `+`), without
+        // lanes or blocking if there is such a point.
+        let alone = |r: &&&PointRecord| !r.fusion.contains(['-', '+']);
         let unfused = here
             .iter()
             .find(|r| alone(r) && r.par.is_none() && r.block.is_none())

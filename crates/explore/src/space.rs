@@ -16,9 +16,20 @@ use std::fmt;
 
 use crate::ExploreError;
 
-/// Axes a space file may set.
-pub const AXES: &[&str] =
-    &["partitions", "orders", "order_cap", "par", "block", "hw", "fifo_depth", "memory", "channels", "bandwidth"];
+/// Axes a space file may set (`max_partitions` bounds the `partitions` axis).
+pub const AXES: &[&str] = &[
+    "partitions",
+    "max_partitions",
+    "orders",
+    "order_cap",
+    "par",
+    "block",
+    "hw",
+    "fifo_depth",
+    "memory",
+    "channels",
+    "bandwidth",
+];
 
 /// Most lanes one index may be split into (the program's `par` lines have the same limit).
 pub const MAX_LANES: u32 = 1024;
@@ -30,30 +41,54 @@ pub const MAX_BLOCK: usize = 4096;
 /// partitions to visit instead of `all`).
 pub const MAX_POINTS: u64 = 1 << 22;
 
+/// How many convex partitions `partitions = "convex"` enumerates unless `max_partitions` says
+/// otherwise.
+pub const DEFAULT_MAX_PARTITIONS: usize = 100_000;
+
+pub use fuseflow_compiler::convex::{Dag, StopReason};
+
 /// Which fusion partitions of the user statements a sweep visits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Partitions {
     /// Every partition into contiguous groups: 2^(n-1) of them for n statements.
     All,
-    /// The listed partitions, each as contiguous groups of user statements.
+    /// Every partition of the dependence DAG into convex groups that can be ordered (see
+    /// [`fuseflow_compiler::convex`]), at most [`Space::max_partitions`] of them; the
+    /// contiguous ones are among them.
+    Convex,
+    /// The listed partitions, in `--fusion` syntax (groups may join non-adjacent statements
+    /// with `+` where the dependences allow).
     List(Vec<Partition>),
 }
 
-/// A partition of user statements `0..n` into contiguous groups, as the set of cut positions:
-/// bit `i` set means a group ends after statement `i` (bits `0..n-1`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A partition of user statements `0..n` into groups, each sorted, the groups in execution
+/// order (for a partition into ranges: program order).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Partition {
     /// Number of user statements.
     pub n: usize,
-    /// Cut bits (see the type's documentation).
-    pub cuts: u64,
+    groups: Vec<Vec<usize>>,
 }
 
 impl Partition {
-    /// The partition with cut mask `cuts` of `n` statements.
+    /// The partition into ranges with cut mask `cuts` of `n` statements: bit `i` set means a
+    /// group ends after statement `i` (bits `0..n-1`).
     pub fn new(n: usize, cuts: u64) -> Partition {
-        let mask = if n <= 1 { 0 } else { (1u64 << (n - 1)) - 1 };
-        Partition { n, cuts: cuts & mask }
+        let mut groups = Vec::new();
+        let mut start = 0;
+        for i in 0..n {
+            if i + 1 == n || (i < 63 && cuts >> i & 1 == 1) {
+                groups.push((start..i + 1).collect());
+                start = i + 1;
+            }
+        }
+        Partition { n, groups }
+    }
+
+    /// A partition from groups of statements, as the dependence DAG orders them (each group
+    /// sorted, the groups in execution order); an error names what makes them illegal.
+    pub fn from_groups(dag: &Dag, groups: &[Vec<usize>]) -> Result<Partition, String> {
+        Ok(Partition { n: dag.len(), groups: dag.schedule(groups)? })
     }
 
     /// Every statement alone (the unfused baseline at the level of user statements).
@@ -66,72 +101,107 @@ impl Partition {
         Partition::new(n, 0)
     }
 
-    /// The groups, as half-open ranges of user statements.
-    pub fn groups(&self) -> Vec<std::ops::Range<usize>> {
-        let mut out = Vec::new();
-        let mut start = 0;
-        for i in 0..self.n {
-            let cut = i + 1 == self.n || self.cuts >> i & 1 == 1;
-            if cut {
-                out.push(start..i + 1);
-                start = i + 1;
-            }
-        }
-        out
+    /// The groups (each sorted), in execution order.
+    pub fn groups(&self) -> &[Vec<usize>] {
+        &self.groups
     }
 
-    /// Parses `--fusion` syntax restricted to contiguous groups covering `0..n` in order
-    /// (`0-3,4-10`, `0,1,2`); `unfused` and `full` name the two extremes.
+    /// Whether every group is a range of consecutive statements.
+    pub fn is_contiguous(&self) -> bool {
+        self.groups.iter().all(|g| g.windows(2).all(|w| w[1] == w[0] + 1))
+    }
+
+    /// Parses `--fusion` syntax: groups separated by `,`, each a range `a-b`, a statement, or
+    /// such parts joined by `+` (`0-3,4-10`, `0-2+4,3,5-13`); `unfused` and `full` name the
+    /// two extremes. Every statement below `n` must be in exactly one group; whether the
+    /// groups are legal for the program's dependences is [`Partition::ordered`]'s business
+    /// (until then the groups stay as written).
     pub fn parse(text: &str, n: usize) -> Result<Partition, String> {
         match text.trim() {
             "unfused" => return Ok(Partition::singletons(n)),
             "full" => return Ok(Partition::whole(n)),
             _ => {}
         }
-        let mut next = 0usize;
-        let mut cuts = 0u64;
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut seen = vec![false; n];
         for item in text.split(',') {
             let item = item.trim();
-            let bad = || format!("partition {text:?}: {item:?} is not a statement or a range a-b");
-            let (a, b) = match item.split_once('-') {
-                Some((a, b)) => {
-                    (a.trim().parse::<usize>().map_err(|_| bad())?, b.trim().parse::<usize>().map_err(|_| bad())?)
+            let bad =
+                || format!("partition {text:?}: {item:?} is not a statement, a range a-b, or such parts joined by +");
+            let mut group = Vec::new();
+            for part in item.split('+') {
+                let part = part.trim();
+                let (a, b) = match part.split_once('-') {
+                    Some((a, b)) => {
+                        (a.trim().parse::<usize>().map_err(|_| bad())?, b.trim().parse::<usize>().map_err(|_| bad())?)
+                    }
+                    None => {
+                        let a = part.parse::<usize>().map_err(|_| bad())?;
+                        (a, a)
+                    }
+                };
+                if b < a {
+                    return Err(bad());
                 }
-                None => {
-                    let a = item.parse::<usize>().map_err(|_| bad())?;
-                    (a, a)
+                if b >= n {
+                    return Err(format!("partition {text:?}: statement {b} does not exist (the program has {n})"));
                 }
-            };
-            if a != next || b < a {
-                return Err(format!(
-                    "partition {text:?}: groups must be contiguous ranges covering statements 0-{} in order; expected a group starting at {next}, got {item:?}",
-                    n.saturating_sub(1)
-                ));
+                for (s, taken) in seen.iter_mut().enumerate().take(b + 1).skip(a) {
+                    if *taken {
+                        return Err(format!("partition {text:?}: statement {s} is in two groups"));
+                    }
+                    *taken = true;
+                    group.push(s);
+                }
             }
-            if b >= n {
-                return Err(format!("partition {text:?}: statement {b} does not exist (the program has {n})"));
-            }
-            if b + 1 < n {
-                cuts |= 1 << b;
-            }
-            next = b + 1;
+            group.sort_unstable();
+            groups.push(group);
         }
-        if next != n {
-            return Err(format!("partition {text:?}: statements {next}-{} are in no group", n - 1));
+        let missing: Vec<usize> = (0..n).filter(|&s| !seen[s]).collect();
+        if !missing.is_empty() {
+            let list = fuseflow_compiler::convex::group_text(&missing).replace('+', ", ");
+            let which =
+                if missing.len() == 1 { format!("statement {list} is") } else { format!("statements {list} are") };
+            return Err(format!("partition {text:?}: {which} in no group"));
         }
-        Ok(Partition::new(n, cuts))
+        Ok(Partition { n, groups })
+    }
+
+    /// The same groups checked against the dependence DAG and put in its execution order; an
+    /// error names the group and the path (or the cycle of groups) that makes them illegal.
+    pub fn ordered(&self, dag: &Dag) -> Result<Partition, String> {
+        if dag.len() != self.n {
+            return Err(format!("partition {self} is of {} statements, the program has {}", self.n, dag.len()));
+        }
+        Partition::from_groups(dag, &self.groups).map_err(|e| format!("partition {self}: {e}"))
     }
 }
 
 impl fmt::Display for Partition {
-    /// `--fusion` syntax: `0-3,4-10`, with `5` for a group of one.
+    /// `--fusion` syntax: `0-3,4-10`, `5` for a group of one, `0-2+4` for a group that is not
+    /// a range.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let items: Vec<String> = self
-            .groups()
-            .iter()
-            .map(|g| if g.len() == 1 { g.start.to_string() } else { format!("{}-{}", g.start, g.end - 1) })
-            .collect();
-        f.write_str(&items.join(","))
+        f.write_str(&fuseflow_compiler::convex::groups_text(&self.groups))
+    }
+}
+
+/// How many partitions a space's `partitions` axis gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionCount {
+    /// Partitions enumerated (or listed).
+    pub partitions: usize,
+    /// Of those, partitions into ranges of consecutive statements.
+    pub contiguous: usize,
+    /// Why the enumeration stopped before the end (`partitions = "convex"` past
+    /// `max_partitions`); `None` when every partition is there.
+    pub stopped: Option<StopReason>,
+}
+
+/// Parses `max_partitions`: 1 to [`MAX_POINTS`].
+pub fn parse_max_partitions(v: &str) -> Result<usize, String> {
+    match v.trim().parse::<u64>() {
+        Ok(x) if (1..=MAX_POINTS).contains(&x) => Ok(x as usize),
+        _ => Err(format!("{:?} is impossible (expected 1 to {MAX_POINTS})", v.trim())),
     }
 }
 
@@ -360,6 +430,9 @@ impl fmt::Display for Machine {
 pub struct Space {
     /// Partitions of the user statements.
     pub partitions: Partitions,
+    /// Most partitions [`Partitions::Convex`] enumerates; past it the enumeration stops and
+    /// says why ([`PartitionCount::stopped`]).
+    pub max_partitions: usize,
     /// Order choices (each a separate slice of points).
     pub orders: Vec<OrderChoice>,
     /// Most candidate orders per group under [`OrderChoice::Best`].
@@ -385,6 +458,7 @@ impl Default for Space {
     fn default() -> Space {
         Space {
             partitions: Partitions::All,
+            max_partitions: DEFAULT_MAX_PARTITIONS,
             orders: vec![OrderChoice::Default],
             order_cap: 8,
             par: vec![Lanes::default()],
@@ -531,6 +605,14 @@ impl Space {
             let err = |m: String| ExploreError::Space(format!("{here}: {m}"));
             match key.as_str() {
                 "partitions" => space.partitions = Space::parse_partitions(&values(v), n).map_err(err)?,
+                "max_partitions" => match v {
+                    toml::Value::Integer(i) if (1..=MAX_POINTS as i64).contains(i) => {
+                        space.max_partitions = *i as usize
+                    }
+                    other => {
+                        return Err(err(format!("{} is impossible (expected 1 to {MAX_POINTS})", describe(other))))
+                    }
+                },
                 "orders" => {
                     space.orders = values(v)
                         .iter()
@@ -612,12 +694,16 @@ impl Space {
         }
         match name {
             "partitions" => {
-                self.partitions = if vals.len() == 1 && vals[0].trim() == "all" {
-                    Partitions::All
-                } else {
-                    Partitions::List(each(vals, |v| Partition::parse(v, n))?)
+                self.partitions = match vals {
+                    [v] if v.trim() == "all" => Partitions::All,
+                    [v] if v.trim() == "convex" => Partitions::Convex,
+                    _ => Partitions::List(each(vals, |v| Partition::parse(v, n))?),
                 }
             }
+            "max_partitions" => match vals {
+                [v] => self.max_partitions = parse_max_partitions(v)?,
+                _ => return Err("takes one value".into()),
+            },
             "orders" => self.orders = each(vals, OrderChoice::parse)?,
             "order_cap" => match vals {
                 [v] => match v.trim().parse::<usize>() {
@@ -638,11 +724,13 @@ impl Space {
         Ok(())
     }
 
-    /// `"all"`, or a list of partitions in `--fusion` syntax.
+    /// `"all"`, `"convex"`, or a list of partitions in `--fusion` syntax.
     fn parse_partitions(vals: &[toml::Value], n: usize) -> Result<Partitions, String> {
         if let [toml::Value::String(s)] = vals {
-            if s.trim() == "all" {
-                return Ok(Partitions::All);
+            match s.trim() {
+                "all" => return Ok(Partitions::All),
+                "convex" => return Ok(Partitions::Convex),
+                _ => {}
             }
         }
         let list: Vec<Partition> =
@@ -650,10 +738,12 @@ impl Space {
         Ok(Partitions::List(list))
     }
 
-    /// Parses the `--partitions` flag: `all` or partitions separated by `;`.
+    /// Parses the `--partitions` flag: `all`, `convex` or partitions separated by `;`.
     pub fn partitions_flag(text: &str, n: usize) -> Result<Partitions, String> {
-        if text.trim() == "all" {
-            return Ok(Partitions::All);
+        match text.trim() {
+            "all" => return Ok(Partitions::All),
+            "convex" => return Ok(Partitions::Convex),
+            _ => {}
         }
         Ok(Partitions::List(text.split(';').map(|t| Partition::parse(t, n)).collect::<Result<_, _>>()?))
     }
@@ -694,30 +784,53 @@ impl Space {
         out
     }
 
-    /// The partitions of `n` statements, in enumeration order (`All`: by cut mask, so the
-    /// single group comes first and every statement alone last).
-    pub fn partition_list(&self, n: usize) -> Result<Vec<Partition>, ExploreError> {
-        match &self.partitions {
+    /// The partitions of the statements of `dag`, in enumeration order (`All`: by cut mask,
+    /// so the single group comes first and every statement alone last; `Convex`: as
+    /// [`Dag::convex_partitions`] places statements, the same two at the ends; a list: as
+    /// written, each checked against the dependences and its groups put in execution order),
+    /// with their count.
+    pub fn partition_list(&self, dag: &Dag) -> Result<(Vec<Partition>, PartitionCount), ExploreError> {
+        let n = dag.len();
+        let (list, stopped) = match &self.partitions {
             Partitions::All => {
-                if n == 0 {
-                    return Ok(Vec::new());
-                }
                 if n > 23 {
                     return Err(ExploreError::Space(format!(
                         "partitions = \"all\" of {n} statements is 2^{} points: list the partitions to visit",
                         n - 1
                     )));
                 }
-                Ok((0..1u64 << (n - 1)).map(|c| Partition::new(n, c)).collect())
+                let list =
+                    if n == 0 { Vec::new() } else { (0..1u64 << (n - 1)).map(|c| Partition::new(n, c)).collect() };
+                (list, None)
             }
-            Partitions::List(l) => Ok(l.clone()),
-        }
+            Partitions::Convex => {
+                let c = dag.convex_partitions(self.max_partitions).map_err(ExploreError::Space)?;
+                let list = c.partitions.into_iter().map(|groups| Partition { n, groups }).collect();
+                (list, c.stopped)
+            }
+            Partitions::List(l) => {
+                let list =
+                    l.iter().map(|p| p.ordered(dag)).collect::<Result<Vec<_>, _>>().map_err(ExploreError::Space)?;
+                (list, None)
+            }
+        };
+        let count = PartitionCount {
+            partitions: list.len(),
+            contiguous: list.iter().filter(|p| p.is_contiguous()).count(),
+            stopped,
+        };
+        Ok((list, count))
     }
 
     /// Every point, numbered (machine, then order, then lanes, then block size, then
-    /// partition).
-    pub fn points(&self, n: usize) -> Result<Vec<Point>, ExploreError> {
-        let partitions = self.partition_list(n)?;
+    /// partition), for a program whose statements depend on each other as `dag` says.
+    pub fn points(&self, dag: &Dag) -> Result<Vec<Point>, ExploreError> {
+        Ok(self.enumerate(dag)?.0)
+    }
+
+    /// [`Space::points`] with the count of partitions behind them.
+    pub fn enumerate(&self, dag: &Dag) -> Result<(Vec<Point>, PartitionCount), ExploreError> {
+        let (partitions, count) = self.partition_list(dag)?;
         let machines = self.machines();
         let total = [machines.len(), self.orders.len(), self.par.len(), self.block.len()]
             .iter()
@@ -736,7 +849,7 @@ impl Space {
                         for p in &partitions {
                             out.push(Point {
                                 id: out.len() as u64,
-                                partition: *p,
+                                partition: p.clone(),
                                 order: o.clone(),
                                 variant: variant.clone(),
                                 machine: m.clone(),
@@ -746,7 +859,7 @@ impl Space {
                 }
             }
         }
-        Ok(out)
+        Ok((out, count))
     }
 
     /// Checks that every index the `par` axis names is one the program iterates (`indices`,
@@ -778,7 +891,7 @@ mod tests {
     #[test]
     fn all_partitions_of_four_statements() {
         let s = Space::default();
-        let list: Vec<String> = s.partition_list(4).unwrap().iter().map(|p| p.to_string()).collect();
+        let list: Vec<String> = s.partition_list(&Dag::chain(4)).unwrap().0.iter().map(|p| p.to_string()).collect();
         assert_eq!(list.len(), 8);
         assert_eq!(list[0], "0-3");
         assert_eq!(list[7], "0,1,2,3");
@@ -794,10 +907,13 @@ mod tests {
         fn partitions_cover_statements_once_and_round_trip(n in 1usize..20, cuts in any::<u64>()) {
             let p = Partition::new(n, cuts);
             let groups = p.groups();
-            let flat: Vec<usize> = groups.iter().flat_map(|g| g.clone()).collect();
+            let flat: Vec<usize> = groups.iter().flatten().copied().collect();
             prop_assert_eq!(flat, (0..n).collect::<Vec<_>>());
-            prop_assert_eq!(groups.len() as u32, p.cuts.count_ones() + 1);
-            prop_assert_eq!(Partition::parse(&p.to_string(), n).unwrap(), p);
+            let mask = if n <= 1 { 0 } else { (1u64 << (n - 1)) - 1 };
+            prop_assert_eq!(groups.len() as u32, (cuts & mask).count_ones() + 1);
+            prop_assert!(p.is_contiguous());
+            prop_assert_eq!(Partition::parse(&p.to_string(), n).unwrap(), p.clone());
+            prop_assert_eq!(p.ordered(&Dag::chain(n)).unwrap(), p);
         }
     }
 
@@ -822,7 +938,18 @@ mod tests {
 
     #[test]
     fn parse_rejects_gaps_overlaps_and_out_of_range() {
-        assert!(Partition::parse("0-2,4-5", 6).unwrap_err().contains("expected a group starting at 3"));
+        assert!(Partition::parse("0-2,4-5", 6).unwrap_err().contains("statement 3 is in no group"));
+        assert!(Partition::parse("0-2,2-5", 6).unwrap_err().contains("statement 2 is in two groups"));
+        assert!(Partition::parse("0-2,3-x", 6).unwrap_err().contains("joined by +"));
+        // Groups of statements that are not adjacent: legal only where the dependences allow.
+        let p = Partition::parse("0+2, 1", 3).unwrap();
+        assert_eq!(p.to_string(), "0+2,1", "as written until ordered");
+        assert!(!p.is_contiguous());
+        let e = p.ordered(&Dag::chain(3)).unwrap_err();
+        assert!(e.starts_with("partition 0+2,1: group 0+2 is not convex: the path 0 → 1 → 2"), "{e}");
+        let independent = Dag::new(vec![vec![], vec![], vec![1]]).unwrap();
+        assert_eq!(p.ordered(&independent).unwrap().to_string(), "1,0+2", "run in the DAG's order");
+        assert_eq!(Partition::parse("2,0-1", 3).unwrap().ordered(&Dag::chain(3)).unwrap().to_string(), "0-1,2");
         assert!(Partition::parse("0-7", 6).unwrap_err().contains("does not exist"));
         assert!(Partition::parse("0-3", 6).unwrap_err().contains("in no group"));
         assert_eq!(Partition::parse("unfused", 3).unwrap().to_string(), "0,1,2");
@@ -837,7 +964,7 @@ mod tests {
             3,
         )
         .unwrap();
-        let pts = s.points(3).unwrap();
+        let pts = s.points(&Dag::chain(3)).unwrap();
         assert_eq!(pts.len(), 2 * 2 * 2 * 2);
         assert_eq!(pts[0].key(), "fusion=0-1,2 order=default hw=ideal fifo_depth=unbounded");
         assert_eq!(pts.last().map(|p| p.id), Some(15));
@@ -862,7 +989,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.par[2], Lanes(vec![("h".into(), 2), ("j".into(), 2)]), "sorted by index");
-        let pts = s.points(3).unwrap();
+        let pts = s.points(&Dag::chain(3)).unwrap();
         assert_eq!(pts.len(), 2 * 3 * 2);
         let keys: Vec<String> = pts.iter().map(Point::key).collect();
         assert_eq!(keys[0], "fusion=0-1,2 order=default hw=ideal");
@@ -873,7 +1000,7 @@ mod tests {
         assert!(pts.iter().enumerate().all(|(i, p)| p.id == i as u64));
         // Without the new axes, ids and keys are those of a space that never had them.
         let plain = Space { partitions: s.partitions.clone(), ..Space::default() };
-        let old: Vec<String> = plain.points(3).unwrap().iter().map(Point::key).collect();
+        let old: Vec<String> = plain.points(&Dag::chain(3)).unwrap().iter().map(Point::key).collect();
         assert_eq!(old, vec![keys[0].clone(), keys[1].clone()]);
         assert_eq!(Lanes::parse("i=4,h=2").unwrap().to_string(), "h=2,i=4");
         assert_eq!(Lanes::parse(" none ").unwrap().to_string(), "none");
@@ -922,13 +1049,43 @@ mod tests {
         s.set_axis("block", &v(&["none", "4"]), 3).unwrap();
         s.set_axis("hw", &[], 3).unwrap();
         s.set_axis("order_cap", &v(&["3"]), 3).unwrap();
-        assert_eq!(s.points(3).unwrap().len(), 2 * 2 * 2);
+        assert_eq!(s.points(&Dag::chain(3)).unwrap().len(), 2 * 2 * 2);
         assert_eq!((s.order_cap, s.hw.clone()), (3, vec!["ideal".to_string()]));
         assert!(s.set_axis("block", &v(&["1"]), 3).unwrap_err().contains("\"1\" is impossible"));
         assert!(s.set_axis("order_cap", &v(&["0"]), 3).unwrap_err().contains("impossible"));
         assert!(s.set_axis("lanes", &v(&["1"]), 3).unwrap_err().starts_with("unknown axis `lanes`"));
         s.set_axis("partitions", &v(&["all"]), 3).unwrap();
         assert_eq!(s.partitions, Partitions::All);
+    }
+
+    #[test]
+    fn convex_partitions_from_the_file_and_flags_with_their_limit() {
+        // A diamond: 0 → 1, 0 → 2, {1, 2} → 3; 11 legal partitions, 8 of them ranges.
+        let diamond = Dag::new(vec![vec![], vec![0], vec![0], vec![1, 2]]).unwrap();
+        let s = Space::from_toml("s.toml", "partitions = \"convex\"\n", 4).unwrap();
+        assert_eq!((&s.partitions, s.max_partitions), (&Partitions::Convex, DEFAULT_MAX_PARTITIONS));
+        let (pts, count) = s.enumerate(&diamond).unwrap();
+        assert_eq!((pts.len(), count.partitions, count.contiguous, count.stopped), (11, 11, 8, None));
+        assert_eq!(pts[0].key(), "fusion=0-3 order=default hw=ideal");
+        assert_eq!(pts[10].key(), "fusion=0,1,2,3 order=default hw=ideal");
+        assert!(pts.iter().any(|p| p.key() == "fusion=0,1-2,3 order=default hw=ideal"));
+        let few = Space::from_toml("s.toml", "partitions = \"convex\"\nmax_partitions = 4\n", 4).unwrap();
+        let (pts, count) = few.enumerate(&diamond).unwrap();
+        assert_eq!((pts.len(), count.stopped), (4, Some(StopReason::PartitionLimit(4))));
+        let e = Space::from_toml("s.toml", "max_partitions = 0\n", 4).unwrap_err().to_string();
+        assert!(e.starts_with("s.toml:1:1: axis `max_partitions`: 0 is impossible"), "{e}");
+        let mut f = Space::default();
+        f.set_axis("partitions", &["convex".to_string()], 4).unwrap();
+        f.set_axis("max_partitions", &["7".to_string()], 4).unwrap();
+        assert_eq!((f.partitions.clone(), f.max_partitions), (Partitions::Convex, 7));
+        assert!(f.set_axis("max_partitions", &["x".to_string()], 4).unwrap_err().contains("\"x\" is impossible"));
+        assert_eq!(Space::partitions_flag(" convex ", 4).unwrap(), Partitions::Convex);
+        // A listed partition that is illegal for the dependences is refused naming the group.
+        let listed = Space { partitions: Space::partitions_flag("0+3,1-2", 4).unwrap(), ..Space::default() };
+        let e = listed.points(&diamond).unwrap_err().to_string();
+        assert!(e.contains("partition 0+3,1-2: group 0+3 is not convex"), "{e}");
+        let fine = Space { partitions: Space::partitions_flag("1-2,0,3", 4).unwrap(), ..Space::default() };
+        assert_eq!(fine.points(&diamond).unwrap()[0].key(), "fusion=0,1-2,3 order=default hw=ideal");
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::ops::Range;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +13,7 @@ use std::time::Instant;
 use crate::estimate::{estimate_compiled, Estimate};
 use crate::hash::hash_fields;
 use crate::shard::Shard;
-use crate::space::{Machine, OrderChoice, Point, Space, Variant};
+use crate::space::{Machine, OrderChoice, PartitionCount, Point, Space, Variant};
 use crate::store::{read_records, CacheEntry, GroupRecord, Meta, PointRecord, ResultsDir, Status, FORMAT};
 use crate::{group_label, Compiled, ExploreError, Failure, GroupEvaluator, GroupResult, TOOL_VERSION};
 
@@ -112,6 +111,9 @@ pub struct SweepSummary {
     pub cache_hits: usize,
     /// Every record in the directory after the run, sorted by id.
     pub records: Vec<PointRecord>,
+    /// The partitions of the space: how many, how many contiguous, and whether the
+    /// enumeration stopped at `max_partitions`.
+    pub partitions: PartitionCount,
 }
 
 /// The order key of a compile request: `default` or the order's index names.
@@ -119,7 +121,7 @@ fn order_key(o: &Option<Vec<String>>) -> String {
     o.as_ref().map_or_else(|| "default".to_string(), |o| o.join(","))
 }
 
-type CompileKey = (Range<usize>, String, Variant);
+type CompileKey = (Vec<usize>, String, Variant);
 
 /// Candidate orders of a group (`None`: the compiler's default), or why there are none.
 type Candidates = Result<Vec<Option<Vec<String>>>, Failure>;
@@ -132,7 +134,7 @@ pub struct Explorer<'a, E: GroupEvaluator + ?Sized> {
     fingerprint: String,
     machines: HashMap<Machine, (String, Option<crate::MemoryModel>)>,
     compiled: RefCell<HashMap<CompileKey, Result<Rc<Compiled>, Failure>>>,
-    orders: RefCell<HashMap<Range<usize>, Candidates>>,
+    orders: RefCell<HashMap<Vec<usize>, Candidates>>,
     estimates: RefCell<HashMap<(CompileKey, Machine), Option<Estimate>>>,
     results: RefCell<HashMap<String, CacheEntry>>,
     /// Results simulated ahead by worker threads and not yet taken by a point: the first
@@ -197,7 +199,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
     }
 
     /// The orders a choice tries for a group (`None`: the compiler's default).
-    pub fn candidates(&self, group: &Range<usize>, choice: &OrderChoice) -> Candidates {
+    pub fn candidates(&self, group: &[usize], choice: &OrderChoice) -> Candidates {
         match choice {
             OrderChoice::Default => Ok(vec![None]),
             OrderChoice::Named(o) => Ok(vec![Some(o.clone())]),
@@ -219,20 +221,15 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
                     out.truncate(self.space.order_cap);
                     out
                 });
-                self.orders.borrow_mut().insert(group.clone(), r.clone());
+                self.orders.borrow_mut().insert(group.to_vec(), r.clone());
                 r
             }
         }
     }
 
     /// The group compiled under `order` with `v`'s lanes and blocking (memoised).
-    pub fn compile(
-        &self,
-        group: &Range<usize>,
-        order: &Option<Vec<String>>,
-        v: &Variant,
-    ) -> Result<Rc<Compiled>, Failure> {
-        let key = (group.clone(), order_key(order), v.clone());
+    pub fn compile(&self, group: &[usize], order: &Option<Vec<String>>, v: &Variant) -> Result<Rc<Compiled>, Failure> {
+        let key = (group.to_vec(), order_key(order), v.clone());
         if let Some(c) = self.compiled.borrow().get(&key) {
             return c.clone();
         }
@@ -244,13 +241,13 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
     /// The estimate of one group under one order on one machine (memoised when `memo`).
     fn estimate_order(
         &self,
-        group: &Range<usize>,
+        group: &[usize],
         order: &Option<Vec<String>>,
         v: &Variant,
         m: &Machine,
         memo: bool,
     ) -> Option<Estimate> {
-        let key = ((group.clone(), order_key(order), v.clone()), m.clone());
+        let key = ((group.to_vec(), order_key(order), v.clone()), m.clone());
         if memo {
             if let Some(e) = self.estimates.borrow().get(&key) {
                 return *e;
@@ -271,7 +268,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
     /// fewest estimated cycles. Returns the estimate and the order it assumed.
     pub fn estimate_group(
         &self,
-        group: &Range<usize>,
+        group: &[usize],
         choice: &OrderChoice,
         v: &Variant,
         m: &Machine,
@@ -281,7 +278,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
 
     fn estimate_group_with(
         &self,
-        group: &Range<usize>,
+        group: &[usize],
         choice: &OrderChoice,
         v: &Variant,
         m: &Machine,
@@ -317,7 +314,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
     /// The cache key of one group under one order and variant on one machine.
     fn result_key(
         &self,
-        group: &Range<usize>,
+        group: &[usize],
         order: &Option<Vec<String>>,
         v: &Variant,
         m: &Machine,
@@ -328,6 +325,13 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
         // Plain groups keep the keys they had before lanes and blocking were axes.
         if !v.is_plain() {
             fields.push(&variant);
+        }
+        // A group of statements that are not adjacent also names them: its text already
+        // differs from every other group's (each statement writes its own tensor), but the key
+        // must not depend on how an evaluator writes a group. Ranges keep their old keys.
+        let members = group_label(group);
+        if group.windows(2).any(|w| w[1] != w[0] + 1) {
+            fields.push(&members);
         }
         Ok(hash_fields(&fields))
     }
@@ -358,7 +362,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
     fn simulate_order(
         &self,
         dir: Option<&ResultsDir>,
-        group: &Range<usize>,
+        group: &[usize],
         order: &Option<Vec<String>>,
         v: &Variant,
         m: &Machine,
@@ -396,7 +400,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
     pub fn simulate_group(
         &self,
         dir: Option<&ResultsDir>,
-        group: &Range<usize>,
+        group: &[usize],
         choice: &OrderChoice,
         v: &Variant,
         m: &Machine,
@@ -453,12 +457,12 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
         };
         let (mut cycles, mut flops, mut bytes) = (0u64, 0u64, 0u64);
         for g in p.partition.groups() {
-            let label = group_label(&g);
-            match self.simulate_group(dir, &g, &p.order, &p.variant, &p.machine) {
+            let label = group_label(g);
+            match self.simulate_group(dir, g, &p.order, &p.variant, &p.machine) {
                 Ok((r, order)) => {
-                    let est = self.estimate_order(&g, &order, &p.variant, &p.machine, true);
+                    let est = self.estimate_order(g, &order, &p.variant, &p.machine, true);
                     // What the point's lanes and block size did to this group.
-                    let applied = self.compile(&g, &order, &p.variant).ok();
+                    let applied = self.compile(g, &order, &p.variant).ok();
                     cycles += r.cycles;
                     flops += r.flops;
                     bytes += r.bytes_read + r.bytes_written;
@@ -505,9 +509,9 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
         for p in points {
             let mut need = Vec::new();
             for g in p.partition.groups() {
-                let Ok(candidates) = self.candidates(&g, &p.order) else { continue };
+                let Ok(candidates) = self.candidates(g, &p.order) else { continue };
                 for o in candidates {
-                    let Ok(key) = self.result_key(&g, &o, &p.variant, &p.machine) else { continue };
+                    let Ok(key) = self.result_key(g, &o, &p.variant, &p.machine) else { continue };
                     if let Some(&t) = index.get(&key) {
                         need.push(t);
                         continue;
@@ -515,7 +519,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
                     if self.cached(Some(dir), &key).is_some() {
                         continue;
                     }
-                    let Ok(compiled) = self.compile(&g, &o, &p.variant) else { continue };
+                    let Ok(compiled) = self.compile(g, &o, &p.variant) else { continue };
                     index.insert(key.clone(), tasks.len());
                     need.push(tasks.len());
                     tasks.push(SimTask { key, group: g.clone(), machine: p.machine.clone(), compiled });
@@ -530,7 +534,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
 /// One group simulation a parallel sweep hands to a worker thread.
 struct SimTask {
     key: String,
-    group: Range<usize>,
+    group: Vec<usize>,
     machine: Machine,
     compiled: Rc<Compiled>,
 }
@@ -548,8 +552,8 @@ fn evaluate_parallel<E: GroupEvaluator + Sync + ?Sized>(
     on: &mut dyn FnMut(Event<'_>),
 ) -> Result<(usize, usize), ExploreError> {
     let (tasks, needs) = ex.plan(dir, todo);
-    let work: Vec<(&Range<usize>, &Compiled, &Machine)> =
-        tasks.iter().map(|t| (&t.group, &*t.compiled, &t.machine)).collect();
+    let work: Vec<(&[usize], &Compiled, &Machine)> =
+        tasks.iter().map(|t| (t.group.as_slice(), &*t.compiled, &t.machine)).collect();
     let eval = ex.eval;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -646,7 +650,7 @@ pub fn sweep<E: GroupEvaluator + Sync + ?Sized>(
     on: &mut dyn FnMut(Event<'_>),
 ) -> Result<SweepSummary, ExploreError> {
     let ex = Explorer::new(eval, space)?;
-    let points = space.points(eval.statements())?;
+    let (points, partitions) = space.enumerate(&eval.dependences())?;
     let log = opts.shard.map_or_else(|| "points.jsonl".to_string(), |s| s.log_name());
     let dir = ResultsDir::open(out, &ex.meta(), &log)?;
     let (existing, warnings) = read_records(out)?;
@@ -689,6 +693,7 @@ pub fn sweep<E: GroupEvaluator + Sync + ?Sized>(
         simulations: ex.simulations.get(),
         cache_hits: ex.cache_hits.get(),
         records,
+        partitions,
     })
 }
 
@@ -701,6 +706,8 @@ mod tests {
     /// more than two statements, `10` per group otherwise; group `[2]` fails to verify.
     struct Toy {
         n: usize,
+        /// Dependences (`None`: a chain).
+        dag: Option<crate::Dag>,
         stats: DataStats,
         calls: std::sync::atomic::AtomicUsize,
     }
@@ -715,13 +722,16 @@ mod tests {
         fn statements(&self) -> usize {
             self.n
         }
-        fn group_text(&self, g: &Range<usize>) -> String {
+        fn dependences(&self) -> crate::Dag {
+            self.dag.clone().unwrap_or_else(|| crate::Dag::chain(self.n))
+        }
+        fn group_text(&self, g: &[usize]) -> String {
             format!("{g:?}")
         }
-        fn orders(&self, _: &Range<usize>, _: usize) -> Result<Vec<Vec<String>>, Failure> {
+        fn orders(&self, _: &[usize], _: usize) -> Result<Vec<Vec<String>>, Failure> {
             Ok(vec![vec!["i".into(), "j".into()], vec!["j".into(), "i".into()]])
         }
-        fn compile(&self, _: &Range<usize>, _: Option<&[String]>) -> Result<Compiled, Failure> {
+        fn compile(&self, _: &[usize], _: Option<&[String]>) -> Result<Compiled, Failure> {
             Ok(Compiled::scalar(fuseflow_graph::Graph::new("toy"), Vec::new(), Vec::new()))
         }
         fn machine_fingerprint(&self, m: &Machine) -> Result<String, String> {
@@ -734,7 +744,7 @@ mod tests {
         fn memory_model(&self, _: &Machine) -> Option<crate::MemoryModel> {
             None
         }
-        fn simulate(&self, g: &Range<usize>, _: &Compiled, _: &Machine) -> Result<GroupResult, Failure> {
+        fn simulate(&self, g: &[usize], _: &Compiled, _: &Machine) -> Result<GroupResult, Failure> {
             self.calls.fetch_add(1, Ordering::Relaxed);
             let len = g.len() as u64;
             Ok(GroupResult {
@@ -744,9 +754,9 @@ mod tests {
                 bytes_read: 4,
                 bytes_written: 4,
                 orders: Vec::new(),
-                verified: Some(*g != (2..3)),
+                verified: Some(g != [2]),
                 max_abs_error: Some(0.0),
-                mismatch: (*g == (2..3)).then(|| "Y(0) = 1, expected 2".to_string()),
+                mismatch: (g == [2]).then(|| "Y(0) = 1, expected 2".to_string()),
                 wall_seconds: 0.0,
             })
         }
@@ -763,7 +773,7 @@ mod tests {
 
     #[test]
     fn each_distinct_group_is_simulated_once_and_resume_skips_finished_points() {
-        let toy = Toy { n: 5, stats: DataStats::default(), calls: Default::default() };
+        let toy = Toy { n: 5, dag: None, stats: DataStats::default(), calls: Default::default() };
         let d = tmp("once");
         let s = sweep(&toy, &Space::default(), &d, &SweepOptions::default(), &mut |_| {}).unwrap();
         assert_eq!(s.space, 16);
@@ -777,7 +787,7 @@ mod tests {
         assert_eq!((again.ran, again.resumed), (0, 16));
         assert_eq!(again.records, s.records);
         // A fresh process (empty memory) finds every group on disk.
-        let toy2 = Toy { n: 5, stats: DataStats::default(), calls: Default::default() };
+        let toy2 = Toy { n: 5, dag: None, stats: DataStats::default(), calls: Default::default() };
         std::fs::remove_file(d.join("points.jsonl")).unwrap();
         let third = sweep(&toy2, &Space::default(), &d, &SweepOptions::default(), &mut |_| {}).unwrap();
         assert_eq!(toy2.calls.load(Ordering::Relaxed), 0);
@@ -786,8 +796,55 @@ mod tests {
     }
 
     #[test]
+    fn convex_partitions_simulate_each_convex_group_once_and_key_it_apart() {
+        // Two independent chains 0 → 1 and 2 → 3: 14 legal partitions (of 15), 3 of them into
+        // ranges, and every group that a point evaluates is simulated exactly once.
+        let dag = crate::Dag::new(vec![vec![], vec![0], vec![], vec![2]]).unwrap();
+        let toy = Toy { n: 4, dag: Some(dag.clone()), stats: DataStats::default(), calls: Default::default() };
+        let space = Space { partitions: crate::space::Partitions::Convex, ..Space::default() };
+        let d = tmp("convex");
+        let s = sweep(&toy, &space, &d, &SweepOptions::default(), &mut |_| {}).unwrap();
+        assert_eq!((s.space, s.partitions.partitions, s.partitions.stopped), (14, 14, None));
+        assert_eq!(s.partitions.contiguous, 8, "every partition into ranges is legal here");
+        let groups: HashSet<Vec<usize>> =
+            s.records.iter().flat_map(|r| crate::Partition::parse(&r.fusion, 4).unwrap().groups().to_vec()).collect();
+        // A point stops at its first failing group (group [2] fails verification), so count
+        // the groups points evaluated: those they recorded and those they failed on.
+        let mut evaluated: HashSet<String> =
+            s.records.iter().flat_map(|r| r.groups.iter().map(|g| g.statements.clone())).collect();
+        for r in &s.records {
+            if let Some(e) = r.error.as_deref().and_then(|e| e.strip_prefix("group [")) {
+                evaluated.insert(e.split(']').next().unwrap_or_default().to_string());
+            }
+        }
+        assert_eq!(toy.calls.load(Ordering::Relaxed), evaluated.len(), "each distinct group once");
+        assert_eq!(groups.len(), 15, "every nonempty subset is a group of some legal partition");
+        let keys: HashSet<String> = groups
+            .iter()
+            .map(|g| {
+                Explorer::new(&toy, &space).unwrap().result_key(
+                    g,
+                    &None,
+                    &Variant::default(),
+                    &Machine { hw: "ideal".into(), fifo_depth: None, memory: None, channels: None, bandwidth: None },
+                )
+            })
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(keys.len(), groups.len(), "distinct groups, distinct cache keys");
+        assert!(s.records.iter().any(|r| r.fusion == "0+2,1+3" && r.groups.len() == 2));
+        // With a limit, the enumeration stops and the count says why.
+        let small = Space { max_partitions: 5, ..space.clone() };
+        let d2 = tmp("convex-limit");
+        let s = sweep(&toy, &small, &d2, &SweepOptions::default(), &mut |_| {}).unwrap();
+        assert_eq!((s.space, s.partitions.stopped), (5, Some(crate::StopReason::PartitionLimit(5))));
+        std::fs::remove_dir_all(&d).unwrap();
+        std::fs::remove_dir_all(&d2).unwrap();
+    }
+
+    #[test]
     fn shards_merge_to_the_single_process_result() {
-        let toy = Toy { n: 4, stats: DataStats::default(), calls: Default::default() };
+        let toy = Toy { n: 4, dag: None, stats: DataStats::default(), calls: Default::default() };
         let space = Space { orders: vec![OrderChoice::Default, OrderChoice::Best], ..Space::default() };
         let single = tmp("single");
         let whole = sweep(&toy, &space, &single, &SweepOptions::default(), &mut |_| {}).unwrap();
@@ -816,11 +873,11 @@ mod tests {
         let strip = |rs: &[PointRecord]| -> Vec<PointRecord> {
             rs.iter().map(|r| PointRecord { wall_seconds: 0.0, ..r.clone() }).collect()
         };
-        let seq_toy = Toy { n: 5, stats: DataStats::default(), calls: Default::default() };
+        let seq_toy = Toy { n: 5, dag: None, stats: DataStats::default(), calls: Default::default() };
         let seq_dir = tmp("seq");
         let seq = sweep(&seq_toy, &space, &seq_dir, &SweepOptions::default(), &mut |_| {}).unwrap();
         for jobs in [2, 3, 8] {
-            let toy = Toy { n: 5, stats: DataStats::default(), calls: Default::default() };
+            let toy = Toy { n: 5, dag: None, stats: DataStats::default(), calls: Default::default() };
             let d = tmp(&format!("par{jobs}"));
             let mut logged = Vec::new();
             let opts = SweepOptions { jobs, ..SweepOptions::default() };
@@ -852,7 +909,7 @@ mod tests {
 
     #[test]
     fn invalid_machine_and_prune_values() {
-        let toy = Toy { n: 3, stats: DataStats::default(), calls: Default::default() };
+        let toy = Toy { n: 3, dag: None, stats: DataStats::default(), calls: Default::default() };
         let space = Space { hw: vec!["nope".into()], ..Space::default() };
         let d = tmp("badhw");
         let e = sweep(&toy, &space, &d, &SweepOptions::default(), &mut |_| {}).unwrap_err();

@@ -379,7 +379,9 @@ impl CheckedProgram {
     }
 
     /// How a group of expanded statements is shown to users: whole user statements as ranges
-    /// in `fuse` syntax (`0-3,5`), parts of a built-in as `U.K` (`2.1`).
+    /// in `--fusion` syntax, parts joined by `+` so that a label is never read as several
+    /// groups (`0-3`, `0-2+4` for statements that are not adjacent), parts of a built-in as
+    /// `U.K` (`2.1`, `0+1.0+1.1`).
     pub fn group_label(&self, group: &[usize]) -> String {
         let mut items: Vec<String> = Vec::new();
         let mut run: Option<(usize, usize)> = None;
@@ -410,7 +412,7 @@ impl CheckedProgram {
             }
         }
         flush(&mut run, &mut items);
-        items.join(",")
+        items.join("+")
     }
 
     /// The user statements a group of expanded statements computes, in whole or in part.

@@ -976,9 +976,9 @@ X(i,j) = relu(L(i,j))
         ("0".into(), "1.2".into(), "2.4".into(), "3".into())
     );
     assert_eq!(p.group_label(&(0..11).collect::<Vec<_>>()), "0-3");
-    assert_eq!(p.group_label(&[0, 1, 2, 3, 4, 10]), "0-1,3");
+    assert_eq!(p.group_label(&[0, 1, 2, 3, 4, 10]), "0-1+3");
     assert_eq!(p.group_label(&[2]), "1.1");
-    assert_eq!(p.group_label(&[0, 1, 2]), "0,1.0,1.1");
+    assert_eq!(p.group_label(&[0, 1, 2]), "0+1.0+1.1");
     assert_eq!(p.user_stmts_of(&[3, 4, 5]), vec![1, 2]);
     assert!(pretty(&p).ends_with("fuse 0-4, 5-9, 10\n"), "{}", pretty(&p));
     assert_round_trip(&p);
