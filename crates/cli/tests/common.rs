@@ -97,3 +97,16 @@ pub fn example_path(name: &str) -> String {
 pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
+
+/// `(statements, label)` of every group of a `run --json`, in run order.
+pub fn run_groups(v: &serde_json::Value) -> Vec<(Vec<u64>, String)> {
+    v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let s = g["statements"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+            (s, g["label"].as_str().unwrap().to_string())
+        })
+        .collect()
+}

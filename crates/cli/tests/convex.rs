@@ -14,15 +14,7 @@ use proptest::prelude::*;
 
 /// `(label, statements)` of every group of a `run --json`, in run order.
 fn groups(v: &serde_json::Value) -> Vec<(String, Vec<u64>)> {
-    v["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| {
-            let s = g["statements"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
-            (g["label"].as_str().unwrap().to_string(), s)
-        })
-        .collect()
+    common::run_groups(v).into_iter().map(|(s, l)| (l, s)).collect()
 }
 
 /// GPT-3's Q, K and V projections (statements 1-3) read only the layer norm (0): {LN1, Q, V}

@@ -25,19 +25,6 @@ fn program(name: &str) -> String {
     write(&tmpdir(name), "n.ff", PROGRAM)
 }
 
-/// `(statements, label)` of every group of a `run --json`.
-fn groups(v: &serde_json::Value) -> Vec<(Vec<u64>, String)> {
-    v["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| {
-            let s = g["statements"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
-            (s, g["label"].as_str().unwrap().to_string())
-        })
-        .collect()
-}
-
 fn run_json(args: &[&str]) -> serde_json::Value {
     let mut all = vec!["run"];
     all.extend_from_slice(args);
@@ -54,20 +41,20 @@ fn fuse_lines_and_fusion_flag_number_statements_alike() {
     let explicit = run_json(&[&p, "--fusion", "0-1,2"]);
     let spaced = run_json(&[&p, "--fusion", "0-1, 2"]);
     let expected = vec![(vec![0, 1], "0-1".to_string()), (vec![2], "2".to_string())];
-    assert_eq!(groups(&partial), expected);
-    assert_eq!(groups(&explicit), expected);
-    assert_eq!(groups(&spaced), expected);
+    assert_eq!(common::run_groups(&partial), expected);
+    assert_eq!(common::run_groups(&explicit), expected);
+    assert_eq!(common::run_groups(&spaced), expected);
     assert_eq!(partial["cycles"], explicit["cycles"], "the same groups");
     assert_eq!(explicit["fusion"], "0-1,2");
     // The softmax alone is one group (one graph), whole.
     let alone = run_json(&[&p, "--fusion", "0,1,2"]);
-    assert_eq!(groups(&alone), vec![(vec![0], "0".into()), (vec![1], "1".into()), (vec![2], "2".into())]);
+    assert_eq!(common::run_groups(&alone), vec![(vec![0], "0".into()), (vec![1], "1".into()), (vec![2], "2".into())]);
     assert_eq!(alone["groups"][1]["outputs"], serde_json::json!(["Y"]));
     // Unfused, every step of the softmax is a graph of its own, labelled U.K.
     let unfused = run_json(&[&p]);
-    let labels: Vec<String> = groups(&unfused).into_iter().map(|(_, l)| l).collect();
+    let labels: Vec<String> = common::run_groups(&unfused).into_iter().map(|(_, l)| l).collect();
     assert_eq!(labels, ["0", "1.0", "1.1", "1.2", "1.3", "2"]);
-    let stmts: Vec<Vec<u64>> = groups(&unfused).into_iter().map(|(s, _)| s).collect();
+    let stmts: Vec<Vec<u64>> = common::run_groups(&unfused).into_iter().map(|(s, _)| s).collect();
     assert_eq!(stmts, [vec![0], vec![1], vec![1], vec![1], vec![1], vec![2]]);
     // The text report shows the same labels.
     let (code, out, err) = cli(&["run", &p, "--fusion", "partial"]);
