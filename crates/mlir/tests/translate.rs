@@ -268,3 +268,46 @@ fn torch_mlir_exact_gelu_reads_math_erf() {
     // gelu(approximate='none'): x * ((erf(x / sqrt 2) + 1) * 0.5), one statement with `erf`.
     insta::assert_snapshot!("torch_mlir_gelu", shown(&translated("torch-mlir/gelu.mlir")));
 }
+
+#[test]
+fn scalar_tensors_translate() {
+    insta::assert_snapshot!("scalar", shown(&translated("scalar.mlir")));
+}
+
+#[test]
+fn a_kernel_of_constants_reads_its_fills_as_data() {
+    let t = translated("constants.mlir");
+    insta::assert_snapshot!("constants", shown(&t));
+    // The fills hold their constants at their declared shapes; a zero fill holds nothing.
+    let a = &t.bind.iter().find(|(n, _)| n == "a").expect("a bound").1;
+    assert_eq!((a.shape.clone(), a.vals.clone()), (vec![3, 4], vec![2.0; 12]));
+    let b = &t.bind.iter().find(|(n, _)| n == "b").expect("b bound").1;
+    assert_eq!((b.shape.clone(), b.vals.clone()), (vec![4, 5], vec![0.5; 20]));
+    let z = &t.bind.iter().find(|(n, _)| n == "z").expect("z bound").1;
+    assert_eq!((z.shape.clone(), z.vals.len()), (vec![4, 5], 0));
+}
+
+#[test]
+fn scalar_and_constant_kernel_errors_are_one_line() {
+    let nil = "affine_map<() -> ()>";
+    let cases = [
+        (
+            // A bare `f32` argument is not a tensor (a rank-0 `tensor<f32>` is).
+            format!("#n = {nil}\nmodule {{\n  func.func @f(%a: f32) -> tensor<f32> {{\n    %0 = tensor.empty() : tensor<f32>\n    %1 = linalg.generic {{indexing_maps = [#n], iterator_types = []}} outs(%0 : tensor<f32>) {{\n    ^bb0(%out: f32):\n      %s = arith.addf %a, %a : f32\n      linalg.yield %s : f32\n    }} -> tensor<f32>\n    return %1 : tensor<f32>\n  }}\n}}"),
+            "m.mlir:5:10: `linalg.generic` at line 5: the body reads %a: argument %a is a bare `f32`, not a tensor (write a scalar argument as `tensor<f32>`)",
+        ),
+        (
+            // A zero-dimensional map on a matrix.
+            format!("#n = {nil}\nmodule {{\n  func.func @f(%a: tensor<2x3xf32>) -> tensor<f32> {{\n    %0 = tensor.empty() : tensor<f32>\n    %1 = linalg.generic {{indexing_maps = [#n, #n], iterator_types = []}} ins(%a : tensor<2x3xf32>) outs(%0 : tensor<f32>) {{\n    ^bb0(%in: f32, %out: f32):\n      linalg.yield %in : f32\n    }} -> tensor<f32>\n    return %1 : tensor<f32>\n  }}\n}}"),
+            "m.mlir:5:10: `linalg.generic` at line 5: indexing map 0 has 0 results but %a has rank 2",
+        ),
+        (
+            // A kernel of constants with no tensor operand at all: nothing to read as data.
+            "#m = affine_map<(d0) -> (d0)>\nmodule {\n  func.func @f() -> tensor<4xf32> {\n    %c = arith.constant 2.0 : f32\n    %0 = tensor.empty() : tensor<4xf32>\n    %1 = linalg.generic {indexing_maps = [#m], iterator_types = [\"parallel\"]} outs(%0 : tensor<4xf32>) {\n    ^bb0(%out: f32):\n      linalg.yield %c : f32\n    } -> tensor<4xf32>\n    return %1 : tensor<4xf32>\n  }\n}".to_string(),
+            "m.mlir:6:10: `linalg.generic` at line 6: the result is broadcast over loop i, which no tensor operand reads (index notation cannot express it)",
+        ),
+    ];
+    for (src, want) in cases {
+        assert_eq!(error_of(&src), want, "\n{src}");
+    }
+}
