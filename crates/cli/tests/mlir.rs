@@ -161,3 +161,20 @@ fn scalars_and_constant_kernels_run_and_verify() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("D4=7") && out.contains("verified against the reference evaluator"), "{out}");
 }
+
+/// A dynamic dimension tied to nothing static is a size parameter: `--param D<arg>_<dim>`
+/// binds it and the run verifies; without it the run stops with one line (exit code 2).
+#[test]
+fn dynamic_sizes_run_and_verify() {
+    let path = fixtures().join("dynamic.mlir");
+    let path = path.to_str().unwrap();
+    for fusion in ["unfused", "full"] {
+        let (code, out, err) = common::cli(&["run", path, "--param", "Dw_1=5", "--fusion", fusion]);
+        assert_eq!(code, 0, "{fusion}: {err}");
+        assert!(out.contains("verified against the reference evaluator"), "{fusion}: {out}");
+    }
+    common::fails_with(
+        &["run", path],
+        &["dynamic.mlir:8:43: argument %w dimension 1 is dynamic (`?`): bind it with --input w=FILE or give --param Dw_1=N"],
+    );
+}

@@ -148,7 +148,7 @@ fn unsupported_constructs_are_one_line_errors_naming_the_op_and_line() {
         ),
         (
             "module {\n  func.func @f(%a: tensor<?x4xf32>) -> tensor<4xf32> {\n  }\n}".to_string(),
-            "m.mlir:2:27: dynamic sizes (`?`) are not supported: give static shapes",
+            "m.mlir:2:16: argument %a dimension 0 is dynamic (`?`): bind it with --input a=FILE or give --param Da_0=N",
         ),
         (
             "#B = #sparse_tensor.encoding<{ map = (i, j) -> (i floordiv 2 : dense, j floordiv 2 : compressed, i mod 2 : dense, j mod 2 : dense) }>\n".to_string(),
@@ -310,4 +310,44 @@ fn scalar_and_constant_kernel_errors_are_one_line() {
     for (src, want) in cases {
         assert_eq!(error_of(&src), want, "\n{src}");
     }
+}
+
+fn with(inputs: &[(&str, &Path)], params: &[(&str, i64)]) -> Options {
+    Options {
+        inputs: inputs.iter().map(|(n, p)| (n.to_string(), p.to_path_buf())).collect(),
+        params: params.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+        ..Options::default()
+    }
+}
+
+#[test]
+fn dynamic_sizes_are_tied_bound_from_files_or_parameters() {
+    let path = fixture("dynamic.mlir");
+    // The columns of %w are tied to nothing static: --param names them.
+    let t = load(&path, &with(&[], &[("Dw_1", 6)])).unwrap_or_else(|e| panic!("{e}"));
+    insta::assert_snapshot!("dynamic", shown(&t));
+    // Or the data of an --input file of %w.
+    let dir = std::env::temp_dir().join(format!("fuseflow-mlir-dynamic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let w = dir.join("w.mtx");
+    std::fs::write(&w, "%%MatrixMarket matrix coordinate real general\n4 7 2\n1 1 1.5\n4 7 -2\n").unwrap();
+    let t = load(&path, &with(&[("w", &w)], &[])).unwrap_or_else(|e| panic!("{e}"));
+    let y = t.program.decls.iter().find(|d| d.name == "y").expect("y declared");
+    assert_eq!(y.shape, vec![3, 7]);
+    assert_eq!(t.bind.iter().find(|(n, _)| n == "w").expect("w bound").1.shape, vec![4, 7]);
+    // Without either: one line naming the argument and the dimension.
+    let e = load(&path, &Options::default()).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}:8:43: argument %w dimension 1 is dynamic (`?`): bind it with --input w=FILE or give --param Dw_1=N",
+            path.display()
+        )
+    );
+    // Data contradicting a dimension tied to a static size is the ordinary shape error.
+    let x = dir.join("x.mtx");
+    std::fs::write(&x, "%%MatrixMarket matrix coordinate real general\n5 4 1\n1 1 1\n").unwrap();
+    let e = load(&path, &with(&[("x", &x)], &[("Dw_1", 6)])).unwrap_err().to_string();
+    assert!(e.contains("the file has shape [5, 4] but %x is declared [3, 4]"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
 }
