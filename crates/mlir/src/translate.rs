@@ -51,6 +51,9 @@ impl Default for Options {
     }
 }
 
+/// The most elements a nonzero fill read as data may have (each one is stored).
+pub(crate) const MAX_FILL_ELEMENTS: usize = 1 << 26;
+
 /// Density of generated sparse inputs when none is given.
 pub const DEFAULT_SPARSE_DENSITY: f64 = 0.1;
 
@@ -466,10 +469,20 @@ impl Tx<'_> {
                 Origin::Fill(c) => {
                     let shape = self.shape_of(&inp.ty);
                     // Zeros are stored as nothing: an all-zero sparse operand has no entries.
+                    let n = shape.iter().try_fold(1usize, |p, &s| p.checked_mul(s));
                     let coo = if *c == 0.0 {
                         Coo::new(shape)
                     } else {
-                        let n: usize = shape.iter().product();
+                        // Every element is stored: refuse sizes that could not be held.
+                        let Some(n) = n.filter(|&n| n <= MAX_FILL_ELEMENTS) else {
+                            return Err(self.err(
+                                inp.span,
+                                format!(
+                                    "fill %{} of {c} read as data has shape {shape:?}: more than {MAX_FILL_ELEMENTS} elements (shrink it with --param)",
+                                    inp.ssa
+                                ),
+                            ));
+                        };
                         Coo::from_dense(&shape, &vec![*c; n])
                             .map_err(|e| self.err(inp.span, format!("fill %{}: {e}", inp.ssa)))?
                     };

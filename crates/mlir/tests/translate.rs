@@ -351,3 +351,16 @@ fn dynamic_sizes_are_tied_bound_from_files_or_parameters() {
     assert!(e.contains("the file has shape [5, 4] but %x is declared [3, 4]"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_nonzero_fill_too_large_to_hold_as_data_is_refused() {
+    let path = fixture("constants.mlir");
+    let e = load(&path, &with(&[], &[("D4", 30_000_000)])).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}:17:28: fill %a of 2 read as data has shape [3, 30000000]: more than 67108864 elements (shrink it with --param)",
+            path.display()
+        )
+    );
+}
