@@ -276,11 +276,19 @@ pub(crate) fn resolve(file: &str, f: &Func, opts: &Options) -> Result<Resolved, 
         for d in (0..t.shape.len()).filter(|&d| t.shape[d] == DYNAMIC) {
             let n = ties.val(a, d);
             let r = ties.uf.root(n);
+            let name = param_name(a, d);
             if let Some(s) = ties.uf.size[r] {
+                if opts.params.contains_key(&name) {
+                    // A size given twice would be silently dropped: say which one holds.
+                    return Err(MlirError::at(
+                        file,
+                        *span,
+                        format!("--param {name}: argument %{a} dimension {d} is tied to a dimension of size {s} (resize that with --param D{s}=N)"),
+                    ));
+                }
                 notes.push(format!("argument %{a} dimension {d} (`?`) has size {s}"));
                 continue;
             }
-            let name = param_name(a, d);
             let (s, how) = match (&file_shape, opts.params.get(&name)) {
                 (Some(shape), _) => (shape[d] as u64, "from its --input file".to_string()),
                 (None, Some(&p)) if p >= 1 => (p as u64, format!("from --param {name}")),

@@ -344,6 +344,12 @@ fn dynamic_sizes_are_tied_bound_from_files_or_parameters() {
             path.display()
         )
     );
+    // A dimension tied to a static size takes no --param of its own.
+    let e = load(&path, &with(&[], &[("Dw_1", 6), ("Dx_0", 5)])).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!("{}:8:22: --param Dx_0: argument %x dimension 0 is tied to a dimension of size 3 (resize that with --param D3=N)", path.display())
+    );
     // Data contradicting a dimension tied to a static size is the ordinary shape error.
     let x = dir.join("x.mtx");
     std::fs::write(&x, "%%MatrixMarket matrix coordinate real general\n5 4 1\n1 1 1\n").unwrap();
