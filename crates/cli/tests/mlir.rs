@@ -140,3 +140,41 @@ fn mlir_on_the_command_line() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Rank-0 tensors (a scalar argument, reductions to a scalar, a 1x1 result) and a kernel of
+/// constants only (fills read as data, one of them an all-zero sparse operand) run and verify
+/// unfused and fully fused.
+#[test]
+fn scalars_and_constant_kernels_run_and_verify() {
+    for name in ["scalar.mlir", "constants.mlir"] {
+        let path = fixtures().join(name);
+        let path = path.to_str().unwrap();
+        for fusion in ["unfused", "full"] {
+            let (code, out, err) = common::cli(&["run", path, "--fusion", fusion]);
+            assert_eq!(code, 0, "{name} {fusion}: {err}");
+            assert!(out.contains("verified against the reference evaluator"), "{name} {fusion}: {out}");
+        }
+    }
+    // Sizes of a kernel of constants are parameters like any other: the fills follow them.
+    let path = fixtures().join("constants.mlir");
+    let (code, out, err) = common::cli(&["run", path.to_str().unwrap(), "--param", "D4=7", "--fusion", "full"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("D4=7") && out.contains("verified against the reference evaluator"), "{out}");
+}
+
+/// A dynamic dimension tied to nothing static is a size parameter: `--param D<arg>_<dim>`
+/// binds it and the run verifies; without it the run stops with one line (exit code 2).
+#[test]
+fn dynamic_sizes_run_and_verify() {
+    let path = fixtures().join("dynamic.mlir");
+    let path = path.to_str().unwrap();
+    for fusion in ["unfused", "full"] {
+        let (code, out, err) = common::cli(&["run", path, "--param", "Dw_1=5", "--fusion", fusion]);
+        assert_eq!(code, 0, "{fusion}: {err}");
+        assert!(out.contains("verified against the reference evaluator"), "{fusion}: {out}");
+    }
+    common::fails_with(
+        &["run", path],
+        &["dynamic.mlir:8:43: argument %w dimension 1 is dynamic (`?`): bind it with --input w=FILE or give --param Dw_1=N"],
+    );
+}

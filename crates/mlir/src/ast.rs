@@ -33,6 +33,11 @@ pub struct Func {
     pub span: Span,
 }
 
+/// The size of a dynamic (`?`) dimension as parsed: the translation replaces it with the size
+/// it is tied to, bound from an `--input` file, or given with `--param` before anything reads
+/// sizes.
+pub const DYNAMIC: u64 = u64::MAX;
+
 /// A type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Type {
@@ -45,7 +50,7 @@ pub enum Type {
 /// `tensor<4x8xf32, #ENC>`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorType {
-    /// Static sizes (a dynamic `?` size is a parse error).
+    /// Sizes; a dynamic `?` size is [`DYNAMIC`] until the translation resolves it.
     pub shape: Vec<u64>,
     /// Element type as written (`f32`, `f64`, `i64`, ...).
     pub elem: String,

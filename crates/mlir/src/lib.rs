@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod ast;
+mod dynamic;
 mod error;
 pub mod idioms;
 mod layout;
@@ -51,14 +52,25 @@ pub fn translate(module: &Module, file: &str, opts: &Options) -> Result<Translat
     }
     // Reshapes that split or merge dimensions become relabellings first, so that sizes
     // (`--param`) and everything after see the finer dimensions.
-    let relabelled = module.funcs.iter().map(|f| reshape::relabel(file, f)).collect::<Result<Vec<_>, MlirError>>()?;
+    // Dynamic sizes (`?`) are resolved first: everything after sees static shapes.
+    let several = module.funcs.len() > 1;
+    let resolved = module
+        .funcs
+        .iter()
+        .map(|f| {
+            let fopts =
+                if several { Options { inputs: pick(&opts.inputs, &f.name), ..opts.clone() } } else { opts.clone() };
+            dynamic::resolve(file, f, &fopts)
+        })
+        .collect::<Result<Vec<_>, MlirError>>()?;
+    let dynamic_params: std::collections::BTreeSet<&String> = resolved.iter().flat_map(|r| &r.params).collect();
+    let relabelled = resolved.iter().map(|r| reshape::relabel(file, &r.func)).collect::<Result<Vec<_>, MlirError>>()?;
     let funcs: Vec<&ast::Func> = relabelled.iter().map(|r| &r.func).collect();
-    let several = funcs.len() > 1;
     let mut sizes = std::collections::BTreeSet::new();
     for f in &funcs {
         sizes.extend(ast::sizes(f));
     }
-    for name in opts.params.keys() {
+    for name in opts.params.keys().filter(|n| !dynamic_params.contains(n)) {
         let Some(size) = name.strip_prefix('D').and_then(|s| s.parse::<u64>().ok()) else {
             return Err(MlirError::whole_file(
                 file,
@@ -90,6 +102,7 @@ pub fn translate(module: &Module, file: &str, opts: &Options) -> Result<Translat
         }
     }
     let mut notes = module.notes.clone();
+    notes.extend(resolved.iter().flat_map(|r| r.notes.iter().cloned()));
     let (mut decls, mut stmts, mut groups, mut bind) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut params = std::collections::BTreeMap::new();
     for (f, r) in funcs.iter().copied().zip(&relabelled) {

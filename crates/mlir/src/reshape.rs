@@ -159,7 +159,7 @@ fn splits(op: &Op) -> bool {
 }
 
 /// The generic form of the ops with loops.
-fn as_generic(op: &Op) -> Option<Generic> {
+pub(crate) fn as_generic(op: &Op) -> Option<Generic> {
     match &op.kind {
         OpKind::Generic(g) => Some((**g).clone()),
         OpKind::Named { which, ins, out, ty } => Some(named_generic(op.span, *which, ins, out, ty)),

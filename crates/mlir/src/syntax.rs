@@ -733,7 +733,15 @@ impl<'a> P<'a> {
                         }
                         self.pos += 1;
                     }
-                    Some(b'?') => return Err(self.err("dynamic sizes (`?`) are not supported: give static shapes")),
+                    Some(b'?') => {
+                        // A dynamic size: resolved before translation (`crate::dynamic`).
+                        self.pos += 1;
+                        shape.push(DYNAMIC);
+                        if self.peek() != Some(b'x') {
+                            return Err(self.err(format!("expected `x` after `?`, found {}", self.found())));
+                        }
+                        self.pos += 1;
+                    }
                     _ => break,
                 }
             }
@@ -869,7 +877,17 @@ impl<'a> P<'a> {
             "arith.constant" => self.constant()?,
             "tensor.empty" => {
                 self.expect("(", "after tensor.empty")?;
-                self.expect(")", "after tensor.empty(")?;
+                // The sizes of dynamic dimensions (`tensor.empty(%d0) : tensor<?x4xf32>`): the
+                // translation takes them from what the dimensions are tied to instead.
+                if !self.eat(")") {
+                    loop {
+                        self.operand()?;
+                        if self.eat(")") {
+                            break;
+                        }
+                        self.expect(",", "between tensor.empty's sizes")?;
+                    }
+                }
                 self.expect(":", "before the type of tensor.empty")?;
                 match self.ty()? {
                     Type::Tensor(t) => OpKind::Empty(t),

@@ -51,6 +51,9 @@ impl Default for Options {
     }
 }
 
+/// The most elements a nonzero fill read as data may have (each one is stored).
+pub(crate) const MAX_FILL_ELEMENTS: usize = 1 << 26;
+
 /// Density of generated sparse inputs when none is given.
 pub const DEFAULT_SPARSE_DENSITY: f64 = 0.1;
 
@@ -129,6 +132,9 @@ enum Origin {
     Arg,
     Data(Vec<f64>),
     Generated(String),
+    /// A fill or splat read as data (every element this value), at the resized shape: the
+    /// operand of a kernel that reads only constants (FuseFlow's generated tests).
+    Fill(f64),
 }
 
 /// Names of the loops of a `linalg` op, by position.
@@ -159,7 +165,8 @@ pub(crate) struct Tx<'a> {
     uses: BTreeMap<String, usize>,
     /// Which declared tensor each SSA key became (for `--input`/`--density` names).
     declared_inputs: BTreeMap<String, String>,
-    /// `tensor.empty` values read as data (hand-edited files), as the inputs they became.
+    /// `tensor.empty` values read as data (hand-edited files) and fills read as data (kernels
+    /// of constants), as the inputs they became.
     empty_reads: BTreeMap<String, View>,
     /// See [`Lowered::masked`].
     masked: BTreeMap<String, Span>,
@@ -221,9 +228,9 @@ pub(crate) fn lower_func(
             Type::Tensor(ty) => {
                 Val::Input(InputVal { ssa: a.clone(), ty: ty.clone(), origin: Origin::Arg, span: *span })
             }
-            Type::Scalar(s) => {
-                Val::Unusable(format!("argument %{a} is a scalar ({s}); only tensor arguments are supported"))
-            }
+            Type::Scalar(s) => Val::Unusable(format!(
+                "argument %{a} is a bare `{s}`, not a tensor (write a scalar argument as `tensor<{s}>`)"
+            )),
         };
         tx.vals.insert(a.clone(), v);
     }
@@ -236,7 +243,11 @@ pub(crate) fn lower_func(
     let mut returned = None;
     for op in &f.body {
         if !is_live(op, &live) {
-            if !matches!(op.kind, OpKind::Constant { .. } | OpKind::Empty(_) | OpKind::Fill { .. }) {
+            // `tensor.dim` only computes the sizes of a dynamic `tensor.empty`, which the ties
+            // of `crate::dynamic` give instead: nothing is lost, so no note.
+            if !matches!(op.kind, OpKind::Constant { .. } | OpKind::Empty(_) | OpKind::Fill { .. })
+                && op.name != "tensor.dim"
+            {
                 tx.notes.push(format!("line {}: `{}` result unused, dropped", op.span.line, op.name));
             }
             continue;
@@ -394,12 +405,9 @@ impl Tx<'_> {
     }
 
     fn declare(&mut self, name: &str, ty: &TensorType, role: Role, source: Option<Source>, span: Span) -> R<()> {
+        // A tensor of rank 0 (or of only size-1 dimensions) is a scalar: index notation's
+        // 0-d tensor `s()`.
         let shape = self.shape_of(ty);
-        if shape.is_empty() {
-            return Err(
-                self.err(span, format!("{name}: tensors of only size-1 dimensions (scalars) are not supported"))
-            );
-        }
         if let Some(n) = shape.iter().find(|&&n| n as u64 > 1 << 32) {
             return Err(self.err(span, format!("{name}: dimension size {n} is above 2^32 (coordinates are 32-bit)")));
         }
@@ -461,6 +469,32 @@ impl Tx<'_> {
                         squeeze(&coo, &inp.ty),
                         Source::File { path: PathBuf::from(format!("dense_resource:{}", inp.ssa)) },
                     ))
+                }
+                Origin::Fill(c) => {
+                    let shape = self.shape_of(&inp.ty);
+                    // Zeros are stored as nothing: an all-zero sparse operand has no entries.
+                    let n = shape.iter().try_fold(1usize, |p, &s| p.checked_mul(s));
+                    let coo = if *c == 0.0 {
+                        Coo::new(shape)
+                    } else {
+                        // Every element is stored: refuse sizes that could not be held.
+                        let Some(n) = n.filter(|&n| n <= MAX_FILL_ELEMENTS) else {
+                            return Err(self.err(
+                                inp.span,
+                                format!(
+                                    "fill %{} of {c} read as data has shape {shape:?}: more than {MAX_FILL_ELEMENTS} elements (shrink it with --param)",
+                                    inp.ssa
+                                ),
+                            ));
+                        };
+                        Coo::from_dense(&shape, &vec![*c; n])
+                            .map_err(|e| self.err(inp.span, format!("fill %{}: {e}", inp.ssa)))?
+                    };
+                    self.notes.push(format!(
+                        "line {}: %{} (a fill of {c}) is read as data: the kernel reads no other tensor",
+                        inp.span.line, inp.ssa
+                    ));
+                    Some((coo, Source::File { path: PathBuf::from(format!("fill:{}", inp.ssa)) }))
                 }
                 Origin::Arg | Origin::Generated(_) => None,
             }
@@ -694,13 +728,48 @@ impl Tx<'_> {
             }
         }
 
+        // A loop that only fills and splats read (a kernel of constants, such as FuseFlow's
+        // generated tests that multiply zero fills) would be written over an index no tensor
+        // reads, which index notation cannot express: there the fills are read as data.
+        let mut read: BTreeSet<usize> = BTreeSet::new();
+        for (k, (o, t)) in g.ins.iter().enumerate() {
+            let (Type::Tensor(tt), Some(v)) = (t, self.vals.get(&o.key())) else { continue };
+            if matches!(v, Val::Scalar(_) | Val::Splat(_)) {
+                continue;
+            }
+            for d in kept(tt) {
+                if let Some(AffineExpr::Dim(n)) = g.maps[k].results.get(d) {
+                    read.insert(*n);
+                }
+            }
+        }
+        let mut needed: BTreeSet<usize> = reductions.iter().copied().collect();
+        if let Type::Tensor(tt) = &g.outs[0].1 {
+            for d in kept(tt) {
+                if let Some(AffineExpr::Dim(n)) = g.maps[n_in].results.get(d) {
+                    needed.insert(*n);
+                }
+            }
+        }
+        let fills_as_data = needed.iter().any(|n| live_loops.get(*n) == Some(&true) && !read.contains(n));
+
         // Accesses of the operands, by block argument.
         let mut args: BTreeMap<String, B> = BTreeMap::new();
         for (k, (o, _)) in g.ins.iter().enumerate() {
-            let b = match self.get(o)? {
-                Val::Scalar(x) | Val::Splat(x) => B::E(Expr::Const(x)),
-                Val::Mask { view, zero } => B::Mask(Box::new(B::E(self.access_view(op, g, k, o, view)?)), zero),
-                Val::Empty => {
+            let b = match (self.get(o)?, &g.ins[k].1) {
+                (Val::Splat(x), Type::Tensor(ty)) if fills_as_data => {
+                    if !self.empty_reads.contains_key(&o.key()) {
+                        let inp =
+                            InputVal { ssa: o.name.clone(), ty: ty.clone(), origin: Origin::Fill(x), span: o.span };
+                        let rank = kept(ty).len();
+                        let name = self.declare_input(&inp, &o.name, ty, &(0..rank).collect::<Vec<_>>())?;
+                        self.empty_reads.insert(o.key(), View::identity(name, rank));
+                    }
+                    B::E(self.access(op, g, k, o)?)
+                }
+                (Val::Scalar(x) | Val::Splat(x), _) => B::E(Expr::Const(x)),
+                (Val::Mask { view, zero }, _) => B::Mask(Box::new(B::E(self.access_view(op, g, k, o, view)?)), zero),
+                (Val::Empty, _) => {
                     // Hand-edited files read uninitialised tensors; the FuseFlow compiler never
                     // reads values, so such a tensor is data: generated like an elided weight.
                     let Type::Tensor(ty) = &g.ins[k].1 else {
@@ -719,7 +788,7 @@ impl Tx<'_> {
                     }
                     B::E(self.access(op, g, k, o)?)
                 }
-                _ => B::E(self.access(op, g, k, o)?),
+                (Val::Tensor(_) | Val::Input(_) | Val::Unusable(_), _) => B::E(self.access(op, g, k, o)?),
             };
             args.insert(g.block_args[k].clone(), b);
         }
@@ -995,6 +1064,7 @@ impl Tx<'_> {
             // A value captured from the function body.
             return match self.vals.get(name) {
                 Some(Val::Scalar(x)) | Some(Val::Splat(x)) => Ok(B::E(Expr::Const(*x))),
+                Some(Val::Unusable(why)) => Err(self.op_err(op, format!("the body reads %{name}: {why}"))),
                 _ => Err(self.op_err(op, format!("the body reads %{name}, which is not a scalar constant"))),
             };
         };

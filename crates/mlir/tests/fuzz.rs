@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-const FIXTURES: [&str; 11] = [
+const FIXTURES: [&str; 14] = [
     include_str!("fixtures/gcn.mlir"),
     // As torch-mlir writes them (resource blobs, COO/CSR encodings, masks, argmax generics).
     include_str!("fixtures/torch-mlir/gcn.mlir"),
@@ -16,11 +16,15 @@ const FIXTURES: [&str; 11] = [
     include_str!("fixtures/attention.mlir"),
     include_str!("fixtures/layernorm.mlir"),
     include_str!("fixtures/constructs.mlir"),
+    // Scalars, dynamic sizes (`?` tied, bound or refused), a kernel of constants.
+    include_str!("fixtures/scalar.mlir"),
+    include_str!("fixtures/dynamic.mlir"),
+    include_str!("fixtures/constants.mlir"),
     "#m = affine_map<(d0) -> (d0)>\nmodule { func.func @f(%a: tensor<4xf32>) -> tensor<4xf32> { return %a : tensor<4xf32> } }",
 ];
 
 /// Characters the MLIR syntax is made of, so random text reaches deep into the parser.
-const ALPHABET: &[u8] = b"%#@^(){}[]<>:,=-x0123456789.\" \nabcdefgilmnoprstuxyzAFSE_";
+const ALPHABET: &[u8] = b"%#@^(){}[]<>:,=-x?0123456789.\" \nabcdefgilmnoprstuxyzAFSE_";
 
 fn check(src: &str) {
     match fuseflow_mlir::parse(src, "f.mlir") {

@@ -148,7 +148,7 @@ fn unsupported_constructs_are_one_line_errors_naming_the_op_and_line() {
         ),
         (
             "module {\n  func.func @f(%a: tensor<?x4xf32>) -> tensor<4xf32> {\n  }\n}".to_string(),
-            "m.mlir:2:27: dynamic sizes (`?`) are not supported: give static shapes",
+            "m.mlir:2:16: argument %a dimension 0 is dynamic (`?`): bind it with --input a=FILE or give --param Da_0=N",
         ),
         (
             "#B = #sparse_tensor.encoding<{ map = (i, j) -> (i floordiv 2 : dense, j floordiv 2 : compressed, i mod 2 : dense, j mod 2 : dense) }>\n".to_string(),
@@ -267,4 +267,106 @@ fn a_masked_fill_read_other_than_by_a_softmax_is_refused() {
 fn torch_mlir_exact_gelu_reads_math_erf() {
     // gelu(approximate='none'): x * ((erf(x / sqrt 2) + 1) * 0.5), one statement with `erf`.
     insta::assert_snapshot!("torch_mlir_gelu", shown(&translated("torch-mlir/gelu.mlir")));
+}
+
+#[test]
+fn scalar_tensors_translate() {
+    insta::assert_snapshot!("scalar", shown(&translated("scalar.mlir")));
+}
+
+#[test]
+fn a_kernel_of_constants_reads_its_fills_as_data() {
+    let t = translated("constants.mlir");
+    insta::assert_snapshot!("constants", shown(&t));
+    // The fills hold their constants at their declared shapes; a zero fill holds nothing.
+    let a = &t.bind.iter().find(|(n, _)| n == "a").expect("a bound").1;
+    assert_eq!((a.shape.clone(), a.vals.clone()), (vec![3, 4], vec![2.0; 12]));
+    let b = &t.bind.iter().find(|(n, _)| n == "b").expect("b bound").1;
+    assert_eq!((b.shape.clone(), b.vals.clone()), (vec![4, 5], vec![0.5; 20]));
+    let z = &t.bind.iter().find(|(n, _)| n == "z").expect("z bound").1;
+    assert_eq!((z.shape.clone(), z.vals.len()), (vec![4, 5], 0));
+}
+
+#[test]
+fn scalar_and_constant_kernel_errors_are_one_line() {
+    let nil = "affine_map<() -> ()>";
+    let cases = [
+        (
+            // A bare `f32` argument is not a tensor (a rank-0 `tensor<f32>` is).
+            format!("#n = {nil}\nmodule {{\n  func.func @f(%a: f32) -> tensor<f32> {{\n    %0 = tensor.empty() : tensor<f32>\n    %1 = linalg.generic {{indexing_maps = [#n], iterator_types = []}} outs(%0 : tensor<f32>) {{\n    ^bb0(%out: f32):\n      %s = arith.addf %a, %a : f32\n      linalg.yield %s : f32\n    }} -> tensor<f32>\n    return %1 : tensor<f32>\n  }}\n}}"),
+            "m.mlir:5:10: `linalg.generic` at line 5: the body reads %a: argument %a is a bare `f32`, not a tensor (write a scalar argument as `tensor<f32>`)",
+        ),
+        (
+            // A zero-dimensional map on a matrix.
+            format!("#n = {nil}\nmodule {{\n  func.func @f(%a: tensor<2x3xf32>) -> tensor<f32> {{\n    %0 = tensor.empty() : tensor<f32>\n    %1 = linalg.generic {{indexing_maps = [#n, #n], iterator_types = []}} ins(%a : tensor<2x3xf32>) outs(%0 : tensor<f32>) {{\n    ^bb0(%in: f32, %out: f32):\n      linalg.yield %in : f32\n    }} -> tensor<f32>\n    return %1 : tensor<f32>\n  }}\n}}"),
+            "m.mlir:5:10: `linalg.generic` at line 5: indexing map 0 has 0 results but %a has rank 2",
+        ),
+        (
+            // A kernel of constants with no tensor operand at all: nothing to read as data.
+            "#m = affine_map<(d0) -> (d0)>\nmodule {\n  func.func @f() -> tensor<4xf32> {\n    %c = arith.constant 2.0 : f32\n    %0 = tensor.empty() : tensor<4xf32>\n    %1 = linalg.generic {indexing_maps = [#m], iterator_types = [\"parallel\"]} outs(%0 : tensor<4xf32>) {\n    ^bb0(%out: f32):\n      linalg.yield %c : f32\n    } -> tensor<4xf32>\n    return %1 : tensor<4xf32>\n  }\n}".to_string(),
+            "m.mlir:6:10: `linalg.generic` at line 6: the result is broadcast over loop i, which no tensor operand reads (index notation cannot express it)",
+        ),
+    ];
+    for (src, want) in cases {
+        assert_eq!(error_of(&src), want, "\n{src}");
+    }
+}
+
+fn with(inputs: &[(&str, &Path)], params: &[(&str, i64)]) -> Options {
+    Options {
+        inputs: inputs.iter().map(|(n, p)| (n.to_string(), p.to_path_buf())).collect(),
+        params: params.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+        ..Options::default()
+    }
+}
+
+#[test]
+fn dynamic_sizes_are_tied_bound_from_files_or_parameters() {
+    let path = fixture("dynamic.mlir");
+    // The columns of %w are tied to nothing static: --param names them.
+    let t = load(&path, &with(&[], &[("Dw_1", 6)])).unwrap_or_else(|e| panic!("{e}"));
+    insta::assert_snapshot!("dynamic", shown(&t));
+    // Or the data of an --input file of %w.
+    let dir = std::env::temp_dir().join(format!("fuseflow-mlir-dynamic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let w = dir.join("w.mtx");
+    std::fs::write(&w, "%%MatrixMarket matrix coordinate real general\n4 7 2\n1 1 1.5\n4 7 -2\n").unwrap();
+    let t = load(&path, &with(&[("w", &w)], &[])).unwrap_or_else(|e| panic!("{e}"));
+    let y = t.program.decls.iter().find(|d| d.name == "y").expect("y declared");
+    assert_eq!(y.shape, vec![3, 7]);
+    assert_eq!(t.bind.iter().find(|(n, _)| n == "w").expect("w bound").1.shape, vec![4, 7]);
+    // Without either: one line naming the argument and the dimension.
+    let e = load(&path, &Options::default()).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}:8:43: argument %w dimension 1 is dynamic (`?`): bind it with --input w=FILE or give --param Dw_1=N",
+            path.display()
+        )
+    );
+    // A dimension tied to a static size takes no --param of its own.
+    let e = load(&path, &with(&[], &[("Dw_1", 6), ("Dx_0", 5)])).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!("{}:8:22: --param Dx_0: argument %x dimension 0 is tied to a dimension of size 3 (resize that with --param D3=N)", path.display())
+    );
+    // Data contradicting a dimension tied to a static size is the ordinary shape error.
+    let x = dir.join("x.mtx");
+    std::fs::write(&x, "%%MatrixMarket matrix coordinate real general\n5 4 1\n1 1 1\n").unwrap();
+    let e = load(&path, &with(&[("x", &x)], &[("Dw_1", 6)])).unwrap_err().to_string();
+    assert!(e.contains("the file has shape [5, 4] but %x is declared [3, 4]"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_nonzero_fill_too_large_to_hold_as_data_is_refused() {
+    let path = fixture("constants.mlir");
+    let e = load(&path, &with(&[], &[("D4", 30_000_000)])).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}:17:28: fill %a of 2 read as data has shape [3, 30000000]: more than 67108864 elements (shrink it with --param)",
+            path.display()
+        )
+    );
 }
