@@ -462,7 +462,7 @@ pub fn estimate(a: EstimateArgs) -> Result<ExitCode> {
             Some((_, o)) => ex.compile(g, o, &variant).map(|c| c.orders.clone()).unwrap_or_default(),
             None => Vec::new(),
         };
-        groups.push((fuseflow_explore::group_label(g), e.map(|x| x.0), orders));
+        groups.push((fuseflow_compiler::convex::group_text(g), e.map(|x| x.0), orders));
     }
     let total = groups.iter().try_fold(fuseflow_explore::Estimate::default(), |acc, g| g.1.map(|e| acc + e));
     let bench = if a.bench { Some(bench_estimate(&r, &machine, &variant)?) } else { None };

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use fuseflow_graph::Graph;
 use fuseflow_ir::{Access, CheckedProgram, Expr, Role, Stmt};
 
+use crate::convex::{group_text, groups_text};
 use crate::lower::{LowerOptions, Trees};
 use crate::CompileError;
 
@@ -99,16 +100,6 @@ impl std::fmt::Display for Fusion {
             Fusion::Expanded(g) => write!(f, "expanded:{}", groups_text(g)),
         }
     }
-}
-
-/// Groups in `--fusion` syntax: `0-3,4`, `0-2+4,3`.
-fn groups_text(groups: &[Vec<usize>]) -> String {
-    crate::convex::groups_text(groups)
-}
-
-/// One group in `--fusion` syntax: `0-3` for a range, `0-2+4` otherwise.
-fn group_text(g: &[usize]) -> String {
-    crate::convex::group_text(g)
 }
 
 /// A fused group lowered to one graph.

@@ -235,9 +235,3 @@ pub trait GroupEvaluator {
     /// Statistics of the data every group reads (inputs and intermediates).
     fn stats(&self) -> &DataStats;
 }
-
-/// `0-3` (or `5` for one statement, `0-2+4` for statements that are not adjacent): a group of
-/// user statements as `--fusion` writes it.
-pub fn group_label(group: &[usize]) -> String {
-    fuseflow_compiler::convex::group_text(group)
-}

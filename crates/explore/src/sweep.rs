@@ -15,7 +15,9 @@ use crate::hash::hash_fields;
 use crate::shard::Shard;
 use crate::space::{Machine, OrderChoice, PartitionCount, Point, Space, Variant};
 use crate::store::{read_records, CacheEntry, GroupRecord, Meta, PointRecord, ResultsDir, Status, FORMAT};
-use crate::{group_label, Compiled, ExploreError, Failure, GroupEvaluator, GroupResult, TOOL_VERSION};
+use fuseflow_compiler::convex::group_text;
+
+use crate::{Compiled, ExploreError, Failure, GroupEvaluator, GroupResult, TOOL_VERSION};
 
 /// `--prune`: how many points to simulate, best by estimate first.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -329,7 +331,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
         // A group of statements that are not adjacent also names them: its text already
         // differs from every other group's (each statement writes its own tensor), but the key
         // must not depend on how an evaluator writes a group. Ranges keep their old keys.
-        let members = group_label(group);
+        let members = group_text(group);
         if group.windows(2).any(|w| w[1] != w[0] + 1) {
             fields.push(&members);
         }
@@ -457,7 +459,7 @@ impl<'a, E: GroupEvaluator + ?Sized> Explorer<'a, E> {
         };
         let (mut cycles, mut flops, mut bytes) = (0u64, 0u64, 0u64);
         for g in p.partition.groups() {
-            let label = group_label(g);
+            let label = group_text(g);
             match self.simulate_group(dir, g, &p.order, &p.variant, &p.machine) {
                 Ok((r, order)) => {
                     let est = self.estimate_order(g, &order, &p.variant, &p.machine, true);
