@@ -160,6 +160,10 @@ pub struct EstimateArgs {
     /// (configurations per second on one core).
     #[arg(long)]
     bench: bool,
+    /// The partitions `--bench` estimates: `all` (contiguous) or `convex` (every convex
+    /// partition of the dependence DAG, at most 100000).
+    #[arg(long, default_value = "all", value_name = "all|convex", requires = "bench")]
+    partitions: String,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -465,7 +469,18 @@ pub fn estimate(a: EstimateArgs) -> Result<ExitCode> {
         groups.push((fuseflow_compiler::convex::group_text(g), e.map(|x| x.0), orders));
     }
     let total = groups.iter().try_fold(fuseflow_explore::Estimate::default(), |acc, g| g.1.map(|e| acc + e));
-    let bench = if a.bench { Some(bench_estimate(&r, &machine, &variant)?) } else { None };
+    let bench = if a.bench {
+        let partitions = match a.partitions.trim() {
+            "all" => Partitions::All,
+            "convex" => Partitions::Convex,
+            other => {
+                return Err(ExploreError::Space(format!("--partitions: expected all or convex, found {other:?}")).into())
+            }
+        };
+        Some(bench_estimate(&r, &machine, &variant, partitions)?)
+    } else {
+        None
+    };
     let printed = (|| -> Result<()> {
         let mut o = std::io::stdout().lock();
         if a.json {
@@ -520,9 +535,10 @@ pub fn estimate(a: EstimateArgs) -> Result<ExitCode> {
 /// Measures estimating every partition of the program: cold (a fresh explorer compiles each
 /// distinct group), afresh (graphs compiled, every group estimated again for every point),
 /// memoised. Returns (configurations, afresh/s, cold/s, memoised/s).
-fn bench_estimate(r: &GroupRunner, m: &Machine, v: &Variant) -> Result<(usize, f64, f64, f64)> {
+fn bench_estimate(r: &GroupRunner, m: &Machine, v: &Variant, partitions: Partitions) -> Result<(usize, f64, f64, f64)> {
     use fuseflow_explore::GroupEvaluator;
     let s = Space {
+        partitions,
         hw: vec![m.hw.clone()],
         memory: vec![m.memory],
         par: vec![v.par.clone()],

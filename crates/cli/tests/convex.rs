@@ -54,6 +54,29 @@ fn a_non_contiguous_gpt3_fusion_runs_and_verifies() {
     assert_eq!(json(&out)["verified"], true);
 }
 
+/// The same groups on a program's `fuse` line (`--fusion partial`): the statement the line
+/// leaves out runs alone, the groups run in the DAG's order, and the run equals the
+/// `--fusion` one; a group the DAG forbids is refused naming the `fuse` line.
+#[test]
+fn a_fuse_line_takes_groups_that_are_not_ranges() {
+    let src = std::fs::read_to_string(example_path("gpt3_decoder.ff")).unwrap();
+    assert!(src.contains("\nfuse 0-3, 4-7, 8-13\n"));
+    let dir = tmpdir("convex-fuse-line");
+    let p = write(&dir, "d.ff", &src.replace("\nfuse 0-3, 4-7, 8-13\n", "\nfuse 4-13, 0-1+3\n"));
+    let (code, out, err) = cli(&["run", &p, "--fusion", "partial", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v = json(&out);
+    assert_eq!(v["verified"], true, "{out}");
+    let (code, explicit, err) = cli(&["run", &example_path("gpt3_decoder.ff"), "--fusion", "0-1+3,2,4-13", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let w = json(&explicit);
+    assert_eq!(groups(&v), groups(&w));
+    assert_eq!(v["cycles"], w["cycles"]);
+    let line = src.lines().position(|l| l == "fuse 0-3, 4-7, 8-13").unwrap() + 1;
+    let bad = write(&dir, "bad.ff", &src.replace("\nfuse 0-3, 4-7, 8-13\n", "\nfuse 0+4, 1-3\n"));
+    fails_with(&["run", &bad, "--fusion", "partial"], &[&format!("bad.ff:{line}:6: fuse: group is not contiguous")]);
+}
+
 /// An illegal group is refused in one line naming it and the path that leaves and re-enters
 /// it; groups that are each convex but need each other are refused naming the cycle.
 #[test]

@@ -245,6 +245,26 @@ fn estimate_prints_every_group_and_prune_simulates_the_best() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
+/// `estimate --bench` times the estimate over the contiguous partitions or every convex one
+/// (GraphSAGE's two branches per layer give 1,296 convex partitions, 512 contiguous), and
+/// refuses an unknown kind in one line.
+#[test]
+fn the_estimate_bench_covers_contiguous_or_convex_partitions() {
+    for (kind, configurations) in [("all", 512), ("convex", 1296)] {
+        let (code, stdout, err) =
+            cli(&["estimate", &example("graphsage.ff"), "--bench", "--partitions", kind, "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["bench"]["configurations"], configurations, "{kind}: {stdout}");
+        assert!(v["bench"]["afresh_per_second"].as_f64().unwrap() > 0.0, "{stdout}");
+    }
+    refused(
+        &["estimate", &example("graphsage.ff"), "--bench", "--partitions", "some"],
+        2,
+        &["--partitions", "all or convex"],
+    );
+}
+
 #[test]
 fn groups_simulated_side_by_side_give_the_same_files_as_one_at_a_time() {
     let one = scratch("jobs1");

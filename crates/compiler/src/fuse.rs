@@ -129,6 +129,19 @@ pub fn plan(p: &CheckedProgram, fusion: &Fusion) -> Result<Vec<Vec<usize>>, Comp
     match fusion {
         Fusion::Unfused => Ok((0..n).map(|s| vec![s]).collect()),
         Fusion::Full => Ok(if n == 0 { Vec::new() } else { vec![(0..n).collect()] }),
+        Fusion::Partial if p.groups.iter().any(|g| g.stmts.windows(2).any(|w| w[1] != w[0] + 1)) => {
+            // A `fuse` line with a non-contiguous (convex) group: the statements it leaves out
+            // run alone, and the groups run in the dependence DAG's order, as `--fusion` groups do.
+            let mut groups: Vec<Vec<usize>> = p.groups.iter().map(|g| g.stmts.clone()).collect();
+            groups.extend((0..users).filter(|u| !p.groups.iter().any(|g| g.stmts.contains(u))).map(|u| vec![u]));
+            let origin = match p.groups.first() {
+                Some(g) => format!("{}:{}:{}", p.file, g.span.line, g.span.col),
+                None => p.file.clone(),
+            };
+            let dag = crate::convex::Dag::of_program(p);
+            let ordered = dag.schedule(&groups).map_err(|message| CompileError::Fusion { origin, message })?;
+            Ok(ordered.iter().map(|g| p.expand_user_stmts(g)).collect())
+        }
         Fusion::Partial => {
             let mut out = Vec::new();
             let mut u = 0;

@@ -15,7 +15,7 @@
 //! source  := "random" "(" [kwarg ("," kwarg)*] ")"   kwarg := "density" "=" NUM | "seed" "=" INT
 //!          | "bigbird" "(" [("block"|"global"|"window"|"random"|"seed") "=" (INT | PARAM_NAME), ...] ")"
 //!          | "file" "(" STRING ")"
-//! fuse    := "fuse" group ("," group)*           group := INT | INT "-" INT
+//! fuse    := "fuse" group ("," group)*           group := range ("+" range)*   range := INT | INT "-" INT
 //! par     := "par" [INT ":"] INDEX "=" INT ("," INDEX "=" INT)*   (lanes ≥ 1; INT: = a group)
 //! stmt    := access "=" (expr | BUILTIN "(" INDEX "," expr ")")
 //! expr    := term (("+" | "-") term)*
@@ -373,15 +373,29 @@ impl State<'_> {
     fn fuse(&mut self, p: &mut LineParser) -> Result<(), IrError> {
         p.pos = 1;
         loop {
-            let (a, span) = p.uint("a statement index")?;
-            let b = if p.eat_sym('-') { p.uint("a statement index")?.0 } else { a };
-            if b < a {
-                return Err(p.err_at(span, format!("fuse: empty range {a}-{b}")));
+            // A group is ranges joined by `+` (`0-2+4`): convex groups need not be contiguous
+            // in program order; the checker decides whether the group is legal.
+            let mut group: Vec<usize> = Vec::new();
+            let mut group_span = None;
+            loop {
+                let (a, span) = p.uint("a statement index")?;
+                group_span.get_or_insert(span);
+                let b = if p.eat_sym('-') { p.uint("a statement index")?.0 } else { a };
+                if b < a {
+                    return Err(p.err_at(span, format!("fuse: empty range {a}-{b}")));
+                }
+                if b - a > 1_000_000 || group.len() > 1_000_000 {
+                    return Err(p.err_at(span, format!("fuse: range {a}-{b} is too large")));
+                }
+                group.extend((a..=b).map(|s| usize::try_from(s).unwrap_or(usize::MAX)));
+                if !p.eat_sym('+') {
+                    break;
+                }
             }
-            if b - a > 1_000_000 {
-                return Err(p.err_at(span, format!("fuse: range {a}-{b} is too large")));
-            }
-            let group = (a..=b).map(|s| usize::try_from(s).unwrap_or(usize::MAX)).collect();
+            // Sorted so that a group means the same whatever order its ranges are written in;
+            // a statement named twice is caught where groups are validated.
+            group.sort_unstable();
+            let Some(span) = group_span else { break };
             self.groups.push((group, span));
             if !p.eat_sym(',') {
                 break;

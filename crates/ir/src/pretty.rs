@@ -37,12 +37,19 @@ pub fn pretty(p: &CheckedProgram) -> String {
     out
 }
 
+/// A group as the `fuse` line reads it: ranges joined by `+` (`0-2+4`).
 fn pretty_group(g: &[usize]) -> String {
-    let consecutive = g.windows(2).all(|w| w[1] == w[0] + 1);
-    match (g.first(), g.last()) {
-        (Some(a), Some(b)) if consecutive && a != b => format!("{a}-{b}"),
-        _ => g.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
+    let mut parts: Vec<String> = Vec::new();
+    let mut k = 0;
+    while k < g.len() {
+        let mut e = k;
+        while e + 1 < g.len() && g[e + 1] == g[e] + 1 {
+            e += 1;
+        }
+        parts.push(if e == k { g[k].to_string() } else { format!("{}-{}", g[k], g[e]) });
+        k = e + 1;
     }
+    parts.join("+")
 }
 
 /// Prints one declaration, e.g. `input  A[100, 80] dcsr = random(density=0.05)`.

@@ -279,6 +279,19 @@ X(i) = T0(i) * T1(i)
     let mut prog = parse(independent, FILE, &no_params()).unwrap();
     prog.groups = vec![FuseGroup { stmts: vec![0, 2], span: at }];
     assert_eq!(group_stmts(&check(prog).unwrap()), vec![vec![0, 2]]);
+
+    // The same group written on a `fuse` line with `+` (in any order), printed back as read.
+    let written = format!("{independent}fuse 2+0, 1\n");
+    let p = ok(&written);
+    assert_eq!(group_stmts(&p), vec![vec![0, 2], vec![1]]);
+    assert!(pretty(&p).ends_with("fuse 0+2, 1\n"), "{}", pretty(&p));
+    assert_eq!(group_stmts(&ok(&pretty(&p))), vec![vec![0, 2], vec![1]]);
+    assert_err(&format!("{independent}fuse 0+0-1\n"), 8, 6, &["statement 0 is twice in one group"]);
+    // Through `+`, the dependent case is refused on the `fuse` line, naming the statement between.
+    let e = crate::check(parse(&src.replace("fuse 0-2, 3", "fuse 0+2"), FILE, &no_params()).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("t.ein:6:6: fuse: group is not contiguous"), "{e}");
 }
 
 #[test]
