@@ -15,6 +15,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::Arc;
+use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -26,6 +30,45 @@ pyo3::create_exception!(
     PyValueError,
     "A FuseFlow error: bad program, data, options or fusion plan, a limit, a deadlock; the message is the CLI's one line."
 );
+
+/// Runs `work` on a thread of its own and waits for it without holding the GIL, waking every
+/// 100 ms to run Python's signal handlers: Python only delivers Ctrl-C (`KeyboardInterrupt`)
+/// when the main thread executes Python code, so a long run inside Rust would otherwise ignore
+/// it until it ended. On an exception from a handler, `cancel` is set, the work is waited for
+/// (it stops at its next check, leaving what it finished in place), and the exception is
+/// raised.
+fn interruptible<T: Send>(py: Python<'_>, cancel: &AtomicBool, work: impl FnOnce() -> T + Send) -> PyResult<T> {
+    std::thread::scope(|s| {
+        let (tx, mut rx) = std::sync::mpsc::channel();
+        // The driver's recursive passes get the stack a main thread has, not a spawned one's.
+        std::thread::Builder::new()
+            .name("fuseflow".into())
+            .stack_size(16 << 20)
+            .spawn_scoped(s, move || {
+                let _ = tx.send(work());
+            })
+            .map_err(|e| FuseflowError::new_err(format!("cannot start a thread for the run: {e}")))?;
+        loop {
+            let (got, back) = py.allow_threads(move || (rx.recv_timeout(Duration::from_millis(100)), rx));
+            rx = back;
+            match got {
+                Ok(v) => return Ok(v),
+                // The worker ended without a result: it panicked, and the scope re-raises that.
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(FuseflowError::new_err("internal error: the run stopped without a result"))
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if let Err(e) = py.check_signals() {
+                cancel.store(true, Ordering::SeqCst);
+                py.allow_threads(move || {
+                    let _ = rx.recv();
+                });
+                return Err(e);
+            }
+        }
+    })
+}
 
 /// One line from an error and its causes, as the CLI prints it (causes the message already
 /// contains are not repeated).
@@ -207,12 +250,12 @@ fn run(
         mem_limit: mem_limit.or_else(fuseflow::control::default_mem_limit),
         ..fuseflow::RunConfig::default()
     };
-    // The run holds no Python object: other Python threads go on meanwhile.
-    let report = py
-        .allow_threads(|| {
-            fuseflow::run_with(&p, Path::new(base_dir), &cfg, &fuseflow::RunControl::default()).map_err(Box::new)
-        })
-        .map_err(|e| py_err(&*e))?;
+    // The run holds no Python object: other Python threads go on meanwhile, and Ctrl-C stops it.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let control = fuseflow::RunControl { cancel: Some(cancel.clone()), ..fuseflow::RunControl::default() };
+    let report =
+        interruptible(py, &cancel, || fuseflow::run_with(&p, Path::new(base_dir), &cfg, &control).map_err(Box::new))?
+            .map_err(|e| py_err(&*e))?;
     let mut json = serde_json::to_value(&report).map_err(|e| py_err(&e))?;
     if let Some(o) = json.as_object_mut() {
         o.insert("hardware".into(), serde_json::to_value(&hwc).map_err(|e| py_err(&e))?);
@@ -293,9 +336,13 @@ fn explore(
     }
     let base = Path::new(base_dir).to_path_buf();
     let out = Path::new(out).to_path_buf();
-    // Nothing below holds a Python object: other Python threads go on meanwhile.
-    let result: Result<String, String> = py.allow_threads(move || {
-        let mut runner = fuseflow::group::GroupRunner::new(p, &base, cfg, None).map_err(|e| error_line(&e))?;
+    // Nothing below holds a Python object: other Python threads go on meanwhile, and Ctrl-C
+    // stops the sweep (the points finished are in `out`; a rerun resumes).
+    let cancel = Arc::new(AtomicBool::new(false));
+    let stop = cancel.clone();
+    let result: Result<String, String> = interruptible(py, &cancel, move || {
+        let mut runner =
+            fuseflow::group::GroupRunner::new(p, &base, cfg, Some(stop.clone())).map_err(|e| error_line(&e))?;
         runner.share_memory(jobs);
         let n = runner.statements();
         let mut s = match &space {
@@ -319,7 +366,7 @@ fn explore(
             // Listed partitions must be legal for the program's dependences (as the CLI checks).
             s.partition_list(&runner.dependences()).map_err(|e| format!("partitions: {e}"))?;
         }
-        let opts = fuseflow_explore::SweepOptions { shard, prune, cancel: None, jobs };
+        let opts = fuseflow_explore::SweepOptions { shard, prune, cancel: Some(stop), jobs };
         let mut warnings = Vec::new();
         let summary = fuseflow_explore::sweep(&runner, &s, &out, &opts, &mut |ev| {
             if let fuseflow_explore::Event::Warning(w) = ev {
@@ -353,7 +400,7 @@ fn explore(
             "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
         });
         Ok(doc.to_string())
-    });
+    })?;
     result.map_err(FuseflowError::new_err)
 }
 
