@@ -9,9 +9,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
 use fuseflow::group::GroupRunner;
-use fuseflow_explore::space::{
-    parse_bandwidth, parse_block, parse_channels, parse_depth, parse_memory, Lanes, Partitions, Variant,
-};
+use fuseflow_explore::space::{parse_block, parse_memory, Lanes, Partitions, Variant};
 use fuseflow_explore::sweep::Explorer;
 use fuseflow_explore::{ExploreError, Machine, OrderChoice, Point, Prune, Shard, Space, SweepOptions};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -234,22 +232,24 @@ fn space(a: &AxisArgs, dag: &fuseflow_explore::Dag, indices: &[String]) -> Resul
         }
         None => Space::default(),
     };
-    let flag = |name: &str, e: String| ExploreError::Space(format!("--{name}: {e}"));
-    if let Some(p) = &a.partitions {
-        s.partitions = Space::partitions_flag(p, n).map_err(|e| flag("partitions", e))?;
-    }
-    if let Some(m) = &a.max_partitions {
-        s.max_partitions = fuseflow_explore::space::parse_max_partitions(m).map_err(|e| flag("max-partitions", e))?;
-    }
-    if !a.orders.is_empty() {
-        s.orders =
-            a.orders.iter().map(|o| OrderChoice::parse(o)).collect::<Result<_, _>>().map_err(|e| flag("orders", e))?;
-    }
-    if !a.par.is_empty() {
-        s.par = a.par.iter().map(|v| Lanes::parse(v)).collect::<Result<_, _>>().map_err(|e| flag("par", e))?;
-    }
-    if !a.block.is_empty() {
-        s.block = a.block.iter().map(|v| parse_block(v)).collect::<Result<_, _>>().map_err(|e| flag("block", e))?;
+    // Each flag sets its axis as the space file's key does (`Space::set_axis`), so flags, space
+    // files and the Python keywords accept the same values.
+    let partitions: Vec<String> = a.partitions.iter().flat_map(|p| p.split(';').map(str::to_string)).collect();
+    let max_partitions: Vec<String> = a.max_partitions.iter().cloned().collect();
+    let flags: [(&str, &[String]); 10] = [
+        ("partitions", &partitions),
+        ("max_partitions", &max_partitions),
+        ("orders", &a.orders),
+        ("par", &a.par),
+        ("block", &a.block),
+        ("hw", &a.hw),
+        ("fifo_depth", &a.fifo_depth),
+        ("memory", &a.memory),
+        ("channels", &a.channels),
+        ("bandwidth", &a.bandwidth),
+    ];
+    for (axis, vals) in flags {
+        s.set_axis(axis, vals, n).map_err(|e| ExploreError::Space(format!("--{}: {e}", axis.replace('_', "-"))))?;
     }
     if let Err(e) = s.check_indices(indices) {
         let origin = match &file_text {
@@ -257,28 +257,6 @@ fn space(a: &AxisArgs, dag: &fuseflow_explore::Dag, indices: &[String]) -> Resul
             _ => "--par".to_string(),
         };
         return Err(ExploreError::Space(format!("{origin}: {e}")).into());
-    }
-    if !a.hw.is_empty() {
-        s.hw = a.hw.iter().map(|h| h.trim().to_string()).collect();
-    }
-    if !a.fifo_depth.is_empty() {
-        s.fifo_depth =
-            a.fifo_depth.iter().map(|v| parse_depth(v)).collect::<Result<_, _>>().map_err(|e| flag("fifo-depth", e))?;
-    }
-    if !a.memory.is_empty() {
-        s.memory = a.memory.iter().map(|v| parse_memory(v)).collect::<Result<_, _>>().map_err(|e| flag("memory", e))?;
-    }
-    if !a.channels.is_empty() {
-        s.channels =
-            a.channels.iter().map(|v| parse_channels(v)).collect::<Result<_, _>>().map_err(|e| flag("channels", e))?;
-    }
-    if !a.bandwidth.is_empty() {
-        s.bandwidth = a
-            .bandwidth
-            .iter()
-            .map(|v| parse_bandwidth(v))
-            .collect::<Result<_, _>>()
-            .map_err(|e| flag("bandwidth", e))?;
     }
     s.check().map_err(ExploreError::Space)?;
     // Listed partitions must be legal for the program's dependences: say where they came from.
