@@ -165,8 +165,25 @@ def explore(prog, *, partitions="all", max_partitions=None, orders=None, order_c
             space_text = f.read()
         if partitions == "all":
             axes = [(n, v) for n, v in axes if n != "partitions"]  # the file's, unless given
-    doc = _native.explore(text, file, inputs, out, axes=axes, space=space_text, space_file=space_file,
-                          prune=None if prune is None else str(prune), shard=shard, seed=seed, verify=verify,
-                          max_cycles=max_cycles, mem_limit=mem_limit, base_dir=base,
-                          jobs=0 if jobs is None else jobs)  # fmt: skip
+    try:
+        doc = _native.explore(text, file, inputs, out, axes=axes, space=space_text, space_file=space_file,
+                              prune=None if prune is None else str(prune), shard=shard, seed=seed, verify=verify,
+                              max_cycles=max_cycles, mem_limit=mem_limit, base_dir=base,
+                              jobs=0 if jobs is None else jobs)  # fmt: skip
+    finally:
+        if not isinstance(prog, (str, os.PathLike)):
+            _save_beside(prog, out)
     return Exploration(json.loads(doc), out)
+
+
+def _save_beside(prog, out: str) -> None:
+    """Writes a translated program and its tensors into a results directory the sweep wrote
+    to (`program.ff`, `program_data/`), so that the CLI can resume, shard or merge it:
+    `fuseflow explore OUT/program.ff --out OUT`. Results directories identify a program by its
+    statements and data, not by where its inputs come from, so the two share the directory.
+    (`Program.save` writes sparse inputs as scipy matrices: 2-D only.)"""
+    if not os.path.exists(os.path.join(out, "points.jsonl")):
+        return  # refused before the sweep began: nothing is written
+    if any(i.sparse is not None and len(i.shape) != 2 for i in prog._inputs):
+        return
+    prog.save(os.path.join(out, "program.ff"))

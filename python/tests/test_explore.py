@@ -96,6 +96,23 @@ def test_a_rerun_resumes_and_a_wider_space_reuses_the_cache(tmp_path):
     assert len(blocked) == 3 and all(p["status"] == "verified" for p in blocked)
 
 
+def test_a_translated_program_is_saved_beside_its_results_and_resumes_from_the_file(tmp_path):
+    out = tmp_path / "two"
+    first = fuseflow.explore(_prog(), partitions=["unfused", "full"], out=out)
+    assert first.ran == 2
+    # What `fuseflow explore OUT/program.ff --out OUT` reads: the same program and data, so the
+    # same results directory (the CLI path goes through the same native code).
+    saved = out / "program.ff"
+    assert saved.exists() and (out / "program_data").is_dir()
+    again = fuseflow.explore(saved, partitions=["unfused", "full", "0-2,3-4"], out=out)
+    assert (again.resumed, again.ran) == (2, 1)
+    assert again.points[:2] == first.points
+    # A refused sweep writes nothing, the program included.
+    with pytest.raises(fuseflow.FuseflowError):
+        fuseflow.explore(_prog(), hw="warp9", out=tmp_path / "bad")
+    assert not (tmp_path / "bad" / "program.ff").exists()
+
+
 def test_prune_simulates_the_best_by_estimate(tmp_path):
     ex = fuseflow.explore(_prog(), prune=2, out=tmp_path / "p")
     assert ex.space == 16 and ex.selected == 2 and len(ex.points) == 2

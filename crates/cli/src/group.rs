@@ -101,7 +101,14 @@ impl GroupRunner {
             tensors.insert(name.clone(), t);
         }
         let mut h = fuseflow_explore::hash::Hasher::default();
-        h.text(&fuseflow_ir::pretty(&p));
+        // Where the inputs come from is left out (their data is hashed below): a program whose
+        // inputs Python binds in memory and the same program reading them from the files
+        // `Program.save` writes share one results directory.
+        let mut shape = p.clone();
+        for d in &mut shape.decls {
+            d.source = None;
+        }
+        h.text(&fuseflow_ir::pretty(&shape));
         h.text(&format!("{:?}", p.params));
         h.text(&format!(
             "verify={} rel_tol={} abs_tol={} max_cycles={} lower={:?}",

@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use crate::estimate::Estimate;
 use crate::{ExploreError, Failure, GroupResult};
 
-/// Format version of the directory layout and records.
-pub const FORMAT: u32 = 1;
+/// Format version of the directory layout and records (2: program fingerprints leave out
+/// where inputs come from).
+pub const FORMAT: u32 = 2;
 
 /// Name of the identity file.
 pub const META_FILE: &str = "explore.json";
