@@ -249,8 +249,12 @@ pub struct PaperResult {
     pub name: String,
     /// `"paper"`.
     pub kind: &'static str,
-    /// Fusion granularity.
+    /// The program run.
+    pub program: &'static str,
+    /// Fusion granularity (`unfused`, `partial`, `full`: the paper's, see [`run_paper_suite`]).
     pub fusion: String,
+    /// The groups of that granularity, as `--fusion` takes them.
+    pub fusion_groups: String,
     /// Fusion groups simulated.
     pub groups: usize,
     /// Simulated cycles.
@@ -270,21 +274,51 @@ pub struct PaperResult {
     pub verified: bool,
 }
 
-/// The opt-in paper-scale benchmark: the GPT-3 Small decoder block (`examples/gpt3_decoder.ff
-/// --preset paper`) at every granularity, verified, groups simulated on `jobs` threads (0 = one
-/// per core). Minutes, not seconds: `fuseflow bench --paper`.
-pub fn run_paper_suite(jobs: usize, sim: &SimConfig) -> Result<Vec<PaperResult>, DriverError> {
+/// The paper suite's runs: (granularity, program file, program at `--preset paper`, fusion).
+type PaperRun = (&'static str, &'static str, fuseflow_ir::CheckedProgram, Fusion);
+
+fn paper_runs() -> Result<Vec<PaperRun>, DriverError> {
+    use fuseflow_explore::reproduce::plan::{GPT3_CHAIN, GPT3_FULL};
+    const CHAIN: &str = "crates/explore/data/gpt3_decoder_chain.ff";
+    const DECODER: &str = "examples/gpt3_decoder.ff";
     let overrides = fuseflow_ir::Overrides { preset: Some("paper".into()), params: BTreeMap::new() };
-    let prog = fuseflow_ir::check(fuseflow_ir::parse_with(GPT3_DECODER, "examples/gpt3_decoder.ff", &overrides)?)?;
+    let decoder = fuseflow_ir::check(fuseflow_ir::parse_with(GPT3_DECODER, DECODER, &overrides)?)?;
+    let chain = fuseflow_ir::check(fuseflow_ir::parse_with(GPT3_CHAIN, CHAIN, &overrides)?)?;
+    let full: Fusion = GPT3_FULL
+        .parse()
+        .map_err(|message| fuseflow_compiler::CompileError::Fusion { origin: GPT3_FULL.into(), message })?;
+    Ok(vec![
+        ("unfused", DECODER, decoder.clone(), Fusion::Unfused),
+        ("partial", DECODER, decoder, Fusion::Partial),
+        ("full", CHAIN, chain, full),
+    ])
+}
+
+/// The opt-in paper-scale benchmark: the GPT-3 Small decoder block at the paper's three
+/// granularities (benchmarks.md §2.4: 18 / 3 / 3 kernels per decoder), verified, groups
+/// simulated on `jobs` threads (0 = one per core); minutes, not seconds: `fuseflow bench
+/// --paper`.
+///
+/// Unfused and partial (c1, c2, c3) run `examples/gpt3_decoder.ff --preset paper`. The paper's
+/// full fuses c3 with the next decoder's LN1 + QKV, which one decoder's program cannot express:
+/// it runs the two-decoder chain program with c1, c2 and c3′ (what `fuseflow reproduce fig12`
+/// composes into whole-model totals). One graph for a whole decoder (`--fusion full` of the
+/// decoder file) is not run: it recomputes K and V rows for every query row, about 8.6·10¹²
+/// FLOPs by the estimate (360× partial's), days of simulation on any machine.
+pub fn run_paper_suite(jobs: usize, sim: &SimConfig) -> Result<Vec<PaperResult>, DriverError> {
     let threads = crate::thread_count(jobs);
     let mut out = Vec::new();
-    for fusion in [Fusion::Unfused, Fusion::Partial, Fusion::Full] {
-        let cfg = RunConfig { fusion: fusion.clone(), sim: sim.clone(), jobs: threads, ..RunConfig::default() };
+    for (name, program, prog, fusion) in paper_runs()? {
+        let groups = fuseflow_compiler::plan(&prog, &fusion)?;
+        let labels: Vec<String> = groups.iter().map(|g| prog.group_label(g)).collect();
+        let cfg = RunConfig { fusion, sim: sim.clone(), jobs: threads, ..RunConfig::default() };
         let r = run(&prog, Path::new("."), &cfg)?;
         out.push(PaperResult {
-            name: format!("gpt3_paper_{fusion}"),
+            name: format!("gpt3_paper_{name}"),
             kind: "paper",
-            fusion: fusion.to_string(),
+            program,
+            fusion: name.to_string(),
+            fusion_groups: labels.join(","),
             groups: r.groups.len(),
             cycles: r.cycles,
             tokens: r.tokens,
@@ -296,4 +330,32 @@ pub fn run_paper_suite(jobs: usize, sim: &SimConfig) -> Result<Vec<PaperResult>,
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The paper suite's three configurations at paper scale: unfused, and 3 kernels per decoder
+    /// for partial and full (benchmarks.md §2.4), full being c1, c2 and c3′ of the chain.
+    #[test]
+    fn the_paper_suite_runs_the_papers_granularities() {
+        let runs = paper_runs().unwrap();
+        let planned: Vec<(&str, usize, String)> = runs
+            .iter()
+            .map(|(name, _, p, f)| {
+                let groups = fuseflow_compiler::plan(p, f).unwrap();
+                let labels: Vec<String> = groups.iter().map(|g| p.group_label(g)).collect();
+                (*name, groups.len(), labels.join(","))
+            })
+            .collect();
+        // One kernel per step: each layer norm runs as 5, the masked softmax as 4 (the paper
+        // counts 18 kernels, some of its ops fused).
+        assert_eq!(planned[0].0, "unfused");
+        assert_eq!(planned[0].1, 25, "{planned:?}");
+        assert!(planned[0].2.starts_with("0.0,0.1,0.2,0.3,0.4,1,2,3,4,5,6.0"), "{planned:?}");
+        assert_eq!((planned[1].0, planned[1].1, planned[1].2.as_str()), ("partial", 3, "0-3,4-7,8-13"));
+        assert_eq!((planned[2].0, planned[2].1, planned[2].2.as_str()), ("full", 3, "0-3,4-7,8-17"));
+        assert_eq!(runs[2].2.params.get("S"), Some(&1024));
+    }
 }

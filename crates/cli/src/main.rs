@@ -303,9 +303,10 @@ enum Cmd {
         /// Repetitions per benchmark (the fastest is reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
-        /// Also run the paper-scale benchmark: the GPT-3 Small decoder block
-        /// (`examples/gpt3_decoder.ff --preset paper`) unfused, partial and full, verified, with
-        /// groups simulated side by side (minutes).
+        /// Also run the paper-scale benchmark: the GPT-3 Small decoder block at the paper's
+        /// granularities (`examples/gpt3_decoder.ff --preset paper` unfused and partial; full:
+        /// c1, c2 and c3′ of the two-decoder chain), verified, with groups simulated side by side
+        /// (about 30 minutes on 2 cores).
         #[arg(long)]
         paper: bool,
         /// Worker threads for the paper-scale benchmark (default: one per core).
@@ -1257,9 +1258,10 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 }
                 for r in &papers {
                     outln!(
-                        "{:<28} paper scale, {} groups: cycles {}  tokens {}  wall {:.1} s (simulation {:.1} s, {:.1} s summed over groups on {} threads)  {}",
+                        "{:<28} paper scale, {} --fusion {}: cycles {}  tokens {}  wall {:.1} s (simulation {:.1} s, {:.1} s summed over groups on {} threads)  {}",
                         r.name,
-                        r.groups,
+                        r.program,
+                        r.fusion_groups,
                         r.cycles,
                         r.tokens,
                         r.wall_seconds,

@@ -28,7 +28,10 @@ const GRAPHSAGE: &str = include_str!("../../../../examples/graphsage.ff");
 const SAE: &str = include_str!("../../../../examples/sae.ff");
 const ATTENTION: &str = include_str!("../../../../examples/bigbird_attention.ff");
 const NESTED: &str = include_str!("../../../../examples/nested_matmul.ff");
-const GPT3_CHAIN: &str = include_str!("../../data/gpt3_decoder_chain.ff");
+/// `data/gpt3_decoder_chain.ff`: a GPT-3 decoder block and the next one's LN1 + QKV, so that
+/// the paper's "full" (c3 fused with the next decoder's first kernel, [`GPT3_FULL`]) is one
+/// program's fusion.
+pub const GPT3_CHAIN: &str = include_str!("../../data/gpt3_decoder_chain.ff");
 
 /// Statements of the first decoder in the chain program (`0-13`); 14-17 are the next
 /// decoder's LN1 + QKV.
