@@ -221,23 +221,32 @@ fn fig12(plan: &[Config], look: &Lookup, paper: &PaperData, scale: Scale) -> (Ta
     };
     for (model, dataset, hw) in keys {
         let id = |v: &str| format!("{model}/{dataset}/{v}/{hw}");
-        let recs: Vec<Option<&Record>> = ["unfused", "partial", "full"].iter().map(|v| look.get(&id(v))).collect();
-        let figures: Option<[Figures; 3]> = match (recs[0], recs[1], recs[2]) {
+        let recs: [Option<&Record>; 3] = ["unfused", "partial", "full"].map(|v| look.get(&id(v)));
+        // Each granularity's figures on its own, so that a row shows what finished (GPT-3's
+        // totals need all three kernels' records).
+        let each: [Option<Figures>; 3] = match (recs[0], recs[1], recs[2]) {
             (Some(u), Some(p), Some(f)) if model == "gpt3" => match compose_gpt3(u, p, f) {
-                Ok(t) => Some(t),
+                Ok(t) => t.map(Some),
                 Err(e) => {
                     table.notes.push(e);
-                    None
+                    [None; 3]
                 }
             },
-            (Some(u), Some(p), Some(f)) => (|| Some([Figures::of(u)?, Figures::of(p)?, Figures::of(f)?]))(),
+            _ if model == "gpt3" => [None; 3],
+            _ => recs.map(|r| r.and_then(Figures::of)),
+        };
+        let figures: Option<[Figures; 3]> = match each {
+            [Some(u), Some(p), Some(f)] => Some([u, p, f]),
             _ => None,
         };
         let pds = paper_dataset(&model, &dataset, scale);
         let prow = paper.fig12_row(&model, &pds);
         let data = if pds == dataset { dataset.clone() } else { format!("{dataset} (paper: {pds})") };
-        let cyc = |i: usize| figures.map_or("missing".into(), |f| num(f[i].cycles));
-        let speed = |i: usize| figures.map(|f| f[0].cycles as f64 / f[i].cycles.max(1) as f64);
+        let cyc = |i: usize| each[i].map_or("missing".into(), |f| num(f.cycles));
+        let speed = |i: usize| match (each[0], each[i]) {
+            (Some(u), Some(x)) => Some(u.cycles as f64 / x.cycles.max(1) as f64),
+            _ => None,
+        };
         let best = figures.map(|f| {
             let names = ["unfused", "partial", "full"];
             let i = (0..3).min_by_key(|&i| (f[i].cycles, i)).unwrap_or(0);
@@ -760,6 +769,14 @@ mod tests {
         assert_eq!(r.verdicts[0].1, Agreement::Missing);
         assert!(r.missing.contains(&recs[0].id));
         assert!(r.markdown.contains(&format!("`{}`: deadlock", recs[0].id)), "{}", r.markdown);
+        // A row whose full run failed still shows what finished.
+        let mut recs = fig12_records(613, 3448);
+        let full = recs.iter_mut().find(|r| r.id.ends_with("/full/ideal")).unwrap();
+        full.verified = false;
+        full.error = Some("the run passed the cycle limit".into());
+        let r = render(Experiment::Fig12, Scale::Small, &recs, &paper).unwrap();
+        let row = "| gcn | default (paper: cora) | ideal | 1,000 | 613 | missing | 1.63× | — | — | 1.63× | 0.29× | partial | missing |";
+        assert!(r.markdown.contains(row), "{}", r.markdown);
     }
 
     #[test]
