@@ -72,12 +72,21 @@ pub enum LevelKind {
 }
 
 /// A `#sparse_tensor.encoding<{ map = (i, j) -> (j : dense, i : compressed) }>`.
+///
+/// A block encoding (BSR: `(i floordiv 2 : dense, j floordiv 2 : compressed, i mod 2 : dense,
+/// j mod 2 : dense)`) keeps its block levels in `levels` (one per dimension, the structure of
+/// the blocks) and the block size in `block`: the in-block levels are always dense tiles,
+/// which is exactly our `bcsr(B)` / `bdcsr(B)` formats.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Encoding {
     /// Number of dimensions of the map's domain.
     pub dims: usize,
-    /// Storage levels, outermost first: the dimension each stores and its level type.
+    /// Storage levels, outermost first: the dimension each stores and its level type (for a
+    /// block encoding, the levels of the blocks).
     pub levels: Vec<(usize, LevelKind)>,
+    /// The block size `B` of a block encoding (square `B × B` tiles over every dimension),
+    /// `None` for a scalar encoding.
+    pub block: Option<u64>,
     /// Position of the encoding (for errors about it).
     pub span: Span,
 }

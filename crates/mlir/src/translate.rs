@@ -14,6 +14,8 @@
 //!   drop size-1 dimensions are aliases;
 //! - `linalg.fill` and `dense<c>` splats read as constants; the accumulator of a reduction
 //!   starts at its fill (0 for sums and −∞ for maxima add nothing);
+//! - a block encoding (BSR: `floordiv`/`mod` levels) declares its tensor with the block levels'
+//!   format and `block(B)`, as `bcsr(B)` does in a program file, so its readers run blocked;
 //! - operations whose results nothing live uses are dropped with a note (GCN's dead `log`);
 //!   the argmax result of torch-mlir's max reduction must be unused.
 
@@ -412,9 +414,46 @@ impl Tx<'_> {
             return Err(self.err(span, format!("{name}: dimension size {n} is above 2^32 (coordinates are 32-bit)")));
         }
         let format = self.format_of(ty);
+        let block = self.block_of(name, ty, &shape, &format, span)?;
         self.orig_shapes.insert(name.to_string(), kept(ty).into_iter().map(|d| ty.shape[d]).collect());
-        self.decls.push(TensorDecl { name: name.to_string(), shape, format, role, source, span, block: None });
+        self.decls.push(TensorDecl { name: name.to_string(), shape, format, role, source, span, block });
         Ok(())
+    }
+
+    /// The block size of a block encoding (BSR): the tensor is declared as `bcsr(B)` /
+    /// `bdcsr(B)` would declare it, so the groups that read it run blocked. Its sizes (after
+    /// `--param`) must be multiples of `B`, every dimension kept (a size-1 dimension cannot
+    /// hold a `B × B` tile); else a one-line error naming the tensor and the encoding's line.
+    fn block_of(
+        &mut self,
+        name: &str,
+        ty: &TensorType,
+        shape: &[usize],
+        format: &Format,
+        span: Span,
+    ) -> R<Option<usize>> {
+        let Some((enc, b)) = ty.encoding.as_ref().and_then(|e| e.block.map(|b| (e, b))) else { return Ok(None) };
+        let at = |why: String| {
+            self.err(span, format!("{name}: the block encoding at line {} ({b} × {b} blocks) {why}", enc.span.line))
+        };
+        let b = usize::try_from(b).map_err(|_| at("has too large a block size".into()))?;
+        if let Some(d) = (0..ty.shape.len()).find(|&d| ty.shape[d] == 1) {
+            return Err(at(format!("cannot block dimension {d} of size 1")));
+        }
+        let blocked = vec![true; shape.len()];
+        fuseflow_tensor::block::check_blockable(shape, format, b, &blocked).map_err(|e| {
+            let why = e.to_string();
+            at(why.strip_prefix("invalid argument: ").unwrap_or(&why).to_string())
+        })?;
+        let note = format!(
+            "line {}: block encoding read as {} block({b}): the groups that read it run blocked",
+            enc.span.line,
+            fuseflow_ir::format_name(format)
+        );
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+        Ok(Some(b))
     }
 
     /// Declares input `inp` read as `ty` (its own type, or a transpose's result type with

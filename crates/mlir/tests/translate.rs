@@ -151,10 +151,6 @@ fn unsupported_constructs_are_one_line_errors_naming_the_op_and_line() {
             "m.mlir:2:16: argument %a dimension 0 is dynamic (`?`): bind it with --input a=FILE or give --param Da_0=N",
         ),
         (
-            "#B = #sparse_tensor.encoding<{ map = (i, j) -> (i floordiv 2 : dense, j floordiv 2 : compressed, i mod 2 : dense, j mod 2 : dense) }>\n".to_string(),
-            "m.mlir:1:49: block encodings (floordiv/mod level maps, e.g. BSR) are not supported yet",
-        ),
-        (
             "module {\n  func.func @f(%a: tensor<4xf32>) -> tensor<4xf32> {\n    %0 = tensor.extract_slice %a[0] [4] [1] : tensor<4xf32> to tensor<4xf32>\n    return %0 : tensor<4xf32>\n  }\n}".to_string(),
             "m.mlir:3:10: `tensor.extract_slice` at line 3: this operation is not supported",
         ),
@@ -368,5 +364,149 @@ fn a_nonzero_fill_too_large_to_hold_as_data_is_refused() {
             "{}:17:28: fill %a of 2 read as data has shape [3, 30000000]: more than 67108864 elements (shrink it with --param)",
             path.display()
         )
+    );
+}
+
+#[test]
+fn a_bsr_operand_is_declared_blocked_like_bcsr() {
+    let t = translated("bsr_spmm.mlir");
+    let a = t.program.decl("A").expect("A declared");
+    assert_eq!((a.block, fuseflow_ir::format_name(&a.format)), (Some(2), "csr".to_string()));
+    assert_eq!(t.program.decl("B").expect("B declared").block, None);
+    insta::assert_snapshot!("bsr_spmm", shown(&t));
+}
+
+#[test]
+fn a_dcsr_of_blocks_mask_is_declared_like_bdcsr() {
+    let t = translated("bsr_attention.mlir");
+    let m = t.program.decl("mask").expect("mask declared");
+    assert_eq!((m.block, fuseflow_ir::format_name(&m.format)), (Some(4), "dcsr".to_string()));
+    insta::assert_snapshot!("bsr_attention", shown(&t));
+}
+
+/// The encoding of the first argument of a one-argument function of type `tensor<8x8xf32, ENC>`
+/// (`aliases` are written before the module).
+fn encoding(aliases: &str, enc: &str) -> fuseflow_mlir::ast::Encoding {
+    let src = format!(
+        "{aliases}\nmodule {{\n  func.func @f(%a: tensor<8x8xf32, {enc}>) -> tensor<8x8xf32, {enc}> {{\n    return %a : tensor<8x8xf32, {enc}>\n  }}\n}}\n"
+    );
+    let m = parse(&src, "e.mlir").unwrap_or_else(|e| panic!("{e}\n{src}"));
+    match &m.funcs[0].args[0].1 {
+        fuseflow_mlir::ast::Type::Tensor(t) => t.encoding.clone().expect("an encoding"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn block_encodings_read_the_same_in_every_spelling() {
+    use fuseflow_mlir::ast::LevelKind::{Compressed, Dense};
+    let bsr = "#sparse_tensor.encoding<{ map = (d0, d1) -> (d0 floordiv 2 : dense, d1 floordiv 2 : compressed, d0 mod 2 : dense, d1 mod 2 : dense) }>";
+    let spellings = [
+        ("", bsr.to_string()),
+        // Other dimension names, widths, and an alias of the encoding.
+        (
+            "#BSR = #sparse_tensor.encoding<{\n  map = ( i, j ) ->\n  ( i floordiv 2 : dense,\n    j floordiv 2 : compressed,\n    i mod 2 : dense,\n    j mod 2 : dense ),\n  posWidth = 64, crdWidth = 64\n}>",
+            "#BSR".to_string(),
+        ),
+        // MLIR's explicit level variables and level-to-dimension expressions.
+        (
+            "",
+            "#sparse_tensor.encoding<{ map = {il, jl, ii, jj} (i = il * 2 + ii, j = jl * 2 + jj) -> (il = i floordiv 2 : dense, jl = j floordiv 2 : compressed, ii = i mod 2 : dense, jj = j mod 2 : dense) }>".to_string(),
+        ),
+        // The older fields, with the map inline or as an `affine_map` alias.
+        (
+            "",
+            "#sparse_tensor.encoding<{ lvlTypes = [ \"dense\", \"compressed\", \"dense\", \"dense\" ], dimToLvl = affine_map<(i, j) -> (i floordiv 2, j floordiv 2, i mod 2, j mod 2)> }>".to_string(),
+        ),
+        (
+            "#map = affine_map<(d0, d1) -> (d0 floordiv 2, d1 floordiv 2, d0 mod 2, d1 mod 2)>",
+            "#sparse_tensor.encoding<{ lvlTypes = [ \"dense\", \"compressed\", \"dense\", \"dense\" ], dimToLvl = #map }>".to_string(),
+        ),
+    ];
+    for (aliases, enc) in &spellings {
+        let e = encoding(aliases, enc);
+        assert_eq!((e.dims, e.levels.clone(), e.block), (2, vec![(0, Dense), (1, Compressed)], Some(2)), "{enc}");
+    }
+    // Without floordiv/mod nothing is blocked.
+    let csr = encoding("", "#sparse_tensor.encoding<{ map = (d0, d1) -> (d0 : dense, d1 : compressed) }>");
+    assert_eq!(csr.block, None);
+}
+
+/// A function reading `tensor<SHAPE x f32, ENC>` (with `#E` defined as `enc`) through a copy.
+fn block_fn(enc: &str, shape: &str) -> String {
+    format!(
+        "#E = #sparse_tensor.encoding<{{ map = {enc} }}>\n#m = affine_map<(d0, d1) -> (d0, d1)>\nmodule {{\n  func.func @f(%a: tensor<{shape}xf32, #E>, %b: tensor<{shape}xf32>) -> tensor<{shape}xf32> {{\n    %0 = tensor.empty() : tensor<{shape}xf32>\n    %r = linalg.mul ins(%a, %b : tensor<{shape}xf32, #E>, tensor<{shape}xf32>) outs(%0 : tensor<{shape}xf32>) -> tensor<{shape}xf32>\n    return %r : tensor<{shape}xf32>\n  }}\n}}\n"
+    )
+}
+
+#[test]
+fn block_encodings_outside_blocking_are_one_line_errors() {
+    let bsr = "(i, j) -> (i floordiv 2 : dense, j floordiv 2 : compressed, i mod 2 : dense, j mod 2 : dense)";
+    // It translates at a shape 2 divides (the case the errors below break).
+    let ok = block_fn(bsr, "8x8");
+    let t = translate(&parse(&ok, "m.mlir").unwrap(), "m.mlir", &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.program.decl("a").expect("a declared").block, Some(2));
+    let cases = [
+        (
+            block_fn("(i, j) -> (i floordiv 2 : dense, j floordiv 4 : compressed, i mod 2 : dense, j mod 4 : dense)", "8x8"),
+            "m.mlir:1:71: level `j floordiv 4`: blocks of different sizes per dimension (non-square blocks) are not supported; use one block size B for every dimension",
+        ),
+        (
+            block_fn("(i, j) -> (j floordiv 2 : dense, i floordiv 2 : compressed, i mod 2 : dense, j mod 2 : dense)", "8x8"),
+            "m.mlir:1:49: level 0 is `j floordiv 2`, expected `i floordiv 2`: block levels must be every dimension `floordiv 2` in dimension order, then every dimension `mod 2` in the same order (permuted block levels are not supported)",
+        ),
+        (
+            block_fn("(i, j) -> (i : dense, j floordiv 2 : compressed, j mod 2 : dense)", "8x8"),
+            "m.mlir:1:49: level `i` in a block encoding: every dimension must be split into `floordiv B` and `mod B` levels",
+        ),
+        (
+            block_fn("(i, j) -> (i floordiv 2 : dense, j : compressed, i mod 2 : dense, j mod 3 : dense)", "8x8"),
+            "m.mlir:1:71: level `j` in a block encoding: every dimension must be split into `floordiv B` and `mod B` levels",
+        ),
+        (
+            block_fn("(i, j) -> (i floordiv 2 : dense, j floordiv 2 : compressed, i mod 2 : dense, j mod 3 : dense)", "8x8"),
+            "m.mlir:1:115: `j mod 3` without a matching `j floordiv 3` level",
+        ),
+        (
+            block_fn("(i, j) -> (i floordiv 2 : dense, j floordiv 2 : compressed, i mod 2 : dense, j mod 2 : compressed)", "8x8"),
+            "m.mlir:1:115: in-block level `j mod 2` must be dense (a tile is a dense 2 × 2 block)",
+        ),
+        (
+            block_fn("(i, j) -> (i floordiv 1 : dense, j floordiv 1 : compressed, i mod 1 : dense, j mod 1 : dense)", "8x8"),
+            "m.mlir:1:49: block size 1: a block size must be at least 2",
+        ),
+        (
+            "#E = #sparse_tensor.encoding<{ map = (i, j, k) -> (i : dense, j floordiv 2 : compressed, k floordiv 2 : compressed, j mod 2 : dense, k mod 2 : dense) }>\n".to_string(),
+            "m.mlir:1:63: block encoding (floordiv/mod levels) of a 3-D tensor: only matrices and vectors can be blocked",
+        ),
+        (
+            // The block size must divide every dimension.
+            block_fn(bsr, "8x7"),
+            "m.mlir:4:16: a: the block encoding at line 1 (2 × 2 blocks) block size 2 does not divide dimension 1 (size 7)",
+        ),
+        (
+            // A size-1 dimension (dropped everywhere) cannot hold a tile.
+            block_fn(bsr, "1x8"),
+            "m.mlir:4:16: a: the block encoding at line 1 (2 × 2 blocks) cannot block dimension 0 of size 1",
+        ),
+        (
+            // A reshape would cut the tiles apart.
+            "#E = #sparse_tensor.encoding<{ map = (i, j) -> (i floordiv 2 : dense, j floordiv 2 : compressed, i mod 2 : dense, j mod 2 : dense) }>\nmodule {\n  func.func @f(%a: tensor<8x8xf32, #E>) -> tensor<2x4x8xf32> {\n    %0 = tensor.expand_shape %a [[0, 1], [2]] output_shape [2, 4, 8] : tensor<8x8xf32, #E> into tensor<2x4x8xf32>\n    return %0 : tensor<2x4x8xf32>\n  }\n}\n".to_string(),
+            "m.mlir:3:16: argument %a: dimension 0 (size 8) of a block-encoded (2 × 2 tiles) tensor would be split into [2, 4], but blocked dimensions cannot be split or merged",
+        ),
+        (
+            // floordiv/mod index nothing: an indexing map with them is refused where it is used.
+            "#m = affine_map<(d0, d1) -> (d0 floordiv 2, d1)>\nmodule {\n  func.func @f(%a: tensor<4x4xf32>) -> tensor<2x4xf32> {\n    %0 = tensor.empty() : tensor<2x4xf32>\n    %r = linalg.generic {indexing_maps = [#m, #m], iterator_types = [\"parallel\", \"parallel\"]} ins(%a : tensor<4x4xf32>) outs(%0 : tensor<2x4xf32>) {\n    ^bb0(%in: f32, %out: f32):\n      linalg.yield %in : f32\n    } -> tensor<2x4xf32>\n    return %r : tensor<2x4xf32>\n  }\n}\n".to_string(),
+            "m.mlir:1:30: affine map results other than a dimension or a constant (e.g. `d0 + d1`, `floordiv`) are not supported",
+        ),
+    ];
+    for (src, want) in cases {
+        assert_eq!(error_of(&src), want, "\n{src}");
+    }
+    // A size that --param makes indivisible by the block size is refused the same way.
+    let e = translate(&parse(&ok, "m.mlir").unwrap(), "m.mlir", &with(&[], &[("D8", 9)])).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "m.mlir:4:16: a: the block encoding at line 1 (2 × 2 blocks) block size 2 does not divide dimension 0 (size 9)"
     );
 }
