@@ -225,3 +225,33 @@ fn block_encodings_run_blocked_on_the_command_line() {
         }
     }
 }
+
+/// An argument named by `torch.arg_name` is that tensor in the graph and reports, and
+/// `--input`/`--density` bind it by that name or by its SSA name; the runs verify and, on the
+/// same file, give the same cycles either way.
+#[test]
+fn named_arguments_bind_by_name_on_the_command_line() {
+    let path = fixtures().join("named_args.mlir");
+    let path = path.to_str().unwrap();
+    let dir = std::env::temp_dir().join(format!("fuseflow-mlir-named-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let adj = dir.join("adj.mtx");
+    std::fs::write(&adj, "%%MatrixMarket matrix coordinate real general\n8 8 3\n1 2 1.5\n4 4 1\n8 7 -2\n").unwrap();
+    let mut figs = Vec::new();
+    for key in ["adj", "arg0"] {
+        let input = format!("{key}={}", adj.display());
+        let (code, out, err) = common::cli(&["run", path, "--input", &input, "--density", "x=0.5", "--fusion", "full"]);
+        assert_eq!(code, 0, "{key}: {err}");
+        assert!(out.contains("verified against the reference evaluator"), "{key}: {out}");
+        figs.push(figures(&out));
+    }
+    assert_eq!(figs[0], figs[1], "--input adj and --input arg0 bind differently");
+    let (code, out, err) = common::cli(&["graph", path, "--stmt", "0"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("input adj [8, 8]") && out.contains("input x [8, 4]"), "{out}");
+    common::fails_with(
+        &["run", path, "--input", &format!("adj={}", adj.display()), "--input", &format!("arg0={}", adj.display())],
+        &["--input adj and --input arg0 name the same argument (arg0); give one of them"],
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -25,6 +25,9 @@ pub struct Func {
     pub name: String,
     /// Arguments: SSA name (without `%`), type and position.
     pub args: Vec<(String, Type, Span)>,
+    /// The name each argument's attributes give it (`{torch.arg_name = "adj"}` or
+    /// `{mlir.name = "adj"}`), as written; `None` without one. One entry per argument.
+    pub arg_names: Vec<Option<String>>,
     /// Result types.
     pub results: Vec<Type>,
     /// Operations in order; the last is normally the `return`.

@@ -914,15 +914,21 @@ impl<'a> P<'a> {
         let name = self.expect_ident("a function name")?;
         self.expect("(", "opening the argument list")?;
         let mut args = Vec::new();
+        let mut arg_names = Vec::new();
         if !self.eat(")") {
             loop {
                 let (a, s) = self.ssa_name()?;
                 self.expect(":", &format!("after argument %{a}"))?;
                 let t = self.ty()?;
+                let mut named = None;
                 if self.peek_ws() == Some(b'{') {
+                    let from = self.pos;
                     self.skip_group()?;
+                    let text = String::from_utf8_lossy(&self.s[from..self.pos]).into_owned();
+                    named = ARG_NAME_KEYS.iter().find_map(|k| string_attr(&text, k));
                 }
                 args.push((a, t, s));
+                arg_names.push(named);
                 if self.eat(")") {
                     break;
                 }
@@ -950,7 +956,7 @@ impl<'a> P<'a> {
                 _ => body.push(self.op()?),
             }
         }
-        Ok(Some(Func { name, args, results, body, span }))
+        Ok(Some(Func { name, args, arg_names, results, body, span }))
     }
 
     fn op(&mut self) -> R<Op> {
@@ -1570,6 +1576,31 @@ fn level_kind(t: &str) -> Option<LevelKind> {
     })
 }
 
+/// Argument attributes that name an argument (torch-mlir's `torch.arg_name`, and the generic
+/// `mlir.name`), in order of preference.
+const ARG_NAME_KEYS: [&str; 2] = ["torch.arg_name", "mlir.name"];
+
+/// The string value of `key = "value"` in an attribute dictionary's text (`key` as a whole
+/// word: `xtorch.arg_name` is another key).
+fn string_attr(text: &str, key: &str) -> Option<String> {
+    let mut from = 0;
+    while let Some(at) = text.get(from..)?.find(key).map(|k| k + from) {
+        from = at + key.len();
+        let before = text[..at].bytes().last();
+        if before.is_some_and(is_ident_char) {
+            continue;
+        }
+        // A key may be quoted (`"torch.arg_name" = ...`).
+        let rest = if before == Some(b'"') { text[from..].strip_prefix('"').unwrap_or("") } else { &text[from..] };
+        let rest = rest.trim_start();
+        let Some(rest) = rest.strip_prefix('=') else { continue };
+        let rest = rest.trim_start().strip_prefix('"')?;
+        let end = rest.find('"')?;
+        return Some(rest[..end].to_string());
+    }
+    None
+}
+
 /// `torch.debug_module_name = "GCN"` in a module's attribute dictionary.
 fn debug_module_name(text: &str) -> Option<String> {
     let at = text.find("torch.debug_module_name")?;
@@ -1616,6 +1647,21 @@ mod tests {
         assert_eq!(bytes_to_f32(&[0, 0, 0x80, 0x3f, 0, 0, 0]), vec![1.0]);
         assert_eq!(hex_float(0xFF80_0000, "f32"), f64::NEG_INFINITY);
         assert_eq!(hex_float(0x3FF0_0000_0000_0000, "f64"), 1.0);
+    }
+
+    #[test]
+    fn argument_names_come_from_their_attributes() {
+        assert_eq!(string_attr(r#"{torch.arg_name = "adj"}"#, "torch.arg_name"), Some("adj".into()));
+        assert_eq!(string_attr(r#"{a = 1, mlir.name="x.1" }"#, "mlir.name"), Some("x.1".into()));
+        assert_eq!(string_attr(r#"{my.torch.arg_name = "no"}"#, "torch.arg_name"), None);
+        assert_eq!(string_attr(r#"{torch.arg_name}"#, "torch.arg_name"), None);
+        assert_eq!(string_attr(r#"{"torch.arg_name" = "q"}"#, "torch.arg_name"), Some("q".into()));
+        let m = parse(
+            "func.func @f(%arg0: tensor<4xf32> {torch.arg_name = \"adj\"}, %arg1: tensor<4xf32>) -> tensor<4xf32> {\n  return %arg0 : tensor<4xf32>\n}\n",
+            "n.mlir",
+        )
+        .unwrap();
+        assert_eq!(m.funcs[0].arg_names, vec![Some("adj".to_string()), None]);
     }
 
     #[test]

@@ -124,6 +124,8 @@ impl View {
 struct InputVal {
     /// SSA name (options and notes use it).
     ssa: String,
+    /// The argument's own name (`torch.arg_name`): the tensor is called that.
+    named: Option<String>,
     ty: TensorType,
     origin: Origin,
     span: Span,
@@ -213,7 +215,16 @@ pub(crate) fn lower_func(
                     && op.result.as_ref().is_some_and(|(r, _)| r == name)
             });
         if !known {
-            let args: Vec<String> = f.args.iter().map(|(a, _, _)| a.clone()).collect();
+            // Named arguments by name, with their SSA name (also accepted).
+            let args: Vec<String> = f
+                .args
+                .iter()
+                .zip(f.arg_names.iter().chain(std::iter::repeat(&None)))
+                .map(|((a, _, _), n)| match n {
+                    Some(n) if n != a => format!("{n} (%{a})"),
+                    _ => a.clone(),
+                })
+                .collect();
             return Err(MlirError::whole_file(
                 file,
                 format!(
@@ -225,10 +236,11 @@ pub(crate) fn lower_func(
         }
     }
     let live = liveness(f);
-    for (a, t, span) in &f.args {
+    for (k, (a, t, span)) in f.args.iter().enumerate() {
+        let named = f.arg_names.get(k).cloned().flatten();
         let v = match t {
             Type::Tensor(ty) => {
-                Val::Input(InputVal { ssa: a.clone(), ty: ty.clone(), origin: Origin::Arg, span: *span })
+                Val::Input(InputVal { ssa: a.clone(), named, ty: ty.clone(), origin: Origin::Arg, span: *span })
             }
             Type::Scalar(s) => Val::Unusable(format!(
                 "argument %{a} is a bare `{s}`, not a tensor (write a scalar argument as `tensor<{s}>`)"
@@ -576,7 +588,8 @@ impl Tx<'_> {
             Val::Input(inp) => {
                 let ty = inp.ty.clone();
                 let rank = kept(&ty).len();
-                let name = self.declare_input(&inp, &inp.ssa.clone(), &ty, &(0..rank).collect::<Vec<_>>())?;
+                let as_name = inp.named.clone().unwrap_or_else(|| inp.ssa.clone());
+                let name = self.declare_input(&inp, &as_name, &ty, &(0..rank).collect::<Vec<_>>())?;
                 let v = View::identity(name, rank);
                 self.vals.insert(o.key(), Val::Tensor(v.clone()));
                 Ok(Some(v))
@@ -660,7 +673,7 @@ impl Tx<'_> {
 
     fn constant_input(&mut self, op: &Op, t: &TensorType, origin: Origin) -> R<Val> {
         let Some((name, _)) = &op.result else { return Err(self.op_err(op, "constant without a result")) };
-        Ok(Val::Input(InputVal { ssa: name.clone(), ty: t.clone(), origin, span: op.span }))
+        Ok(Val::Input(InputVal { ssa: name.clone(), named: None, ty: t.clone(), origin, span: op.span }))
     }
 
     fn generic(&mut self, op: &Op, g: &Generic) -> R<()> {
@@ -798,8 +811,13 @@ impl Tx<'_> {
             let b = match (self.get(o)?, &g.ins[k].1) {
                 (Val::Splat(x), Type::Tensor(ty)) if fills_as_data => {
                     if !self.empty_reads.contains_key(&o.key()) {
-                        let inp =
-                            InputVal { ssa: o.name.clone(), ty: ty.clone(), origin: Origin::Fill(x), span: o.span };
+                        let inp = InputVal {
+                            ssa: o.name.clone(),
+                            named: None,
+                            ty: ty.clone(),
+                            origin: Origin::Fill(x),
+                            span: o.span,
+                        };
                         let rank = kept(ty).len();
                         let name = self.declare_input(&inp, &o.name, ty, &(0..rank).collect::<Vec<_>>())?;
                         self.empty_reads.insert(o.key(), View::identity(name, rank));
@@ -816,6 +834,7 @@ impl Tx<'_> {
                     };
                     let inp = InputVal {
                         ssa: o.name.clone(),
+                        named: None,
                         ty: ty.clone(),
                         origin: Origin::Generated("(a tensor.empty read as data)".into()),
                         span: o.span,
@@ -1023,7 +1042,9 @@ impl Tx<'_> {
                 // The input is read only here: it becomes an input in the result's encoding.
                 let Some((rname, _)) = &op.result else { return Err(self.op_err(op, "no result")) };
                 let perm: Vec<usize> = perm.iter().flatten().copied().collect();
-                let name = self.declare_input(&inp, rname, res_ty, &perm)?;
+                // Named after the argument when it has a name, else after the transpose.
+                let as_name = inp.named.clone().unwrap_or_else(|| rname.clone());
+                let name = self.declare_input(&inp, &as_name, res_ty, &perm)?;
                 if perm.iter().enumerate().any(|(q, &p)| q != p) {
                     self.notes.push(format!(
                         "line {}: transpose of %{} read as input {name} (the transposed data, in the result's encoding)",

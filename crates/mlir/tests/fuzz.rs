@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-const FIXTURES: [&str; 17] = [
+const FIXTURES: [&str; 18] = [
     include_str!("fixtures/gcn.mlir"),
     // As torch-mlir writes them (resource blobs, COO/CSR encodings, masks, argmax generics).
     include_str!("fixtures/torch-mlir/gcn.mlir"),
@@ -20,6 +20,8 @@ const FIXTURES: [&str; 17] = [
     include_str!("fixtures/scalar.mlir"),
     include_str!("fixtures/dynamic.mlir"),
     include_str!("fixtures/constants.mlir"),
+    // Arguments named by attributes (`torch.arg_name`, `mlir.name`).
+    include_str!("fixtures/named_args.mlir"),
     // Block encodings (BSR, DCSR of blocks): floordiv/mod level maps.
     include_str!("fixtures/bsr_spmm.mlir"),
     include_str!("fixtures/bsr_attention.mlir"),

@@ -510,3 +510,80 @@ fn block_encodings_outside_blocking_are_one_line_errors() {
         "m.mlir:4:16: a: the block encoding at line 1 (2 × 2 blocks) block size 2 does not divide dimension 0 (size 9)"
     );
 }
+
+#[test]
+fn arguments_are_named_by_their_attributes() {
+    let t = translated("named_args.mlir");
+    let inputs: Vec<&str> =
+        t.program.decls.iter().filter(|d| d.role == fuseflow_ir::Role::Input).map(|d| d.name.as_str()).collect();
+    assert_eq!(inputs, ["adj", "x", "input_1"]);
+    insta::assert_snapshot!("named_args", shown(&t));
+}
+
+#[test]
+fn a_named_argument_binds_by_its_name_or_its_ssa_name() {
+    let path = fixture("named_args.mlir");
+    let dir = std::env::temp_dir().join(format!("fuseflow-mlir-named-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let adj = dir.join("adj.mtx");
+    std::fs::write(&adj, "%%MatrixMarket matrix coordinate real general\n8 8 2\n1 2 1.5\n8 7 -2\n").unwrap();
+    for key in ["adj", "arg0"] {
+        let t = load(&path, &with(&[(key, &adj)], &[])).unwrap_or_else(|e| panic!("{key}: {e}"));
+        let bound = &t.bind.iter().find(|(n, _)| n == "adj").unwrap_or_else(|| panic!("{key}: adj not bound")).1;
+        assert_eq!((bound.shape.clone(), bound.vals.clone()), (vec![8, 8], vec![1.5, -2.0]), "{key}");
+    }
+    // --density takes the name too; the name as written, not the identifier made of it.
+    let mut opts = Options::default();
+    opts.densities.insert("input.1".into(), 0.25);
+    let t = load(&path, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        t.program.decl("input_1").unwrap().source,
+        Some(fuseflow_ir::Source::Random { density, .. }) if density == 0.25
+    ));
+    // Both names of one argument at once, and an unknown name listing the names.
+    let e = load(&path, &with(&[("adj", &adj), ("arg0", &adj)], &[])).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!("{}: --input adj and --input arg0 name the same argument (arg0); give one of them", path.display())
+    );
+    let e = load(&path, &with(&[("w", &adj)], &[])).unwrap_err().to_string();
+    assert!(e.ends_with("(arguments: adj (%arg0), x (%arg1), input.1 (%arg2))"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn ambiguous_argument_names_are_one_line_errors() {
+    let f = |a: &str, b: &str| {
+        format!(
+            "module {{\n  func.func @f(%arg0: tensor<4xf32> {{torch.arg_name = \"{a}\"}}, %arg1: tensor<4xf32> {{torch.arg_name = \"{b}\"}}) -> tensor<4xf32> {{\n    %0 = tensor.empty() : tensor<4xf32>\n    %r = linalg.add ins(%arg0, %arg1 : tensor<4xf32>, tensor<4xf32>) outs(%0 : tensor<4xf32>) -> tensor<4xf32>\n    return %r : tensor<4xf32>\n  }}\n}}\n"
+        )
+    };
+    let t = translate(&parse(&f("a", "b"), "m.mlir").unwrap(), "m.mlir", &Options::default()).unwrap();
+    assert_eq!(fuseflow_ir::pretty_stmt(&t.program.stmts[0]), "r(i) = a(i) + b(i)");
+    assert_eq!(
+        error_of(&f("a", "a")),
+        "m.mlir:2:61: argument %arg1 is named `a` like argument %arg0: argument names must differ"
+    );
+    assert_eq!(
+        error_of(&f("arg1", "b")),
+        "m.mlir:2:16: argument %arg0 is named `arg1`, the SSA name of argument %arg1: argument names must differ from other arguments' SSA names"
+    );
+    // Names that are not identifiers (or are built-in names) become identifiers deterministically.
+    let t = translate(&parse(&f("1st", "exp"), "m.mlir").unwrap(), "m.mlir", &Options::default()).unwrap();
+    assert_eq!(fuseflow_ir::pretty_stmt(&t.program.stmts[0]), "r(i) = t1st(i) + exp_v(i)");
+}
+
+#[test]
+fn a_named_arguments_dynamic_size_takes_its_name_in_the_parameter() {
+    let src = "module {\n  func.func @f(%arg0: tensor<4x?xf32> {torch.arg_name = \"w\"}) -> tensor<4x?xf32> {\n    %0 = tensor.empty(%d) : tensor<4x?xf32>\n    %r = linalg.exp ins(%arg0 : tensor<4x?xf32>) outs(%0 : tensor<4x?xf32>) -> tensor<4x?xf32>\n    return %r : tensor<4x?xf32>\n  }\n}\n";
+    let m = parse(src, "m.mlir").unwrap();
+    for key in ["Dw_1", "Darg0_1"] {
+        let t = translate(&m, "m.mlir", &with(&[], &[(key, 5)])).unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert_eq!(t.program.decl("w").expect("w declared").shape, vec![4, 5], "{key}");
+    }
+    let e = translate(&m, "m.mlir", &with(&[], &[("Dw_1", 5), ("Darg0_1", 6)])).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "m.mlir: --param Darg0_1 and --param Dw_1 name the same dynamic dimension (Darg0_1); give one of them"
+    );
+}
