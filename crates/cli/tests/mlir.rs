@@ -179,6 +179,13 @@ fn dynamic_sizes_run_and_verify() {
         &["run", path],
         &["dynamic.mlir:8:43: argument %w dimension 1 is dynamic (`?`): bind it with --input w=FILE or give --param Dw_1=N"],
     );
+    // `?` sizes that reshapes splitting or merging dimensions determine.
+    let path = fixtures().join("dynamic_reshape.mlir");
+    for fusion in ["unfused", "full"] {
+        let (code, out, err) = common::cli(&["run", path.to_str().unwrap(), "--fusion", fusion]);
+        assert_eq!(code, 0, "dynamic_reshape {fusion}: {err}");
+        assert!(out.contains("verified against the reference evaluator"), "dynamic_reshape {fusion}: {out}");
+    }
 }
 
 /// A block encoding (BSR, DCSR of blocks) is our `bcsr(B)` / `bdcsr(B)`: the same statements and

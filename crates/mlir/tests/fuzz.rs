@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-const FIXTURES: [&str; 18] = [
+const FIXTURES: [&str; 19] = [
     include_str!("fixtures/gcn.mlir"),
     // As torch-mlir writes them (resource blobs, COO/CSR encodings, masks, argmax generics).
     include_str!("fixtures/torch-mlir/gcn.mlir"),
@@ -19,6 +19,7 @@ const FIXTURES: [&str; 18] = [
     // Scalars, dynamic sizes (`?` tied, bound or refused), a kernel of constants.
     include_str!("fixtures/scalar.mlir"),
     include_str!("fixtures/dynamic.mlir"),
+    include_str!("fixtures/dynamic_reshape.mlir"),
     include_str!("fixtures/constants.mlir"),
     // Arguments named by attributes (`torch.arg_name`, `mlir.name`).
     include_str!("fixtures/named_args.mlir"),

@@ -587,3 +587,52 @@ fn a_named_arguments_dynamic_size_takes_its_name_in_the_parameter() {
         "m.mlir: --param Darg0_1 and --param Dw_1 name the same dynamic dimension (Darg0_1); give one of them"
     );
 }
+
+#[test]
+fn dynamic_sizes_are_tied_across_reshapes_that_split_or_merge() {
+    // %x's rows through a one-dimension group, %v as a product, %u's rows as a quotient.
+    let t = translated("dynamic_reshape.mlir");
+    insta::assert_snapshot!("dynamic_reshape", shown(&t));
+    for (name, shape) in [("x", vec![2, 4, 16]), ("v", vec![4, 16]), ("u", vec![4, 16])] {
+        assert_eq!(t.program.decl(name).unwrap_or_else(|| panic!("{name} declared")).shape, shape, "{name}");
+    }
+}
+
+/// A function collapsing its argument of type `from` into `tensor<64xf32>` and returning it.
+fn collapse(from: &str) -> String {
+    format!(
+        "module {{\n  func.func @f(%d: tensor<{from}xf32>) -> tensor<64xf32> {{\n    %c = tensor.collapse_shape %d [[0, 1]] : tensor<{from}xf32> into tensor<64xf32>\n    %0 = tensor.empty() : tensor<64xf32>\n    %r = linalg.exp ins(%c : tensor<64xf32>) outs(%0 : tensor<64xf32>) -> tensor<64xf32>\n    return %r : tensor<64xf32>\n  }}\n}}\n"
+    )
+}
+
+#[test]
+fn dynamic_sizes_a_reshape_cannot_determine_are_one_line_errors() {
+    // Two unknown factors: the first is named, and binding it determines the other.
+    let two = collapse("?x?");
+    assert_eq!(
+        error_of(&two),
+        "m.mlir:2:16: argument %d dimension 0 is dynamic (`?`): bind it with --input d=FILE or give --param Dd_0=N"
+    );
+    let t = translate(&parse(&two, "m.mlir").unwrap(), "m.mlir", &with(&[], &[("Dd_0", 4)]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.program.decl("d").expect("d declared").shape, vec![4, 16]);
+    // A factor the static size is not a multiple of.
+    assert_eq!(
+        error_of(&collapse("?x6")),
+        "m.mlir:3:10: `tensor.collapse_shape` at line 3: a dynamic (`?`) dimension cannot be sized: 64 is not a multiple of the other dimensions' product 6"
+    );
+    // A --param that does not divide either.
+    let e = translate(&parse(&two, "m.mlir").unwrap(), "m.mlir", &with(&[], &[("Dd_0", 5)])).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "m.mlir:3:10: `tensor.collapse_shape` at line 3: a dynamic (`?`) dimension cannot be sized: 64 is not a multiple of the other dimensions' product 5"
+    );
+    // A size the reshape determines takes no --param of its own.
+    let e = translate(&parse(&collapse("?x16"), "m.mlir").unwrap(), "m.mlir", &with(&[], &[("Dd_0", 4)]))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "m.mlir:2:16: --param Dd_0: argument %d dimension 0 is tied to a dimension of size 4 (resize that with --param D4=N)"
+    );
+}
