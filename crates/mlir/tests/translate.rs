@@ -427,6 +427,11 @@ fn block_encodings_read_the_same_in_every_spelling() {
         let e = encoding(aliases, enc);
         assert_eq!((e.dims, e.levels.clone(), e.block), (2, vec![(0, Dense), (1, Compressed)], Some(2)), "{enc}");
     }
+    // A vector is blocked along its only dimension.
+    let src = "#BV = #sparse_tensor.encoding<{ map = (i) -> (i floordiv 4 : compressed, i mod 4 : dense) }>\nmodule {\n  func.func @f(%a: tensor<16xf32, #BV>, %b: tensor<16xf32>) -> tensor<16xf32> {\n    %0 = tensor.empty() : tensor<16xf32>\n    %r = linalg.mul ins(%a, %b : tensor<16xf32, #BV>, tensor<16xf32>) outs(%0 : tensor<16xf32>) -> tensor<16xf32>\n    return %r : tensor<16xf32>\n  }\n}\n";
+    let t = translate(&parse(src, "v.mlir").unwrap(), "v.mlir", &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let a = t.program.decl("a").expect("a declared");
+    assert_eq!((a.block, a.format.levels.clone()), (Some(4), vec![fuseflow_tensor::LevelFormat::Compressed]));
     // Without floordiv/mod nothing is blocked.
     let csr = encoding("", "#sparse_tensor.encoding<{ map = (d0, d1) -> (d0 : dense, d1 : compressed) }>");
     assert_eq!(csr.block, None);
