@@ -25,6 +25,9 @@ pub struct Func {
     pub name: String,
     /// Arguments: SSA name (without `%`), type and position.
     pub args: Vec<(String, Type, Span)>,
+    /// The name each argument's attributes give it (`{torch.arg_name = "adj"}` or
+    /// `{mlir.name = "adj"}`), as written; `None` without one. One entry per argument.
+    pub arg_names: Vec<Option<String>>,
     /// Result types.
     pub results: Vec<Type>,
     /// Operations in order; the last is normally the `return`.
@@ -72,12 +75,21 @@ pub enum LevelKind {
 }
 
 /// A `#sparse_tensor.encoding<{ map = (i, j) -> (j : dense, i : compressed) }>`.
+///
+/// A block encoding (BSR: `(i floordiv 2 : dense, j floordiv 2 : compressed, i mod 2 : dense,
+/// j mod 2 : dense)`) keeps its block levels in `levels` (one per dimension, the structure of
+/// the blocks) and the block size in `block`: the in-block levels are always dense tiles,
+/// which is exactly our `bcsr(B)` / `bdcsr(B)` formats.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Encoding {
     /// Number of dimensions of the map's domain.
     pub dims: usize,
-    /// Storage levels, outermost first: the dimension each stores and its level type.
+    /// Storage levels, outermost first: the dimension each stores and its level type (for a
+    /// block encoding, the levels of the blocks).
     pub levels: Vec<(usize, LevelKind)>,
+    /// The block size `B` of a block encoding (square `B × B` tiles over every dimension),
+    /// `None` for a scalar encoding.
+    pub block: Option<u64>,
     /// Position of the encoding (for errors about it).
     pub span: Span,
 }

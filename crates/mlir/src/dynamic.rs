@@ -6,7 +6,13 @@
 //! the `linalg` ops that index them are nodes of a union-find; `tensor.cast` ties its source
 //! and result dimension by dimension, `return` ties a value to the declared result type.
 //! Values without contents (`tensor.empty`, fills, splats) tie nothing (torch-mlir shares them
-//! among unrelated ops): where an op reads one, its dimensions are the op's loops. A class of
+//! among unrelated ops): where an op reads one, its dimensions are the op's loops. A reshape
+//! (`expand_shape`/`collapse_shape`) ties a dimension to its reassociation group: one to one
+//! when the group has one dimension, else as a product (the coarse dimension's size is the
+//! product of the fine ones), so a class whose size is unknown gets it from the others as soon
+//! as all the other sizes of the product are known (`tensor<?xf32>` expanded into
+//! `tensor<4x16xf32>` is 64; `tensor<4x?xf32>` collapsed into `tensor<64xf32>` has 16 columns).
+//! Products are solved again after every size bound from a file or `--param`. A class of
 //! tied dimensions takes, in order: a static size one of its members has; the size of that
 //! dimension in the `--input` file of an argument in it; `--param D<arg>_<dim>=N`; else the
 //! translation stops with an error naming the argument and dimension. Contradicting data is
@@ -78,6 +84,9 @@ impl Uf {
 /// Where each dimension of each tensor type of the function lives in the union-find.
 struct Ties {
     uf: Uf,
+    /// Reshape groups of more than one dimension: the coarse dimension's class has the
+    /// product of the fine dimensions' sizes.
+    products: Vec<Product>,
     vals: BTreeMap<(String, usize), usize>,
     /// Loop nodes of each op with loops, by op position.
     loops: BTreeMap<usize, Vec<usize>>,
@@ -87,7 +96,60 @@ struct Ties {
     first_use: BTreeMap<(String, usize), usize>,
 }
 
+/// One reassociation group of a reshape: `coarse = fine[0] × fine[1] × ...`.
+struct Product {
+    coarse: usize,
+    fine: Vec<usize>,
+    /// The reshape, for errors: "`tensor.expand_shape` at line 7".
+    what: String,
+    span: fuseflow_ir::Span,
+}
+
 impl Ties {
+    /// Sizes the classes that a product determines (all of its other sizes known), until
+    /// nothing changes. A size that cannot divide evenly is an error naming the reshape.
+    fn solve(&mut self, file: &str) -> Result<(), MlirError> {
+        loop {
+            let mut changed = false;
+            for p in &self.products {
+                let size = |n: usize| self.uf.size[self.uf.root(n)];
+                let coarse = size(p.coarse);
+                let fine: Vec<Option<u64>> = p.fine.iter().map(|&n| size(n)).collect();
+                let unknown: Vec<usize> = (0..fine.len()).filter(|&k| fine[k].is_none()).collect();
+                let known = fine.iter().flatten().try_fold(1u64, |a, &b| a.checked_mul(b));
+                let Some(known) = known else {
+                    return Err(MlirError::at(file, p.span, format!("{}: the dimension sizes overflow", p.what)));
+                };
+                match (coarse, unknown.as_slice()) {
+                    (None, []) => {
+                        let r = self.uf.root(p.coarse);
+                        self.uf.size[r] = Some(known);
+                        changed = true;
+                    }
+                    (Some(c), &[k]) => {
+                        if known == 0 || c % known != 0 {
+                            return Err(MlirError::at(
+                                file,
+                                p.span,
+                                format!(
+                                    "{}: a dynamic (`?`) dimension cannot be sized: {c} is not a multiple of the other dimensions' product {known}",
+                                    p.what
+                                ),
+                            ));
+                        }
+                        let r = self.uf.root(p.fine[k]);
+                        self.uf.size[r] = Some(c / known);
+                        changed = true;
+                    }
+                    _ => {}
+                }
+            }
+            if !changed {
+                return Ok(());
+            }
+        }
+    }
+
     fn val(&mut self, key: &str, d: usize) -> usize {
         if let Some(&n) = self.vals.get(&(key.to_string(), d)) {
             return n;
@@ -162,6 +224,7 @@ pub(crate) fn resolve(file: &str, f: &Func, opts: &Options) -> Result<Resolved, 
     }
     let mut ties = Ties {
         uf: Uf::default(),
+        products: Vec::new(),
         vals: BTreeMap::new(),
         loops: BTreeMap::new(),
         contentless: BTreeSet::new(),
@@ -185,11 +248,30 @@ pub(crate) fn resolve(file: &str, f: &Func, opts: &Options) -> Result<Resolved, 
                 let Some(r) = res(0) else { continue };
                 ties.typed(&src.key(), from);
                 ties.typed(&r, to);
-                if let (true, Type::Tensor(a), Type::Tensor(b)) = (groups.is_empty(), from, to) {
+                let (Type::Tensor(a), Type::Tensor(b)) = (from, to) else { continue };
+                if groups.is_empty() {
                     // `tensor.cast`: the same dimensions.
                     for d in 0..a.shape.len().min(b.shape.len()) {
                         let (x, y) = (ties.val(&src.key(), d), ties.val(&r, d));
                         ties.uf.union(x, y);
+                    }
+                } else if !ties.contentless.contains(&src.key()) {
+                    // The groups index the finer side's dimensions, one group per dimension of
+                    // the coarser side.
+                    let (coarse, fine) = if a.shape.len() <= b.shape.len() { (src.key(), r) } else { (r, src.key()) };
+                    for (k, g) in groups.iter().enumerate() {
+                        let c = ties.val(&coarse, k);
+                        let f: Vec<usize> = g.iter().map(|&d| ties.val(&fine, d)).collect();
+                        if let [one] = f.as_slice() {
+                            ties.uf.union(c, *one);
+                        } else {
+                            ties.products.push(Product {
+                                coarse: c,
+                                fine: f,
+                                what: format!("`{}` at line {}", op.name, op.span.line),
+                                span: op.span,
+                            });
+                        }
                     }
                 }
             }
@@ -248,7 +330,9 @@ pub(crate) fn resolve(file: &str, f: &Func, opts: &Options) -> Result<Resolved, 
         }
     }
 
-    // Bind the classes without a static size from the arguments' files, then `--param`.
+    // Sizes that reshapes determine from static sizes, then the classes still without a size
+    // from the arguments' files, then `--param` (solving the products again after each).
+    ties.solve(file)?;
     let mut notes = Vec::new();
     for (a, t, span) in &f.args {
         let Type::Tensor(t) = t else { continue };
@@ -306,6 +390,7 @@ pub(crate) fn resolve(file: &str, f: &Func, opts: &Options) -> Result<Resolved, 
                 }
             };
             ties.uf.size[r] = Some(s);
+            ties.solve(file)?;
             notes.push(format!("argument %{a} dimension {d} (`?`) has size {s} {how}"));
         }
     }

@@ -29,7 +29,8 @@ pub(crate) fn plan(decls: &mut [TensorDecl], stmts: &[BuildStmt]) {
         .filter(|(_, d)| match d.role {
             Role::Output => true,
             Role::Temp => false,
-            Role::Input => d.format.levels.iter().any(|l| *l != LevelFormat::Dense),
+            // A blocked input's storage is its block encoding's, as written.
+            Role::Input => d.block.is_some() || d.format.levels.iter().any(|l| *l != LevelFormat::Dense),
         })
         .map(|(k, _)| k)
         .collect();

@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+mod arg_names;
 pub mod ast;
 mod dynamic;
 mod error;
@@ -50,6 +51,9 @@ pub fn translate(module: &Module, file: &str, opts: &Options) -> Result<Translat
     if module.funcs.is_empty() {
         return Err(MlirError::whole_file(file, "the module has no function with a body"));
     }
+    // Arguments named by their attributes (`torch.arg_name`) are bound by those names; every
+    // pass after this one sees SSA names only.
+    let opts = &arg_names::canonical(module, file, opts)?;
     // Reshapes that split or merge dimensions become relabellings first, so that sizes
     // (`--param`) and everything after see the finer dimensions.
     // Dynamic sizes (`?`) are resolved first: everything after sees static shapes.

@@ -431,6 +431,14 @@ fn refine(t: &TensorType, parts: &[Vec<u64>]) -> Result<TensorType, String> {
     let encoding = match &t.encoding {
         None => None,
         Some(enc) => {
+            // A tile is a `B × B` block of the declared dimensions: splitting one would cut
+            // the tiles apart.
+            if let (Some(b), Some(d)) = (enc.block, parts.iter().position(|p| p.len() > 1)) {
+                return Err(format!(
+                    "dimension {d} (size {}) of a block-encoded ({b} × {b} tiles) tensor would be split into {:?}, but blocked dimensions cannot be split or merged",
+                    t.shape[d], parts[d]
+                ));
+            }
             let mut levels = Vec::new();
             for &(d, kind) in &enc.levels {
                 let Some(p) = parts.get(d) else { return Ok(t.clone()) };
@@ -442,7 +450,7 @@ fn refine(t: &TensorType, parts: &[Vec<u64>]) -> Result<TensorType, String> {
                 }
                 levels.extend((0..p.len()).map(|x| (start[d] + x, kind)));
             }
-            Some(Encoding { dims: shape.len(), levels, span: enc.span })
+            Some(Encoding { dims: shape.len(), levels, block: enc.block, span: enc.span })
         }
     };
     Ok(TensorType { shape, elem: t.elem.clone(), encoding })

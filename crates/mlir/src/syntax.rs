@@ -17,9 +17,52 @@ const MAX_DEPTH: usize = 256;
 /// A parsed `#name = ...` alias.
 #[derive(Debug, Clone)]
 enum Alias {
-    Map(AffineMap),
+    /// An `affine_map`, kept with its `floordiv`/`mod` results: such a map is only an error
+    /// where it is used as an indexing map (it may be a block encoding's `dimToLvl`).
+    Map(RawMap),
     Encoding(Encoding),
     Other,
+}
+
+/// One result of an affine map as written, before it is known whether it indexes an operand
+/// (dimensions and constants only) or maps dimensions to storage levels (where a block
+/// encoding's `floordiv` and `mod` are meaningful).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Term {
+    Dim(usize),
+    Const(i64),
+    /// `dN floordiv B`: the block coordinate of dimension `N`.
+    FloorDiv(usize, u64),
+    /// `dN mod B`: the coordinate of dimension `N` within its block.
+    Mod(usize, u64),
+}
+
+/// An affine map as written: its dimension count and each result with its position.
+#[derive(Debug, Clone)]
+struct RawMap {
+    /// The dimension names (`d0`, `i`).
+    dims: Vec<String>,
+    results: Vec<(Term, Span)>,
+}
+
+/// What an indexing map may not contain (a block encoding's level expressions among them).
+const NOT_AN_INDEX: &str =
+    "affine map results other than a dimension or a constant (e.g. `d0 + d1`, `floordiv`) are not supported";
+
+impl RawMap {
+    /// The map as an indexing map: dimensions and constants only.
+    fn to_affine(&self, file: &str) -> Result<AffineMap, MlirError> {
+        let results = self
+            .results
+            .iter()
+            .map(|&(t, span)| match t {
+                Term::Dim(d) => Ok(AffineExpr::Dim(d)),
+                Term::Const(c) => Ok(AffineExpr::Const(c)),
+                Term::FloorDiv(..) | Term::Mod(..) => Err(MlirError::at(file, span, NOT_AN_INDEX)),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(AffineMap { dims: self.dims.len(), results })
+    }
 }
 
 /// Parses MLIR text. `file` is used in error messages.
@@ -437,7 +480,7 @@ impl<'a> P<'a> {
         let name = self.expect_ident("an attribute alias name after `#`")?;
         self.expect("=", &format!("after #{name}"))?;
         let value = if self.eat("affine_map") {
-            Alias::Map(self.affine_map_body()?)
+            Alias::Map(self.raw_map_body()?)
         } else if self.eat("#sparse_tensor.encoding") {
             Alias::Encoding(self.encoding_body(span)?)
         } else {
@@ -492,8 +535,14 @@ impl<'a> P<'a> {
         Ok(())
     }
 
-    /// `<(d0, d1) -> (d1, 0)>` after `affine_map`.
+    /// `<(d0, d1) -> (d1, 0)>` after `affine_map`, as an indexing map.
     fn affine_map_body(&mut self) -> R<AffineMap> {
+        self.raw_map_body()?.to_affine(self.file)
+    }
+
+    /// `<(d0, d1) -> (d1, 0)>` after `affine_map`, block terms (`d0 floordiv 2`, `d0 mod 2`)
+    /// allowed.
+    fn raw_map_body(&mut self) -> R<RawMap> {
         self.expect("<", "after affine_map")?;
         let dims = self.name_list("a dimension name")?;
         if self.looking_at("[") {
@@ -505,23 +554,12 @@ impl<'a> P<'a> {
         if !self.eat(")") {
             loop {
                 let span = self.span();
-                let e = if let Some(t) = self.number_text() {
-                    AffineExpr::Const(t.parse::<i64>().map_err(|_| self.err_at(span, format!("bad constant {t}")))?)
-                } else {
-                    let n = self.expect_ident("a dimension name or a constant")?;
-                    match dims.iter().position(|d| *d == n) {
-                        Some(d) => AffineExpr::Dim(d),
-                        None => return Err(self.err_at(span, format!("unknown dimension {n} in the affine map"))),
-                    }
-                };
+                let t = self.term(&dims, "the affine map")?;
                 self.ws();
                 if !matches!(self.peek(), Some(b',') | Some(b')')) {
-                    return Err(self.err_at(
-                        span,
-                        "affine map results other than a dimension or a constant (e.g. `d0 + d1`, `floordiv`) are not supported",
-                    ));
+                    return Err(self.err_at(span, NOT_AN_INDEX));
                 }
-                results.push(e);
+                results.push((t, span));
                 if self.eat(")") {
                     break;
                 }
@@ -529,7 +567,27 @@ impl<'a> P<'a> {
             }
         }
         self.expect(">", "closing the affine map")?;
-        Ok(AffineMap { dims: dims.len(), results })
+        Ok(RawMap { dims, results })
+    }
+
+    /// One affine term: a dimension, a constant, or `dim floordiv N` / `dim mod N`. `what`
+    /// names the map in errors.
+    fn term(&mut self, dims: &[String], what: &str) -> R<Term> {
+        let span = self.span();
+        if let Some(t) = self.number_text() {
+            return Ok(Term::Const(t.parse::<i64>().map_err(|_| self.err_at(span, format!("bad constant {t}")))?));
+        }
+        let n = self.expect_ident("a dimension name or a constant")?;
+        let Some(d) = dims.iter().position(|x| *x == n) else {
+            return Err(self.err_at(span, format!("unknown dimension {n} in {what}")));
+        };
+        if self.eat_kw("floordiv") {
+            Ok(Term::FloorDiv(d, self.uint("a block size after floordiv")?))
+        } else if self.eat_kw("mod") {
+            Ok(Term::Mod(d, self.uint("a block size after mod")?))
+        } else {
+            Ok(Term::Dim(d))
+        }
     }
 
     /// `(a, b, c)`: identifiers.
@@ -549,13 +607,13 @@ impl<'a> P<'a> {
     }
 
     /// `<{ map = (i, j) -> (i : dense, j : compressed), posWidth = 32 }>` after
-    /// `#sparse_tensor.encoding`.
+    /// `#sparse_tensor.encoding` (or the older `lvlTypes` + `dimToLvl` fields).
     fn encoding_body(&mut self, span: Span) -> R<Encoding> {
         self.expect("<", "after #sparse_tensor.encoding")?;
         self.expect("{", "opening the encoding")?;
         let mut enc: Option<Encoding> = None;
-        let mut lvl_types: Option<Vec<LevelKind>> = None;
-        let mut dim_to_lvl: Option<AffineMap> = None;
+        let mut lvl_types: Option<Vec<(LevelKind, Span)>> = None;
+        let mut dim_to_lvl: Option<RawMap> = None;
         if !self.eat("}") {
             loop {
                 let kspan = self.span();
@@ -570,9 +628,9 @@ impl<'a> P<'a> {
                             loop {
                                 let s = self.span();
                                 let t = self.string()?;
-                                v.push(level_kind(&t).ok_or_else(|| {
+                                v.push((level_kind(&t).ok_or_else(|| {
                                     self.err_at(s, format!("level type {t:?} is not supported (dense, compressed, compressed(nonunique), singleton)"))
-                                })?);
+                                })?, s));
                                 if self.eat("]") {
                                     break;
                                 }
@@ -582,8 +640,19 @@ impl<'a> P<'a> {
                         lvl_types = Some(v);
                     }
                     "dimToLvl" | "dimOrdering" => {
-                        self.expect("affine_map", "for dimToLvl")?;
-                        dim_to_lvl = Some(self.affine_map_body()?);
+                        // Inline, or an alias (`dimToLvl = #map`).
+                        let s = self.span();
+                        dim_to_lvl = Some(if self.eat("affine_map") {
+                            self.raw_map_body()?
+                        } else {
+                            self.expect("#", "(an affine_map or its alias) for dimToLvl")?;
+                            let name = self.expect_ident("an affine map alias")?;
+                            match self.aliases.get(&name) {
+                                Some(Alias::Map(m)) => m.clone(),
+                                Some(_) => return Err(self.err_at(s, format!("#{name} is not an affine map"))),
+                                None => return Err(self.err_at(s, format!("unknown attribute alias #{name}"))),
+                            }
+                        });
                     }
                     "posWidth" | "crdWidth" | "pointerBitWidth" | "indexBitWidth" => {
                         self.uint("a bit width")?;
@@ -606,40 +675,45 @@ impl<'a> P<'a> {
             return Err(self.err_at(span, "encoding without `map` or `lvlTypes`"));
         };
         let n = kinds.len();
-        let order: Vec<usize> = match dim_to_lvl {
-            Some(m) => m
-                .results
-                .iter()
-                .map(|r| match r {
-                    AffineExpr::Dim(d) => Ok(*d),
-                    AffineExpr::Const(_) => Err(self.err_at(span, "dimToLvl with constants is not supported")),
-                })
-                .collect::<R<_>>()?,
-            None => (0..n).collect(),
+        let (dims, terms): (Vec<String>, Vec<(Term, Span)>) = match dim_to_lvl {
+            Some(m) => (m.dims, m.results),
+            None => ((0..n).map(|d| format!("d{d}")).collect(), (0..n).map(|d| (Term::Dim(d), span)).collect()),
         };
-        if order.len() != n {
+        if terms.len() != n {
             return Err(self.err_at(span, "dimToLvl and lvlTypes differ in length"));
         }
-        Ok(Encoding { dims: n, levels: order.into_iter().zip(kinds).collect(), span })
+        let levels = terms.into_iter().zip(kinds).map(|((t, s), (k, _))| (t, s, k)).collect();
+        encoding_of(self.file, span, &dims, levels)
     }
 
-    /// `(i, j) -> (j : dense, i : compressed)`.
+    /// `(i, j) -> (j : dense, i : compressed)`; block levels (`i floordiv 2 : dense`, `i mod 2 :
+    /// dense`) and MLIR's explicit level variables (`{l0, l1} (i = ..., j = ...) -> (l0 = i
+    /// floordiv 2 : ...)`) included.
     fn level_map(&mut self, span: Span) -> R<Encoding> {
         if self.looking_at("[") {
             return Err(self.err("encodings with symbols are not supported"));
         }
-        let dims = self.name_list("a dimension name")?;
+        // Level variables name the levels; the dimension-to-level expressions say the same.
+        if self.looking_at("{") {
+            self.skip_group()?;
+        }
+        let dims = self.dim_specs()?;
         self.expect("->", "in the encoding's map")?;
         self.expect("(", "opening the encoding's levels")?;
         let mut levels = Vec::new();
         loop {
+            // `l0 = i floordiv 2`: the level variable is only a name.
+            let save = self.pos;
+            if !(self.ident().is_some() && self.eat("=")) {
+                self.pos = save;
+            }
+            self.ws();
             let s = self.span();
-            let d = self.expect_ident("a dimension name")?;
-            let Some(dim) = dims.iter().position(|x| *x == d) else {
-                return Err(self.err_at(s, format!("unknown dimension {d} in the encoding")));
-            };
-            if self.looking_at("floordiv") || self.looking_at("mod") || self.looking_at("*") || self.looking_at("+") {
-                return Err(self.err_at(s, "block encodings (floordiv/mod level maps, e.g. BSR) are not supported yet"));
+            let term = self.term(&dims, "the encoding")?;
+            if self.looking_at("*") || self.looking_at("+") || self.looking_at("-") || self.looking_at("ceildiv") {
+                return Err(
+                    self.err_at(s, "level expressions other than `d`, `d floordiv B` and `d mod B` are not supported")
+                );
             }
             self.expect(":", "between a level's dimension and its type")?;
             let ts = self.span();
@@ -655,13 +729,42 @@ impl<'a> P<'a> {
                     format!("level type `{t}` is not supported (dense, compressed, compressed(nonunique), singleton)"),
                 )
             })?;
-            levels.push((dim, kind));
+            levels.push((term, s, kind));
             if self.eat(")") {
                 break;
             }
             self.expect(",", "between levels")?;
         }
-        Ok(Encoding { dims: dims.len(), levels, span })
+        encoding_of(self.file, span, &dims, levels)
+    }
+
+    /// `(i, j)`, or with the level-to-dimension expressions MLIR's explicit form gives
+    /// (`(i = l0 * 2 + l2, j = l1 * 2 + l3)`), which the levels' own expressions imply.
+    fn dim_specs(&mut self) -> R<Vec<String>> {
+        self.expect("(", "opening a list of dimension names")?;
+        let mut out = Vec::new();
+        if self.eat(")") {
+            return Ok(out);
+        }
+        loop {
+            out.push(self.expect_ident("a dimension name")?);
+            if self.eat("=") {
+                // Skip the expression to the next `,` or `)` of this list.
+                loop {
+                    self.ws();
+                    match self.peek() {
+                        None => return Err(self.err("the encoding's dimension list is never closed")),
+                        Some(b',' | b')') => break,
+                        Some(b'(') => self.skip_group()?,
+                        Some(_) => self.pos += 1,
+                    }
+                }
+            }
+            if self.eat(")") {
+                return Ok(out);
+            }
+            self.expect(",", "between dimension names")?;
+        }
     }
 
     /// The `{-# dialect_resources: { builtin: { key: "0x..." } } #-}` section.
@@ -811,15 +914,21 @@ impl<'a> P<'a> {
         let name = self.expect_ident("a function name")?;
         self.expect("(", "opening the argument list")?;
         let mut args = Vec::new();
+        let mut arg_names = Vec::new();
         if !self.eat(")") {
             loop {
                 let (a, s) = self.ssa_name()?;
                 self.expect(":", &format!("after argument %{a}"))?;
                 let t = self.ty()?;
+                let mut named = None;
                 if self.peek_ws() == Some(b'{') {
+                    let from = self.pos;
                     self.skip_group()?;
+                    let text = String::from_utf8_lossy(&self.s[from..self.pos]).into_owned();
+                    named = ARG_NAME_KEYS.iter().find_map(|k| string_attr(&text, k));
                 }
                 args.push((a, t, s));
+                arg_names.push(named);
                 if self.eat(")") {
                     break;
                 }
@@ -847,7 +956,7 @@ impl<'a> P<'a> {
                 _ => body.push(self.op()?),
             }
         }
-        Ok(Some(Func { name, args, results, body, span }))
+        Ok(Some(Func { name, args, arg_names, results, body, span }))
     }
 
     fn op(&mut self) -> R<Op> {
@@ -1279,7 +1388,7 @@ impl<'a> P<'a> {
         self.expect("#", "(an affine map alias)")?;
         let name = self.expect_ident("an affine map alias")?;
         match self.aliases.get(&name) {
-            Some(Alias::Map(m)) => Ok(m.clone()),
+            Some(Alias::Map(m)) => m.to_affine(self.file),
             Some(_) => Err(self.err_at(s, format!("#{name} is not an affine map"))),
             None => Err(self.err_at(s, format!("unknown attribute alias #{name}"))),
         }
@@ -1327,6 +1436,130 @@ fn single_tensor(p: &P, span: Span, name: &str, types: &[Type]) -> R<TensorType>
     }
 }
 
+/// The encoding of a dimension-to-level map with one level type per result. Without
+/// `floordiv`/`mod` every level is a dimension (a permutation: CSR, CSC, DCSR, COO). With
+/// them, it must be a block encoding that our blocked formats hold: on a matrix (or a vector),
+/// first every dimension `floordiv B` in dimension order (the block levels, `dense` or
+/// `compressed`), then every dimension `mod B` in the same order (`dense`: a tile is a dense
+/// `B × B` array); one square block size `B ≥ 2`. Anything else is a one-line error at the
+/// level that breaks the rule.
+fn encoding_of(file: &str, span: Span, names: &[String], levels: Vec<(Term, Span, LevelKind)>) -> R<Encoding> {
+    let err = |s: Span, m: String| MlirError::at(file, s, m);
+    let dims = names.len();
+    let name = |d: usize| names.get(d).cloned().unwrap_or_else(|| format!("d{d}"));
+    let show = |t: Term| match t {
+        Term::Dim(d) => name(d),
+        Term::Const(c) => c.to_string(),
+        Term::FloorDiv(d, b) => format!("{} floordiv {b}", name(d)),
+        Term::Mod(d, b) => format!("{} mod {b}", name(d)),
+    };
+    let blocked = levels.iter().any(|(t, _, _)| matches!(t, Term::FloorDiv(..) | Term::Mod(..)));
+    if !blocked {
+        let mut out = Vec::new();
+        for (t, s, k) in levels {
+            match t {
+                Term::Dim(d) => out.push((d, k)),
+                _ => return Err(err(s, format!("level `{}`: a constant level is not supported", show(t)))),
+            }
+        }
+        return Ok(Encoding { dims, levels: out, block: None, span });
+    }
+    let first = levels.iter().find(|(t, _, _)| matches!(t, Term::FloorDiv(..) | Term::Mod(..))).map_or(span, |l| l.1);
+    if !(1..=2).contains(&dims) {
+        return Err(err(
+            first,
+            format!(
+                "block encoding (floordiv/mod levels) of a {dims}-D tensor: only matrices and vectors can be blocked"
+            ),
+        ));
+    }
+    // Pairing first: every `d mod B` needs `d floordiv B`, and the other way round.
+    for (t, s, _) in &levels {
+        match *t {
+            Term::Dim(_) | Term::Const(_) => {
+                return Err(err(
+                    *s,
+                    format!("level `{}` in a block encoding: every dimension must be split into `floordiv B` and `mod B` levels", show(*t)),
+                ))
+            }
+            Term::Mod(d, b) if !levels.iter().any(|(u, _, _)| *u == Term::FloorDiv(d, b)) => {
+                return Err(err(*s, format!("`{}` without a matching `{} floordiv {b}` level", show(*t), name(d))))
+            }
+            Term::Mod(..) | Term::FloorDiv(..) => {}
+        }
+    }
+    for (t, s, _) in &levels {
+        if let Term::FloorDiv(d, b) = *t {
+            if !levels.iter().any(|(u, _, _)| *u == Term::Mod(d, b)) {
+                return Err(err(*s, format!("`{}` without a matching `{} mod {b}` level", show(*t), name(d))));
+            }
+        }
+    }
+    if levels.len() != 2 * dims {
+        return Err(err(
+            first,
+            format!(
+                "a block encoding of a {dims}-D tensor needs {} levels (every dimension `floordiv B`, then every dimension `mod B`), not {}",
+                2 * dims,
+                levels.len()
+            ),
+        ));
+    }
+    let block = match levels[0].0 {
+        Term::FloorDiv(_, b) | Term::Mod(_, b) => b,
+        Term::Dim(_) | Term::Const(_) => 0,
+    };
+    if let Some((t, s, _)) =
+        levels.iter().find(|(t, _, _)| !matches!(t, Term::FloorDiv(_, b) | Term::Mod(_, b) if *b == block))
+    {
+        return Err(err(
+            *s,
+            format!(
+                "level `{}`: blocks of different sizes per dimension (non-square blocks) are not supported; use one block size B for every dimension",
+                show(*t)
+            ),
+        ));
+    }
+    if block < 2 {
+        return Err(err(first, format!("block size {block}: a block size must be at least 2")));
+    }
+    for (k, (t, s, _)) in levels.iter().enumerate() {
+        let want = if k < dims { Term::FloorDiv(k, block) } else { Term::Mod(k - dims, block) };
+        if *t != want {
+            return Err(err(
+                *s,
+                format!(
+                    "level {k} is `{}`, expected `{}`: block levels must be every dimension `floordiv {block}` in dimension order, then every dimension `mod {block}` in the same order (permuted block levels are not supported)",
+                    show(*t),
+                    show(want)
+                ),
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    for (k, (t, s, kind)) in levels.into_iter().enumerate() {
+        if k >= dims {
+            if kind != LevelKind::Dense {
+                return Err(err(
+                    s,
+                    format!("in-block level `{}` must be dense (a tile is a dense {block} × {block} block)", show(t)),
+                ));
+            }
+        } else if !matches!(kind, LevelKind::Dense | LevelKind::Compressed) {
+            return Err(err(
+                s,
+                format!(
+                    "block level `{}` must be dense or compressed (COO levels of blocks are not supported)",
+                    show(t)
+                ),
+            ));
+        } else {
+            out.push((k, kind));
+        }
+    }
+    Ok(Encoding { dims, levels: out, block: Some(block), span })
+}
+
 fn level_kind(t: &str) -> Option<LevelKind> {
     let t = t.trim_matches('"');
     let (base, props) = match t.split_once('(') {
@@ -1341,6 +1574,31 @@ fn level_kind(t: &str) -> Option<LevelKind> {
         "singleton" | "singleton-nu" => LevelKind::Singleton,
         _ => return None,
     })
+}
+
+/// Argument attributes that name an argument (torch-mlir's `torch.arg_name`, and the generic
+/// `mlir.name`), in order of preference.
+const ARG_NAME_KEYS: [&str; 2] = ["torch.arg_name", "mlir.name"];
+
+/// The string value of `key = "value"` in an attribute dictionary's text (`key` as a whole
+/// word: `xtorch.arg_name` is another key).
+fn string_attr(text: &str, key: &str) -> Option<String> {
+    let mut from = 0;
+    while let Some(at) = text.get(from..)?.find(key).map(|k| k + from) {
+        from = at + key.len();
+        let before = text[..at].bytes().last();
+        if before.is_some_and(is_ident_char) {
+            continue;
+        }
+        // A key may be quoted (`"torch.arg_name" = ...`).
+        let rest = if before == Some(b'"') { text[from..].strip_prefix('"').unwrap_or("") } else { &text[from..] };
+        let rest = rest.trim_start();
+        let Some(rest) = rest.strip_prefix('=') else { continue };
+        let rest = rest.trim_start().strip_prefix('"')?;
+        let end = rest.find('"')?;
+        return Some(rest[..end].to_string());
+    }
+    None
 }
 
 /// `torch.debug_module_name = "GCN"` in a module's attribute dictionary.
@@ -1389,6 +1647,21 @@ mod tests {
         assert_eq!(bytes_to_f32(&[0, 0, 0x80, 0x3f, 0, 0, 0]), vec![1.0]);
         assert_eq!(hex_float(0xFF80_0000, "f32"), f64::NEG_INFINITY);
         assert_eq!(hex_float(0x3FF0_0000_0000_0000, "f64"), 1.0);
+    }
+
+    #[test]
+    fn argument_names_come_from_their_attributes() {
+        assert_eq!(string_attr(r#"{torch.arg_name = "adj"}"#, "torch.arg_name"), Some("adj".into()));
+        assert_eq!(string_attr(r#"{a = 1, mlir.name="x.1" }"#, "mlir.name"), Some("x.1".into()));
+        assert_eq!(string_attr(r#"{my.torch.arg_name = "no"}"#, "torch.arg_name"), None);
+        assert_eq!(string_attr(r#"{torch.arg_name}"#, "torch.arg_name"), None);
+        assert_eq!(string_attr(r#"{"torch.arg_name" = "q"}"#, "torch.arg_name"), Some("q".into()));
+        let m = parse(
+            "func.func @f(%arg0: tensor<4xf32> {torch.arg_name = \"adj\"}, %arg1: tensor<4xf32>) -> tensor<4xf32> {\n  return %arg0 : tensor<4xf32>\n}\n",
+            "n.mlir",
+        )
+        .unwrap();
+        assert_eq!(m.funcs[0].arg_names, vec![Some("adj".to_string()), None]);
     }
 
     #[test]

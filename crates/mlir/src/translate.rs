@@ -14,6 +14,8 @@
 //!   drop size-1 dimensions are aliases;
 //! - `linalg.fill` and `dense<c>` splats read as constants; the accumulator of a reduction
 //!   starts at its fill (0 for sums and −∞ for maxima add nothing);
+//! - a block encoding (BSR: `floordiv`/`mod` levels) declares its tensor with the block levels'
+//!   format and `block(B)`, as `bcsr(B)` does in a program file, so its readers run blocked;
 //! - operations whose results nothing live uses are dropped with a note (GCN's dead `log`);
 //!   the argmax result of torch-mlir's max reduction must be unused.
 
@@ -122,6 +124,8 @@ impl View {
 struct InputVal {
     /// SSA name (options and notes use it).
     ssa: String,
+    /// The argument's own name (`torch.arg_name`): the tensor is called that.
+    named: Option<String>,
     ty: TensorType,
     origin: Origin,
     span: Span,
@@ -211,7 +215,16 @@ pub(crate) fn lower_func(
                     && op.result.as_ref().is_some_and(|(r, _)| r == name)
             });
         if !known {
-            let args: Vec<String> = f.args.iter().map(|(a, _, _)| a.clone()).collect();
+            // Named arguments by name, with their SSA name (also accepted).
+            let args: Vec<String> = f
+                .args
+                .iter()
+                .zip(f.arg_names.iter().chain(std::iter::repeat(&None)))
+                .map(|((a, _, _), n)| match n {
+                    Some(n) if n != a => format!("{n} (%{a})"),
+                    _ => a.clone(),
+                })
+                .collect();
             return Err(MlirError::whole_file(
                 file,
                 format!(
@@ -223,10 +236,11 @@ pub(crate) fn lower_func(
         }
     }
     let live = liveness(f);
-    for (a, t, span) in &f.args {
+    for (k, (a, t, span)) in f.args.iter().enumerate() {
+        let named = f.arg_names.get(k).cloned().flatten();
         let v = match t {
             Type::Tensor(ty) => {
-                Val::Input(InputVal { ssa: a.clone(), ty: ty.clone(), origin: Origin::Arg, span: *span })
+                Val::Input(InputVal { ssa: a.clone(), named, ty: ty.clone(), origin: Origin::Arg, span: *span })
             }
             Type::Scalar(s) => Val::Unusable(format!(
                 "argument %{a} is a bare `{s}`, not a tensor (write a scalar argument as `tensor<{s}>`)"
@@ -412,9 +426,46 @@ impl Tx<'_> {
             return Err(self.err(span, format!("{name}: dimension size {n} is above 2^32 (coordinates are 32-bit)")));
         }
         let format = self.format_of(ty);
+        let block = self.block_of(name, ty, &shape, &format, span)?;
         self.orig_shapes.insert(name.to_string(), kept(ty).into_iter().map(|d| ty.shape[d]).collect());
-        self.decls.push(TensorDecl { name: name.to_string(), shape, format, role, source, span, block: None });
+        self.decls.push(TensorDecl { name: name.to_string(), shape, format, role, source, span, block });
         Ok(())
+    }
+
+    /// The block size of a block encoding (BSR): the tensor is declared as `bcsr(B)` /
+    /// `bdcsr(B)` would declare it, so the groups that read it run blocked. Its sizes (after
+    /// `--param`) must be multiples of `B`, every dimension kept (a size-1 dimension cannot
+    /// hold a `B × B` tile); else a one-line error naming the tensor and the encoding's line.
+    fn block_of(
+        &mut self,
+        name: &str,
+        ty: &TensorType,
+        shape: &[usize],
+        format: &Format,
+        span: Span,
+    ) -> R<Option<usize>> {
+        let Some((enc, b)) = ty.encoding.as_ref().and_then(|e| e.block.map(|b| (e, b))) else { return Ok(None) };
+        let at = |why: String| {
+            self.err(span, format!("{name}: the block encoding at line {} ({b} × {b} blocks) {why}", enc.span.line))
+        };
+        let b = usize::try_from(b).map_err(|_| at("has too large a block size".into()))?;
+        if let Some(d) = (0..ty.shape.len()).find(|&d| ty.shape[d] == 1) {
+            return Err(at(format!("cannot block dimension {d} of size 1")));
+        }
+        let blocked = vec![true; shape.len()];
+        fuseflow_tensor::block::check_blockable(shape, format, b, &blocked).map_err(|e| {
+            let why = e.to_string();
+            at(why.strip_prefix("invalid argument: ").unwrap_or(&why).to_string())
+        })?;
+        let note = format!(
+            "line {}: block encoding read as {} block({b}): the groups that read it run blocked",
+            enc.span.line,
+            fuseflow_ir::format_name(format)
+        );
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+        Ok(Some(b))
     }
 
     /// Declares input `inp` read as `ty` (its own type, or a transpose's result type with
@@ -537,7 +588,8 @@ impl Tx<'_> {
             Val::Input(inp) => {
                 let ty = inp.ty.clone();
                 let rank = kept(&ty).len();
-                let name = self.declare_input(&inp, &inp.ssa.clone(), &ty, &(0..rank).collect::<Vec<_>>())?;
+                let as_name = inp.named.clone().unwrap_or_else(|| inp.ssa.clone());
+                let name = self.declare_input(&inp, &as_name, &ty, &(0..rank).collect::<Vec<_>>())?;
                 let v = View::identity(name, rank);
                 self.vals.insert(o.key(), Val::Tensor(v.clone()));
                 Ok(Some(v))
@@ -621,7 +673,7 @@ impl Tx<'_> {
 
     fn constant_input(&mut self, op: &Op, t: &TensorType, origin: Origin) -> R<Val> {
         let Some((name, _)) = &op.result else { return Err(self.op_err(op, "constant without a result")) };
-        Ok(Val::Input(InputVal { ssa: name.clone(), ty: t.clone(), origin, span: op.span }))
+        Ok(Val::Input(InputVal { ssa: name.clone(), named: None, ty: t.clone(), origin, span: op.span }))
     }
 
     fn generic(&mut self, op: &Op, g: &Generic) -> R<()> {
@@ -759,8 +811,13 @@ impl Tx<'_> {
             let b = match (self.get(o)?, &g.ins[k].1) {
                 (Val::Splat(x), Type::Tensor(ty)) if fills_as_data => {
                     if !self.empty_reads.contains_key(&o.key()) {
-                        let inp =
-                            InputVal { ssa: o.name.clone(), ty: ty.clone(), origin: Origin::Fill(x), span: o.span };
+                        let inp = InputVal {
+                            ssa: o.name.clone(),
+                            named: None,
+                            ty: ty.clone(),
+                            origin: Origin::Fill(x),
+                            span: o.span,
+                        };
                         let rank = kept(ty).len();
                         let name = self.declare_input(&inp, &o.name, ty, &(0..rank).collect::<Vec<_>>())?;
                         self.empty_reads.insert(o.key(), View::identity(name, rank));
@@ -777,6 +834,7 @@ impl Tx<'_> {
                     };
                     let inp = InputVal {
                         ssa: o.name.clone(),
+                        named: None,
                         ty: ty.clone(),
                         origin: Origin::Generated("(a tensor.empty read as data)".into()),
                         span: o.span,
@@ -984,7 +1042,9 @@ impl Tx<'_> {
                 // The input is read only here: it becomes an input in the result's encoding.
                 let Some((rname, _)) = &op.result else { return Err(self.op_err(op, "no result")) };
                 let perm: Vec<usize> = perm.iter().flatten().copied().collect();
-                let name = self.declare_input(&inp, rname, res_ty, &perm)?;
+                // Named after the argument when it has a name, else after the transpose.
+                let as_name = inp.named.clone().unwrap_or_else(|| rname.clone());
+                let name = self.declare_input(&inp, &as_name, res_ty, &perm)?;
                 if perm.iter().enumerate().any(|(q, &p)| q != p) {
                     self.notes.push(format!(
                         "line {}: transpose of %{} read as input {name} (the transposed data, in the result's encoding)",

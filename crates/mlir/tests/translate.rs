@@ -151,10 +151,6 @@ fn unsupported_constructs_are_one_line_errors_naming_the_op_and_line() {
             "m.mlir:2:16: argument %a dimension 0 is dynamic (`?`): bind it with --input a=FILE or give --param Da_0=N",
         ),
         (
-            "#B = #sparse_tensor.encoding<{ map = (i, j) -> (i floordiv 2 : dense, j floordiv 2 : compressed, i mod 2 : dense, j mod 2 : dense) }>\n".to_string(),
-            "m.mlir:1:49: block encodings (floordiv/mod level maps, e.g. BSR) are not supported yet",
-        ),
-        (
             "module {\n  func.func @f(%a: tensor<4xf32>) -> tensor<4xf32> {\n    %0 = tensor.extract_slice %a[0] [4] [1] : tensor<4xf32> to tensor<4xf32>\n    return %0 : tensor<4xf32>\n  }\n}".to_string(),
             "m.mlir:3:10: `tensor.extract_slice` at line 3: this operation is not supported",
         ),
@@ -368,5 +364,280 @@ fn a_nonzero_fill_too_large_to_hold_as_data_is_refused() {
             "{}:17:28: fill %a of 2 read as data has shape [3, 30000000]: more than 67108864 elements (shrink it with --param)",
             path.display()
         )
+    );
+}
+
+#[test]
+fn a_bsr_operand_is_declared_blocked_like_bcsr() {
+    let t = translated("bsr_spmm.mlir");
+    let a = t.program.decl("A").expect("A declared");
+    assert_eq!((a.block, fuseflow_ir::format_name(&a.format)), (Some(2), "csr".to_string()));
+    assert_eq!(t.program.decl("B").expect("B declared").block, None);
+    insta::assert_snapshot!("bsr_spmm", shown(&t));
+}
+
+#[test]
+fn a_dcsr_of_blocks_mask_is_declared_like_bdcsr() {
+    let t = translated("bsr_attention.mlir");
+    let m = t.program.decl("mask").expect("mask declared");
+    assert_eq!((m.block, fuseflow_ir::format_name(&m.format)), (Some(4), "dcsr".to_string()));
+    insta::assert_snapshot!("bsr_attention", shown(&t));
+}
+
+/// The encoding of the first argument of a one-argument function of type `tensor<8x8xf32, ENC>`
+/// (`aliases` are written before the module).
+fn encoding(aliases: &str, enc: &str) -> fuseflow_mlir::ast::Encoding {
+    let src = format!(
+        "{aliases}\nmodule {{\n  func.func @f(%a: tensor<8x8xf32, {enc}>) -> tensor<8x8xf32, {enc}> {{\n    return %a : tensor<8x8xf32, {enc}>\n  }}\n}}\n"
+    );
+    let m = parse(&src, "e.mlir").unwrap_or_else(|e| panic!("{e}\n{src}"));
+    match &m.funcs[0].args[0].1 {
+        fuseflow_mlir::ast::Type::Tensor(t) => t.encoding.clone().expect("an encoding"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn block_encodings_read_the_same_in_every_spelling() {
+    use fuseflow_mlir::ast::LevelKind::{Compressed, Dense};
+    let bsr = "#sparse_tensor.encoding<{ map = (d0, d1) -> (d0 floordiv 2 : dense, d1 floordiv 2 : compressed, d0 mod 2 : dense, d1 mod 2 : dense) }>";
+    let spellings = [
+        ("", bsr.to_string()),
+        // Other dimension names, widths, and an alias of the encoding.
+        (
+            "#BSR = #sparse_tensor.encoding<{\n  map = ( i, j ) ->\n  ( i floordiv 2 : dense,\n    j floordiv 2 : compressed,\n    i mod 2 : dense,\n    j mod 2 : dense ),\n  posWidth = 64, crdWidth = 64\n}>",
+            "#BSR".to_string(),
+        ),
+        // MLIR's explicit level variables and level-to-dimension expressions.
+        (
+            "",
+            "#sparse_tensor.encoding<{ map = {il, jl, ii, jj} (i = il * 2 + ii, j = jl * 2 + jj) -> (il = i floordiv 2 : dense, jl = j floordiv 2 : compressed, ii = i mod 2 : dense, jj = j mod 2 : dense) }>".to_string(),
+        ),
+        // The older fields, with the map inline or as an `affine_map` alias.
+        (
+            "",
+            "#sparse_tensor.encoding<{ lvlTypes = [ \"dense\", \"compressed\", \"dense\", \"dense\" ], dimToLvl = affine_map<(i, j) -> (i floordiv 2, j floordiv 2, i mod 2, j mod 2)> }>".to_string(),
+        ),
+        (
+            "#map = affine_map<(d0, d1) -> (d0 floordiv 2, d1 floordiv 2, d0 mod 2, d1 mod 2)>",
+            "#sparse_tensor.encoding<{ lvlTypes = [ \"dense\", \"compressed\", \"dense\", \"dense\" ], dimToLvl = #map }>".to_string(),
+        ),
+    ];
+    for (aliases, enc) in &spellings {
+        let e = encoding(aliases, enc);
+        assert_eq!((e.dims, e.levels.clone(), e.block), (2, vec![(0, Dense), (1, Compressed)], Some(2)), "{enc}");
+    }
+    // A vector is blocked along its only dimension.
+    let src = "#BV = #sparse_tensor.encoding<{ map = (i) -> (i floordiv 4 : compressed, i mod 4 : dense) }>\nmodule {\n  func.func @f(%a: tensor<16xf32, #BV>, %b: tensor<16xf32>) -> tensor<16xf32> {\n    %0 = tensor.empty() : tensor<16xf32>\n    %r = linalg.mul ins(%a, %b : tensor<16xf32, #BV>, tensor<16xf32>) outs(%0 : tensor<16xf32>) -> tensor<16xf32>\n    return %r : tensor<16xf32>\n  }\n}\n";
+    let t = translate(&parse(src, "v.mlir").unwrap(), "v.mlir", &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let a = t.program.decl("a").expect("a declared");
+    assert_eq!((a.block, a.format.levels.clone()), (Some(4), vec![fuseflow_tensor::LevelFormat::Compressed]));
+    // Without floordiv/mod nothing is blocked.
+    let csr = encoding("", "#sparse_tensor.encoding<{ map = (d0, d1) -> (d0 : dense, d1 : compressed) }>");
+    assert_eq!(csr.block, None);
+}
+
+/// A function reading `tensor<SHAPE x f32, ENC>` (with `#E` defined as `enc`) through a copy.
+fn block_fn(enc: &str, shape: &str) -> String {
+    format!(
+        "#E = #sparse_tensor.encoding<{{ map = {enc} }}>\n#m = affine_map<(d0, d1) -> (d0, d1)>\nmodule {{\n  func.func @f(%a: tensor<{shape}xf32, #E>, %b: tensor<{shape}xf32>) -> tensor<{shape}xf32> {{\n    %0 = tensor.empty() : tensor<{shape}xf32>\n    %r = linalg.mul ins(%a, %b : tensor<{shape}xf32, #E>, tensor<{shape}xf32>) outs(%0 : tensor<{shape}xf32>) -> tensor<{shape}xf32>\n    return %r : tensor<{shape}xf32>\n  }}\n}}\n"
+    )
+}
+
+#[test]
+fn block_encodings_outside_blocking_are_one_line_errors() {
+    let bsr = "(i, j) -> (i floordiv 2 : dense, j floordiv 2 : compressed, i mod 2 : dense, j mod 2 : dense)";
+    // It translates at a shape 2 divides (the case the errors below break).
+    let ok = block_fn(bsr, "8x8");
+    let t = translate(&parse(&ok, "m.mlir").unwrap(), "m.mlir", &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.program.decl("a").expect("a declared").block, Some(2));
+    let cases = [
+        (
+            block_fn("(i, j) -> (i floordiv 2 : dense, j floordiv 4 : compressed, i mod 2 : dense, j mod 4 : dense)", "8x8"),
+            "m.mlir:1:71: level `j floordiv 4`: blocks of different sizes per dimension (non-square blocks) are not supported; use one block size B for every dimension",
+        ),
+        (
+            block_fn("(i, j) -> (j floordiv 2 : dense, i floordiv 2 : compressed, i mod 2 : dense, j mod 2 : dense)", "8x8"),
+            "m.mlir:1:49: level 0 is `j floordiv 2`, expected `i floordiv 2`: block levels must be every dimension `floordiv 2` in dimension order, then every dimension `mod 2` in the same order (permuted block levels are not supported)",
+        ),
+        (
+            block_fn("(i, j) -> (i : dense, j floordiv 2 : compressed, j mod 2 : dense)", "8x8"),
+            "m.mlir:1:49: level `i` in a block encoding: every dimension must be split into `floordiv B` and `mod B` levels",
+        ),
+        (
+            block_fn("(i, j) -> (i floordiv 2 : dense, j : compressed, i mod 2 : dense, j mod 3 : dense)", "8x8"),
+            "m.mlir:1:71: level `j` in a block encoding: every dimension must be split into `floordiv B` and `mod B` levels",
+        ),
+        (
+            block_fn("(i, j) -> (i floordiv 2 : dense, j floordiv 2 : compressed, i mod 2 : dense, j mod 3 : dense)", "8x8"),
+            "m.mlir:1:115: `j mod 3` without a matching `j floordiv 3` level",
+        ),
+        (
+            block_fn("(i, j) -> (i floordiv 2 : dense, j floordiv 2 : compressed, i mod 2 : dense, j mod 2 : compressed)", "8x8"),
+            "m.mlir:1:115: in-block level `j mod 2` must be dense (a tile is a dense 2 × 2 block)",
+        ),
+        (
+            block_fn("(i, j) -> (i floordiv 1 : dense, j floordiv 1 : compressed, i mod 1 : dense, j mod 1 : dense)", "8x8"),
+            "m.mlir:1:49: block size 1: a block size must be at least 2",
+        ),
+        (
+            "#E = #sparse_tensor.encoding<{ map = (i, j, k) -> (i : dense, j floordiv 2 : compressed, k floordiv 2 : compressed, j mod 2 : dense, k mod 2 : dense) }>\n".to_string(),
+            "m.mlir:1:63: block encoding (floordiv/mod levels) of a 3-D tensor: only matrices and vectors can be blocked",
+        ),
+        (
+            // The block size must divide every dimension.
+            block_fn(bsr, "8x7"),
+            "m.mlir:4:16: a: the block encoding at line 1 (2 × 2 blocks) block size 2 does not divide dimension 1 (size 7)",
+        ),
+        (
+            // A size-1 dimension (dropped everywhere) cannot hold a tile.
+            block_fn(bsr, "1x8"),
+            "m.mlir:4:16: a: the block encoding at line 1 (2 × 2 blocks) cannot block dimension 0 of size 1",
+        ),
+        (
+            // A reshape would cut the tiles apart.
+            "#E = #sparse_tensor.encoding<{ map = (i, j) -> (i floordiv 2 : dense, j floordiv 2 : compressed, i mod 2 : dense, j mod 2 : dense) }>\nmodule {\n  func.func @f(%a: tensor<8x8xf32, #E>) -> tensor<2x4x8xf32> {\n    %0 = tensor.expand_shape %a [[0, 1], [2]] output_shape [2, 4, 8] : tensor<8x8xf32, #E> into tensor<2x4x8xf32>\n    return %0 : tensor<2x4x8xf32>\n  }\n}\n".to_string(),
+            "m.mlir:3:16: argument %a: dimension 0 (size 8) of a block-encoded (2 × 2 tiles) tensor would be split into [2, 4], but blocked dimensions cannot be split or merged",
+        ),
+        (
+            // floordiv/mod index nothing: an indexing map with them is refused where it is used.
+            "#m = affine_map<(d0, d1) -> (d0 floordiv 2, d1)>\nmodule {\n  func.func @f(%a: tensor<4x4xf32>) -> tensor<2x4xf32> {\n    %0 = tensor.empty() : tensor<2x4xf32>\n    %r = linalg.generic {indexing_maps = [#m, #m], iterator_types = [\"parallel\", \"parallel\"]} ins(%a : tensor<4x4xf32>) outs(%0 : tensor<2x4xf32>) {\n    ^bb0(%in: f32, %out: f32):\n      linalg.yield %in : f32\n    } -> tensor<2x4xf32>\n    return %r : tensor<2x4xf32>\n  }\n}\n".to_string(),
+            "m.mlir:1:30: affine map results other than a dimension or a constant (e.g. `d0 + d1`, `floordiv`) are not supported",
+        ),
+    ];
+    for (src, want) in cases {
+        assert_eq!(error_of(&src), want, "\n{src}");
+    }
+    // A size that --param makes indivisible by the block size is refused the same way.
+    let e = translate(&parse(&ok, "m.mlir").unwrap(), "m.mlir", &with(&[], &[("D8", 9)])).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "m.mlir:4:16: a: the block encoding at line 1 (2 × 2 blocks) block size 2 does not divide dimension 0 (size 9)"
+    );
+}
+
+#[test]
+fn arguments_are_named_by_their_attributes() {
+    let t = translated("named_args.mlir");
+    let inputs: Vec<&str> =
+        t.program.decls.iter().filter(|d| d.role == fuseflow_ir::Role::Input).map(|d| d.name.as_str()).collect();
+    assert_eq!(inputs, ["adj", "x", "input_1"]);
+    insta::assert_snapshot!("named_args", shown(&t));
+}
+
+#[test]
+fn a_named_argument_binds_by_its_name_or_its_ssa_name() {
+    let path = fixture("named_args.mlir");
+    let dir = std::env::temp_dir().join(format!("fuseflow-mlir-named-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let adj = dir.join("adj.mtx");
+    std::fs::write(&adj, "%%MatrixMarket matrix coordinate real general\n8 8 2\n1 2 1.5\n8 7 -2\n").unwrap();
+    for key in ["adj", "arg0"] {
+        let t = load(&path, &with(&[(key, &adj)], &[])).unwrap_or_else(|e| panic!("{key}: {e}"));
+        let bound = &t.bind.iter().find(|(n, _)| n == "adj").unwrap_or_else(|| panic!("{key}: adj not bound")).1;
+        assert_eq!((bound.shape.clone(), bound.vals.clone()), (vec![8, 8], vec![1.5, -2.0]), "{key}");
+    }
+    // --density takes the name too; the name as written, not the identifier made of it.
+    let mut opts = Options::default();
+    opts.densities.insert("input.1".into(), 0.25);
+    let t = load(&path, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        t.program.decl("input_1").unwrap().source,
+        Some(fuseflow_ir::Source::Random { density, .. }) if density == 0.25
+    ));
+    // Both names of one argument at once, and an unknown name listing the names.
+    let e = load(&path, &with(&[("adj", &adj), ("arg0", &adj)], &[])).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!("{}: --input adj and --input arg0 name the same argument (arg0); give one of them", path.display())
+    );
+    let e = load(&path, &with(&[("w", &adj)], &[])).unwrap_err().to_string();
+    assert!(e.ends_with("(arguments: adj (%arg0), x (%arg1), input.1 (%arg2))"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn ambiguous_argument_names_are_one_line_errors() {
+    let f = |a: &str, b: &str| {
+        format!(
+            "module {{\n  func.func @f(%arg0: tensor<4xf32> {{torch.arg_name = \"{a}\"}}, %arg1: tensor<4xf32> {{torch.arg_name = \"{b}\"}}) -> tensor<4xf32> {{\n    %0 = tensor.empty() : tensor<4xf32>\n    %r = linalg.add ins(%arg0, %arg1 : tensor<4xf32>, tensor<4xf32>) outs(%0 : tensor<4xf32>) -> tensor<4xf32>\n    return %r : tensor<4xf32>\n  }}\n}}\n"
+        )
+    };
+    let t = translate(&parse(&f("a", "b"), "m.mlir").unwrap(), "m.mlir", &Options::default()).unwrap();
+    assert_eq!(fuseflow_ir::pretty_stmt(&t.program.stmts[0]), "r(i) = a(i) + b(i)");
+    assert_eq!(
+        error_of(&f("a", "a")),
+        "m.mlir:2:61: argument %arg1 is named `a` like argument %arg0: argument names must differ"
+    );
+    assert_eq!(
+        error_of(&f("arg1", "b")),
+        "m.mlir:2:16: argument %arg0 is named `arg1`, the SSA name of argument %arg1: argument names must differ from other arguments' SSA names"
+    );
+    // Names that are not identifiers (or are built-in names) become identifiers deterministically.
+    let t = translate(&parse(&f("1st", "exp"), "m.mlir").unwrap(), "m.mlir", &Options::default()).unwrap();
+    assert_eq!(fuseflow_ir::pretty_stmt(&t.program.stmts[0]), "r(i) = t1st(i) + exp_v(i)");
+}
+
+#[test]
+fn a_named_arguments_dynamic_size_takes_its_name_in_the_parameter() {
+    let src = "module {\n  func.func @f(%arg0: tensor<4x?xf32> {torch.arg_name = \"w\"}) -> tensor<4x?xf32> {\n    %0 = tensor.empty(%d) : tensor<4x?xf32>\n    %r = linalg.exp ins(%arg0 : tensor<4x?xf32>) outs(%0 : tensor<4x?xf32>) -> tensor<4x?xf32>\n    return %r : tensor<4x?xf32>\n  }\n}\n";
+    let m = parse(src, "m.mlir").unwrap();
+    for key in ["Dw_1", "Darg0_1"] {
+        let t = translate(&m, "m.mlir", &with(&[], &[(key, 5)])).unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert_eq!(t.program.decl("w").expect("w declared").shape, vec![4, 5], "{key}");
+    }
+    let e = translate(&m, "m.mlir", &with(&[], &[("Dw_1", 5), ("Darg0_1", 6)])).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "m.mlir: --param Darg0_1 and --param Dw_1 name the same dynamic dimension (Darg0_1); give one of them"
+    );
+}
+
+#[test]
+fn dynamic_sizes_are_tied_across_reshapes_that_split_or_merge() {
+    // %x's rows through a one-dimension group, %v as a product, %u's rows as a quotient.
+    let t = translated("dynamic_reshape.mlir");
+    insta::assert_snapshot!("dynamic_reshape", shown(&t));
+    for (name, shape) in [("x", vec![2, 4, 16]), ("v", vec![4, 16]), ("u", vec![4, 16])] {
+        assert_eq!(t.program.decl(name).unwrap_or_else(|| panic!("{name} declared")).shape, shape, "{name}");
+    }
+}
+
+/// A function collapsing its argument of type `from` into `tensor<64xf32>` and returning it.
+fn collapse(from: &str) -> String {
+    format!(
+        "module {{\n  func.func @f(%d: tensor<{from}xf32>) -> tensor<64xf32> {{\n    %c = tensor.collapse_shape %d [[0, 1]] : tensor<{from}xf32> into tensor<64xf32>\n    %0 = tensor.empty() : tensor<64xf32>\n    %r = linalg.exp ins(%c : tensor<64xf32>) outs(%0 : tensor<64xf32>) -> tensor<64xf32>\n    return %r : tensor<64xf32>\n  }}\n}}\n"
+    )
+}
+
+#[test]
+fn dynamic_sizes_a_reshape_cannot_determine_are_one_line_errors() {
+    // Two unknown factors: the first is named, and binding it determines the other.
+    let two = collapse("?x?");
+    assert_eq!(
+        error_of(&two),
+        "m.mlir:2:16: argument %d dimension 0 is dynamic (`?`): bind it with --input d=FILE or give --param Dd_0=N"
+    );
+    let t = translate(&parse(&two, "m.mlir").unwrap(), "m.mlir", &with(&[], &[("Dd_0", 4)]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.program.decl("d").expect("d declared").shape, vec![4, 16]);
+    // A factor the static size is not a multiple of.
+    assert_eq!(
+        error_of(&collapse("?x6")),
+        "m.mlir:3:10: `tensor.collapse_shape` at line 3: a dynamic (`?`) dimension cannot be sized: 64 is not a multiple of the other dimensions' product 6"
+    );
+    // A --param that does not divide either.
+    let e = translate(&parse(&two, "m.mlir").unwrap(), "m.mlir", &with(&[], &[("Dd_0", 5)])).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "m.mlir:3:10: `tensor.collapse_shape` at line 3: a dynamic (`?`) dimension cannot be sized: 64 is not a multiple of the other dimensions' product 5"
+    );
+    // A size the reshape determines takes no --param of its own.
+    let e = translate(&parse(&collapse("?x16"), "m.mlir").unwrap(), "m.mlir", &with(&[], &[("Dd_0", 4)]))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "m.mlir:2:16: --param Dd_0: argument %d dimension 0 is tied to a dimension of size 4 (resize that with --param D4=N)"
     );
 }
