@@ -1077,7 +1077,8 @@ impl<'a> PrefixRules<'a> {
             all[w - 1] = (1u64 << (nv % 64)) - 1;
         }
         let unplaced: Vec<u64> = all.iter().zip(&placed).map(|(a, p)| a & !p).collect();
-        let max_pos = |b: &Bits| (0..nv).filter(|&v| bit(b, v)).filter_map(|v| pos[v]).max();
+        // The last placed variable of a set.
+        let max_pos = |b: &Bits| prefix.iter().rposition(|&v| bit(b, v));
         let and_any = |a: &Bits, b: &Bits| a.iter().zip(b).any(|(x, y)| x & y != 0);
 
         // Every node's reduced variable and free variables (sure, possible) after `sort_sums`.
@@ -1139,18 +1140,22 @@ impl<'a> PrefixRules<'a> {
         let mut cond_t = vec![0u64; w];
         let mut cond_m = vec![0u64; w];
         let mut spacc = None;
+        let mut lt_t = vec![0u64; w];
+        let mut lt_m = vec![0u64; w];
         for x in (0..n).rev() {
-            let st = in_t[x * w..(x + 1) * w].to_vec();
-            let sm = in_m[x * w..(x + 1) * w].to_vec();
-            match &t.nodes[x].kind {
+            // Children come before their parent in the arena.
+            let (lo_t, hi_t) = in_t.split_at_mut(x * w);
+            let (lo_m, hi_m) = in_m.split_at_mut(x * w);
+            let (st, sm) = (&hi_t[..w], &hi_m[..w]);
+            match t.nodes[x].kind {
                 Kind::Leaf(_) | Kind::Const(_) => {}
                 Kind::Unary(_, _) | Kind::Binary(_, _, _) => {
-                    let children: Vec<Nid> = match t.nodes[x].kind {
-                        Kind::Unary(_, c) => vec![c],
-                        Kind::Binary(_, a, b) => vec![a, b],
+                    let children = match t.nodes[x].kind {
+                        Kind::Unary(_, c) => [Some(c), None],
+                        Kind::Binary(_, a, b) => [Some(a), Some(b)],
                         _ => unreachable!("matched above"),
                     };
-                    for c in children {
+                    for c in children.into_iter().flatten() {
                         if matches!(t.nodes[c].kind, Kind::Leaf(_) | Kind::Const(_)) {
                             continue;
                         }
@@ -1172,27 +1177,32 @@ impl<'a> PrefixRules<'a> {
                             }
                         }
                         for i in 0..w {
-                            in_t[c * w + i] = st[i] & cond_t[i];
-                            in_m[c * w + i] = sm[i] & cond_m[i];
+                            lo_t[c * w + i] = st[i] & cond_t[i];
+                            lo_m[c * w + i] = sm[i] & cond_m[i];
                         }
                     }
                 }
-                Kind::Reduce { child, .. } => {
-                    let c = *child;
+                Kind::Reduce { child: c, .. } => {
                     let r = reduced[x].expect("a reduction");
                     // Variables before the reduced one.
-                    let (lt_t, lt_m): (Vec<u64>, Vec<u64>) = match r {
-                        Reduced::At(p, _) => (upto(p).to_vec(), upto(p).to_vec()),
-                        Reduced::Later(v) => {
-                            let mut m = all.clone();
-                            m[v / 64] &= !(1 << (v % 64));
-                            (placed.clone(), m)
+                    match r {
+                        Reduced::At(p, _) => {
+                            lt_t.copy_from_slice(upto(p));
+                            lt_m.copy_from_slice(upto(p));
                         }
-                        Reduced::Unknown => (placed.clone(), all.clone()),
-                    };
+                        Reduced::Later(v) => {
+                            lt_t.copy_from_slice(&placed);
+                            lt_m.copy_from_slice(&all);
+                            lt_m[v / 64] &= !(1 << (v % 64));
+                        }
+                        Reduced::Unknown => {
+                            lt_t.copy_from_slice(&placed);
+                            lt_m.copy_from_slice(&all);
+                        }
+                    }
                     for i in 0..w {
-                        in_t[c * w + i] = sure(c)[i] | (st[i] & !maybe(x)[i] & lt_t[i]);
-                        in_m[c * w + i] = maybe(c)[i] | (sm[i] & !sure(x)[i] & lt_m[i]);
+                        lo_t[c * w + i] = sure(c)[i] | (st[i] & !maybe(x)[i] & lt_t[i]);
+                        lo_m[c * w + i] = maybe(c)[i] | (sm[i] & !sure(x)[i] & lt_m[i]);
                     }
                     // Both rules need the reduced variable placed: otherwise no own variable
                     // surely follows it.
@@ -1203,15 +1213,16 @@ impl<'a> PrefixRules<'a> {
                     let own_later = and_any(own, &unplaced);
                     let last_own = max_pos(own);
                     let mid = prefix[p..].iter().copied().find(|&v| {
-                        bit(&st, v) && !bit(maybe(x), v) && (own_later || last_own.is_some_and(|lo| pos[v] < Some(lo)))
+                        bit(st, v) && !bit(maybe(x), v) && (own_later || last_own.is_some_and(|lo| pos[v] < Some(lo)))
                     });
                     if let Some(v) = mid {
                         return Some((Rule::MidLevelBroadcast, Rule::MidLevelBroadcast.message(t, r, v)));
                     }
                     // Own variables surely after r: placed after it, or not placed.
-                    let after = (0..nv).filter(|&v| bit(own, v) && pos[v].is_none_or(|q| q > p)).count();
-                    if after > MAX_SPACC_ORDER && spacc.is_none() {
-                        spacc = Some((Rule::AccumulatorOrder, Rule::AccumulatorOrder.message(t, r, after)));
+                    let up = upto(p + 1);
+                    let after: u32 = (0..w).map(|i| (own[i] & !up[i]).count_ones()).sum();
+                    if after as usize > MAX_SPACC_ORDER && spacc.is_none() {
+                        spacc = Some((Rule::AccumulatorOrder, Rule::AccumulatorOrder.message(t, r, after as usize)));
                     }
                 }
             }
