@@ -41,14 +41,12 @@ pub fn legal_orders(
 /// factorially many candidate orders, and the search must end with an error, not hang.
 const PROBE_BUDGET: usize = 2000;
 
-/// How many prefixes the search checks before it stops, per variable of the statement (at
-/// least [`MIN_PREFIX_VARS`]): the unpruned enumeration visits at most `n` prefixes per order it
-/// lowers, so a search that stops here has gone at least as far as that enumeration would
-/// have with [`PROBE_BUDGET`] lowerings.
-const PREFIX_BUDGET_PER_VAR: usize = PROBE_BUDGET;
-
-/// The statement size below which the prefix budget does not shrink.
-const MIN_PREFIX_VARS: usize = 100;
+/// How many prefixes the search checks before it stops, per index variable of the statement:
+/// the unpruned enumeration checks no prefix but visits at most `n` of them per order it
+/// lowers, and the pruned search visits a subset of those in the same sequence, so with this
+/// budget it always gets at least as far as that enumeration did with [`PROBE_BUDGET`]
+/// lowerings (and finds the same orders first).
+const PREFIXES_PER_VAR: usize = PROBE_BUDGET;
 
 /// The limit a search stopped at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +69,7 @@ pub(crate) struct Budgets {
 impl Budgets {
     /// The default budgets for a statement with `n` index variables.
     pub(crate) fn for_vars(n: usize) -> Budgets {
-        Budgets { lowered: PROBE_BUDGET, prefixes: PREFIX_BUDGET_PER_VAR * n.max(MIN_PREFIX_VARS) }
+        Budgets { lowered: PROBE_BUDGET, prefixes: PREFIXES_PER_VAR * n.max(1) }
     }
 }
 
