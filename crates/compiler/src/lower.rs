@@ -1013,6 +1013,20 @@ pub(crate) struct PrefixRules<'a> {
     vars: Vec<u64>,
     /// Sum chains of two or more nodes.
     chains: Vec<Chain>,
+    /// Whether a node's subtree holds a reduction: the rules look nowhere else.
+    reducing: Vec<bool>,
+    /// Buffers of `dead`, kept between calls (a search checks thousands of prefixes).
+    scratch: std::cell::RefCell<Scratch>,
+}
+
+/// Per-node buffers of [`PrefixRules::dead`].
+#[derive(Default)]
+struct Scratch {
+    sure: Vec<u64>,
+    maybe: Vec<u64>,
+    in_t: Vec<u64>,
+    in_m: Vec<u64>,
+    reduced: Vec<Option<Reduced>>,
 }
 
 impl<'a> PrefixRules<'a> {
@@ -1050,7 +1064,17 @@ impl<'a> PrefixRules<'a> {
             }
             chains.push(Chain { nodes, vars: chain_vars, bottom: vars[bottom * words..(bottom + 1) * words].to_vec() });
         }
-        PrefixRules { t, words, vars, chains }
+        // Children come before their parents in the arena.
+        let mut reducing = vec![false; n];
+        for x in 0..n {
+            reducing[x] = match t.nodes[x].kind {
+                Kind::Leaf(_) | Kind::Const(_) => false,
+                Kind::Reduce { .. } => true,
+                Kind::Unary(_, c) => reducing[c],
+                Kind::Binary(_, a, b) => reducing[a] || reducing[b],
+            };
+        }
+        PrefixRules { t, words, vars, chains, reducing, scratch: Default::default() }
     }
 
     /// A rule that every completion of `prefix` (distinct variables, outermost first) breaks,
@@ -1083,19 +1107,20 @@ impl<'a> PrefixRules<'a> {
 
         // Every node's reduced variable and free variables (sure, possible) after `sort_sums`.
         let n = t.nodes.len();
-        let mut sure = self.vars.clone();
-        let mut maybe = self.vars.clone();
-        let mut reduced: Vec<Option<Reduced>> = t
-            .nodes
-            .iter()
-            .map(|node| match node.kind {
-                Kind::Reduce { var, .. } => Some(match pos[var] {
-                    Some(p) => Reduced::At(p, var),
-                    None => Reduced::Later(var),
-                }),
-                _ => None,
-            })
-            .collect();
+        let mut scratch = self.scratch.borrow_mut();
+        let Scratch { sure, maybe, in_t, in_m, reduced } = &mut *scratch;
+        sure.clear();
+        sure.extend_from_slice(&self.vars);
+        maybe.clear();
+        maybe.extend_from_slice(&self.vars);
+        reduced.clear();
+        reduced.extend(t.nodes.iter().map(|node| match node.kind {
+            Kind::Reduce { var, .. } => Some(match pos[var] {
+                Some(p) => Reduced::At(p, var),
+                None => Reduced::Later(var),
+            }),
+            _ => None,
+        }));
         for c in &self.chains {
             let mut first: Vec<Var> = c.vars.iter().copied().filter(|&v| pos[v].is_some()).collect();
             first.sort_by_key(|&v| pos[v]);
@@ -1133,8 +1158,10 @@ impl<'a> PrefixRules<'a> {
         let maybe = |x: Nid| &maybe[x * w..(x + 1) * w];
 
         // Spaces, three-valued: `in_t` surely holds a variable, `in_m` possibly does.
-        let mut in_t = vec![0u64; n * w];
-        let mut in_m = vec![0u64; n * w];
+        in_t.clear();
+        in_t.resize(n * w, 0);
+        in_m.clear();
+        in_m.resize(n * w, 0);
         in_t[t.root * w..(t.root + 1) * w].copy_from_slice(sure(t.root));
         in_m[t.root * w..(t.root + 1) * w].copy_from_slice(maybe(t.root));
         let mut cond_t = vec![0u64; w];
@@ -1147,6 +1174,9 @@ impl<'a> PrefixRules<'a> {
             let (lo_t, hi_t) = in_t.split_at_mut(x * w);
             let (lo_m, hi_m) = in_m.split_at_mut(x * w);
             let (st, sm) = (&hi_t[..w], &hi_m[..w]);
+            if !self.reducing[x] {
+                continue;
+            }
             match t.nodes[x].kind {
                 Kind::Leaf(_) | Kind::Const(_) => {}
                 Kind::Unary(_, _) | Kind::Binary(_, _, _) => {
@@ -1156,7 +1186,7 @@ impl<'a> PrefixRules<'a> {
                         _ => unreachable!("matched above"),
                     };
                     for c in children.into_iter().flatten() {
-                        if matches!(t.nodes[c].kind, Kind::Leaf(_) | Kind::Const(_)) {
+                        if !self.reducing[c] {
                             continue;
                         }
                         // `operand_space`: a computed operand keeps the enclosing variables up

@@ -115,6 +115,8 @@ pub(crate) fn search(
         budgets: Budgets,
         cur: Vec<Var>,
         used: Vec<bool>,
+        /// The rule the factored tree breaks on the complete order just checked, if any.
+        factored_rule: Option<Rule>,
         out: Search,
     }
     impl Walk<'_> {
@@ -123,9 +125,13 @@ pub(crate) fn search(
             self.cur.iter().map(|&v| t.var_names[v].as_str()).collect::<Vec<_>>().join(",")
         }
         fn reject(&mut self, rule: Rule, what: &str, message: String) {
-            let names = self.names();
-            let e = self.out.rejected.entry(rule).or_insert_with(|| (0, format!("{what} {names}: {message}")));
-            e.0 += 1;
+            if !self.out.rejected.contains_key(&rule) {
+                let first = format!("{what} {}: {message}", self.names());
+                self.out.rejected.insert(rule, (0, first));
+            }
+            if let Some(e) = self.out.rejected.get_mut(&rule) {
+                e.0 += 1;
+            }
         }
         /// Lowers the complete order `cur`.
         fn lower(&mut self) {
@@ -133,9 +139,14 @@ pub(crate) fn search(
             match self.trees.lower(&self.cur, self.opts, "probe") {
                 Ok(_) => self.out.orders.push(self.cur.clone()),
                 Err(e) => {
-                    // On a complete order the prefix rules are exact: they name the rule.
-                    let rule = self.rules[0].dead(&self.cur).map_or(Rule::Other, |(r, _)| r);
-                    self.reject(rule, "order", e);
+                    // On a complete order the prefix rules are exact: they name the rule of the
+                    // factored tree's error (the one `Trees::lower` reports). The pruned walk
+                    // has just checked it.
+                    let rule = match self.prune {
+                        true => self.factored_rule.take(),
+                        false => self.rules[0].dead(&self.cur).map(|(r, _)| r),
+                    };
+                    self.reject(rule.unwrap_or(Rule::Other), "order", e);
                 }
             }
             if self.out.lowered >= self.budgets.lowered {
@@ -164,7 +175,8 @@ pub(crate) fn search(
                     }
                     self.out.prefixes += 1;
                     // Both trees must reject it: `Trees::lower` falls back to the hoisted one.
-                    if let Some((rule, message)) = self.rules[0].dead(&self.cur) {
+                    let factored = self.rules[0].dead(&self.cur);
+                    if let Some((rule, message)) = factored {
                         if self.rules[1].dead(&self.cur).is_some() {
                             let what = if self.cur.len() == n { "order" } else { "prefix" };
                             self.reject(rule, what, message);
@@ -172,6 +184,9 @@ pub(crate) fn search(
                             self.cur.pop();
                             continue;
                         }
+                        self.factored_rule = Some(rule);
+                    } else {
+                        self.factored_rule = None;
                     }
                 }
                 self.used[v] = true;
@@ -192,6 +207,7 @@ pub(crate) fn search(
         budgets,
         cur: Vec::with_capacity(n),
         used: vec![false; n],
+        factored_rule: None,
         out: Search {
             orders: Vec::new(),
             stopped: None,
