@@ -494,7 +494,7 @@ impl<'a> Lowerer<'a> {
             (vec![], out)
         } else {
             if after.len() > MAX_SPACC_ORDER {
-                return Err(Rule::AccumulatorOrder.message(self.t, r, after.len()));
+                return Err(accumulator_message(self.t, r, after.len()));
             }
             let mut ins = vec![self.iter(child, r)?.expect("child drives r").crd];
             for &w in &after {
@@ -661,7 +661,7 @@ fn spaces(t: &Tree, pos: &[usize]) -> Res<Vec<Vec<Var>>> {
                     if !own.contains(&v) && pos[v] >= pos[*r] {
                         if let Some(lo) = last_own {
                             if pos[v] < lo {
-                                return Err(Rule::MidLevelBroadcast.message(t, *r, v));
+                                return Err(mid_level_message(t, *r, v));
                             }
                         }
                     }
@@ -947,22 +947,20 @@ impl Rule {
             Rule::Other => "another lowering rule",
         }
     }
+}
 
-    /// The lowering's error for reduction over `r`: the variable broadcast in the middle
-    /// (`MidLevelBroadcast`) or the number of levels inside `r` (`AccumulatorOrder`). One text,
-    /// so that a pruned prefix and a lowered order report the same words.
-    fn message(self, t: &Tree, r: Var, x: usize) -> String {
-        let name = &t.var_names[r];
-        match self {
-            Rule::MidLevelBroadcast => {
-                format!("the sum over {name} is broadcast over {} in the middle of its own levels", t.var_names[x])
-            }
-            Rule::AccumulatorOrder => format!(
-                "reducing {name} with {x} levels inside it needs a sparse accumulator of order {x} (at most {MAX_SPACC_ORDER} supported)"
-            ),
-            Rule::Other => format!("{name}: {x}"),
-        }
-    }
+/// The lowering's error for a reduction over `r` broadcast over `v` in the middle of its own
+/// levels: one text, so that a pruned prefix and a lowered order report the same words.
+fn mid_level_message(t: &Tree, r: Var, v: Var) -> String {
+    format!("the sum over {} is broadcast over {} in the middle of its own levels", t.var_names[r], t.var_names[v])
+}
+
+/// The lowering's error for a reduction over `r` with `k` levels inside it (one text, as above).
+fn accumulator_message(t: &Tree, r: Var, k: usize) -> String {
+    format!(
+        "reducing {} with {k} levels inside it needs a sparse accumulator of order {k} (at most {MAX_SPACC_ORDER} supported)",
+        t.var_names[r]
+    )
 }
 
 /// A set of index variables, one bit each.
@@ -1246,13 +1244,13 @@ impl<'a> PrefixRules<'a> {
                         bit(st, v) && !bit(maybe(x), v) && (own_later || last_own.is_some_and(|lo| pos[v] < Some(lo)))
                     });
                     if let Some(v) = mid {
-                        return Some((Rule::MidLevelBroadcast, Rule::MidLevelBroadcast.message(t, r, v)));
+                        return Some((Rule::MidLevelBroadcast, mid_level_message(t, r, v)));
                     }
                     // Own variables surely after r: placed after it, or not placed.
                     let up = upto(p + 1);
                     let after: u32 = (0..w).map(|i| (own[i] & !up[i]).count_ones()).sum();
                     if after as usize > MAX_SPACC_ORDER && spacc.is_none() {
-                        spacc = Some((Rule::AccumulatorOrder, Rule::AccumulatorOrder.message(t, r, after as usize)));
+                        spacc = Some((Rule::AccumulatorOrder, accumulator_message(t, r, after as usize)));
                     }
                 }
             }

@@ -250,6 +250,8 @@ pub(crate) fn orders_of(
         }
     }
     if result.is_empty() {
+        // The rule with the most rejections; on a tie the first rule listed (`max_by_key`
+        // keeps the last maximum of the reversed list).
         let message = match found.rejected.iter().rev().max_by_key(|(_, r)| r.0) {
             None => {
                 let desc: Vec<String> =
