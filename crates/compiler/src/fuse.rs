@@ -479,6 +479,22 @@ fn fused(p: &CheckedProgram, group: &[usize], share: Sharing) -> Fused {
     Fused { stmts, pinned }
 }
 
+/// The trees of every output expression of a group under every sharing mode (tests of the
+/// order search, which must hold for each mode the driver may try).
+#[cfg(test)]
+pub(crate) fn fused_trees(p: &CheckedProgram, group: &[usize], opts: &LowerOptions) -> Vec<(Stmt, Trees)> {
+    let mut out = Vec::new();
+    for &share in Sharing::modes(opts) {
+        let f = fused(p, group, share);
+        for (st, sizes) in f.stmts {
+            if let Ok(trees) = Trees::from_parts(p, &st, &sizes, &f.pinned, opts) {
+                out.push((st, trees));
+            }
+        }
+    }
+    out
+}
+
 /// The fused statement of each output of a group: its inlined expression and index sizes.
 fn fused_statements(p: &CheckedProgram, group: &[usize], share: Sharing) -> Vec<(Stmt, BTreeMap<String, usize>)> {
     let taken: BTreeSet<String> = group.iter().flat_map(|&s| p.index_sizes[s].keys().cloned()).collect();

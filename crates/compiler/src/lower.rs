@@ -493,13 +493,8 @@ impl<'a> Lowerer<'a> {
             let out = self.g.add(Op::Reduce { op: kind }, &[val], format!("reduce_{}", self.name(r)))[0];
             (vec![], out)
         } else {
-            if after.len() > 2 {
-                return Err(format!(
-                    "reducing {} with {} levels inside it needs a sparse accumulator of order {} (at most 2 supported)",
-                    self.name(r),
-                    after.len(),
-                    after.len()
-                ));
+            if after.len() > MAX_SPACC_ORDER {
+                return Err(accumulator_message(self.t, r, after.len()));
             }
             let mut ins = vec![self.iter(child, r)?.expect("child drives r").crd];
             for &w in &after {
@@ -666,10 +661,7 @@ fn spaces(t: &Tree, pos: &[usize]) -> Res<Vec<Vec<Var>>> {
                     if !own.contains(&v) && pos[v] >= pos[*r] {
                         if let Some(lo) = last_own {
                             if pos[v] < lo {
-                                return Err(format!(
-                                    "the sum over {} is broadcast over {} in the middle of its own levels",
-                                    t.var_names[*r], t.var_names[v]
-                                ));
+                                return Err(mid_level_message(t, *r, v));
                             }
                         }
                     }
@@ -742,7 +734,7 @@ pub(crate) fn estimate(t: &Tree, order: &[Var]) -> Option<f64> {
     Some(cost)
 }
 
-fn lower_tree(t: &Tree, order: &[Var], opts: &LowerOptions, name: &str) -> Res<Graph> {
+pub(crate) fn lower_tree(t: &Tree, order: &[Var], opts: &LowerOptions, name: &str) -> Res<Graph> {
     let mut pos = vec![usize::MAX; t.var_names.len()];
     for (i, &v) in order.iter().enumerate() {
         pos[v] = i;
@@ -924,5 +916,346 @@ impl Trees {
             Ok(g) => Ok(g),
             Err(e) => lower_tree(&self.hoisted, order, opts, name).map_err(|_| e),
         }
+    }
+}
+
+/// Highest order of a sparse accumulator (levels it keeps inside the reduced variable).
+const MAX_SPACC_ORDER: usize = 2;
+
+/// The lowering rules that reject dataflow orders, as the order search counts rejections.
+/// The first two are decided on prefixes of an order too ([`PrefixRules`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Rule {
+    /// `spaces`: a reduction's result is broadcast over a variable that the order visits after
+    /// the reduced variable but before the result's last own variable (its values would have
+    /// to be repeated in the middle of its own levels).
+    MidLevelBroadcast,
+    /// `accumulate`: more than [`MAX_SPACC_ORDER`] of a reduction's own variables follow the
+    /// reduced one.
+    AccumulatorOrder,
+    /// Any other lowering failure (co-iterating an accumulator's output through a filtering
+    /// join, ...): decided on complete orders only.
+    Other,
+}
+
+impl Rule {
+    /// The rule in a few words, for the search's summary.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Rule::MidLevelBroadcast => "a reduction broadcast in the middle of its own levels",
+            Rule::AccumulatorOrder => "a sparse accumulator of order above 2",
+            Rule::Other => "another lowering rule",
+        }
+    }
+}
+
+/// The lowering's error for a reduction over `r` broadcast over `v` in the middle of its own
+/// levels: one text, so that a pruned prefix and a lowered order report the same words.
+fn mid_level_message(t: &Tree, r: Var, v: Var) -> String {
+    format!("the sum over {} is broadcast over {} in the middle of its own levels", t.var_names[r], t.var_names[v])
+}
+
+/// The lowering's error for a reduction over `r` with `k` levels inside it (one text, as above).
+fn accumulator_message(t: &Tree, r: Var, k: usize) -> String {
+    format!(
+        "reducing {} with {k} levels inside it needs a sparse accumulator of order {k} (at most {MAX_SPACC_ORDER} supported)",
+        t.var_names[r]
+    )
+}
+
+/// A set of index variables, one bit each.
+type Bits = [u64];
+
+fn bit(b: &Bits, v: Var) -> bool {
+    b[v / 64] >> (v % 64) & 1 == 1
+}
+
+fn set_bit(b: &mut Bits, v: Var) {
+    b[v / 64] |= 1 << (v % 64);
+}
+
+/// A sum chain (`Σk Σl e`): `sort_sums` gives its outermost node the variable visited first,
+/// so which node reduces which variable (and which variables the inner nodes keep) depends on
+/// the order.
+struct Chain {
+    /// Its nodes, outermost first.
+    nodes: Vec<Nid>,
+    /// The variables it reduces.
+    vars: Vec<Var>,
+    /// Free variables of the expression below its innermost node.
+    bottom: Vec<u64>,
+}
+
+/// A reduction's variable under a prefix.
+#[derive(Clone, Copy)]
+enum Reduced {
+    /// Placed, at this prefix position.
+    At(usize, Var),
+    /// Not placed yet.
+    Later(Var),
+    /// One of the chain's variables that are not placed yet (which one the completion decides).
+    Unknown,
+}
+
+/// The order rules of [`spaces`] and [`Lowerer::accumulate`] decided on a *prefix* of an order:
+/// `dead(prefix)` is a rule that every completion of the prefix breaks, so the order search
+/// never descends below it. Sound by construction: every fact about the completion is
+/// three-valued (the unplaced variables come after the placed ones, in any order), and a
+/// prefix is rejected only when a violation holds for certain. On a complete order all facts
+/// are known, and it agrees with the lowering exactly (tested).
+pub(crate) struct PrefixRules<'a> {
+    t: &'a Tree,
+    /// Words per variable set.
+    words: usize,
+    /// Free variables of every node (`Tree::nodes[n].vars`).
+    vars: Vec<u64>,
+    /// Sum chains of two or more nodes.
+    chains: Vec<Chain>,
+    /// Whether a node's subtree holds a reduction: the rules look nowhere else.
+    reducing: Vec<bool>,
+    /// Buffers of `dead`, kept between calls (a search checks thousands of prefixes).
+    scratch: std::cell::RefCell<Scratch>,
+}
+
+/// Per-node buffers of [`PrefixRules::dead`].
+#[derive(Default)]
+struct Scratch {
+    sure: Vec<u64>,
+    maybe: Vec<u64>,
+    in_t: Vec<u64>,
+    in_m: Vec<u64>,
+    reduced: Vec<Option<Reduced>>,
+}
+
+impl<'a> PrefixRules<'a> {
+    /// The rules of tree `t`.
+    pub(crate) fn new(t: &'a Tree) -> Self {
+        let n = t.nodes.len();
+        let words = t.var_names.len().div_ceil(64).max(1);
+        let mut vars = vec![0u64; n * words];
+        for (i, node) in t.nodes.iter().enumerate() {
+            for &v in &node.vars {
+                set_bit(&mut vars[i * words..(i + 1) * words], v);
+            }
+        }
+        // The same chains `Tree::sort_sums` reorders.
+        let is_sum = |x: Nid| matches!(t.nodes[x].kind, Kind::Reduce { op: ReduceOp::Sum, .. });
+        let mut chains = Vec::new();
+        for top in 0..n {
+            if !is_sum(top) || t.nodes[top].parent.is_some_and(is_sum) {
+                continue;
+            }
+            let mut nodes = vec![top];
+            let mut chain_vars = Vec::new();
+            let bottom = loop {
+                let Kind::Reduce { var, child, .. } = t.nodes[*nodes.last().expect("nonempty")].kind else {
+                    unreachable!("chains hold reductions")
+                };
+                chain_vars.push(var);
+                if !is_sum(child) {
+                    break child;
+                }
+                nodes.push(child);
+            };
+            if nodes.len() < 2 {
+                continue;
+            }
+            chains.push(Chain { nodes, vars: chain_vars, bottom: vars[bottom * words..(bottom + 1) * words].to_vec() });
+        }
+        // Children come before their parents in the arena.
+        let mut reducing = vec![false; n];
+        for x in 0..n {
+            reducing[x] = match t.nodes[x].kind {
+                Kind::Leaf(_) | Kind::Const(_) => false,
+                Kind::Reduce { .. } => true,
+                Kind::Unary(_, c) => reducing[c],
+                Kind::Binary(_, a, b) => reducing[a] || reducing[b],
+            };
+        }
+        PrefixRules { t, words, vars, chains, reducing, scratch: Default::default() }
+    }
+
+    /// A rule that every completion of `prefix` (distinct variables, outermost first) breaks,
+    /// with the lowering's message for it, or `None` when some completion may lower.
+    pub(crate) fn dead(&self, prefix: &[Var]) -> Option<(Rule, String)> {
+        let t = self.t;
+        let w = self.words;
+        let nv = t.var_names.len();
+        let mut pos: Vec<Option<usize>> = vec![None; nv];
+        for (i, &v) in prefix.iter().enumerate() {
+            pos[v] = Some(i);
+        }
+        // upto[k]: the first k placed variables.
+        let mut upto = vec![0u64; (prefix.len() + 1) * w];
+        for (k, &v) in prefix.iter().enumerate() {
+            let (done, rest) = upto.split_at_mut((k + 1) * w);
+            rest[..w].copy_from_slice(&done[k * w..]);
+            set_bit(&mut rest[..w], v);
+        }
+        let upto = |k: usize| &upto[k * w..(k + 1) * w];
+        let placed = upto(prefix.len()).to_vec();
+        let mut all = vec![!0u64; w];
+        if !nv.is_multiple_of(64) {
+            all[w - 1] = (1u64 << (nv % 64)) - 1;
+        }
+        let unplaced: Vec<u64> = all.iter().zip(&placed).map(|(a, p)| a & !p).collect();
+        // The last placed variable of a set.
+        let max_pos = |b: &Bits| prefix.iter().rposition(|&v| bit(b, v));
+        let and_any = |a: &Bits, b: &Bits| a.iter().zip(b).any(|(x, y)| x & y != 0);
+
+        // Every node's reduced variable and free variables (sure, possible) after `sort_sums`.
+        let n = t.nodes.len();
+        let mut scratch = self.scratch.borrow_mut();
+        let Scratch { sure, maybe, in_t, in_m, reduced } = &mut *scratch;
+        sure.clear();
+        sure.extend_from_slice(&self.vars);
+        maybe.clear();
+        maybe.extend_from_slice(&self.vars);
+        reduced.clear();
+        reduced.extend(t.nodes.iter().map(|node| match node.kind {
+            Kind::Reduce { var, .. } => Some(match pos[var] {
+                Some(p) => Reduced::At(p, var),
+                None => Reduced::Later(var),
+            }),
+            _ => None,
+        }));
+        for c in &self.chains {
+            let mut first: Vec<Var> = c.vars.iter().copied().filter(|&v| pos[v].is_some()).collect();
+            first.sort_by_key(|&v| pos[v]);
+            let later: Vec<Var> = c.vars.iter().copied().filter(|&v| pos[v].is_none()).collect();
+            // Node d reduces the d-th variable in order and keeps the variables the nodes
+            // from it inwards do not reduce: the placed ones before it are known, the others
+            // are after every placed variable, in an order the completion decides.
+            let mut later_bits = vec![0u64; w];
+            for &v in &later {
+                set_bit(&mut later_bits, v);
+            }
+            for (d, &x) in c.nodes.iter().enumerate() {
+                let (s, m) = (&mut sure[x * w..(x + 1) * w], &mut maybe[x * w..(x + 1) * w]);
+                let mut inner = later_bits.clone();
+                for &v in first.iter().skip(d) {
+                    set_bit(&mut inner, v);
+                }
+                for i in 0..w {
+                    s[i] = c.bottom[i] & !inner[i];
+                    m[i] = s[i];
+                }
+                if let Some(&v) = first.get(d) {
+                    reduced[x] = Some(Reduced::At(pos[v].expect("placed"), v));
+                } else {
+                    reduced[x] = Some(if later.len() == 1 { Reduced::Later(later[0]) } else { Reduced::Unknown });
+                    if d > first.len() {
+                        // Some of the unplaced variables are reduced further in, some further
+                        // out: which is unknown.
+                        m.copy_from_slice(&c.bottom);
+                    }
+                }
+            }
+        }
+        let sure = |x: Nid| &sure[x * w..(x + 1) * w];
+        let maybe = |x: Nid| &maybe[x * w..(x + 1) * w];
+
+        // Spaces, three-valued: `in_t` surely holds a variable, `in_m` possibly does.
+        in_t.clear();
+        in_t.resize(n * w, 0);
+        in_m.clear();
+        in_m.resize(n * w, 0);
+        in_t[t.root * w..(t.root + 1) * w].copy_from_slice(sure(t.root));
+        in_m[t.root * w..(t.root + 1) * w].copy_from_slice(maybe(t.root));
+        let mut cond_t = vec![0u64; w];
+        let mut cond_m = vec![0u64; w];
+        let mut spacc = None;
+        let mut lt_t = vec![0u64; w];
+        let mut lt_m = vec![0u64; w];
+        for x in (0..n).rev() {
+            // Children come before their parent in the arena.
+            let (lo_t, hi_t) = in_t.split_at_mut(x * w);
+            let (lo_m, hi_m) = in_m.split_at_mut(x * w);
+            let (st, sm) = (&hi_t[..w], &hi_m[..w]);
+            if !self.reducing[x] {
+                continue;
+            }
+            match t.nodes[x].kind {
+                Kind::Leaf(_) | Kind::Const(_) => {}
+                Kind::Unary(_, _) | Kind::Binary(_, _, _) => {
+                    let children = match t.nodes[x].kind {
+                        Kind::Unary(_, c) => [Some(c), None],
+                        Kind::Binary(_, a, b) => [Some(a), Some(b)],
+                        _ => unreachable!("matched above"),
+                    };
+                    for c in children.into_iter().flatten() {
+                        if !self.reducing[c] {
+                            continue;
+                        }
+                        // `operand_space`: a computed operand keeps the enclosing variables up
+                        // to its own last one, i.e. those at or before one of its variables.
+                        if and_any(sure(c), &unplaced) {
+                            for i in 0..w {
+                                cond_t[i] = placed[i] | sure(c)[i];
+                            }
+                            cond_m.copy_from_slice(&all);
+                        } else {
+                            let k = max_pos(sure(c)).map_or(0, |p| p + 1);
+                            cond_t.copy_from_slice(upto(k));
+                            if and_any(maybe(c), &unplaced) {
+                                cond_m.copy_from_slice(&all);
+                            } else {
+                                let k = max_pos(maybe(c)).map_or(0, |p| p + 1);
+                                cond_m.copy_from_slice(upto(k));
+                            }
+                        }
+                        for i in 0..w {
+                            lo_t[c * w + i] = st[i] & cond_t[i];
+                            lo_m[c * w + i] = sm[i] & cond_m[i];
+                        }
+                    }
+                }
+                Kind::Reduce { child: c, .. } => {
+                    let r = reduced[x].expect("a reduction");
+                    // Variables before the reduced one.
+                    match r {
+                        Reduced::At(p, _) => {
+                            lt_t.copy_from_slice(upto(p));
+                            lt_m.copy_from_slice(upto(p));
+                        }
+                        Reduced::Later(v) => {
+                            lt_t.copy_from_slice(&placed);
+                            lt_m.copy_from_slice(&all);
+                            lt_m[v / 64] &= !(1 << (v % 64));
+                        }
+                        Reduced::Unknown => {
+                            lt_t.copy_from_slice(&placed);
+                            lt_m.copy_from_slice(&all);
+                        }
+                    }
+                    for i in 0..w {
+                        lo_t[c * w + i] = sure(c)[i] | (st[i] & !maybe(x)[i] & lt_t[i]);
+                        lo_m[c * w + i] = maybe(c)[i] | (sm[i] & !sure(x)[i] & lt_m[i]);
+                    }
+                    // Both rules need the reduced variable placed: otherwise no own variable
+                    // surely follows it.
+                    let Reduced::At(p, r) = r else { continue };
+                    // Broadcast over v (in the space, not own, at or after r) with an own
+                    // variable after v.
+                    let own = sure(x);
+                    let own_later = and_any(own, &unplaced);
+                    let last_own = max_pos(own);
+                    let mid = prefix[p..].iter().copied().find(|&v| {
+                        bit(st, v) && !bit(maybe(x), v) && (own_later || last_own.is_some_and(|lo| pos[v] < Some(lo)))
+                    });
+                    if let Some(v) = mid {
+                        return Some((Rule::MidLevelBroadcast, mid_level_message(t, r, v)));
+                    }
+                    // Own variables surely after r: placed after it, or not placed.
+                    let up = upto(p + 1);
+                    let after: u32 = (0..w).map(|i| (own[i] & !up[i]).count_ones()).sum();
+                    if after as usize > MAX_SPACC_ORDER && spacc.is_none() {
+                        spacc = Some((Rule::AccumulatorOrder, accumulator_message(t, r, after as usize)));
+                    }
+                }
+            }
+        }
+        // The lowering computes every space before it builds an accumulator.
+        spacc
     }
 }
