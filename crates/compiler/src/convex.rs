@@ -65,21 +65,7 @@ pub struct ConvexPartitions {
     pub stopped: Option<StopReason>,
 }
 
-/// A group of user statements as `--fusion` writes it: runs of consecutive statements as
-/// ranges joined by `+` (`0-2+4`, `3`, `1+0` for an unsorted list).
-pub fn group_text(g: &[usize]) -> String {
-    let mut items: Vec<String> = Vec::new();
-    let mut k = 0;
-    while k < g.len() {
-        let mut e = k;
-        while e + 1 < g.len() && g[e + 1] == g[e] + 1 {
-            e += 1;
-        }
-        items.push(if e == k { g[k].to_string() } else { format!("{}-{}", g[k], g[e]) });
-        k = e + 1;
-    }
-    items.join("+")
-}
+pub use fuseflow_ir::group_text;
 
 /// Groups as `--fusion` writes them: `0-2+4,3,5-13`.
 pub fn groups_text(groups: &[Vec<usize>]) -> String {

@@ -34,7 +34,9 @@ pub use check::check;
 pub use data::{load_inputs, load_inputs_with, stored_bytes, DataError, LoadOptions, Loaded};
 pub use error::{located, IrError, IrResult};
 pub use parser::{parse, parse_with, Overrides, MAX_EXPR_DEPTH, MAX_LANES, RESERVED};
-pub use pretty::{binary_name, format_name, pretty, pretty_decl, pretty_expr, pretty_stmt, reduce_name, unary_name};
+pub use pretty::{
+    binary_name, format_name, group_text, pretty, pretty_decl, pretty_expr, pretty_stmt, reduce_name, unary_name,
+};
 
 /// Reads, parses and checks a program file. An unreadable file is an error naming the path.
 pub fn load(path: &Path, params: &BTreeMap<String, i64>) -> Result<CheckedProgram, IrError> {

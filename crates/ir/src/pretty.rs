@@ -27,7 +27,7 @@ pub fn pretty(p: &CheckedProgram) -> String {
     if !p.groups.is_empty() {
         out.push('\n');
         // The printed program is expanded: every statement is one user statement there.
-        let groups: Vec<String> = p.groups.iter().map(|g| pretty_group(&p.expand_user_stmts(&g.stmts))).collect();
+        let groups: Vec<String> = p.groups.iter().map(|g| group_text(&p.expand_user_stmts(&g.stmts))).collect();
         out.push_str(&format!("fuse {}\n", groups.join(", ")));
     }
     for par in &p.pars {
@@ -37,8 +37,9 @@ pub fn pretty(p: &CheckedProgram) -> String {
     out
 }
 
-/// A group as the `fuse` line reads it: ranges joined by `+` (`0-2+4`).
-fn pretty_group(g: &[usize]) -> String {
+/// A group of statements as `fuse` lines and `--fusion` write it: runs of consecutive
+/// statements as ranges joined by `+` (`0-2+4`, `3`, `1+0` for an unsorted list).
+pub fn group_text(g: &[usize]) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut k = 0;
     while k < g.len() {
