@@ -305,14 +305,21 @@ fn paper_runs() -> Result<Vec<PaperRun>, DriverError> {
 /// composes into whole-model totals). One graph for a whole decoder (`--fusion full` of the
 /// decoder file) is not run: it recomputes K and V rows for every query row, about 8.6·10¹²
 /// FLOPs by the estimate (360× partial's), days of simulation on any machine.
-pub fn run_paper_suite(jobs: usize, sim: &SimConfig) -> Result<Vec<PaperResult>, DriverError> {
+///
+/// `control` is each run's: progress (the phase names the statements simulated) and
+/// cancellation.
+pub fn run_paper_suite(
+    jobs: usize,
+    sim: &SimConfig,
+    control: &crate::RunControl,
+) -> Result<Vec<PaperResult>, DriverError> {
     let threads = crate::thread_count(jobs);
     let mut out = Vec::new();
     for (name, program, prog, fusion) in paper_runs()? {
         let groups = fuseflow_compiler::plan(&prog, &fusion)?;
         let labels: Vec<String> = groups.iter().map(|g| prog.group_label(g)).collect();
         let cfg = RunConfig { fusion, sim: sim.clone(), jobs: threads, ..RunConfig::default() };
-        let r = run(&prog, Path::new("."), &cfg)?;
+        let r = crate::run_with(&prog, Path::new("."), &cfg, control)?;
         out.push(PaperResult {
             name: format!("gpt3_paper_{name}"),
             kind: "paper",

@@ -1210,8 +1210,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let results = fuseflow::bench::run_suite_with(reps, &hw.to_sim_config()).context("benchmark failed")?;
             let compiled = fuseflow::bench::run_compile_suite(reps).context("compile benchmark failed")?;
             let papers = if paper {
-                fuseflow::bench::run_paper_suite(jobs.unwrap_or(0), &hw.to_sim_config())
-                    .context("paper-scale benchmark failed")?
+                // Half an hour of runs: a progress line, and Ctrl-C stops them.
+                let progress = term::Progress::new();
+                let control = RunControl { cancel: Some(term::cancel_on_ctrl_c()), observer: progress.observer() };
+                let r = fuseflow::bench::run_paper_suite(jobs.unwrap_or(0), &hw.to_sim_config(), &control);
+                progress.finish();
+                r.context("paper-scale benchmark failed")?
             } else {
                 Vec::new()
             };
