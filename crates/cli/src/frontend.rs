@@ -45,6 +45,7 @@ pub fn load(args: &super::ProgramArgs) -> Result<Loaded> {
             inputs: args.inputs.iter().cloned().collect(),
             densities: args.densities.iter().cloned().collect(),
             params,
+            budget: args.limits.mem_limit().map_or(fuseflow_tensor::Budget::UNLIMITED, fuseflow_tensor::Budget::new),
             ..fuseflow_mlir::Options::default()
         };
         let t = fuseflow_mlir::load(&args.program, &opts)?;

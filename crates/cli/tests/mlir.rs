@@ -140,6 +140,17 @@ fn mlir_on_the_command_line() {
         &["run", gcn, "--input", &format!("x={}", small.display())],
         &["the file has shape [2, 2] but %x is declared [48, 24]"],
     );
+    // An `--input` file is checked against the memory limit before it is read, as a program
+    // file's sources are: 248 bytes of .npy need about 4 times that.
+    let matmul = fixtures().join("torch-mlir/matmul.mlir");
+    let arg0 = fixtures().join("torch-mlir/matmul.arg0.npy");
+    let bind = format!("arg0={}", arg0.display());
+    common::fails_with(
+        &["run", matmul.to_str().unwrap(), "--input", &bind, "--mem-limit", "900"],
+        &["matmul.mlir:2:22: --input arg0: reading", "(248 bytes to read) needs 992 B but the memory limit is 900 B"],
+    );
+    let (code, _, err) = common::cli(&["run", matmul.to_str().unwrap(), "--input", &bind, "--mem-limit", "1M"]);
+    assert_eq!(code, 0, "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

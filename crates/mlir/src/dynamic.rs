@@ -338,7 +338,7 @@ pub(crate) fn resolve(file: &str, f: &Func, opts: &Options) -> Result<Resolved, 
         let Type::Tensor(t) = t else { continue };
         let file_shape = match opts.inputs.get(a) {
             Some(path) if t.shape.contains(&DYNAMIC) => {
-                let coo = fuseflow_tensor::read_any(path)
+                let coo = crate::translate::read_input(path, &opts.budget)
                     .map_err(|e| MlirError::at(file, *span, format!("--input {a}: {e}")))?;
                 if coo.shape.len() != t.shape.len() {
                     return Err(MlirError::at(

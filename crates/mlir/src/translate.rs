@@ -40,6 +40,10 @@ pub struct Options {
     pub default_sparse_density: f64,
     /// Size overrides: `D<size>` → new size, applied to every dimension of that size.
     pub params: BTreeMap<String, i64>,
+    /// Memory limit for reading `--input` files: what each file's reader will allocate is
+    /// estimated from the file (a few times its size, or what an archive's members inflate
+    /// to) and checked before reading.
+    pub budget: fuseflow_tensor::Budget,
 }
 
 impl Default for Options {
@@ -49,8 +53,19 @@ impl Default for Options {
             densities: BTreeMap::new(),
             default_sparse_density: DEFAULT_SPARSE_DENSITY,
             params: BTreeMap::new(),
+            budget: fuseflow_tensor::Budget::UNLIMITED,
         }
     }
+}
+
+/// Reads an `--input` file once the memory its reader will need fits `budget`.
+pub(crate) fn read_input(path: &std::path::Path, budget: &fuseflow_tensor::Budget) -> Result<Coo, String> {
+    // Readers allocate in proportion to what they read, as for a program's file sources.
+    let size = fuseflow_tensor::npz::expanded_size(path).unwrap_or(0);
+    budget
+        .check(size.saturating_mul(4), || format!("reading {} ({size} bytes to read)", path.display()))
+        .map_err(|e| e.to_string())?;
+    fuseflow_tensor::read_any(path).map_err(|e| e.to_string())
 }
 
 /// The most elements a nonzero fill read as data may have (each one is stored).
@@ -476,8 +491,8 @@ impl Tx<'_> {
         let resized =
             self.shape_of(&inp.ty) != kept(&inp.ty).iter().map(|&d| inp.ty.shape[d] as usize).collect::<Vec<_>>();
         let data: Option<(Coo, Source)> = if let Some(path) = self.opts.inputs.get(&inp.ssa) {
-            let mut coo =
-                fuseflow_tensor::read_any(path).map_err(|e| self.err(inp.span, format!("--input {}: {e}", inp.ssa)))?;
+            let mut coo = read_input(path, &self.opts.budget)
+                .map_err(|e| self.err(inp.span, format!("--input {}: {e}", inp.ssa)))?;
             let mut declared = orig_shape.clone();
             if let Some(mlir) = self.reshaped.get(&inp.ssa) {
                 // Declared coarser than the relabelled type: the same row-major data.
