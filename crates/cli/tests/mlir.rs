@@ -199,11 +199,12 @@ fn dynamic_sizes_run_and_verify() {
     }
 }
 
-/// A block encoding (BSR, DCSR of blocks) is our `bcsr(B)` / `bdcsr(B)`: the same statements and
+/// A block encoding (BSR, DCSR of blocks, BSC) is our `bcsr(B)` / `bdcsr(B)` / `csc block(B)`: the same statements and
 /// block sizes, and the same cycles at every granularity on the same data.
 #[test]
 fn block_sparse_models_as_mlir_and_index_notation_agree() {
     same_model("bsr_spmm", vec![vec![0]]);
+    same_model("bsc_spmm", vec![vec![0]]);
     same_model("bsr_attention", vec![vec![0, 1, 2], vec![3, 4]]);
 }
 
@@ -227,7 +228,7 @@ fn figures(out: &str) -> Vec<String> {
 /// is the same).
 #[test]
 fn block_encodings_run_blocked_on_the_command_line() {
-    for (name, block) in [("bsr_spmm", "block 2x2"), ("bsr_attention", "block 4x4")] {
+    for (name, block) in [("bsr_spmm", "block 2x2"), ("bsc_spmm", "block 2x2"), ("bsr_attention", "block 4x4")] {
         for fusion in ["unfused", "full"] {
             let mut figs = Vec::new();
             for ext in ["mlir", "ff"] {

@@ -1439,9 +1439,9 @@ fn single_tensor(p: &P, span: Span, name: &str, types: &[Type]) -> R<TensorType>
 /// The encoding of a dimension-to-level map with one level type per result. Without
 /// `floordiv`/`mod` every level is a dimension (a permutation: CSR, CSC, DCSR, COO). With
 /// them, it must be a block encoding that our blocked formats hold: on a matrix (or a vector),
-/// first every dimension `floordiv B` in dimension order (the block levels, `dense` or
-/// `compressed`), then every dimension `mod B` in the same order (`dense`: a tile is a dense
-/// `B × B` array); one square block size `B ≥ 2`. Anything else is a one-line error at the
+/// first every dimension `floordiv B` (the block levels, `dense` or `compressed`, in dimension
+/// order for BSR or permuted for BSC), then every dimension `mod B` in any order (`dense`: a
+/// tile is a dense `B × B` array); one square block size `B ≥ 2`. Anything else is a one-line error at the
 /// level that breaks the rule.
 fn encoding_of(file: &str, span: Span, names: &[String], levels: Vec<(Term, Span, LevelKind)>) -> R<Encoding> {
     let err = |s: Span, m: String| MlirError::at(file, s, m);
@@ -1523,21 +1523,31 @@ fn encoding_of(file: &str, span: Span, names: &[String], levels: Vec<(Term, Span
     if block < 2 {
         return Err(err(first, format!("block size {block}: a block size must be at least 2")));
     }
+    // The block levels first (their order is the storage order of the blocks: BSR, or BSC
+    // with the column blocks outer), then the in-block levels (in any order: a tile is a dense
+    // array, indexed by its coordinates whatever the order it is stored in).
     for (k, (t, s, _)) in levels.iter().enumerate() {
-        let want = if k < dims { Term::FloorDiv(k, block) } else { Term::Mod(k - dims, block) };
-        if *t != want {
+        let (ok, want) = if k < dims {
+            (matches!(t, Term::FloorDiv(..)), "a block level (`d floordiv B`)")
+        } else {
+            (matches!(t, Term::Mod(..)), "an in-block level (`d mod B`)")
+        };
+        if !ok {
             return Err(err(
                 *s,
                 format!(
-                    "level {k} is `{}`, expected `{}`: block levels must be every dimension `floordiv {block}` in dimension order, then every dimension `mod {block}` in the same order (permuted block levels are not supported)",
-                    show(*t),
-                    show(want)
+                    "level {k} is `{}`, expected {want}: a block encoding lists every dimension `floordiv {block}`, then every dimension `mod {block}`",
+                    show(*t)
                 ),
             ));
         }
     }
     let mut out = Vec::new();
     for (k, (t, s, kind)) in levels.into_iter().enumerate() {
+        let dim = match t {
+            Term::FloorDiv(d, _) | Term::Mod(d, _) | Term::Dim(d) => d,
+            Term::Const(_) => 0,
+        };
         if k >= dims {
             if kind != LevelKind::Dense {
                 return Err(err(
@@ -1554,7 +1564,7 @@ fn encoding_of(file: &str, span: Span, names: &[String], levels: Vec<(Term, Span
                 ),
             ));
         } else {
-            out.push((k, kind));
+            out.push((dim, kind));
         }
     }
     Ok(Encoding { dims, levels: out, block: Some(block), span })

@@ -25,6 +25,7 @@ const FIXTURES: [&str; 19] = [
     include_str!("fixtures/named_args.mlir"),
     // Block encodings (BSR, DCSR of blocks): floordiv/mod level maps.
     include_str!("fixtures/bsr_spmm.mlir"),
+    include_str!("fixtures/bsc_spmm.mlir"),
     include_str!("fixtures/bsr_attention.mlir"),
     "#map = affine_map<(d0, d1) -> (d0 floordiv 2, d1 floordiv 2, d0 mod 2, d1 mod 2)>\n#B = #sparse_tensor.encoding<{ lvlTypes = [ \"compressed\", \"compressed\", \"dense\", \"dense\" ], dimToLvl = #map }>\nmodule { func.func @f(%a: tensor<4x4xf32, #B>) -> tensor<4x4xf32, #B> { return %a : tensor<4x4xf32, #B> } }",
     "#m = affine_map<(d0) -> (d0)>\nmodule { func.func @f(%a: tensor<4xf32>) -> tensor<4xf32> { return %a : tensor<4xf32> } }",

@@ -432,6 +432,33 @@ fn block_encodings_read_the_same_in_every_spelling() {
     let t = translate(&parse(src, "v.mlir").unwrap(), "v.mlir", &Options::default()).unwrap_or_else(|e| panic!("{e}"));
     let a = t.program.decl("a").expect("a declared");
     assert_eq!((a.block, a.format.levels.clone()), (Some(4), vec![fuseflow_tensor::LevelFormat::Compressed]));
+    // BSC: the column blocks outer, as `csc block(2)`; the in-block order does not matter.
+    for inner in ["i mod 2 : dense, j mod 2 : dense", "j mod 2 : dense, i mod 2 : dense"] {
+        let bsc = format!(
+            "#sparse_tensor.encoding<{{ map = (i, j) -> (j floordiv 2 : dense, i floordiv 2 : compressed, {inner}) }}>"
+        );
+        let e = encoding("", &bsc);
+        assert_eq!((e.dims, e.levels.clone(), e.block), (2, vec![(1, Dense), (0, Compressed)], Some(2)), "{bsc}");
+    }
+    let t = translate(
+        &parse(
+            &block_fn(
+                "(i, j) -> (j floordiv 2 : dense, i floordiv 2 : compressed, i mod 2 : dense, j mod 2 : dense)",
+                "8x8",
+            ),
+            "m.mlir",
+        )
+        .unwrap(),
+        "m.mlir",
+        &Options::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let a = t.program.decl("a").expect("a declared");
+    let csc = fuseflow_tensor::Format {
+        levels: vec![fuseflow_tensor::LevelFormat::Dense, fuseflow_tensor::LevelFormat::Compressed],
+        mode_order: vec![1, 0],
+    };
+    assert_eq!((a.block, a.format.clone()), (Some(2), csc));
     // Without floordiv/mod nothing is blocked.
     let csr = encoding("", "#sparse_tensor.encoding<{ map = (d0, d1) -> (d0 : dense, d1 : compressed) }>");
     assert_eq!(csr.block, None);
@@ -457,8 +484,8 @@ fn block_encodings_outside_blocking_are_one_line_errors() {
             "m.mlir:1:71: level `j floordiv 4`: blocks of different sizes per dimension (non-square blocks) are not supported; use one block size B for every dimension",
         ),
         (
-            block_fn("(i, j) -> (j floordiv 2 : dense, i floordiv 2 : compressed, i mod 2 : dense, j mod 2 : dense)", "8x8"),
-            "m.mlir:1:49: level 0 is `j floordiv 2`, expected `i floordiv 2`: block levels must be every dimension `floordiv 2` in dimension order, then every dimension `mod 2` in the same order (permuted block levels are not supported)",
+            block_fn("(i, j) -> (i floordiv 2 : dense, i mod 2 : dense, j floordiv 2 : compressed, j mod 2 : dense)", "8x8"),
+            "m.mlir:1:71: level 1 is `i mod 2`, expected a block level (`d floordiv B`): a block encoding lists every dimension `floordiv 2`, then every dimension `mod 2`",
         ),
         (
             block_fn("(i, j) -> (i : dense, j floordiv 2 : compressed, j mod 2 : dense)", "8x8"),
