@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-const FIXTURES: [&str; 19] = [
+const FIXTURES: [&str; 20] = [
     include_str!("fixtures/gcn.mlir"),
     // As torch-mlir writes them (resource blobs, COO/CSR encodings, masks, argmax generics).
     include_str!("fixtures/torch-mlir/gcn.mlir"),
