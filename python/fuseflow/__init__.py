@@ -162,8 +162,9 @@ class Program:
 
     def save(self, path: str | os.PathLike) -> str:
         """Writes the program to `path` with its tensors in `<stem>_data/` beside it (dense as
-        `.npy`, sparse matrices as scipy `.npz`), so that `fuseflow run PATH` runs it. Returns
-        the path written."""
+        `.npy`, sparse matrices as scipy CSR `.npz`, sparse tensors of other ranks as scipy's
+        n-dimensional COO `.npz`), so that `fuseflow run PATH` runs it. Returns the path
+        written."""
         path = os.fspath(path)
         base = os.path.dirname(os.path.abspath(path))
         stem = os.path.splitext(os.path.basename(path))[0]
@@ -179,8 +180,15 @@ class Program:
 
                 coords, vals = i.sparse
                 rel = f"{stem}_data/{i.name}.npz"
-                m = scipy.sparse.coo_matrix((vals, (coords[:, 0], coords[:, 1])), shape=tuple(i.shape)).tocsr()
-                scipy.sparse.save_npz(os.path.join(base, rel), m)
+                if len(i.shape) == 2:
+                    m = scipy.sparse.coo_matrix((vals, (coords[:, 0], coords[:, 1])), shape=tuple(i.shape)).tocsr()
+                    scipy.sparse.save_npz(os.path.join(base, rel), m)
+                else:
+                    # The members scipy writes for an n-dimensional coo_array (scipy >= 1.15
+                    # reads it back); written with numpy so that older scipy versions work too.
+                    np.savez_compressed(os.path.join(base, rel), format=np.array(b"coo"),
+                                        shape=np.array(i.shape, dtype=np.int64), data=np.asarray(vals),
+                                        coords=np.ascontiguousarray(np.asarray(coords).T), _is_array=np.array(True))  # fmt: skip
             sources[i.name] = f'file("{rel}")'
         from ._frontend import render
 

@@ -180,10 +180,7 @@ def _save_beside(prog, out: str) -> None:
     """Writes a translated program and its tensors into a results directory the sweep wrote
     to (`program.ff`, `program_data/`), so that the CLI can resume, shard or merge it:
     `fuseflow explore OUT/program.ff --out OUT`. Results directories identify a program by its
-    statements and data, not by where its inputs come from, so the two share the directory.
-    (`Program.save` writes sparse inputs as scipy matrices: 2-D only.)"""
+    statements and data, not by where its inputs come from, so the two share the directory."""
     if not os.path.exists(os.path.join(out, "points.jsonl")):
         return  # refused before the sweep began: nothing is written
-    if any(i.sparse is not None and len(i.shape) != 2 for i in prog._inputs):
-        return
     prog.save(os.path.join(out, "program.ff"))

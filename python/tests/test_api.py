@@ -98,6 +98,23 @@ def test_save_writes_what_the_driver_runs(tmp_path):
     np.testing.assert_allclose(saved.outputs["y"], direct.outputs["y"].reshape(saved.outputs["y"].shape))
 
 
+def test_save_writes_sparse_tensors_of_any_rank(tmp_path):
+    # A 3-D sparse operand is written as scipy's n-dimensional COO archive, which the driver reads.
+    class Bmm(nn.Module):
+        def forward(self, a, b):
+            return torch.bmm(a, b)
+
+    torch.manual_seed(0)
+    a = ((torch.rand(2, 4, 5) < 0.4).float() * torch.rand(2, 4, 5)).to_sparse_coo()
+    prog = fuseflow.from_torch(Bmm(), (a, torch.rand(2, 5, 3)))
+    assert prog.formats["a"] == "sparse"
+    path = prog.save(tmp_path / "bmm.ff")
+    saved = fuseflow.run_file(path)
+    direct = prog.run()
+    assert saved.verified and direct.verified and saved.cycles == direct.cycles
+    np.testing.assert_allclose(saved.outputs["y"], direct.outputs["y"].reshape(saved.outputs["y"].shape))
+
+
 def test_models_module_lists_the_five_models():
     assert models.NAMES == ("gcn", "graphsage", "sae", "bigbird_attention", "gpt3_decoder")
 
