@@ -73,7 +73,7 @@ pub fn groups_text(groups: &[Vec<usize>]) -> String {
 }
 
 /// `0-4`, `0` or `none` for the indices below `n`.
-fn range_text(n: usize) -> String {
+pub(crate) fn range_text(n: usize) -> String {
     match n {
         0 => "none".to_string(),
         1 => "0".to_string(),

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use fuseflow_graph::Graph;
 use fuseflow_ir::{Access, CheckedProgram, Expr, Role, Stmt};
 
-use crate::convex::{group_text, groups_text};
+use crate::convex::{group_text, groups_text, range_text};
 use crate::lower::{LowerOptions, Trees};
 use crate::CompileError;
 
@@ -129,9 +129,10 @@ pub fn plan(p: &CheckedProgram, fusion: &Fusion) -> Result<Vec<Vec<usize>>, Comp
     match fusion {
         Fusion::Unfused => Ok((0..n).map(|s| vec![s]).collect()),
         Fusion::Full => Ok(if n == 0 { Vec::new() } else { vec![(0..n).collect()] }),
-        Fusion::Partial if p.groups.iter().any(|g| g.stmts.windows(2).any(|w| w[1] != w[0] + 1)) => {
-            // A `fuse` line with a non-contiguous (convex) group: the statements it leaves out
-            // run alone, and the groups run in the dependence DAG's order, as `--fusion` groups do.
+        Fusion::Partial => {
+            // The `fuse` lines' groups (ranges, or convex groups joined with `+`), every other
+            // statement alone, run in the dependence DAG's order (program order for ranges), as
+            // `--fusion` groups are.
             let mut groups: Vec<Vec<usize>> = p.groups.iter().map(|g| g.stmts.clone()).collect();
             groups.extend((0..users).filter(|u| !p.groups.iter().any(|g| g.stmts.contains(u))).map(|u| vec![u]));
             let origin = match p.groups.first() {
@@ -141,31 +142,6 @@ pub fn plan(p: &CheckedProgram, fusion: &Fusion) -> Result<Vec<Vec<usize>>, Comp
             let dag = crate::convex::Dag::of_program(p);
             let ordered = dag.schedule(&groups).map_err(|message| CompileError::Fusion { origin, message })?;
             Ok(ordered.iter().map(|g| p.expand_user_stmts(g)).collect())
-        }
-        Fusion::Partial => {
-            let mut out = Vec::new();
-            let mut u = 0;
-            while u < users {
-                let group = match p.groups.iter().find(|g| g.stmts.contains(&u)) {
-                    Some(g) => {
-                        let consecutive = g.stmts.iter().enumerate().all(|(k, &s)| s == u + k);
-                        if !consecutive {
-                            return Err(CompileError::Fusion {
-                                origin: format!("{}:{}:{}", p.file, g.span.line, g.span.col),
-                                message: format!(
-                                    "fuse: group {} is not a range of consecutive statements starting at statement {u}",
-                                    group_text(&g.stmts)
-                                ),
-                            });
-                        }
-                        g.stmts.clone()
-                    }
-                    None => vec![u],
-                };
-                u += group.len();
-                out.push(p.expand_user_stmts(&group));
-            }
-            Ok(out)
         }
         Fusion::Groups(groups) => {
             let origin = format!("--fusion {}", groups_text(groups));
@@ -208,15 +184,6 @@ fn check_cover(groups: &[Vec<usize>], n: usize, what: &str) -> Result<(), String
         ));
     }
     Ok(())
-}
-
-/// `0-4`, `0` or `none` for the indices below `n`.
-fn range_text(n: usize) -> String {
-    match n {
-        0 => "none".to_string(),
-        1 => "0".to_string(),
-        _ => format!("0-{}", n - 1),
-    }
 }
 
 /// Renames index variables in an expression.
