@@ -316,10 +316,9 @@ pub fn run_paper_suite(
     let threads = crate::thread_count(jobs);
     let mut out = Vec::new();
     for (name, program, prog, fusion) in paper_runs()? {
-        let groups = fuseflow_compiler::plan(&prog, &fusion)?;
-        let labels: Vec<String> = groups.iter().map(|g| prog.group_label(g)).collect();
         let cfg = RunConfig { fusion, sim: sim.clone(), jobs: threads, ..RunConfig::default() };
         let r = crate::run_with(&prog, Path::new("."), &cfg, control)?;
+        let labels: Vec<&str> = r.groups.iter().map(|g| g.label.as_str()).collect();
         out.push(PaperResult {
             name: format!("gpt3_paper_{name}"),
             kind: "paper",

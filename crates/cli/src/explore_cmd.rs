@@ -305,10 +305,11 @@ pub fn explore(a: ExploreArgs) -> Result<ExitCode> {
     r.share_memory(jobs);
     use fuseflow_explore::GroupEvaluator;
     let n = r.statements();
-    let s = space(&a.axes, &r.dependences(), &r.indices().unwrap_or_default())?;
+    let dag = r.dependences();
+    let s = space(&a.axes, &dag, &r.indices().unwrap_or_default())?;
     if a.count {
         let t = Instant::now();
-        let (points, pc) = s.enumerate(&r.dependences())?;
+        let (points, pc) = s.enumerate(&dag)?;
         let secs = t.elapsed().as_secs_f64();
         let printed = (|| -> Result<()> {
             let mut o = std::io::stdout().lock();
