@@ -183,4 +183,8 @@ def _save_beside(prog, out: str) -> None:
     statements and data, not by where its inputs come from, so the two share the directory."""
     if not os.path.exists(os.path.join(out, "points.jsonl")):
         return  # refused before the sweep began: nothing is written
-    prog.save(os.path.join(out, "program.ff"))
+    path = os.path.join(out, "program.ff")
+    # A directory the sweep accepted holds this program and data, so a saved copy is this one:
+    # `save` writes `program.ff` last (by rename), after all the tensors.
+    if not os.path.exists(path):
+        prog.save(path)
