@@ -281,6 +281,14 @@ impl Channel {
         (self.pushed - self.popped) as usize
     }
 
+    /// Records that `n` tokens crossed an unbounded channel that nothing ran on (inside a
+    /// fused inner product), so that token counts are those of the unfused network.
+    pub(crate) fn account(&mut self, n: u64) {
+        debug_assert!(self.is_empty() && self.is_unbounded());
+        self.pushed = n;
+        self.popped = n;
+    }
+
     /// Whether the channel holds no token.
     pub fn is_empty(&self) -> bool {
         self.popped == self.pushed

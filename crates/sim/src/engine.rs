@@ -12,6 +12,7 @@ use fuseflow_tensor::{Blocked, Format, LevelData, LevelFormat, Tensor};
 use crate::control::{SimControl, SimProgress, PROGRESS_INTERVAL};
 use crate::io::{Io, Primitive};
 use crate::memory::{MemoryConfig, Sharing};
+use crate::prims::dot::{Absorbed, Dot, DotChain, DotShared, DotTiming};
 use crate::prims::{self, scan::LevelSource};
 use crate::tile::{
     load_tiles, NodeTile, SharedArena, TileAcc, TileAlu, TileArena, TileArray, TilePlan, TileReduce, TileSpec,
@@ -115,6 +116,13 @@ pub struct SimConfig {
     /// A traced run uses a soft cap of at most [`TRACE_SOFT_CAP`], so that activations, and
     /// with them spans, are short; cycles and outputs are the same.
     pub trace: Option<usize>,
+    /// Run each dense · dense dot-product chain (two dense scanners, intersection, two arrays,
+    /// multiply, reducer) as one fused node where every channel is unbounded and memory is
+    /// ideal (`docs/hardware.md`, "Fused inner products"). Affects speed only: cycles,
+    /// counters and outputs are those of the seven nodes (tests check this). Not serialized,
+    /// like every other engine choice that cannot change a result.
+    #[serde(skip)]
+    pub fuse_dots: bool,
 }
 
 impl Default for SimConfig {
@@ -130,6 +138,7 @@ impl Default for SimConfig {
             soft_cap: DEFAULT_SOFT_CAP,
             tile: crate::tile::TileCosts::default(),
             trace: None,
+            fuse_dots: true,
         }
     }
 }
@@ -183,6 +192,9 @@ struct Slot {
     done: bool,
     name: String,
     kind: String,
+    /// The node's own ports, where they differ from those it runs on (`ins`, `outs`): a
+    /// fused inner product runs on its scanners' inputs, an absorbed node on none.
+    stat_ports: Option<(Vec<u32>, Vec<Vec<u32>>)>,
 }
 
 /// A network of primitives and channels. [`simulate`] builds one from a graph; tests build
@@ -195,6 +207,8 @@ pub struct Network {
     labels: Vec<String>,
     /// The trace the nodes record into, if any (the soft cap is small while it fills).
     trace: Option<TraceLog>,
+    /// Fused inner products: the chain (graph node = slot index) and what its node leaves.
+    dots: Vec<(DotChain, Rc<RefCell<DotShared>>)>,
 }
 
 impl Network {
@@ -253,8 +267,36 @@ impl Network {
             done: false,
             name: name.into(),
             kind: kind.into(),
+            stat_ports: None,
         });
         self.slots.len() - 1
+    }
+
+    /// Whether a fused inner product gave up on a stream it does not model (the run must be
+    /// repeated without fusion).
+    fn bailed(&self) -> bool {
+        self.dots.iter().any(|(_, d)| d.borrow().bailed)
+    }
+
+    /// Gives the nodes that fused inner products absorbed their counters, and their internal
+    /// channels their token counts, once the run is over.
+    fn finish_dots(&mut self) {
+        for (chain, shared) in &self.dots {
+            let Some(stages) = shared.borrow().stages else { continue };
+            for (node, st) in chain.absorbed().into_iter().zip(stages) {
+                let slot = &mut self.slots[node];
+                slot.t = st.t;
+                slot.fires = st.fires;
+                slot.stall_in = st.stall_in;
+                slot.stall_out = st.stall_out;
+                slot.prim = Box::new(Absorbed { ops: st.ops, bytes_read: st.bytes_read });
+                if let Some((_, outs)) = &slot.stat_ports {
+                    for &c in outs.iter().flatten() {
+                        self.chans[c as usize].account(st.sent);
+                    }
+                }
+            }
+        }
     }
 
     /// Runs every node to completion; returns the total cycle count (largest local clock).
@@ -322,6 +364,7 @@ impl Network {
                 }
             }
             if all_done {
+                self.finish_dots();
                 return Ok(self.cycles());
             }
             if control.cancelled() {
@@ -526,21 +569,24 @@ impl Network {
     pub fn stats(&self) -> Vec<NodeStats> {
         self.slots
             .iter()
-            .map(|s| NodeStats {
-                name: s.name.clone(),
-                kind: s.kind.clone(),
-                fires: s.fires,
-                busy: s.fires.saturating_mul(s.ii),
-                stall_in: s.stall_in,
-                stall_out: s.stall_out,
-                finish: s.t,
-                tokens_in: s.ins.iter().map(|&c| self.chans[c as usize].pushed).sum(),
-                tokens_out: s.outs.iter().flatten().map(|&c| self.chans[c as usize].pushed).sum(),
-                ops: s.prim.ops(),
-                bytes_read: s.prim.traffic().0,
-                bytes_written: s.prim.traffic().1,
-                mem_requests: s.prim.mem_stats().0,
-                mem_bytes: s.prim.mem_stats().1,
+            .map(|s| {
+                let (ins, outs) = s.stat_ports.as_ref().map_or((&s.ins, &s.outs), |(i, o)| (i, o));
+                NodeStats {
+                    name: s.name.clone(),
+                    kind: s.kind.clone(),
+                    fires: s.fires,
+                    busy: s.fires.saturating_mul(s.ii),
+                    stall_in: s.stall_in,
+                    stall_out: s.stall_out,
+                    finish: s.t,
+                    tokens_in: ins.iter().map(|&c| self.chans[c as usize].pushed).sum(),
+                    tokens_out: outs.iter().flatten().map(|&c| self.chans[c as usize].pushed).sum(),
+                    ops: s.prim.ops(),
+                    bytes_read: s.prim.traffic().0,
+                    bytes_written: s.prim.traffic().1,
+                    mem_requests: s.prim.mem_stats().0,
+                    mem_bytes: s.prim.mem_stats().1,
+                }
             })
             .collect()
     }
@@ -636,6 +682,10 @@ pub struct SimReport {
     pub trace: Option<Trace>,
     /// Channel capacities; `None` when every channel is unbounded.
     pub fifo: Option<FifoReport>,
+    /// Dot-product chains that ran as fused inner products ([`SimConfig::fuse_dots`]); 0 when
+    /// fusion was off or a chain met a stream it does not model and the run was repeated
+    /// node by node. Speed only: nothing else in the report depends on it.
+    pub fused_dots: usize,
 }
 
 impl SimReport {
@@ -676,14 +726,21 @@ pub fn simulate_with(
     if let Some(m) = config.memory.as_ref().filter(|m| m.sharing == Sharing::Demand) {
         let probe =
             SimConfig { memory: Some(MemoryConfig { sharing: Sharing::Private, ..m.clone() }), ..config.clone() };
-        let (mut net, _) = build(graph, &arrays, &probe, &Shares::Even, None, None)?;
+        let (mut net, _) = build(graph, &arrays, &probe, &Shares::Even, None, None, false)?;
         net.run_controlled(config.max_cycles, config.soft_cap, control)?;
         shares = Shares::Weighted(net.port_bytes());
     }
     let log = config.trace.map(|limit| TraceLog::new(Trace { limit, ..Trace::default() }.into()));
-    let (mut net, fifo) = build(graph, &arrays, config, &shares, log.as_ref(), None)?;
+    let (mut net, mut fifo) = build(graph, &arrays, config, &shares, log.as_ref(), None, true)?;
     net.trace = log.clone();
-    let cycles = net.run_controlled(config.max_cycles, config.soft_cap, control)?;
+    let cycles = match net.run_controlled(config.max_cycles, config.soft_cap, control) {
+        // A fused inner product met a stream it does not model: run the nodes one by one.
+        Err(_) if net.bailed() => {
+            (net, fifo) = build(graph, &arrays, config, &shares, log.as_ref(), None, false)?;
+            net.run_controlled(config.max_cycles, config.soft_cap, control)?
+        }
+        r => r?,
+    };
     net.trace = None;
     let mut r = report(graph, config, net, cycles, None)?;
     r.trace = log.map(|l| l.take());
@@ -728,13 +785,13 @@ pub fn simulate_blocked(
     if let Some(m) = config.memory.as_ref().filter(|m| m.sharing == Sharing::Demand) {
         let probe =
             SimConfig { memory: Some(MemoryConfig { sharing: Sharing::Private, ..m.clone() }), ..config.clone() };
-        let (mut net, _) = build(graph, &arrays, &probe, &Shares::Even, None, Some(&ctx()?))?;
+        let (mut net, _) = build(graph, &arrays, &probe, &Shares::Even, None, Some(&ctx()?), false)?;
         net.run_controlled(config.max_cycles, config.soft_cap, control)?;
         shares = Shares::Weighted(net.port_bytes());
     }
     let log = config.trace.map(|limit| TraceLog::new(Trace { limit, ..Trace::default() }.into()));
     let tiles = ctx()?;
-    let (mut net, fifo) = build(graph, &arrays, config, &shares, log.as_ref(), Some(&tiles))?;
+    let (mut net, fifo) = build(graph, &arrays, config, &shares, log.as_ref(), Some(&tiles), false)?;
     net.trace = log.clone();
     let cycles = net.run_controlled(config.max_cycles, config.soft_cap, control)?;
     net.trace = None;
@@ -894,6 +951,9 @@ fn bind<'a>(graph: &'a Graph, tensors: &BTreeMap<String, Tensor>) -> Result<BTre
 }
 
 /// Builds the network of `graph` over bound arrays.
+///
+/// With `fuse`, dot-product chains run as fused inner products where the configuration allows
+/// ([`SimConfig::fuse_dots`]).
 fn build(
     graph: &Graph,
     arrays: &BTreeMap<&str, TensorArrays>,
@@ -901,6 +961,7 @@ fn build(
     shares: &Shares,
     trace: Option<&TraceLog>,
     tiles: Option<&TileCtx>,
+    fuse: bool,
 ) -> Result<(Network, Option<FifoReport>), SimError> {
     let lookup = |name: &str| {
         arrays
@@ -950,6 +1011,27 @@ fn build(
             out_chans[s.producer.0 .0 as usize][s.producer.1 as usize].push(ch);
         }
     }
+    // Fused inner products need unbounded channels (fire times then follow from the inputs
+    // alone), ideal memory, the pipelined reducer, and no per-node trace or tiles.
+    let fusable = fuse
+        && config.fuse_dots
+        && !bounded
+        && config.memory.is_none()
+        && trace.is_none()
+        && tiles.is_none()
+        && !config.timing.quirks.reduce_stop_with_value;
+    let mut dots = Vec::new();
+    // Per node: `Some(k)` when dot `k` absorbs it (or, for its reducer, runs in its slot).
+    let mut in_dot: Vec<Option<usize>> = vec![None; graph.nodes.len()];
+    if fusable {
+        for chain in prims::dot::find(graph) {
+            let Some(dot) = fused_dot(graph, arrays, chain, &in_chans) else { continue };
+            for n in chain.absorbed().into_iter().chain([chain.reduce]) {
+                in_dot[n] = Some(dots.len());
+            }
+            dots.push(dot);
+        }
+    }
     // Every memory access stream (one per array a primitive reads or writes) gets its own
     // port (see `memory`).
     let streams = |op: &Op| match op {
@@ -978,6 +1060,20 @@ fn build(
     };
     for (i, node) in graph.nodes.iter().enumerate() {
         let kind = node.op.kind_name();
+        if let Some(k) = in_dot[i] {
+            let (ins, outs) = (std::mem::take(&mut in_chans[i]), std::mem::take(&mut out_chans[i]));
+            let timing = config.timing.of(kind);
+            let slot = if i == dots[k].chain.reduce {
+                let dot = dots[k].take(config);
+                let slot = net.add(Box::new(dot.0), dot.1.to_vec(), outs.clone(), timing, node.label.clone(), kind);
+                net.dots.push((dots[k].chain, dot.2));
+                slot
+            } else {
+                net.add(Box::<Absorbed>::default(), Vec::new(), Vec::new(), timing, node.label.clone(), kind)
+            };
+            net.slots[slot].stat_ports = Some((ins, outs));
+            continue;
+        }
         let tiled = match tiles {
             Some(tc) => tc.prim(i, &node.op, config, &mut port)?,
             None => None,
@@ -1073,6 +1169,68 @@ fn build(
         );
     }
     Ok((net, fifo))
+}
+
+/// A dot-product chain that can run fused, before its node is made.
+struct FusedDot {
+    chain: DotChain,
+    size: u32,
+    vals: [Arc<Vec<f64>>; 2],
+    op: fuseflow_graph::ReduceKind,
+    /// The two scanners' input channels: the fused node's inputs.
+    ins: [u32; 2],
+}
+
+impl FusedDot {
+    /// The fused node, its input channels, and what it shares with the network.
+    fn take(&self, config: &SimConfig) -> (Dot, [u32; 2], Rc<RefCell<DotShared>>) {
+        let shared = Rc::new(RefCell::new(DotShared::default()));
+        let timing = DotTiming {
+            scan: config.timing.of("scan_dense"),
+            join: config.timing.of("intersect"),
+            array: config.timing.of("array"),
+            alu: config.timing.of("alu"),
+        };
+        let dot =
+            Dot::new(self.chain, self.size, self.vals.clone(), self.op, &timing, config.max_cycles, shared.clone());
+        (dot, self.ins, shared)
+    }
+}
+
+/// The fused form of `chain`, when its operands' levels are dense, of one size, and bound as
+/// the graph says (otherwise the nodes are built one by one, which reports any mismatch).
+fn fused_dot(
+    graph: &Graph,
+    arrays: &BTreeMap<&str, TensorArrays>,
+    chain: DotChain,
+    in_chans: &[Vec<u32>],
+) -> Option<FusedDot> {
+    let size = |n: usize| match &graph.nodes[n].op {
+        Op::Scan { tensor, level, format: LevelFormat::Dense, .. } => {
+            match arrays.get(tensor.as_str())?.levels.get(*level as usize)? {
+                (LevelFormat::Dense, size, None) => u32::try_from(*size).ok(),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let vals = |n: usize| match &graph.nodes[n].op {
+        Op::Array { tensor } => Some(arrays.get(tensor.as_str())?.vals.clone()),
+        _ => None,
+    };
+    let op = match graph.nodes[chain.reduce].op {
+        Op::Reduce { op } => op,
+        _ => return None,
+    };
+    let (s0, s1) = (size(chain.scan[0])?, size(chain.scan[1])?);
+    (s0 == s1 && s0 > 0).then_some(())?;
+    Some(FusedDot {
+        chain,
+        size: s0,
+        vals: [vals(chain.array[0])?, vals(chain.array[1])?],
+        op,
+        ins: [*in_chans[chain.scan[0]].first()?, *in_chans[chain.scan[1]].first()?],
+    })
 }
 
 /// Assembles the report (and output tensors) of a finished run.
@@ -1172,5 +1330,6 @@ fn report(
         outputs,
         trace: None,
         fifo: None,
+        fused_dots: net.dots.len(),
     })
 }

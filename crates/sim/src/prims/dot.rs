@@ -1,0 +1,483 @@
+//! The fused inner product: a dense · dense dot-product chain simulated as one node.
+//!
+//! Dense layers spend nearly every fire in seven nodes that each fire once per
+//! multiply-accumulate: two dense scanners under an intersection, two arrays, a multiply and a
+//! reducer. With unbounded channels a node's fire times depend only on its input tokens and
+//! their ready cycles, so the chain can be run token by token in one loop, without queues, and
+//! gives the fires, stalls, clocks, token counts and values the seven nodes would give. [`find`]
+//! recognises the chain in a graph; [`Dot`] runs it in the reducer's slot; the engine hands
+//! each absorbed node its counters back when the run ends ([`DotShared::stages`]).
+//!
+//! The chain assumes its two operands arrive with the same stream structure (the usual case:
+//! both are driven by one iteration). A stream the loop does not model (an `N` reference, or
+//! the operands' structures parting) sets [`DotShared::bailed`] and stops the run; the engine
+//! then runs the graph again without fusion, so results never depend on the fusion.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use fuseflow_graph::{AluOp, Graph, JoinKind, Op, ReduceKind, StreamId};
+use fuseflow_tensor::LevelFormat;
+
+use crate::io::{Clock, Io, Primitive};
+use crate::{SimError, Token};
+
+/// The seven nodes of a fused inner product, by graph node index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DotChain {
+    /// The dense scanners of the two operands (each feeds the intersection's crd and payload).
+    pub scan: [usize; 2],
+    /// The two-operand intersection (its coordinate output unused).
+    pub join: usize,
+    /// The value arrays fed by the intersection's payloads 1 and 2.
+    pub array: [usize; 2],
+    /// The multiplication of the two arrays' values.
+    pub mul: usize,
+    /// The reducer of the products; its slot runs the chain.
+    pub reduce: usize,
+}
+
+impl DotChain {
+    /// The nodes the reducer's slot absorbs, in the order of [`DotShared::stages`].
+    pub fn absorbed(&self) -> [usize; 6] {
+        [self.scan[0], self.scan[1], self.join, self.array[0], self.array[1], self.mul]
+    }
+}
+
+/// Finds every fused inner product of `graph`: nodes wired exactly as the chain, each internal
+/// stream read by one consumer, the intersection's coordinates read by none.
+pub(crate) fn find(graph: &Graph) -> Vec<DotChain> {
+    (0..graph.nodes.len()).filter_map(|r| chain_at(graph, r)).collect()
+}
+
+/// The producer of stream `s` if `(node, port)` is its only consumer.
+fn sole_producer(graph: &Graph, s: StreamId, node: usize, port: u32) -> Option<(usize, u32)> {
+    let st = &graph.streams[s.0 as usize];
+    (st.consumers.len() == 1 && st.consumers[0] == (fuseflow_graph::NodeId(node as u32), port))
+        .then_some((st.producer.0 .0 as usize, st.producer.1))
+}
+
+fn chain_at(graph: &Graph, reduce: usize) -> Option<DotChain> {
+    let node = |i: usize| &graph.nodes[i];
+    let Op::Reduce { .. } = node(reduce).op else { return None };
+    let (mul, 0) = sole_producer(graph, *node(reduce).ins.first()?, reduce, 0)? else { return None };
+    if node(mul).op != (Op::Alu { op: AluOp::Mul }) || node(mul).ins.len() != 2 {
+        return None;
+    }
+    let mut array = [0; 2];
+    let mut join = None;
+    for (k, slot) in array.iter_mut().enumerate() {
+        let (a, 0) = sole_producer(graph, node(mul).ins[k], mul, k as u32)? else { return None };
+        if !matches!(node(a).op, Op::Array { .. }) || node(a).ins.len() != 1 {
+            return None;
+        }
+        let (j, port) = sole_producer(graph, node(a).ins[0], a, 0)?;
+        if port != k as u32 + 1 || join.is_some_and(|x| x != j) {
+            return None;
+        }
+        *slot = a;
+        join = Some(j);
+    }
+    let join = join?;
+    let j = node(join);
+    match &j.op {
+        Op::Join { kind: JoinKind::Intersect, payloads, .. } if payloads[..] == [1, 1] => {}
+        _ => return None,
+    }
+    let crd_unused = match j.outs.first()? {
+        None => true,
+        Some(s) => graph.streams[s.0 as usize].consumers.is_empty(),
+    };
+    if !crd_unused || j.ins.len() != 4 {
+        return None;
+    }
+    let mut scan = [0; 2];
+    for (k, slot) in scan.iter_mut().enumerate() {
+        let (s, 0) = sole_producer(graph, j.ins[2 * k], join, 2 * k as u32)? else { return None };
+        let (s2, 1) = sole_producer(graph, j.ins[2 * k + 1], join, 2 * k as u32 + 1)? else { return None };
+        if s != s2 || node(s).ins.len() != 1 {
+            return None;
+        }
+        let Op::Scan { format: LevelFormat::Dense, .. } = node(s).op else { return None };
+        *slot = s;
+    }
+    (scan[0] != scan[1] && array[0] != array[1]).then_some(DotChain { scan, join, array, mul, reduce })
+}
+
+/// What a [`Dot`] leaves for the engine: whether it gave up on a stream it does not model, and
+/// at the end of the run, the absorbed nodes' counters.
+#[derive(Debug, Default)]
+pub(crate) struct DotShared {
+    /// The chain met a stream it does not model; the run must be repeated without fusion.
+    pub bailed: bool,
+    /// The absorbed nodes' counters ([`DotChain::absorbed`] order), set when the chain sent `D`.
+    pub stages: Option<[Stage; 6]>,
+}
+
+/// The counters of one absorbed node.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stage {
+    /// Final local clock.
+    pub t: u64,
+    /// Fires.
+    pub fires: u64,
+    /// Cycles lost waiting for inputs.
+    pub stall_in: u64,
+    /// Cycles lost waiting for output space.
+    pub stall_out: u64,
+    /// Tokens sent on each connected output port (each feeds one channel).
+    pub sent: u64,
+    /// Arithmetic operations.
+    pub ops: u64,
+    /// Off-chip bytes read.
+    pub bytes_read: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ScanState {
+    Idle,
+    Fiber { pos: u32, base: u32 },
+    Closing,
+    Finished,
+}
+
+/// A dense scanner stage.
+struct ScanStage {
+    clk: Clock,
+    state: ScanState,
+    sent: u64,
+}
+
+/// The fused inner product (see the module documentation). Its inputs are the two scanners'
+/// reference streams; its output is the reducer's; its own clock is the reducer's.
+pub(crate) struct Dot {
+    chain: DotChain,
+    size: u32,
+    vals: [Arc<Vec<f64>>; 2],
+    op: ReduceKind,
+    scans: [ScanStage; 2],
+    join: Clock,
+    join_sent: u64,
+    arrays: [Clock; 2],
+    loads: [u64; 2],
+    mul: Clock,
+    mul_ops: u64,
+    acc: f64,
+    any: bool,
+    pending: Option<Token>,
+    finished: bool,
+    reduce_ops: u64,
+    max_cycles: u64,
+    shared: Rc<RefCell<DotShared>>,
+}
+
+/// `(ii, latency)` of each stage kind: dense scanner, intersection, array, ALU.
+pub(crate) struct DotTiming {
+    pub scan: (u64, u64),
+    pub join: (u64, u64),
+    pub array: (u64, u64),
+    pub alu: (u64, u64),
+}
+
+/// One fire of a stage whose outputs have room, on an input ready at `ready`: the cycle its
+/// output is ready.
+#[inline(always)]
+fn step(c: &mut Clock, ready: u64) -> u64 {
+    let at = c.fire(ready, 0);
+    c.ready(at)
+}
+
+fn clock((ii, latency): (u64, u64)) -> Clock {
+    Clock { t: 0, ii, latency: latency.max(1), fires: 0, stall_in: 0, stall_out: 0 }
+}
+
+impl Dot {
+    /// The chain over dense levels of `size` coordinates and the arrays' values `vals`.
+    pub fn new(
+        chain: DotChain,
+        size: u32,
+        vals: [Arc<Vec<f64>>; 2],
+        op: ReduceKind,
+        timing: &DotTiming,
+        max_cycles: u64,
+        shared: Rc<RefCell<DotShared>>,
+    ) -> Dot {
+        let scan = || ScanStage { clk: clock(timing.scan), state: ScanState::Idle, sent: 0 };
+        Dot {
+            chain,
+            size,
+            vals,
+            op,
+            scans: [scan(), scan()],
+            join: clock(timing.join),
+            join_sent: 0,
+            arrays: [clock(timing.array), clock(timing.array)],
+            loads: [0; 2],
+            mul: clock(timing.alu),
+            mul_ops: 0,
+            acc: Dot::init(op),
+            any: false,
+            pending: None,
+            finished: false,
+            reduce_ops: 0,
+            max_cycles,
+            shared,
+        }
+    }
+
+    fn init(op: ReduceKind) -> f64 {
+        match op {
+            ReduceKind::Sum => 0.0,
+            ReduceKind::Max => f64::NEG_INFINITY,
+        }
+    }
+
+    /// Gives up: the engine repeats the run without fusion (the error is never reported).
+    fn bail(&self, why: &str) -> SimError {
+        self.shared.borrow_mut().bailed = true;
+        SimError::Protocol { node: self.chain.reduce as u32, message: format!("fused inner product: {why}") }
+    }
+
+    /// Whether scanner `k` can take its next step (it has the input it needs).
+    fn can_step(&self, k: usize, io: &Io<'_>) -> bool {
+        match self.scans[k].state {
+            ScanState::Fiber { .. } => true,
+            ScanState::Idle | ScanState::Closing => io.head(k).is_some(),
+            ScanState::Finished => false,
+        }
+    }
+
+    /// One step of scanner `k` outside a fiber: the token it sends (same on its crd and ref
+    /// outputs) and its ready cycle, or `None` when it only took a reference and opened a fiber.
+    fn scan_step(&mut self, k: usize, io: &mut Io<'_>) -> Result<Option<(u64, Token)>, SimError> {
+        let size = self.size;
+        let node = self.chain.scan[k] as u32;
+        let Some((ready, tok)) = io.head(k) else { return Err(self.bail("scanner without input")) };
+        let s = &mut self.scans[k];
+        let out = match (s.state, tok) {
+            (ScanState::Idle, Token::Idx(p)) => {
+                // Taking a reference costs no fire (as `Scan`).
+                if ready > s.clk.t {
+                    s.clk.stall_in += ready - s.clk.t;
+                    s.clk.t = ready;
+                }
+                io.pop(k, s.clk.t);
+                let base = p as u64 * size as u64;
+                if base + size as u64 > u32::MAX as u64 {
+                    return Err(SimError::Protocol { node, message: format!("dense position {base} overflows u32") });
+                }
+                s.state = ScanState::Fiber { pos: 0, base: base as u32 };
+                return Ok(None);
+            }
+            (ScanState::Idle, Token::Stop { level, gap }) => {
+                let at = s.clk.fire(ready, 0);
+                io.pop(k, at);
+                (s.clk.ready(at), Token::Stop { level: level + 1, gap: gap + 1 })
+            }
+            (ScanState::Idle, Token::Done) => {
+                let at = s.clk.fire(ready, 0);
+                io.pop(k, at);
+                s.state = ScanState::Finished;
+                (s.clk.ready(at), Token::Done)
+            }
+            (ScanState::Closing, Token::Stop { level, .. }) => {
+                let at = s.clk.fire(ready, 0);
+                io.pop(k, at);
+                s.state = ScanState::Idle;
+                (s.clk.ready(at), Token::stop(level + 1))
+            }
+            (ScanState::Closing, _) => {
+                let at = s.clk.fire(ready, 0);
+                s.state = ScanState::Idle;
+                (s.clk.ready(at), Token::stop(0))
+            }
+            _ => return Err(self.bail("a reference stream the fused loop does not model")),
+        };
+        s.sent += 1;
+        Ok(Some(out))
+    }
+
+    /// Both scanners inside a fiber at position `pos`: the rest of the fiber, every stage per
+    /// coordinate, straight into the reducer's accumulator.
+    fn fiber(&mut self, io: &mut Io<'_>, pos: u32, base: [u32; 2]) -> Result<(), SimError> {
+        let (size, op) = (self.size, self.op);
+        let n = (size - pos) as u64;
+        let (lo, hi) = (pos as usize, size as usize);
+        let (Some(va), Some(vb)) = (
+            self.vals[0].get(base[0] as usize + lo..base[0] as usize + hi),
+            self.vals[1].get(base[1] as usize + lo..base[1] as usize + hi),
+        ) else {
+            return Err(self.bail("a reference past the end of an array"));
+        };
+        let [s0, s1] = &mut self.scans;
+        let (c0, c1) = (&mut s0.clk, &mut s1.clk);
+        let [x0, x1] = &mut self.arrays;
+        let (join, mul) = (&mut self.join, &mut self.mul);
+        let mut red = io.clock();
+        let mut acc = self.acc;
+        for (&a, &b) in va.iter().zip(vb) {
+            let r0 = step(c0, 0);
+            let r1 = step(c1, 0);
+            let r = step(join, r0.max(r1));
+            let m = step(x0, r).max(step(x1, r));
+            let v = AluOp::Mul.apply2(a, b);
+            red.fire(step(mul, m), 0);
+            acc = match op {
+                ReduceKind::Sum => acc + v,
+                ReduceKind::Max => acc.max(v),
+            };
+        }
+        io.set_clock(red);
+        self.acc = acc;
+        self.any |= n > 0;
+        s0.sent += n;
+        s1.sent += n;
+        self.join_sent += n;
+        self.loads[0] += n;
+        self.loads[1] += n;
+        self.mul_ops += n;
+        self.reduce_ops += n;
+        s0.state = ScanState::Closing;
+        s1.state = ScanState::Closing;
+        Ok(())
+    }
+
+    /// A stop or `D` from both scanners, through the intersection, the arrays and the multiply
+    /// into the reducer, which may send on the output (free at `free`).
+    fn control(&mut self, io: &mut Io<'_>, a: (u64, Token), b: (u64, Token), free: u64) -> Result<(), SimError> {
+        let tok = match (a.1, b.1) {
+            (Token::Stop { level: la, .. }, Token::Stop { level: lb, .. }) if la == lb => a.1,
+            (Token::Done, Token::Done) => Token::Done,
+            _ => return Err(self.bail("operand streams that part")),
+        };
+        // The intersection forwards each operand's payload token; the arrays pass stops and `D`
+        // on; the multiply sends its first operand's.
+        let r = step(&mut self.join, a.0.max(b.0));
+        self.join_sent += 1;
+        let [x0, x1] = &mut self.arrays;
+        let m = step(x0, r).max(step(x1, r));
+        let ready = step(&mut self.mul, m);
+        match tok {
+            Token::Stop { level, gap } => {
+                let at = io.fire(ready, free);
+                if gap == 0 {
+                    io.push(0, at, Token::Val(if self.any { self.acc } else { 0.0 }));
+                    self.acc = Dot::init(self.op);
+                    self.any = false;
+                    if level > 0 {
+                        self.pending = Some(Token::stop(level - 1));
+                    }
+                } else if level > 0 {
+                    io.push(0, at, Token::Stop { level: level - 1, gap: gap - 1 });
+                }
+            }
+            _ => {
+                let at = io.fire(ready, free);
+                io.push(0, at, Token::Done);
+                self.finished = true;
+                self.publish();
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the absorbed nodes' counters to the engine.
+    fn publish(&self) {
+        let stage = |c: &Clock, sent: u64, ops: u64, bytes_read: u64| Stage {
+            t: c.t,
+            fires: c.fires,
+            stall_in: c.stall_in,
+            stall_out: c.stall_out,
+            sent,
+            ops,
+            bytes_read,
+        };
+        let [s0, s1] = &self.scans;
+        self.shared.borrow_mut().stages = Some([
+            stage(&s0.clk, s0.sent, 0, 0),
+            stage(&s1.clk, s1.sent, 0, 0),
+            stage(&self.join, self.join_sent, 0, 0),
+            stage(&self.arrays[0], self.join_sent, 0, 4 * self.loads[0]),
+            stage(&self.arrays[1], self.join_sent, 0, 4 * self.loads[1]),
+            stage(&self.mul, self.join_sent, self.mul_ops, 0),
+        ]);
+    }
+
+    /// The first absorbed node whose clock passed the cycle limit.
+    fn past_limit(&self) -> Option<usize> {
+        let clocks = [&self.scans[0].clk, &self.scans[1].clk, &self.join, &self.arrays[0], &self.arrays[1], &self.mul];
+        let nodes = self.chain.absorbed();
+        clocks.iter().zip(nodes).find(|(c, _)| c.t > self.max_cycles).map(|(_, n)| n)
+    }
+}
+
+impl Primitive for Dot {
+    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        let mut progress = false;
+        while !self.finished {
+            let Some(free) = io.out_free(0) else { break };
+            if let Some(tok) = self.pending.take() {
+                let at = io.fire(0, free);
+                io.push(0, at, tok);
+                progress = true;
+                continue;
+            }
+            match (self.scans[0].state, self.scans[1].state) {
+                (ScanState::Fiber { pos: p0, base: b0 }, ScanState::Fiber { pos: p1, base: b1 }) if p0 == p1 => {
+                    self.fiber(io, p0, [b0, b1])?;
+                    progress = true;
+                    continue;
+                }
+                (ScanState::Fiber { .. }, _) | (_, ScanState::Fiber { .. }) => {
+                    return Err(self.bail("operand fibers out of step"))
+                }
+                _ => {}
+            }
+            if !self.can_step(0, io) || !self.can_step(1, io) {
+                break;
+            }
+            let a = self.scan_step(0, io)?;
+            let b = self.scan_step(1, io)?;
+            match (a, b) {
+                (None, None) => {}
+                (Some(a), Some(b)) => self.control(io, a, b, free)?,
+                _ => return Err(self.bail("operand streams that part")),
+            }
+            progress = true;
+        }
+        if let Some(node) = self.past_limit() {
+            return Err(SimError::CycleLimit { limit: self.max_cycles, node: node as u32 });
+        }
+        Ok(progress)
+    }
+    fn done(&self) -> bool {
+        self.finished
+    }
+    fn ops(&self) -> u64 {
+        self.reduce_ops
+    }
+}
+
+/// The slot of a node a [`Dot`] absorbed: never runs; after the run it holds the node's
+/// operation and read counts for the report.
+#[derive(Default)]
+pub(crate) struct Absorbed {
+    pub ops: u64,
+    pub bytes_read: u64,
+}
+
+impl Primitive for Absorbed {
+    fn run(&mut self, _io: &mut Io<'_>) -> Result<bool, SimError> {
+        Ok(false)
+    }
+    fn done(&self) -> bool {
+        true
+    }
+    fn ops(&self) -> u64 {
+        self.ops
+    }
+    fn traffic(&self) -> (u64, u64) {
+        (self.bytes_read, 0)
+    }
+}
