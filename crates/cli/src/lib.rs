@@ -367,9 +367,9 @@ pub struct GroupReport {
     /// Activation spans, when [`RunConfig::trace_limit`] asked for them.
     #[serde(skip)]
     pub trace: Option<Trace>,
-    /// Dot products the simulator ran fused (`SimReport::fused_dots`): engine speed only.
+    /// Product chains the simulator ran fused (`SimReport::fused_products`): engine speed only.
     #[serde(skip)]
-    pub fused_dots: usize,
+    pub fused_products: usize,
 }
 
 /// The result of a run.
@@ -1148,7 +1148,7 @@ fn simulate_group(
         graph: Graph::default(),
         nodes: std::mem::take(&mut sim.nodes),
         trace: sim.trace.take(),
-        fused_dots: sim.fused_dots,
+        fused_products: sim.fused_products,
     };
     let mut written = BTreeMap::new();
     for tensor in &kernel.outputs {

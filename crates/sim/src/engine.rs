@@ -12,7 +12,8 @@ use fuseflow_tensor::{Blocked, Format, LevelData, LevelFormat, Tensor};
 use crate::control::{SimControl, SimProgress, PROGRESS_INTERVAL};
 use crate::io::{Io, Primitive};
 use crate::memory::{MemoryConfig, Sharing};
-use crate::prims::dot::{Absorbed, Dot, DotChain, DotShared, DotTiming};
+use crate::prims::bcast::{Bcast, BcastChain, BcastTiming};
+use crate::prims::dot::{Absorbed, Dot, DotChain, DotTiming, FusedShared};
 use crate::prims::{self, scan::LevelSource};
 use crate::tile::{
     load_tiles, NodeTile, SharedArena, TileAcc, TileAlu, TileArena, TileArray, TilePlan, TileReduce, TileSpec,
@@ -116,13 +117,14 @@ pub struct SimConfig {
     /// A traced run uses a soft cap of at most [`TRACE_SOFT_CAP`], so that activations, and
     /// with them spans, are short; cycles and outputs are the same.
     pub trace: Option<usize>,
-    /// Run each dense · dense dot-product chain (two dense scanners, intersection, two arrays,
-    /// multiply, reducer) as one fused node where every channel is unbounded and memory is
-    /// ideal (`docs/hardware.md`, "Fused inner products"). Affects speed only: cycles,
-    /// counters and outputs are those of the seven nodes (tests check this). Not serialized,
-    /// like every other engine choice that cannot change a result.
+    /// Run the hot chains of dense products as one fused node each where every channel is
+    /// unbounded and memory is ideal: dot products (two dense scanners, intersection, two
+    /// arrays, multiply, reducer) and broadcast products (dense scanner, repeat signal,
+    /// repeater, two arrays, multiply); `docs/hardware.md`, "Fused products". Affects speed
+    /// only: cycles, counters and outputs are those of the separate nodes (tests check this).
+    /// Not serialized, like every other engine choice that cannot change a result.
     #[serde(skip)]
-    pub fuse_dots: bool,
+    pub fuse_products: bool,
 }
 
 impl Default for SimConfig {
@@ -138,7 +140,7 @@ impl Default for SimConfig {
             soft_cap: DEFAULT_SOFT_CAP,
             tile: crate::tile::TileCosts::default(),
             trace: None,
-            fuse_dots: true,
+            fuse_products: true,
         }
     }
 }
@@ -207,8 +209,8 @@ pub struct Network {
     labels: Vec<String>,
     /// The trace the nodes record into, if any (the soft cap is small while it fills).
     trace: Option<TraceLog>,
-    /// Fused inner products: the chain (graph node = slot index) and what its node leaves.
-    dots: Vec<(DotChain, Rc<RefCell<DotShared>>)>,
+    /// Fused products: the nodes each absorbed, the channels inside it, what it leaves.
+    fused: Vec<FusedRun>,
 }
 
 impl Network {
@@ -272,18 +274,18 @@ impl Network {
         self.slots.len() - 1
     }
 
-    /// Whether a fused inner product gave up on a stream it does not model (the run must be
-    /// repeated without fusion).
+    /// Whether a fused product gave up on a stream it does not model (the run must be repeated
+    /// without fusion).
     fn bailed(&self) -> bool {
-        self.dots.iter().any(|(_, d)| d.borrow().bailed)
+        self.fused.iter().any(|f| f.shared.borrow().bailed)
     }
 
-    /// Gives the nodes that fused inner products absorbed their counters, and their internal
-    /// channels their token counts, once the run is over.
-    fn finish_dots(&mut self) {
-        for (chain, shared) in &self.dots {
-            let Some(stages) = shared.borrow().stages else { continue };
-            for (node, st) in chain.absorbed().into_iter().zip(stages) {
+    /// Gives the nodes that fused products absorbed their counters, and the channels inside
+    /// them their token counts, once the run is over.
+    fn finish_fused(&mut self) {
+        for f in &self.fused {
+            let Some(stages) = f.shared.borrow_mut().stages.take() else { continue };
+            for (&node, st) in f.absorbed.iter().zip(stages) {
                 let slot = &mut self.slots[node];
                 slot.t = st.t;
                 slot.fires = st.fires;
@@ -291,7 +293,7 @@ impl Network {
                 slot.stall_out = st.stall_out;
                 slot.prim = Box::new(Absorbed { ops: st.ops, bytes_read: st.bytes_read });
                 if let Some((_, outs)) = &slot.stat_ports {
-                    for &c in outs.iter().flatten() {
+                    for &c in outs.iter().flatten().filter(|c| f.internal.contains(c)) {
                         self.chans[c as usize].account(st.sent);
                     }
                 }
@@ -364,7 +366,7 @@ impl Network {
                 }
             }
             if all_done {
-                self.finish_dots();
+                self.finish_fused();
                 return Ok(self.cycles());
             }
             if control.cancelled() {
@@ -682,10 +684,10 @@ pub struct SimReport {
     pub trace: Option<Trace>,
     /// Channel capacities; `None` when every channel is unbounded.
     pub fifo: Option<FifoReport>,
-    /// Dot-product chains that ran as fused inner products ([`SimConfig::fuse_dots`]); 0 when
-    /// fusion was off or a chain met a stream it does not model and the run was repeated
-    /// node by node. Speed only: nothing else in the report depends on it.
-    pub fused_dots: usize,
+    /// Chains that ran as fused products ([`SimConfig::fuse_products`]); 0 when fusion was off
+    /// or a chain met a stream it does not model and the run was repeated node by node. Speed
+    /// only: nothing else in the report depends on it.
+    pub fused_products: usize,
 }
 
 impl SimReport {
@@ -952,8 +954,8 @@ fn bind<'a>(graph: &'a Graph, tensors: &BTreeMap<String, Tensor>) -> Result<BTre
 
 /// Builds the network of `graph` over bound arrays.
 ///
-/// With `fuse`, dot-product chains run as fused inner products where the configuration allows
-/// ([`SimConfig::fuse_dots`]).
+/// With `fuse`, product chains run fused where the configuration allows
+/// ([`SimConfig::fuse_products`]).
 fn build(
     graph: &Graph,
     arrays: &BTreeMap<&str, TensorArrays>,
@@ -1011,25 +1013,30 @@ fn build(
             out_chans[s.producer.0 .0 as usize][s.producer.1 as usize].push(ch);
         }
     }
-    // Fused inner products need unbounded channels (fire times then follow from the inputs
-    // alone), ideal memory, the pipelined reducer, and no per-node trace or tiles.
+    // Fused products need unbounded channels (fire times then follow from the inputs alone),
+    // ideal memory, the pipelined reducer, and no per-node trace or tiles.
     let fusable = fuse
-        && config.fuse_dots
+        && config.fuse_products
         && !bounded
         && config.memory.is_none()
         && trace.is_none()
         && tiles.is_none()
         && !config.timing.quirks.reduce_stop_with_value;
-    let mut dots = Vec::new();
-    // Per node: `Some(k)` when dot `k` absorbs it (or, for its reducer, runs in its slot).
-    let mut in_dot: Vec<Option<usize>> = vec![None; graph.nodes.len()];
+    let mut plans: Vec<Option<FusedPlan>> = Vec::new();
+    // Per node: `Some(k)` when plan `k` absorbs it (or runs in its slot).
+    let mut in_plan: Vec<Option<usize>> = vec![None; graph.nodes.len()];
     if fusable {
-        for chain in prims::dot::find(graph) {
-            let Some(dot) = fused_dot(graph, arrays, chain, &in_chans) else { continue };
-            for n in chain.absorbed().into_iter().chain([chain.reduce]) {
-                in_dot[n] = Some(dots.len());
+        let dots = prims::dot::find(graph).into_iter().filter_map(|c| plan_dot(graph, arrays, config, c));
+        let bcasts = prims::bcast::find(graph).into_iter().filter_map(|c| plan_bcast(graph, arrays, config, c));
+        for mut plan in dots.chain(bcasts) {
+            let nodes: Vec<usize> = plan.absorbed.iter().copied().chain([plan.runner]).collect();
+            if nodes.iter().any(|&n| in_plan[n].is_some()) || !plan.wire(&nodes, &in_chans, &out_chans) {
+                continue;
             }
-            dots.push(dot);
+            for n in nodes {
+                in_plan[n] = Some(plans.len());
+            }
+            plans.push(Some(plan));
         }
     }
     // Every memory access stream (one per array a primitive reads or writes) gets its own
@@ -1060,13 +1067,16 @@ fn build(
     };
     for (i, node) in graph.nodes.iter().enumerate() {
         let kind = node.op.kind_name();
-        if let Some(k) = in_dot[i] {
+        if let Some(k) = in_plan[i] {
             let (ins, outs) = (std::mem::take(&mut in_chans[i]), std::mem::take(&mut out_chans[i]));
             let timing = config.timing.of(kind);
-            let slot = if i == dots[k].chain.reduce {
-                let dot = dots[k].take(config);
-                let slot = net.add(Box::new(dot.0), dot.1.to_vec(), outs.clone(), timing, node.label.clone(), kind);
-                net.dots.push((dots[k].chain, dot.2));
+            let runs_here = plans[k].as_ref().is_some_and(|p| p.runner == i);
+            let slot = if let Some(plan) = plans[k].take_if(|_| runs_here) {
+                let shared = Rc::new(RefCell::new(FusedShared::default()));
+                let run_outs = outs.iter().cloned().chain(plan.extra_outs).collect();
+                let prim = (plan.make)(shared.clone());
+                let slot = net.add(prim, plan.ins, run_outs, timing, node.label.clone(), kind);
+                net.fused.push(FusedRun { absorbed: plan.absorbed, internal: plan.internal, shared });
                 slot
             } else {
                 net.add(Box::<Absorbed>::default(), Vec::new(), Vec::new(), timing, node.label.clone(), kind)
@@ -1171,65 +1181,143 @@ fn build(
     Ok((net, fifo))
 }
 
-/// A dot-product chain that can run fused, before its node is made.
-struct FusedDot {
-    chain: DotChain,
-    size: u32,
-    vals: [Arc<Vec<f64>>; 2],
-    op: fuseflow_graph::ReduceKind,
-    /// The two scanners' input channels: the fused node's inputs.
-    ins: [u32; 2],
+/// A fused product in a built network: the nodes it absorbed (in its `stages` order), the
+/// channels inside it, and what its node leaves.
+struct FusedRun {
+    absorbed: Vec<usize>,
+    internal: Vec<u32>,
+    shared: Rc<RefCell<FusedShared>>,
 }
 
-impl FusedDot {
-    /// The fused node, its input channels, and what it shares with the network.
-    fn take(&self, config: &SimConfig) -> (Dot, [u32; 2], Rc<RefCell<DotShared>>) {
-        let shared = Rc::new(RefCell::new(DotShared::default()));
-        let timing = DotTiming {
-            scan: config.timing.of("scan_dense"),
-            join: config.timing.of("intersect"),
-            array: config.timing.of("array"),
-            alu: config.timing.of("alu"),
-        };
-        let dot =
-            Dot::new(self.chain, self.size, self.vals.clone(), self.op, &timing, config.max_cycles, shared.clone());
-        (dot, self.ins, shared)
+/// Makes a fused node that reports to the given shared state.
+type MakeFused = Box<dyn FnOnce(Rc<RefCell<FusedShared>>) -> Box<dyn Primitive>>;
+
+/// A chain that can run fused, before its node is made.
+struct FusedPlan {
+    /// The node whose slot runs the chain (its own counters are the fused node's).
+    runner: usize,
+    /// The other nodes, in the order of the fused node's stages.
+    absorbed: Vec<usize>,
+    /// Input ports of the fused node: `(absorbed node, its input port)`.
+    inputs: Vec<(usize, usize)>,
+    /// Output ports after the runner's own: `(absorbed node, its output port)`, to the
+    /// consumers outside the chain.
+    outputs: Vec<(usize, usize)>,
+    /// Set by [`FusedPlan::wire`]: input channels, extra output channels, inner channels.
+    ins: Vec<u32>,
+    extra_outs: Vec<Vec<u32>>,
+    internal: Vec<u32>,
+    /// Makes the fused node.
+    make: MakeFused,
+}
+
+impl FusedPlan {
+    /// Finds the chain's channels; false if an absorbed node's output leaves the chain other
+    /// than through the fused node's outputs.
+    fn wire(&mut self, nodes: &[usize], in_chans: &[Vec<u32>], out_chans: &[Vec<Vec<u32>>]) -> bool {
+        let consumed: Vec<u32> = nodes.iter().flat_map(|&n| in_chans[n].iter().copied()).collect();
+        self.internal = self
+            .absorbed
+            .iter()
+            .flat_map(|&n| out_chans[n].iter().flatten().copied())
+            .filter(|c| consumed.contains(c))
+            .collect();
+        self.ins = self.inputs.iter().map(|&(n, p)| in_chans[n][p]).collect();
+        self.extra_outs = self
+            .outputs
+            .iter()
+            .map(|&(n, p)| out_chans[n][p].iter().copied().filter(|c| !self.internal.contains(c)).collect())
+            .collect();
+        let leaving = self
+            .absorbed
+            .iter()
+            .flat_map(|&n| out_chans[n].iter().enumerate().flat_map(move |(p, cs)| cs.iter().map(move |&c| (n, p, c))));
+        let ok = leaving.filter(|(_, _, c)| !self.internal.contains(c)).all(|(n, p, _)| self.outputs.contains(&(n, p)));
+        ok && !self.ins.iter().any(|c| self.internal.contains(c))
     }
 }
 
-/// The fused form of `chain`, when its operands' levels are dense, of one size, and bound as
-/// the graph says (otherwise the nodes are built one by one, which reports any mismatch).
-fn fused_dot(
-    graph: &Graph,
-    arrays: &BTreeMap<&str, TensorArrays>,
-    chain: DotChain,
-    in_chans: &[Vec<u32>],
-) -> Option<FusedDot> {
-    let size = |n: usize| match &graph.nodes[n].op {
+/// The size of dense scanner `n`'s level, when the tensor is bound with that level dense.
+fn dense_size(graph: &Graph, arrays: &BTreeMap<&str, TensorArrays>, n: usize) -> Option<u32> {
+    match &graph.nodes[n].op {
         Op::Scan { tensor, level, format: LevelFormat::Dense, .. } => {
             match arrays.get(tensor.as_str())?.levels.get(*level as usize)? {
-                (LevelFormat::Dense, size, None) => u32::try_from(*size).ok(),
+                (LevelFormat::Dense, size, None) => u32::try_from(*size).ok().filter(|&s| s > 0),
                 _ => None,
             }
         }
         _ => None,
-    };
-    let vals = |n: usize| match &graph.nodes[n].op {
+    }
+}
+
+/// The values array `n` reads.
+fn array_vals(graph: &Graph, arrays: &BTreeMap<&str, TensorArrays>, n: usize) -> Option<Arc<Vec<f64>>> {
+    match &graph.nodes[n].op {
         Op::Array { tensor } => Some(arrays.get(tensor.as_str())?.vals.clone()),
         _ => None,
-    };
+    }
+}
+
+/// The fused form of a dot product, when its operands' levels are dense, of one size, and
+/// bound as the graph says (otherwise the nodes are built one by one, which reports any
+/// mismatch).
+fn plan_dot(
+    graph: &Graph,
+    arrays: &BTreeMap<&str, TensorArrays>,
+    config: &SimConfig,
+    chain: DotChain,
+) -> Option<FusedPlan> {
     let op = match graph.nodes[chain.reduce].op {
         Op::Reduce { op } => op,
         _ => return None,
     };
-    let (s0, s1) = (size(chain.scan[0])?, size(chain.scan[1])?);
-    (s0 == s1 && s0 > 0).then_some(())?;
-    Some(FusedDot {
-        chain,
-        size: s0,
-        vals: [vals(chain.array[0])?, vals(chain.array[1])?],
-        op,
-        ins: [*in_chans[chain.scan[0]].first()?, *in_chans[chain.scan[1]].first()?],
+    let size = dense_size(graph, arrays, chain.scan[0])?;
+    (dense_size(graph, arrays, chain.scan[1])? == size).then_some(())?;
+    let vals = [array_vals(graph, arrays, chain.array[0])?, array_vals(graph, arrays, chain.array[1])?];
+    let timing = DotTiming {
+        scan: config.timing.of("scan_dense"),
+        join: config.timing.of("intersect"),
+        array: config.timing.of("array"),
+        alu: config.timing.of("alu"),
+    };
+    let max_cycles = config.max_cycles;
+    Some(FusedPlan {
+        runner: chain.reduce,
+        absorbed: chain.absorbed(),
+        inputs: vec![(chain.scan[0], 0), (chain.scan[1], 0)],
+        outputs: Vec::new(),
+        ins: Vec::new(),
+        extra_outs: Vec::new(),
+        internal: Vec::new(),
+        make: Box::new(move |shared| Box::new(Dot::new(chain, size, vals, op, &timing, max_cycles, shared))),
+    })
+}
+
+/// The fused form of a broadcast product over a dense level.
+fn plan_bcast(
+    graph: &Graph,
+    arrays: &BTreeMap<&str, TensorArrays>,
+    config: &SimConfig,
+    chain: BcastChain,
+) -> Option<FusedPlan> {
+    let size = dense_size(graph, arrays, chain.scan)?;
+    let vals = [array_vals(graph, arrays, chain.rep_array)?, array_vals(graph, arrays, chain.scan_array)?];
+    let timing = BcastTiming {
+        scan: config.timing.of("scan_dense"),
+        repsig: config.timing.of("repsig"),
+        repeat: config.timing.of("repeat"),
+        array: config.timing.of("array"),
+    };
+    let max_cycles = config.max_cycles;
+    Some(FusedPlan {
+        runner: chain.mul,
+        absorbed: chain.absorbed(),
+        inputs: vec![(chain.scan, 0), (chain.repeat, 0)],
+        outputs: vec![(chain.scan, 0)],
+        ins: Vec::new(),
+        extra_outs: Vec::new(),
+        internal: Vec::new(),
+        make: Box::new(move |shared| Box::new(Bcast::new(chain, size, vals, &timing, max_cycles, shared))),
     })
 }
 
@@ -1330,6 +1418,6 @@ fn report(
         outputs,
         trace: None,
         fifo: None,
-        fused_dots: net.dots.len(),
+        fused_products: net.fused.len(),
     })
 }

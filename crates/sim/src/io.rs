@@ -143,6 +143,15 @@ impl Io<'_> {
         }
     }
 
+    /// Sends `tok` on output `port`, ready at cycle `ready` (for a fused node whose outputs
+    /// leave different stages, each with its own latency).
+    #[inline(always)]
+    pub(crate) fn push_ready(&mut self, port: usize, ready: u64, tok: Token) {
+        for &c in &self.outs[port] {
+            self.chans[c as usize].push(ready, tok);
+        }
+    }
+
     /// Channel index of input `port`.
     #[inline(always)]
     pub(crate) fn in_chan(&self, port: usize) -> u32 {

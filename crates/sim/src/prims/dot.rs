@@ -6,11 +6,11 @@
 //! their ready cycles, so the chain can be run token by token in one loop, without queues, and
 //! gives the fires, stalls, clocks, token counts and values the seven nodes would give. [`find`]
 //! recognises the chain in a graph; [`Dot`] runs it in the reducer's slot; the engine hands
-//! each absorbed node its counters back when the run ends ([`DotShared::stages`]).
+//! each absorbed node its counters back when the run ends ([`FusedShared::stages`]).
 //!
 //! The chain assumes its two operands arrive with the same stream structure (the usual case:
 //! both are driven by one iteration). A stream the loop does not model (an `N` reference, or
-//! the operands' structures parting) sets [`DotShared::bailed`] and stops the run; the engine
+//! the operands' structures parting) sets [`FusedShared::bailed`] and stops the run; the engine
 //! then runs the graph again without fusion, so results never depend on the fusion.
 
 use std::cell::RefCell;
@@ -39,9 +39,9 @@ pub(crate) struct DotChain {
 }
 
 impl DotChain {
-    /// The nodes the reducer's slot absorbs, in the order of [`DotShared::stages`].
-    pub fn absorbed(&self) -> [usize; 6] {
-        [self.scan[0], self.scan[1], self.join, self.array[0], self.array[1], self.mul]
+    /// The nodes the reducer's slot absorbs, in the order of [`FusedShared::stages`].
+    pub fn absorbed(&self) -> Vec<usize> {
+        vec![self.scan[0], self.scan[1], self.join, self.array[0], self.array[1], self.mul]
     }
 }
 
@@ -52,7 +52,7 @@ pub(crate) fn find(graph: &Graph) -> Vec<DotChain> {
 }
 
 /// The producer of stream `s` if `(node, port)` is its only consumer.
-fn sole_producer(graph: &Graph, s: StreamId, node: usize, port: u32) -> Option<(usize, u32)> {
+pub(crate) fn sole_producer(graph: &Graph, s: StreamId, node: usize, port: u32) -> Option<(usize, u32)> {
     let st = &graph.streams[s.0 as usize];
     (st.consumers.len() == 1 && st.consumers[0] == (fuseflow_graph::NodeId(node as u32), port))
         .then_some((st.producer.0 .0 as usize, st.producer.1))
@@ -105,14 +105,15 @@ fn chain_at(graph: &Graph, reduce: usize) -> Option<DotChain> {
     (scan[0] != scan[1] && array[0] != array[1]).then_some(DotChain { scan, join, array, mul, reduce })
 }
 
-/// What a [`Dot`] leaves for the engine: whether it gave up on a stream it does not model, and
-/// at the end of the run, the absorbed nodes' counters.
+/// What a fused node ([`Dot`], [`super::bcast::Bcast`]) leaves for the engine: whether it gave
+/// up on a stream it does not model, and at the end of the run, the absorbed nodes' counters.
 #[derive(Debug, Default)]
-pub(crate) struct DotShared {
+pub(crate) struct FusedShared {
     /// The chain met a stream it does not model; the run must be repeated without fusion.
     pub bailed: bool,
-    /// The absorbed nodes' counters ([`DotChain::absorbed`] order), set when the chain sent `D`.
-    pub stages: Option<[Stage; 6]>,
+    /// The absorbed nodes' counters (in the chain's `absorbed` order), set when the chain sent
+    /// `D`.
+    pub stages: Option<Vec<Stage>>,
 }
 
 /// The counters of one absorbed node.
@@ -134,8 +135,9 @@ pub(crate) struct Stage {
     pub bytes_read: u64,
 }
 
+/// A dense scanner's state.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum ScanState {
+pub(crate) enum ScanState {
     Idle,
     Fiber { pos: u32, base: u32 },
     Closing,
@@ -143,10 +145,18 @@ enum ScanState {
 }
 
 /// A dense scanner stage.
-struct ScanStage {
-    clk: Clock,
-    state: ScanState,
-    sent: u64,
+pub(crate) struct ScanStage {
+    pub clk: Clock,
+    pub state: ScanState,
+    /// Tokens sent on each output.
+    pub sent: u64,
+}
+
+impl ScanStage {
+    /// An idle scanner with this `(ii, latency)`.
+    pub fn new(timing: (u64, u64)) -> ScanStage {
+        ScanStage { clk: clock(timing), state: ScanState::Idle, sent: 0 }
+    }
 }
 
 /// The fused inner product (see the module documentation). Its inputs are the two scanners'
@@ -169,7 +179,7 @@ pub(crate) struct Dot {
     finished: bool,
     reduce_ops: u64,
     max_cycles: u64,
-    shared: Rc<RefCell<DotShared>>,
+    shared: Rc<RefCell<FusedShared>>,
 }
 
 /// `(ii, latency)` of each stage kind: dense scanner, intersection, array, ALU.
@@ -183,12 +193,13 @@ pub(crate) struct DotTiming {
 /// One fire of a stage whose outputs have room, on an input ready at `ready`: the cycle its
 /// output is ready.
 #[inline(always)]
-fn step(c: &mut Clock, ready: u64) -> u64 {
+pub(crate) fn step(c: &mut Clock, ready: u64) -> u64 {
     let at = c.fire(ready, 0);
     c.ready(at)
 }
 
-fn clock((ii, latency): (u64, u64)) -> Clock {
+/// A stage's clock with this `(ii, latency)`.
+pub(crate) fn clock((ii, latency): (u64, u64)) -> Clock {
     Clock { t: 0, ii, latency: latency.max(1), fires: 0, stall_in: 0, stall_out: 0 }
 }
 
@@ -201,9 +212,9 @@ impl Dot {
         op: ReduceKind,
         timing: &DotTiming,
         max_cycles: u64,
-        shared: Rc<RefCell<DotShared>>,
+        shared: Rc<RefCell<FusedShared>>,
     ) -> Dot {
-        let scan = || ScanStage { clk: clock(timing.scan), state: ScanState::Idle, sent: 0 };
+        let scan = || ScanStage::new(timing.scan);
         Dot {
             chain,
             size,
@@ -394,7 +405,7 @@ impl Dot {
             bytes_read,
         };
         let [s0, s1] = &self.scans;
-        self.shared.borrow_mut().stages = Some([
+        self.shared.borrow_mut().stages = Some(vec![
             stage(&s0.clk, s0.sent, 0, 0),
             stage(&s1.clk, s1.sent, 0, 0),
             stage(&self.join, self.join_sent, 0, 0),

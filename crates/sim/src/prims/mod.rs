@@ -1,5 +1,6 @@
 //! The SAM primitives, one state machine each.
 
+pub(crate) mod bcast;
 pub(crate) mod dot;
 mod fork;
 mod join;

@@ -1,0 +1,392 @@
+//! The fused broadcast product: the inner loop of a Gustavson (row-wise) product over a dense
+//! level, simulated as one node.
+//!
+//! A dense scanner walks a fiber of one operand; a repeat-signal generator and a repeater
+//! broadcast the other operand's reference over that fiber; two arrays load the values and a
+//! multiply combines them. The products and the scanner's coordinates usually go on to a
+//! sparse accumulator. As for [`super::dot`], with unbounded channels the six nodes' fire
+//! times follow from their input tokens alone, so one loop gives their fires, stalls, clocks,
+//! token counts and values, without queues between them. Anything the loop does not model
+//! (an `N` reference, the two reference streams parting) sets [`FusedShared::bailed`] and the
+//! engine runs the graph node by node.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use fuseflow_graph::{AluOp, Graph, NodeId, Op};
+use fuseflow_tensor::LevelFormat;
+
+use super::dot::{clock, sole_producer, step, FusedShared, ScanStage, ScanState, Stage};
+use crate::io::{Clock, Io, Primitive};
+use crate::{SimError, Token};
+
+/// The six nodes of a fused broadcast product, by graph node index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BcastChain {
+    /// The dense scanner whose fiber the product walks.
+    pub scan: usize,
+    /// The repeat-signal generator on the scanner's coordinates.
+    pub repsig: usize,
+    /// The repeater of the broadcast operand's reference.
+    pub repeat: usize,
+    /// The array fed by the repeater.
+    pub rep_array: usize,
+    /// The array fed by the scanner's references.
+    pub scan_array: usize,
+    /// The multiply; its slot runs the chain.
+    pub mul: usize,
+    /// Whether the multiply's first operand is the scanner's value (else the repeater's).
+    pub scan_first: bool,
+}
+
+impl BcastChain {
+    /// The nodes the multiply's slot absorbs, in the order of [`FusedShared::stages`].
+    pub fn absorbed(&self) -> Vec<usize> {
+        vec![self.scan, self.repsig, self.repeat, self.rep_array, self.scan_array]
+    }
+}
+
+/// Finds every fused broadcast product of `graph`.
+pub(crate) fn find(graph: &Graph) -> Vec<BcastChain> {
+    (0..graph.nodes.len()).filter_map(|m| chain_at(graph, m)).collect()
+}
+
+fn chain_at(graph: &Graph, mul: usize) -> Option<BcastChain> {
+    let node = |i: usize| &graph.nodes[i];
+    if node(mul).op != (Op::Alu { op: AluOp::Mul }) || node(mul).ins.len() != 2 {
+        return None;
+    }
+    let mut arrays = [0; 2];
+    let mut feeders = [(0, 0); 2];
+    for (k, (a, f)) in arrays.iter_mut().zip(&mut feeders).enumerate() {
+        let (x, 0) = sole_producer(graph, node(mul).ins[k], mul, k as u32)? else { return None };
+        if !matches!(node(x).op, Op::Array { .. }) || node(x).ins.len() != 1 {
+            return None;
+        }
+        *a = x;
+        *f = sole_producer(graph, node(x).ins[0], x, 0)?;
+    }
+    let is_repeat = |(n, p): (usize, u32)| p == 0 && matches!(node(n).op, Op::Repeat { .. });
+    let is_scan = |(n, p): (usize, u32)| p == 1 && matches!(node(n).op, Op::Scan { format: LevelFormat::Dense, .. });
+    let scan_first = if is_scan(feeders[0]) && is_repeat(feeders[1]) {
+        true
+    } else if is_repeat(feeders[0]) && is_scan(feeders[1]) {
+        false
+    } else {
+        return None;
+    };
+    let (s, r) = if scan_first { (0, 1) } else { (1, 0) };
+    let (scan, repeat) = (feeders[s].0, feeders[r].0);
+    if node(scan).ins.len() != 1 || node(repeat).ins.len() != 2 {
+        return None;
+    }
+    // The repeater's signal comes from a repsig on the scanner's coordinates (which may also
+    // go elsewhere: to an accumulator, a writer).
+    let (repsig, 0) = sole_producer(graph, node(repeat).ins[1], repeat, 1)? else { return None };
+    if node(repsig).op != Op::RepSig || node(repsig).ins.len() != 1 {
+        return None;
+    }
+    let crd = node(repsig).ins[0];
+    let crd_stream = &graph.streams[crd.0 as usize];
+    let from_scan = crd_stream.producer == (NodeId(scan as u32), 0);
+    let once = crd_stream.consumers.iter().filter(|c| c.0 .0 as usize == repsig).count() == 1;
+    (from_scan && once && arrays[0] != arrays[1]).then_some(BcastChain {
+        scan,
+        repsig,
+        repeat,
+        rep_array: arrays[r],
+        scan_array: arrays[s],
+        mul,
+        scan_first,
+    })
+}
+
+/// Input ports of the fused node.
+const REF_SCAN: usize = 0;
+const REF_REP: usize = 1;
+/// Output ports of the fused node: the products, then the scanner's coordinates (to their
+/// consumers outside the chain).
+const OUT_VAL: usize = 0;
+const OUT_CRD: usize = 1;
+
+/// `(ii, latency)` of each stage kind.
+pub(crate) struct BcastTiming {
+    pub scan: (u64, u64),
+    pub repsig: (u64, u64),
+    pub repeat: (u64, u64),
+    pub array: (u64, u64),
+}
+
+/// The fused broadcast product (see the module documentation). Inputs: the scanner's and the
+/// repeater's reference streams; outputs: the products and the scanner's coordinates. Its own
+/// clock is the multiply's.
+pub(crate) struct Bcast {
+    chain: BcastChain,
+    size: u32,
+    /// Values of the repeater's array and of the scanner's array.
+    rep_vals: Arc<Vec<f64>>,
+    scan_vals: Arc<Vec<f64>>,
+    scan: ScanStage,
+    repsig: Clock,
+    repsig_sent: u64,
+    repeat: Clock,
+    repeat_sent: u64,
+    arrays: [Clock; 2],
+    loads: [u64; 2],
+    ops: u64,
+    finished: bool,
+    max_cycles: u64,
+    shared: Rc<RefCell<FusedShared>>,
+}
+
+impl Bcast {
+    /// The chain over a dense level of `size` coordinates; `vals` are the repeater's array's
+    /// and the scanner's array's values.
+    pub fn new(
+        chain: BcastChain,
+        size: u32,
+        vals: [Arc<Vec<f64>>; 2],
+        timing: &BcastTiming,
+        max_cycles: u64,
+        shared: Rc<RefCell<FusedShared>>,
+    ) -> Bcast {
+        let [rep_vals, scan_vals] = vals;
+        Bcast {
+            chain,
+            size,
+            rep_vals,
+            scan_vals,
+            scan: ScanStage::new(timing.scan),
+            repsig: clock(timing.repsig),
+            repsig_sent: 0,
+            repeat: clock(timing.repeat),
+            repeat_sent: 0,
+            arrays: [clock(timing.array), clock(timing.array)],
+            loads: [0; 2],
+            ops: 0,
+            finished: false,
+            max_cycles,
+            shared,
+        }
+    }
+
+    fn bail(&self, why: &str) -> SimError {
+        self.shared.borrow_mut().bailed = true;
+        SimError::Protocol { node: self.chain.mul as u32, message: format!("fused broadcast product: {why}") }
+    }
+
+    /// The multiply's fire on the two value paths' tokens (repeater's, scanner's) and their
+    /// ready cycles; sends the result on the products' output.
+    fn multiply(&mut self, io: &mut Io<'_>, rep: (u64, Token), scan: (u64, Token), free: u64) -> Result<(), SimError> {
+        let (a, b) = if self.chain.scan_first { (scan, rep) } else { (rep, scan) };
+        let out = match (a.1, b.1) {
+            (Token::Val(x), Token::Val(y)) => {
+                self.ops += 1;
+                Token::Val(AluOp::Mul.apply2(x, y))
+            }
+            (Token::Stop { level: la, .. }, Token::Stop { level: lb, .. }) if la == lb => a.1,
+            (Token::Done, Token::Done) => Token::Done,
+            _ => return Err(self.bail("value streams that part")),
+        };
+        let at = io.fire(a.0.max(b.0), free);
+        io.push(OUT_VAL, at, out);
+        Ok(())
+    }
+
+    /// The scanner's token `tok` at `ready` goes out on the coordinate output and through the
+    /// repeat-signal generator: the signal's ready cycle.
+    fn send_crd(&mut self, io: &mut Io<'_>, ready: u64, tok: Token) -> u64 {
+        io.push_ready(OUT_CRD, ready, tok);
+        self.scan.sent += 1;
+        self.repsig_sent += 1;
+        let at = self.repsig.fire(ready, 0);
+        self.repsig.ready(at)
+    }
+
+    /// The rest of the open fiber (positions `pos..size` at `base`), each coordinate through
+    /// every stage, with the broadcast reference `p` (ready at `rp`).
+    fn fiber(&mut self, io: &mut Io<'_>, pos: u32, base: u32, (rp, p): (u64, u32)) -> Result<(), SimError> {
+        let (lo, hi) = (base as usize + pos as usize, base as usize + self.size as usize);
+        let (Some(&x), Some(ys)) = (self.rep_vals.get(p as usize), self.scan_vals.get(lo..hi)) else {
+            return Err(self.bail("a reference past the end of an array"));
+        };
+        let mut mul = io.clock();
+        for (q, &y) in (pos..self.size).zip(ys) {
+            let at = self.scan.clk.fire(0, 0);
+            let rc = self.scan.clk.ready(at);
+            io.push_ready(OUT_CRD, rc, Token::Idx(q));
+            let rs = step(&mut self.repsig, rc);
+            let rr = step(&mut self.repeat, rs.max(rp));
+            let [xr, xs] = &mut self.arrays;
+            let vr = step(xr, rr);
+            let vs = step(xs, rc);
+            let (a, b) = if self.chain.scan_first { (y, x) } else { (x, y) };
+            let at = mul.fire(vr.max(vs), 0);
+            io.push_ready(OUT_VAL, mul.ready(at), Token::Val(AluOp::Mul.apply2(a, b)));
+        }
+        io.set_clock(mul);
+        let n = (self.size - pos) as u64;
+        self.scan.sent += n;
+        self.repsig_sent += n;
+        self.repeat_sent += n;
+        self.loads[0] += n;
+        self.loads[1] += n;
+        self.ops += n;
+        self.scan.state = ScanState::Closing;
+        Ok(())
+    }
+
+    fn publish(&self) {
+        let stage = |c: &Clock, sent: u64, bytes_read: u64| Stage {
+            t: c.t,
+            fires: c.fires,
+            stall_in: c.stall_in,
+            stall_out: c.stall_out,
+            sent,
+            ops: 0,
+            bytes_read,
+        };
+        self.shared.borrow_mut().stages = Some(vec![
+            stage(&self.scan.clk, self.scan.sent, 0),
+            stage(&self.repsig, self.repsig_sent, 0),
+            stage(&self.repeat, self.repeat_sent, 0),
+            stage(&self.arrays[0], self.repeat_sent, 4 * self.loads[0]),
+            stage(&self.arrays[1], self.scan.sent, 4 * self.loads[1]),
+        ]);
+    }
+
+    fn past_limit(&self) -> Option<usize> {
+        let clocks = [&self.scan.clk, &self.repsig, &self.repeat, &self.arrays[0], &self.arrays[1]];
+        clocks.iter().zip(self.chain.absorbed()).find(|(c, _)| c.t > self.max_cycles).map(|(_, n)| n)
+    }
+}
+
+impl Primitive for Bcast {
+    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        let mut progress = false;
+        while !self.finished {
+            let (Some(free), Some(_)) = (io.out_free(OUT_VAL), io.out_free(OUT_CRD)) else { break };
+            match self.scan.state {
+                ScanState::Fiber { pos, base } => {
+                    // The repeater holds the broadcast reference until the fiber's stop.
+                    let Some((rp, Token::Idx(p))) = io.head(REF_REP) else {
+                        return Err(self.bail("a broadcast reference the fused loop does not model"));
+                    };
+                    self.fiber(io, pos, base, (rp, p))?;
+                }
+                ScanState::Closing => {
+                    // Look-ahead: the scanner's next reference, and the repeater's next after
+                    // the one it holds.
+                    let (Some((rw, next_w)), Some((rp, held)), Some((rn, next_r))) =
+                        (io.head(REF_SCAN), io.head(REF_REP), io.second(REF_REP))
+                    else {
+                        break;
+                    };
+                    if !matches!(held, Token::Idx(_)) {
+                        return Err(self.bail("a broadcast reference the fused loop does not model"));
+                    }
+                    let at = self.scan.clk.fire(rw, 0);
+                    let crd = match next_w {
+                        Token::Stop { level, .. } => {
+                            io.pop(REF_SCAN, at);
+                            Token::stop(level + 1)
+                        }
+                        _ => Token::stop(0),
+                    };
+                    self.scan.state = ScanState::Idle;
+                    let rc = self.scan.clk.ready(at);
+                    let rs = self.send_crd(io, rc, crd);
+                    // The signal's `S` takes the held reference without a fire; the closing
+                    // stop waits for the next one.
+                    let ready = rs.max(rp);
+                    let rep = &mut self.repeat;
+                    if ready > rep.t {
+                        rep.stall_in += ready - rep.t;
+                        rep.t = ready;
+                    }
+                    io.pop(REF_REP, rep.t);
+                    let at = rep.fire(rn, 0);
+                    let out = match next_r {
+                        Token::Stop { level, .. } => {
+                            io.pop(REF_REP, at);
+                            Token::stop(level + 1)
+                        }
+                        _ => Token::stop(0),
+                    };
+                    self.repeat_sent += 1;
+                    let rr = rep.ready(at);
+                    let [xr, xs] = &mut self.arrays;
+                    let (vr, vs) = (step(xr, rr), step(xs, rc));
+                    self.multiply(io, (vr, out), (vs, crd), free)?;
+                }
+                ScanState::Idle => {
+                    let (Some((rw, w)), Some((rp, r))) = (io.head(REF_SCAN), io.head(REF_REP)) else { break };
+                    match (w, r) {
+                        (Token::Idx(p), Token::Idx(_)) => {
+                            // Taking a reference costs the scanner no fire (as `Scan`).
+                            let clk = &mut self.scan.clk;
+                            if rw > clk.t {
+                                clk.stall_in += rw - clk.t;
+                                clk.t = rw;
+                            }
+                            io.pop(REF_SCAN, clk.t);
+                            let base = p as u64 * self.size as u64;
+                            if base + self.size as u64 > u32::MAX as u64 {
+                                return Err(SimError::Protocol {
+                                    node: self.chain.scan as u32,
+                                    message: format!("dense position {base} overflows u32"),
+                                });
+                            }
+                            self.scan.state = ScanState::Fiber { pos: 0, base: base as u32 };
+                        }
+                        (Token::Stop { level, gap }, Token::Stop { level: lr, gap: gr }) => {
+                            let at = self.scan.clk.fire(rw, 0);
+                            io.pop(REF_SCAN, at);
+                            let crd = Token::Stop { level: level + 1, gap: gap + 1 };
+                            let rc = self.scan.clk.ready(at);
+                            let rs = self.send_crd(io, rc, crd);
+                            let at = self.repeat.fire(rs.max(rp), 0);
+                            io.pop(REF_REP, at);
+                            self.repeat_sent += 1;
+                            let rr = self.repeat.ready(at);
+                            let out = Token::Stop { level: lr + 1, gap: gr + 1 };
+                            let [xr, xs] = &mut self.arrays;
+                            let (vr, vs) = (step(xr, rr), step(xs, rc));
+                            self.multiply(io, (vr, out), (vs, crd), free)?;
+                        }
+                        (Token::Done, Token::Done) => {
+                            let at = self.scan.clk.fire(rw, 0);
+                            io.pop(REF_SCAN, at);
+                            self.scan.state = ScanState::Finished;
+                            let rc = self.scan.clk.ready(at);
+                            let rs = self.send_crd(io, rc, Token::Done);
+                            let at = self.repeat.fire(rs.max(rp), 0);
+                            io.pop(REF_REP, at);
+                            self.repeat_sent += 1;
+                            let rr = self.repeat.ready(at);
+                            let [xr, xs] = &mut self.arrays;
+                            let (vr, vs) = (step(xr, rr), step(xs, rc));
+                            self.multiply(io, (vr, Token::Done), (vs, Token::Done), free)?;
+                            self.finished = true;
+                            self.publish();
+                        }
+                        _ => return Err(self.bail("reference streams the fused loop does not model")),
+                    }
+                }
+                ScanState::Finished => return Err(self.bail("input after the end")),
+            }
+            progress = true;
+        }
+        if let Some(node) = self.past_limit() {
+            return Err(SimError::CycleLimit { limit: self.max_cycles, node: node as u32 });
+        }
+        Ok(progress)
+    }
+    fn done(&self) -> bool {
+        self.finished
+    }
+    fn ops(&self) -> u64 {
+        self.ops
+    }
+}
