@@ -29,6 +29,9 @@ pub struct Bench {
     pub fused: bool,
     /// Sparsity blocking (`--block B`), for a blocked benchmark.
     pub block: Option<usize>,
+    /// Simulate node by node, without fused products (`SimConfig::fuse_products` off): the
+    /// engine's speed on the same graph without them, for comparison.
+    pub node_by_node: bool,
 }
 
 /// The benchmark suite.
@@ -42,6 +45,7 @@ pub const SUITE: &[Bench] = &[
         order: &["i", "k", "j"],
         fused: false,
         block: None,
+        node_by_node: false,
     },
     // The first benchmark in 4 parallel lanes over rows (a `par` line): the same tokens plus
     // the forks' and gathers', in about a quarter of the cycles.
@@ -55,6 +59,7 @@ pub const SUITE: &[Bench] = &[
         order: &["i", "k", "j"],
         fused: false,
         block: None,
+        node_by_node: false,
     },
     Bench {
         name: "spmm_inner_200_10pct",
@@ -65,9 +70,64 @@ pub const SUITE: &[Bench] = &[
         order: &["i", "j", "k"],
         fused: false,
         block: None,
+        node_by_node: false,
     },
-    Bench { name: "bigbird_attention_256_block16", program: BIGBIRD_256, order: &[], fused: true, block: Some(16) },
+    Bench {
+        name: "bigbird_attention_256_block16",
+        program: BIGBIRD_256,
+        order: &[],
+        fused: true,
+        block: Some(16),
+        node_by_node: false,
+    },
+    // Dense matrix products, the dense layers' kernels: inner product (a fused dot product per
+    // output) and Gustavson (a fused broadcast product per row of A and row of B), each also
+    // node by node; same cycles and tokens either way.
+    Bench {
+        name: "dense_inner_256",
+        program: DENSE_256_COLS,
+        order: &["i", "j", "k"],
+        fused: false,
+        block: None,
+        node_by_node: false,
+    },
+    Bench {
+        name: "dense_inner_256_nodes",
+        program: DENSE_256_COLS,
+        order: &["i", "j", "k"],
+        fused: false,
+        block: None,
+        node_by_node: true,
+    },
+    Bench {
+        name: "dense_gustavson_256",
+        program: DENSE_256,
+        order: &["i", "k", "j"],
+        fused: false,
+        block: None,
+        node_by_node: false,
+    },
+    Bench {
+        name: "dense_gustavson_256_nodes",
+        program: DENSE_256,
+        order: &["i", "k", "j"],
+        fused: false,
+        block: None,
+        node_by_node: true,
+    },
 ];
+
+/// A dense 256×256 · 256×256 product (Gustavson order: B row-major).
+const DENSE_256: &str = "input A[256, 256] dense = random(density=1, seed=1)\n\
+                         input B[256, 256] dense = random(density=1, seed=2)\n\
+                         output X[256, 256] dense\n\
+                         X(i,j) = A(i,k) * B(k,j)\n";
+
+/// [`DENSE_256`] with B column-major, for the inner-product order.
+const DENSE_256_COLS: &str = "input A[256, 256] dense = random(density=1, seed=1)\n\
+                              input B[256, 256] dense order(1,0) = random(density=1, seed=2)\n\
+                              output X[256, 256] dense\n\
+                              X(i,j) = A(i,k) * B(k,j)\n";
 
 /// The fused BigBird attention kernel (examples/bigbird_attention.ff) at S = 256, 2 heads × 32,
 /// mask block 16: the blocked benchmark.
@@ -118,7 +178,7 @@ pub fn run_suite_with(reps: usize, sim: &SimConfig) -> Result<Vec<BenchResult>, 
         let prog = fuseflow_ir::check(prog)?;
         let cfg = RunConfig {
             order: (!b.order.is_empty()).then(|| b.order.iter().map(|s| s.to_string()).collect()),
-            sim: sim.clone(),
+            sim: SimConfig { fuse_products: !b.node_by_node, ..sim.clone() },
             fusion: if b.fused { Fusion::Full } else { Fusion::Unfused },
             block: b.block,
             ..RunConfig::default()

@@ -243,6 +243,11 @@ enum Cmd {
         /// runs).
         #[arg(long, default_value_t = fuseflow_sim::DEFAULT_MAX_CYCLES)]
         max_cycles: u64,
+        /// Simulate every node on its own, without the engine's fused products (dense dot
+        /// and broadcast products run as one node each; docs/hardware.md): slower, with the
+        /// same cycles, counters and outputs. For checking the engine.
+        #[arg(long)]
+        node_by_node: bool,
         /// Most products one step of the reference evaluator may compute (a dense 20000²
         /// matmul is 8e12); past it the run is refused before the step starts.
         #[arg(long, default_value_t = DEFAULT_MAX_WORK, value_name = "N")]
@@ -967,6 +972,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             hw: hw_args,
             observe: obs,
             max_work,
+            node_by_node,
         } => {
             let hw = hardware(&hw_args, fifo_depth)?;
             check_observe(&obs)?;
@@ -990,7 +996,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 cfg.bind = b.bind;
                 cfg.dataset = b.info;
             }
-            cfg.sim = sim_config(&hw, max_cycles);
+            cfg.sim = SimConfig { fuse_products: !node_by_node, ..sim_config(&hw, max_cycles) };
             cfg.trace_limit = obs.trace.as_ref().map(|_| obs.trace_limit);
             cfg.seed = seed;
             cfg.verify = !no_verify;

@@ -111,6 +111,9 @@ const KERNELS: &[(&str, &[(&str, &str)])] = &[
     ("X(i,j) = A(i,k) * B(k,j) + C(i,j)", &[("X", "ij"), ("A", "ik"), ("B", "kj"), ("C", "ij")]),
     ("X(i,j,m) = A(i,k) * B(k,j,m)", &[("X", "ijm"), ("A", "ik"), ("B", "kjm")]),
     ("X(i,j) = b(i) * B(i,j)", &[("X", "ij"), ("b", "i"), ("B", "ij")]),
+    // A value (not a reference) broadcast over the scanned fiber.
+    ("X(i,j) = (A(i,k) + C(i,k)) * B(k,j)", &[("X", "ij"), ("A", "ik"), ("C", "ik"), ("B", "kj")]),
+    ("X(i,j) = relu(A(i,k)) * B(k,j)", &[("X", "ij"), ("A", "ik"), ("B", "kj")]),
 ];
 
 #[derive(Debug, Clone)]

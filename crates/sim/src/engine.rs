@@ -1301,7 +1301,11 @@ fn plan_bcast(
     chain: BcastChain,
 ) -> Option<FusedPlan> {
     let size = dense_size(graph, arrays, chain.scan)?;
-    let vals = [array_vals(graph, arrays, chain.rep_array)?, array_vals(graph, arrays, chain.scan_array)?];
+    let rep_vals = match chain.rep_array {
+        Some(a) => Some(array_vals(graph, arrays, a)?),
+        None => None,
+    };
+    let vals = (rep_vals, array_vals(graph, arrays, chain.scan_array)?);
     let timing = BcastTiming {
         scan: config.timing.of("scan_dense"),
         repsig: config.timing.of("repsig"),

@@ -2,8 +2,8 @@
 //! level, simulated as one node.
 //!
 //! A dense scanner walks a fiber of one operand; a repeat-signal generator and a repeater
-//! broadcast the other operand's reference over that fiber; two arrays load the values and a
-//! multiply combines them. The products and the scanner's coordinates usually go on to a
+//! broadcast the other operand over that fiber (its reference, which an array then loads, or
+//! its value); an array loads the scanned operand's values and a multiply combines them. The products and the scanner's coordinates usually go on to a
 //! sparse accumulator. As for [`super::dot`], with unbounded channels the six nodes' fire
 //! times follow from their input tokens alone, so one loop gives their fires, stalls, clocks,
 //! token counts and values, without queues between them. Anything the loop does not model
@@ -30,8 +30,9 @@ pub(crate) struct BcastChain {
     pub repsig: usize,
     /// The repeater of the broadcast operand's reference.
     pub repeat: usize,
-    /// The array fed by the repeater.
-    pub rep_array: usize,
+    /// The array fed by the repeater; `None` when the repeater broadcasts a value straight to
+    /// the multiply.
+    pub rep_array: Option<usize>,
     /// The array fed by the scanner's references.
     pub scan_array: usize,
     /// The multiply; its slot runs the chain.
@@ -43,7 +44,10 @@ pub(crate) struct BcastChain {
 impl BcastChain {
     /// The nodes the multiply's slot absorbs, in the order of [`FusedShared::stages`].
     pub fn absorbed(&self) -> Vec<usize> {
-        vec![self.scan, self.repsig, self.repeat, self.rep_array, self.scan_array]
+        let mut v = vec![self.scan, self.repsig, self.repeat];
+        v.extend(self.rep_array);
+        v.push(self.scan_array);
+        v
     }
 }
 
@@ -57,15 +61,19 @@ fn chain_at(graph: &Graph, mul: usize) -> Option<BcastChain> {
     if node(mul).op != (Op::Alu { op: AluOp::Mul }) || node(mul).ins.len() != 2 {
         return None;
     }
-    let mut arrays = [0; 2];
+    // Per operand: the array in between (if any) and the node feeding it.
+    let mut arrays = [None; 2];
     let mut feeders = [(0, 0); 2];
     for (k, (a, f)) in arrays.iter_mut().zip(&mut feeders).enumerate() {
         let (x, 0) = sole_producer(graph, node(mul).ins[k], mul, k as u32)? else { return None };
-        if !matches!(node(x).op, Op::Array { .. }) || node(x).ins.len() != 1 {
-            return None;
+        match node(x).op {
+            Op::Array { .. } if node(x).ins.len() == 1 => {
+                *a = Some(x);
+                *f = sole_producer(graph, node(x).ins[0], x, 0)?;
+            }
+            Op::Repeat { .. } => *f = (x, 0),
+            _ => return None,
         }
-        *a = x;
-        *f = sole_producer(graph, node(x).ins[0], x, 0)?;
     }
     let is_repeat = |(n, p): (usize, u32)| p == 0 && matches!(node(n).op, Op::Repeat { .. });
     let is_scan = |(n, p): (usize, u32)| p == 1 && matches!(node(n).op, Op::Scan { format: LevelFormat::Dense, .. });
@@ -78,6 +86,7 @@ fn chain_at(graph: &Graph, mul: usize) -> Option<BcastChain> {
     };
     let (s, r) = if scan_first { (0, 1) } else { (1, 0) };
     let (scan, repeat) = (feeders[s].0, feeders[r].0);
+    let scan_array = arrays[s]?;
     if node(scan).ins.len() != 1 || node(repeat).ins.len() != 2 {
         return None;
     }
@@ -91,12 +100,12 @@ fn chain_at(graph: &Graph, mul: usize) -> Option<BcastChain> {
     let crd_stream = &graph.streams[crd.0 as usize];
     let from_scan = crd_stream.producer == (NodeId(scan as u32), 0);
     let once = crd_stream.consumers.iter().filter(|c| c.0 .0 as usize == repsig).count() == 1;
-    (from_scan && once && arrays[0] != arrays[1]).then_some(BcastChain {
+    (from_scan && once).then_some(BcastChain {
         scan,
         repsig,
         repeat,
         rep_array: arrays[r],
-        scan_array: arrays[s],
+        scan_array,
         mul,
         scan_first,
     })
@@ -124,15 +133,18 @@ pub(crate) struct BcastTiming {
 pub(crate) struct Bcast {
     chain: BcastChain,
     size: u32,
-    /// Values of the repeater's array and of the scanner's array.
-    rep_vals: Arc<Vec<f64>>,
+    /// Values of the repeater's array (`None`: the repeater broadcasts values) and of the
+    /// scanner's array.
+    rep_vals: Option<Arc<Vec<f64>>>,
     scan_vals: Arc<Vec<f64>>,
     scan: ScanStage,
     repsig: Clock,
     repsig_sent: u64,
     repeat: Clock,
     repeat_sent: u64,
-    arrays: [Clock; 2],
+    /// The repeater's array (absent when it broadcasts values) and the scanner's array.
+    rep_array: Option<Clock>,
+    scan_array: Clock,
     loads: [u64; 2],
     ops: u64,
     finished: bool,
@@ -142,16 +154,16 @@ pub(crate) struct Bcast {
 
 impl Bcast {
     /// The chain over a dense level of `size` coordinates; `vals` are the repeater's array's
-    /// and the scanner's array's values.
+    /// (if it has one) and the scanner's array's values.
     pub fn new(
         chain: BcastChain,
         size: u32,
-        vals: [Arc<Vec<f64>>; 2],
+        vals: (Option<Arc<Vec<f64>>>, Arc<Vec<f64>>),
         timing: &BcastTiming,
         max_cycles: u64,
         shared: Rc<RefCell<FusedShared>>,
     ) -> Bcast {
-        let [rep_vals, scan_vals] = vals;
+        let (rep_vals, scan_vals) = vals;
         Bcast {
             chain,
             size,
@@ -162,7 +174,8 @@ impl Bcast {
             repsig_sent: 0,
             repeat: clock(timing.repeat),
             repeat_sent: 0,
-            arrays: [clock(timing.array), clock(timing.array)],
+            rep_array: chain.rep_array.map(|_| clock(timing.array)),
+            scan_array: clock(timing.array),
             loads: [0; 2],
             ops: 0,
             finished: false,
@@ -204,12 +217,36 @@ impl Bcast {
         self.repsig.ready(at)
     }
 
+    /// A token the repeater holds (and repeats over a fiber) that the loop models: a
+    /// reference into its array, or a value when it has none.
+    fn held_ok(&self, tok: Token) -> bool {
+        match tok {
+            Token::Idx(_) => self.rep_vals.is_some(),
+            Token::Val(_) => self.rep_vals.is_none(),
+            _ => false,
+        }
+    }
+
+    /// The repeater's token `tok`, ready at `ready`, through its array if it has one: the
+    /// token and ready cycle the multiply sees.
+    fn rep_value(&mut self, ready: u64, tok: Token) -> (u64, Token) {
+        match &mut self.rep_array {
+            Some(c) => (step(c, ready), tok),
+            None => (ready, tok),
+        }
+    }
+
     /// The rest of the open fiber (positions `pos..size` at `base`), each coordinate through
-    /// every stage, with the broadcast reference `p` (ready at `rp`).
-    fn fiber(&mut self, io: &mut Io<'_>, pos: u32, base: u32, (rp, p): (u64, u32)) -> Result<(), SimError> {
+    /// every stage, with the broadcast token `held` (ready at `rp`).
+    fn fiber(&mut self, io: &mut Io<'_>, pos: u32, base: u32, (rp, held): (u64, Token)) -> Result<(), SimError> {
         let (lo, hi) = (base as usize + pos as usize, base as usize + self.size as usize);
-        let (Some(&x), Some(ys)) = (self.rep_vals.get(p as usize), self.scan_vals.get(lo..hi)) else {
-            return Err(self.bail("a reference past the end of an array"));
+        let x = match (held, &self.rep_vals) {
+            (Token::Idx(p), Some(vals)) => vals.get(p as usize).copied(),
+            (Token::Val(x), None) => Some(x),
+            _ => None,
+        };
+        let (Some(x), Some(ys)) = (x, self.scan_vals.get(lo..hi)) else {
+            return Err(self.bail("a broadcast token the fused loop does not model"));
         };
         let mut mul = io.clock();
         for (q, &y) in (pos..self.size).zip(ys) {
@@ -218,9 +255,11 @@ impl Bcast {
             io.push_ready(OUT_CRD, rc, Token::Idx(q));
             let rs = step(&mut self.repsig, rc);
             let rr = step(&mut self.repeat, rs.max(rp));
-            let [xr, xs] = &mut self.arrays;
-            let vr = step(xr, rr);
-            let vs = step(xs, rc);
+            let vr = match &mut self.rep_array {
+                Some(c) => step(c, rr),
+                None => rr,
+            };
+            let vs = step(&mut self.scan_array, rc);
             let (a, b) = if self.chain.scan_first { (y, x) } else { (x, y) };
             let at = mul.fire(vr.max(vs), 0);
             io.push_ready(OUT_VAL, mul.ready(at), Token::Val(AluOp::Mul.apply2(a, b)));
@@ -230,7 +269,7 @@ impl Bcast {
         self.scan.sent += n;
         self.repsig_sent += n;
         self.repeat_sent += n;
-        self.loads[0] += n;
+        self.loads[0] += if self.rep_vals.is_some() { n } else { 0 };
         self.loads[1] += n;
         self.ops += n;
         self.scan.state = ScanState::Closing;
@@ -247,17 +286,20 @@ impl Bcast {
             ops: 0,
             bytes_read,
         };
-        self.shared.borrow_mut().stages = Some(vec![
+        let mut stages = vec![
             stage(&self.scan.clk, self.scan.sent, 0),
             stage(&self.repsig, self.repsig_sent, 0),
             stage(&self.repeat, self.repeat_sent, 0),
-            stage(&self.arrays[0], self.repeat_sent, 4 * self.loads[0]),
-            stage(&self.arrays[1], self.scan.sent, 4 * self.loads[1]),
-        ]);
+        ];
+        stages.extend(self.rep_array.as_ref().map(|c| stage(c, self.repeat_sent, 4 * self.loads[0])));
+        stages.push(stage(&self.scan_array, self.scan.sent, 4 * self.loads[1]));
+        self.shared.borrow_mut().stages = Some(stages);
     }
 
     fn past_limit(&self) -> Option<usize> {
-        let clocks = [&self.scan.clk, &self.repsig, &self.repeat, &self.arrays[0], &self.arrays[1]];
+        let mut clocks = vec![&self.scan.clk, &self.repsig, &self.repeat];
+        clocks.extend(self.rep_array.as_ref());
+        clocks.push(&self.scan_array);
         clocks.iter().zip(self.chain.absorbed()).find(|(c, _)| c.t > self.max_cycles).map(|(_, n)| n)
     }
 }
@@ -269,11 +311,11 @@ impl Primitive for Bcast {
             let (Some(free), Some(_)) = (io.out_free(OUT_VAL), io.out_free(OUT_CRD)) else { break };
             match self.scan.state {
                 ScanState::Fiber { pos, base } => {
-                    // The repeater holds the broadcast reference until the fiber's stop.
-                    let Some((rp, Token::Idx(p))) = io.head(REF_REP) else {
-                        return Err(self.bail("a broadcast reference the fused loop does not model"));
+                    // The repeater holds the broadcast token until the fiber's stop.
+                    let Some(held) = io.head(REF_REP) else {
+                        return Err(self.bail("a broadcast token the fused loop does not model"));
                     };
-                    self.fiber(io, pos, base, (rp, p))?;
+                    self.fiber(io, pos, base, held)?;
                 }
                 ScanState::Closing => {
                     // Look-ahead: the scanner's next reference, and the repeater's next after
@@ -283,8 +325,8 @@ impl Primitive for Bcast {
                     else {
                         break;
                     };
-                    if !matches!(held, Token::Idx(_)) {
-                        return Err(self.bail("a broadcast reference the fused loop does not model"));
+                    if !self.held_ok(held) {
+                        return Err(self.bail("a broadcast token the fused loop does not model"));
                     }
                     let at = self.scan.clk.fire(rw, 0);
                     let crd = match next_w {
@@ -316,14 +358,14 @@ impl Primitive for Bcast {
                     };
                     self.repeat_sent += 1;
                     let rr = rep.ready(at);
-                    let [xr, xs] = &mut self.arrays;
-                    let (vr, vs) = (step(xr, rr), step(xs, rc));
-                    self.multiply(io, (vr, out), (vs, crd), free)?;
+                    let rep = self.rep_value(rr, out);
+                    let vs = step(&mut self.scan_array, rc);
+                    self.multiply(io, rep, (vs, crd), free)?;
                 }
                 ScanState::Idle => {
                     let (Some((rw, w)), Some((rp, r))) = (io.head(REF_SCAN), io.head(REF_REP)) else { break };
                     match (w, r) {
-                        (Token::Idx(p), Token::Idx(_)) => {
+                        (Token::Idx(p), held) if self.held_ok(held) => {
                             // Taking a reference costs the scanner no fire (as `Scan`).
                             let clk = &mut self.scan.clk;
                             if rw > clk.t {
@@ -351,9 +393,9 @@ impl Primitive for Bcast {
                             self.repeat_sent += 1;
                             let rr = self.repeat.ready(at);
                             let out = Token::Stop { level: lr + 1, gap: gr + 1 };
-                            let [xr, xs] = &mut self.arrays;
-                            let (vr, vs) = (step(xr, rr), step(xs, rc));
-                            self.multiply(io, (vr, out), (vs, crd), free)?;
+                            let rep = self.rep_value(rr, out);
+                            let vs = step(&mut self.scan_array, rc);
+                            self.multiply(io, rep, (vs, crd), free)?;
                         }
                         (Token::Done, Token::Done) => {
                             let at = self.scan.clk.fire(rw, 0);
@@ -365,9 +407,9 @@ impl Primitive for Bcast {
                             io.pop(REF_REP, at);
                             self.repeat_sent += 1;
                             let rr = self.repeat.ready(at);
-                            let [xr, xs] = &mut self.arrays;
-                            let (vr, vs) = (step(xr, rr), step(xs, rc));
-                            self.multiply(io, (vr, Token::Done), (vs, Token::Done), free)?;
+                            let rep = self.rep_value(rr, Token::Done);
+                            let vs = step(&mut self.scan_array, rc);
+                            self.multiply(io, rep, (vs, Token::Done), free)?;
                             self.finished = true;
                             self.publish();
                         }
