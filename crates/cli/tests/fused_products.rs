@@ -193,3 +193,29 @@ fn fused_products_differential() {
     // Most cases hold a dot or broadcast product; make sure the property compared some.
     assert!(CHAINS.load(Ordering::Relaxed) >= 50, "only {} fused products", CHAINS.load(Ordering::Relaxed));
 }
+
+#[test]
+fn fused_products_respect_the_cycle_limit() {
+    // A run stops with the cycle-limit error exactly when its cycles pass the limit, fused or
+    // node by node: a fused node checks the clocks of the nodes it absorbed too.
+    for (order, b_order) in [("i,j,k", "order(1,0)"), ("i,k,j", "")] {
+        let src = format!(
+            "input A[12,9] dense = random(density=1)\ninput B[9,7] dense {b_order} = random(density=1)\n\
+             output X[12,7] dense\nX(i,j) = A(i,k) * B(k,j)\n"
+        );
+        let p = parse(&src);
+        let base = fuseflow::RunConfig { order: Some(order.split(',').map(String::from).collect()), ..Default::default() };
+        let cycles = fuseflow::run(&p, &examples_dir(), &base).unwrap().cycles;
+        for limit in [cycles / 2, cycles - 1, cycles] {
+            for fuse in [true, false] {
+                let mut cfg = base.clone();
+                cfg.sim.max_cycles = limit;
+                cfg.sim.fuse_products = fuse;
+                match fuseflow::run(&p, &examples_dir(), &cfg) {
+                    Ok(r) => assert!(limit >= cycles && r.groups[0].fused_products == usize::from(fuse), "{order}"),
+                    Err(e) => assert!(limit < cycles && e.to_string().contains("cycle limit"), "{order} {limit}: {e}"),
+                }
+            }
+        }
+    }
+}

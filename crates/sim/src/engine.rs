@@ -1212,6 +1212,26 @@ struct FusedPlan {
 }
 
 impl FusedPlan {
+    /// A plan whose channels [`FusedPlan::wire`] will find.
+    fn new(
+        runner: usize,
+        absorbed: Vec<usize>,
+        inputs: Vec<(usize, usize)>,
+        outputs: Vec<(usize, usize)>,
+        make: MakeFused,
+    ) -> FusedPlan {
+        FusedPlan {
+            runner,
+            absorbed,
+            inputs,
+            outputs,
+            ins: Vec::new(),
+            extra_outs: Vec::new(),
+            internal: Vec::new(),
+            make,
+        }
+    }
+
     /// Finds the chain's channels; false if an absorbed node's output leaves the chain other
     /// than through the fused node's outputs.
     fn wire(&mut self, nodes: &[usize], in_chans: &[Vec<u32>], out_chans: &[Vec<Vec<u32>>]) -> bool {
@@ -1281,16 +1301,9 @@ fn plan_dot(
         alu: config.timing.of("alu"),
     };
     let max_cycles = config.max_cycles;
-    Some(FusedPlan {
-        runner: chain.reduce,
-        absorbed: chain.absorbed(),
-        inputs: vec![(chain.scan[0], 0), (chain.scan[1], 0)],
-        outputs: Vec::new(),
-        ins: Vec::new(),
-        extra_outs: Vec::new(),
-        internal: Vec::new(),
-        make: Box::new(move |shared| Box::new(Dot::new(chain, size, vals, op, &timing, max_cycles, shared))),
-    })
+    let make: MakeFused =
+        Box::new(move |shared| Box::new(Dot::new(chain, size, vals, op, &timing, max_cycles, shared)));
+    Some(FusedPlan::new(chain.reduce, chain.absorbed(), vec![(chain.scan[0], 0), (chain.scan[1], 0)], Vec::new(), make))
 }
 
 /// The fused form of a broadcast product over a dense level.
@@ -1313,16 +1326,9 @@ fn plan_bcast(
         array: config.timing.of("array"),
     };
     let max_cycles = config.max_cycles;
-    Some(FusedPlan {
-        runner: chain.mul,
-        absorbed: chain.absorbed(),
-        inputs: vec![(chain.scan, 0), (chain.repeat, 0)],
-        outputs: vec![(chain.scan, 0)],
-        ins: Vec::new(),
-        extra_outs: Vec::new(),
-        internal: Vec::new(),
-        make: Box::new(move |shared| Box::new(Bcast::new(chain, size, vals, &timing, max_cycles, shared))),
-    })
+    let make: MakeFused = Box::new(move |shared| Box::new(Bcast::new(chain, size, vals, &timing, max_cycles, shared)));
+    let inputs = vec![(chain.scan, 0), (chain.repeat, 0)];
+    Some(FusedPlan::new(chain.mul, chain.absorbed(), inputs, vec![(chain.scan, 0)], make))
 }
 
 /// Assembles the report (and output tensors) of a finished run.

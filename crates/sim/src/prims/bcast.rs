@@ -17,7 +17,7 @@ use std::sync::Arc;
 use fuseflow_graph::{AluOp, Graph, NodeId, Op};
 use fuseflow_tensor::LevelFormat;
 
-use super::dot::{clock, sole_producer, step, FusedShared, ScanStage, ScanState, Stage};
+use super::dot::{clock, past_limit, sole_producer, step, FusedShared, ScanStage, ScanState, Stage};
 use crate::io::{Clock, Io, Primitive};
 use crate::{SimError, Token};
 
@@ -296,11 +296,12 @@ impl Bcast {
         self.shared.borrow_mut().stages = Some(stages);
     }
 
-    fn past_limit(&self) -> Option<usize> {
+    /// The absorbed stages' clocks, in [`BcastChain::absorbed`] order.
+    fn clocks(&self) -> Vec<&Clock> {
         let mut clocks = vec![&self.scan.clk, &self.repsig, &self.repeat];
         clocks.extend(self.rep_array.as_ref());
         clocks.push(&self.scan_array);
-        clocks.iter().zip(self.chain.absorbed()).find(|(c, _)| c.t > self.max_cycles).map(|(_, n)| n)
+        clocks
     }
 }
 
@@ -420,9 +421,7 @@ impl Primitive for Bcast {
             }
             progress = true;
         }
-        if let Some(node) = self.past_limit() {
-            return Err(SimError::CycleLimit { limit: self.max_cycles, node: node as u32 });
-        }
+        past_limit(&self.clocks(), &self.chain.absorbed(), self.max_cycles)?;
         Ok(progress)
     }
     fn done(&self) -> bool {

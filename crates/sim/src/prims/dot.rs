@@ -198,6 +198,15 @@ pub(crate) fn step(c: &mut Clock, ready: u64) -> u64 {
     c.ready(at)
 }
 
+/// The cycle-limit error for the first absorbed node (`nodes`, in the order of `clocks`)
+/// whose clock passed `max_cycles`.
+pub(crate) fn past_limit(clocks: &[&Clock], nodes: &[usize], max_cycles: u64) -> Result<(), SimError> {
+    match clocks.iter().zip(nodes).find(|(c, _)| c.t > max_cycles) {
+        Some((_, &node)) => Err(SimError::CycleLimit { limit: max_cycles, node: node as u32 }),
+        None => Ok(()),
+    }
+}
+
 /// A stage's clock with this `(ii, latency)`.
 pub(crate) fn clock((ii, latency): (u64, u64)) -> Clock {
     Clock { t: 0, ii, latency: latency.max(1), fires: 0, stall_in: 0, stall_out: 0 }
@@ -415,11 +424,9 @@ impl Dot {
         ]);
     }
 
-    /// The first absorbed node whose clock passed the cycle limit.
-    fn past_limit(&self) -> Option<usize> {
-        let clocks = [&self.scans[0].clk, &self.scans[1].clk, &self.join, &self.arrays[0], &self.arrays[1], &self.mul];
-        let nodes = self.chain.absorbed();
-        clocks.iter().zip(nodes).find(|(c, _)| c.t > self.max_cycles).map(|(_, n)| n)
+    /// The absorbed stages' clocks, in [`DotChain::absorbed`] order.
+    fn clocks(&self) -> [&Clock; 6] {
+        [&self.scans[0].clk, &self.scans[1].clk, &self.join, &self.arrays[0], &self.arrays[1], &self.mul]
     }
 }
 
@@ -457,9 +464,7 @@ impl Primitive for Dot {
             }
             progress = true;
         }
-        if let Some(node) = self.past_limit() {
-            return Err(SimError::CycleLimit { limit: self.max_cycles, node: node as u32 });
-        }
+        past_limit(&self.clocks(), &self.chain.absorbed(), self.max_cycles)?;
         Ok(progress)
     }
     fn done(&self) -> bool {
