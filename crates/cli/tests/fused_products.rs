@@ -124,11 +124,14 @@ struct Case {
     tensors: Vec<(Vec<bool>, f64)>,
     seed: u64,
     ii: (u64, u64),
+    /// Scheduling granularity: 1 and 2 make fused broadcast products stop mid-fiber.
+    soft_cap: usize,
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    (0..KERNELS.len(), any::<u64>(), proptest::collection::vec(1usize..7, 5), (1u64..3, 1u64..4)).prop_flat_map(
-        |(kernel, seed, sizes, ii)| {
+    let soft_cap = prop_oneof![Just(1usize), Just(2), Just(1024)];
+    (0..KERNELS.len(), any::<u64>(), proptest::collection::vec(1usize..7, 5), (1u64..3, 1u64..4), soft_cap)
+        .prop_flat_map(|(kernel, seed, sizes, ii, soft_cap)| {
             let (_, ts) = KERNELS[kernel];
             let per_tensor: Vec<_> = ts
                 .iter()
@@ -142,9 +145,8 @@ fn case() -> impl Strategy<Value = Case> {
                     )
                 })
                 .collect();
-            per_tensor.prop_map(move |tensors| Case { kernel, sizes: sizes.clone(), tensors, seed, ii })
-        },
-    )
+            per_tensor.prop_map(move |tensors| Case { kernel, sizes: sizes.clone(), tensors, seed, ii, soft_cap })
+        })
 }
 
 fn program(c: &Case) -> String {
@@ -181,6 +183,7 @@ proptest! {
             let mut cfg = fuseflow::RunConfig { order: Some(o.clone()), seed: c.seed, ..Default::default() };
             cfg.sim.timing.ii = c.ii.0;
             cfg.sim.timing.latency = c.ii.1;
+            cfg.sim.soft_cap = c.soft_cap;
             let n = same_with_and_without(&p, &cfg, &format!("order {}\n{src}", o.join(",")));
             CHAINS.fetch_add(n, Ordering::Relaxed);
         }
@@ -204,7 +207,8 @@ fn fused_products_respect_the_cycle_limit() {
              output X[12,7] dense\nX(i,j) = A(i,k) * B(k,j)\n"
         );
         let p = parse(&src);
-        let base = fuseflow::RunConfig { order: Some(order.split(',').map(String::from).collect()), ..Default::default() };
+        let base =
+            fuseflow::RunConfig { order: Some(order.split(',').map(String::from).collect()), ..Default::default() };
         let cycles = fuseflow::run(&p, &examples_dir(), &base).unwrap().cycles;
         for limit in [cycles / 2, cycles - 1, cycles] {
             for fuse in [true, false] {

@@ -236,10 +236,14 @@ impl Bcast {
         }
     }
 
-    /// The rest of the open fiber (positions `pos..size` at `base`), each coordinate through
-    /// every stage, with the broadcast token `held` (ready at `rp`).
+    /// More of the open fiber (from position `pos` at `base`), each coordinate through every
+    /// stage, with the broadcast token `held` (ready at `rp`): as many coordinates as the
+    /// outputs take below the soft cap (at least one), so that a long dense fiber does not
+    /// fill a channel at once.
     fn fiber(&mut self, io: &mut Io<'_>, pos: u32, base: u32, (rp, held): (u64, Token)) -> Result<(), SimError> {
-        let (lo, hi) = (base as usize + pos as usize, base as usize + self.size as usize);
+        let room = io.soft_room(OUT_VAL).min(io.soft_room(OUT_CRD)).max(1);
+        let end = (pos as usize).saturating_add(room).min(self.size as usize) as u32;
+        let (lo, hi) = (base as usize + pos as usize, base as usize + end as usize);
         let x = match (held, &self.rep_vals) {
             (Token::Idx(p), Some(vals)) => vals.get(p as usize).copied(),
             (Token::Val(x), None) => Some(x),
@@ -249,7 +253,7 @@ impl Bcast {
             return Err(self.bail("a broadcast token the fused loop does not model"));
         };
         let mut mul = io.clock();
-        for (q, &y) in (pos..self.size).zip(ys) {
+        for (q, &y) in (pos..end).zip(ys) {
             let at = self.scan.clk.fire(0, 0);
             let rc = self.scan.clk.ready(at);
             io.push_ready(OUT_CRD, rc, Token::Idx(q));
@@ -265,14 +269,14 @@ impl Bcast {
             io.push_ready(OUT_VAL, mul.ready(at), Token::Val(AluOp::Mul.apply2(a, b)));
         }
         io.set_clock(mul);
-        let n = (self.size - pos) as u64;
+        let n = (end - pos) as u64;
         self.scan.sent += n;
         self.repsig_sent += n;
         self.repeat_sent += n;
         self.loads[0] += if self.rep_vals.is_some() { n } else { 0 };
         self.loads[1] += n;
         self.ops += n;
-        self.scan.state = ScanState::Closing;
+        self.scan.state = if end == self.size { ScanState::Closing } else { ScanState::Fiber { pos: end, base } };
         Ok(())
     }
 
