@@ -370,6 +370,10 @@ pub struct GroupReport {
     /// Product chains the simulator ran fused (`SimReport::fused_products`): engine speed only.
     #[serde(skip)]
     pub fused_products: usize,
+    /// Of those, chains that also absorbed their sparse accumulator
+    /// (`SimReport::fused_accumulators`).
+    #[serde(skip)]
+    pub fused_accumulators: usize,
 }
 
 /// The result of a run.
@@ -1149,6 +1153,7 @@ fn simulate_group(
         nodes: std::mem::take(&mut sim.nodes),
         trace: sim.trace.take(),
         fused_products: sim.fused_products,
+        fused_accumulators: sim.fused_accumulators,
     };
     let mut written = BTreeMap::new();
     for tensor in &kernel.outputs {

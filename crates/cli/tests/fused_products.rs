@@ -12,8 +12,9 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
 /// Runs `p` with and without fused products and checks that everything observable agrees.
-/// Returns how many chains the fused run fused (0: nothing was compared).
-fn same_with_and_without(p: &fuseflow_ir::CheckedProgram, cfg: &fuseflow::RunConfig, what: &str) -> usize {
+/// Returns how many chains the fused run fused (0: nothing was compared) and how many of them
+/// absorbed their accumulator.
+fn same_with_and_without(p: &fuseflow_ir::CheckedProgram, cfg: &fuseflow::RunConfig, what: &str) -> (usize, usize) {
     let run = |fuse: bool| {
         let mut cfg = cfg.clone();
         cfg.sim.fuse_products = fuse;
@@ -35,7 +36,8 @@ fn same_with_and_without(p: &fuseflow_ir::CheckedProgram, cfg: &fuseflow::RunCon
     }
     assert_eq!(fused.outputs, plain.outputs, "{what}: outputs differ");
     assert!(plain.groups.iter().all(|g| g.fused_products == 0), "{what}: fused with fuse_products off");
-    fused.groups.iter().map(|g| g.fused_products).sum()
+    assert!(fused.groups.iter().all(|g| g.fused_accumulators <= g.fused_products), "{what}");
+    (fused.groups.iter().map(|g| g.fused_products).sum(), fused.groups.iter().map(|g| g.fused_accumulators).sum())
 }
 
 #[test]
@@ -50,17 +52,17 @@ fn streams_the_fused_loop_does_not_model_run_node_by_node() {
     };
     for density in [0.0, 0.1, 1.0] {
         let p = parse(&src(density, " + b(i)"));
-        let fused = same_with_and_without(&p, &Default::default(), &format!("density {density}"));
+        let (fused, _) = same_with_and_without(&p, &Default::default(), &format!("density {density}"));
         // Rows without entries (certain at density 0, all but certain at 0.1) stop the fusion.
         assert_eq!(fused == 0, density < 1.0, "density {density}: {fused} fused");
     }
     // Without the union, the same dot product runs fused.
-    assert_eq!(same_with_and_without(&parse(&src(0.1, "")), &Default::default(), "no bias"), 1);
+    assert_eq!(same_with_and_without(&parse(&src(0.1, "")), &Default::default(), "no bias"), (1, 0));
 }
 
 #[test]
 fn examples_are_the_same_with_fused_products() {
-    let mut chains = 0;
+    let (mut chains, mut accs) = (0, 0);
     for entry in std::fs::read_dir(examples_dir()).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) != Some("ff") {
@@ -70,13 +72,17 @@ fn examples_are_the_same_with_fused_products() {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         for fusion in [fuseflow_compiler::Fusion::Unfused, fuseflow_compiler::Fusion::Partial] {
             let cfg = fuseflow::RunConfig { fusion: fusion.clone(), ..Default::default() };
-            chains += same_with_and_without(&p, &cfg, &format!("{name} {fusion:?}"));
+            let (c, a) = same_with_and_without(&p, &cfg, &format!("{name} {fusion:?}"));
+            chains += c;
+            accs += a;
         }
     }
     // The GPT-3 decoder's Q, K and V projections and attention scores, and BigBird's scores,
     // are dot products; the decoder's FFN and out-projection and the GNNs' feature transforms
     // are broadcast products (35 in all at the time of writing).
     assert!(chains >= 20, "only {chains} fused products in the examples");
+    // The decoder's out-projection and FFN rows accumulate their products (unfused and in c3).
+    assert!(accs >= 4, "only {accs} fused products absorbed their accumulators");
 }
 
 #[test]
@@ -84,8 +90,16 @@ fn timing_options_are_respected_by_fused_products() {
     // Initiation intervals and latencies per kind, and a cycle limit the fused node must
     // report: as the seven nodes would.
     let p = fuseflow_ir::load(&examples_dir().join("gpt3_decoder.ff"), &Default::default()).unwrap();
-    for (kind, ii, lat) in [("scan_dense", 2, 3), ("intersect", 1, 4), ("array", 3, 2), ("alu", 2, 5), ("reduce", 4, 1)]
-    {
+    for (kind, ii, lat) in [
+        ("scan_dense", 2, 3),
+        ("intersect", 1, 4),
+        ("array", 3, 2),
+        ("alu", 2, 5),
+        ("reduce", 4, 1),
+        ("repsig", 2, 2),
+        ("repeat", 3, 1),
+        ("spacc", 2, 3),
+    ] {
         let mut cfg = fuseflow::RunConfig::default();
         cfg.sim.timing.per_kind.insert(kind.to_string(), (ii, lat));
         cfg.sim.timing.latency = 2;
@@ -94,6 +108,7 @@ fn timing_options_are_respected_by_fused_products() {
 }
 
 static CHAINS: AtomicUsize = AtomicUsize::new(0);
+static ACCUMULATORS: AtomicUsize = AtomicUsize::new(0);
 
 /// Dot-product kernels (reductions at the innermost level, several stop depths, fibers that
 /// a union with a sparse operand leaves empty, a scalar result).
@@ -114,6 +129,8 @@ const KERNELS: &[(&str, &[(&str, &str)])] = &[
     // A value (not a reference) broadcast over the scanned fiber.
     ("X(i,j) = (A(i,k) + C(i,k)) * B(k,j)", &[("X", "ij"), ("A", "ik"), ("C", "ik"), ("B", "kj")]),
     ("X(i,j) = relu(A(i,k)) * B(k,j)", &[("X", "ij"), ("A", "ik"), ("B", "kj")]),
+    // Accumulated by max (an accumulator the fused product absorbs too).
+    ("X(i,j) = maxr(k, A(i,k) * B(k,j))", &[("X", "ij"), ("A", "ik"), ("B", "kj")]),
 ];
 
 #[derive(Debug, Clone)]
@@ -184,8 +201,9 @@ proptest! {
             cfg.sim.timing.ii = c.ii.0;
             cfg.sim.timing.latency = c.ii.1;
             cfg.sim.soft_cap = c.soft_cap;
-            let n = same_with_and_without(&p, &cfg, &format!("order {}\n{src}", o.join(",")));
+            let (n, a) = same_with_and_without(&p, &cfg, &format!("order {}\n{src}", o.join(",")));
             CHAINS.fetch_add(n, Ordering::Relaxed);
+            ACCUMULATORS.fetch_add(a, Ordering::Relaxed);
         }
     }
 }
@@ -195,6 +213,8 @@ fn fused_products_differential() {
     fused_products_property();
     // Most cases hold a dot or broadcast product; make sure the property compared some.
     assert!(CHAINS.load(Ordering::Relaxed) >= 50, "only {} fused products", CHAINS.load(Ordering::Relaxed));
+    let accs = ACCUMULATORS.load(Ordering::Relaxed);
+    assert!(accs >= 10, "only {accs} fused products absorbed their accumulators");
 }
 
 #[test]

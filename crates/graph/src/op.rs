@@ -110,7 +110,7 @@ pub fn exp_sub_nz(a: f64, b: f64) -> f64 {
 
 /// Multiplication with zero absorbing (0·∞ = 0), matching sparse semantics where an absent
 /// operand annihilates the product.
-#[inline]
+#[inline(always)]
 pub fn mul(a: f64, b: f64) -> f64 {
     if a == 0.0 || b == 0.0 {
         0.0
@@ -149,8 +149,9 @@ impl AluOp {
         }
     }
 
-    /// Applies a binary operation.
-    #[inline]
+    /// Applies a binary operation (always inlined: simulator loops call it with a constant
+    /// operation per token, which then folds to one arithmetic instruction).
+    #[inline(always)]
     pub fn apply2(self, a: f64, b: f64) -> f64 {
         match self {
             AluOp::Add => a + b,

@@ -688,6 +688,9 @@ pub struct SimReport {
     /// or a chain met a stream it does not model and the run was repeated node by node. Speed
     /// only: nothing else in the report depends on it.
     pub fused_products: usize,
+    /// How many of those chains also absorbed the sparse accumulator they feed (Gustavson
+    /// rows of dense layers); speed only, as `fused_products`.
+    pub fused_accumulators: usize,
 }
 
 impl SimReport {
@@ -1027,7 +1030,11 @@ fn build(
     let mut in_plan: Vec<Option<usize>> = vec![None; graph.nodes.len()];
     if fusable {
         let dots = prims::dot::find(graph).into_iter().filter_map(|c| plan_dot(graph, arrays, config, c));
-        let bcasts = prims::bcast::find(graph).into_iter().filter_map(|c| plan_bcast(graph, arrays, config, c));
+        // A broadcast product with its accumulator first; if that does not fit, without it.
+        let bcasts = prims::bcast::find(graph)
+            .into_iter()
+            .flat_map(|c| [c, BcastChain { acc: None, ..c }])
+            .filter_map(|c| plan_bcast(graph, arrays, config, c));
         for mut plan in dots.chain(bcasts) {
             let nodes: Vec<usize> = plan.absorbed.iter().copied().chain([plan.runner]).collect();
             if nodes.iter().any(|&n| in_plan[n].is_some()) || !plan.wire(&nodes, &in_chans, &out_chans) {
@@ -1076,7 +1083,8 @@ fn build(
                 let run_outs = outs.iter().cloned().chain(plan.extra_outs).collect();
                 let prim = (plan.make)(shared.clone());
                 let slot = net.add(prim, plan.ins, run_outs, timing, node.label.clone(), kind);
-                net.fused.push(FusedRun { absorbed: plan.absorbed, internal: plan.internal, shared });
+                let accumulates = matches!(node.op, Op::Spacc { .. });
+                net.fused.push(FusedRun { absorbed: plan.absorbed, internal: plan.internal, accumulates, shared });
                 slot
             } else {
                 net.add(Box::<Absorbed>::default(), Vec::new(), Vec::new(), timing, node.label.clone(), kind)
@@ -1185,6 +1193,8 @@ fn build(
 /// channels inside it, and what its node leaves.
 struct FusedRun {
     absorbed: Vec<usize>,
+    /// The chain runs in a sparse accumulator's slot (it absorbed the accumulator).
+    accumulates: bool,
     internal: Vec<u32>,
     shared: Rc<RefCell<FusedShared>>,
 }
@@ -1306,7 +1316,9 @@ fn plan_dot(
     Some(FusedPlan::new(chain.reduce, chain.absorbed(), vec![(chain.scan[0], 0), (chain.scan[1], 0)], Vec::new(), make))
 }
 
-/// The fused form of a broadcast product over a dense level.
+/// The fused form of a broadcast product over a dense level, with its accumulator when
+/// [`BcastChain::acc`] is set (not with Comal's burst timing, which the fused accumulator
+/// does not model).
 fn plan_bcast(
     graph: &Graph,
     arrays: &BTreeMap<&str, TensorArrays>,
@@ -1319,16 +1331,28 @@ fn plan_bcast(
         None => None,
     };
     let vals = (rep_vals, array_vals(graph, arrays, chain.scan_array)?);
+    let acc_op = match chain.acc.map(|a| &graph.nodes[a].op) {
+        None => None,
+        Some(Op::Spacc { order: 1, op, .. }) if !config.timing.quirks.spacc_burst => Some(*op),
+        Some(_) => return None,
+    };
     let timing = BcastTiming {
         scan: config.timing.of("scan_dense"),
         repsig: config.timing.of("repsig"),
         repeat: config.timing.of("repeat"),
         array: config.timing.of("array"),
+        alu: config.timing.of("alu"),
     };
     let max_cycles = config.max_cycles;
-    let make: MakeFused = Box::new(move |shared| Box::new(Bcast::new(chain, size, vals, &timing, max_cycles, shared)));
-    let inputs = vec![(chain.scan, 0), (chain.repeat, 0)];
-    Some(FusedPlan::new(chain.mul, chain.absorbed(), inputs, vec![(chain.scan, 0)], make))
+    let make: MakeFused =
+        Box::new(move |shared| Box::new(Bcast::new(chain, size, vals, acc_op, &timing, max_cycles, shared)));
+    let refs = [(chain.scan, 0), (chain.repeat, 0)];
+    Some(match chain.acc {
+        Some(acc) => {
+            FusedPlan::new(acc, chain.absorbed(), [(acc, 0)].into_iter().chain(refs).collect(), Vec::new(), make)
+        }
+        None => FusedPlan::new(chain.mul, chain.absorbed(), refs.to_vec(), vec![(chain.scan, 0)], make),
+    })
 }
 
 /// Assembles the report (and output tensors) of a finished run.
@@ -1429,5 +1453,6 @@ fn report(
         trace: None,
         fifo: None,
         fused_products: net.fused.len(),
+        fused_accumulators: net.fused.iter().filter(|f| f.accumulates).count(),
     })
 }

@@ -249,6 +249,31 @@ impl Io<'_> {
         out
     }
 
+    /// [`Io::channels_opt`] for a number of channels known only at run time (one allocation
+    /// per call: for batch loops of primitives with many ports).
+    pub(crate) fn channels_dyn(&mut self, idx: &[Option<u32>]) -> Vec<Option<&mut Channel>> {
+        let mut order: Vec<usize> = (0..idx.len()).collect();
+        order.sort_unstable_by_key(|&i| idx[i]);
+        let mut out: Vec<Option<&mut Channel>> = (0..idx.len()).map(|_| None).collect();
+        let mut rest: &mut [Channel] = self.chans;
+        let mut base = 0usize;
+        for &k in &order {
+            let Some(c) = idx[k] else { continue };
+            let i = (c as usize).checked_sub(base).expect("channel used twice");
+            let (ch, tail) = std::mem::take(&mut rest)[i..].split_first_mut().expect("channel index out of range");
+            out[k] = Some(ch);
+            rest = tail;
+            base = c as usize + 1;
+        }
+        out
+    }
+
+    /// Number of input ports.
+    #[inline(always)]
+    pub(crate) fn n_ins(&self) -> usize {
+        self.ins.len()
+    }
+
     /// Batch path of a primitive that turns each token of input `inp` into one token of
     /// output `out`: while the output has room (see [`Io::batch_room`]),
     /// `f(clock, ready, free, token)` fires (on `clock`, with the output slot free at `free`)

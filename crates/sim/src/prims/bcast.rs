@@ -9,15 +9,25 @@
 //! token counts and values, without queues between them. Anything the loop does not model
 //! (an `N` reference, the two reference streams parting) sets [`FusedShared::bailed`] and the
 //! engine runs the graph node by node.
+//!
+//! When the products and the scanner's coordinates feed nothing but an order-1 sparse
+//! accumulator (the Gustavson row accumulation of a dense layer), the accumulator joins the
+//! chain too ([`BcastChain::acc`]): the fused node then runs in the accumulator's slot, with
+//! its reduced coordinate stream as an extra input and its outputs, and adds each product to
+//! the accumulator as the separate node would, with the accumulator's clock; pairs that the
+//! accumulator cannot take yet (it waits for its reduced stream, or is flushing) wait in a
+//! local queue bounded like a channel by the soft cap.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use fuseflow_graph::{AluOp, Graph, NodeId, Op};
+use fuseflow_graph::{AluOp, Graph, NodeId, Op, ReduceKind};
 use fuseflow_tensor::LevelFormat;
 
 use super::dot::{clock, past_limit, sole_producer, step, FusedShared, ScanStage, ScanState, Stage};
+use super::spacc::{flush, follows, merge, stop_of, Flushed};
 use crate::io::{Clock, Io, Primitive};
 use crate::{SimError, Token};
 
@@ -39,6 +49,9 @@ pub(crate) struct BcastChain {
     pub mul: usize,
     /// Whether the multiply's first operand is the scanner's value (else the repeater's).
     pub scan_first: bool,
+    /// The order-1 sparse accumulator that takes every product and every scanner coordinate
+    /// (and nothing else does), when the chain absorbs it: it then runs in its slot.
+    pub acc: Option<usize>,
 }
 
 impl BcastChain {
@@ -47,7 +60,15 @@ impl BcastChain {
         let mut v = vec![self.scan, self.repsig, self.repeat];
         v.extend(self.rep_array);
         v.push(self.scan_array);
+        if self.acc.is_some() {
+            v.push(self.mul);
+        }
         v
+    }
+
+    /// The node whose slot runs the chain: the accumulator if it joined, else the multiply.
+    pub fn runner(&self) -> usize {
+        self.acc.unwrap_or(self.mul)
     }
 }
 
@@ -100,6 +121,19 @@ fn chain_at(graph: &Graph, mul: usize) -> Option<BcastChain> {
     let crd_stream = &graph.streams[crd.0 as usize];
     let from_scan = crd_stream.producer == (NodeId(scan as u32), 0);
     let once = crd_stream.consumers.iter().filter(|c| c.0 .0 as usize == repsig).count() == 1;
+    // The accumulator joins when it alone takes the products (its value input) and, besides
+    // the repeat signal, the scanner's coordinates (its inner coordinate input).
+    let acc = node(mul).outs.first().copied().flatten().and_then(|prod| {
+        let (a, 2) = *graph.streams[prod.0 as usize].consumers.first()? else { return None };
+        let a = a.0 as usize;
+        let ok = graph.streams[prod.0 as usize].consumers.len() == 1
+            && matches!(node(a).op, Op::Spacc { order: 1, .. })
+            && node(a).ins.len() == 3
+            && node(a).ins[1] == crd
+            && crd_stream.consumers.len() == 2
+            && crd_stream.consumers.contains(&(NodeId(a as u32), 1));
+        ok.then_some(a)
+    });
     (from_scan && once).then_some(BcastChain {
         scan,
         repsig,
@@ -108,16 +142,18 @@ fn chain_at(graph: &Graph, mul: usize) -> Option<BcastChain> {
         scan_array,
         mul,
         scan_first,
+        acc,
     })
 }
 
-/// Input ports of the fused node.
-const REF_SCAN: usize = 0;
-const REF_REP: usize = 1;
-/// Output ports of the fused node: the products, then the scanner's coordinates (to their
-/// consumers outside the chain).
+/// Output ports of the fused node without an accumulator: the products, then the scanner's
+/// coordinates (to their consumers outside the chain). With one, its outputs are the
+/// accumulator's. Input ports: the scanner's and the repeater's reference streams, after the
+/// accumulator's reduced coordinates ([`REDUCED`]) when it joined.
 const OUT_VAL: usize = 0;
 const OUT_CRD: usize = 1;
+/// The accumulator's reduced coordinate stream.
+const REDUCED: usize = 0;
 
 /// `(ii, latency)` of each stage kind.
 pub(crate) struct BcastTiming {
@@ -125,11 +161,37 @@ pub(crate) struct BcastTiming {
     pub repsig: (u64, u64),
     pub repeat: (u64, u64),
     pub array: (u64, u64),
+    pub alu: (u64, u64),
 }
 
-/// The fused broadcast product (see the module documentation). Inputs: the scanner's and the
-/// repeater's reference streams; outputs: the products and the scanner's coordinates. Its own
-/// clock is the multiply's.
+/// A coordinate and a product, each with its ready cycle, on their way to the accumulator.
+type Pair = ((u64, Token), (u64, Token));
+
+/// Phase of the absorbed accumulator (as [`super::spacc::Spacc1`]'s).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Outer,
+    Inner,
+    Flush { next: usize, stop: Token },
+    Finished,
+}
+
+/// The absorbed order-1 accumulator: [`super::spacc::Spacc1`]'s state (without Comal's burst
+/// timing or tiles, which switch fusion off), fed from the chain instead of two channels.
+struct Acc {
+    op: ReduceKind,
+    phase: Phase,
+    vals: Vec<(u32, f64)>,
+    scratch: Vec<(u32, f64)>,
+    fiber_data: bool,
+    expect: Option<u8>,
+    ops: u64,
+    /// Pairs the chain made that the accumulator has not taken yet.
+    queue: VecDeque<Pair>,
+}
+
+/// The fused broadcast product (see the module documentation). Without an accumulator, its
+/// own clock is the multiply's; with one, the accumulator's.
 pub(crate) struct Bcast {
     chain: BcastChain,
     size: u32,
@@ -145,25 +207,46 @@ pub(crate) struct Bcast {
     /// The repeater's array (absent when it broadcasts values) and the scanner's array.
     rep_array: Option<Clock>,
     scan_array: Clock,
+    /// The multiply (the slot's clock, copied in and out, when no accumulator joined).
+    mul: Clock,
+    mul_sent: u64,
     loads: [u64; 2],
     ops: u64,
+    /// Input ports of the scanner's and the repeater's references.
+    ref_scan: usize,
+    ref_rep: usize,
+    /// The chain sent `D`.
     finished: bool,
+    acc: Option<Acc>,
     max_cycles: u64,
     shared: Rc<RefCell<FusedShared>>,
 }
 
 impl Bcast {
     /// The chain over a dense level of `size` coordinates; `vals` are the repeater's array's
-    /// (if it has one) and the scanner's array's values.
+    /// (if it has one) and the scanner's array's values; `acc` the absorbed accumulator's
+    /// operation, when [`BcastChain::acc`] is set.
     pub fn new(
         chain: BcastChain,
         size: u32,
         vals: (Option<Arc<Vec<f64>>>, Arc<Vec<f64>>),
+        acc: Option<ReduceKind>,
         timing: &BcastTiming,
         max_cycles: u64,
         shared: Rc<RefCell<FusedShared>>,
     ) -> Bcast {
         let (rep_vals, scan_vals) = vals;
+        let acc = acc.filter(|_| chain.acc.is_some()).map(|op| Acc {
+            op,
+            phase: Phase::Outer,
+            vals: Vec::new(),
+            scratch: Vec::new(),
+            fiber_data: false,
+            expect: None,
+            ops: 0,
+            queue: VecDeque::new(),
+        });
+        let first_ref = if acc.is_some() { REDUCED + 1 } else { 0 };
         Bcast {
             chain,
             size,
@@ -176,9 +259,14 @@ impl Bcast {
             repeat_sent: 0,
             rep_array: chain.rep_array.map(|_| clock(timing.array)),
             scan_array: clock(timing.array),
+            mul: clock(timing.alu),
+            mul_sent: 0,
             loads: [0; 2],
             ops: 0,
+            ref_scan: first_ref,
+            ref_rep: first_ref + 1,
             finished: false,
+            acc,
             max_cycles,
             shared,
         }
@@ -186,12 +274,13 @@ impl Bcast {
 
     fn bail(&self, why: &str) -> SimError {
         self.shared.borrow_mut().bailed = true;
-        SimError::Protocol { node: self.chain.mul as u32, message: format!("fused broadcast product: {why}") }
+        let node = self.chain.runner() as u32;
+        SimError::Protocol { node, message: format!("fused broadcast product: {why}") }
     }
 
     /// The multiply's fire on the two value paths' tokens (repeater's, scanner's) and their
-    /// ready cycles; sends the result on the products' output.
-    fn multiply(&mut self, io: &mut Io<'_>, rep: (u64, Token), scan: (u64, Token), free: u64) -> Result<(), SimError> {
+    /// ready cycles: the product and its ready cycle.
+    fn multiply(&mut self, rep: (u64, Token), scan: (u64, Token), free: u64) -> Result<(u64, Token), SimError> {
         let (a, b) = if self.chain.scan_first { (scan, rep) } else { (rep, scan) };
         let out = match (a.1, b.1) {
             (Token::Val(x), Token::Val(y)) => {
@@ -202,19 +291,29 @@ impl Bcast {
             (Token::Done, Token::Done) => Token::Done,
             _ => return Err(self.bail("value streams that part")),
         };
-        let at = io.fire(a.0.max(b.0), free);
-        io.push(OUT_VAL, at, out);
-        Ok(())
+        let at = self.mul.fire(a.0.max(b.0), free);
+        self.mul_sent += 1;
+        Ok((self.mul.ready(at), out))
     }
 
-    /// The scanner's token `tok` at `ready` goes out on the coordinate output and through the
-    /// repeat-signal generator: the signal's ready cycle.
-    fn send_crd(&mut self, io: &mut Io<'_>, ready: u64, tok: Token) -> u64 {
-        io.push_ready(OUT_CRD, ready, tok);
+    /// The scanner's token, ready at `ready`, through the repeat-signal generator: the
+    /// signal's ready cycle. (The token itself leaves with its product, in [`Bcast::emit`].)
+    fn send_crd(&mut self, ready: u64) -> u64 {
         self.scan.sent += 1;
         self.repsig_sent += 1;
         let at = self.repsig.fire(ready, 0);
         self.repsig.ready(at)
+    }
+
+    /// Sends a scanner token and its product: on the outputs, or to the accumulator's queue.
+    fn emit(&mut self, io: &mut Io<'_>, crd: (u64, Token), val: (u64, Token)) {
+        match &mut self.acc {
+            Some(acc) => acc.queue.push_back((crd, val)),
+            None => {
+                io.push_ready(OUT_CRD, crd.0, crd.1);
+                io.push_ready(OUT_VAL, val.0, val.1);
+            }
+        }
     }
 
     /// A token the repeater holds (and repeats over a fiber) that the loop models: a
@@ -236,27 +335,33 @@ impl Bcast {
         }
     }
 
-    /// More of the open fiber (from position `pos` at `base`), each coordinate through every
-    /// stage, with the broadcast token `held` (ready at `rp`): as many coordinates as the
-    /// outputs take below the soft cap (at least one), so that a long dense fiber does not
-    /// fill a channel at once.
-    fn fiber(&mut self, io: &mut Io<'_>, pos: u32, base: u32, (rp, held): (u64, Token)) -> Result<(), SimError> {
-        let room = io.soft_room(OUT_VAL).min(io.soft_room(OUT_CRD)).max(1);
-        let end = (pos as usize).saturating_add(room).min(self.size as usize) as u32;
-        let (lo, hi) = (base as usize + pos as usize, base as usize + end as usize);
-        let x = match (held, &self.rep_vals) {
+    /// The value the repeater broadcasts: its token `held`, through its array if it has one.
+    fn broadcast(&self, held: Token) -> Result<f64, SimError> {
+        match (held, &self.rep_vals) {
             (Token::Idx(p), Some(vals)) => vals.get(p as usize).copied(),
             (Token::Val(x), None) => Some(x),
             _ => None,
-        };
-        let (Some(x), Some(ys)) = (x, self.scan_vals.get(lo..hi)) else {
+        }
+        .ok_or_else(|| self.bail("a broadcast token the fused loop does not model"))
+    }
+
+    /// Coordinates `pos..end` of the open fiber at `base`, each through every stage, with the
+    /// broadcast value `x` (its token ready at `rp`): `sink(coordinate ready, coordinate,
+    /// product ready, product)` takes each.
+    #[inline(always)]
+    fn fiber_run(
+        &mut self,
+        (pos, end, base): (u32, u32, u32),
+        (rp, x): (u64, f64),
+        mut sink: impl FnMut(u64, u32, u64, f64),
+    ) -> Result<(), SimError> {
+        let (lo, hi) = (base as usize + pos as usize, base as usize + end as usize);
+        let Some(ys) = self.scan_vals.get(lo..hi) else {
             return Err(self.bail("a broadcast token the fused loop does not model"));
         };
-        let mut mul = io.clock();
         for (q, &y) in (pos..end).zip(ys) {
             let at = self.scan.clk.fire(0, 0);
             let rc = self.scan.clk.ready(at);
-            io.push_ready(OUT_CRD, rc, Token::Idx(q));
             let rs = step(&mut self.repsig, rc);
             let rr = step(&mut self.repeat, rs.max(rp));
             let vr = match &mut self.rep_array {
@@ -265,14 +370,14 @@ impl Bcast {
             };
             let vs = step(&mut self.scan_array, rc);
             let (a, b) = if self.chain.scan_first { (y, x) } else { (x, y) };
-            let at = mul.fire(vr.max(vs), 0);
-            io.push_ready(OUT_VAL, mul.ready(at), Token::Val(AluOp::Mul.apply2(a, b)));
+            let at = self.mul.fire(vr.max(vs), 0);
+            sink(rc, q, self.mul.ready(at), AluOp::Mul.apply2(a, b));
         }
-        io.set_clock(mul);
         let n = (end - pos) as u64;
         self.scan.sent += n;
         self.repsig_sent += n;
         self.repeat_sent += n;
+        self.mul_sent += n;
         self.loads[0] += if self.rep_vals.is_some() { n } else { 0 };
         self.loads[1] += n;
         self.ops += n;
@@ -280,23 +385,179 @@ impl Bcast {
         Ok(())
     }
 
+    /// More of the open fiber (from position `pos` at `base`), with the broadcast token
+    /// `held` (ready at `rp`). Without an accumulator: as many coordinates as the outputs take
+    /// below the soft cap (at least one), so that a long dense fiber does not fill a channel at
+    /// once. With one: the rest of the fiber straight into it when it is taking a fiber and
+    /// nothing waits before; else into its queue, up to the soft cap.
+    fn fiber(&mut self, io: &mut Io<'_>, pos: u32, base: u32, (rp, held): (u64, Token)) -> Result<(), SimError> {
+        let x = self.broadcast(held)?;
+        let end_at = |room: usize| (pos as usize).saturating_add(room.max(1)).min(self.size as usize) as u32;
+        match self.acc.as_mut() {
+            None => {
+                let end = end_at(io.soft_room(OUT_VAL).min(io.soft_room(OUT_CRD)));
+                let n = (end - pos) as usize;
+                // The outputs are unbounded (fusion needs it): write the run to each port's
+                // first channel through a writer sized for it, then copy it to the port's
+                // other channels.
+                let [vw, cw] = io.channels_opt([io.out_first(OUT_VAL), io.out_first(OUT_CRD)]);
+                let (mut vw, mut cw) = (vw.map(|c| c.writer(n)), cw.map(|c| c.writer(n)));
+                self.fiber_run((pos, end, base), (rp, x), |rc, q, rv, v| {
+                    if let Some(w) = &mut cw {
+                        w.push(rc, Token::Idx(q));
+                    }
+                    if let Some(w) = &mut vw {
+                        w.push(rv, Token::Val(v));
+                    }
+                })?;
+                drop((vw, cw));
+                io.replicate(OUT_VAL, n);
+                io.replicate(OUT_CRD, n);
+            }
+            Some(acc) if acc.phase == Phase::Inner && acc.queue.is_empty() => {
+                // The accumulator's inner step, per pair (as `Spacc1`): one fire when both
+                // tokens are ready, the pair appended.
+                let mut vals = std::mem::take(&mut acc.vals);
+                let mut clk = io.clock();
+                let end = self.size;
+                self.fiber_run((pos, end, base), (rp, x), |rc, q, rv, v| {
+                    clk.fire(rc.max(rv), 0);
+                    vals.push((q, v));
+                })?;
+                io.set_clock(clk);
+                let acc = self.acc.as_mut().expect("checked above");
+                acc.vals = vals;
+                acc.ops += (end - pos) as u64;
+            }
+            Some(acc) => {
+                let end = end_at(io.soft_cap.saturating_sub(acc.queue.len()));
+                let mut queue = std::mem::take(&mut acc.queue);
+                self.fiber_run((pos, end, base), (rp, x), |rc, q, rv, v| {
+                    queue.push_back(((rc, Token::Idx(q)), (rv, Token::Val(v))));
+                })?;
+                self.acc.as_mut().expect("checked above").queue = queue;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the absorbed accumulator as far as its inputs (the queue, the reduced stream) and
+    /// outputs allow; returns whether it did anything. Streams that `Spacc1` would reject make
+    /// the chain give up, so that the node-by-node run reports them.
+    fn drain(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        let mut progress = false;
+        loop {
+            let Some(acc) = self.acc.as_mut() else { return Ok(progress) };
+            match acc.phase {
+                Phase::Finished => break,
+                Phase::Outer => {
+                    let Some((ready, tok)) = io.head(REDUCED) else { break };
+                    if !follows(acc.expect, tok) {
+                        return Err(self.bail("an accumulator stream the fused loop does not model"));
+                    }
+                    match tok {
+                        Token::Idx(_) | Token::Empty => {
+                            let at = io.fire(ready, 0);
+                            io.pop(REDUCED, at);
+                            acc.fiber_data = true;
+                            acc.expect = None;
+                            acc.phase = Phase::Inner;
+                        }
+                        Token::Stop { level, .. } => {
+                            if !acc.fiber_data {
+                                // Empty reduced fiber: the inner streams hold a bare stop.
+                                let Some(&((r1, t1), (r2, t2))) = acc.queue.front() else { break };
+                                if !stop_of(t1, level + 1) || !stop_of(t2, level + 1) {
+                                    return Err(self.bail("an accumulator stream the fused loop does not model"));
+                                }
+                                let at = io.fire(ready.max(r1).max(r2), 0);
+                                io.pop(REDUCED, at);
+                                acc.queue.pop_front();
+                            } else {
+                                let at = io.fire(ready, 0);
+                                io.pop(REDUCED, at);
+                            }
+                            if merge(acc.op, None, &mut acc.vals, &mut acc.scratch).is_err() {
+                                return Err(self.bail("an accumulator stream the fused loop does not model"));
+                            }
+                            acc.fiber_data = false;
+                            acc.expect = None;
+                            acc.phase = Phase::Flush { next: 0, stop: tok };
+                        }
+                        Token::Done => {
+                            let Some(&((r1, t1), (r2, t2))) = acc.queue.front() else { break };
+                            let Some(free) = io.outs_free(0..2) else { break };
+                            if t1 != Token::Done || t2 != Token::Done {
+                                return Err(self.bail("an accumulator stream the fused loop does not model"));
+                            }
+                            let at = io.fire(ready.max(r1).max(r2), free);
+                            io.pop(REDUCED, at);
+                            acc.queue.pop_front();
+                            io.push(0, at, Token::Done);
+                            io.push(1, at, Token::Done);
+                            acc.phase = Phase::Finished;
+                        }
+                        _ => return Err(self.bail("an accumulator stream the fused loop does not model")),
+                    }
+                    progress = true;
+                    if self.acc.as_ref().is_some_and(|a| a.phase == Phase::Finished) {
+                        self.publish();
+                    }
+                }
+                Phase::Inner => {
+                    let Some(((r1, c), (r2, v))) = acc.queue.pop_front() else { break };
+                    io.fire(r1.max(r2), 0);
+                    match (c, v) {
+                        (Token::Idx(c), Token::Val(v)) => {
+                            acc.vals.push((c, v));
+                            acc.ops += 1;
+                        }
+                        (Token::Stop { level: a, .. }, Token::Stop { level: b, .. }) if a == b => {
+                            acc.expect = Some(a);
+                            acc.phase = Phase::Outer;
+                        }
+                        _ => return Err(self.bail("an accumulator stream the fused loop does not model")),
+                    }
+                    progress = true;
+                }
+                Phase::Flush { mut next, stop } => {
+                    let done = flush(io, &acc.vals, &mut next, stop, false);
+                    acc.phase = Phase::Flush { next, stop };
+                    match done {
+                        Flushed::Blocked => break,
+                        Flushed::Progress => {}
+                        Flushed::Done => {
+                            acc.vals.clear();
+                            acc.phase = Phase::Outer;
+                        }
+                    }
+                    progress = true;
+                }
+            }
+        }
+        Ok(progress)
+    }
+
     fn publish(&self) {
-        let stage = |c: &Clock, sent: u64, bytes_read: u64| Stage {
+        let stage = |c: &Clock, sent: u64, ops: u64, bytes_read: u64| Stage {
             t: c.t,
             fires: c.fires,
             stall_in: c.stall_in,
             stall_out: c.stall_out,
             sent,
-            ops: 0,
+            ops,
             bytes_read,
         };
         let mut stages = vec![
-            stage(&self.scan.clk, self.scan.sent, 0),
-            stage(&self.repsig, self.repsig_sent, 0),
-            stage(&self.repeat, self.repeat_sent, 0),
+            stage(&self.scan.clk, self.scan.sent, 0, 0),
+            stage(&self.repsig, self.repsig_sent, 0, 0),
+            stage(&self.repeat, self.repeat_sent, 0, 0),
         ];
-        stages.extend(self.rep_array.as_ref().map(|c| stage(c, self.repeat_sent, 4 * self.loads[0])));
-        stages.push(stage(&self.scan_array, self.scan.sent, 4 * self.loads[1]));
+        stages.extend(self.rep_array.as_ref().map(|c| stage(c, self.repeat_sent, 0, 4 * self.loads[0])));
+        stages.push(stage(&self.scan_array, self.scan.sent, 0, 4 * self.loads[1]));
+        if self.acc.is_some() {
+            stages.push(stage(&self.mul, self.mul_sent, self.ops, 0));
+        }
         self.shared.borrow_mut().stages = Some(stages);
     }
 
@@ -305,19 +566,35 @@ impl Bcast {
         let mut clocks = vec![&self.scan.clk, &self.repsig, &self.repeat];
         clocks.extend(self.rep_array.as_ref());
         clocks.push(&self.scan_array);
+        if self.acc.is_some() {
+            clocks.push(&self.mul);
+        }
         clocks
     }
-}
 
-impl Primitive for Bcast {
-    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+    /// Whether the chain may make another pair now: the outputs are below the soft cap
+    /// (their send cycle, unbounded, is 0), or the accumulator's queue is.
+    fn room(&self, io: &Io<'_>) -> Option<u64> {
+        match &self.acc {
+            None => io.out_free(OUT_CRD).and(io.out_free(OUT_VAL)),
+            Some(acc) => (acc.queue.len() < io.soft_cap).then_some(0),
+        }
+    }
+
+    /// Runs the chain (and the accumulator, if it joined) until blocked.
+    fn steps(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
         let mut progress = false;
-        while !self.finished {
-            let (Some(free), Some(_)) = (io.out_free(OUT_VAL), io.out_free(OUT_CRD)) else { break };
+        loop {
+            progress |= self.drain(io)?;
+            if self.finished {
+                break;
+            }
+            let Some(free) = self.room(io) else { break };
+            let (r_scan, r_rep) = (self.ref_scan, self.ref_rep);
             match self.scan.state {
                 ScanState::Fiber { pos, base } => {
                     // The repeater holds the broadcast token until the fiber's stop.
-                    let Some(held) = io.head(REF_REP) else {
+                    let Some(held) = io.head(r_rep) else {
                         return Err(self.bail("a broadcast token the fused loop does not model"));
                     };
                     self.fiber(io, pos, base, held)?;
@@ -326,7 +603,7 @@ impl Primitive for Bcast {
                     // Look-ahead: the scanner's next reference, and the repeater's next after
                     // the one it holds.
                     let (Some((rw, next_w)), Some((rp, held)), Some((rn, next_r))) =
-                        (io.head(REF_SCAN), io.head(REF_REP), io.second(REF_REP))
+                        (io.head(r_scan), io.head(r_rep), io.second(r_rep))
                     else {
                         break;
                     };
@@ -336,14 +613,14 @@ impl Primitive for Bcast {
                     let at = self.scan.clk.fire(rw, 0);
                     let crd = match next_w {
                         Token::Stop { level, .. } => {
-                            io.pop(REF_SCAN, at);
+                            io.pop(r_scan, at);
                             Token::stop(level + 1)
                         }
                         _ => Token::stop(0),
                     };
                     self.scan.state = ScanState::Idle;
                     let rc = self.scan.clk.ready(at);
-                    let rs = self.send_crd(io, rc, crd);
+                    let rs = self.send_crd(rc);
                     // The signal's `S` takes the held reference without a fire; the closing
                     // stop waits for the next one.
                     let ready = rs.max(rp);
@@ -352,11 +629,11 @@ impl Primitive for Bcast {
                         rep.stall_in += ready - rep.t;
                         rep.t = ready;
                     }
-                    io.pop(REF_REP, rep.t);
+                    io.pop(r_rep, rep.t);
                     let at = rep.fire(rn, 0);
                     let out = match next_r {
                         Token::Stop { level, .. } => {
-                            io.pop(REF_REP, at);
+                            io.pop(r_rep, at);
                             Token::stop(level + 1)
                         }
                         _ => Token::stop(0),
@@ -365,10 +642,11 @@ impl Primitive for Bcast {
                     let rr = rep.ready(at);
                     let rep = self.rep_value(rr, out);
                     let vs = step(&mut self.scan_array, rc);
-                    self.multiply(io, rep, (vs, crd), free)?;
+                    let val = self.multiply(rep, (vs, crd), free)?;
+                    self.emit(io, (rc, crd), val);
                 }
                 ScanState::Idle => {
-                    let (Some((rw, w)), Some((rp, r))) = (io.head(REF_SCAN), io.head(REF_REP)) else { break };
+                    let (Some((rw, w)), Some((rp, r))) = (io.head(r_scan), io.head(r_rep)) else { break };
                     match (w, r) {
                         (Token::Idx(p), held) if self.held_ok(held) => {
                             // Taking a reference costs the scanner no fire (as `Scan`).
@@ -377,7 +655,7 @@ impl Primitive for Bcast {
                                 clk.stall_in += rw - clk.t;
                                 clk.t = rw;
                             }
-                            io.pop(REF_SCAN, clk.t);
+                            io.pop(r_scan, clk.t);
                             let base = p as u64 * self.size as u64;
                             if base + self.size as u64 > u32::MAX as u64 {
                                 return Err(SimError::Protocol {
@@ -389,34 +667,38 @@ impl Primitive for Bcast {
                         }
                         (Token::Stop { level, gap }, Token::Stop { level: lr, gap: gr }) => {
                             let at = self.scan.clk.fire(rw, 0);
-                            io.pop(REF_SCAN, at);
+                            io.pop(r_scan, at);
                             let crd = Token::Stop { level: level + 1, gap: gap + 1 };
                             let rc = self.scan.clk.ready(at);
-                            let rs = self.send_crd(io, rc, crd);
+                            let rs = self.send_crd(rc);
                             let at = self.repeat.fire(rs.max(rp), 0);
-                            io.pop(REF_REP, at);
+                            io.pop(r_rep, at);
                             self.repeat_sent += 1;
                             let rr = self.repeat.ready(at);
                             let out = Token::Stop { level: lr + 1, gap: gr + 1 };
                             let rep = self.rep_value(rr, out);
                             let vs = step(&mut self.scan_array, rc);
-                            self.multiply(io, rep, (vs, crd), free)?;
+                            let val = self.multiply(rep, (vs, crd), free)?;
+                            self.emit(io, (rc, crd), val);
                         }
                         (Token::Done, Token::Done) => {
                             let at = self.scan.clk.fire(rw, 0);
-                            io.pop(REF_SCAN, at);
+                            io.pop(r_scan, at);
                             self.scan.state = ScanState::Finished;
                             let rc = self.scan.clk.ready(at);
-                            let rs = self.send_crd(io, rc, Token::Done);
+                            let rs = self.send_crd(rc);
                             let at = self.repeat.fire(rs.max(rp), 0);
-                            io.pop(REF_REP, at);
+                            io.pop(r_rep, at);
                             self.repeat_sent += 1;
                             let rr = self.repeat.ready(at);
                             let rep = self.rep_value(rr, Token::Done);
                             let vs = step(&mut self.scan_array, rc);
-                            self.multiply(io, rep, (vs, Token::Done), free)?;
+                            let val = self.multiply(rep, (vs, Token::Done), free)?;
+                            self.emit(io, (rc, Token::Done), val);
                             self.finished = true;
-                            self.publish();
+                            if self.acc.is_none() {
+                                self.publish();
+                            }
                         }
                         _ => return Err(self.bail("reference streams the fused loop does not model")),
                     }
@@ -425,13 +707,35 @@ impl Primitive for Bcast {
             }
             progress = true;
         }
+        Ok(progress)
+    }
+}
+
+impl Primitive for Bcast {
+    fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
+        // Without an accumulator the slot is the multiply's: its clock is the slot's.
+        let own = self.acc.is_none();
+        if own {
+            self.mul = io.clock();
+        }
+        let progress = self.steps(io);
+        if own {
+            io.set_clock(self.mul);
+        }
+        let progress = progress?;
         past_limit(&self.clocks(), &self.chain.absorbed(), self.max_cycles)?;
         Ok(progress)
     }
     fn done(&self) -> bool {
-        self.finished
+        match &self.acc {
+            None => self.finished,
+            Some(acc) => acc.phase == Phase::Finished,
+        }
     }
     fn ops(&self) -> u64 {
-        self.ops
+        match &self.acc {
+            None => self.ops,
+            Some(acc) => acc.ops,
+        }
     }
 }

@@ -182,6 +182,99 @@ impl Join {
         moved
     }
 
+    /// Batch path of the aligned case, any number of operands and payloads: while every
+    /// operand's coordinate head is the same coordinate (a union of dense levels, an
+    /// intersection that matches), or every one is a stop of one level, each step is one fire
+    /// that forwards the coordinate (or stop) and every payload, worked on the channels
+    /// directly with the general path's timing. Stops at anything else (a mismatch, `N`, `D`,
+    /// a misaligned payload), which the general path then handles or reports. Same output
+    /// conditions as [`Join::binary_batch`]. Returns whether anything moved.
+    fn aligned_batch(&mut self, io: &mut Io<'_>) -> bool {
+        let n_in = io.n_ins();
+        let connected = || (0..self.n_out).filter(|&p| io.fanout(p) > 0);
+        if connected().any(|p| io.fanout(p) > 1 && io.bounded(p)) {
+            return false;
+        }
+        let most = (0..n_in).map(|p| io.in_len(p)).min().unwrap_or(0);
+        let n = connected().map(|p| io.soft_room(p)).min().unwrap_or(usize::MAX).min(most);
+        if n == 0 {
+            return false;
+        }
+        // Cheap early exit before any allocation: the heads must line up now.
+        let first = io.head(self.base[0]).map(|h| h.1);
+        let lined_up = |t: Option<Token>| match (first, t) {
+            (Some(Token::Idx(a)), Some(Token::Idx(b))) => a == b,
+            (Some(Token::Stop { level: a, .. }), Some(Token::Stop { level: b, .. })) => a == b,
+            _ => false,
+        };
+        if !self.base.iter().all(|&b| lined_up(io.head(b).map(|h| h.1))) {
+            return false;
+        }
+        let mut idx: Vec<Option<u32>> = (0..n_in).map(|p| Some(io.in_chan(p))).collect();
+        idx.extend((0..self.n_out).map(|p| io.out_first(p)));
+        let mut clk = io.clock();
+        let mut chans = io.channels_dyn(&idx).into_iter();
+        let mut ins: Vec<_> =
+            chans.by_ref().take(n_in).map(|c| c.expect("every input has a channel").reader()).collect();
+        let mut outs: Vec<_> = chans.map(|c| c.map(|c| c.writer(n))).collect();
+        let union = self.kind == JoinKind::Union;
+        let mut sent = 0;
+        'batch: while sent < n {
+            let Some((_, head)) = ins[self.base[0]].head() else { break };
+            let mut ready = 0;
+            let mut out = head;
+            for (p, &b) in self.base.iter().enumerate() {
+                let Some((r, t)) = ins[b].head() else { break 'batch };
+                match (head, t) {
+                    (Token::Idx(a), Token::Idx(c)) if a == c => {}
+                    (Token::Stop { level: l0, .. }, Token::Stop { level, gap }) if level == l0 => {
+                        // A union's fiber is real if any operand's is; an intersection's only
+                        // if every operand's is (as the general path).
+                        if let Token::Stop { gap: g, .. } = out {
+                            out = Token::Stop { level, gap: if union { g.min(gap) } else { g.max(gap) } };
+                        }
+                    }
+                    _ => break 'batch,
+                }
+                ready = ready.max(r);
+                for k in 0..self.payloads[p] {
+                    let Some((q, x)) = ins[b + 1 + k].head() else { break 'batch };
+                    if !aligned(t, x) {
+                        break 'batch;
+                    }
+                    ready = ready.max(q);
+                }
+            }
+            let mut free = 0;
+            for w in outs.iter().flatten() {
+                let Some(f) = w.free_at() else { break 'batch };
+                free = free.max(f);
+            }
+            let at = clk.fire(ready, free);
+            let r = clk.ready(at);
+            if let Some(w) = &mut outs[0] {
+                w.push(r, out);
+            }
+            for (p, &b) in self.base.iter().enumerate() {
+                ins[b].pop(at);
+                for k in 0..self.payloads[p] {
+                    let (_, x) = ins[b + 1 + k].head().expect("checked above");
+                    ins[b + 1 + k].pop(at);
+                    if let Some(w) = &mut outs[self.out_base[p] + k] {
+                        w.push(r, x);
+                    }
+                }
+            }
+            sent += 1;
+        }
+        drop((ins, outs));
+        io.set_clock(clk);
+        for p in 0..self.n_out {
+            io.replicate(p, sent);
+        }
+        sent > 0
+    }
+
     /// Ready time of operand `p`'s payload heads, or `None` if one is missing.
     fn payload_ready(&self, io: &Io<'_>, p: usize) -> Option<u64> {
         let mut t = 0;
@@ -215,6 +308,9 @@ impl Primitive for Join {
         'outer: while !self.finished {
             // The batch path takes what it can; the general path below handles the rest.
             if self.binary_intersect && self.binary_batch(io) {
+                progress = true;
+            }
+            if self.aligned_batch(io) {
                 progress = true;
             }
             let Some(free) = io.outs_free(0..self.n_out) else { break };

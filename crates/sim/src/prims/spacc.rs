@@ -58,7 +58,7 @@ fn sort_stable(pairs: &mut Vec<(u32, f64)>, scratch: &mut Vec<(u32, f64)>) {
 /// Sorts `(crd, val)` pairs and merges equal coordinates.
 /// In tile mode (`tiles`), values are tile ids: they combine in the arena, and each merged
 /// result has the reduced variable's in-tile axis removed.
-fn merge(
+pub(crate) fn merge(
     op: ReduceKind,
     tiles: Option<&TileAcc>,
     pairs: &mut Vec<(u32, f64)>,
@@ -125,7 +125,7 @@ fn val_token(tiles: bool, v: f64) -> Token {
 
 /// Checks the token that follows a fiber closed by `S_l` one stream further in: `S0` must be
 /// followed by another coordinate, `S_l` (l ≥ 1) by `S_{l-1}`. `None` = no constraint.
-fn follows(expect: Option<u8>, tok: Token) -> bool {
+pub(crate) fn follows(expect: Option<u8>, tok: Token) -> bool {
     match expect {
         None => true,
         Some(l) => match tok {
@@ -137,8 +137,60 @@ fn follows(expect: Option<u8>, tok: Token) -> bool {
 }
 
 /// Whether `tok` is a stop of this level.
-fn stop_of(tok: Token, level: u8) -> bool {
+pub(crate) fn stop_of(tok: Token, level: u8) -> bool {
     matches!(tok, Token::Stop { level: l, .. } if l == level)
+}
+
+/// What a step of [`flush`] did.
+pub(crate) enum Flushed {
+    /// Nothing: an output is full.
+    Blocked,
+    /// Sent entries; more (or the stop) to come.
+    Progress,
+    /// Sent the closing stop: the accumulator is drained.
+    Done,
+}
+
+/// Sends an order-1 accumulator's merged entries `acc[*next..]` (coordinates on output 0,
+/// values on output 1), one fire each, then `stop` on both outputs.
+pub(crate) fn flush(io: &mut Io<'_>, acc: &[(u32, f64)], next: &mut usize, stop: Token, tiles: bool) -> Flushed {
+    // Batch path: a run of accumulated entries.
+    let room = io.batch_room(0..2);
+    if room > 0 && *next < acc.len() {
+        let n = room.min(acc.len() - *next);
+        let mut clk = io.clock();
+        let [o0, o1] = io.channels([io.out_chan(0), io.out_chan(1)]);
+        let (mut o0, mut o1) = (o0.writer(n), o1.writer(n));
+        let mut k = 0;
+        for &(c, v) in &acc[*next..*next + n] {
+            let (Some(f0), Some(f1)) = (o0.free_at(), o1.free_at()) else { break };
+            let at = clk.fire(0, f0.max(f1));
+            o0.push(clk.ready(at), Token::Idx(c));
+            o1.push(clk.ready(at), val_token(tiles, v));
+            k += 1;
+        }
+        drop((o0, o1));
+        io.set_clock(clk);
+        io.replicate(0, k);
+        io.replicate(1, k);
+        *next += k;
+        if k > 0 {
+            return Flushed::Progress;
+        }
+    }
+    let Some(free) = io.outs_free(0..2) else { return Flushed::Blocked };
+    let at = io.fire(0, free);
+    if *next < acc.len() {
+        let (c, v) = acc[*next];
+        io.push(0, at, Token::Idx(c));
+        io.push(1, at, val_token(tiles, v));
+        *next += 1;
+        Flushed::Progress
+    } else {
+        io.push(0, at, stop);
+        io.push(1, at, stop);
+        Flushed::Done
+    }
 }
 
 enum S1 {
@@ -356,48 +408,15 @@ impl Primitive for Spacc1 {
                     }
                     progress = true;
                 }
-                S1::Flush { ref mut next, stop } => {
-                    // Batch path: a run of accumulated entries.
-                    let room = io.batch_room(0..2);
-                    if room > 0 && *next < self.acc.len() {
-                        let n = room.min(self.acc.len() - *next);
-                        let mut clk = io.clock();
-                        let [o0, o1] = io.channels([io.out_chan(0), io.out_chan(1)]);
-                        let (mut o0, mut o1) = (o0.writer(n), o1.writer(n));
-                        let mut k = 0;
-                        let tiles = self.tiles.is_some();
-                        for &(c, v) in &self.acc[*next..*next + n] {
-                            let (Some(f0), Some(f1)) = (o0.free_at(), o1.free_at()) else { break };
-                            let at = clk.fire(0, f0.max(f1));
-                            o0.push(clk.ready(at), Token::Idx(c));
-                            o1.push(clk.ready(at), val_token(tiles, v));
-                            k += 1;
-                        }
-                        drop((o0, o1));
-                        io.set_clock(clk);
-                        io.replicate(0, k);
-                        io.replicate(1, k);
-                        *next += k;
-                        if k > 0 {
-                            progress = true;
-                            continue;
-                        }
-                    }
-                    let Some(free) = io.outs_free(0..2) else { break };
-                    let at = io.fire(0, free);
-                    if *next < self.acc.len() {
-                        let (c, v) = self.acc[*next];
-                        io.push(0, at, Token::Idx(c));
-                        io.push(1, at, val_token(self.tiles.is_some(), v));
-                        *next += 1;
-                    } else {
-                        io.push(0, at, stop);
-                        io.push(1, at, stop);
+                S1::Flush { ref mut next, stop } => match flush(io, &self.acc, next, stop, self.tiles.is_some()) {
+                    Flushed::Blocked => break,
+                    Flushed::Progress => progress = true,
+                    Flushed::Done => {
                         self.acc.clear();
                         self.state = S1::Outer;
+                        progress = true;
                     }
-                    progress = true;
-                }
+                },
             }
         }
         Ok(progress)

@@ -272,6 +272,7 @@ impl Primitive for Alu {
             let moved = match self.op {
                 AluOp::Mul => batch(io, true, &mut self.ops, |x, y| AluOp::Mul.apply2(x, y)),
                 AluOp::Add => batch(io, true, &mut self.ops, |x, y| AluOp::Add.apply2(x, y)),
+                AluOp::Sub => batch(io, true, &mut self.ops, |x, y| AluOp::Sub.apply2(x, y)),
                 op => batch(io, binary, &mut self.ops, |x, y| apply(op, binary, x, y)),
             };
             if moved > 0 {
