@@ -27,7 +27,7 @@ use fuseflow_graph::{AluOp, Graph, NodeId, Op, ReduceKind};
 use fuseflow_tensor::LevelFormat;
 
 use super::dot::{clock, past_limit, sole_producer, step, FusedShared, ScanStage, ScanState, Stage};
-use super::spacc::{flush, follows, merge, stop_of, Flushed};
+use super::spacc::{combine, flush, follows, stop_of, Flushed};
 use crate::io::{Clock, Io, Primitive};
 use crate::{SimError, Token};
 
@@ -167,6 +167,50 @@ pub(crate) struct BcastTiming {
 /// A coordinate and a product, each with its ready cycle, on their way to the accumulator.
 type Pair = ((u64, Token), (u64, Token));
 
+/// Accumulation over a dense level's coordinates: each value is combined into its
+/// coordinate's slot in arrival order, which is what `Spacc1`'s merge gives (its stable sort
+/// combines equal coordinates in arrival order), without storing the pairs. Allocated on first
+/// use, at the size of the level (which the scanned tensor already holds).
+struct Slots {
+    size: usize,
+    vals: Vec<f64>,
+    seen: Vec<bool>,
+    /// Coordinates with a value, in first-arrival order.
+    touched: Vec<u32>,
+}
+
+impl Slots {
+    /// A placeholder while the fiber loop holds the slots.
+    const EMPTY: Slots = Slots { size: 0, vals: Vec::new(), seen: Vec::new(), touched: Vec::new() };
+
+    /// Adds `v` at coordinate `c` (below the level's size).
+    #[inline(always)]
+    fn add(&mut self, op: ReduceKind, c: u32, v: f64) {
+        if self.vals.is_empty() {
+            self.vals = vec![0.0; self.size];
+            self.seen = vec![false; self.size];
+        }
+        let i = c as usize;
+        if self.seen[i] {
+            self.vals[i] = combine(op, self.vals[i], v);
+        } else {
+            self.seen[i] = true;
+            self.vals[i] = v;
+            self.touched.push(c);
+        }
+    }
+
+    /// Moves the sums, in coordinate order, to `out` and empties the slots.
+    fn drain_sorted(&mut self, out: &mut Vec<(u32, f64)>) {
+        self.touched.sort_unstable();
+        for &c in &self.touched {
+            out.push((c, self.vals[c as usize]));
+            self.seen[c as usize] = false;
+        }
+        self.touched.clear();
+    }
+}
+
 /// Phase of the absorbed accumulator (as [`super::spacc::Spacc1`]'s).
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
@@ -181,8 +225,10 @@ enum Phase {
 struct Acc {
     op: ReduceKind,
     phase: Phase,
+    /// The current fiber's sums, one slot per coordinate of the scanned level.
+    slots: Slots,
+    /// The merged entries being flushed.
     vals: Vec<(u32, f64)>,
-    scratch: Vec<(u32, f64)>,
     fiber_data: bool,
     expect: Option<u8>,
     ops: u64,
@@ -239,8 +285,8 @@ impl Bcast {
         let acc = acc.filter(|_| chain.acc.is_some()).map(|op| Acc {
             op,
             phase: Phase::Outer,
+            slots: Slots { size: size as usize, vals: Vec::new(), seen: Vec::new(), touched: Vec::new() },
             vals: Vec::new(),
-            scratch: Vec::new(),
             fiber_data: false,
             expect: None,
             ops: 0,
@@ -417,16 +463,16 @@ impl Bcast {
             Some(acc) if acc.phase == Phase::Inner && acc.queue.is_empty() => {
                 // The accumulator's inner step, per pair (as `Spacc1`): one fire when both
                 // tokens are ready, the pair appended.
-                let mut vals = std::mem::take(&mut acc.vals);
+                let (op, mut slots) = (acc.op, std::mem::replace(&mut acc.slots, Slots::EMPTY));
                 let mut clk = io.clock();
                 let end = self.size;
                 self.fiber_run((pos, end, base), (rp, x), |rc, q, rv, v| {
                     clk.fire(rc.max(rv), 0);
-                    vals.push((q, v));
+                    slots.add(op, q, v);
                 })?;
                 io.set_clock(clk);
                 let acc = self.acc.as_mut().expect("checked above");
-                acc.vals = vals;
+                acc.slots = slots;
                 acc.ops += (end - pos) as u64;
             }
             Some(acc) => {
@@ -477,9 +523,8 @@ impl Bcast {
                                 let at = io.fire(ready, 0);
                                 io.pop(REDUCED, at);
                             }
-                            if merge(acc.op, None, &mut acc.vals, &mut acc.scratch).is_err() {
-                                return Err(self.bail("an accumulator stream the fused loop does not model"));
-                            }
+                            acc.vals.clear();
+                            acc.slots.drain_sorted(&mut acc.vals);
                             acc.fiber_data = false;
                             acc.expect = None;
                             acc.phase = Phase::Flush { next: 0, stop: tok };
@@ -508,8 +553,8 @@ impl Bcast {
                     let Some(((r1, c), (r2, v))) = acc.queue.pop_front() else { break };
                     io.fire(r1.max(r2), 0);
                     match (c, v) {
-                        (Token::Idx(c), Token::Val(v)) => {
-                            acc.vals.push((c, v));
+                        (Token::Idx(c), Token::Val(v)) if (c as usize) < acc.slots.size => {
+                            acc.slots.add(acc.op, c, v);
                             acc.ops += 1;
                         }
                         (Token::Stop { level: a, .. }, Token::Stop { level: b, .. }) if a == b => {

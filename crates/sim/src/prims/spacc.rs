@@ -8,7 +8,8 @@ use crate::io::{Io, Primitive};
 use crate::tile::TileAcc;
 use crate::{SimError, Token};
 
-fn combine(op: ReduceKind, a: f64, b: f64) -> f64 {
+#[inline(always)]
+pub(crate) fn combine(op: ReduceKind, a: f64, b: f64) -> f64 {
     match op {
         ReduceKind::Sum => a + b,
         ReduceKind::Max => a.max(b),
