@@ -311,7 +311,7 @@ enum Cmd {
         /// Also run the paper-scale benchmark: the GPT-3 Small decoder block at the paper's
         /// granularities (`examples/gpt3_decoder.ff --preset paper` unfused and partial; full:
         /// c1, c2 and c3′ of the two-decoder chain), verified, with groups simulated side by side
-        /// (about 19 minutes on 2 cores).
+        /// (about 8 minutes on 2 cores).
         #[arg(long)]
         paper: bool,
         /// Worker threads for the paper-scale benchmark (default: one per core).

@@ -236,35 +236,20 @@ impl Io<'_> {
         let mut order: [usize; N] = std::array::from_fn(|i| i);
         order.sort_unstable_by_key(|&i| idx[i]);
         let mut out: [Option<&mut Channel>; N] = std::array::from_fn(|_| None);
-        let mut rest: &mut [Channel] = self.chans;
-        let mut base = 0usize;
-        for &k in &order {
-            let Some(c) = idx[k] else { continue };
-            let i = (c as usize).checked_sub(base).expect("channel used twice");
-            let (ch, tail) = std::mem::take(&mut rest)[i..].split_first_mut().expect("channel index out of range");
-            out[k] = Some(ch);
-            rest = tail;
-            base = c as usize + 1;
-        }
+        pick(self.chans, &idx, &order, &mut out);
         out
     }
 
-    /// [`Io::channels_opt`] for a number of channels known only at run time (one allocation
-    /// per call: for batch loops of primitives with many ports).
-    pub(crate) fn channels_dyn(&mut self, idx: &[Option<u32>]) -> Vec<Option<&mut Channel>> {
-        let mut order: Vec<usize> = (0..idx.len()).collect();
+    /// [`Io::channels_opt`] for at most `N` channels, their number known only at run time:
+    /// `out[k]` is channel `idx[k]` (`idx.len() <= N`; the rest is `None`). No allocation,
+    /// for batch loops of primitives with many ports.
+    pub(crate) fn channels_up_to<const N: usize>(&mut self, idx: &[Option<u32>]) -> [Option<&mut Channel>; N] {
+        assert!(idx.len() <= N, "{} channels asked of at most {N}", idx.len());
+        let mut order: [usize; N] = std::array::from_fn(|i| i);
+        let order = &mut order[..idx.len()];
         order.sort_unstable_by_key(|&i| idx[i]);
-        let mut out: Vec<Option<&mut Channel>> = (0..idx.len()).map(|_| None).collect();
-        let mut rest: &mut [Channel] = self.chans;
-        let mut base = 0usize;
-        for &k in &order {
-            let Some(c) = idx[k] else { continue };
-            let i = (c as usize).checked_sub(base).expect("channel used twice");
-            let (ch, tail) = std::mem::take(&mut rest)[i..].split_first_mut().expect("channel index out of range");
-            out[k] = Some(ch);
-            rest = tail;
-            base = c as usize + 1;
-        }
+        let mut out: [Option<&mut Channel>; N] = std::array::from_fn(|_| None);
+        pick(self.chans, idx, order, &mut out);
         out
     }
 
@@ -368,6 +353,23 @@ impl Io<'_> {
     /// A protocol error at this node.
     pub fn err(&self, msg: impl Into<String>) -> SimError {
         SimError::Protocol { node: self.node, message: msg.into() }
+    }
+}
+
+/// Sets `out[k]` to channel `idx[k]` of `chans` (distinct indices; `None` stays `None`),
+/// visiting the indices in increasing order (`order`), so that one slice can be split into
+/// several mutable references.
+#[inline]
+fn pick<'c>(chans: &'c mut [Channel], idx: &[Option<u32>], order: &[usize], out: &mut [Option<&'c mut Channel>]) {
+    let mut rest: &mut [Channel] = chans;
+    let mut base = 0usize;
+    for &k in order {
+        let Some(c) = idx[k] else { continue };
+        let i = (c as usize).checked_sub(base).expect("channel used twice");
+        let (ch, tail) = std::mem::take(&mut rest)[i..].split_first_mut().expect("channel index out of range");
+        out[k] = Some(ch);
+        rest = tail;
+        base = c as usize + 1;
     }
 }
 

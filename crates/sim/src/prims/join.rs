@@ -2,7 +2,10 @@
 
 use fuseflow_graph::JoinKind;
 
-use crate::channel::Writer;
+use crate::channel::{Reader, Writer};
+
+/// Most input or output ports a join's aligned batch path handles (more go the general way).
+const MAX_PORTS: usize = 16;
 use crate::io::{Io, Primitive};
 use crate::{SimError, Token};
 
@@ -210,22 +213,32 @@ impl Join {
         if !self.base.iter().all(|&b| lined_up(io.head(b).map(|h| h.1))) {
             return false;
         }
-        let mut idx: Vec<Option<u32>> = (0..n_in).map(|p| Some(io.in_chan(p))).collect();
-        idx.extend((0..self.n_out).map(|p| io.out_first(p)));
+        if n_in > MAX_PORTS || self.n_out > MAX_PORTS {
+            return false;
+        }
+        let mut idx = [None; 2 * MAX_PORTS];
+        for p in 0..n_in {
+            idx[p] = Some(io.in_chan(p));
+        }
+        for p in 0..self.n_out {
+            idx[n_in + p] = io.out_first(p);
+        }
         let mut clk = io.clock();
-        let mut chans = io.channels_dyn(&idx).into_iter();
-        let mut ins: Vec<_> =
-            chans.by_ref().take(n_in).map(|c| c.expect("every input has a channel").reader()).collect();
-        let mut outs: Vec<_> = chans.map(|c| c.map(|c| c.writer(n))).collect();
+        let mut chans = io.channels_up_to::<{ 2 * MAX_PORTS }>(&idx[..n_in + self.n_out]);
+        let mut ins: [Option<Reader<'_>>; MAX_PORTS] =
+            std::array::from_fn(|k| if k < n_in { chans[k].take().map(|c| c.reader()) } else { None });
+        let mut outs: [Option<Writer<'_>>; MAX_PORTS] =
+            std::array::from_fn(|k| if k < self.n_out { chans[n_in + k].take().map(|c| c.writer(n)) } else { None });
+        let head = |ins: &[Option<Reader<'_>>], k: usize| ins[k].as_ref().and_then(|r| r.head());
         let union = self.kind == JoinKind::Union;
         let mut sent = 0;
         'batch: while sent < n {
-            let Some((_, head)) = ins[self.base[0]].head() else { break };
+            let Some((_, first)) = head(&ins, self.base[0]) else { break };
             let mut ready = 0;
-            let mut out = head;
+            let mut out = first;
             for (p, &b) in self.base.iter().enumerate() {
-                let Some((r, t)) = ins[b].head() else { break 'batch };
-                match (head, t) {
+                let Some((r, t)) = head(&ins, b) else { break 'batch };
+                match (first, t) {
                     (Token::Idx(a), Token::Idx(c)) if a == c => {}
                     (Token::Stop { level: l0, .. }, Token::Stop { level, gap }) if level == l0 => {
                         // A union's fiber is real if any operand's is; an intersection's only
@@ -238,7 +251,7 @@ impl Join {
                 }
                 ready = ready.max(r);
                 for k in 0..self.payloads[p] {
-                    let Some((q, x)) = ins[b + 1 + k].head() else { break 'batch };
+                    let Some((q, x)) = head(&ins, b + 1 + k) else { break 'batch };
                     if !aligned(t, x) {
                         break 'batch;
                     }
@@ -256,12 +269,15 @@ impl Join {
                 w.push(r, out);
             }
             for (p, &b) in self.base.iter().enumerate() {
-                ins[b].pop(at);
-                for k in 0..self.payloads[p] {
-                    let (_, x) = ins[b + 1 + k].head().expect("checked above");
-                    ins[b + 1 + k].pop(at);
-                    if let Some(w) = &mut outs[self.out_base[p] + k] {
-                        w.push(r, x);
+                for k in b..=b + self.payloads[p] {
+                    let Some(rd) = &mut ins[k] else { unreachable!("every input has a channel") };
+                    let (_, x) = rd.head().expect("checked above");
+                    rd.pop(at);
+                    // The coordinate's own token is not forwarded (the joined one is).
+                    if k > b {
+                        if let Some(w) = &mut outs[self.out_base[p] + k - b - 1] {
+                            w.push(r, x);
+                        }
                     }
                 }
             }
