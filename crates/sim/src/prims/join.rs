@@ -217,11 +217,11 @@ impl Join {
             return false;
         }
         let mut idx = [None; 2 * MAX_PORTS];
-        for p in 0..n_in {
-            idx[p] = Some(io.in_chan(p));
+        for (p, slot) in idx[..n_in].iter_mut().enumerate() {
+            *slot = Some(io.in_chan(p));
         }
-        for p in 0..self.n_out {
-            idx[n_in + p] = io.out_first(p);
+        for (p, slot) in idx[n_in..n_in + self.n_out].iter_mut().enumerate() {
+            *slot = io.out_first(p);
         }
         let mut clk = io.clock();
         let mut chans = io.channels_up_to::<{ 2 * MAX_PORTS }>(&idx[..n_in + self.n_out]);
