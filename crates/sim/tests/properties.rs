@@ -210,7 +210,18 @@ fn join_case() -> impl Strategy<Value = JoinCase> {
             let rows: usize = skel.iter().sum();
             let row = (prop::collection::btree_set(0..8u32, 0..5), prop::bool::weighted(0.3));
             let op = (1..3u32, prop::collection::vec(row, rows));
-            (Just(union), Just(h), Just(skel), prop::collection::vec(op, n_ops))
+            (Just(union), Just(h), Just(skel), prop::collection::vec(op, n_ops), prop::bool::weighted(0.3))
+        })
+        .prop_map(|(union, h, skel, mut ops, shared)| {
+            // Operands with the same rows (a dense level's union with its range): every head
+            // lines up, the joins' batch path for aligned operands.
+            if shared {
+                let rows = ops[0].1.clone();
+                for op in &mut ops {
+                    op.1 = rows.clone();
+                }
+            }
+            (union, h, skel, ops)
         })
 }
 
