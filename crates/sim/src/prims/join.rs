@@ -3,11 +3,11 @@
 use fuseflow_graph::JoinKind;
 
 use crate::channel::{Reader, Writer};
+use crate::io::{Io, Primitive};
+use crate::{SimError, Token};
 
 /// Most input or output ports a join's aligned batch path handles (more go the general way).
 const MAX_PORTS: usize = 16;
-use crate::io::{Io, Primitive};
-use crate::{SimError, Token};
 
 /// Whether a payload token lines up with its operand's crd token: data (or `N`) with data (or
 /// `N`), equal stop levels, done with done.
@@ -203,17 +203,14 @@ impl Join {
         if n == 0 {
             return false;
         }
-        // Cheap early exit before any allocation: the heads must line up now.
+        // Cheap early exit before the readers and writers are set up: the heads must line up.
         let first = io.head(self.base[0]).map(|h| h.1);
         let lined_up = |t: Option<Token>| match (first, t) {
             (Some(Token::Idx(a)), Some(Token::Idx(b))) => a == b,
             (Some(Token::Stop { level: a, .. }), Some(Token::Stop { level: b, .. })) => a == b,
             _ => false,
         };
-        if !self.base.iter().all(|&b| lined_up(io.head(b).map(|h| h.1))) {
-            return false;
-        }
-        if n_in > MAX_PORTS || self.n_out > MAX_PORTS {
+        if n_in > MAX_PORTS || self.n_out > MAX_PORTS || !self.base.iter().all(|&b| lined_up(io.head(b).map(|h| h.1))) {
             return false;
         }
         let mut idx = [None; 2 * MAX_PORTS];
