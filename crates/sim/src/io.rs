@@ -225,13 +225,13 @@ impl Io<'_> {
     /// # Panics
     /// If two indices are equal or one is out of range (the engine never wires a node's port
     /// twice to one channel).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn channels<const N: usize>(&mut self, idx: [u32; N]) -> [&mut Channel; N] {
         self.channels_opt(idx.map(Some)).map(|c| c.expect("every channel assigned"))
     }
 
     /// [`Io::channels`] where some indices may be missing (`None` in, `None` out).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn channels_opt<const N: usize>(&mut self, idx: [Option<u32>; N]) -> [Option<&mut Channel>; N] {
         let mut order: [usize; N] = std::array::from_fn(|i| i);
         order.sort_unstable_by_key(|&i| idx[i]);
@@ -359,7 +359,7 @@ impl Io<'_> {
 /// Sets `out[k]` to channel `idx[k]` of `chans` (distinct indices; `None` stays `None`),
 /// visiting the indices in increasing order (`order`), so that one slice can be split into
 /// several mutable references.
-#[inline]
+#[inline(always)]
 fn pick<'c>(chans: &'c mut [Channel], idx: &[Option<u32>], order: &[usize], out: &mut [Option<&'c mut Channel>]) {
     let mut rest: &mut [Channel] = chans;
     let mut base = 0usize;

@@ -9,6 +9,9 @@ use crate::{SimError, Token};
 /// Most input or output ports a join's aligned batch path handles (more go the general way).
 const MAX_PORTS: usize = 16;
 
+/// Fewest tokens the aligned batch path is set up for.
+const MIN_ALIGNED_BATCH: usize = 32;
+
 /// Whether a payload token lines up with its operand's crd token: data (or `N`) with data (or
 /// `N`), equal stop levels, done with done.
 fn aligned(crd: Token, payload: Token) -> bool {
@@ -191,17 +194,25 @@ impl Join {
     /// that forwards the coordinate (or stop) and every payload, worked on the channels
     /// directly with the general path's timing. Stops at anything else (a mismatch, `N`, `D`,
     /// a misaligned payload), which the general path then handles or reports. Same output
-    /// conditions as [`Join::binary_batch`]. Returns whether anything moved.
-    fn aligned_batch(&mut self, io: &mut Io<'_>) -> bool {
+    /// conditions as [`Join::binary_batch`]. Returns whether anything moved, or `None` when
+    /// the inputs hold too few tokens (they only shrink until the activation ends, so the
+    /// caller need not try again before then).
+    fn aligned_batch(&mut self, io: &mut Io<'_>) -> Option<bool> {
+        // Setting up the readers and writers costs more than the general path saves on a few
+        // tokens (bounded FIFOs of the usual depths hold fewer than this): check the inputs
+        // first, the cheapest test.
         let n_in = io.n_ins();
+        let most = (0..n_in).map(|p| io.in_len(p)).min().unwrap_or(0);
+        if most < MIN_ALIGNED_BATCH {
+            return None;
+        }
         let connected = || (0..self.n_out).filter(|&p| io.fanout(p) > 0);
         if connected().any(|p| io.fanout(p) > 1 && io.bounded(p)) {
-            return false;
+            return None;
         }
-        let most = (0..n_in).map(|p| io.in_len(p)).min().unwrap_or(0);
         let n = connected().map(|p| io.soft_room(p)).min().unwrap_or(usize::MAX).min(most);
-        if n == 0 {
-            return false;
+        if n < MIN_ALIGNED_BATCH {
+            return Some(false);
         }
         // Cheap early exit before the readers and writers are set up: the heads must line up.
         let first = io.head(self.base[0]).map(|h| h.1);
@@ -210,8 +221,11 @@ impl Join {
             (Some(Token::Stop { level: a, .. }), Some(Token::Stop { level: b, .. })) => a == b,
             _ => false,
         };
-        if n_in > MAX_PORTS || self.n_out > MAX_PORTS || !self.base.iter().all(|&b| lined_up(io.head(b).map(|h| h.1))) {
-            return false;
+        if n_in > MAX_PORTS || self.n_out > MAX_PORTS {
+            return None;
+        }
+        if !self.base.iter().all(|&b| lined_up(io.head(b).map(|h| h.1))) {
+            return Some(false);
         }
         let mut idx = [None; 2 * MAX_PORTS];
         for (p, slot) in idx[..n_in].iter_mut().enumerate() {
@@ -285,7 +299,7 @@ impl Join {
         for p in 0..self.n_out {
             io.replicate(p, sent);
         }
-        sent > 0
+        Some(sent > 0)
     }
 
     /// Ready time of operand `p`'s payload heads, or `None` if one is missing.
@@ -318,13 +332,17 @@ impl Primitive for Join {
     fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
         let mut progress = false;
         let n = self.base.len();
+        let mut aligned = true;
         'outer: while !self.finished {
             // The batch path takes what it can; the general path below handles the rest.
             if self.binary_intersect && self.binary_batch(io) {
                 progress = true;
             }
-            if self.aligned_batch(io) {
-                progress = true;
+            if aligned {
+                match self.aligned_batch(io) {
+                    Some(moved) => progress |= moved,
+                    None => aligned = false,
+                }
             }
             let Some(free) = io.outs_free(0..self.n_out) else { break };
             let mut ready = 0;
