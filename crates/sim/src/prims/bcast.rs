@@ -169,10 +169,9 @@ type Pair = ((u64, Token), (u64, Token));
 
 /// Accumulation over a dense level's coordinates: each value is combined into its
 /// coordinate's slot in arrival order, which is what `Spacc1`'s merge gives (its stable sort
-/// combines equal coordinates in arrival order), without storing the pairs. Allocated on first
-/// use, at the size of the level (which the scanned tensor already holds).
+/// combines equal coordinates in arrival order), without storing the pairs. One slot per
+/// coordinate of the level (which the scanned tensor already holds).
 struct Slots {
-    size: usize,
     vals: Vec<f64>,
     seen: Vec<bool>,
     /// Coordinates with a value, in first-arrival order.
@@ -181,15 +180,21 @@ struct Slots {
 
 impl Slots {
     /// A placeholder while the fiber loop holds the slots.
-    const EMPTY: Slots = Slots { size: 0, vals: Vec::new(), seen: Vec::new(), touched: Vec::new() };
+    const EMPTY: Slots = Slots { vals: Vec::new(), seen: Vec::new(), touched: Vec::new() };
+
+    /// Empty slots for a level of `size` coordinates.
+    fn new(size: usize) -> Slots {
+        Slots { vals: vec![0.0; size], seen: vec![false; size], touched: Vec::new() }
+    }
+
+    /// The level's size.
+    fn size(&self) -> usize {
+        self.vals.len()
+    }
 
     /// Adds `v` at coordinate `c` (below the level's size).
     #[inline(always)]
     fn add(&mut self, op: ReduceKind, c: u32, v: f64) {
-        if self.vals.is_empty() {
-            self.vals = vec![0.0; self.size];
-            self.seen = vec![false; self.size];
-        }
         let i = c as usize;
         if self.seen[i] {
             self.vals[i] = combine(op, self.vals[i], v);
@@ -285,7 +290,7 @@ impl Bcast {
         let acc = acc.filter(|_| chain.acc.is_some()).map(|op| Acc {
             op,
             phase: Phase::Outer,
-            slots: Slots { size: size as usize, vals: Vec::new(), seen: Vec::new(), touched: Vec::new() },
+            slots: Slots::new(size as usize),
             vals: Vec::new(),
             fiber_data: false,
             expect: None,
@@ -553,7 +558,7 @@ impl Bcast {
                     let Some(((r1, c), (r2, v))) = acc.queue.pop_front() else { break };
                     io.fire(r1.max(r2), 0);
                     match (c, v) {
-                        (Token::Idx(c), Token::Val(v)) if (c as usize) < acc.slots.size => {
+                        (Token::Idx(c), Token::Val(v)) if (c as usize) < acc.slots.size() => {
                             acc.slots.add(acc.op, c, v);
                             acc.ops += 1;
                         }
