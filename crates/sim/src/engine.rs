@@ -199,6 +199,50 @@ struct Slot {
     stat_ports: Option<(Vec<u32>, Vec<Vec<u32>>)>,
 }
 
+/// The slots a sweep runs: a bit per slot, taken in slot order.
+struct Awake {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl Awake {
+    /// Every slot awake.
+    fn new(len: usize) -> Awake {
+        let mut a = Awake { words: vec![0; len.div_ceil(64)], len };
+        a.all();
+        a
+    }
+
+    fn all(&mut self) {
+        self.words.fill(!0);
+        let tail = self.len % 64;
+        if let (Some(last), 1..) = (self.words.last_mut(), tail) {
+            *last = (1u64 << tail) - 1;
+        }
+    }
+
+    #[inline(always)]
+    fn set(&mut self, i: usize) {
+        self.words[i / 64] |= 1 << (i % 64);
+    }
+
+    /// The first awake slot at or after `from`, put to sleep.
+    #[inline(always)]
+    fn take_from(&mut self, from: usize) -> Option<usize> {
+        let mut w = from / 64;
+        let mut bits = *self.words.get(w)? & (!0u64 << (from % 64));
+        loop {
+            if bits != 0 {
+                let b = bits.trailing_zeros() as usize;
+                self.words[w] &= !(1 << b);
+                return Some(w * 64 + b);
+            }
+            w += 1;
+            bits = *self.words.get(w)?;
+        }
+    }
+}
+
 /// A network of primitives and channels. [`simulate`] builds one from a graph; tests build
 /// small ones by hand around [`prims::Source`] and [`prims::Sink`].
 #[derive(Default)]
@@ -330,10 +374,15 @@ impl Network {
         let mut cap_now = base;
         let mut sweeps = 0u64;
         let mut last_check = std::time::Instant::now();
+        let neighbours = self.neighbours();
+        let mut awake = Awake::new(self.slots.len());
+        let mut remaining = self.slots.iter().filter(|s| !s.done).count();
         loop {
             let mut progress = false;
-            let mut all_done = true;
-            for (i, slot) in self.slots.iter_mut().enumerate() {
+            let mut next = 0;
+            while let Some(i) = awake.take_from(next) {
+                next = i + 1;
+                let slot = &mut self.slots[i];
                 if slot.done {
                     continue;
                 }
@@ -355,17 +404,28 @@ impl Network {
                 slot.fires = io.fires;
                 slot.stall_in = io.stall_in;
                 slot.stall_out = io.stall_out;
-                progress |= p;
                 if slot.t > max_cycles {
                     return Err(SimError::CycleLimit { limit: max_cycles, node: i as u32 });
                 }
                 if slot.prim.done() {
                     slot.done = true;
-                } else {
-                    all_done = false;
+                    remaining -= 1;
+                }
+                if p {
+                    // Only what this node pushed or popped can let another node move: wake the
+                    // consumers of its outputs and the producers of its inputs (and itself, to
+                    // go on where it yielded). A node left asleep would make no progress if
+                    // run: its state, its channels and the soft cap are all as it left them.
+                    progress = true;
+                    if !slot.done {
+                        awake.set(i);
+                    }
+                    for &j in &neighbours[i] {
+                        awake.set(j as usize);
+                    }
                 }
             }
-            if all_done {
+            if remaining == 0 {
                 self.finish_fused();
                 return Ok(self.cycles());
             }
@@ -380,6 +440,7 @@ impl Network {
                     base = soft_cap;
                 }
             }
+            let cap_was = cap_now;
             if progress {
                 cap_now = base;
             } else if cap_now == usize::MAX {
@@ -388,7 +449,41 @@ impl Network {
                 // Past 2^40 tokens no buffer could be allocated anyway: lift the cap.
                 cap_now = if cap_now >= 1 << 40 { usize::MAX } else { cap_now * 2 };
             }
+            if cap_now != cap_was || !progress {
+                // Another cap changes what every node may send.
+                awake.all();
+            }
         }
+    }
+
+    /// For each slot, the other slots its progress can unblock: the consumers of its output
+    /// channels and the producers of its input channels.
+    fn neighbours(&self) -> Vec<Vec<u32>> {
+        let mut producer = vec![u32::MAX; self.chans.len()];
+        let mut consumer = vec![u32::MAX; self.chans.len()];
+        for (i, s) in self.slots.iter().enumerate() {
+            for &c in s.outs.iter().flatten() {
+                producer[c as usize] = i as u32;
+            }
+            for &c in &s.ins {
+                consumer[c as usize] = i as u32;
+            }
+        }
+        let mut out: Vec<Vec<u32>> = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let downstream = s.outs.iter().flatten().map(|&c| consumer[c as usize]);
+                let upstream = s.ins.iter().map(|&c| producer[c as usize]);
+                downstream.chain(upstream).filter(|&j| j != u32::MAX && j != i as u32).collect()
+            })
+            .collect();
+        for n in &mut out {
+            n.sort_unstable();
+            n.dedup();
+        }
+        out
     }
 
     /// Largest local clock so far.
@@ -1455,4 +1550,46 @@ fn report(
         fused_products: net.fused.len(),
         fused_accumulators: net.fused.iter().filter(|f| f.accumulates).count(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Awake;
+
+    fn drain(a: &mut Awake) -> Vec<usize> {
+        let mut v = Vec::new();
+        let mut next = 0;
+        while let Some(i) = a.take_from(next) {
+            v.push(i);
+            next = i + 1;
+        }
+        v
+    }
+
+    #[test]
+    fn awake_slots_are_taken_in_order_once_per_sweep() {
+        let mut a = Awake::new(130);
+        assert_eq!(drain(&mut a), (0..130).collect::<Vec<_>>(), "all awake at first, none past the end");
+        assert_eq!(drain(&mut a), Vec::<usize>::new(), "taking puts to sleep");
+        for i in [129, 3, 64, 63] {
+            a.set(i);
+        }
+        // A slot woken behind the sweep's position waits for the next sweep.
+        let mut sweep = Vec::new();
+        let mut next = 0;
+        while let Some(i) = a.take_from(next) {
+            sweep.push(i);
+            if i == 64 {
+                a.set(5);
+                a.set(100);
+            }
+            next = i + 1;
+        }
+        assert_eq!(sweep, vec![3, 63, 64, 100, 129]);
+        assert_eq!(drain(&mut a), vec![5]);
+        a.all();
+        assert_eq!(drain(&mut a).len(), 130);
+        let mut exact = Awake::new(128);
+        assert_eq!(drain(&mut exact).len(), 128);
+    }
 }
