@@ -361,6 +361,9 @@ impl Network {
     /// limit; see [`crate::control`]), which is consulted once per sweep and never changes
     /// results.
     ///
+    /// A sweep runs the awake nodes in slot order; a node that made no progress sleeps until a
+    /// neighbour's progress wakes it (see [`Network::neighbours`]).
+    ///
     /// A sweep without progress doubles the soft cap (back to `soft_cap` after the next
     /// progress), so a node that needs a long stretch of a stream before it can go on gets
     /// it, and buffers hold no more than that; only a sweep without progress and without any
