@@ -68,7 +68,10 @@ def test_fusion_by_module_by_numbers_and_named_groups_agree():
 def test_runs_are_deterministic():
     prog = _prog()
     a, b = prog.run(fusion="full"), prog.run(fusion="full")
-    assert a.cycles == b.cycles and a.report["groups"] == b.report["groups"]
+    # Everything but the wall times (each group's `sim_seconds`) is the same.
+    groups = lambda r: [{k: v for k, v in g.items() if k != "sim_seconds"} for g in r.report["groups"]]  # noqa: E731
+    assert all(g["sim_seconds"] >= 0 for g in a.report["groups"])
+    assert a.cycles == b.cycles and groups(a) == groups(b)
     assert _prog().text == prog.text
 
 

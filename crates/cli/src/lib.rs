@@ -358,6 +358,10 @@ pub struct GroupReport {
     pub mismatch: Option<String>,
     /// The orders `--order best` simulated, when it ran.
     pub order_search: Option<OrderSearchReport>,
+    /// Wall time of this group's simulation, in seconds: with groups side by side, the
+    /// longest of them bounds the run. Like the run's own wall times it varies from run to
+    /// run; nothing else in the report does.
+    pub sim_seconds: f64,
     /// The group's graph (for annotated exports).
     #[serde(skip)]
     pub graph: Graph,
@@ -431,6 +435,21 @@ pub struct RunReport {
     /// package). Not serialised: `--json` reports numbers, not tensors.
     #[serde(skip)]
     pub outputs: BTreeMap<String, Tensor>,
+}
+
+impl RunReport {
+    /// The report with its wall-clock figures (the run's and each group's) set to 0: what two
+    /// runs of the same inputs and seed agree on, byte for byte, on any number of threads.
+    pub fn without_wall_times(&self) -> RunReport {
+        let mut r = self.clone();
+        r.sim_seconds = 0.0;
+        r.sim_wall_seconds = 0.0;
+        r.wall_seconds = 0.0;
+        for g in &mut r.groups {
+            g.sim_seconds = 0.0;
+        }
+        r
+    }
 }
 
 /// The graph dataset a run used.
@@ -1149,6 +1168,7 @@ fn simulate_group(
         max_abs_error: expected.map(|_| 0.0),
         mismatch: None,
         order_search: None,
+        sim_seconds,
         graph: Graph::default(),
         nodes: std::mem::take(&mut sim.nodes),
         trace: sim.trace.take(),

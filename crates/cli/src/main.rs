@@ -1082,8 +1082,16 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                         Some(e) => outln!("max error    {e:e}"),
                         None => outln!("max error    n/a (not checked)"),
                     }
+                    // With groups side by side, the longest one bounds the simulation phase.
+                    let longest = r
+                        .groups
+                        .iter()
+                        .max_by(|a, b| a.sim_seconds.total_cmp(&b.sim_seconds))
+                        .filter(|_| r.groups.len() > 1)
+                        .map(|g| format!("; longest group [{}] {:.3} s", g.label, g.sim_seconds))
+                        .unwrap_or_default();
                     outln!(
-                        "sim time     {:.3} s ({:.1} M tokens/s), {:.3} s of wall time with groups side by side",
+                        "sim time     {:.3} s ({:.1} M tokens/s), {:.3} s of wall time with groups side by side{longest}",
                         r.sim_seconds,
                         r.tokens as f64 / r.sim_seconds.max(1e-12) / 1e6,
                         r.sim_wall_seconds

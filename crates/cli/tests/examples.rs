@@ -117,13 +117,7 @@ fn runs_are_deterministic() {
     let cfg = fuseflow::RunConfig { seed: 3, ..Default::default() };
     let a = fuseflow::run(&p, &examples_dir(), &cfg).unwrap();
     let b = fuseflow::run(&p, &examples_dir(), &cfg).unwrap();
-    let strip = |r: &fuseflow::RunReport| {
-        let mut r = r.clone();
-        r.wall_seconds = 0.0;
-        r.sim_seconds = 0.0;
-        r.sim_wall_seconds = 0.0;
-        serde_json::to_string(&r).unwrap()
-    };
+    let strip = |r: &fuseflow::RunReport| serde_json::to_string(&r.without_wall_times()).unwrap();
     assert_eq!(strip(&a), strip(&b));
     let ka = fuseflow::compile_statement(&p, 0, &cfg).unwrap().graph.to_text();
     let kb = fuseflow::compile_statement(&p, 0, &cfg).unwrap().graph.to_text();

@@ -17,11 +17,7 @@ fn load(name: &str) -> fuseflow_ir::CheckedProgram {
 
 /// The report as JSON without its wall-clock figures.
 fn comparable(r: &RunReport) -> serde_json::Value {
-    let mut v = serde_json::to_value(r).unwrap();
-    v["sim_seconds"] = serde_json::Value::Null;
-    v["wall_seconds"] = serde_json::Value::Null;
-    v["sim_wall_seconds"] = serde_json::Value::Null;
-    v
+    serde_json::to_value(r.without_wall_times()).unwrap()
 }
 
 fn fusions() -> [Fusion; 3] {
@@ -43,6 +39,14 @@ fn the_thread_count_changes_nothing_in_a_report() {
                 assert!(one.verified, "{name} {fusion}: {:?}", one.reason);
                 let many = run(&p, Path::new("."), &RunConfig { jobs: 3, ..base.clone() }).unwrap();
                 assert_eq!(comparable(&one), comparable(&many), "{name} {fusion} memory {memory}");
+                // Each group's simulation time is reported; the run's is their sum.
+                let summed: f64 = many.groups.iter().map(|g| g.sim_seconds).sum();
+                assert!(many.groups.iter().all(|g| g.sim_seconds > 0.0), "{name} {fusion}");
+                assert!(
+                    (summed - many.sim_seconds).abs() <= 1e-9 * many.sim_seconds,
+                    "{summed} vs {}",
+                    many.sim_seconds
+                );
             }
         }
     }
