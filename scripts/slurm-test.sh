@@ -5,7 +5,9 @@
 # examples/gcn.ff into one shared results directory, merges the shards with `fuseflow merge`
 # in a job that depends on the array (as the script's header says to), and checks that
 # results.csv, report.md, report.html and the plots equal, byte for byte, those of a local
-# single-process sweep. Then it stops the daemons it started.
+# single-process sweep; then runs deploy/slurm-reproduce.sh (fig14 at small scale) as a 3-task
+# array and a render job, whose tables must equal one process's. Then it stops the daemons it
+# started.
 #
 #   scripts/slurm-test.sh
 #
@@ -191,4 +193,30 @@ done
 lines=$(wc -l <"$tmp/merged/points.jsonl")
 rows=$(($(wc -l <"$tmp/local/results.csv") - 1))
 [ "$lines" -eq "$rows" ] || die "the merged log has $lines points, the local sweep $rows"
-say "passed: $rows points from 4 array tasks merge to the local sweep's results.csv, report.md, report.html and plots, byte for byte"
+say "explore passed: $rows points from 4 array tasks merge to the local sweep's results.csv, report.md, report.html and plots, byte for byte"
+
+# A paper experiment the same way (deploy/slurm-reproduce.sh): fig14 at small scale (5
+# configurations) as a 3-task array into one directory, then the render job; its tables and
+# plot must equal those of one process.
+"$FUSEFLOW_BIN" reproduce fig14 --out "$tmp/repro-local" --jobs 1 >"$tmp/repro-local.log"
+jobid=$(FUSEFLOW_OUT=$tmp/repro timeout 60 sbatch --parsable --array=0-2 --cpus-per-task=1 --mem=512M \
+    --output="$tmp/out/%A_%a.out" deploy/slurm-reproduce.sh fig14)
+jobid=${jobid%%;*}
+render_job=$(timeout 60 sbatch --parsable --dependency=afterany:"$jobid" --mem=512M --output="$tmp/out/render.out" \
+    --wrap "$FUSEFLOW_BIN reproduce fig14 --from $tmp/repro")
+render_job=${render_job%%;*}
+cancel="$jobid $render_job"
+say "submitted reproduce array $jobid and render job $render_job"
+states=$(wait_job "$jobid")
+[ "$(grep -c ' COMPLETED 0:0$' <<<"$states")" -eq 3 ] || die "not every reproduce task completed with exit code 0: $states"
+for i in 0 1 2; do
+    [ -s "$tmp/repro/fig14/records.shard-$i-of-3.jsonl" ] || die "no records of shard $i/3"
+done
+state=$(wait_job "$render_job")
+[ "$state" = "- COMPLETED 0:0" ] || die "the render job ended as: $state"
+cancel=""
+for f in table.md table.csv plot.svg; do
+    cmp -s "$tmp/repro-local/fig14/$f" "$tmp/repro/fig14/$f" || die "fig14/$f of the array differs from one process's"
+done
+say "reproduce passed: fig14 from 3 array tasks renders the same table.md, table.csv and plot.svg as one process"
+say "passed"

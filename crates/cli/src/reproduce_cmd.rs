@@ -16,6 +16,7 @@ use fuseflow_explore::reproduce::{
     self, configs, read_records, Config, Experiment, GroupFigures, PaperData, Record, RecordLog, ReproduceError, Scale,
     RECORD_TOOL,
 };
+use fuseflow_explore::Shard;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{LimitArgs, StdoutError};
@@ -44,6 +45,16 @@ pub struct ReproduceArgs {
     /// others' rows say `missing` until they are run.
     #[arg(long, value_name = "TEXT")]
     only: Option<String>,
+    /// This process's shard `I/N` of the configurations, for one reproduction split over
+    /// processes or a cluster's job array (default: from SLURM_ARRAY_TASK_ID/COUNT or
+    /// JOB_COMPLETION_INDEX with FUSEFLOW_SHARD_COUNT). Each shard appends to its own records
+    /// file in the shared --out; tables are built from every shard's records.
+    #[arg(long, value_name = "I/N", conflicts_with = "from")]
+    shard: Option<String>,
+    /// Print the ids of the configurations this command would simulate (after --only and
+    /// --shard; those already recorded included), one per line, and stop.
+    #[arg(long, conflicts_with = "from")]
+    list: bool,
     /// Stop a configuration's simulation past this many cycles (it is recorded as failed, and
     /// a rerun tries it again). Default: 10^10 at small scale, 10^12 at paper scale (full
     /// fusion of Cora-ML's GCN on `rda` alone passes 10^10).
@@ -86,6 +97,30 @@ pub fn reproduce(a: ReproduceArgs) -> Result<ExitCode> {
         return rerender(&exps, scale, from, a.out.as_deref().unwrap_or(from), &paper);
     }
     let scale = scale.unwrap_or(Scale::Small);
+    let shard = match &a.shard {
+        Some(text) => Some(Shard::parse(text)?),
+        None => Shard::from_env(|k| std::env::var(k).ok())?,
+    };
+    // The configurations of this process, by experiment: every shard filters the same plan
+    // (after --only) by position, so the processes agree without talking to each other.
+    let mine = |exp: Experiment| -> Vec<Config> {
+        configs(exp, scale)
+            .into_iter()
+            .filter(|c| a.only.as_deref().is_none_or(|s| c.id.contains(s)))
+            .enumerate()
+            .filter(|(i, _)| shard.is_none_or(|sh| sh.contains(*i as u64)))
+            .map(|(_, c)| c)
+            .collect()
+    };
+    if a.list {
+        let mut o = std::io::stdout().lock();
+        for &exp in &exps {
+            for c in mine(exp) {
+                writeln!(o, "{}", c.id).map_err(StdoutError)?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("reproduce-{}", scale.name())));
     let jobs = match a.jobs {
         Some(0) => return Err(anyhow!("--jobs must be at least 1")),
@@ -101,11 +136,8 @@ pub fn reproduce(a: ReproduceArgs) -> Result<ExitCode> {
         for w in warnings {
             let _ = writeln!(std::io::stderr(), "warning: {w} (its configuration runs again)");
         }
-        let configs: Vec<Config> = configs(exp, scale)
-            .into_iter()
-            .filter(|c| a.only.as_deref().is_none_or(|s| c.id.contains(s)))
-            .filter(|c| !done.iter().any(|r| r.id == c.id && r.ok()))
-            .collect();
+        let configs: Vec<Config> =
+            mine(exp).into_iter().filter(|c| !done.iter().any(|r| r.id == c.id && r.ok())).collect();
         todo.push((exp, configs));
     }
     let total: usize = todo.iter().map(|t| t.1.len()).sum();
@@ -116,7 +148,7 @@ pub fn reproduce(a: ReproduceArgs) -> Result<ExitCode> {
         inner_jobs: if jobs == 1 { 0 } else { 1 },
     };
     for (exp, configs) in &todo {
-        let log = Mutex::new(RecordLog::open(&out, *exp)?);
+        let log = Mutex::new(RecordLog::open_shard(&out, *exp, shard)?);
         let failed: Mutex<Option<anyhow::Error>> = Mutex::new(None);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(jobs)
@@ -163,7 +195,9 @@ pub fn reproduce(a: ReproduceArgs) -> Result<ExitCode> {
     for &exp in &exps {
         let (records, _) = read_records(&out, exp, Some(scale))?;
         let rendered = write_rendered(exp, scale, &records, &out, &paper)?;
-        if print_summary(exp, scale, &records, &rendered, &out, true)? && a.only.is_none() {
+        // A row another shard (or another --only) runs is missing here without anything
+        // having failed.
+        if print_summary(exp, scale, &records, &rendered, &out, true)? && a.only.is_none() && shard.is_none() {
             code = ExitCode::from(1);
         }
     }

@@ -48,7 +48,20 @@ pub fn run_all_orders(
 
 /// The `fuseflow` binary built for these tests.
 pub fn bin() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_fuseflow"))
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_fuseflow"));
+    // A suite run inside a Slurm array task or an Indexed Job must not shard the sweeps and
+    // reproductions it tests (the tests that want a shard set these again).
+    for var in [
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_COUNT",
+        "SLURM_ARRAY_TASK_MIN",
+        "SLURM_ARRAY_TASK_STEP",
+        "JOB_COMPLETION_INDEX",
+        "FUSEFLOW_SHARD_COUNT",
+    ] {
+        c.env_remove(var);
+    }
+    c
 }
 
 /// Runs `fuseflow args...` and returns (exit code, stdout, stderr).

@@ -144,6 +144,56 @@ fn every_experiment_path_at_small_scale() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// One reproduction split over shards into one directory (by `--shard` and by a Slurm array's
+/// environment) renders the tables and plot of one process, byte for byte; `--list` names
+/// each shard's configurations, which together are the plan's.
+#[test]
+fn shards_render_what_one_process_renders() {
+    let one = scratch("one");
+    let (code, _, err) = cli(&["reproduce", "fig14", "--out", &one.display().to_string(), "--jobs", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let sharded = scratch("sharded");
+    let dir = sharded.display().to_string();
+    let (code, out0, err) = cli(&["reproduce", "fig14", "--out", &dir, "--shard", "0/2", "--jobs", "1"]);
+    // The other shard's rows are missing, which is not a failure of this one.
+    assert_eq!(code, 0, "{out0}{err}");
+    assert!(out0.contains("missing"), "{out0}");
+    let out = common::bin()
+        .args(["reproduce", "fig14", "--out", &dir, "--jobs", "1"])
+        .env("SLURM_ARRAY_TASK_ID", "1")
+        .env("SLURM_ARRAY_TASK_COUNT", "2")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    for i in 0..2 {
+        let f = sharded.join("fig14").join(format!("records.shard-{i}-of-2.jsonl"));
+        assert!(std::fs::metadata(&f).is_ok_and(|m| m.len() > 0), "{}", f.display());
+    }
+    let (code, _, err) = cli(&["reproduce", "fig14", "--from", &dir]);
+    assert_eq!(code, 0, "{err}");
+    for file in ["table.md", "table.csv", "plot.svg"] {
+        assert!(read(&one, "fig14", file) == read(&sharded, "fig14", file), "fig14/{file} differs");
+    }
+    // A rerun of a shard finds its configurations recorded and simulates nothing.
+    let (code, again, _) = cli(&["reproduce", "fig14", "--out", &dir, "--shard", "0/2"]);
+    assert_eq!(code, 0);
+    assert!(again.contains("5 records"), "{again}");
+    let list = |shard: &str| {
+        let (code, out, err) = cli(&["reproduce", "fig14", "--list", "--shard", shard]);
+        assert_eq!(code, 0, "{err}");
+        out.lines().map(String::from).collect::<Vec<_>>()
+    };
+    let (a, b) = (list("0/2"), list("1/2"));
+    assert_eq!((a.len(), b.len()), (3, 2), "{a:?} {b:?}");
+    let mut all: Vec<String> = records(&one, "fig14").iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let mut both = [a, b].concat();
+    all.sort();
+    both.sort();
+    assert_eq!(all, both);
+    let _ = std::fs::remove_dir_all(&one);
+    let _ = std::fs::remove_dir_all(&sharded);
+}
+
 fn one_line_error(args: &[&str], needle: &str) {
     let (code, stdout, stderr) = cli(args);
     assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
@@ -160,6 +210,8 @@ fn bad_input_is_one_line_and_exit_2() {
     one_line_error(&["reproduce", "fig14", "--scale", "huge", "--out", &dir], "unknown scale \"huge\"");
     one_line_error(&["reproduce", "fig14", "--from", &dir], "no records of fig14");
     one_line_error(&["reproduce", "all", "--from", &dir], "no records of any experiment");
+    one_line_error(&["reproduce", "fig14", "--shard", "2/2", "--out", &dir], "shard index 2 is out of range");
+    one_line_error(&["reproduce", "fig14", "--shard", "x", "--out", &dir], "expected I/N");
     // Records of another tool version are refused, for --from and for a rerun alike.
     let line = r#"{"tool":"fuseflow-reproduce 0.0.1","experiment":"fig14","scale":"small","id":"x","model":"gcn","dataset":"default","variant":"unfused","program":"p","fusion":"unfused","hw":"ideal","par":[],"block":null,"order":null,"params":{},"cycles":1,"flops":1,"bytes":1,"groups":[],"verified":true,"error":null,"wall_seconds":0.1}"#;
     std::fs::write(d.join("fig14").join("records.jsonl"), format!("{line}\n")).unwrap();

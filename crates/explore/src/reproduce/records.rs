@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::{Experiment, ReproduceError, Scale, RECORDS_FILE, RECORD_TOOL};
+use crate::Shard;
 
 /// One fusion group of a simulated configuration.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -81,27 +82,77 @@ pub fn records_path(out: &Path, exp: Experiment) -> PathBuf {
     out.join(exp.name()).join(RECORDS_FILE)
 }
 
+/// The records file that shard `shard` of `exp` appends to under `out`
+/// (`records.shard-I-of-N.jsonl`; [`records_path`] without a shard).
+pub fn shard_records_path(out: &Path, exp: Experiment, shard: Option<Shard>) -> PathBuf {
+    match shard {
+        Some(s) => out.join(exp.name()).join(format!("records.shard-{}-of-{}.jsonl", s.index, s.count)),
+        None => records_path(out, exp),
+    }
+}
+
+/// Every records file of `exp` under `out`: `records.jsonl`, then the shards' files in name
+/// order (processes of one sharded reproduction each append to their own).
+fn record_files(out: &Path, exp: Experiment) -> Result<Vec<PathBuf>, ReproduceError> {
+    let dir = out.join(exp.name());
+    let mut shards = Vec::new();
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => {
+            for e in entries {
+                let name = e.map_err(io(&dir))?.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with("records.shard-") && name.ends_with(".jsonl") {
+                    shards.push(dir.join(&*name));
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&dir)(e)),
+    }
+    shards.sort();
+    let mut files = vec![records_path(out, exp)];
+    files.extend(shards);
+    Ok(files)
+}
+
 fn io(path: &Path) -> impl Fn(std::io::Error) -> ReproduceError + '_ {
     move |error| ReproduceError::Io { path: path.display().to_string(), error }
 }
 
-/// Reads the records of `exp` under `out` (the last record of an id wins: a failed
-/// configuration rerun later). A line that does not parse is skipped and reported in the
-/// returned warnings; records of another tool version or of another scale than `scale` (when
-/// given) are refused. A missing file gives no records.
+/// Reads the records of `exp` under `out`, from `records.jsonl` and every shard's file (the
+/// last record of an id wins, files in [`record_files`] order: a failed configuration rerun
+/// later). A line that does not parse is skipped and reported in the returned warnings;
+/// records of another tool version or of another scale than `scale` (when given) are refused.
+/// Missing files give no records.
 pub fn read_records(
     out: &Path,
     exp: Experiment,
     scale: Option<Scale>,
 ) -> Result<(Vec<Record>, Vec<String>), ReproduceError> {
-    let path = records_path(out, exp);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
-        Err(e) => return Err(io(&path)(e)),
-    };
     let mut by_id: BTreeMap<String, (usize, Record)> = BTreeMap::new();
     let mut warnings = Vec::new();
+    for path in record_files(out, exp)? {
+        read_file(&path, exp, scale, &mut by_id, &mut warnings)?;
+    }
+    let mut v: Vec<(usize, Record)> = by_id.into_values().collect();
+    v.sort_by_key(|x| x.0);
+    Ok((v.into_iter().map(|x| x.1).collect(), warnings))
+}
+
+/// [`read_records`] of one file into `by_id` (record by id, with the position of its id's
+/// first record).
+fn read_file(
+    path: &Path,
+    exp: Experiment,
+    scale: Option<Scale>,
+    by_id: &mut BTreeMap<String, (usize, Record)>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ReproduceError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(path)(e)),
+    };
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let r: Record = match serde_json::from_str(line) {
             Ok(r) => r,
@@ -139,9 +190,7 @@ pub fn read_records(
         let order = by_id.get(&r.id).map_or(by_id.len(), |x| x.0);
         by_id.insert(r.id.clone(), (order, r));
     }
-    let mut v: Vec<(usize, Record)> = by_id.into_values().collect();
-    v.sort_by_key(|x| x.0);
-    Ok((v.into_iter().map(|x| x.1).collect(), warnings))
+    Ok(())
 }
 
 /// The scale of stored records (they all share one, [`read_records`] checks it).
@@ -159,7 +208,12 @@ pub struct RecordLog {
 impl RecordLog {
     /// Opens (creating it and its directory) the records file of `exp` under `out`.
     pub fn open(out: &Path, exp: Experiment) -> Result<RecordLog, ReproduceError> {
-        let path = records_path(out, exp);
+        RecordLog::open_shard(out, exp, None)
+    }
+
+    /// Opens the records file of shard `shard` (see [`shard_records_path`]).
+    pub fn open_shard(out: &Path, exp: Experiment, shard: Option<Shard>) -> Result<RecordLog, ReproduceError> {
+        let path = shard_records_path(out, exp, shard);
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         // A torn last line (a killed process) is closed so the next record starts a line.
@@ -243,6 +297,26 @@ pub(crate) mod tests {
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         let e = read_records(&d, Experiment::Fig12, Some(Scale::Paper)).unwrap_err().to_string();
         assert!(e.contains("records of scale small (asked for paper)"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn shards_files_are_read_with_the_main_one() {
+        let d = scratch("shards");
+        let mut main = RecordLog::open(&d, Experiment::Fig12).unwrap();
+        main.append(&rec("a", "unfused", 10)).unwrap();
+        main.append(&rec("b", "partial", 0)).unwrap();
+        let s1 = Shard::new(1, 2).unwrap();
+        let mut one = RecordLog::open_shard(&d, Experiment::Fig12, Some(s1)).unwrap();
+        one.append(&rec("b", "partial", 5)).unwrap();
+        let mut zero = RecordLog::open_shard(&d, Experiment::Fig12, Some(Shard::new(0, 2).unwrap())).unwrap();
+        zero.append(&rec("c", "full", 7)).unwrap();
+        assert!(shard_records_path(&d, Experiment::Fig12, Some(s1)).ends_with("fig12/records.shard-1-of-2.jsonl"));
+        let (v, warnings) = read_records(&d, Experiment::Fig12, Some(Scale::Small)).unwrap();
+        // The shards' files follow the main one (in name order), so shard 1's rerun of `b` wins.
+        let got: Vec<_> = v.iter().map(|r| (r.id.as_str(), r.cycles)).collect();
+        assert_eq!(got, [("a", Some(10)), ("b", Some(5)), ("c", Some(7))]);
+        assert!(warnings.is_empty());
         let _ = std::fs::remove_dir_all(&d);
     }
 
