@@ -78,7 +78,7 @@ impl Io<'_> {
     /// `free_at` also enforces a bounded channel's capacity and timing): the ports' room below
     /// the soft cap, or 0 when a port cannot be batched: it feeds no channel, or it fans out
     /// to a bounded one ([`Io::replicate`] copies fan-out after the batch, without timing).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn batch_room(&self, ports: std::ops::Range<usize>) -> usize {
         let mut room = usize::MAX;
         for p in ports {
