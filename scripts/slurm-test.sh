@@ -165,15 +165,19 @@ wait_job() {
     done | sort
 }
 
-# The job array, as the script's header says to submit it. --mem is lowered from the
-# script's 8G so that it fits any CI machine (the sweep of a small program needs little).
-jobid=$(FUSEFLOW_OUT=$tmp/results timeout 60 sbatch --parsable --array=0-3 --mem=512M --output="$tmp/out/%A_%a.out" \
-    deploy/slurm-explore.sh "$program")
-jobid=${jobid%%;*}
+# Submits a job (sbatch options and script, or --wrap), prints its id. --mem is lowered from
+# the scripts' own so that the jobs fit any CI machine (small programs need little).
+submit() {
+    local id
+    id=$(timeout 60 sbatch --parsable --mem=512M "$@")
+    echo "${id%%;*}"
+}
+
+# The job array, as the script's header says to submit it.
+jobid=$(FUSEFLOW_OUT=$tmp/results submit --array=0-3 --output="$tmp/out/%A_%a.out" deploy/slurm-explore.sh "$program")
 # The merge, as a job that runs once every task succeeded.
-merge_job=$(timeout 60 sbatch --parsable --dependency=afterok:"$jobid" --mem=512M --output="$tmp/out/merge.out" \
+merge_job=$(submit --dependency=afterok:"$jobid" --output="$tmp/out/merge.out" \
     --wrap "$FUSEFLOW_BIN merge $tmp/results --out $tmp/merged")
-merge_job=${merge_job%%;*}
 cancel="$jobid $merge_job"
 say "submitted job array $jobid and merge job $merge_job"
 states=$(wait_job "$jobid")
@@ -199,12 +203,10 @@ say "explore passed: $rows points from 4 array tasks merge to the local sweep's 
 # configurations) as a 3-task array into one directory, then the render job; its tables and
 # plot must equal those of one process.
 "$FUSEFLOW_BIN" reproduce fig14 --out "$tmp/repro-local" --jobs 1 >"$tmp/repro-local.log"
-jobid=$(FUSEFLOW_OUT=$tmp/repro timeout 60 sbatch --parsable --array=0-2 --cpus-per-task=1 --mem=512M \
-    --output="$tmp/out/%A_%a.out" deploy/slurm-reproduce.sh fig14)
-jobid=${jobid%%;*}
-render_job=$(timeout 60 sbatch --parsable --dependency=afterany:"$jobid" --mem=512M --output="$tmp/out/render.out" \
+jobid=$(FUSEFLOW_OUT=$tmp/repro submit --array=0-2 --cpus-per-task=1 --output="$tmp/out/%A_%a.out" \
+    deploy/slurm-reproduce.sh fig14)
+render_job=$(submit --dependency=afterany:"$jobid" --output="$tmp/out/render.out" \
     --wrap "$FUSEFLOW_BIN reproduce fig14 --from $tmp/repro")
-render_job=${render_job%%;*}
 cancel="$jobid $render_job"
 say "submitted reproduce array $jobid and render job $render_job"
 states=$(wait_job "$jobid")
