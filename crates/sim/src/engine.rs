@@ -452,8 +452,9 @@ impl Network {
                 // Past 2^40 tokens no buffer could be allocated anyway: lift the cap.
                 cap_now = if cap_now >= 1 << 40 { usize::MAX } else { cap_now * 2 };
             }
-            if cap_now != cap_was || !progress {
-                // Another cap changes what every node may send.
+            if cap_now != cap_was {
+                // Another cap changes what every node may send (a sweep without progress
+                // always changes it, or has returned a deadlock above).
                 awake.all();
             }
         }
