@@ -92,9 +92,10 @@ impl Shard {
         id % self.count == self.index
     }
 
-    /// The log file this shard appends to.
-    pub fn log_name(&self) -> String {
-        format!("points.shard-{}-of-{}.jsonl", self.index, self.count)
+    /// The log file this shard appends to, for logs named `STEM.jsonl` unsharded
+    /// (`points` for sweeps, `records` for reproductions): `STEM.shard-I-of-N.jsonl`.
+    pub fn log_name(&self, stem: &str) -> String {
+        format!("{stem}.shard-{}-of-{}.jsonl", self.index, self.count)
     }
 }
 

@@ -253,13 +253,13 @@ fn close_torn_line(log: &Path) -> Result<(), ExploreError> {
     Ok(())
 }
 
-/// The logs of a directory: `points*.jsonl`, sorted by name.
-pub fn logs(dir: &Path) -> Result<Vec<PathBuf>, ExploreError> {
+/// The logs of a directory: `PREFIX*.jsonl` (`points` for a sweep's), sorted by name.
+pub fn logs(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>, ExploreError> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).map_err(io(dir))? {
         let p = e.map_err(io(dir))?.path();
         let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if name.starts_with("points") && name.ends_with(".jsonl") {
+        if name.starts_with(prefix) && name.ends_with(".jsonl") {
             out.push(p);
         }
     }
@@ -272,7 +272,7 @@ pub fn logs(dir: &Path) -> Result<Vec<PathBuf>, ExploreError> {
 pub fn read_records(dir: &Path) -> Result<(Vec<PointRecord>, Vec<String>), ExploreError> {
     let mut by_key: BTreeMap<String, PointRecord> = BTreeMap::new();
     let mut warnings = Vec::new();
-    for log in logs(dir)? {
+    for log in logs(dir, "points")? {
         let text = std::fs::read(&log).map_err(io(&log))?;
         for (i, line) in text.split(|&b| b == b'\n').enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -359,7 +359,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(Vec<PointRecord>, Vec<Stri
     }
     // Other logs in `out` (when it is also one of the inputs) were merged above: replace them
     // all by the one merged log.
-    for log in logs(out)? {
+    for log in logs(out, "points")? {
         if log != dir.log {
             std::fs::remove_file(&log).map_err(io(&log))?;
         }

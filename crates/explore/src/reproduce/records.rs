@@ -86,7 +86,7 @@ pub fn records_path(out: &Path, exp: Experiment) -> PathBuf {
 /// (`records.shard-I-of-N.jsonl`; [`records_path`] without a shard).
 pub fn shard_records_path(out: &Path, exp: Experiment, shard: Option<Shard>) -> PathBuf {
     match shard {
-        Some(s) => out.join(exp.name()).join(format!("records.shard-{}-of-{}.jsonl", s.index, s.count)),
+        Some(s) => out.join(exp.name()).join(s.log_name(RECORDS_STEM)),
         None => records_path(out, exp),
     }
 }
@@ -95,25 +95,15 @@ pub fn shard_records_path(out: &Path, exp: Experiment, shard: Option<Shard>) -> 
 /// order (processes of one sharded reproduction each append to their own).
 fn record_files(out: &Path, exp: Experiment) -> Result<Vec<PathBuf>, ReproduceError> {
     let dir = out.join(exp.name());
-    let mut shards = Vec::new();
-    match std::fs::read_dir(&dir) {
-        Ok(entries) => {
-            for e in entries {
-                let name = e.map_err(io(&dir))?.file_name();
-                let name = name.to_string_lossy();
-                if name.starts_with("records.shard-") && name.ends_with(".jsonl") {
-                    shards.push(dir.join(&*name));
-                }
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(&dir)(e)),
-    }
-    shards.sort();
     let mut files = vec![records_path(out, exp)];
-    files.extend(shards);
+    if dir.is_dir() {
+        files.extend(crate::store::logs(&dir, &format!("{RECORDS_STEM}.shard-")).map_err(from_explore)?);
+    }
     Ok(files)
 }
+
+/// [`RECORDS_FILE`] without its extension: the stem of the shards' files.
+const RECORDS_STEM: &str = "records";
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> ReproduceError + '_ {
     move |error| ReproduceError::Io { path: path.display().to_string(), error }
@@ -235,10 +225,15 @@ impl RecordLog {
 
 /// Writes `bytes` to `path` whole or not at all (a temporary file renamed into place).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReproduceError> {
-    crate::store::write_atomic(path, bytes).map_err(|e| match e {
+    crate::store::write_atomic(path, bytes).map_err(from_explore)
+}
+
+/// An error of the sweeps' store ([`crate::store`]) met by a reproduction.
+fn from_explore(e: crate::ExploreError) -> ReproduceError {
+    match e {
         crate::ExploreError::Io { path, error } => ReproduceError::Io { path, error },
         other => ReproduceError::Records(other.to_string()),
-    })
+    }
 }
 
 #[cfg(test)]
