@@ -9,7 +9,7 @@ use fuseflow_tensor::budget::coo_bytes;
 use fuseflow_tensor::{Budget, Coo, Tensor};
 
 use crate::relation::{
-    merge_union, normalize_sum, Layout, Point, Projector, Relation, SumAccumulator, MAX_DENSE_POINTS,
+    merge_union, normalize_sum, Layout, Point, Projector, Relation, RowAccumulator, SumAccumulator, MAX_DENSE_POINTS,
 };
 use crate::EvalError;
 
@@ -200,7 +200,11 @@ impl Cx<'_> {
         // broadcasting over any left-hand-side index the value lacks.
         let out_layout = self.layout(lhs.clone())?;
         let missing: Vec<usize> = (0..lhs.len()).filter(|&d| rel.layout.pos(&lhs[d]).is_none()).collect();
-        let points = self.expand(&rel, &out_layout, &missing, "broadcast of the result")?;
+        let points = if missing.is_empty() && rel.layout.vars == *lhs {
+            rel.points
+        } else {
+            self.expand(&rel, &out_layout, &missing, "broadcast of the result")?
+        };
         let mut coo = Coo::new(shape);
         coo.coords.reserve(points.len() * lhs.len());
         coo.vals.reserve(points.len());
@@ -216,8 +220,9 @@ impl Cx<'_> {
     /// The points of `r` re-keyed into `to` (a superset of its variables) and repeated over the
     /// full range of the variables `missing` (positions in `to`), sorted.
     fn expand(&self, r: &Relation, to: &Layout, missing: &[usize], what: &str) -> Result<Vec<Point>, EvalError> {
-        let fits =
-            to.dense_points(missing).is_some_and(|m| m.saturating_mul(r.points.len() as u128) <= MAX_DENSE_POINTS);
+        // Without a broadcast this only re-keys the points, whatever their number.
+        let fits = missing.is_empty()
+            || to.dense_points(missing).is_some_and(|m| m.saturating_mul(r.points.len() as u128) <= MAX_DENSE_POINTS);
         if !fits {
             return Err(self.too_large(what));
         }
@@ -376,32 +381,86 @@ impl Cx<'_> {
         };
         let full_to_out = Projector::new(&full, &out_layout);
 
-        // `b` grouped by its shared-variable key: (shared key, key in `full`, value).
-        let mut grouped: Vec<(u128, u128, f64)> =
-            b.points.iter().map(|&(k, v)| (b_to_shared.apply(k), b_to_full.apply(k), v)).collect();
-        grouped.sort_unstable_by_key(|g| (g.0, g.1));
+        // `b`'s points by shared-variable key. They already come in that order when the shared
+        // variables lead `b`'s layout in `a`'s order (a dense right operand such as `X[k,f]`
+        // in `A[i,k]·X[k,f]`): then they are searched in place rather than copied and sorted.
+        let in_place =
+            b.layout.vars.len() >= shared.vars.len() && b.layout.vars[..shared.vars.len()] == shared.vars[..];
+        // Where each shared key's group starts, when the packed shared keys are few enough to
+        // index directly (a CSR row pointer: one lookup per point of `a` instead of two binary
+        // searches, which miss the cache on every probe of a large operand).
+        let b_len = b.points.len();
+        let bits = shared.key_bits();
+        let indexed = bits < usize::BITS - 1 && (1usize << bits) <= (2 * b_len).max(1 << 16);
+        // Copies of `b` this join makes: a regrouped `b` at 1.5 points a point, the index at a
+        // quarter point an entry.
+        let regrouped = if in_place { 0 } else { 3 * b_len / 2 };
+        let index_points = if indexed { ((1usize << bits) + 1).div_ceil(4) } else { 0 };
+        self.afford(
+            &format!("join of {} × {} points", a.points.len(), b_len),
+            (a.points.len() + b_len + regrouped + index_points) as u128,
+            0,
+        )?;
+        let grouped: Vec<(u128, u128, f64)> = if in_place {
+            Vec::new()
+        } else {
+            let mut g: Vec<(u128, u128, f64)> =
+                b.points.iter().map(|&(k, v)| (b_to_shared.apply(k), b_to_full.apply(k), v)).collect();
+            g.sort_unstable_by_key(|g| (g.0, g.1));
+            g
+        };
+        let shared_key = |i: usize| if in_place { b_to_shared.apply(b.points[i].0) } else { grouped[i].0 };
+        let starts: Vec<usize> = if indexed {
+            let mut starts = vec![0usize; (1usize << bits) + 1];
+            for i in 0..b_len {
+                starts[shared_key(i) as usize + 1] += 1;
+            }
+            for n in 1..starts.len() {
+                starts[n] += starts[n - 1];
+            }
+            starts
+        } else {
+            Vec::new()
+        };
+        let group = |s: u128| -> std::ops::Range<usize> {
+            if indexed {
+                starts[s as usize]..starts[s as usize + 1]
+            } else if in_place {
+                b.points.partition_point(|p| b_to_shared.apply(p.0) < s)
+                    ..b.points.partition_point(|p| b_to_shared.apply(p.0) <= s)
+            } else {
+                grouped.partition_point(|g| g.0 < s)..grouped.partition_point(|g| g.0 <= s)
+            }
+        };
+        let item = |i: usize| -> (u128, f64) {
+            if in_place {
+                (b_to_full.apply(b.points[i].0), b.points[i].1)
+            } else {
+                (grouped[i].1, grouped[i].2)
+            }
+        };
         // The number of products, counted exactly unless the plain bound is small enough.
         let bound = a.points.len() as u128 * b.points.len() as u128;
         let small = bound <= (1 << 24) && bound <= self.control.max_work.unwrap_or(u64::MAX) as u128;
         let work = if small {
             bound
         } else {
-            let mut w = 0u128;
-            for &(ka, _) in &a.points {
-                let s = a_to_shared.apply(ka);
-                let start = grouped.partition_point(|g| g.0 < s);
-                w += (grouped.partition_point(|g| g.0 <= s) - start) as u128;
-            }
-            w
+            a.points.iter().map(|&(ka, _)| group(a_to_shared.apply(ka)).len() as u128).sum()
         };
-        // Without a reduction every product is a point of the result; with one, the
-        // accumulator holds at most one point per output key (twice, while it merges).
+        // A sum over `a`'s innermost variable runs row by row (Gustavson): `a`'s points come
+        // grouped by the rest of its key, which is the high part of the output key, so each
+        // row is summed apart and appended in order, and nothing but the result is held.
+        let by_rows = op == BinOp::Mul && reduce.is_some_and(|k| a.layout.vars.last() == Some(k));
+        // Without a reduction every product is a point of the result; with one, the result
+        // holds at most one point per output key, and the general accumulator twice that while
+        // it merges.
+        let out_space = out_layout.sizes.iter().try_fold(1u128, |n, &s| n.checked_mul(s as u128)).unwrap_or(u128::MAX);
         let out_points = match reduce {
             None => work,
-            Some(_) => work.min(1u128 << out_layout.key_bits().min(100)).saturating_mul(2),
+            Some(_) if by_rows => work.min(out_space),
+            Some(_) => work.min(out_space).saturating_mul(2),
         };
-        // The operands are alive too, and `b` is regrouped at 1.5 points a point.
-        let out_points = out_points + (a.points.len() + 3 * b.points.len()) as u128;
+        let out_points = out_points + (a.points.len() + b_len + regrouped + index_points) as u128;
         self.afford(&format!("join of {} × {} points", a.points.len(), b.points.len()), out_points, work)?;
         if let (BinOp::Mul, Some(k)) = (op, reduce) {
             if work >= crate::dense::MIN_PRODUCTS {
@@ -410,6 +469,30 @@ impl Cx<'_> {
                 }
             }
         }
+        if by_rows {
+            let own = b.layout.vars.len() - shared.vars.len();
+            let low_bits = (out_layout.vars.len() - own..out_layout.vars.len()).map(|v| out_layout.bits(v)).sum();
+            let mut rows = RowAccumulator::new(low_bits);
+            let k_bits = a.layout.bits(a.layout.vars.len() - 1);
+            let mut points = Vec::new();
+            let mut n = 0usize;
+            for row in a.points.chunk_by(|x, y| x.0 >> k_bits == y.0 >> k_bits) {
+                for &(ka, va) in row {
+                    n += 1;
+                    if n & 0xFFFF == 0 {
+                        self.check_cancel()?;
+                    }
+                    let s = a_to_shared.apply(ka);
+                    let base = a_to_full.apply(ka);
+                    for i in group(s) {
+                        let (kb, vb) = item(i);
+                        rows.push(full_to_out.apply(base | kb), va * vb);
+                    }
+                }
+                rows.finish_row(&mut points);
+            }
+            return Ok(Relation { layout: out_layout, points });
+        }
         let mut acc = SumAccumulator::new(&out_layout);
         for (n, &(ka, va)) in a.points.iter().enumerate() {
             if n & 0xFFFF == 0xFFFF {
@@ -417,8 +500,8 @@ impl Cx<'_> {
             }
             let s = a_to_shared.apply(ka);
             let base = a_to_full.apply(ka);
-            let start = grouped.partition_point(|g| g.0 < s);
-            for &(_, kb, vb) in grouped[start..].iter().take_while(|g| g.0 == s) {
+            for i in group(s) {
+                let (kb, vb) = item(i);
                 acc.push(full_to_out.apply(base | kb), op.apply(va, vb));
             }
         }

@@ -53,6 +53,11 @@ impl Layout {
         self.masks.iter().map(|m| m.count_ones()).sum()
     }
 
+    /// Bits of variable `v`'s field (fields are packed with no gaps, the last variable lowest).
+    pub fn bits(&self, v: usize) -> u32 {
+        self.masks[v].count_ones()
+    }
+
     /// Position of a variable.
     pub fn pos(&self, var: &str) -> Option<usize> {
         self.vars.iter().position(|v| v == var)
@@ -223,6 +228,81 @@ impl SumAccumulator {
     }
 }
 
+/// Sums a result one row at a time (Gustavson's workspace): the keys of a row share every bit
+/// above the lowest `low_bits`, and rows arrive in key order, so each finished row is appended
+/// to the result in order and nothing else is held. Equal keys are summed in arrival order.
+pub struct RowAccumulator {
+    /// The lowest `low_bits` bits.
+    low_mask: u128,
+    /// The row's key bits above `low_bits`.
+    high: u128,
+    /// A dense workspace for narrow rows: the sums, which slots hold one, and those slots.
+    dense: Option<(Vec<f64>, Vec<bool>, Vec<u32>)>,
+    /// The products of a wide row, summed when the row ends.
+    buf: Vec<Point>,
+}
+
+impl RowAccumulator {
+    /// Rows up to 2^this many keys are summed in a dense workspace.
+    pub const DENSE_BITS: u32 = 16;
+
+    /// An accumulator for rows spanning the lowest `low_bits` bits of the key.
+    pub fn new(low_bits: u32) -> RowAccumulator {
+        let dense = (low_bits <= Self::DENSE_BITS)
+            .then(|| (vec![0.0; 1usize << low_bits], vec![false; 1usize << low_bits], Vec::new()));
+        let low_mask = if low_bits == 0 { 0 } else { u128::MAX >> (128 - low_bits.min(128)) };
+        RowAccumulator { low_mask, high: 0, dense, buf: Vec::new() }
+    }
+
+    /// Adds `v` at `key`, which lies in the current row.
+    #[inline]
+    pub fn push(&mut self, key: u128, v: f64) {
+        let low = key & self.low_mask;
+        self.high = key ^ low;
+        match &mut self.dense {
+            Some((sums, held, slots)) => {
+                let i = low as usize;
+                if held[i] {
+                    sums[i] += v;
+                } else {
+                    held[i] = true;
+                    sums[i] = v;
+                    slots.push(i as u32);
+                }
+            }
+            None => self.buf.push((key, v)),
+        }
+    }
+
+    /// Appends the row's nonzero sums to `out` in key order and starts the next row.
+    pub fn finish_row(&mut self, out: &mut Vec<Point>) {
+        match &mut self.dense {
+            Some((sums, held, slots)) => {
+                slots.sort_unstable();
+                for &i in slots.iter() {
+                    held[i as usize] = false;
+                    let v = sums[i as usize];
+                    if v != 0.0 {
+                        out.push((self.high | u128::from(i), v));
+                    }
+                }
+                slots.clear();
+            }
+            None => {
+                // Stable, so that equal keys are summed in arrival order.
+                self.buf.sort_by_key(|p| p.0);
+                for group in self.buf.chunk_by(|x, y| x.0 == y.0) {
+                    let v = group.iter().skip(1).fold(group[0].1, |s, p| s + p.1);
+                    if v != 0.0 {
+                        out.push((group[0].0, v));
+                    }
+                }
+                self.buf.clear();
+            }
+        }
+    }
+}
+
 /// Merges two sorted, unique point lists: calls `f(key, a_value, b_value)` for every key in
 /// either, in order, with `None` for a side that lacks the key.
 pub fn merge_union(a: &[Point], b: &[Point], mut f: impl FnMut(u128, Option<f64>, Option<f64>)) {
@@ -301,6 +381,37 @@ mod tests {
             let keys: Vec<u128> = got.iter().map(|p| p.0).collect();
             assert_eq!(keys, vec![0, 1, 2, 4, 5, 6]);
             assert!(got.iter().all(|&(k, v)| v == ((n - 1 - k) / 7 + 1) as f64));
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Row by row, narrow (dense workspace) or wide (sorted buffer), the accumulator gives
+        /// the in-order sum of each key, without zeros, in key order.
+        #[test]
+        fn row_accumulator_sums_each_row_in_arrival_order(
+            low_bits in prop::sample::select(vec![0u32, 3, 16, 17, 40]),
+            rows in prop::collection::vec(
+                prop::collection::vec((0u64..12, -3i8..4), 0..40), 1..6),
+        ) {
+            let mut acc = RowAccumulator::new(low_bits);
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            for (r, row) in rows.iter().enumerate() {
+                let high = (r as u128 * 3 + 1) << low_bits;
+                // Spread low keys over the row's whole span, wide rows included.
+                let w = low_bits.min(4);
+                let low = |c: u64| u128::from(c & ((1 << w) - 1)) << (low_bits - w);
+                let mut sums: std::collections::BTreeMap<u128, f64> = std::collections::BTreeMap::new();
+                for &(c, v) in row {
+                    let v = f64::from(v) * 0.1;
+                    acc.push(high | low(c), v);
+                    sums.entry(high | low(c)).and_modify(|s| *s += v).or_insert(v);
+                }
+                acc.finish_row(&mut got);
+                want.extend(sums.into_iter().filter(|p| p.1 != 0.0));
+            }
+            prop_assert_eq!(got, want);
         }
     }
 
