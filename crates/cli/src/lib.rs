@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Instant;
 
 pub use control::{Phase, RunControl, RunObserver, RunProgress};
-use fuseflow_tensor::budget::{from_coo_bytes, tensor_bytes};
+use fuseflow_tensor::budget::{convert_bytes, from_coo_bytes, tensor_bytes};
 use fuseflow_tensor::Budget;
 
 use fuseflow_compiler::{lower_group, plan, Fusion, GroupKernel, Kernel, LowerOptions};
@@ -819,7 +819,7 @@ pub fn run_with(
                     }
                     _ => job.candidates.into_iter().map(|(k, _)| one(k)).collect(),
                 };
-                let run = pick_fastest(results, &estimates, job.skipped)?;
+                let mut run = pick_fastest(results, &estimates, job.skipped)?;
                 used += spans(&run);
                 for (tensor, written) in &run.written {
                     // Later groups read this result in its declared format.
@@ -830,6 +830,9 @@ pub fn run_with(
                     let stored = store_declared(decl, written, &mut budget, "storing the simulated")?;
                     tensors.insert(tensor.clone(), stored);
                 }
+                // Stored in its declared format, an intermediate as the graph wrote it is not
+                // needed again; an output is only looked up by name at the end.
+                run.written.retain(|t, _| p.decl(t).is_some_and(|d| d.role == fuseflow_ir::Role::Output));
                 runs.push(run);
             }
             runs
@@ -940,7 +943,7 @@ fn store_declared(
     what: &str,
 ) -> Result<Tensor, DriverError> {
     let nnz = written.vals.len() as u64;
-    budget.check(from_coo_bytes(&decl.shape, &decl.format, nnz), || {
+    budget.check(convert_bytes(written, &decl.format), || {
         format!("{what} {} ({nnz} entries) as {}", decl.name, fuseflow_ir::format_name(&decl.format))
     })?;
     let stored = written
@@ -1199,6 +1202,11 @@ fn simulate_group(
                 }
             }
             gr.max_abs_error = gr.max_abs_error.map(|m| m.max(cmp.max_abs_error));
+            // Checked, an intermediate is not needed again (later groups read the
+            // reference's): only the program's outputs are kept, for the report.
+            if p.decl(tensor).is_none_or(|d| d.role != fuseflow_ir::Role::Output) {
+                continue;
+            }
         }
         written.insert(tensor.clone(), out);
     }

@@ -166,6 +166,18 @@ pub fn tensor_bytes(shape: &[usize], format: &Format, nnz: u64) -> u64 {
     bytes.saturating_add(parents.saturating_mul(8))
 }
 
+/// Upper bound of the peak bytes of [`crate::Tensor::convert`] of `t` to `format` (the source
+/// not included): the dense result where the values are placed straight into it, else the
+/// COO and the conversion.
+pub fn convert_bytes(t: &crate::Tensor, format: &Format) -> u64 {
+    let nnz = t.vals.len() as u64;
+    if t.converts_in_place_to(format) {
+        tensor_bytes(&t.shape, format, nnz)
+    } else {
+        coo_bytes(t.rank(), nnz).saturating_add(from_coo_bytes(&t.shape, format, nnz))
+    }
+}
+
 /// Upper bound of the peak bytes of [`crate::Tensor::from_coo`] on `nnz` points (the input COO
 /// not included): the sorted points, the per-level position ranges and the result.
 pub fn from_coo_bytes(shape: &[usize], format: &Format, nnz: u64) -> u64 {

@@ -203,46 +203,59 @@ impl Tensor {
 
     /// Returns every stored entry as COO (explicit zeros included), in storage order.
     pub fn to_coo(&self) -> Coo {
-        let rank = self.rank();
         let mut coo = Coo::new(self.shape.clone());
+        self.for_each_stored(|logical, v| coo.push(logical, v));
+        coo
+    }
+
+    /// Calls `f` with the logical coordinates and value of every stored entry (explicit zeros
+    /// included), in storage order.
+    pub fn for_each_stored(&self, mut f: impl FnMut(&[u32], f64)) {
+        let rank = self.rank();
         if rank == 0 {
             if let Some(&v) = self.vals.first() {
-                coo.push(&[], v);
+                f(&[], v);
             }
-            return coo;
+            return;
         }
         // Depth-first walk over positions.
         let mut crds = vec![0u32; rank];
         let mut logical = vec![0u32; rank];
-        fn walk(t: &Tensor, l: usize, parent: usize, crds: &mut Vec<u32>, logical: &mut Vec<u32>, coo: &mut Coo) {
+        fn walk(
+            t: &Tensor,
+            l: usize,
+            parent: usize,
+            crds: &mut Vec<u32>,
+            logical: &mut Vec<u32>,
+            f: &mut impl FnMut(&[u32], f64),
+        ) {
             let rank = t.rank();
-            let visit = |c: u32, pos: usize, crds: &mut Vec<u32>, logical: &mut Vec<u32>, coo: &mut Coo| {
+            let mut visit = |c: u32, pos: usize, crds: &mut Vec<u32>, logical: &mut Vec<u32>| {
                 crds[l] = c;
                 if l + 1 == rank {
                     for (lv, &d) in t.format.mode_order.iter().enumerate() {
                         logical[d] = crds[lv];
                     }
-                    coo.push(logical, t.vals[pos]);
+                    f(logical, t.vals[pos]);
                 } else {
-                    walk(t, l + 1, pos, crds, logical, coo);
+                    walk(t, l + 1, pos, crds, logical, f);
                 }
             };
             match &t.levels[l] {
                 LevelData::Dense { size } => {
                     for c in 0..*size {
-                        visit(c as u32, parent * size + c, crds, logical, coo);
+                        visit(c as u32, parent * size + c, crds, logical);
                     }
                 }
                 LevelData::Compressed { seg, crd } => {
                     let (lo, hi) = (seg[parent] as usize, seg[parent + 1] as usize);
                     for (pos, &c) in crd.iter().enumerate().take(hi).skip(lo) {
-                        visit(c, pos, crds, logical, coo);
+                        visit(c, pos, crds, logical);
                     }
                 }
             }
         }
-        walk(self, 0, 0, &mut crds, &mut logical, &mut coo);
-        coo
+        walk(self, 0, 0, &mut crds, &mut logical, &mut f);
     }
 
     /// Returns the tensor as a dense row-major array in logical order.
@@ -252,7 +265,43 @@ impl Tensor {
 
     /// Converts to another format (same values, explicit zeros kept where stored).
     pub fn convert(&self, format: &Format) -> Result<Tensor, TensorError> {
+        if self.converts_in_place_to(format) {
+            return Ok(self.to_dense_format(format));
+        }
         Tensor::from_coo(&self.to_coo(), format)
+    }
+
+    /// Whether [`Tensor::convert`] to `format` places the stored values straight into a dense
+    /// array, without going through COO: `format` has only dense levels and this tensor is
+    /// valid (so its coordinates are unique). That gives what the round trip through COO
+    /// gives, bit for bit: every position holds at most one stored value, a sum of one value
+    /// is that value, and an unstored position is +0.0.
+    pub fn converts_in_place_to(&self, format: &Format) -> bool {
+        self.rank() > 0
+            && format.levels.iter().all(|l| *l == LevelFormat::Dense)
+            && Format::new(format.levels.clone(), format.mode_order.clone()).is_ok()
+            && format.mode_order.len() == self.rank()
+            && self.shape.iter().try_fold(1usize, |n, &s| n.checked_mul(s)).is_some()
+            && self.validate().is_ok()
+    }
+
+    fn to_dense_format(&self, format: &Format) -> Tensor {
+        let order = &format.mode_order;
+        // Storage level `l` holds dimension `order[l]`; its stride is the product of the sizes
+        // of the levels below it.
+        let mut strides = vec![0usize; self.rank()];
+        let mut stride = 1usize;
+        for &d in order.iter().rev() {
+            strides[d] = stride;
+            stride *= self.shape[d];
+        }
+        let mut vals = vec![0.0; stride];
+        self.for_each_stored(|logical, v| {
+            let pos: usize = logical.iter().zip(&strides).map(|(&c, &s)| c as usize * s).sum();
+            vals[pos] = v;
+        });
+        let levels = order.iter().map(|&d| LevelData::Dense { size: self.shape[d] }).collect();
+        Tensor { shape: self.shape.clone(), format: format.clone(), levels, vals }
     }
 
     /// Checks that the arrays form a consistent fibertree of this shape and format.
@@ -373,6 +422,51 @@ mod tests {
         let t = Tensor::from_coo(&example_b(), &Format::dense(2)).unwrap();
         assert_eq!(t.vals.len(), 16);
         assert_eq!(t.to_dense(), example_b().to_dense());
+    }
+
+    #[test]
+    fn converting_to_a_dense_format_is_the_round_trip_through_coo() {
+        // Signed zeros, a NaN, infinities, explicit and implicit zeros; every format of rank 1
+        // to 3 as the source and every dense mode order as the target: the values `convert`
+        // places must be what rebuilding from COO gives, bit for bit.
+        let specials = [-0.0, 0.0, f64::NAN, f64::INFINITY, -1.5, 2.25, f64::MIN_POSITIVE, 0.0, 7.0];
+        let perms: [&[usize]; 4] = [&[0], &[0, 1], &[1, 0], &[2, 0, 1]];
+        for shape in [vec![7], vec![3, 4], vec![2, 3, 2]] {
+            let n: usize = shape.iter().product();
+            let data: Vec<f64> = (0..n).map(|i| specials[i % specials.len()] * (i as f64 + 1.0)).collect();
+            let orders: Vec<&[usize]> = perms.iter().copied().filter(|o| o.len() == shape.len()).collect();
+            for &src_order in &orders {
+                for mask in 0..1u32 << shape.len() {
+                    let levels = (0..shape.len())
+                        .map(|l| if mask >> l & 1 == 1 { LevelFormat::Compressed } else { LevelFormat::Dense })
+                        .collect();
+                    let t =
+                        Tensor::from_dense(&shape, &data, &Format::new(levels, src_order.to_vec()).unwrap()).unwrap();
+                    for &dst_order in &orders {
+                        let format = Format::new(vec![LevelFormat::Dense; shape.len()], dst_order.to_vec()).unwrap();
+                        assert!(t.converts_in_place_to(&format));
+                        let placed = t.convert(&format).unwrap();
+                        let rebuilt = Tensor::from_coo(&t.to_coo(), &format).unwrap();
+                        let bits = |t: &Tensor| t.vals.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&placed), bits(&rebuilt), "{:?} -> {:?}", t.format, format);
+                        assert_eq!((&placed.levels, &placed.format), (&rebuilt.levels, &rebuilt.format));
+                    }
+                    let compressed =
+                        Format::new(vec![LevelFormat::Compressed; shape.len()], src_order.to_vec()).unwrap();
+                    assert!(!t.converts_in_place_to(&compressed));
+                }
+            }
+        }
+        // Explicit zeros stored in a compressed level keep their sign.
+        let mut c = Coo::new(vec![5]);
+        c.push(&[1], -0.0);
+        c.push(&[3], 0.0);
+        let t = Tensor::from_coo(&c, &Format::new(vec![LevelFormat::Compressed], vec![0]).unwrap()).unwrap();
+        let placed = t.convert(&Format::dense(1)).unwrap();
+        assert_eq!(
+            placed.vals.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            [0.0f64, -0.0, 0.0, 0.0, 0.0].map(f64::to_bits)
+        );
     }
 
     #[test]
