@@ -384,7 +384,7 @@ pub fn explore(a: ExploreArgs) -> Result<ExitCode> {
             line(format!("best         {slice}: {}", v.best))?;
         }
         let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-        let log = shard.map_or_else(|| "points.jsonl".to_string(), |s| s.log_name("points"));
+        let log = fuseflow_explore::shard::log_file(shard, "points");
         line(format!("results      {} ({})", out.join(log).display(), names.join(", ")))?;
         line(format!("wall time    {wall:.2} s"))?;
         Ok(())

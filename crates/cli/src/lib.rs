@@ -821,6 +821,10 @@ pub fn run_with(
                 };
                 let mut run = pick_fastest(results, &estimates, job.skipped)?;
                 used += spans(&run);
+                // What the graph wrote is alive while it is stored in the declared formats.
+                let alive: Vec<(String, u64)> =
+                    run.written.iter().map(|(t, w)| (t.clone(), fuseflow_ir::stored_bytes(w))).collect();
+                budget.hold(alive.iter().map(|a| a.1).sum());
                 for (tensor, written) in &run.written {
                     // Later groups read this result in its declared format.
                     let decl = p.decl(tensor).ok_or_else(|| DriverError::Tensor {
@@ -833,12 +837,17 @@ pub fn run_with(
                 // Stored in its declared format, an intermediate as the graph wrote it is not
                 // needed again; an output is only looked up by name at the end.
                 run.written.retain(|t, _| p.decl(t).is_some_and(|d| d.role == fuseflow_ir::Role::Output));
+                budget.release(alive.iter().filter(|a| !run.written.contains_key(&a.0)).map(|a| a.1).sum());
                 runs.push(run);
             }
             runs
         }
     };
     report.sim_wall_seconds = sim_start.elapsed().as_secs_f64();
+    if expected.is_some() {
+        // The outputs as the graphs wrote them are alive while they are stored below.
+        budget.hold(runs.iter().flat_map(|r| r.written.values()).map(fuseflow_ir::stored_bytes).sum());
+    }
     for run in runs {
         // What the graphs wrote for the program's outputs (not the reference's values), in
         // their declared formats.

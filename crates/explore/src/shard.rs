@@ -99,6 +99,11 @@ impl Shard {
     }
 }
 
+/// The log a process appends to: `STEM.jsonl`, or its shard's ([`Shard::log_name`]).
+pub fn log_file(shard: Option<Shard>, stem: &str) -> String {
+    shard.map_or_else(|| format!("{stem}.jsonl"), |s| s.log_name(stem))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -653,7 +653,7 @@ pub fn sweep<E: GroupEvaluator + Sync + ?Sized>(
 ) -> Result<SweepSummary, ExploreError> {
     let ex = Explorer::new(eval, space)?;
     let (points, partitions) = space.enumerate(&eval.dependences())?;
-    let log = opts.shard.map_or_else(|| "points.jsonl".to_string(), |s| s.log_name("points"));
+    let log = crate::shard::log_file(opts.shard, "points");
     let dir = ResultsDir::open(out, &ex.meta(), &log)?;
     let (existing, warnings) = read_records(out)?;
     for w in warnings {

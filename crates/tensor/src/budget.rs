@@ -80,6 +80,11 @@ impl Budget {
     pub fn hold(&mut self, bytes: u64) {
         self.held = self.held.saturating_add(bytes);
     }
+
+    /// Stops counting `bytes` that were held (they were freed).
+    pub fn release(&mut self, bytes: u64) {
+        self.held = self.held.saturating_sub(bytes);
+    }
 }
 
 /// `1.5 GiB`, `512 MiB`, `100 B`: binary units, as `--mem-limit` reads them.
@@ -260,6 +265,10 @@ mod tests {
             e.to_string(),
             "input A needs 500 B but only 400 B of the memory limit of 1000 B is left (600 B held)"
         );
+        b.release(200);
+        assert!(b.check(600, || "x".into()).is_ok() && b.check(601, || "x".into()).is_err());
+        b.release(10_000);
+        assert_eq!(b.left(), 1000);
         assert!(Budget::UNLIMITED.check(u64::MAX, || unreachable!()).is_ok());
     }
 }

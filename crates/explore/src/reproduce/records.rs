@@ -85,10 +85,7 @@ pub fn records_path(out: &Path, exp: Experiment) -> PathBuf {
 /// The records file that shard `shard` of `exp` appends to under `out`
 /// (`records.shard-I-of-N.jsonl`; [`records_path`] without a shard).
 pub fn shard_records_path(out: &Path, exp: Experiment, shard: Option<Shard>) -> PathBuf {
-    match shard {
-        Some(s) => out.join(exp.name()).join(s.log_name(RECORDS_STEM)),
-        None => records_path(out, exp),
-    }
+    out.join(exp.name()).join(crate::shard::log_file(shard, RECORDS_STEM))
 }
 
 /// Every records file of `exp` under `out`: `records.jsonl`, then the shards' files in name
