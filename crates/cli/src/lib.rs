@@ -1143,6 +1143,18 @@ fn simulate_group(
     let t0 = Instant::now();
     let phase = Phase::Simulating { group: gi, groups };
     control.phase(phase);
+    // The simulator copies the values and coordinates of every tensor the graph reads (and a
+    // free layout copies them once more first): count them before they are made.
+    let mut budget = budget;
+    let read: Vec<&String> = kernel.graph.inputs.iter().map(|b| &b.tensor).collect();
+    let copies = if cfg.lower.free_layout { 2 } else { 1 };
+    let copied: u64 = tensors
+        .iter()
+        .filter(|(name, _)| read.contains(name))
+        .map(|(_, t)| fuseflow_ir::stored_bytes(t).saturating_mul(copies))
+        .sum();
+    budget.check(copied, || format!("the simulator's copies of the inputs of statements {stmts_label}"))?;
+    budget.hold(copied);
     let sim_ctl = control.sim_control(phase, budget);
     let relaid;
     let tensors = if cfg.lower.free_layout {
