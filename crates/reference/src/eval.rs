@@ -469,6 +469,14 @@ impl Cx<'_> {
                 }
             }
         }
+        // Every product of the left point `(ka, va)`, at its output key.
+        let products = |ka: u128, va: f64, f: &mut dyn FnMut(u128, f64)| {
+            let base = a_to_full.apply(ka);
+            for i in group(a_to_shared.apply(ka)) {
+                let (kb, vb) = item(i);
+                f(full_to_out.apply(base | kb), op.apply(va, vb));
+            }
+        };
         if by_rows {
             let own = b.layout.vars.len() - shared.vars.len();
             let low_bits = (out_layout.vars.len() - own..out_layout.vars.len()).map(|v| out_layout.bits(v)).sum();
@@ -482,12 +490,7 @@ impl Cx<'_> {
                     if n & 0xFFFF == 0 {
                         self.check_cancel()?;
                     }
-                    let s = a_to_shared.apply(ka);
-                    let base = a_to_full.apply(ka);
-                    for i in group(s) {
-                        let (kb, vb) = item(i);
-                        rows.push(full_to_out.apply(base | kb), va * vb);
-                    }
+                    products(ka, va, &mut |k, v| rows.push(k, v));
                 }
                 rows.finish_row(&mut points);
             }
@@ -498,12 +501,7 @@ impl Cx<'_> {
             if n & 0xFFFF == 0xFFFF {
                 self.check_cancel()?;
             }
-            let s = a_to_shared.apply(ka);
-            let base = a_to_full.apply(ka);
-            for i in group(s) {
-                let (kb, vb) = item(i);
-                acc.push(full_to_out.apply(base | kb), op.apply(va, vb));
-            }
+            products(ka, va, &mut |k, v| acc.push(k, v));
         }
         // Without a reduction every key is produced once, so summing only sorts.
         Ok(Relation { layout: out_layout, points: acc.finish() })
