@@ -455,8 +455,16 @@ impl Cx<'_> {
         // holds at most one point per output key, and the general accumulator twice that while
         // it merges.
         let out_space = out_layout.sizes.iter().try_fold(1u128, |n, &s| n.checked_mul(s as u128)).unwrap_or(u128::MAX);
+        // The keys a row spans: the output's variables that only `b` has, in its lowest bits.
+        let own = b.layout.vars.len() - shared.vars.len();
+        let low_bits: u32 = (out_layout.vars.len() - own..out_layout.vars.len()).map(|v| out_layout.bits(v)).sum();
         let out_points = match reduce {
             None => work,
+            // A wide row's buffer holds at most twice its distinct keys, or its first chunk.
+            Some(_) if by_rows && low_bits > RowAccumulator::DENSE_BITS => {
+                let row = (1u128 << low_bits.min(100)).min(out_space).saturating_mul(2);
+                work.min(out_space) + work.min(row.max(RowAccumulator::MIN_BUFFER as u128))
+            }
             Some(_) if by_rows => work.min(out_space),
             Some(_) => work.min(out_space).saturating_mul(2),
         };
@@ -478,8 +486,6 @@ impl Cx<'_> {
             }
         };
         if by_rows {
-            let own = b.layout.vars.len() - shared.vars.len();
-            let low_bits = (out_layout.vars.len() - own..out_layout.vars.len()).map(|v| out_layout.bits(v)).sum();
             let mut rows = RowAccumulator::new(low_bits);
             let k_bits = a.layout.bits(a.layout.vars.len() - 1);
             let mut points = Vec::new();

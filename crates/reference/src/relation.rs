@@ -238,20 +238,33 @@ pub struct RowAccumulator {
     high: u128,
     /// A dense workspace for narrow rows: the sums, which slots hold one, and those slots.
     dense: Option<(Vec<f64>, Vec<bool>, Vec<u32>)>,
-    /// The products of a wide row, summed when the row ends.
+    /// The products of a wide row, summed whenever it doubles and when the row ends.
     buf: Vec<Point>,
+    /// The length at which `buf` is summed next.
+    combine_at: usize,
+    /// The least `combine_at` ([`RowAccumulator::MIN_BUFFER`]; small in tests).
+    min_buffer: usize,
 }
 
 impl RowAccumulator {
     /// Rows up to 2^this many keys are summed in a dense workspace.
     pub const DENSE_BITS: u32 = 16;
+    /// A wide row's buffer is first summed at this length; it never holds more than this or
+    /// twice the row's distinct keys.
+    pub const MIN_BUFFER: usize = 1 << 20;
 
     /// An accumulator for rows spanning the lowest `low_bits` bits of the key.
     pub fn new(low_bits: u32) -> RowAccumulator {
         let dense = (low_bits <= Self::DENSE_BITS)
             .then(|| (vec![0.0; 1usize << low_bits], vec![false; 1usize << low_bits], Vec::new()));
         let low_mask = if low_bits == 0 { 0 } else { u128::MAX >> (128 - low_bits.min(128)) };
-        RowAccumulator { low_mask, high: 0, dense, buf: Vec::new() }
+        let min_buffer = Self::MIN_BUFFER;
+        RowAccumulator { low_mask, high: 0, dense, buf: Vec::new(), combine_at: min_buffer, min_buffer }
+    }
+
+    #[cfg(test)]
+    fn with_min_buffer(low_bits: u32, min_buffer: usize) -> RowAccumulator {
+        RowAccumulator { combine_at: min_buffer, min_buffer, ..RowAccumulator::new(low_bits) }
     }
 
     /// Adds `v` at `key`, which lies in the current row.
@@ -270,7 +283,13 @@ impl RowAccumulator {
                     slots.push(i as u32);
                 }
             }
-            None => self.buf.push((key, v)),
+            None => {
+                self.buf.push((key, v));
+                if self.buf.len() >= self.combine_at {
+                    combine_in_order(&mut self.buf);
+                    self.combine_at = (2 * self.buf.len()).max(self.min_buffer);
+                }
+            }
         }
     }
 
@@ -289,18 +308,29 @@ impl RowAccumulator {
                 slots.clear();
             }
             None => {
-                // Stable, so that equal keys are summed in arrival order.
-                self.buf.sort_by_key(|p| p.0);
-                for group in self.buf.chunk_by(|x, y| x.0 == y.0) {
-                    let v = group.iter().skip(1).fold(group[0].1, |s, p| s + p.1);
-                    if v != 0.0 {
-                        out.push((group[0].0, v));
-                    }
-                }
+                combine_in_order(&mut self.buf);
+                out.extend(self.buf.iter().filter(|p| p.1 != 0.0));
                 self.buf.clear();
+                self.combine_at = self.min_buffer;
             }
         }
     }
+}
+
+/// Sorts `points` by key and sums equal keys in their order in the slice (a stable sort), zeros
+/// kept, so that summing again later continues each key's sum in arrival order.
+fn combine_in_order(points: &mut Vec<Point>) {
+    points.sort_by_key(|p| p.0);
+    let mut out = 0usize;
+    for i in 0..points.len() {
+        if out > 0 && points[out - 1].0 == points[i].0 {
+            points[out - 1].1 += points[i].1;
+        } else {
+            points[out] = points[i];
+            out += 1;
+        }
+    }
+    points.truncate(out);
 }
 
 /// Merges two sorted, unique point lists: calls `f(key, a_value, b_value)` for every key in
@@ -387,15 +417,17 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// Row by row, narrow (dense workspace) or wide (sorted buffer), the accumulator gives
-        /// the in-order sum of each key, without zeros, in key order.
+        /// Row by row, narrow (dense workspace) or wide (sorted buffer, summed whenever it
+        /// doubles), the accumulator gives the in-order sum of each key, without zeros, in key
+        /// order.
         #[test]
         fn row_accumulator_sums_each_row_in_arrival_order(
             low_bits in prop::sample::select(vec![0u32, 3, 16, 17, 40]),
+            min_buffer in 1usize..8,
             rows in prop::collection::vec(
                 prop::collection::vec((0u64..12, -3i8..4), 0..40), 1..6),
         ) {
-            let mut acc = RowAccumulator::new(low_bits);
+            let mut acc = RowAccumulator::with_min_buffer(low_bits, min_buffer);
             let (mut got, mut want) = (Vec::new(), Vec::new());
             for (r, row) in rows.iter().enumerate() {
                 let high = (r as u128 * 3 + 1) << low_bits;
