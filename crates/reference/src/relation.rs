@@ -234,7 +234,7 @@ impl SumAccumulator {
 pub struct RowAccumulator {
     /// The lowest `low_bits` bits.
     low_mask: u128,
-    /// The row's key bits above `low_bits`.
+    /// The row's key bits above `low_bits` (the dense workspace stores only the low bits).
     high: u128,
     /// A dense workspace for narrow rows: the sums, which slots hold one, and those slots.
     dense: Option<(Vec<f64>, Vec<bool>, Vec<u32>)>,
@@ -270,10 +270,10 @@ impl RowAccumulator {
     /// Adds `v` at `key`, which lies in the current row.
     #[inline]
     pub fn push(&mut self, key: u128, v: f64) {
-        let low = key & self.low_mask;
-        self.high = key ^ low;
         match &mut self.dense {
             Some((sums, held, slots)) => {
+                let low = key & self.low_mask;
+                self.high = key ^ low;
                 let i = low as usize;
                 if held[i] {
                     sums[i] += v;
