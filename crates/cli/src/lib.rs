@@ -822,9 +822,7 @@ pub fn run_with(
                 let mut run = pick_fastest(results, &estimates, job.skipped)?;
                 used += spans(&run);
                 // What the graph wrote is alive while it is stored in the declared formats.
-                let alive: Vec<(String, u64)> =
-                    run.written.iter().map(|(t, w)| (t.clone(), fuseflow_ir::stored_bytes(w))).collect();
-                budget.hold(alive.iter().map(|a| a.1).sum());
+                budget.hold(run.written.values().map(fuseflow_ir::stored_bytes).sum());
                 for (tensor, written) in &run.written {
                     // Later groups read this result in its declared format.
                     let decl = p.decl(tensor).ok_or_else(|| DriverError::Tensor {
@@ -836,8 +834,9 @@ pub fn run_with(
                 }
                 // Stored in its declared format, an intermediate as the graph wrote it is not
                 // needed again; an output is only looked up by name at the end.
-                run.written.retain(|t, _| p.decl(t).is_some_and(|d| d.role == fuseflow_ir::Role::Output));
-                budget.release(alive.iter().filter(|a| !run.written.contains_key(&a.0)).map(|a| a.1).sum());
+                let dropped = run.written.iter().filter(|(t, _)| !is_output(p, t));
+                budget.release(dropped.map(|(_, w)| fuseflow_ir::stored_bytes(w)).sum());
+                run.written.retain(|t, _| is_output(p, t));
                 runs.push(run);
             }
             runs
@@ -900,6 +899,11 @@ pub fn run_with(
         report.peak_bytes_per_cycle.map(|p| report.mem_bytes as f64 / (report.cycles.max(1) as f64 * p as f64));
     report.wall_seconds = start.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Whether `name` is declared as one of the program's outputs.
+fn is_output(p: &CheckedProgram, name: &str) -> bool {
+    p.decl(name).is_some_and(|d| d.role == fuseflow_ir::Role::Output)
 }
 
 /// One simulated group: its report and the tensors its graph wrote.
@@ -1225,7 +1229,7 @@ fn simulate_group(
             gr.max_abs_error = gr.max_abs_error.map(|m| m.max(cmp.max_abs_error));
             // Checked, an intermediate is not needed again (later groups read the
             // reference's): only the program's outputs are kept, for the report.
-            if p.decl(tensor).is_none_or(|d| d.role != fuseflow_ir::Role::Output) {
+            if !is_output(p, tensor) {
                 continue;
             }
         }
