@@ -28,7 +28,7 @@ use fuseflow_explore::{
 };
 use fuseflow_ir::CheckedProgram;
 use fuseflow_sim::{HwConfig, SimConfig, SimError};
-use fuseflow_tensor::{Budget, Coo, Tensor};
+use fuseflow_tensor::{Budget, Tensor};
 
 use crate::{DriverError, RunConfig};
 
@@ -41,8 +41,8 @@ pub struct GroupRunner {
     cfg: RunConfig,
     /// Inputs and every statement's reference result, in declared formats.
     tensors: BTreeMap<String, Tensor>,
-    /// Reference results (empty when not verifying).
-    expected: BTreeMap<String, Coo>,
+    /// Reference results not in `tensors` (a statement's result is read from there).
+    expected: BTreeMap<String, Tensor>,
     stats: DataStats,
     fingerprint: String,
     cancel: Option<Arc<AtomicBool>>,
@@ -128,18 +128,21 @@ impl GroupRunner {
             e @ fuseflow_reference::EvalError::Work { .. } => DriverError::WorkLimit(e),
             e => DriverError::Reference(e.to_string()),
         })?;
-        for st in &p.stmts {
-            let name = &st.lhs.tensor;
-            if tensors.contains_key(name) {
-                continue;
+        // The reference's results (in their declared formats) are what groups read of the
+        // intermediates, and what they are checked against.
+        let mut expected = BTreeMap::new();
+        for (name, t) in reference {
+            match tensors.entry(name) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(t);
+                }
+                std::collections::btree_map::Entry::Occupied(e) if cfg.verify => {
+                    expected.insert(e.key().clone(), t);
+                }
+                std::collections::btree_map::Entry::Occupied(_) => {}
             }
-            let (Some(decl), Some(coo)) = (p.decl(name), reference.get(name)) else { continue };
-            let t = Tensor::from_coo(coo, &decl.format)
-                .map_err(|e| DriverError::Tensor { tensor: name.clone(), message: e.to_string() })?;
-            tensors.insert(name.clone(), t);
         }
         let stats = DataStats::measure(&tensors);
-        let expected = if cfg.verify { reference } else { BTreeMap::new() };
         let sim_mem_limit = cfg.mem_limit;
         Ok(GroupRunner {
             p,
@@ -231,12 +234,6 @@ fn failure(e: DriverError) -> Failure {
 }
 
 /// Where an output is NaN or infinite.
-fn non_finite(name: &str, c: &Coo) -> Option<String> {
-    let i = c.vals.iter().position(|v| !v.is_finite())?;
-    let coords: Vec<String> = c.coords(i).iter().map(|x| x.to_string()).collect();
-    Some(format!("{name}({}) is {}", coords.join(","), c.vals[i]))
-}
-
 impl GroupEvaluator for GroupRunner {
     fn fingerprint(&self) -> String {
         self.fingerprint.clone()
@@ -404,17 +401,17 @@ impl GroupEvaluator for GroupRunner {
             if !self.cfg.verify {
                 continue;
             }
-            let expected = self.expected.get(tensor).ok_or_else(|| Failure {
+            let expected = self.expected.get(tensor).or_else(|| self.tensors.get(tensor)).ok_or_else(|| Failure {
                 message: format!("reference evaluator: no result for {tensor}"),
                 retryable: false,
             })?;
-            let coo = written.to_coo();
-            let cmp = fuseflow_reference::compare_named(tensor, expected, &coo, self.cfg.rel_tol, self.cfg.abs_tol);
+            let cmp =
+                fuseflow_reference::compare_tensors(tensor, expected, written, self.cfg.rel_tol, self.cfg.abs_tol);
             if !cmp.ok {
                 r.verified = Some(false);
                 r.mismatch = r.mismatch.or(cmp.first_mismatch.clone());
             }
-            if let Some(bad) = non_finite(tensor, &coo) {
+            if let Some(bad) = crate::first_non_finite(tensor, written) {
                 r.verified = Some(false);
                 r.mismatch = r.mismatch.or(Some(bad));
             }

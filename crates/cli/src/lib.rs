@@ -484,10 +484,16 @@ fn data_error(p: &CheckedProgram, error: fuseflow_ir::DataError) -> DriverError 
 }
 
 /// Where an output is NaN or infinite: `Y(3,4) is NaN`.
-fn first_non_finite(name: &str, c: &fuseflow_tensor::Coo) -> Option<String> {
-    let i = c.vals.iter().position(|v| !v.is_finite())?;
-    let coords: Vec<String> = c.coords(i).iter().map(|x| x.to_string()).collect();
-    Some(format!("{name}({}) is {}", coords.join(","), c.vals[i]))
+pub(crate) fn first_non_finite(name: &str, t: &Tensor) -> Option<String> {
+    t.vals.iter().position(|v| !v.is_finite())?;
+    let mut first = None;
+    t.for_each_stored(|c, v| {
+        if first.is_none() && !v.is_finite() {
+            let coords: Vec<String> = c.iter().map(|x| x.to_string()).collect();
+            first = Some(format!("{name}({}) is {v}", coords.join(",")));
+        }
+    });
+    first
 }
 
 /// Compiles (expanded) statement `stmt` on its own, exactly as an unfused [`run`] compiles it:
@@ -721,7 +727,7 @@ pub fn run_with(
         budget.hold(fuseflow_ir::stored_bytes(&t));
         tensors.insert(name.clone(), t);
     }
-    let expected = if cfg.verify {
+    if cfg.verify {
         control.phase(Phase::Reference { statement: 0, statements: p.stmts.len() });
         let ctl = control.eval_control(budget, cfg.max_work);
         let r = fuseflow_reference::evaluate_with(p, &tensors, &ctl).map_err(|e| {
@@ -739,11 +745,11 @@ pub fn run_with(
                 DriverError::Reference(e.to_string())
             }
         })?;
-        budget.hold(r.values().map(|c| fuseflow_tensor::budget::coo_bytes(c.rank(), c.nnz() as u64)).sum());
-        Some(r)
-    } else {
-        None
-    };
+        // The reference's values, in their declared formats, are what every group reads of
+        // the intermediates and what it is checked against.
+        budget.hold(r.values().map(fuseflow_ir::stored_bytes).sum());
+        tensors.extend(r);
+    }
     control.phase(Phase::Compiling);
     check_compile_size(p, &cfg.fusion, budget.limit.checked_sub(budget.held).filter(|_| budget.limit != u64::MAX))?;
     let mut report = RunReport {
@@ -775,30 +781,13 @@ pub fn run_with(
     let groups = kernels.len();
     control.check(Phase::Compiling, || "the inputs were loaded and checked".into())?;
     let sim_start = Instant::now();
-    let runs = match &expected {
+    let runs = match cfg.verify {
         // Every group's inputs are known once the reference has run: each reads the
         // reference's values of the intermediates it consumes, so groups are independent and
         // their results (cycles included) do not depend on which ran first or alongside.
-        Some(exp) => {
-            for d in p.decls.iter().filter(|d| d.role != fuseflow_ir::Role::Input) {
-                let Some(coo) = exp.get(&d.name) else { continue };
-                let nnz = coo.nnz() as u64;
-                budget.check(from_coo_bytes(&d.shape, &d.format, nnz), || {
-                    format!(
-                        "storing the reference's {} ({nnz} entries) as {}",
-                        d.name,
-                        fuseflow_ir::format_name(&d.format)
-                    )
-                })?;
-                let t = Tensor::from_coo(coo, &d.format)
-                    .map_err(|e| DriverError::Tensor { tensor: d.name.clone(), message: e.to_string() })?;
-                budget.hold(fuseflow_ir::stored_bytes(&t));
-                tensors.insert(d.name.clone(), t);
-            }
-            simulate_independent(p, kernels, &tensors, exp, cfg, control, budget)?
-        }
+        true => simulate_independent(p, kernels, &tensors, cfg, control, budget)?,
         // Without the reference, a group reads what earlier groups simulated.
-        None => {
+        false => {
             let jobs = group_jobs(p, kernels, cfg)?;
             let threads = if cfg.trace_limit.is_some() { 1 } else { thread_count(cfg.jobs) };
             let pool = if threads > 1 { Some(thread_pool(threads)?) } else { None };
@@ -843,7 +832,7 @@ pub fn run_with(
         }
     };
     report.sim_wall_seconds = sim_start.elapsed().as_secs_f64();
-    if expected.is_some() {
+    if cfg.verify {
         // The outputs as the graphs wrote them are alive while they are stored below.
         budget.hold(runs.iter().flat_map(|r| r.written.values()).map(fuseflow_ir::stored_bytes).sum());
     }
@@ -853,7 +842,7 @@ pub fn run_with(
         for (name, written) in &run.written {
             let Some(d) = p.decl(name).filter(|d| d.role == fuseflow_ir::Role::Output) else { continue };
             // Without the reference, the chain above already stored what the graph wrote.
-            let chained = if expected.is_none() { tensors.remove(name) } else { None };
+            let chained = if cfg.verify { None } else { tensors.remove(name) };
             let t = match chained {
                 Some(t) => t,
                 None => store_declared(d, written, &mut budget, "keeping the simulated")?,
@@ -1063,7 +1052,6 @@ fn simulate_independent(
     p: &CheckedProgram,
     kernels: Vec<GroupKernel>,
     tensors: &BTreeMap<String, Tensor>,
-    expected: &BTreeMap<String, fuseflow_tensor::Coo>,
     cfg: &RunConfig,
     control: &RunControl,
     budget: Budget,
@@ -1087,7 +1075,7 @@ fn simulate_independent(
         let mut results = Vec::with_capacity(work.len());
         for (gi, kernel) in work {
             let sim = trace_budget(cfg, used);
-            let r = simulate_group(p, gi, groups, kernel, tensors, Some(expected), cfg, &sim, control, shared);
+            let r = simulate_group(p, gi, groups, kernel, tensors, Some(tensors), cfg, &sim, control, shared);
             used += r.as_ref().map_or(0, spans);
             results.push(r);
         }
@@ -1097,7 +1085,7 @@ fn simulate_independent(
         pool.install(|| {
             work.into_par_iter()
                 .map(|(gi, kernel)| {
-                    simulate_group(p, gi, groups, kernel, tensors, Some(expected), cfg, &cfg.sim, control, shared)
+                    simulate_group(p, gi, groups, kernel, tensors, Some(tensors), cfg, &cfg.sim, control, shared)
                 })
                 .collect()
         })
@@ -1136,7 +1124,7 @@ fn simulate_group(
     groups: usize,
     kernel: GroupKernel,
     tensors: &BTreeMap<String, Tensor>,
-    expected: Option<&BTreeMap<String, fuseflow_tensor::Coo>>,
+    expected: Option<&BTreeMap<String, Tensor>>,
     cfg: &RunConfig,
     sim_cfg: &SimConfig,
     control: &RunControl,
@@ -1211,8 +1199,7 @@ fn simulate_group(
         })?;
         if let Some(exp) = expected {
             let e = exp.get(tensor).ok_or_else(|| DriverError::Reference(format!("no result for {tensor}")))?;
-            let coo = out.to_coo();
-            let cmp = fuseflow_reference::compare_named(tensor, e, &coo, cfg.rel_tol, cfg.abs_tol);
+            let cmp = fuseflow_reference::compare_tensors(tensor, e, &out, cfg.rel_tol, cfg.abs_tol);
             if !cmp.ok {
                 gr.verified = Some(false);
                 if gr.mismatch.is_none() {
@@ -1220,7 +1207,7 @@ fn simulate_group(
                 }
             }
             // A NaN or an infinity verifies nothing, even where the reference agrees.
-            if let Some(bad) = first_non_finite(tensor, &coo) {
+            if let Some(bad) = first_non_finite(tensor, &out) {
                 gr.verified = Some(false);
                 if gr.mismatch.is_none() {
                     gr.mismatch = Some(bad);

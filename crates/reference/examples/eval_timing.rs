@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let start = Instant::now();
         let out = fuseflow_reference::evaluate(&p, &inputs)?;
         let took = start.elapsed();
-        let out_nnz: usize = out.values().map(|c| c.nnz()).sum();
+        let out_nnz: usize = out.values().map(|c| c.stored()).sum();
         println!("{name:32} inputs {nnz:>9} nnz  results {out_nnz:>9} nnz  {:>8.1} ms", took.as_secs_f64() * 1e3);
     }
     Ok(())

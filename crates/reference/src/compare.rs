@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use fuseflow_tensor::Coo;
+use fuseflow_tensor::{Coo, LevelFormat, Tensor};
 
 /// The outcome of [`compare`].
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +64,7 @@ pub fn compare_named(name: &str, expected: &Coo, actual: &Coo, rel_tol: f64, abs
     }
     let e_pts = merged(expected);
     let a_pts = merged(actual);
-    let mut res = Comparison { max_abs_error: 0.0, max_rel_error: 0.0, mismatches: 0, first_mismatch: None, ok: true };
+    let mut res = Comparison::agreeing();
     let (mut i, mut j) = (0, 0);
     while i < e_pts.len() || j < a_pts.len() {
         let ord = match (e_pts.get(i), a_pts.get(j)) {
@@ -87,6 +87,50 @@ pub fn compare_named(name: &str, expected: &Coo, actual: &Coo, rel_tol: f64, abs
                 (expected.coords(e_pts[i - 1].0), e_pts[i - 1].1, a_pts[j - 1].1)
             }
         };
+        res.check(e, a, rel_tol, abs_tol, || coords.to_vec(), name);
+    }
+    res.ok = res.mismatches == 0;
+    res
+}
+
+/// [`compare_named`] of two tensors in any formats. Two tensors in the same dense format are
+/// compared value by value where they lie, without a copy; any others through COO.
+pub fn compare_tensors(name: &str, expected: &Tensor, actual: &Tensor, rel_tol: f64, abs_tol: f64) -> Comparison {
+    let dense = |t: &Tensor| t.format.levels.iter().all(|l| *l == LevelFormat::Dense);
+    let same_layout = expected.shape == actual.shape
+        && expected.format == actual.format
+        && dense(expected)
+        && expected.validate().is_ok()
+        && actual.validate().is_ok();
+    if !same_layout {
+        return compare_named(name, &expected.to_coo(), &actual.to_coo(), rel_tol, abs_tol);
+    }
+    // Storage level `l` holds dimension `order[l]`: a position's logical coordinates, for the
+    // report of a mismatch.
+    let order = &expected.format.mode_order;
+    let coords = |mut pos: usize| {
+        let mut c = vec![0u32; order.len()];
+        for &d in order.iter().rev() {
+            c[d] = (pos % expected.shape[d]) as u32;
+            pos /= expected.shape[d];
+        }
+        c
+    };
+    let mut res = Comparison::agreeing();
+    for (pos, (&e, &a)) in expected.vals.iter().zip(&actual.vals).enumerate() {
+        res.check(e, a, rel_tol, abs_tol, || coords(pos), name);
+    }
+    res.ok = res.mismatches == 0;
+    res
+}
+
+impl Comparison {
+    fn agreeing() -> Comparison {
+        Comparison { max_abs_error: 0.0, max_rel_error: 0.0, mismatches: 0, first_mismatch: None, ok: true }
+    }
+
+    /// Counts one coordinate whose values are `e` (expected) and `a` (actual).
+    fn check(&mut self, e: f64, a: f64, rel_tol: f64, abs_tol: f64, coords: impl FnOnce() -> Vec<u32>, name: &str) {
         let same = (e.is_nan() && a.is_nan()) || e == a;
         let diff = if same {
             0.0
@@ -98,22 +142,20 @@ pub fn compare_named(name: &str, expected: &Coo, actual: &Coo, rel_tol: f64, abs
                 d
             }
         };
-        res.max_abs_error = res.max_abs_error.max(diff);
+        self.max_abs_error = self.max_abs_error.max(diff);
         if e != 0.0 && !e.is_nan() {
-            res.max_rel_error = res.max_rel_error.max(diff / e.abs());
+            self.max_rel_error = self.max_rel_error.max(diff / e.abs());
         }
         // Values that are not identical never pass when the expected one is infinite or NaN.
         let within = e.is_finite() && diff <= abs_tol + rel_tol * e.abs();
         if !same && !within {
-            res.mismatches += 1;
-            if res.first_mismatch.is_none() {
-                let c: Vec<String> = coords.iter().map(|c| c.to_string()).collect();
-                res.first_mismatch = Some(format!("{name}({}): expected {e}, got {a}", c.join(",")));
+            self.mismatches += 1;
+            if self.first_mismatch.is_none() {
+                let c: Vec<String> = coords().iter().map(|c| c.to_string()).collect();
+                self.first_mismatch = Some(format!("{name}({}): expected {e}, got {a}", c.join(",")));
             }
         }
     }
-    res.ok = res.mismatches == 0;
-    res
 }
 
 /// Point indices sorted by coordinates, duplicates merged: `(first point index, summed value)`.

@@ -1,7 +1,13 @@
-//! Dense contractions: a product summed over an index whose operands are both fully
-//! populated (every point of their index spaces stored, as dense layers' weights and
-//! activations are) runs as a batched matrix product instead of a join. It gives the join's
-//! result up to the order in which each sum adds its terms.
+//! Dense relations: every point of a layout's index space, its values row-major (zeros
+//! stored as +0.0, meaning absent). Fully populated values (dense layers' activations and
+//! weights, a softmax's rows) take 8 bytes a point this way instead of a sparse point's 32, and
+//! elementwise operations, broadcasts and reductions on them are strided loops. A dense
+//! relation gives, point by point, the values its sparse form would (see `Rel`): the
+//! evaluator picks the form for memory, never for a different result.
+//!
+//! Dense contractions: a product summed over an index whose operands are dense runs as a
+//! batched matrix product instead of a join. It gives the join's result up to the order in
+//! which each sum adds its terms.
 
 use crate::relation::{Layout, Point, Relation};
 
@@ -9,49 +15,211 @@ use crate::relation::{Layout, Point, Relation};
 /// pay off there, and small programs keep the join's summation order.
 pub const MIN_PRODUCTS: u128 = 1 << 20;
 
-/// Whether every point of the relation's index space is present.
-pub fn is_full(r: &Relation) -> bool {
-    let points = r.layout.sizes.iter().try_fold(1u128, |n, &s| n.checked_mul(s as u128));
-    points == Some(r.points.len() as u128)
+/// A relation holding a value for every point of its layout's index space, row-major.
+#[derive(Debug, Clone)]
+pub struct DenseRel {
+    /// Variables of the relation.
+    pub layout: Layout,
+    /// One value a point, row-major over the layout (the last variable fastest); +0.0 is absent.
+    pub vals: Vec<f64>,
+}
+
+/// A relation in either form.
+#[derive(Debug, Clone)]
+pub enum Rel {
+    /// Sorted nonzero points.
+    Sparse(Relation),
+    /// Every point.
+    Dense(DenseRel),
+}
+
+impl Rel {
+    /// The relation's variables.
+    pub fn layout(&self) -> &Layout {
+        match self {
+            Rel::Sparse(r) => &r.layout,
+            Rel::Dense(d) => &d.layout,
+        }
+    }
+
+    /// Points this form stores (every point of the space for a dense relation).
+    pub fn stored(&self) -> usize {
+        match self {
+            Rel::Sparse(r) => r.points.len(),
+            Rel::Dense(d) => d.vals.len(),
+        }
+    }
+}
+
+/// Zero as the sparse form would read it: a dense relation never stores -0.0, whose sign an
+/// absent point does not have.
+#[inline]
+pub fn canon(v: f64) -> f64 {
+    if v == 0.0 {
+        0.0
+    } else {
+        v
+    }
+}
+
+/// Points of the full index space of `vars` (positions in `layout`), if addressable.
+pub fn space_of(layout: &Layout, vars: &[usize]) -> Option<usize> {
+    vars.iter().try_fold(1usize, |n, &v| n.checked_mul(layout.sizes[v]))
+}
+
+/// Points of the layout's full index space, if addressable.
+pub fn space(layout: &Layout) -> Option<usize> {
+    layout.sizes.iter().try_fold(1usize, |n, &s| n.checked_mul(s))
+}
+
+/// Row-major strides of `from`'s variables, placed at the positions of `to`'s variables (0
+/// where `from` lacks one: a broadcast).
+pub fn strides_in(from: &Layout, to: &Layout) -> Vec<usize> {
+    let mut own = vec![0usize; from.vars.len()];
+    let mut stride = 1usize;
+    for v in (0..from.vars.len()).rev() {
+        own[v] = stride;
+        stride = stride.saturating_mul(from.sizes[v]);
+    }
+    to.vars.iter().map(|name| from.pos(name).map_or(0, |v| own[v])).collect()
+}
+
+/// Calls `f` with the position in each of `K` arrays of every point of the index space `sizes`,
+/// in row-major order, array `a` being laid out with `strides[a]` (one stride a variable).
+pub fn walk<const K: usize>(sizes: &[usize], strides: [&[usize]; K], mut f: impl FnMut([usize; K])) {
+    if sizes.contains(&0) {
+        return;
+    }
+    let Some(last) = sizes.len().checked_sub(1) else {
+        f([0; K]);
+        return;
+    };
+    let mut coords = vec![0usize; last];
+    let mut base = [0usize; K];
+    loop {
+        for c in 0..sizes[last] {
+            f(std::array::from_fn(|a| base[a] + c * strides[a][last]));
+        }
+        let mut d = last;
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            coords[d] += 1;
+            if coords[d] < sizes[d] {
+                for a in 0..K {
+                    base[a] += strides[a][d];
+                }
+                break;
+            }
+            for a in 0..K {
+                base[a] -= strides[a][d] * (sizes[d] - 1);
+            }
+            coords[d] = 0;
+        }
+    }
+}
+
+/// The values of `d` laid out row-major over `to`, whose variables include all of `d`'s (in
+/// any order): those `d` lacks are broadcast.
+pub fn gather(d: &DenseRel, to: &Layout) -> Vec<f64> {
+    let strides = strides_in(&d.layout, to);
+    let mut out = Vec::with_capacity(space(to).unwrap_or(0));
+    walk(&to.sizes, [&strides], |[i]| out.push(d.vals[i]));
+    out
+}
+
+/// `a` row-major over `to` without a copy when its variables already come in that order.
+pub fn into_layout(a: DenseRel, to: &Layout) -> Vec<f64> {
+    if a.layout.vars == to.vars {
+        a.vals
+    } else {
+        gather(&a, to)
+    }
+}
+
+/// The dense form of a sparse relation (`None` if its space is not addressable).
+pub fn densify(r: &Relation) -> Option<DenseRel> {
+    let all: Vec<usize> = (0..r.layout.vars.len()).collect();
+    let mut vals = vec![0.0; space(&r.layout)?];
+    for &(key, v) in &r.points {
+        vals[index(&r.layout, key, &all)] = v;
+    }
+    Some(DenseRel { layout: r.layout.clone(), vals })
+}
+
+/// The sparse form of a dense relation: its nonzero points, in key order.
+pub fn sparsify(d: &DenseRel) -> Relation {
+    let all: Vec<usize> = (0..d.layout.vars.len()).collect();
+    let mut points: Vec<Point> = Vec::with_capacity(d.vals.iter().filter(|&&v| v != 0.0).count());
+    let mut i = 0usize;
+    d.layout.for_each_point(&all, |key| {
+        let v = d.vals[i];
+        i += 1;
+        if v != 0.0 {
+            points.push((key, v));
+        }
+    });
+    Relation { layout: d.layout.clone(), points }
+}
+
+/// Whether the relation stores every point of its space and none is zero (as a sparse one with
+/// every point present): such operands contract as matrices with the join's result.
+pub fn is_full(r: &Rel) -> bool {
+    match r {
+        Rel::Sparse(r) => space(&r.layout) == Some(r.points.len()),
+        Rel::Dense(d) => d.vals.iter().all(|&v| v != 0.0),
+    }
+}
+
+/// Whether every value is finite (so multiplying it by a stored zero gives zero, as the join,
+/// which never multiplies by an absent point, does).
+pub fn is_finite(r: &Rel) -> bool {
+    match r {
+        Rel::Sparse(r) => r.points.iter().all(|p| p.1.is_finite()),
+        Rel::Dense(d) => d.vals.iter().all(|v| v.is_finite()),
+    }
 }
 
 /// Mixed-radix position of the coordinates of `vars` (outermost first) in `key`.
-fn index(layout: &Layout, key: u128, vars: &[usize]) -> usize {
+pub fn index(layout: &Layout, key: u128, vars: &[usize]) -> usize {
     vars.iter().fold(0usize, |i, &v| i * layout.sizes[v] + layout.get(key, v) as usize)
 }
 
-/// `Σ_k a·b` for full operands `a` and `b` sharing `k`, as points of `out` (the join's output
-/// layout: `a`'s variables then `b`'s own, without `k`), sorted, without zeros. `None` when an
-/// operand is not full, `k` is not shared, or the buffers would not be addressable.
-pub fn contract(a: &Relation, b: &Relation, k: &str, out: &Layout) -> Option<Vec<Point>> {
-    if !is_full(a) || !is_full(b) {
-        return None;
-    }
+/// The layout of some of `l`'s variables, in the order given.
+fn sub_layout(l: &Layout, vars: &[usize]) -> Layout {
+    Layout::new(vars.iter().map(|&v| l.vars[v].clone()).collect(), vars.iter().map(|&v| l.sizes[v]).collect())
+        .expect("a subset of a layout's variables fits its key")
+}
+
+/// `Σ_k a·b` for dense operands sharing `k`, over `out` (the join's output layout: `a`'s
+/// variables then `b`'s own, without `k`). Each sum adds in the order of the matrix product,
+/// and a zero of one operand times a value of the other counts as 0 (so the caller must see
+/// that no zero meets an infinity or a NaN, as the join never multiplies absent points). `None`
+/// when `k` is not shared or the buffers would not be addressable.
+pub fn contract(a: &DenseRel, b: &DenseRel, k: &str, out: &Layout) -> Option<DenseRel> {
     let (ka, kb) = (a.layout.pos(k)?, b.layout.pos(k)?);
-    let size = |l: &Layout, vars: &[usize]| vars.iter().try_fold(1usize, |n, &v| n.checked_mul(l.sizes[v]));
     // Batch variables: shared ones other than k, in a's order (b's positions alongside).
     let batch_a: Vec<usize> =
         (0..a.layout.vars.len()).filter(|&v| v != ka && b.layout.pos(&a.layout.vars[v]).is_some()).collect();
     let batch_b: Vec<usize> = batch_a.iter().map(|&v| b.layout.pos(&a.layout.vars[v]).expect("shared")).collect();
     let m_vars: Vec<usize> = (0..a.layout.vars.len()).filter(|&v| b.layout.pos(&a.layout.vars[v]).is_none()).collect();
     let n_vars: Vec<usize> = (0..b.layout.vars.len()).filter(|&v| a.layout.pos(&b.layout.vars[v]).is_none()).collect();
-    let (nb, m, n, kk) =
-        (size(&a.layout, &batch_a)?, size(&a.layout, &m_vars)?, size(&b.layout, &n_vars)?, a.layout.sizes[ka]);
-    let (len_a, len_b, len_c) =
-        (nb.checked_mul(m)?.checked_mul(kk)?, nb.checked_mul(kk)?.checked_mul(n)?, nb.checked_mul(m)?.checked_mul(n)?);
+    let (nb, m, n, kk) = (
+        space_of(&a.layout, &batch_a)?,
+        space_of(&a.layout, &m_vars)?,
+        space_of(&b.layout, &n_vars)?,
+        a.layout.sizes[ka],
+    );
+    nb.checked_mul(m)?.checked_mul(kk)?;
+    nb.checked_mul(kk)?.checked_mul(n)?;
+    let len_c = nb.checked_mul(m)?.checked_mul(n)?;
     // Row-major buffers: A[batch][m][k], B[batch][k][n], C[batch][m][n].
-    let mut abuf = vec![0.0f64; len_a];
-    for &(key, v) in &a.points {
-        let i = (index(&a.layout, key, &batch_a) * m + index(&a.layout, key, &m_vars)) * kk
-            + a.layout.get(key, ka) as usize;
-        abuf[i] = v;
-    }
-    let mut bbuf = vec![0.0f64; len_b];
-    for &(key, v) in &b.points {
-        let i = (index(&b.layout, key, &batch_b) * kk + b.layout.get(key, kb) as usize) * n
-            + index(&b.layout, key, &n_vars);
-        bbuf[i] = v;
-    }
+    let a_order: Vec<usize> = batch_a.iter().chain(&m_vars).copied().chain([ka]).collect();
+    let b_order: Vec<usize> = batch_b.iter().copied().chain([kb]).chain(n_vars.iter().copied()).collect();
+    let abuf = gather(a, &sub_layout(&a.layout, &a_order));
+    let bbuf = gather(b, &sub_layout(&b.layout, &b_order));
     let mut cbuf = vec![0.0f64; len_c];
     for bt in 0..nb {
         let (pa, pb, pc) = (&abuf[bt * m * kk..], &bbuf[bt * kk * n..], &mut cbuf[bt * m * n..]);
@@ -76,58 +244,22 @@ pub fn contract(a: &Relation, b: &Relation, k: &str, out: &Layout) -> Option<Vec
             );
         }
     }
-    // Output coordinates by variable: where each of `out`'s variables comes from.
-    enum From {
-        Batch(usize),
-        M(usize),
-        N(usize),
+    drop((abuf, bbuf));
+    for v in &mut cbuf {
+        *v = canon(*v);
     }
-    let from: Vec<From> = out
-        .vars
+    let c_names: Vec<String> = batch_a
         .iter()
-        .map(|name| {
-            if let Some(p) = batch_a.iter().position(|&v| a.layout.vars[v] == *name) {
-                From::Batch(p)
-            } else if let Some(p) = m_vars.iter().position(|&v| a.layout.vars[v] == *name) {
-                From::M(p)
-            } else {
-                From::N(n_vars.iter().position(|&v| b.layout.vars[v] == *name).expect("output variable of b"))
-            }
-        })
+        .chain(&m_vars)
+        .map(|&v| a.layout.vars[v].clone())
+        .chain(n_vars.iter().map(|&v| b.layout.vars[v].clone()))
         .collect();
-    let digits = |mut i: usize, vars: &[usize], l: &Layout, into: &mut [u32]| {
-        for (p, &v) in vars.iter().enumerate().rev() {
-            into[p] = (i % l.sizes[v]) as u32;
-            i /= l.sizes[v];
-        }
-    };
-    let (mut cb, mut cm, mut cn) = (vec![0u32; batch_a.len()], vec![0u32; m_vars.len()], vec![0u32; n_vars.len()]);
-    let mut points = Vec::with_capacity(len_c);
-    for bt in 0..nb {
-        digits(bt, &batch_a, &a.layout, &mut cb);
-        for mi in 0..m {
-            digits(mi, &m_vars, &a.layout, &mut cm);
-            for ni in 0..n {
-                let v = cbuf[(bt * m + mi) * n + ni];
-                if v == 0.0 {
-                    continue;
-                }
-                digits(ni, &n_vars, &b.layout, &mut cn);
-                let mut key = 0u128;
-                for (o, f) in from.iter().enumerate() {
-                    let c = match f {
-                        From::Batch(p) => cb[*p],
-                        From::M(p) => cm[*p],
-                        From::N(p) => cn[*p],
-                    };
-                    key = out.with(key, o, c);
-                }
-                points.push((key, v));
-            }
-        }
-    }
-    points.sort_unstable_by_key(|p| p.0);
-    Some(points)
+    let c_layout = Layout::new(
+        c_names.clone(),
+        c_names.iter().map(|v| out.sizes[out.pos(v).expect("output variable")]).collect(),
+    )?;
+    let c = DenseRel { layout: c_layout, vals: cbuf };
+    Some(DenseRel { layout: out.clone(), vals: into_layout(c, out) })
 }
 
 #[cfg(test)]
@@ -158,37 +290,57 @@ mod tests {
         let a =
             full(layout(&["h", "i", "k"], &[h, i, k]), |c| 1.0 + c[0] as f64 * 0.5 + c[1] as f64 - c[2] as f64 * 0.25);
         let b = full(layout(&["k", "h", "j"], &[k, h, j]), |c| 0.75 + c[0] as f64 * c[2] as f64 - c[1] as f64);
-        let out = layout(&["h", "i", "j"], &[h, i, j]);
-        let got = contract(&a, &b, "k", &out).unwrap();
+        // The output in an order of its own: j first.
+        let out = layout(&["j", "h", "i"], &[j, h, i]);
+        let got = contract(&densify(&a).unwrap(), &densify(&b).unwrap(), "k", &out).unwrap();
         let mut want = Vec::new();
-        for hh in 0..h as u32 {
-            for ii in 0..i as u32 {
-                for jj in 0..j as u32 {
+        for jj in 0..j as u32 {
+            for hh in 0..h as u32 {
+                for ii in 0..i as u32 {
                     let mut s = 0.0;
                     for kk in 0..k as u32 {
                         let va = 1.0 + hh as f64 * 0.5 + ii as f64 - kk as f64 * 0.25;
                         let vb = 0.75 + kk as f64 * jj as f64 - hh as f64;
                         s += va * vb;
                     }
-                    if s != 0.0 {
-                        want.push((out.with(out.with(out.with(0, 0, hh), 1, ii), 2, jj), s));
-                    }
+                    want.push(s);
                 }
             }
         }
-        want.sort_unstable_by_key(|p| p.0);
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.0, w.0);
-            assert!((g.1 - w.1).abs() <= 1e-12 * w.1.abs().max(1.0), "{g:?} vs {w:?}");
+        assert_eq!(got.vals.len(), want.len());
+        for (g, w) in got.vals.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-12 * w.abs().max(1.0), "{g} vs {w}");
         }
     }
 
     #[test]
-    fn operands_with_missing_points_take_the_join_path() {
-        let mut a = full(layout(&["i", "k"], &[3, 4]), |c| 1.0 + c[0] as f64 + c[1] as f64);
-        let b = full(layout(&["k", "j"], &[4, 2]), |c| 2.0 + c[0] as f64);
-        a.points.remove(3);
-        assert!(contract(&a, &b, "k", &layout(&["i", "j"], &[3, 2])).is_none());
+    fn forms_convert_both_ways_and_broadcast() {
+        let l = layout(&["i", "j"], &[3, 5]);
+        let mut r = full(l.clone(), |c| c[0] as f64 - c[1] as f64);
+        r.points.retain(|p| p.1 != 0.0);
+        let d = densify(&r).unwrap();
+        assert_eq!(d.vals.len(), 15);
+        assert_eq!(d.vals[5 + 1].to_bits(), 0.0f64.to_bits()); // (1,1): absent, +0.0
+        assert_eq!(d.vals[2 * 5], 2.0);
+        assert_eq!(sparsify(&d).points, r.points);
+        assert!(!is_full(&Rel::Dense(d.clone())) && !is_full(&Rel::Sparse(r)));
+        // Transposed and broadcast over a new innermost k of size 2.
+        let to = layout(&["j", "i", "k"], &[5, 3, 2]);
+        let g = gather(&d, &to);
+        for (n, &v) in g.iter().enumerate() {
+            let (jj, ii) = (n / 6, (n / 2) % 3);
+            assert_eq!(v, ii as f64 - jj as f64 + 0.0, "at {n}");
+        }
+    }
+
+    #[test]
+    fn walks_visit_every_point_with_each_arrays_position() {
+        let mut seen = Vec::new();
+        walk(&[2, 3], [&[3, 1], &[1, 0]], |[a, b]| seen.push((a, b)));
+        assert_eq!(seen, vec![(0, 0), (1, 0), (2, 0), (3, 1), (4, 1), (5, 1)]);
+        let mut n = 0;
+        walk(&[], [&[]], |_| n += 1);
+        walk(&[4, 0], [&[0, 0]], |_| n += 10);
+        assert_eq!(n, 1);
     }
 }

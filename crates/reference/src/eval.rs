@@ -5,17 +5,109 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use fuseflow_ir::{BinOp, CheckedProgram, Expr, ReduceOp, Role, Stmt};
-use fuseflow_tensor::budget::coo_bytes;
-use fuseflow_tensor::{Budget, Coo, Tensor};
+use fuseflow_tensor::budget::{coo_bytes, from_coo_bytes};
+use fuseflow_tensor::{Budget, Coo, Format, LevelFormat, Tensor};
 
+use crate::dense::{self, canon, densify, into_layout, space, sparsify, strides_in, walk, DenseRel, Rel};
 use crate::relation::{
     merge_union, normalize_sum, Layout, Point, Projector, Relation, RowAccumulator, SumAccumulator, MAX_DENSE_POINTS,
 };
 use crate::EvalError;
 
+#[cfg(test)]
+thread_local! {
+    /// Set by tests to evaluate with sparse relations only, which must give the same results.
+    pub(crate) static SPARSE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether values may take the dense form (always, except in tests comparing the two forms).
+fn dense_allowed() -> bool {
+    #[cfg(test)]
+    if SPARSE_ONLY.with(|s| s.get()) {
+        return false;
+    }
+    true
+}
+
+/// A tensor's value while the evaluator runs: its nonzero entries, or (when at least a
+/// quarter of its points are present, or it is a dense input) every point's value.
+enum Stored {
+    /// COO in logical order: sorted row-major, no duplicates, no zeros.
+    Sparse(Coo),
+    /// Row-major, every point (zeros as +0.0).
+    Dense { shape: Vec<usize>, vals: Vec<f64> },
+}
+
+impl Stored {
+    fn shape(&self) -> &[usize] {
+        match self {
+            Stored::Sparse(c) => &c.shape,
+            Stored::Dense { shape, .. } => shape,
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        match self {
+            Stored::Sparse(c) => coo_bytes(c.rank(), c.nnz() as u64),
+            Stored::Dense { vals, .. } => 8 * vals.len() as u64,
+        }
+    }
+
+    /// Calls `f` with the coordinates and value of every entry held (for a dense value, every
+    /// point, zeros included), in row-major order.
+    fn for_each_entry(&self, mut f: impl FnMut(&[u32], f64)) {
+        match self {
+            Stored::Sparse(c) => (0..c.nnz()).for_each(|p| f(c.coords(p), c.vals[p])),
+            Stored::Dense { shape, vals } => {
+                let mut coords = vec![0u32; shape.len()];
+                for &v in vals {
+                    f(&coords, v);
+                    for d in (0..shape.len()).rev() {
+                        coords[d] += 1;
+                        if (coords[d] as usize) < shape[d] {
+                            break;
+                        }
+                        coords[d] = 0;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Memory [`Stored::into_tensor`] needs beside this value's.
+    fn conversion_bytes(&self, format: &Format) -> u64 {
+        let dense_format = format.levels.iter().all(|l| *l == LevelFormat::Dense);
+        match self {
+            Stored::Sparse(c) => from_coo_bytes(&c.shape, format, c.nnz() as u64),
+            Stored::Dense { shape, .. } if dense_format && *format == Format::dense(shape.len()) => 0,
+            Stored::Dense { vals, .. } if dense_format => 8 * vals.len() as u64,
+            Stored::Dense { shape, vals } => {
+                let nnz = vals.iter().filter(|&&v| v != 0.0).count() as u64;
+                coo_bytes(shape.len(), nnz) + from_coo_bytes(shape, format, nnz)
+            }
+        }
+    }
+
+    /// The tensor in `format`.
+    fn into_tensor(self, format: &Format) -> Result<Tensor, fuseflow_tensor::TensorError> {
+        match self {
+            Stored::Sparse(coo) => Tensor::from_coo(&coo, format),
+            Stored::Dense { shape, vals } if format.levels.iter().all(|l| *l == LevelFormat::Dense) => {
+                let t = Tensor::from_row_major(shape, vals)?;
+                if t.format == *format {
+                    Ok(t)
+                } else {
+                    t.convert(format)
+                }
+            }
+            Stored::Dense { shape, vals } => Tensor::from_dense(&shape, &vals, format),
+        }
+    }
+}
+
 /// Evaluates every statement of `p` in order and returns the value of every statement's
-/// left-hand-side tensor (temps and outputs) as COO in logical order: sorted row-major, no
-/// duplicates, no zeros.
+/// left-hand-side tensor (temps and outputs), each in its declared format (a compressed level
+/// stores no zeros; a dense one stores every point).
 ///
 /// Semantics ("dense semantics with sparse evaluation"): every tensor is a total function on its
 /// index space, absent entries and zeros being 0.
@@ -36,9 +128,13 @@ use crate::EvalError;
 ///   also 0 if fewer than `size(k)` values were present (implicit zeros count); `maxnz` over `k`
 ///   takes the maximum of the nonzero values only, a group without any being 0.
 ///
-/// Every input declared by `p` must be in `inputs`, with the declared shape. Dense enumeration
-/// of more than 2^27 points in one step is refused with [`EvalError::TooLarge`].
-pub fn evaluate(p: &CheckedProgram, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Coo>, EvalError> {
+/// Values are held sparse (32 bytes a nonzero point) or, when at least a quarter of their points
+/// are present, dense (8 bytes a point); either form gives the same values.
+///
+/// Every input declared by `p` must be in `inputs`, with the declared shape. Enumerating more
+/// than 2^27 points of a sparse value's index space in one step is refused with
+/// [`EvalError::TooLarge`].
+pub fn evaluate(p: &CheckedProgram, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, EvalError> {
     evaluate_with(p, inputs, &EvalControl::default())
 }
 
@@ -85,8 +181,8 @@ pub fn evaluate_with(
     p: &CheckedProgram,
     inputs: &BTreeMap<String, Tensor>,
     control: &EvalControl,
-) -> Result<BTreeMap<String, Coo>, EvalError> {
-    let mut values: BTreeMap<String, Coo> = BTreeMap::new();
+) -> Result<BTreeMap<String, Tensor>, EvalError> {
+    let mut values: BTreeMap<String, Stored> = BTreeMap::new();
     let mut budget = control.budget;
     for d in p.decls.iter().filter(|d| d.role == Role::Input) {
         let t = inputs.get(&d.name).ok_or_else(|| EvalError::MissingInput { tensor: d.name.clone() })?;
@@ -98,10 +194,21 @@ pub fn evaluate_with(
             });
         }
         t.validate().map_err(|source| EvalError::InvalidInput { tensor: d.name.clone(), source })?;
-        let bytes = coo_bytes(t.rank(), t.vals.len() as u64);
-        budget.check(bytes, || format!("the reference evaluator's copy of input {}", d.name))?;
-        budget.hold(bytes);
-        values.insert(d.name.clone(), t.to_coo());
+        let what = || format!("the reference evaluator's copy of input {}", d.name);
+        // A dense input is held as its values in row-major order.
+        let dense_format = Format::dense(t.rank());
+        let all_dense = t.format.levels.iter().all(|l| *l == LevelFormat::Dense);
+        let stored = if dense_allowed() && all_dense && t.rank() > 0 && t.converts_in_place_to(&dense_format) {
+            budget.check(8 * t.vals.len() as u64, what)?;
+            let vals =
+                t.convert(&dense_format).map_err(|e| EvalError::Malformed(format!("input {}: {e}", d.name)))?.vals;
+            Stored::Dense { shape: t.shape.clone(), vals }
+        } else {
+            budget.check(coo_bytes(t.rank(), t.vals.len() as u64), what)?;
+            Stored::Sparse(t.to_coo())
+        };
+        budget.hold(stored.bytes());
+        values.insert(d.name.clone(), stored);
     }
     for (s, stmt) in p.stmts.iter().enumerate() {
         if control.cancelled() {
@@ -118,19 +225,43 @@ pub fn evaluate_with(
             .shape
             .clone();
         let cx = Cx { values: &values, sizes, tensor: &stmt.lhs.tensor, control, budget, statement: s };
-        let coo = cx.statement(stmt, shape)?;
-        budget.hold(coo_bytes(coo.rank(), coo.nnz() as u64));
-        values.insert(stmt.lhs.tensor.clone(), coo);
+        let stored = cx.statement(stmt, shape)?;
+        budget.hold(stored.bytes());
+        if let Some(old) = values.insert(stmt.lhs.tensor.clone(), stored) {
+            budget.release(old.bytes());
+        }
     }
-    // The results are the values of the statements' left-hand sides (the inputs' copies go).
+    // The results are the values of the statements' left-hand sides (the inputs' copies go),
+    // each converted to its declared format in turn.
     let assigned: std::collections::BTreeSet<&String> = p.stmts.iter().map(|s| &s.lhs.tensor).collect();
+    for (name, v) in &values {
+        if !assigned.contains(name) {
+            budget.release(v.bytes());
+        }
+    }
     values.retain(|name, _| assigned.contains(name));
-    Ok(values)
+    let mut results = BTreeMap::new();
+    for (name, stored) in values {
+        let decl = p.decl(&name).ok_or_else(|| EvalError::Malformed(format!("{name} is not declared")))?;
+        let nnz = match &stored {
+            Stored::Sparse(c) => c.nnz() as u64,
+            Stored::Dense { vals, .. } => vals.len() as u64,
+        };
+        budget.check(stored.conversion_bytes(&decl.format), || {
+            format!("storing the reference evaluator's {name} ({nnz} entries) as declared")
+        })?;
+        let held = stored.bytes();
+        let t = stored.into_tensor(&decl.format).map_err(|e| EvalError::Malformed(format!("{name}: {e}")))?;
+        budget.release(held);
+        budget.hold(8 * t.vals.len() as u64);
+        results.insert(name, t);
+    }
+    Ok(results)
 }
 
 /// Context of one statement's evaluation.
 struct Cx<'a> {
-    values: &'a BTreeMap<String, Coo>,
+    values: &'a BTreeMap<String, Stored>,
     sizes: &'a BTreeMap<String, usize>,
     /// The statement's left-hand-side tensor (for error messages).
     tensor: &'a str,
@@ -179,6 +310,42 @@ impl Cx<'_> {
         }
     }
 
+    /// Refuses a step that would hold `values` dense values beyond the memory limit.
+    fn afford_dense(&self, what: &str, values: usize) -> Result<(), EvalError> {
+        let bytes = 8u64.saturating_mul(values as u64);
+        self.budget.check(bytes, || {
+            format!(
+                "the reference evaluator's {what} in the statement assigning {} ({values} dense values)",
+                self.tensor
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The sparse form of a relation (operations without a dense path take this).
+    fn sparse(&self, r: Rel) -> Result<Relation, EvalError> {
+        match r {
+            Rel::Sparse(r) => Ok(r),
+            Rel::Dense(d) => {
+                let n = d.vals.iter().filter(|&&v| v != 0.0).count();
+                self.afford("sparse form of a dense value", n as u128, 0)?;
+                Ok(sparsify(&d))
+            }
+        }
+    }
+
+    /// The dense form of a relation whose space fits `limit` values.
+    fn dense(&self, r: Rel, what: &str) -> Result<DenseRel, EvalError> {
+        match r {
+            Rel::Dense(d) => Ok(d),
+            Rel::Sparse(r) => {
+                let n = space(&r.layout).ok_or_else(|| self.too_large(what))?;
+                self.afford_dense(what, n)?;
+                densify(&r).ok_or_else(|| self.too_large(what))
+            }
+        }
+    }
+
     fn layout(&self, vars: Vec<String>) -> Result<Layout, EvalError> {
         let sizes = vars
             .iter()
@@ -187,24 +354,39 @@ impl Cx<'_> {
         Layout::new(vars, sizes).ok_or_else(|| self.too_large("index tuple wider than 128 bits"))
     }
 
-    fn statement(&self, stmt: &Stmt, shape: Vec<usize>) -> Result<Coo, EvalError> {
+    fn statement(&self, stmt: &Stmt, shape: Vec<usize>) -> Result<Stored, EvalError> {
         let rel = self.eval(&stmt.rhs)?;
         let lhs = &stmt.lhs.indices;
         if lhs.len() != shape.len() {
             return Err(self.malformed(format!("rank {} but {} indices", shape.len(), lhs.len())));
         }
-        if let Some(v) = rel.layout.vars.iter().find(|v| !lhs.contains(v)) {
+        if let Some(v) = rel.layout().vars.iter().find(|v| !lhs.contains(v)) {
             return Err(self.malformed(format!("index {v} is neither on the left-hand side nor reduced")));
         }
         // Re-key in left-hand-side order (sorting the keys then sorts the points row-major),
         // broadcasting over any left-hand-side index the value lacks.
         let out_layout = self.layout(lhs.clone())?;
+        let rel = match rel {
+            Rel::Dense(d) if !lhs.is_empty() => {
+                if d.layout.vars != *lhs {
+                    self.afford_dense("result in left-hand-side order", space(&out_layout).unwrap_or(usize::MAX))?;
+                }
+                return Ok(Stored::Dense { shape, vals: into_layout(d, &out_layout) });
+            }
+            rel => self.sparse(rel)?,
+        };
         let missing: Vec<usize> = (0..lhs.len()).filter(|&d| rel.layout.pos(&lhs[d]).is_none()).collect();
         let points = if missing.is_empty() && rel.layout.vars == *lhs {
             rel.points
         } else {
             self.expand(&rel, &out_layout, &missing, "broadcast of the result")?
         };
+        // At least a quarter of the points present: the dense form is no larger.
+        if let Some(n) = space(&out_layout).filter(|&n| dense_allowed() && !lhs.is_empty() && n / 4 <= points.len()) {
+            self.afford_dense("dense form of the result", n)?;
+            let d = densify(&Relation { layout: out_layout, points }).ok_or_else(|| self.too_large("result"))?;
+            return Ok(Stored::Dense { shape, vals: d.vals });
+        }
         let mut coo = Coo::new(shape);
         coo.coords.reserve(points.len() * lhs.len());
         coo.vals.reserve(points.len());
@@ -214,7 +396,7 @@ impl Cx<'_> {
             }
             coo.vals.push(v);
         }
-        Ok(coo)
+        Ok(Stored::Sparse(coo))
     }
 
     /// The points of `r` re-keyed into `to` (a superset of its variables) and repeated over the
@@ -238,7 +420,7 @@ impl Cx<'_> {
         Ok(out)
     }
 
-    fn eval(&self, e: &Expr) -> Result<Relation, EvalError> {
+    fn eval(&self, e: &Expr) -> Result<Rel, EvalError> {
         match e {
             Expr::Access(a) => self.access(&a.tensor, &a.indices),
             Expr::Const(c) => {
@@ -246,24 +428,42 @@ impl Cx<'_> {
                 if *c != 0.0 {
                     r.points.push((0, *c));
                 }
-                Ok(r)
+                Ok(Rel::Sparse(r))
             }
-            Expr::Unary(op, a) => {
-                let a = self.eval(a)?;
-                if op.preserves_zero() {
-                    let mut r = a;
+            Expr::Unary(op, a) => match self.eval(a)? {
+                // A function with f(0) = 0 maps the nonzero values; any other every value.
+                Rel::Dense(mut d) => {
+                    let all = !op.preserves_zero();
+                    for v in &mut d.vals {
+                        if all || *v != 0.0 {
+                            *v = canon(op.apply(*v));
+                        }
+                    }
+                    Ok(Rel::Dense(d))
+                }
+                Rel::Sparse(mut r) if op.preserves_zero() => {
                     for p in &mut r.points {
                         p.1 = op.apply(p.1);
                     }
                     r.points.retain(|p| p.1 != 0.0);
-                    Ok(r)
-                } else {
+                    Ok(Rel::Sparse(r))
+                }
+                Rel::Sparse(a) => {
                     // Every point of the full index space, in key order, merged with the operand.
+                    let what = "dense evaluation of a function with f(0) != 0";
                     let all: Vec<usize> = (0..a.layout.vars.len()).collect();
                     let Some(n) = a.layout.dense_points(&all) else {
-                        return Err(self.too_large("dense evaluation of a function with f(0) != 0"));
+                        return Err(self.too_large(what));
                     };
-                    self.afford("dense evaluation of a function with f(0) != 0", n, n)?;
+                    if dense_allowed() {
+                        self.afford_dense(what, n as usize)?;
+                        let mut vals = vec![canon(op.apply(0.0)); n as usize];
+                        for &(k, v) in &a.points {
+                            vals[dense::index(&a.layout, k, &all)] = canon(op.apply(v));
+                        }
+                        return Ok(Rel::Dense(DenseRel { layout: a.layout, vals }));
+                    }
+                    self.afford(what, n, n)?;
                     let mut r = Relation::empty(a.layout.clone());
                     let mut next = a.points.iter().peekable();
                     a.layout.for_each_point(&all, |k| {
@@ -279,33 +479,35 @@ impl Cx<'_> {
                             r.points.push((k, v));
                         }
                     });
-                    Ok(r)
+                    Ok(Rel::Sparse(r))
                 }
-            }
+            },
             Expr::Binary(op @ (BinOp::Mul | BinOp::Div), a, b) => {
                 let a = self.eval(a)?;
                 let b = self.eval(b)?;
-                self.join(*op, &a, &b, None)
+                self.join(*op, a, b, None)
             }
             Expr::Binary(BinOp::ExpSubNz, a, b) => {
                 let a = self.eval(a)?;
+                let a = self.sparse(a)?;
                 let b = self.eval(b)?;
-                self.driven_by_left(BinOp::ExpSubNz, &a, &b)
+                let b = self.sparse(b)?;
+                self.driven_by_left(BinOp::ExpSubNz, &a, &b).map(Rel::Sparse)
             }
             Expr::Binary(op, a, b) => {
                 let a = self.eval(a)?;
                 let b = self.eval(b)?;
-                self.union(*op, &a, &b)
+                self.union(*op, a, b)
             }
             Expr::Reduce { op: ReduceOp::Sum, index, body } => {
                 // Fused join + sum: never materialises the product over the reduced index.
                 if let Expr::Binary(BinOp::Mul, a, b) = &**body {
                     let a = self.eval(a)?;
                     let b = self.eval(b)?;
-                    if a.layout.pos(index).is_some() || b.layout.pos(index).is_some() {
-                        return self.join(BinOp::Mul, &a, &b, Some(index));
+                    if a.layout().pos(index).is_some() || b.layout().pos(index).is_some() {
+                        return self.join(BinOp::Mul, a, b, Some(index));
                     }
-                    let prod = self.join(BinOp::Mul, &a, &b, None)?;
+                    let prod = self.join(BinOp::Mul, a, b, None)?;
                     return self.reduce(ReduceOp::Sum, index, prod);
                 }
                 let body = self.eval(body)?;
@@ -318,11 +520,13 @@ impl Cx<'_> {
         }
     }
 
-    /// The nonzero entries of a tensor as a relation over its distinct index variables.
-    fn access(&self, tensor: &str, indices: &[String]) -> Result<Relation, EvalError> {
-        let coo = self.values.get(tensor).ok_or_else(|| self.malformed(format!("no value for tensor {tensor}")))?;
-        if coo.rank() != indices.len() {
-            return Err(self.malformed(format!("{tensor} has rank {} but {} indices", coo.rank(), indices.len())));
+    /// The entries of a tensor as a relation over its distinct index variables: a dense value
+    /// read with distinct indices stays dense; otherwise its nonzero entries.
+    fn access(&self, tensor: &str, indices: &[String]) -> Result<Rel, EvalError> {
+        let stored = self.values.get(tensor).ok_or_else(|| self.malformed(format!("no value for tensor {tensor}")))?;
+        let shape = stored.shape();
+        if shape.len() != indices.len() {
+            return Err(self.malformed(format!("{tensor} has rank {} but {} indices", shape.len(), indices.len())));
         }
         let mut vars: Vec<String> = Vec::new();
         for i in indices {
@@ -333,41 +537,114 @@ impl Cx<'_> {
         let layout = self.layout(vars)?;
         let var_of: Vec<usize> = indices.iter().map(|i| layout.pos(i).unwrap_or(0)).collect();
         for (d, &v) in var_of.iter().enumerate() {
-            if coo.shape[d] != layout.sizes[v] {
+            if shape[d] != layout.sizes[v] {
                 return Err(self.malformed(format!(
                     "{tensor} dimension {d} has size {} but index {} has size {}",
-                    coo.shape[d], indices[d], layout.sizes[v]
+                    shape[d], indices[d], layout.sizes[v]
                 )));
             }
         }
-        self.afford(&format!("relation of {tensor}"), coo.nnz() as u128, 0)?;
-        let mut points = Vec::with_capacity(coo.nnz());
+        if let Stored::Dense { vals, .. } = stored {
+            if layout.vars.len() == indices.len() {
+                self.afford_dense(&format!("relation of {tensor}"), vals.len())?;
+                return Ok(Rel::Dense(DenseRel { layout, vals: vals.clone() }));
+            }
+        }
+        let held = match stored {
+            Stored::Sparse(c) => c.nnz(),
+            Stored::Dense { vals, .. } => vals.iter().filter(|&&v| v != 0.0).count(),
+        };
+        self.afford(&format!("relation of {tensor}"), held as u128, 0)?;
+        let mut points = Vec::with_capacity(held);
         let mut seen = vec![u32::MAX; layout.vars.len()];
-        'points: for p in 0..coo.nnz() {
-            let v = coo.vals[p];
+        stored.for_each_entry(|coords, v| {
             if v == 0.0 {
-                continue;
+                return;
             }
             seen.fill(u32::MAX);
             let mut key = 0u128;
-            for (d, &c) in coo.coords(p).iter().enumerate() {
+            for (d, &c) in coords.iter().enumerate() {
                 let var = var_of[d];
                 if seen[var] == u32::MAX {
                     seen[var] = c;
                     key = layout.with(key, var, c);
                 } else if seen[var] != c {
-                    continue 'points; // off the diagonal of a repeated index
+                    return; // off the diagonal of a repeated index
                 }
             }
             points.push((key, v));
-        }
+        });
         normalize_sum(&mut points);
-        Ok(Relation { layout, points })
+        Ok(Rel::Sparse(Relation { layout, points }))
     }
 
     /// Natural join of `a` and `b` (variables of `a`, then those only in `b`) with `op` applied
     /// (`*` or `/`), optionally summing out `reduce` on the fly.
-    fn join(&self, op: BinOp, a: &Relation, b: &Relation, reduce: Option<&String>) -> Result<Relation, EvalError> {
+    fn join(&self, op: BinOp, a: Rel, b: Rel, reduce: Option<&String>) -> Result<Rel, EvalError> {
+        let (a, b) = match (a, b) {
+            (Rel::Dense(a), Rel::Dense(b)) if reduce.is_none() => return self.dense_join(op, a, b),
+            pair => pair,
+        };
+        if let (BinOp::Mul, Some(k)) = (op, reduce) {
+            // Dense operands contract as matrices, provided no stored zero meets an infinity or
+            // a NaN (the join never multiplies an absent point); full sparse ones too.
+            let dense_ok =
+                |x: &Rel, other: &Rel| dense::is_full(x) || (matches!(x, Rel::Dense(_)) && dense::is_finite(other));
+            if a.layout().pos(k).is_some() && b.layout().pos(k).is_some() && dense_ok(&a, &b) && dense_ok(&b, &a) {
+                let shared = a.layout().vars.iter().filter(|v| b.layout().pos(v).is_some());
+                let shared_space = shared.map(|v| self.sizes.get(v).copied().unwrap_or(1) as u128).product::<u128>();
+                let work = (a.stored() as u128 * b.stored() as u128) / shared_space.max(1);
+                if work >= dense::MIN_PRODUCTS {
+                    return self.contract(a, b, k, work);
+                }
+            }
+        }
+        let a = self.sparse(a)?;
+        let b = self.sparse(b)?;
+        self.sparse_join(op, &a, &b, reduce)
+    }
+
+    /// `Σ_k a·b` of dense (or full) operands as a batched matrix product.
+    fn contract(&self, a: Rel, b: Rel, k: &str, work: u128) -> Result<Rel, EvalError> {
+        let what = format!("dense contraction of {} × {} values", a.stored(), b.stored());
+        self.afford(&what, 0, work)?;
+        let mut vars = a.layout().vars.clone();
+        vars.extend(b.layout().vars.iter().filter(|v| a.layout().pos(v).is_none()).cloned());
+        let out = self.layout(vars.into_iter().filter(|v| v != k).collect())?;
+        let n = space(&out).ok_or_else(|| self.too_large(&what))?;
+        // The operands' matrix copies, the product and its reordering.
+        self.afford_dense(&what, (a.stored() + b.stored()).saturating_add(n.saturating_mul(2)))?;
+        let (a, b) = (self.dense(a, &what)?, self.dense(b, &what)?);
+        let c = dense::contract(&a, &b, k, &out).ok_or_else(|| self.too_large(&what))?;
+        if dense_allowed() {
+            Ok(Rel::Dense(c))
+        } else {
+            Ok(Rel::Sparse(sparsify(&c)))
+        }
+    }
+
+    /// `a op b` (`*` or `/`) of dense operands at every point, where both are nonzero (0
+    /// elsewhere, as the join).
+    fn dense_join(&self, op: BinOp, a: DenseRel, b: DenseRel) -> Result<Rel, EvalError> {
+        let mut vars = a.layout.vars.clone();
+        vars.extend(b.layout.vars.iter().filter(|v| a.layout.pos(v).is_none()).cloned());
+        let full = self.layout(vars)?;
+        let n = space(&full).ok_or_else(|| self.too_large("elementwise product"))?;
+        if full.vars.len() > a.layout.vars.len() {
+            self.afford_dense("elementwise product", n)?;
+        }
+        let mut out = into_layout(a, &full);
+        let (so, sb) = (strides_in(&full, &full), strides_in(&b.layout, &full));
+        walk(&full.sizes, [&so, &sb], |[o, i]| {
+            let (va, vb) = (out[o], b.vals[i]);
+            out[o] = if va == 0.0 || vb == 0.0 { 0.0 } else { canon(op.apply(va, vb)) };
+        });
+        Ok(Rel::Dense(DenseRel { layout: full, vals: out }))
+    }
+
+    /// [`Cx::join`] of sparse relations. A row-by-row sum whose result fills at least a quarter
+    /// of its space is written straight into the dense form.
+    fn sparse_join(&self, op: BinOp, a: &Relation, b: &Relation, reduce: Option<&String>) -> Result<Rel, EvalError> {
         let mut vars = a.layout.vars.clone();
         vars.extend(b.layout.vars.iter().filter(|v| a.layout.pos(v).is_none()).cloned());
         let full = self.layout(vars.clone())?;
@@ -468,15 +745,13 @@ impl Cx<'_> {
             Some(_) if by_rows => work.min(out_space),
             Some(_) => work.min(out_space).saturating_mul(2),
         };
+        let dense_out = by_rows
+            && dense_allowed()
+            && !out_layout.vars.is_empty()
+            && space(&out_layout).is_some_and(|n| n as u128 <= 4 * work.min(out_space));
+        let out_points = if dense_out { out_space.div_ceil(4) + out_points - work.min(out_space) } else { out_points };
         let out_points = out_points + (a.points.len() + b_len + regrouped + index_points) as u128;
         self.afford(&format!("join of {} × {} points", a.points.len(), b.points.len()), out_points, work)?;
-        if let (BinOp::Mul, Some(k)) = (op, reduce) {
-            if work >= crate::dense::MIN_PRODUCTS {
-                if let Some(points) = crate::dense::contract(a, b, k, &out_layout) {
-                    return Ok(Relation { layout: out_layout, points });
-                }
-            }
-        }
         // Every product of the left point `(ka, va)`, at its output key.
         let products = |ka: u128, va: f64, f: &mut dyn FnMut(u128, f64)| {
             let base = a_to_full.apply(ka);
@@ -489,6 +764,8 @@ impl Cx<'_> {
             let mut rows = RowAccumulator::new(low_bits);
             let k_bits = a.layout.bits(a.layout.vars.len() - 1);
             let mut points = Vec::new();
+            let all: Vec<usize> = (0..out_layout.vars.len()).collect();
+            let mut dense = if dense_out { Some(vec![0.0; out_space as usize]) } else { None };
             let mut n = 0usize;
             for row in a.points.chunk_by(|x, y| x.0 >> k_bits == y.0 >> k_bits) {
                 for &(ka, va) in row {
@@ -499,8 +776,16 @@ impl Cx<'_> {
                     products(ka, va, &mut |k, v| rows.push(k, v));
                 }
                 rows.finish_row(&mut points);
+                if let Some(d) = &mut dense {
+                    for (k, v) in points.drain(..) {
+                        d[dense::index(&out_layout, k, &all)] = v;
+                    }
+                }
             }
-            return Ok(Relation { layout: out_layout, points });
+            return Ok(match dense {
+                Some(vals) => Rel::Dense(DenseRel { layout: out_layout, vals }),
+                None => Rel::Sparse(Relation { layout: out_layout, points }),
+            });
         }
         let mut acc = SumAccumulator::new(&out_layout);
         for (n, &(ka, va)) in a.points.iter().enumerate() {
@@ -510,20 +795,36 @@ impl Cx<'_> {
             products(ka, va, &mut |k, v| acc.push(k, v));
         }
         // Without a reduction every key is produced once, so summing only sorts.
-        Ok(Relation { layout: out_layout, points: acc.finish() })
+        Ok(Rel::Sparse(Relation { layout: out_layout, points: acc.finish() }))
     }
 
     /// `op(a_or_0, b_or_0)` over the union of both supports, each broadcast over the variables
     /// it lacks.
-    fn union(&self, op: BinOp, a: &Relation, b: &Relation) -> Result<Relation, EvalError> {
-        let mut vars = a.layout.vars.clone();
-        vars.extend(b.layout.vars.iter().filter(|v| a.layout.pos(v).is_none()).cloned());
+    fn union(&self, op: BinOp, a: Rel, b: Rel) -> Result<Rel, EvalError> {
+        let mut vars = a.layout().vars.clone();
+        vars.extend(b.layout().vars.iter().filter(|v| a.layout().pos(v).is_none()).cloned());
         let full = self.layout(vars)?;
-        let a_missing: Vec<usize> = (0..full.vars.len()).filter(|&v| a.layout.pos(&full.vars[v]).is_none()).collect();
-        let b_missing: Vec<usize> = (0..full.vars.len()).filter(|&v| b.layout.pos(&full.vars[v]).is_none()).collect();
+        let missing =
+            |l: &Layout| -> Vec<usize> { (0..full.vars.len()).filter(|&v| l.pos(&full.vars[v]).is_none()).collect() };
+        let (a_missing, b_missing) = (missing(a.layout()), missing(b.layout()));
         let what = "broadcast in an elementwise operation";
-        let ea = self.expand(a, &full, &a_missing, what)?;
-        let eb = self.expand(b, &full, &b_missing, what)?;
+        // Points each operand covers once broadcast: when one covers a quarter of the space,
+        // the dense form is no larger.
+        let covered =
+            |r: &Rel, m: &[usize]| m.iter().fold(r.stored() as u128, |n, &v| n.saturating_mul(full.sizes[v] as u128));
+        let cover = covered(&a, &a_missing).max(covered(&b, &b_missing));
+        if let Some(n) = space(&full).filter(|&n| dense_allowed() && n as u128 <= cover.saturating_mul(4)) {
+            let grows = |r: &Rel| r.layout().vars != full.vars;
+            self.afford_dense(what, if grows(&a) { n } else { 0 } + if matches!(b, Rel::Sparse(_)) { n } else { 0 })?;
+            let (a, b) = (self.dense(a, what)?, self.dense(b, what)?);
+            let mut out = into_layout(a, &full);
+            let (so, sb) = (strides_in(&full, &full), strides_in(&b.layout, &full));
+            walk(&full.sizes, [&so, &sb], |[o, i]| out[o] = canon(op.apply(out[o], b.vals[i])));
+            return Ok(Rel::Dense(DenseRel { layout: full, vals: out }));
+        }
+        let (a, b) = (self.sparse(a)?, self.sparse(b)?);
+        let ea = self.expand(&a, &full, &a_missing, what)?;
+        let eb = self.expand(&b, &full, &b_missing, what)?;
         let mut r = Relation::empty(full);
         merge_union(&ea, &eb, |k, va, vb| {
             let v = op.apply(va.unwrap_or(0.0), vb.unwrap_or(0.0));
@@ -531,7 +832,7 @@ impl Cx<'_> {
                 r.points.push((k, v));
             }
         });
-        Ok(r)
+        Ok(Rel::Sparse(r))
     }
 
     /// `op(a, b_or_0)` at every nonzero point of `a`, broadcast over the variables only `b` has
@@ -556,8 +857,67 @@ impl Cx<'_> {
     }
 
     /// Reduces `index` out of `body`.
-    fn reduce(&self, op: ReduceOp, index: &str, body: Relation) -> Result<Relation, EvalError> {
+    fn reduce(&self, op: ReduceOp, index: &str, body: Rel) -> Result<Rel, EvalError> {
         let size = *self.sizes.get(index).ok_or_else(|| self.malformed(format!("index {index} has no size")))?;
+        match body {
+            Rel::Dense(d) => self.reduce_dense(op, index, size, d).map(Rel::Dense),
+            Rel::Sparse(r) => self.reduce_sparse(op, index, size, r).map(Rel::Sparse),
+        }
+    }
+
+    /// [`Cx::reduce`] of a dense body: each output point folds its values in the order of the
+    /// reduced index, as the sparse form's accumulator adds them (absent points read +0.0, which
+    /// a sum adds exactly and a `maxr` counts as its implicit zeros).
+    fn reduce_dense(&self, op: ReduceOp, index: &str, size: usize, mut body: DenseRel) -> Result<DenseRel, EvalError> {
+        let Some(k) = body.layout.pos(index) else {
+            // The body does not depend on the index: sum = size * value, max = value.
+            if op == ReduceOp::Sum {
+                for v in &mut body.vals {
+                    *v = canon(*v * size as f64);
+                }
+            }
+            return Ok(body);
+        };
+        let rest: Vec<String> =
+            body.layout.vars.iter().enumerate().filter(|&(v, _)| v != k).map(|(_, n)| n.clone()).collect();
+        let out = self.layout(rest)?;
+        let outer: usize = body.layout.sizes[..k].iter().product();
+        let inner: usize = body.layout.sizes[k + 1..].iter().product();
+        self.afford_dense("reduction", outer * inner)?;
+        let init = match op {
+            ReduceOp::Sum => 0.0,
+            ReduceOp::Max | ReduceOp::MaxNz => f64::NEG_INFINITY,
+        };
+        let mut vals = vec![init; outer * inner];
+        // For `maxnz`: whether a group has a nonzero value.
+        let mut any = if op == ReduceOp::MaxNz { vec![false; outer * inner] } else { Vec::new() };
+        for o in 0..outer {
+            for kk in 0..size {
+                let src = &body.vals[(o * size + kk) * inner..][..inner];
+                let dst = &mut vals[o * inner..][..inner];
+                match op {
+                    ReduceOp::Sum => dst.iter_mut().zip(src).for_each(|(d, s)| *d += s),
+                    ReduceOp::Max => dst.iter_mut().zip(src).for_each(|(d, s)| *d = d.max(*s)),
+                    ReduceOp::MaxNz => {
+                        for (j, (d, &s)) in dst.iter_mut().zip(src).enumerate() {
+                            if s != 0.0 {
+                                *d = d.max(s);
+                                any[o * inner + j] = true;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (j, v) in vals.iter_mut().enumerate() {
+            let empty = size == 0 || (op == ReduceOp::MaxNz && !any[j]);
+            *v = if empty { 0.0 } else { canon(*v) };
+        }
+        Ok(DenseRel { layout: out, vals })
+    }
+
+    /// [`Cx::reduce`] of a sparse body.
+    fn reduce_sparse(&self, op: ReduceOp, index: &str, size: usize, body: Relation) -> Result<Relation, EvalError> {
         let Some(k) = body.layout.pos(index) else {
             // The body does not depend on the index: sum = size * value, max = value.
             let mut r = body;

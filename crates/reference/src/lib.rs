@@ -13,7 +13,7 @@ mod dense;
 mod eval;
 mod relation;
 
-pub use compare::{compare, compare_named, Comparison};
+pub use compare::{compare, compare_named, compare_tensors, Comparison};
 pub use eval::{evaluate, evaluate_with, EvalControl, StatementObserver};
 
 /// Errors of the reference evaluator.

@@ -23,6 +23,36 @@ fn coo(shape: &[usize], pts: Points) -> Coo {
     c
 }
 
+/// A result's nonzero entries in logical order (sorted row-major, no duplicates, no zeros).
+fn logical(t: &Tensor) -> Coo {
+    let coo = t.to_coo();
+    let mut idx: Vec<usize> = (0..coo.nnz()).filter(|&p| coo.vals[p] != 0.0).collect();
+    idx.sort_by(|&a, &b| coo.coords(a).cmp(coo.coords(b)));
+    let mut out = Coo::new(coo.shape.clone());
+    for p in idx {
+        out.push(coo.coords(p), coo.vals[p]);
+    }
+    out
+}
+
+/// [`evaluate`], every result in logical order and checked to be in its declared format.
+fn eval_logical(p: &CheckedProgram, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Coo>, EvalError> {
+    let got = evaluate(p, inputs)?;
+    for (name, t) in &got {
+        assert_eq!(t.format, p.decl(name).unwrap().format, "{name} is not in its declared format");
+        t.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    Ok(got.iter().map(|(n, t)| (n.clone(), logical(t))).collect())
+}
+
+/// [`eval_logical`] with sparse relations only.
+fn eval_sparse_only(p: &CheckedProgram, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Coo>, EvalError> {
+    crate::eval::SPARSE_ONLY.with(|s| s.set(true));
+    let r = eval_logical(p, inputs);
+    crate::eval::SPARSE_ONLY.with(|s| s.set(false));
+    r
+}
+
 /// Evaluates `src` with the given input entries (each stored in its declared format).
 fn run(src: &str, data: &[(&str, Points)]) -> BTreeMap<String, Coo> {
     let p = program(src, &BTreeMap::new());
@@ -31,7 +61,7 @@ fn run(src: &str, data: &[(&str, Points)]) -> BTreeMap<String, Coo> {
         let d = p.decl(name).unwrap();
         inputs.insert(name.to_string(), Tensor::from_coo(&coo(&d.shape, pts), &d.format).unwrap());
     }
-    evaluate(&p, &inputs).unwrap_or_else(|e| panic!("{e}"))
+    eval_logical(&p, &inputs).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The points of a result as `(coords, value)`, in the order returned.
@@ -622,7 +652,19 @@ fn against_dense_loops(
     dense: DenseVals,
 ) -> (BTreeMap<String, Coo>, DenseVals) {
     let want = dense_program(p, dense);
-    let got = evaluate(p, inputs).unwrap_or_else(|e| panic!("{e}"));
+    let got = eval_logical(p, inputs).unwrap_or_else(|e| panic!("{e}"));
+    // The dense form of a value never changes a result: with sparse relations only, every
+    // result is the same, bit for bit.
+    let sparse = eval_sparse_only(p, inputs).unwrap_or_else(|e| panic!("{e}"));
+    for (name, g) in &got {
+        let s = &sparse[name];
+        let bits = |c: &Coo| c.vals.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
+        assert!(
+            g.coords == s.coords && bits(g) == bits(s),
+            "{label}: {name} differs in the sparse form\n{}",
+            fuseflow_ir::pretty(p)
+        );
+    }
     assert_eq!(got.len(), want.len());
     for (name, (shape, data)) in &want {
         let expected = Coo::from_dense(shape, data).unwrap();
@@ -879,4 +921,60 @@ fn joins_over_wide_shared_keys_search_instead_of_indexing() {
     expect(&out["X"], &[(&[0], 20.0)]); // row 1 cancels: -10 + 10
     expect(&out["Y"], &[(&[0, 0], 2.0), (&[0, 2], 9.5), (&[1, 0], -1.0), (&[1, 1], 15.0), (&[1, 2], -4.0)]);
     expect(&out["Z"], &[(&[0, 0], 2.0), (&[0, 2], 9.5), (&[1, 0], -1.0), (&[1, 1], 15.0), (&[1, 2], -4.0)]);
+}
+
+/// Inputs for `src` from per-tensor value functions of the flat row-major position.
+fn dense_inputs(p: &CheckedProgram, f: impl Fn(&str, usize) -> f64) -> BTreeMap<String, Tensor> {
+    let mut inputs = BTreeMap::new();
+    for d in p.decls.iter().filter(|d| d.role == Role::Input) {
+        let n: usize = d.shape.iter().product();
+        let data: Vec<f64> = (0..n).map(|i| f(&d.name, i)).collect();
+        inputs.insert(d.name.clone(), Tensor::from_dense(&d.shape, &data, &d.format).unwrap());
+    }
+    inputs
+}
+
+#[test]
+fn dense_operands_with_zeros_contract_unless_a_zero_meets_an_infinity() {
+    // 2048·32·16 = 2^20 products: a matrix product. X has zero rows (as A·H does for nodes
+    // without neighbours); W is finite, then holds an infinity, which a stored zero of X must
+    // not turn into NaN (the join never multiplies absent points).
+    let src = "input X[2048,32] dense\ninput W[16,32] dense order(1,0)\noutput T[2048,16] dense\nT(i,c) = X(i,h) * W(c,h)\n";
+    let p = program(src, &BTreeMap::new());
+    let x = |i: usize| if (i / 32) % 3 == 0 { 0.0 } else { ((i * 7919) % 13) as f64 * 0.25 - 1.5 };
+    for inf in [false, true] {
+        let inputs = dense_inputs(&p, |n, i| match n {
+            "X" => x(i),
+            _ if inf && i == 5 => f64::INFINITY,
+            _ => ((i * 31) % 11) as f64 * 0.5 - 2.0,
+        });
+        let got = eval_logical(&p, &inputs).unwrap();
+        let sparse = eval_sparse_only(&p, &inputs).unwrap();
+        let c = compare(&sparse["T"], &got["T"], 1e-12, 1e-12);
+        assert!(c.ok, "infinity {inf}: {c}");
+        assert!(got["T"].vals.iter().all(|v| !v.is_nan()), "infinity {inf}: a NaN");
+    }
+}
+
+#[test]
+fn dense_values_fit_where_sparse_points_do_not() {
+    // 2^20 points: 32 MiB as sparse points, 8 MiB dense. The bias add, the reduction and the
+    // division run on the dense form within 40 MiB; with sparse relations only they are refused.
+    let src = "input T[1024,1024] dense\ninput b[1024] dense\noutput Z[1024,1024] dense\noutput S[1024] dense\noutput Y[1024,1024] dense\nZ(i,c) = T(i,c) + b(c)\nS(i) = sum(c, Z(i,c))\nY(i,c) = Z(i,c) / S(i)\n";
+    let p = program(src, &BTreeMap::new());
+    let inputs = dense_inputs(&p, |n, i| if n == "b" { 0.5 } else { (i % 17) as f64 + 1.0 });
+    let control = EvalControl { budget: fuseflow_tensor::Budget::new(40 << 20), ..EvalControl::default() };
+    let got = evaluate_with(&p, &inputs, &control).unwrap_or_else(|e| panic!("{e}"));
+    let (z, s, y) = (&got["Z"].vals, &got["S"].vals, &got["Y"].vals);
+    for (i, c) in [(0usize, 0usize), (5, 1000), (1023, 1023)] {
+        let t = ((i * 1024 + c) % 17) as f64 + 1.0;
+        assert_eq!(z[i * 1024 + c], t + 0.5);
+        let sum: f64 = (0..1024).map(|c| ((i * 1024 + c) % 17) as f64 + 1.5).sum();
+        assert!((s[i] - sum).abs() <= 1e-9 * sum);
+        assert_eq!(y[i * 1024 + c], (t + 0.5) / s[i]);
+    }
+    crate::eval::SPARSE_ONLY.with(|s| s.set(true));
+    let sparse = evaluate_with(&p, &inputs, &control);
+    crate::eval::SPARSE_ONLY.with(|s| s.set(false));
+    assert!(matches!(sparse, Err(EvalError::Memory(_))), "{sparse:?}");
 }

@@ -195,6 +195,21 @@ impl Tensor {
         Ok(Tensor { shape: coo.shape.clone(), format: format.clone(), levels, vals })
     }
 
+    /// The dense row-major tensor ([`Format::dense`]) holding `vals`, which it takes without a
+    /// copy: the values of every point of `shape` in logical row-major order.
+    pub fn from_row_major(shape: Vec<usize>, vals: Vec<f64>) -> Result<Tensor, TensorError> {
+        let total = shape.iter().try_fold(1usize, |n, &s| n.checked_mul(s));
+        if total != Some(vals.len()) {
+            let needs = total.map_or_else(|| "more than 2^64".to_string(), |t| t.to_string());
+            return Err(TensorError::Rank(format!(
+                "dense data has {} entries, shape {shape:?} needs {needs}",
+                vals.len()
+            )));
+        }
+        let levels = shape.iter().map(|&size| LevelData::Dense { size }).collect();
+        Ok(Tensor { format: Format::dense(shape.len()), shape, levels, vals })
+    }
+
     /// Builds a tensor from a dense row-major array (logical order); zeros are not stored in
     /// compressed levels.
     pub fn from_dense(shape: &[usize], data: &[f64], format: &Format) -> Result<Tensor, TensorError> {
