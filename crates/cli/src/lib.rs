@@ -779,13 +779,30 @@ pub fn run_with(
     };
     let kernels = compile_groups(p, cfg)?;
     let groups = kernels.len();
+    if cfg.verify {
+        // The reference's values that no group reads or is checked against (intermediates
+        // inside a fused group) are not needed.
+        let needed: std::collections::BTreeSet<&String> =
+            kernels.iter().flat_map(|k| k.graph.inputs.iter().map(|b| &b.tensor).chain(&k.outputs)).collect();
+        let unused: Vec<String> = p
+            .decls
+            .iter()
+            .filter(|d| d.role != fuseflow_ir::Role::Input && !needed.contains(&d.name))
+            .map(|d| d.name.clone())
+            .collect();
+        for name in unused {
+            if let Some(t) = tensors.remove(&name) {
+                budget.release(fuseflow_ir::stored_bytes(&t));
+            }
+        }
+    }
     control.check(Phase::Compiling, || "the inputs were loaded and checked".into())?;
     let sim_start = Instant::now();
     let runs = match cfg.verify {
         // Every group's inputs are known once the reference has run: each reads the
         // reference's values of the intermediates it consumes, so groups are independent and
         // their results (cycles included) do not depend on which ran first or alongside.
-        true => simulate_independent(p, kernels, &tensors, cfg, control, budget)?,
+        true => simulate_independent(p, kernels, &mut tensors, cfg, control, budget)?,
         // Without the reference, a group reads what earlier groups simulated.
         false => {
             let jobs = group_jobs(p, kernels, cfg)?;
@@ -1051,7 +1068,7 @@ fn pick_fastest(
 fn simulate_independent(
     p: &CheckedProgram,
     kernels: Vec<GroupKernel>,
-    tensors: &BTreeMap<String, Tensor>,
+    tensors: &mut BTreeMap<String, Tensor>,
     cfg: &RunConfig,
     control: &RunControl,
     budget: Budget,
@@ -1068,19 +1085,36 @@ fn simulate_independent(
         work.extend(job.candidates.into_iter().map(|(k, _)| (gi, k)));
         shapes.push((estimates, job.skipped));
     }
-    let shared = share_budget(budget, threads.min(work.len()));
+    let mut shared = share_budget(budget, threads.min(work.len()));
     let results: Vec<Result<GroupRun, DriverError>> = if threads <= 1 {
-        // One at a time, so that a trace's span limit is spent in group order.
+        // One at a time, so that a trace's span limit is spent in group order; each value
+        // goes once the last group that reads it or is checked against it has run.
+        let mut last_use: BTreeMap<&String, usize> = BTreeMap::new();
+        for (w, (_, k)) in work.iter().enumerate() {
+            for name in k.graph.inputs.iter().map(|b| &b.tensor).chain(&k.outputs) {
+                last_use.insert(name, w);
+            }
+        }
+        let mut done_after: Vec<Vec<String>> = vec![Vec::new(); work.len()];
+        for (name, w) in last_use {
+            done_after[w].push(name.clone());
+        }
         let mut used = 0;
         let mut results = Vec::with_capacity(work.len());
-        for (gi, kernel) in work {
+        for ((gi, kernel), done) in work.into_iter().zip(done_after) {
             let sim = trace_budget(cfg, used);
             let r = simulate_group(p, gi, groups, kernel, tensors, Some(tensors), cfg, &sim, control, shared);
             used += r.as_ref().map_or(0, spans);
             results.push(r);
+            for name in done {
+                if let Some(t) = tensors.remove(&name) {
+                    shared.release(fuseflow_ir::stored_bytes(&t));
+                }
+            }
         }
         results
     } else {
+        let tensors = &*tensors;
         let pool = thread_pool(threads)?;
         pool.install(|| {
             work.into_par_iter()
@@ -1226,12 +1260,11 @@ fn simulate_group(
     Ok(GroupRun { report: gr, written, sim_seconds })
 }
 
-/// What a run will hold at least, or (for the reference evaluator) may hold, by item, from
-/// the declarations: generated and bound inputs (exact), every statement's result stored in
-/// its declared format (the padding of dense levels: exact whatever the values), and with
-/// verification the reference evaluator's results of statements declared dense (at most
-/// every point). Inputs read from files and sparse results are checked when their sizes are
-/// known.
+/// What a run will hold at least, by item, from the declarations: generated and bound inputs
+/// (exact) and every statement's result stored in its declared format (the padding of dense
+/// levels: exact whatever the values; with verification these are the reference evaluator's
+/// results, held once). Inputs read from files and sparse results are checked when their sizes
+/// are known.
 fn plan_bytes(p: &CheckedProgram, cfg: &RunConfig) -> Vec<(String, u64)> {
     let mut items = Vec::new();
     for d in p.decls.iter().filter(|d| d.role == fuseflow_ir::Role::Input) {
@@ -1249,12 +1282,6 @@ fn plan_bytes(p: &CheckedProgram, cfg: &RunConfig) -> Vec<(String, u64)> {
     for d in p.decls.iter().filter(|d| assigned.contains(&d.name)) {
         let stored = tensor_bytes(&d.shape, &d.format, 0);
         items.push((format!("{} stored {}", d.name, fuseflow_ir::format_name(&d.format)), stored));
-        let dense = d.format.levels.iter().all(|l| *l == fuseflow_tensor::LevelFormat::Dense);
-        if cfg.verify && dense {
-            let points = d.shape.iter().fold(1u64, |n, &s| n.saturating_mul(s as u64));
-            let bytes = fuseflow_tensor::budget::coo_bytes(d.shape.len(), points);
-            items.push((format!("{} in the reference", d.name), bytes));
-        }
     }
     items
 }

@@ -939,7 +939,8 @@ fn dense_operands_with_zeros_contract_unless_a_zero_meets_an_infinity() {
     // 2048·32·16 = 2^20 products: a matrix product. X has zero rows (as A·H does for nodes
     // without neighbours); W is finite, then holds an infinity, which a stored zero of X must
     // not turn into NaN (the join never multiplies absent points).
-    let src = "input X[2048,32] dense\ninput W[16,32] dense order(1,0)\noutput T[2048,16] dense\nT(i,c) = X(i,h) * W(c,h)\n";
+    let src =
+        "input X[2048,32] dense\ninput W[16,32] dense order(1,0)\noutput T[2048,16] dense\nT(i,c) = X(i,h) * W(c,h)\n";
     let p = program(src, &BTreeMap::new());
     let x = |i: usize| if (i / 32) % 3 == 0 { 0.0 } else { ((i * 7919) % 13) as f64 * 0.25 - 1.5 };
     for inf in [false, true] {
@@ -977,4 +978,52 @@ fn dense_values_fit_where_sparse_points_do_not() {
     let sparse = evaluate_with(&p, &inputs, &control);
     crate::eval::SPARSE_ONLY.with(|s| s.set(false));
     assert!(matches!(sparse, Err(EvalError::Memory(_))), "{sparse:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Comparing tensors where they lie reports exactly what comparing their COO forms does,
+    /// whatever the two formats and mode orders.
+    #[test]
+    fn comparing_tensors_in_place_is_comparing_their_coo(
+        shape in prop::collection::vec(1usize..=4, 1..=3),
+        seed in any::<u64>(),
+        formats in [any::<u8>(), any::<u8>()],
+        close in any::<bool>(),
+    ) {
+        use fuseflow_tensor::{Format, LevelFormat};
+        let mut rng = Lcg(seed | 1);
+        let n: usize = shape.iter().product();
+        let special = [0.0, -0.0, 1.0, -2.5, f64::NAN, f64::INFINITY, 3.0];
+        let e: Vec<f64> = (0..n).map(|_| special[(rng.next() % 7) as usize]).collect();
+        let a: Vec<f64> = e
+            .iter()
+            .map(|&v| match rng.next() % 8 {
+                0 if !close => special[(rng.next() % 7) as usize],
+                1 => v * (1.0 + 1e-13),
+                _ => v,
+            })
+            .collect();
+        let format = |bits: u8, dense: bool| {
+            let rank = shape.len();
+            let mut order: Vec<usize> = (0..rank).collect();
+            if bits & 1 == 1 {
+                order.reverse();
+            }
+            let levels = (0..rank)
+                .map(|l| if dense || (bits >> (l + 1)) & 1 == 0 { LevelFormat::Dense } else { LevelFormat::Compressed })
+                .collect();
+            Format::new(levels, order).unwrap()
+        };
+        let expected = Tensor::from_dense(&shape, &e, &format(formats[0], true)).unwrap();
+        let actual = Tensor::from_dense(&shape, &a, &format(formats[1], false)).unwrap();
+        let fast = compare_tensors("T", &expected, &actual, 1e-9, 1e-12);
+        let slow = compare_named("T", &expected.to_coo(), &actual.to_coo(), 1e-9, 1e-12);
+        prop_assert_eq!(fast.mismatches, slow.mismatches);
+        prop_assert_eq!(fast.ok, slow.ok);
+        prop_assert_eq!(&fast.first_mismatch, &slow.first_mismatch);
+        prop_assert_eq!(fast.max_abs_error.to_bits(), slow.max_abs_error.to_bits());
+        prop_assert_eq!(fast.max_rel_error.to_bits(), slow.max_rel_error.to_bits());
+    }
 }
