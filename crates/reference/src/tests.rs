@@ -942,7 +942,7 @@ fn dense_operands_with_zeros_contract_unless_a_zero_meets_an_infinity() {
     let src =
         "input X[2048,32] dense\ninput W[16,32] dense order(1,0)\noutput T[2048,16] dense\nT(i,c) = X(i,h) * W(c,h)\n";
     let p = program(src, &BTreeMap::new());
-    let x = |i: usize| if (i / 32) % 3 == 0 { 0.0 } else { ((i * 7919) % 13) as f64 * 0.25 - 1.5 };
+    let x = |i: usize| if (i / 32).is_multiple_of(3) { 0.0 } else { ((i * 7919) % 13) as f64 * 0.25 - 1.5 };
     for inf in [false, true] {
         let inputs = dense_inputs(&p, |n, i| match n {
             "X" => x(i),
