@@ -13,8 +13,8 @@ use anyhow::{anyhow, Context, Result};
 use fuseflow::{DriverError, ParRequest, RunConfig, RunControl};
 use fuseflow_explore::reproduce::records::{records_path, stored_scale, write_atomic};
 use fuseflow_explore::reproduce::{
-    self, configs, read_records, Config, Experiment, GroupFigures, PaperData, Record, RecordLog, ReproduceError, Scale,
-    RECORD_TOOL,
+    self, configs, read_records, same_run_record, Config, Experiment, GroupFigures, PaperData, Record, RecordLog,
+    ReproduceError, Scale, RECORD_TOOL,
 };
 use fuseflow_explore::Shard;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -149,6 +149,39 @@ pub fn reproduce(a: ReproduceArgs) -> Result<ExitCode> {
     };
     for (exp, configs) in &todo {
         let log = Mutex::new(RecordLog::open_shard(&out, *exp, shard)?);
+        // A run another experiment has recorded here (by now: earlier experiments of this
+        // command included) is taken over, renamed, not simulated again. Records another tool
+        // version wrote are left out (they are refused when their own experiment runs).
+        let recorded: Vec<(Experiment, Vec<Record>)> = Experiment::ALL
+            .iter()
+            .filter(|&e| e != exp)
+            .filter_map(|&e| read_records(&out, e, Some(scale)).ok().map(|(r, _)| (e, r)))
+            .collect();
+        let mut reused = Vec::new();
+        let mut to_run = Vec::new();
+        for c in configs {
+            match same_run_record(*exp, scale, c, &recorded) {
+                Some(r) => reused.push(r),
+                None => to_run.push(c),
+            }
+        }
+        if !reused.is_empty() {
+            let mut l = log.lock().map_err(|_| anyhow!("records log poisoned"))?;
+            for r in &reused {
+                l.append(r).with_context(|| format!("recording {}", r.id))?;
+                pb.inc(1);
+            }
+            let ids: Vec<&str> = reused.iter().map(|r| r.id.as_str()).collect();
+            pb.suspend(|| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{}: {} already recorded by another experiment (the same run): not simulated again",
+                    exp.name(),
+                    ids.join(", ")
+                );
+            });
+        }
+        let configs = to_run;
         let failed: Mutex<Option<anyhow::Error>> = Mutex::new(None);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(jobs)

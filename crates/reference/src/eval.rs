@@ -129,7 +129,8 @@ impl Stored {
 ///   takes the maximum of the nonzero values only, a group without any being 0.
 ///
 /// Values are held sparse (32 bytes a nonzero point) or, when at least a quarter of their points
-/// are present, dense (8 bytes a point); either form gives the same values.
+/// are present, dense (8 bytes a point); either form gives the same values, except that a sum
+/// of products over 2^20 products of dense operands adds in the order of a matrix product.
 ///
 /// Every input declared by `p` must be in `inputs`, with the declared shape. Enumerating more
 /// than 2^27 points of a sparse value's index space in one step is refused with
@@ -334,7 +335,7 @@ impl Cx<'_> {
         }
     }
 
-    /// The dense form of a relation whose space fits `limit` values.
+    /// The dense form of a relation (a sparse one is laid out over its whole space).
     fn dense(&self, r: Rel, what: &str) -> Result<DenseRel, EvalError> {
         match r {
             Rel::Dense(d) => Ok(d),

@@ -99,6 +99,23 @@ impl Config {
         }
     }
 
+    /// Whether `other` is the same run under another name: the same program, preset,
+    /// parameters, data, fusion, machine, lanes, blocking, order and layout. A run is a pure
+    /// function of these (at one scale), so one's record is the other's (fig14's unfused and
+    /// fully fused GCN are fig12's `ideal` ones).
+    pub fn same_run(&self, other: &Config) -> bool {
+        self.program == other.program
+            && self.preset == other.preset
+            && self.params == other.params
+            && self.graph == other.graph
+            && self.fusion == other.fusion
+            && self.hw == other.hw
+            && self.par == other.par
+            && self.block == other.block
+            && self.order == other.order
+            && self.free_layout == other.free_layout
+    }
+
     fn params(mut self, params: &[(&str, i64)]) -> Config {
         self.params.extend(params.iter().map(|(k, v)| (k.to_string(), *v)));
         self
@@ -336,6 +353,20 @@ mod tests {
                 assert!(!cs.is_empty());
                 let ids: std::collections::BTreeSet<&str> = cs.iter().map(|c| c.id.as_str()).collect();
                 assert_eq!(ids.len(), cs.len(), "{exp:?} {scale:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn fig14_shares_its_unfused_and_fully_fused_runs_with_fig12() {
+        for scale in [Scale::Small, Scale::Paper] {
+            let fig12 = configs(Experiment::Fig12, scale);
+            for c in configs(Experiment::Fig14, scale) {
+                let same: Vec<&str> = fig12.iter().filter(|o| o.same_run(&c)).map(|o| o.id.as_str()).collect();
+                match c.variant.as_str() {
+                    "unfused" | "full" => assert_eq!(same, [c.id.as_str()], "{scale:?}"),
+                    _ => assert!(same.is_empty(), "{} is {same:?}", c.id),
+                }
             }
         }
     }

@@ -77,6 +77,29 @@ impl Record {
     }
 }
 
+/// The record another experiment holds of the same run as `c` ([`super::Config::same_run`]),
+/// named for `exp`: runs are pure functions of their configuration, so it is the record `c`
+/// would get. `recorded` holds each experiment's records at `scale`; failed ones are not used.
+pub fn same_run_record(
+    exp: Experiment,
+    scale: Scale,
+    c: &super::Config,
+    recorded: &[(Experiment, Vec<Record>)],
+) -> Option<Record> {
+    let found = recorded.iter().filter(|(other, _)| *other != exp).find_map(|(other, records)| {
+        let plan = super::configs(*other, scale);
+        records.iter().filter(|r| r.ok()).find(|r| plan.iter().any(|o| o.id == r.id && o.same_run(c)))
+    })?;
+    Some(Record {
+        experiment: exp.name().into(),
+        id: c.id.clone(),
+        model: c.model.clone(),
+        dataset: c.dataset.clone(),
+        variant: c.variant.clone(),
+        ..found.clone()
+    })
+}
+
 /// The records file of `exp` under `out`.
 pub fn records_path(out: &Path, exp: Experiment) -> PathBuf {
     out.join(exp.name()).join(RECORDS_FILE)
@@ -320,5 +343,23 @@ pub(crate) mod tests {
         let e = read_records(&d, Experiment::Fig12, None).unwrap_err().to_string();
         assert!(e.contains("records of fuseflow-reproduce 0.0.0"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
+    }
+    #[test]
+    fn a_run_recorded_by_another_experiment_is_renamed_not_rerun() {
+        let fig14 = super::super::configs(Experiment::Fig14, Scale::Small);
+        let full = fig14.iter().find(|c| c.variant == "full").expect("fig14 has a full variant");
+        let both = fig14.iter().find(|c| c.variant == "both").expect("fig14 has both layers fused");
+        let mut failed = rec("gcn/default/full/ideal", "full", 7);
+        failed.verified = false;
+        let recorded = vec![(
+            Experiment::Fig12,
+            vec![failed, rec("gcn/default/full/ideal", "full", 42), rec("gcn/default/partial/ideal", "partial", 9)],
+        )];
+        let r = same_run_record(Experiment::Fig14, Scale::Small, full, &recorded).expect("fig12 ran it");
+        assert_eq!((r.experiment.as_str(), r.id.as_str(), r.cycles), ("fig14", full.id.as_str(), Some(42)));
+        // fig14's "both" names its groups (0-3,4-10), fig12's partial the `fuse` lines: another run.
+        assert!(same_run_record(Experiment::Fig14, Scale::Small, both, &recorded).is_none());
+        // An experiment never reuses its own records this way.
+        assert!(same_run_record(Experiment::Fig12, Scale::Small, full, &recorded).is_none());
     }
 }
