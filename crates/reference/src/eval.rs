@@ -601,7 +601,12 @@ impl Cx<'_> {
             }
         }
         let a = self.sparse(a)?;
-        let b = self.sparse(b)?;
+        // A dense right operand whose shared variables lead its layout (`X[k,f]` in
+        // `A[i,k]·X[k,f]`) is read where it lies; any other takes the sparse form.
+        let b = match b {
+            Rel::Dense(d) if leads(&d.layout, &a.layout) => Rel::Dense(d),
+            b => Rel::Sparse(self.sparse(b)?),
+        };
         self.sparse_join(op, &a, &b, reduce)
     }
 
@@ -645,14 +650,19 @@ impl Cx<'_> {
 
     /// [`Cx::join`] of sparse relations. A row-by-row sum whose result fills at least a quarter
     /// of its space is written straight into the dense form.
-    fn sparse_join(&self, op: BinOp, a: &Relation, b: &Relation, reduce: Option<&String>) -> Result<Rel, EvalError> {
+    fn sparse_join(&self, op: BinOp, a: &Relation, b: &Rel, reduce: Option<&String>) -> Result<Rel, EvalError> {
+        let (b_points, dense_b): (&[Point], Option<&DenseRel>) = match b {
+            Rel::Sparse(r) => (&r.points, None),
+            Rel::Dense(d) => (&[], Some(d)),
+        };
+        let b_layout = b.layout();
         let mut vars = a.layout.vars.clone();
-        vars.extend(b.layout.vars.iter().filter(|v| a.layout.pos(v).is_none()).cloned());
+        vars.extend(b_layout.vars.iter().filter(|v| a.layout.pos(v).is_none()).cloned());
         let full = self.layout(vars.clone())?;
-        let shared_vars: Vec<String> = a.layout.vars.iter().filter(|v| b.layout.pos(v).is_some()).cloned().collect();
+        let shared_vars: Vec<String> = a.layout.vars.iter().filter(|v| b_layout.pos(v).is_some()).cloned().collect();
         let shared = self.layout(shared_vars)?;
-        let (a_to_shared, b_to_shared) = (Projector::new(&a.layout, &shared), Projector::new(&b.layout, &shared));
-        let (a_to_full, b_to_full) = (Projector::new(&a.layout, &full), Projector::new(&b.layout, &full));
+        let (a_to_shared, b_to_shared) = (Projector::new(&a.layout, &shared), Projector::new(&b_layout, &shared));
+        let (a_to_full, b_to_full) = (Projector::new(&a.layout, &full), Projector::new(&b_layout, &full));
         let out_layout = match reduce {
             Some(k) => self.layout(vars.into_iter().filter(|v| v != k).collect())?,
             None => full.clone(),
@@ -662,32 +672,42 @@ impl Cx<'_> {
         // `b`'s points by shared-variable key. They already come in that order when the shared
         // variables lead `b`'s layout in `a`'s order (a dense right operand such as `X[k,f]`
         // in `A[i,k]·X[k,f]`): then they are searched in place rather than copied and sorted.
-        let in_place =
-            b.layout.vars.len() >= shared.vars.len() && b.layout.vars[..shared.vars.len()] == shared.vars[..];
+        let in_place = leads(b_layout, &a.layout);
         // Where each shared key's group starts, when the packed shared keys are few enough to
         // index directly (a CSR row pointer: one lookup per point of `a` instead of two binary
         // searches, which miss the cache on every probe of a large operand).
-        let b_len = b.points.len();
+        let b_len = dense_b.map_or(b_points.len(), |d| d.vals.len());
+        // What `b` holds, in points (a dense value is a quarter of a point).
+        let b_held = if dense_b.is_some() { b_len.div_ceil(4) } else { b_len };
         let bits = shared.key_bits();
-        let indexed = bits < usize::BITS - 1 && (1usize << bits) <= (2 * b_len).max(1 << 16);
+        let indexed = dense_b.is_none() && bits < usize::BITS - 1 && (1usize << bits) <= (2 * b_len).max(1 << 16);
+        // A dense `b` holds each shared key's group at its position, `own` values long; the
+        // keys of a group's values, in the full layout, are the same for every group.
+        let own_vars: Vec<usize> = (shared.vars.len()..b_layout.vars.len()).collect();
+        let own_len = dense::space_of(b_layout, &own_vars).unwrap_or(0).max(1);
+        let all_shared: Vec<usize> = (0..shared.vars.len()).collect();
+        let mut own_keys: Vec<u128> = Vec::new();
+        if dense_b.is_some() {
+            b_layout.for_each_point(&own_vars, |k| own_keys.push(b_to_full.apply(k)));
+        }
         // Copies of `b` this join makes: a regrouped `b` at 1.5 points a point, the index at a
         // quarter point an entry.
         let regrouped = if in_place { 0 } else { 3 * b_len / 2 };
         let index_points = if indexed { ((1usize << bits) + 1).div_ceil(4) } else { 0 };
         self.afford(
             &format!("join of {} × {} points", a.points.len(), b_len),
-            (a.points.len() + b_len + regrouped + index_points) as u128,
+            (a.points.len() + b_held + regrouped + index_points) as u128,
             0,
         )?;
         let grouped: Vec<(u128, u128, f64)> = if in_place {
             Vec::new()
         } else {
             let mut g: Vec<(u128, u128, f64)> =
-                b.points.iter().map(|&(k, v)| (b_to_shared.apply(k), b_to_full.apply(k), v)).collect();
+                b_points.iter().map(|&(k, v)| (b_to_shared.apply(k), b_to_full.apply(k), v)).collect();
             g.sort_unstable_by_key(|g| (g.0, g.1));
             g
         };
-        let shared_key = |i: usize| if in_place { b_to_shared.apply(b.points[i].0) } else { grouped[i].0 };
+        let shared_key = |i: usize| if in_place { b_to_shared.apply(b_points[i].0) } else { grouped[i].0 };
         let starts: Vec<usize> = if indexed {
             let mut starts = vec![0usize; (1usize << bits) + 1];
             for i in 0..b_len {
@@ -701,24 +721,29 @@ impl Cx<'_> {
             Vec::new()
         };
         let group = |s: u128| -> std::ops::Range<usize> {
-            if indexed {
+            if dense_b.is_some() {
+                let g = dense::index(&shared, s, &all_shared);
+                g * own_len..(g + 1) * own_len
+            } else if indexed {
                 starts[s as usize]..starts[s as usize + 1]
             } else if in_place {
-                b.points.partition_point(|p| b_to_shared.apply(p.0) < s)
-                    ..b.points.partition_point(|p| b_to_shared.apply(p.0) <= s)
+                b_points.partition_point(|p| b_to_shared.apply(p.0) < s)
+                    ..b_points.partition_point(|p| b_to_shared.apply(p.0) <= s)
             } else {
                 grouped.partition_point(|g| g.0 < s)..grouped.partition_point(|g| g.0 <= s)
             }
         };
         let item = |i: usize| -> (u128, f64) {
-            if in_place {
-                (b_to_full.apply(b.points[i].0), b.points[i].1)
+            if let Some(d) = dense_b {
+                (own_keys[i % own_len], d.vals[i])
+            } else if in_place {
+                (b_to_full.apply(b_points[i].0), b_points[i].1)
             } else {
                 (grouped[i].1, grouped[i].2)
             }
         };
         // The number of products, counted exactly unless the plain bound is small enough.
-        let bound = a.points.len() as u128 * b.points.len() as u128;
+        let bound = a.points.len() as u128 * b_len as u128;
         let small = bound <= (1 << 24) && bound <= self.control.max_work.unwrap_or(u64::MAX) as u128;
         let work = if small {
             bound
@@ -734,7 +759,7 @@ impl Cx<'_> {
         // it merges.
         let out_space = out_layout.sizes.iter().try_fold(1u128, |n, &s| n.checked_mul(s as u128)).unwrap_or(u128::MAX);
         // The keys a row spans: the output's variables that only `b` has, in its lowest bits.
-        let own = b.layout.vars.len() - shared.vars.len();
+        let own = b_layout.vars.len() - shared.vars.len();
         let low_bits: u32 = (out_layout.vars.len() - own..out_layout.vars.len()).map(|v| out_layout.bits(v)).sum();
         let out_points = match reduce {
             None => work,
@@ -751,14 +776,17 @@ impl Cx<'_> {
             && !out_layout.vars.is_empty()
             && space(&out_layout).is_some_and(|n| n as u128 <= 4 * work.min(out_space));
         let out_points = if dense_out { out_space.div_ceil(4) + out_points - work.min(out_space) } else { out_points };
-        let out_points = out_points + (a.points.len() + b_len + regrouped + index_points) as u128;
-        self.afford(&format!("join of {} × {} points", a.points.len(), b.points.len()), out_points, work)?;
+        let out_points = out_points + (a.points.len() + b_held + regrouped + index_points) as u128;
+        self.afford(&format!("join of {} × {} points", a.points.len(), b_len), out_points, work)?;
         // Every product of the left point `(ka, va)`, at its output key.
         let products = |ka: u128, va: f64, f: &mut dyn FnMut(u128, f64)| {
             let base = a_to_full.apply(ka);
             for i in group(a_to_shared.apply(ka)) {
                 let (kb, vb) = item(i);
-                f(full_to_out.apply(base | kb), op.apply(va, vb));
+                // Only a dense `b` stores zeros, which the join never multiplies.
+                if vb != 0.0 {
+                    f(full_to_out.apply(base | kb), op.apply(va, vb));
+                }
             }
         };
         if by_rows {
@@ -960,4 +988,11 @@ impl Cx<'_> {
         };
         Ok(Relation { layout: out, points })
     }
+}
+
+/// Whether the variables `b` shares with `a` lead `b`'s layout, in `a`'s order (then `b`'s
+/// points come grouped by the shared key).
+fn leads(b: &Layout, a: &Layout) -> bool {
+    let shared: Vec<&String> = a.vars.iter().filter(|v| b.pos(v).is_some()).collect();
+    b.vars.len() >= shared.len() && b.vars.iter().zip(&shared).all(|(x, y)| x == *y)
 }
