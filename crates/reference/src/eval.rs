@@ -661,8 +661,8 @@ impl Cx<'_> {
         let full = self.layout(vars.clone())?;
         let shared_vars: Vec<String> = a.layout.vars.iter().filter(|v| b_layout.pos(v).is_some()).cloned().collect();
         let shared = self.layout(shared_vars)?;
-        let (a_to_shared, b_to_shared) = (Projector::new(&a.layout, &shared), Projector::new(&b_layout, &shared));
-        let (a_to_full, b_to_full) = (Projector::new(&a.layout, &full), Projector::new(&b_layout, &full));
+        let (a_to_shared, b_to_shared) = (Projector::new(&a.layout, &shared), Projector::new(b_layout, &shared));
+        let (a_to_full, b_to_full) = (Projector::new(&a.layout, &full), Projector::new(b_layout, &full));
         let out_layout = match reduce {
             Some(k) => self.layout(vars.into_iter().filter(|v| v != k).collect())?,
             None => full.clone(),
