@@ -1261,10 +1261,10 @@ fn simulate_group(
 }
 
 /// What a run will hold at least, by item, from the declarations: generated and bound inputs
-/// (exact) and every statement's result stored in its declared format (the padding of dense
-/// levels: exact whatever the values; with verification these are the reference evaluator's
-/// results, held once). Inputs read from files and sparse results are checked when their sizes
-/// are known.
+/// (exact), with verification the reference evaluator's copies of the dense ones, and every
+/// statement's result stored in its declared format (the padding of dense levels: exact
+/// whatever the values; with verification these are the reference evaluator's results, held
+/// once). Inputs read from files and sparse results are checked when their sizes are known.
 fn plan_bytes(p: &CheckedProgram, cfg: &RunConfig) -> Vec<(String, u64)> {
     let mut items = Vec::new();
     for d in p.decls.iter().filter(|d| d.role == fuseflow_ir::Role::Input) {
@@ -1277,6 +1277,13 @@ fn plan_bytes(p: &CheckedProgram, cfg: &RunConfig) -> Vec<(String, u64)> {
             (None, Some(fuseflow_ir::Source::BigBird { .. } | fuseflow_ir::Source::File { .. }) | None) => 0,
         };
         items.push((format!("input {}", d.name), tensor_bytes(&d.shape, &d.format, nnz)));
+        // The reference evaluator holds a dense input's values, every point, until its last
+        // statement (when all the results below are held too).
+        let dense = d.format.levels.iter().all(|l| *l == fuseflow_tensor::LevelFormat::Dense);
+        if cfg.verify && dense && !d.shape.is_empty() {
+            let points = d.shape.iter().fold(1u64, |n, &s| n.saturating_mul(s as u64));
+            items.push((format!("input {} in the reference", d.name), points.saturating_mul(8)));
+        }
     }
     let assigned: std::collections::BTreeSet<&String> = p.stmts.iter().map(|s| &s.lhs.tensor).collect();
     for d in p.decls.iter().filter(|d| assigned.contains(&d.name)) {
