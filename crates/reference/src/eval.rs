@@ -910,6 +910,8 @@ impl Cx<'_> {
         let rest: Vec<String> =
             body.layout.vars.iter().enumerate().filter(|&(v, _)| v != k).map(|(_, n)| n.clone()).collect();
         let out = self.layout(rest)?;
+        // The body's own extent of the index (the statement's sizes give the same).
+        let size = body.layout.sizes[k];
         let outer: usize = body.layout.sizes[..k].iter().product();
         let inner: usize = body.layout.sizes[k + 1..].iter().product();
         self.afford_dense("reduction", outer * inner)?;
