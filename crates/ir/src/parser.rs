@@ -499,7 +499,7 @@ impl State<'_> {
         let source = match (role, source) {
             (Role::Input, Some(s)) => Some(s),
             (Role::Input, None) => {
-                if format.levels.iter().all(|l| *l == LevelFormat::Dense) {
+                if format.is_all_dense() {
                     Some(Source::Random { density: 1.0, seed: None })
                 } else {
                     return Err(p.err_at(

@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use fuseflow_tensor::{Coo, LevelFormat, Tensor};
+use fuseflow_tensor::{Coo, Tensor};
 
 /// The outcome of [`compare`].
 #[derive(Debug, Clone, PartialEq)]
@@ -97,8 +97,7 @@ pub fn compare_named(name: &str, expected: &Coo, actual: &Coo, rel_tol: f64, abs
 /// format, the actual one is walked where it lies and every other point read as 0, with no
 /// copy of either (a bit a point marks those seen); any others go through COO.
 pub fn compare_tensors(name: &str, expected: &Tensor, actual: &Tensor, rel_tol: f64, abs_tol: f64) -> Comparison {
-    let dense = expected.format.levels.iter().all(|l| *l == LevelFormat::Dense);
-    let comparable = dense
+    let comparable = expected.format.is_all_dense()
         && expected.shape == actual.shape
         && expected.rank() > 0
         && expected.validate().is_ok()
@@ -110,12 +109,7 @@ pub fn compare_tensors(name: &str, expected: &Tensor, actual: &Tensor, rel_tol: 
     // row-major rank of coordinates, by which the first mismatch is the one reported.
     let shape = &expected.shape;
     let order = &expected.format.mode_order;
-    let mut strides = vec![0usize; shape.len()];
-    let mut stride = 1usize;
-    for &d in order.iter().rev() {
-        strides[d] = stride;
-        stride *= shape[d];
-    }
+    let strides = expected.format.dense_strides(shape);
     let coords_at = |mut pos: usize| {
         let mut c = vec![0u32; order.len()];
         for &d in order.iter().rev() {

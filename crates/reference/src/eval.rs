@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use fuseflow_ir::{BinOp, CheckedProgram, Expr, ReduceOp, Role, Stmt};
 use fuseflow_tensor::budget::{coo_bytes, from_coo_bytes};
-use fuseflow_tensor::{Budget, Coo, Format, LevelFormat, Tensor};
+use fuseflow_tensor::{Budget, Coo, Format, Tensor};
 
 use crate::dense::{self, canon, densify, into_layout, space, sparsify, strides_in, walk, DenseRel, Rel};
 use crate::relation::{
@@ -76,7 +76,7 @@ impl Stored {
 
     /// Memory [`Stored::into_tensor`] needs beside this value's.
     fn conversion_bytes(&self, format: &Format) -> u64 {
-        let dense_format = format.levels.iter().all(|l| *l == LevelFormat::Dense);
+        let dense_format = format.is_all_dense();
         match self {
             Stored::Sparse(c) => from_coo_bytes(&c.shape, format, c.nnz() as u64),
             Stored::Dense { shape, .. } if dense_format && *format == Format::dense(shape.len()) => 0,
@@ -92,7 +92,7 @@ impl Stored {
     fn into_tensor(self, format: &Format) -> Result<Tensor, fuseflow_tensor::TensorError> {
         match self {
             Stored::Sparse(coo) => Tensor::from_coo(&coo, format),
-            Stored::Dense { shape, vals } if format.levels.iter().all(|l| *l == LevelFormat::Dense) => {
+            Stored::Dense { shape, vals } if format.is_all_dense() => {
                 let t = Tensor::from_row_major(shape, vals)?;
                 if t.format == *format {
                     Ok(t)
@@ -198,7 +198,7 @@ pub fn evaluate_with(
         let what = || format!("the reference evaluator's copy of input {}", d.name);
         // A dense input is held as its values in row-major order.
         let dense_format = Format::dense(t.rank());
-        let all_dense = t.format.levels.iter().all(|l| *l == LevelFormat::Dense);
+        let all_dense = t.format.is_all_dense();
         let stored = if dense_allowed() && all_dense && t.rank() > 0 && t.converts_in_place_to(&dense_format) {
             budget.check(8 * t.vals.len() as u64, what)?;
             let vals =

@@ -62,6 +62,24 @@ impl Format {
         Format { levels: vec![LevelFormat::Dense, LevelFormat::Compressed], mode_order: vec![0, 1] }
     }
 
+    /// Whether every level is dense (a tensor in this format stores every point).
+    pub fn is_all_dense(&self) -> bool {
+        self.levels.iter().all(|l| *l == LevelFormat::Dense)
+    }
+
+    /// For a tensor of `shape` whose levels are all dense: the stride in its values of each
+    /// logical dimension (storage level `l` holds dimension `mode_order[l]`; its stride is the
+    /// product of the sizes of the levels below it).
+    pub fn dense_strides(&self, shape: &[usize]) -> Vec<usize> {
+        let mut strides = vec![0usize; shape.len()];
+        let mut stride = 1usize;
+        for &d in self.mode_order.iter().rev() {
+            strides[d] = stride;
+            stride = stride.saturating_mul(shape[d]);
+        }
+        strides
+    }
+
     /// Rank of tensors in this format.
     pub fn rank(&self) -> usize {
         self.levels.len()

@@ -293,7 +293,7 @@ impl Tensor {
     /// is that value, and an unstored position is +0.0.
     pub fn converts_in_place_to(&self, format: &Format) -> bool {
         self.rank() > 0
-            && format.levels.iter().all(|l| *l == LevelFormat::Dense)
+            && format.is_all_dense()
             && Format::new(format.levels.clone(), format.mode_order.clone()).is_ok()
             && format.mode_order.len() == self.rank()
             && self.shape.iter().try_fold(1usize, |n, &s| n.checked_mul(s)).is_some()
@@ -302,15 +302,8 @@ impl Tensor {
 
     fn to_dense_format(&self, format: &Format) -> Tensor {
         let order = &format.mode_order;
-        // Storage level `l` holds dimension `order[l]`; its stride is the product of the sizes
-        // of the levels below it.
-        let mut strides = vec![0usize; self.rank()];
-        let mut stride = 1usize;
-        for &d in order.iter().rev() {
-            strides[d] = stride;
-            stride *= self.shape[d];
-        }
-        let mut vals = vec![0.0; stride];
+        let strides = format.dense_strides(&self.shape);
+        let mut vals = vec![0.0; self.shape.iter().product()];
         self.for_each_stored(|logical, v| {
             let pos: usize = logical.iter().zip(&strides).map(|(&c, &s)| c as usize * s).sum();
             vals[pos] = v;
