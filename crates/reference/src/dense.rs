@@ -74,7 +74,7 @@ pub fn space(layout: &Layout) -> Option<usize> {
 
 /// Row-major strides of `from`'s variables, placed at the positions of `to`'s variables (0
 /// where `from` lacks one: a broadcast).
-pub fn strides_in(from: &Layout, to: &Layout) -> Vec<usize> {
+fn strides_in(from: &Layout, to: &Layout) -> Vec<usize> {
     let mut own = vec![0usize; from.vars.len()];
     let mut stride = 1usize;
     for v in (0..from.vars.len()).rev() {
@@ -137,6 +137,16 @@ pub fn into_layout(a: DenseRel, to: &Layout) -> Vec<f64> {
     } else {
         gather(&a, to)
     }
+}
+
+/// `f(a, b)` at every point of `to`, row-major; `to`'s variables include all of `a`'s and
+/// `b`'s, each operand broadcast over those it lacks (`a`'s buffer is reused when it is already
+/// laid out over `to`). Results are [`canon`]ical.
+pub fn combine(a: DenseRel, b: &DenseRel, to: &Layout, f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
+    let mut out = into_layout(a, to);
+    let (so, sb) = (strides_in(to, to), strides_in(&b.layout, to));
+    walk(&to.sizes, [&so, &sb], |[o, i]| out[o] = canon(f(out[o], b.vals[i])));
+    out
 }
 
 /// The dense form of a sparse relation (`None` if its space is not addressable).
@@ -212,6 +222,7 @@ pub fn contract(a: &DenseRel, b: &DenseRel, k: &str, out: &Layout) -> Option<Den
         space_of(&b.layout, &n_vars)?,
         a.layout.sizes[ka],
     );
+    // The operands' matrix buffers must be addressable too.
     nb.checked_mul(m)?.checked_mul(kk)?;
     nb.checked_mul(kk)?.checked_mul(n)?;
     let len_c = nb.checked_mul(m)?.checked_mul(n)?;
@@ -248,16 +259,15 @@ pub fn contract(a: &DenseRel, b: &DenseRel, k: &str, out: &Layout) -> Option<Den
     for v in &mut cbuf {
         *v = canon(*v);
     }
-    let c_names: Vec<String> = batch_a
+    // C's variables: the batch ones, then a's own, then b's own.
+    let c_vars: Vec<String> = batch_a
         .iter()
         .chain(&m_vars)
         .map(|&v| a.layout.vars[v].clone())
         .chain(n_vars.iter().map(|&v| b.layout.vars[v].clone()))
         .collect();
-    let c_layout = Layout::new(
-        c_names.clone(),
-        c_names.iter().map(|v| out.sizes[out.pos(v).expect("output variable")]).collect(),
-    )?;
+    let c_sizes = c_vars.iter().map(|v| out.pos(v).map(|p| out.sizes[p])).collect::<Option<Vec<usize>>>()?;
+    let c_layout = Layout::new(c_vars, c_sizes)?;
     let c = DenseRel { layout: c_layout, vals: cbuf };
     Some(DenseRel { layout: out.clone(), vals: into_layout(c, out) })
 }

@@ -8,7 +8,7 @@ use fuseflow_ir::{BinOp, CheckedProgram, Expr, ReduceOp, Role, Stmt};
 use fuseflow_tensor::budget::{coo_bytes, from_coo_bytes};
 use fuseflow_tensor::{Budget, Coo, Format, Tensor};
 
-use crate::dense::{self, canon, densify, into_layout, space, sparsify, strides_in, walk, DenseRel, Rel};
+use crate::dense::{self, canon, densify, into_layout, space, sparsify, DenseRel, Rel};
 use crate::relation::{
     merge_union, normalize_sum, Layout, Point, Projector, Relation, RowAccumulator, SumAccumulator, MAX_DENSE_POINTS,
 };
@@ -614,9 +614,7 @@ impl Cx<'_> {
     fn contract(&self, a: Rel, b: Rel, k: &str, work: u128) -> Result<Rel, EvalError> {
         let what = format!("dense contraction of {} × {} values", a.stored(), b.stored());
         self.afford(&what, 0, work)?;
-        let mut vars = a.layout().vars.clone();
-        vars.extend(b.layout().vars.iter().filter(|v| a.layout().pos(v).is_none()).cloned());
-        let out = self.layout(vars.into_iter().filter(|v| v != k).collect())?;
+        let out = self.layout(a.layout().joined_vars(b.layout()).into_iter().filter(|v| v != k).collect())?;
         let n = space(&out).ok_or_else(|| self.too_large(&what))?;
         // The operands' matrix copies, the product and its reordering.
         self.afford_dense(&what, (a.stored() + b.stored()).saturating_add(n.saturating_mul(2)))?;
@@ -632,20 +630,13 @@ impl Cx<'_> {
     /// `a op b` (`*` or `/`) of dense operands at every point, where both are nonzero (0
     /// elsewhere, as the join).
     fn dense_join(&self, op: BinOp, a: DenseRel, b: DenseRel) -> Result<Rel, EvalError> {
-        let mut vars = a.layout.vars.clone();
-        vars.extend(b.layout.vars.iter().filter(|v| a.layout.pos(v).is_none()).cloned());
-        let full = self.layout(vars)?;
+        let full = self.layout(a.layout.joined_vars(&b.layout))?;
         let n = space(&full).ok_or_else(|| self.too_large("elementwise product"))?;
         if full.vars.len() > a.layout.vars.len() {
             self.afford_dense("elementwise product", n)?;
         }
-        let mut out = into_layout(a, &full);
-        let (so, sb) = (strides_in(&full, &full), strides_in(&b.layout, &full));
-        walk(&full.sizes, [&so, &sb], |[o, i]| {
-            let (va, vb) = (out[o], b.vals[i]);
-            out[o] = if va == 0.0 || vb == 0.0 { 0.0 } else { canon(op.apply(va, vb)) };
-        });
-        Ok(Rel::Dense(DenseRel { layout: full, vals: out }))
+        let vals = dense::combine(a, &b, &full, |va, vb| if va == 0.0 || vb == 0.0 { 0.0 } else { op.apply(va, vb) });
+        Ok(Rel::Dense(DenseRel { layout: full, vals }))
     }
 
     /// [`Cx::join`] of sparse relations. A row-by-row sum whose result fills at least a quarter
@@ -656,8 +647,7 @@ impl Cx<'_> {
             Rel::Dense(d) => (&[], Some(d)),
         };
         let b_layout = b.layout();
-        let mut vars = a.layout.vars.clone();
-        vars.extend(b_layout.vars.iter().filter(|v| a.layout.pos(v).is_none()).cloned());
+        let vars = a.layout.joined_vars(b_layout);
         let full = self.layout(vars.clone())?;
         let shared_vars: Vec<String> = a.layout.vars.iter().filter(|v| b_layout.pos(v).is_some()).cloned().collect();
         let shared = self.layout(shared_vars)?;
@@ -830,9 +820,7 @@ impl Cx<'_> {
     /// `op(a_or_0, b_or_0)` over the union of both supports, each broadcast over the variables
     /// it lacks.
     fn union(&self, op: BinOp, a: Rel, b: Rel) -> Result<Rel, EvalError> {
-        let mut vars = a.layout().vars.clone();
-        vars.extend(b.layout().vars.iter().filter(|v| a.layout().pos(v).is_none()).cloned());
-        let full = self.layout(vars)?;
+        let full = self.layout(a.layout().joined_vars(b.layout()))?;
         let missing =
             |l: &Layout| -> Vec<usize> { (0..full.vars.len()).filter(|&v| l.pos(&full.vars[v]).is_none()).collect() };
         let (a_missing, b_missing) = (missing(a.layout()), missing(b.layout()));
@@ -846,10 +834,8 @@ impl Cx<'_> {
             let grows = |r: &Rel| r.layout().vars != full.vars;
             self.afford_dense(what, if grows(&a) { n } else { 0 } + if matches!(b, Rel::Sparse(_)) { n } else { 0 })?;
             let (a, b) = (self.dense(a, what)?, self.dense(b, what)?);
-            let mut out = into_layout(a, &full);
-            let (so, sb) = (strides_in(&full, &full), strides_in(&b.layout, &full));
-            walk(&full.sizes, [&so, &sb], |[o, i]| out[o] = canon(op.apply(out[o], b.vals[i])));
-            return Ok(Rel::Dense(DenseRel { layout: full, vals: out }));
+            let vals = dense::combine(a, &b, &full, |va, vb| op.apply(va, vb));
+            return Ok(Rel::Dense(DenseRel { layout: full, vals }));
         }
         let (a, b) = (self.sparse(a)?, self.sparse(b)?);
         let ea = self.expand(&a, &full, &a_missing, what)?;
@@ -867,9 +853,7 @@ impl Cx<'_> {
     /// `op(a, b_or_0)` at every nonzero point of `a`, broadcast over the variables only `b` has
     /// (for operators with `op(0, b) = 0`, such as `expsubnz`).
     fn driven_by_left(&self, op: BinOp, a: &Relation, b: &Relation) -> Result<Relation, EvalError> {
-        let mut vars = a.layout.vars.clone();
-        vars.extend(b.layout.vars.iter().filter(|v| a.layout.pos(v).is_none()).cloned());
-        let full = self.layout(vars)?;
+        let full = self.layout(a.layout.joined_vars(&b.layout))?;
         let a_missing: Vec<usize> = (0..full.vars.len()).filter(|&v| a.layout.pos(&full.vars[v]).is_none()).collect();
         let ea = self.expand(a, &full, &a_missing, "broadcast in an elementwise operation")?;
         let to_b = Projector::new(&full, &b.layout);

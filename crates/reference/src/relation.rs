@@ -58,6 +58,14 @@ impl Layout {
         self.masks[v].count_ones()
     }
 
+    /// This layout's variables, then those only `other` has: the variables of a join or an
+    /// elementwise operation of the two.
+    pub fn joined_vars(&self, other: &Layout) -> Vec<String> {
+        let mut vars = self.vars.clone();
+        vars.extend(other.vars.iter().filter(|v| self.pos(v).is_none()).cloned());
+        vars
+    }
+
     /// Position of a variable.
     pub fn pos(&self, var: &str) -> Option<usize> {
         self.vars.iter().position(|v| v == var)
