@@ -13,8 +13,8 @@ use anyhow::{anyhow, Context, Result};
 use fuseflow::{DriverError, ParRequest, RunConfig, RunControl};
 use fuseflow_explore::reproduce::records::{records_path, stored_scale, write_atomic};
 use fuseflow_explore::reproduce::{
-    self, configs, read_records, same_run_record, Config, Experiment, GroupFigures, PaperData, Record, RecordLog,
-    ReproduceError, Scale, RECORD_TOOL,
+    self, configs, read_records, recorded_runs, same_run_record, Config, Experiment, GroupFigures, PaperData, Record,
+    RecordLog, ReproduceError, Scale, RECORD_TOOL,
 };
 use fuseflow_explore::Shard;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -152,15 +152,15 @@ pub fn reproduce(a: ReproduceArgs) -> Result<ExitCode> {
         // A run another experiment has recorded here (by now: earlier experiments of this
         // command included) is taken over, renamed, not simulated again. Records another tool
         // version wrote are left out (they are refused when their own experiment runs).
-        let recorded: Vec<(Experiment, Vec<Record>)> = Experiment::ALL
+        let recorded: Vec<(Experiment, Vec<(Config, Record)>)> = Experiment::ALL
             .iter()
             .filter(|&e| e != exp)
-            .filter_map(|&e| read_records(&out, e, Some(scale)).ok().map(|(r, _)| (e, r)))
+            .filter_map(|&e| read_records(&out, e, Some(scale)).ok().map(|(r, _)| (e, recorded_runs(e, scale, r))))
             .collect();
         let mut reused = Vec::new();
         let mut to_run = Vec::new();
         for c in configs {
-            match same_run_record(*exp, scale, c, &recorded) {
+            match same_run_record(*exp, c, &recorded) {
                 Some(r) => reused.push(r),
                 None => to_run.push(c),
             }

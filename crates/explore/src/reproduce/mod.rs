@@ -17,7 +17,7 @@ pub mod render;
 
 pub use paper::PaperData;
 pub use plan::{configs, Config, Program};
-pub use records::{read_records, same_run_record, GroupFigures, Record, RecordLog};
+pub use records::{read_records, recorded_runs, same_run_record, GroupFigures, Record, RecordLog};
 pub use render::{render, Rendered};
 
 /// Version written into every record; records of another version are refused (never mixed).

@@ -77,19 +77,29 @@ impl Record {
     }
 }
 
+/// The verified records of experiment `exp` at `scale`, each with the configuration it ran
+/// (the plan is built once here, not once a lookup).
+pub fn recorded_runs(exp: Experiment, scale: Scale, records: Vec<Record>) -> Vec<(super::Config, Record)> {
+    let plan = super::configs(exp, scale);
+    records
+        .into_iter()
+        .filter(Record::ok)
+        .filter_map(|r| plan.iter().find(|c| c.id == r.id).map(|c| (c.clone(), r)))
+        .collect()
+}
+
 /// The record another experiment holds of the same run as `c` ([`super::Config::same_run`]),
 /// named for `exp`: runs are pure functions of their configuration, so it is the record `c`
-/// would get. `recorded` holds each experiment's records at `scale`; failed ones are not used.
+/// would get. `recorded` holds each experiment's [`recorded_runs`].
 pub fn same_run_record(
     exp: Experiment,
-    scale: Scale,
     c: &super::Config,
-    recorded: &[(Experiment, Vec<Record>)],
+    recorded: &[(Experiment, Vec<(super::Config, Record)>)],
 ) -> Option<Record> {
-    let found = recorded.iter().filter(|(other, _)| *other != exp).find_map(|(other, records)| {
-        let plan = super::configs(*other, scale);
-        records.iter().filter(|r| r.ok()).find(|r| plan.iter().any(|o| o.id == r.id && o.same_run(c)))
-    })?;
+    let (_, found) = recorded
+        .iter()
+        .filter(|(other, _)| *other != exp)
+        .find_map(|(_, runs)| runs.iter().find(|(o, _)| o.same_run(c)))?;
     Some(Record {
         experiment: exp.name().into(),
         id: c.id.clone(),
@@ -351,15 +361,14 @@ pub(crate) mod tests {
         let both = fig14.iter().find(|c| c.variant == "both").expect("fig14 has both layers fused");
         let mut failed = rec("gcn/default/full/ideal", "full", 7);
         failed.verified = false;
-        let recorded = vec![(
-            Experiment::Fig12,
-            vec![failed, rec("gcn/default/full/ideal", "full", 42), rec("gcn/default/partial/ideal", "partial", 9)],
-        )];
-        let r = same_run_record(Experiment::Fig14, Scale::Small, full, &recorded).expect("fig12 ran it");
+        let fig12 =
+            vec![failed, rec("gcn/default/full/ideal", "full", 42), rec("gcn/default/partial/ideal", "partial", 9)];
+        let recorded = vec![(Experiment::Fig12, recorded_runs(Experiment::Fig12, Scale::Small, fig12))];
+        let r = same_run_record(Experiment::Fig14, full, &recorded).expect("fig12 ran it");
         assert_eq!((r.experiment.as_str(), r.id.as_str(), r.cycles), ("fig14", full.id.as_str(), Some(42)));
         // fig14's "both" names its groups (0-3,4-10), fig12's partial the `fuse` lines: another run.
-        assert!(same_run_record(Experiment::Fig14, Scale::Small, both, &recorded).is_none());
+        assert!(same_run_record(Experiment::Fig14, both, &recorded).is_none());
         // An experiment never reuses its own records this way.
-        assert!(same_run_record(Experiment::Fig12, Scale::Small, full, &recorded).is_none());
+        assert!(same_run_record(Experiment::Fig12, full, &recorded).is_none());
     }
 }
