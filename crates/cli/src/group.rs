@@ -16,6 +16,7 @@
 //! program's own `par` lines are not applied (they may name groups of one fusion plan; the
 //! `par` axis replaces them).
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -133,13 +134,13 @@ impl GroupRunner {
         let mut expected = BTreeMap::new();
         for (name, t) in reference {
             match tensors.entry(name) {
-                std::collections::btree_map::Entry::Vacant(e) => {
+                Entry::Vacant(e) => {
                     e.insert(t);
                 }
-                std::collections::btree_map::Entry::Occupied(e) if cfg.verify => {
+                Entry::Occupied(e) if cfg.verify => {
                     expected.insert(e.key().clone(), t);
                 }
-                std::collections::btree_map::Entry::Occupied(_) => {}
+                Entry::Occupied(_) => {}
             }
         }
         let stats = DataStats::measure(&tensors);
@@ -233,7 +234,6 @@ fn failure(e: DriverError) -> Failure {
     Failure { message: e.to_string().replace(['\n', '\r'], " "), retryable }
 }
 
-/// Where an output is NaN or infinite.
 impl GroupEvaluator for GroupRunner {
     fn fingerprint(&self) -> String {
         self.fingerprint.clone()
