@@ -45,12 +45,17 @@ fn eval_logical(p: &CheckedProgram, inputs: &BTreeMap<String, Tensor>) -> Result
     Ok(got.iter().map(|(n, t)| (n.clone(), logical(t))).collect())
 }
 
-/// [`eval_logical`] with sparse relations only.
-fn eval_sparse_only(p: &CheckedProgram, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Coo>, EvalError> {
+/// `f()` evaluating with sparse relations only.
+fn sparse_only<T>(f: impl FnOnce() -> T) -> T {
     crate::eval::SPARSE_ONLY.with(|s| s.set(true));
-    let r = eval_logical(p, inputs);
+    let r = f();
     crate::eval::SPARSE_ONLY.with(|s| s.set(false));
     r
+}
+
+/// [`eval_logical`] with sparse relations only.
+fn eval_sparse_only(p: &CheckedProgram, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Coo>, EvalError> {
+    sparse_only(|| eval_logical(p, inputs))
 }
 
 /// Evaluates `src` with the given input entries (each stored in its declared format).
@@ -974,9 +979,7 @@ fn dense_values_fit_where_sparse_points_do_not() {
         assert!((s[i] - sum).abs() <= 1e-9 * sum);
         assert_eq!(y[i * 1024 + c], (t + 0.5) / s[i]);
     }
-    crate::eval::SPARSE_ONLY.with(|s| s.set(true));
-    let sparse = evaluate_with(&p, &inputs, &control);
-    crate::eval::SPARSE_ONLY.with(|s| s.set(false));
+    let sparse = sparse_only(|| evaluate_with(&p, &inputs, &control));
     assert!(matches!(sparse, Err(EvalError::Memory(_))), "{sparse:?}");
 }
 
