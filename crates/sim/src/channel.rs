@@ -275,16 +275,22 @@ impl Channel {
         self.freed.is_none()
     }
 
+    /// Capacity in tokens (`None`: unbounded).
+    pub fn capacity(&self) -> Option<usize> {
+        (!self.is_unbounded()).then_some(self.cap)
+    }
+
     /// Current occupancy.
     #[inline(always)]
     pub fn len(&self) -> usize {
         (self.pushed - self.popped) as usize
     }
 
-    /// Records that `n` tokens crossed an unbounded channel that nothing ran on (inside a
-    /// fused inner product), so that token counts are those of the unfused network.
+    /// Records that `n` tokens crossed a channel that nothing ran on (inside a fused chain,
+    /// whose [`crate::prims::link::Link`]s kept its timing), so that token counts are those of
+    /// the unfused network.
     pub(crate) fn account(&mut self, n: u64) {
-        debug_assert!(self.is_empty() && self.is_unbounded());
+        debug_assert!(self.is_empty());
         self.pushed = n;
         self.popped = n;
     }

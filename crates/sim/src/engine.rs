@@ -11,9 +11,10 @@ use fuseflow_tensor::{Blocked, Format, LevelData, LevelFormat, Tensor};
 
 use crate::control::{SimControl, SimProgress, PROGRESS_INTERVAL};
 use crate::io::{Io, Primitive};
-use crate::memory::{MemoryConfig, Sharing};
+use crate::memory::{MemPort, MemoryConfig, Sharing};
 use crate::prims::bcast::{Bcast, BcastChain, BcastTiming};
 use crate::prims::dot::{Absorbed, Dot, DotChain, DotTiming, FusedShared};
+use crate::prims::link::{FusedEnv, MAX_LINK_CAPACITY};
 use crate::prims::{self, scan::LevelSource};
 use crate::tile::{
     load_tiles, NodeTile, SharedArena, TileAcc, TileAlu, TileArena, TileArray, TilePlan, TileReduce, TileSpec,
@@ -335,7 +336,7 @@ impl Network {
                 slot.fires = st.fires;
                 slot.stall_in = st.stall_in;
                 slot.stall_out = st.stall_out;
-                slot.prim = Box::new(Absorbed { ops: st.ops, bytes_read: st.bytes_read });
+                slot.prim = Box::new(Absorbed { ops: st.ops, bytes_read: st.bytes_read, mem: st.mem });
                 if let Some((_, outs)) = &slot.stat_ports {
                     for &c in outs.iter().flatten().filter(|c| f.internal.contains(c)) {
                         self.chans[c as usize].account(st.sent);
@@ -838,8 +839,10 @@ pub fn simulate_with(
     let (mut net, mut fifo) = build(graph, &arrays, config, &shares, log.as_ref(), None, true)?;
     net.trace = log.clone();
     let cycles = match net.run_controlled(config.max_cycles, config.soft_cap, control) {
-        // A fused inner product met a stream it does not model: run the nodes one by one.
-        Err(_) if net.bailed() => {
+        // A fused product met a stream it does not model, or, with finite channels, a fused
+        // chain, which sends a token's outputs together, waited on a consumer that the
+        // separate nodes would have fed first: run the nodes one by one.
+        Err(e) if net.bailed() || (matches!(e, SimError::Deadlock { .. }) && !net.fused.is_empty()) => {
             (net, fifo) = build(graph, &arrays, config, &shares, log.as_ref(), None, false)?;
             net.run_controlled(config.max_cycles, config.soft_cap, control)?
         }
@@ -1115,12 +1118,10 @@ fn build(
             out_chans[s.producer.0 .0 as usize][s.producer.1 as usize].push(ch);
         }
     }
-    // Fused products need unbounded channels (fire times then follow from the inputs alone),
-    // ideal memory, the pipelined reducer, and no per-node trace or tiles.
+    // Fused products model their inner channels (`prims::link`) and their arrays' memory
+    // ports; they need the pipelined reducer, and no per-node trace or tiles.
     let fusable = fuse
         && config.fuse_products
-        && !bounded
-        && config.memory.is_none()
         && trace.is_none()
         && tiles.is_none()
         && !config.timing.quirks.reduce_stop_with_value;
@@ -1137,6 +1138,16 @@ fn build(
         for mut plan in dots.chain(bcasts) {
             let nodes: Vec<usize> = plan.absorbed.iter().copied().chain([plan.runner]).collect();
             if nodes.iter().any(|&n| in_plan[n].is_some()) || !plan.wire(&nodes, &in_chans, &out_chans) {
+                continue;
+            }
+            // The capacity of every channel into the chain's nodes; chains with inner channels
+            // deeper than a link models run node by node.
+            plan.caps = nodes
+                .iter()
+                .flat_map(|&n| in_chans[n].iter().enumerate().map(move |(p, &c)| ((n, p), c)))
+                .map(|(key, c)| (key, net.chans[c as usize].capacity()))
+                .collect();
+            if plan.caps.values().flatten().any(|&c| c > MAX_LINK_CAPACITY) {
                 continue;
             }
             for n in nodes {
@@ -1177,10 +1188,15 @@ fn build(
             let (ins, outs) = (std::mem::take(&mut in_chans[i]), std::mem::take(&mut out_chans[i]));
             let timing = config.timing.of(kind);
             let runs_here = plans[k].as_ref().is_some_and(|p| p.runner == i);
+            if let (Op::Array { .. }, Some(plan)) = (&node.op, plans[k].as_mut()) {
+                // Ports go to nodes in node order, absorbed or not, so each gets its share.
+                plan.ports.extend(port().map(|p| (i, p)));
+            }
             let slot = if let Some(plan) = plans[k].take_if(|_| runs_here) {
                 let shared = Rc::new(RefCell::new(FusedShared::default()));
                 let run_outs = outs.iter().cloned().chain(plan.extra_outs).collect();
-                let prim = (plan.make)(shared.clone());
+                let env = FusedEnv { shared: shared.clone(), caps: plan.caps, ports: plan.ports };
+                let prim = (plan.make)(env);
                 let slot = net.add(prim, plan.ins, run_outs, timing, node.label.clone(), kind);
                 let accumulates = matches!(node.op, Op::Spacc { .. });
                 net.fused.push(FusedRun { absorbed: plan.absorbed, internal: plan.internal, accumulates, shared });
@@ -1299,7 +1315,7 @@ struct FusedRun {
 }
 
 /// Makes a fused node that reports to the given shared state.
-type MakeFused = Box<dyn FnOnce(Rc<RefCell<FusedShared>>) -> Box<dyn Primitive>>;
+type MakeFused = Box<dyn FnOnce(FusedEnv) -> Box<dyn Primitive>>;
 
 /// A chain that can run fused, before its node is made.
 struct FusedPlan {
@@ -1316,6 +1332,10 @@ struct FusedPlan {
     ins: Vec<u32>,
     extra_outs: Vec<Vec<u32>>,
     internal: Vec<u32>,
+    /// Capacity of the channel into each `(node, input port)` of the chain.
+    caps: BTreeMap<(usize, usize), Option<usize>>,
+    /// Memory ports of the absorbed arrays, made as the build reaches them.
+    ports: BTreeMap<usize, MemPort>,
     /// Makes the fused node.
     make: MakeFused,
 }
@@ -1337,6 +1357,8 @@ impl FusedPlan {
             ins: Vec::new(),
             extra_outs: Vec::new(),
             internal: Vec::new(),
+            caps: BTreeMap::new(),
+            ports: BTreeMap::new(),
             make,
         }
     }
@@ -1410,8 +1432,7 @@ fn plan_dot(
         alu: config.timing.of("alu"),
     };
     let max_cycles = config.max_cycles;
-    let make: MakeFused =
-        Box::new(move |shared| Box::new(Dot::new(chain, size, vals, op, &timing, max_cycles, shared)));
+    let make: MakeFused = Box::new(move |env| Box::new(Dot::new(chain, size, vals, op, &timing, max_cycles, env)));
     Some(FusedPlan::new(chain.reduce, chain.absorbed(), vec![(chain.scan[0], 0), (chain.scan[1], 0)], Vec::new(), make))
 }
 
@@ -1444,7 +1465,7 @@ fn plan_bcast(
     };
     let max_cycles = config.max_cycles;
     let make: MakeFused =
-        Box::new(move |shared| Box::new(Bcast::new(chain, size, vals, acc_op, &timing, max_cycles, shared)));
+        Box::new(move |env| Box::new(Bcast::new(chain, size, vals, acc_op, &timing, max_cycles, env)));
     let refs = [(chain.scan, 0), (chain.repeat, 0)];
     Some(match chain.acc {
         Some(acc) => {

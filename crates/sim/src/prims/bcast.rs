@@ -27,8 +27,10 @@ use fuseflow_graph::{AluOp, Graph, NodeId, Op, ReduceKind};
 use fuseflow_tensor::LevelFormat;
 
 use super::dot::{clock, past_limit, sole_producer, step, FusedShared, ScanStage, ScanState, Stage};
+use super::link::{consumed, load, FusedEnv, Link};
 use super::spacc::{combine, flush, follows, stop_of, Flushed};
 use crate::io::{Clock, Io, Primitive};
+use crate::memory::MemPort;
 use crate::{SimError, Token};
 
 /// The six nodes of a fused broadcast product, by graph node index.
@@ -241,6 +243,66 @@ struct Acc {
     queue: VecDeque<Pair>,
 }
 
+/// The channels inside a fused broadcast product (see [`Link`]).
+struct BcastLinks {
+    /// Scanner → repeat-signal generator (coordinates), → its array (references), → the
+    /// absorbed accumulator (coordinates; unbounded and unused without one).
+    scan_sig: Link,
+    scan_array: Link,
+    scan_acc: Link,
+    /// Repeat-signal generator → repeater.
+    sig: Link,
+    /// Repeater → its array, or → the multiply when it broadcasts values.
+    repeat: Link,
+    /// The repeater's array → multiply (unused without one), the scanner's array → multiply.
+    rep_mul: Link,
+    scan_mul: Link,
+    /// Multiply → the absorbed accumulator (unused without one).
+    mul_acc: Link,
+}
+
+impl BcastLinks {
+    fn new(chain: &BcastChain, env: &FusedEnv) -> BcastLinks {
+        let (s, r) = if chain.scan_first { (0, 1) } else { (1, 0) };
+        let none = || Link::new(None);
+        BcastLinks {
+            scan_sig: env.link(chain.repsig, 0),
+            scan_array: env.link(chain.scan_array, 0),
+            scan_acc: chain.acc.map_or_else(none, |a| env.link(a, 1)),
+            sig: env.link(chain.repeat, 1),
+            repeat: match chain.rep_array {
+                Some(a) => env.link(a, 0),
+                None => env.link(chain.mul, r),
+            },
+            rep_mul: chain.rep_array.map_or_else(none, |_| env.link(chain.mul, r)),
+            scan_mul: env.link(chain.mul, s),
+            mul_acc: chain.acc.map_or_else(none, |a| env.link(a, 2)),
+        }
+    }
+
+    /// Whether every link is unbounded.
+    fn unbounded(&self) -> bool {
+        [
+            &self.scan_sig,
+            &self.scan_array,
+            &self.scan_acc,
+            &self.sig,
+            &self.repeat,
+            &self.rep_mul,
+            &self.scan_mul,
+            &self.mul_acc,
+        ]
+        .iter()
+        .all(|l| l.is_unbounded())
+    }
+
+    /// The accumulator took the oldest pair at `at`.
+    fn acc_took(&mut self, at: u64) {
+        self.scan_acc.pop(at);
+        self.mul_acc.pop(at);
+    }
+}
+
 /// The fused broadcast product (see the module documentation). Without an accumulator, its
 /// own clock is the multiply's; with one, the accumulator's.
 pub(crate) struct Bcast {
@@ -258,11 +320,17 @@ pub(crate) struct Bcast {
     /// The repeater's array (absent when it broadcasts values) and the scanner's array.
     rep_array: Option<Clock>,
     scan_array: Clock,
+    /// Their memory ports (none with ideal memory).
+    rep_mem: Option<MemPort>,
+    scan_mem: Option<MemPort>,
     /// The multiply (the slot's clock, copied in and out, when no accumulator joined).
     mul: Clock,
     mul_sent: u64,
     loads: [u64; 2],
     ops: u64,
+    links: BcastLinks,
+    /// Every link unbounded and memory ideal: fibers take the loops without waits or reads.
+    plain: bool,
     /// Input ports of the scanner's and the repeater's references.
     ref_scan: usize,
     ref_rep: usize,
@@ -273,10 +341,19 @@ pub(crate) struct Bcast {
     shared: Rc<RefCell<FusedShared>>,
 }
 
+/// Where a coordinate's two tokens may be sent: the earliest send cycles of the outputs
+/// (the scanner's coordinates, the products) outside the chain, 0 for an absorbed
+/// accumulator (whose links say when).
+#[derive(Clone, Copy)]
+struct Room {
+    crd: u64,
+    val: u64,
+}
+
 impl Bcast {
     /// The chain over a dense level of `size` coordinates; `vals` are the repeater's array's
     /// (if it has one) and the scanner's array's values; `acc` the absorbed accumulator's
-    /// operation, when [`BcastChain::acc`] is set.
+    /// operation, when [`BcastChain::acc`] is set. Channels and memory ports come from `env`.
     pub fn new(
         chain: BcastChain,
         size: u32,
@@ -284,7 +361,7 @@ impl Bcast {
         acc: Option<ReduceKind>,
         timing: &BcastTiming,
         max_cycles: u64,
-        shared: Rc<RefCell<FusedShared>>,
+        mut env: FusedEnv,
     ) -> Bcast {
         let (rep_vals, scan_vals) = vals;
         let acc = acc.filter(|_| chain.acc.is_some()).map(|op| Acc {
@@ -298,6 +375,10 @@ impl Bcast {
             queue: VecDeque::new(),
         });
         let first_ref = if acc.is_some() { REDUCED + 1 } else { 0 };
+        let links = BcastLinks::new(&chain, &env);
+        let rep_mem = chain.rep_array.and_then(|a| env.port(a));
+        let scan_mem = env.port(chain.scan_array);
+        let plain = links.unbounded() && rep_mem.is_none() && scan_mem.is_none();
         Bcast {
             chain,
             size,
@@ -310,16 +391,20 @@ impl Bcast {
             repeat_sent: 0,
             rep_array: chain.rep_array.map(|_| clock(timing.array)),
             scan_array: clock(timing.array),
+            rep_mem,
+            scan_mem,
             mul: clock(timing.alu),
             mul_sent: 0,
             loads: [0; 2],
             ops: 0,
+            links,
+            plain,
             ref_scan: first_ref,
             ref_rep: first_ref + 1,
             finished: false,
             acc,
             max_cycles,
-            shared,
+            shared: env.shared,
         }
     }
 
@@ -331,7 +416,7 @@ impl Bcast {
 
     /// The multiply's fire on the two value paths' tokens (repeater's, scanner's) and their
     /// ready cycles: the product and its ready cycle.
-    fn multiply(&mut self, rep: (u64, Token), scan: (u64, Token), free: u64) -> Result<(u64, Token), SimError> {
+    fn multiply(&mut self, rep: (u64, Token), scan: (u64, Token), room: Room) -> Result<(u64, Token), SimError> {
         let (a, b) = if self.chain.scan_first { (scan, rep) } else { (rep, scan) };
         let out = match (a.1, b.1) {
             (Token::Val(x), Token::Val(y)) => {
@@ -342,9 +427,25 @@ impl Bcast {
             (Token::Done, Token::Done) => Token::Done,
             _ => return Err(self.bail("value streams that part")),
         };
-        let at = self.mul.fire(a.0.max(b.0), free);
+        let l = &mut self.links;
+        let at = self.mul.fire(a.0.max(b.0), room.val.max(l.mul_acc.free()));
+        if self.chain.rep_array.is_some() { &mut l.rep_mul } else { &mut l.repeat }.pop(at);
+        l.scan_mul.pop(at);
+        l.mul_acc.push();
         self.mul_sent += 1;
         Ok((self.mul.ready(at), out))
+    }
+
+    /// A scanner fire (outside a fiber: a stop or `D`) on an input ready at `ready`: its
+    /// cycle. Its token goes to the signal generator, the array and the accumulator.
+    fn scan_fire(&mut self, ready: u64, room: Room) -> u64 {
+        let l = &mut self.links;
+        let at =
+            self.scan.clk.fire(ready, room.crd.max(l.scan_sig.free()).max(l.scan_array.free()).max(l.scan_acc.free()));
+        l.scan_sig.push();
+        l.scan_array.push();
+        l.scan_acc.push();
+        at
     }
 
     /// The scanner's token, ready at `ready`, through the repeat-signal generator: the
@@ -352,8 +453,32 @@ impl Bcast {
     fn send_crd(&mut self, ready: u64) -> u64 {
         self.scan.sent += 1;
         self.repsig_sent += 1;
-        let at = self.repsig.fire(ready, 0);
+        let l = &mut self.links;
+        let at = self.repsig.fire(ready, l.sig.free());
+        l.scan_sig.pop(at);
+        l.sig.push();
         self.repsig.ready(at)
+    }
+
+    /// The scanner's array on a control token whose reference is ready at `ready`: the ready
+    /// cycle of what it sends to the multiply.
+    fn scan_array_control(&mut self, ready: u64) -> u64 {
+        let l = &mut self.links;
+        let at = self.scan_array.fire(ready, l.scan_mul.free());
+        consumed(&mut self.scan_mem, at);
+        l.scan_array.pop(at);
+        l.scan_mul.push();
+        self.scan_array.ready(at)
+    }
+
+    /// A repeater fire at `ready` on a signal and, when it closes a fiber, the next payload
+    /// token: the fire's cycle, with the signal taken then and the output sent.
+    fn repeat_fire(&mut self, ready: u64) -> u64 {
+        let l = &mut self.links;
+        let at = self.repeat.fire(ready, l.repeat.free());
+        l.repeat.push();
+        self.repeat_sent += 1;
+        at
     }
 
     /// Sends a scanner token and its product: on the outputs, or to the accumulator's queue.
@@ -377,11 +502,18 @@ impl Bcast {
         }
     }
 
-    /// The repeater's token `tok`, ready at `ready`, through its array if it has one: the
-    /// token and ready cycle the multiply sees.
+    /// The repeater's control token `tok`, ready at `ready`, through its array if it has one:
+    /// the token and ready cycle the multiply sees.
     fn rep_value(&mut self, ready: u64, tok: Token) -> (u64, Token) {
         match &mut self.rep_array {
-            Some(c) => (step(c, ready), tok),
+            Some(c) => {
+                let l = &mut self.links;
+                let at = c.fire(ready, l.rep_mul.free());
+                consumed(&mut self.rep_mem, at);
+                l.repeat.pop(at);
+                l.rep_mul.push();
+                (c.ready(at), tok)
+            }
             None => (ready, tok),
         }
     }
@@ -398,7 +530,7 @@ impl Bcast {
 
     /// Coordinates `pos..end` of the open fiber at `base`, each through every stage, with the
     /// broadcast value `x` (its token ready at `rp`): `sink(coordinate ready, coordinate,
-    /// product ready, product)` takes each.
+    /// product ready, product)` takes each. Every link unbounded and memory ideal.
     #[inline(always)]
     fn fiber_run(
         &mut self,
@@ -406,6 +538,7 @@ impl Bcast {
         (rp, x): (u64, f64),
         mut sink: impl FnMut(u64, u32, u64, f64),
     ) -> Result<(), SimError> {
+        debug_assert!(self.plain);
         let (lo, hi) = (base as usize + pos as usize, base as usize + end as usize);
         let Some(ys) = self.scan_vals.get(lo..hi) else {
             return Err(self.bail("a broadcast token the fused loop does not model"));
@@ -424,6 +557,68 @@ impl Bcast {
             let at = self.mul.fire(vr.max(vs), 0);
             sink(rc, q, self.mul.ready(at), AluOp::Mul.apply2(a, b));
         }
+        self.fiber_count(pos, end, base);
+        Ok(())
+    }
+
+    /// Coordinate `q` of the open fiber at `base` through every stage, each waiting for room
+    /// on its links (and the outputs outside the chain, `room`) and each array for its memory
+    /// port, with the broadcast token `held` (ready at `rp`, value `x`): the coordinate's
+    /// ready cycle, the product's, and the product.
+    #[inline(always)]
+    fn coordinate(
+        &mut self,
+        q: u32,
+        base: u32,
+        (rp, held, x): (u64, Token, f64),
+        room: Room,
+    ) -> Option<(u64, u64, f64)> {
+        let y = *self.scan_vals.get(base as usize + q as usize)?;
+        let l = &mut self.links;
+        let free = room.crd.max(l.scan_sig.free()).max(l.scan_array.free()).max(l.scan_acc.free());
+        let at = self.scan.clk.fire(0, free);
+        l.scan_sig.push();
+        l.scan_array.push();
+        l.scan_acc.push();
+        let rc = self.scan.clk.ready(at);
+        let at = self.repsig.fire(rc, l.sig.free());
+        l.scan_sig.pop(at);
+        l.sig.push();
+        let rs = self.repsig.ready(at);
+        let at = self.repeat.fire(rs.max(rp), l.repeat.free());
+        l.sig.pop(at);
+        l.repeat.push();
+        let rr = self.repeat.ready(at);
+        let vr = match &mut self.rep_array {
+            Some(c) => {
+                let word = match held {
+                    Token::Idx(p) => Some(p),
+                    _ => None,
+                };
+                let at = c.fire(load(&mut self.rep_mem, word, rr), l.rep_mul.free());
+                consumed(&mut self.rep_mem, at);
+                l.repeat.pop(at);
+                l.rep_mul.push();
+                c.ready(at)
+            }
+            None => rr,
+        };
+        let at = self.scan_array.fire(load(&mut self.scan_mem, Some(base + q), rc), l.scan_mul.free());
+        consumed(&mut self.scan_mem, at);
+        l.scan_array.pop(at);
+        l.scan_mul.push();
+        let vs = self.scan_array.ready(at);
+        let at = self.mul.fire(vr.max(vs), room.val.max(l.mul_acc.free()));
+        if self.rep_array.is_some() { &mut l.rep_mul } else { &mut l.repeat }.pop(at);
+        l.scan_mul.pop(at);
+        l.mul_acc.push();
+        let (a, b) = if self.chain.scan_first { (y, x) } else { (x, y) };
+        Some((rc, self.mul.ready(at), AluOp::Mul.apply2(a, b)))
+    }
+
+    /// Counts coordinates `pos..end` of the fiber at `base` as sent by every stage and moves
+    /// the scanner on.
+    fn fiber_count(&mut self, pos: u32, end: u32, base: u32) {
         let n = (end - pos) as u64;
         self.scan.sent += n;
         self.repsig_sent += n;
@@ -433,24 +628,26 @@ impl Bcast {
         self.loads[1] += n;
         self.ops += n;
         self.scan.state = if end == self.size { ScanState::Closing } else { ScanState::Fiber { pos: end, base } };
-        Ok(())
     }
 
     /// More of the open fiber (from position `pos` at `base`), with the broadcast token
     /// `held` (ready at `rp`). Without an accumulator: as many coordinates as the outputs take
     /// below the soft cap (at least one), so that a long dense fiber does not fill a channel at
     /// once. With one: the rest of the fiber straight into it when it is taking a fiber and
-    /// nothing waits before; else into its queue, up to the soft cap.
+    /// nothing waits before; else into its queue, up to the soft cap (and the links' room).
     fn fiber(&mut self, io: &mut Io<'_>, pos: u32, base: u32, (rp, held): (u64, Token)) -> Result<(), SimError> {
+        if !self.plain {
+            return self.fiber_timed(io, pos, base, (rp, held));
+        }
         let x = self.broadcast(held)?;
         let end_at = |room: usize| (pos as usize).saturating_add(room.max(1)).min(self.size as usize) as u32;
         match self.acc.as_mut() {
             None => {
                 let end = end_at(io.soft_room(OUT_VAL).min(io.soft_room(OUT_CRD)));
                 let n = (end - pos) as usize;
-                // The outputs are unbounded (fusion needs it): write the run to each port's
-                // first channel through a writer sized for it, then copy it to the port's
-                // other channels.
+                // The outputs are unbounded (the chain is plain: its outputs feed the same
+                // channels as its inner ones): write the run to each port's first channel
+                // through a writer sized for it, then copy it to the port's other channels.
                 let [vw, cw] = io.channels_opt([io.out_first(OUT_VAL), io.out_first(OUT_CRD)]);
                 let (mut vw, mut cw) = (vw.map(|c| c.writer(n)), cw.map(|c| c.writer(n)));
                 self.fiber_run((pos, end, base), (rp, x), |rc, q, rv, v| {
@@ -492,6 +689,51 @@ impl Bcast {
         Ok(())
     }
 
+    /// [`Bcast::fiber`] where a link is bounded or memory is modelled: one coordinate at a
+    /// time, while the outputs (or the accumulator's links) have room.
+    fn fiber_timed(&mut self, io: &mut Io<'_>, pos: u32, base: u32, (rp, held): (u64, Token)) -> Result<(), SimError> {
+        let x = self.broadcast(held)?;
+        let bad = |b: &Bcast| b.bail("a broadcast token the fused loop does not model");
+        let mut q = pos;
+        let direct = self.acc.as_ref().is_some_and(|a| a.phase == Phase::Inner && a.queue.is_empty());
+        let mut clk = io.clock();
+        while q < self.size {
+            let room = match &self.acc {
+                None => match (io.out_free(OUT_CRD), io.out_free(OUT_VAL)) {
+                    (Some(crd), Some(val)) => Room { crd, val },
+                    _ => break,
+                },
+                Some(acc) if direct || self.acc_room(acc, io) => Room { crd: 0, val: 0 },
+                Some(_) => break,
+            };
+            let Some((rc, rv, v)) = self.coordinate(q, base, (rp, held, x), room) else { return Err(bad(self)) };
+            match self.acc.as_mut() {
+                None => {
+                    io.push_ready(OUT_CRD, rc, Token::Idx(q));
+                    io.push_ready(OUT_VAL, rv, Token::Val(v));
+                }
+                Some(acc) if direct => {
+                    let at = clk.fire(rc.max(rv), 0);
+                    self.links.acc_took(at);
+                    acc.slots.add(acc.op, q, v);
+                    acc.ops += 1;
+                }
+                Some(acc) => acc.queue.push_back(((rc, Token::Idx(q)), (rv, Token::Val(v)))),
+            }
+            q += 1;
+        }
+        if direct {
+            io.set_clock(clk);
+        }
+        self.fiber_count(pos, q, base);
+        Ok(())
+    }
+
+    /// Whether the accumulator's queue (the two links into it) can take another pair.
+    fn acc_room(&self, acc: &Acc, io: &Io<'_>) -> bool {
+        acc.queue.len() < io.soft_cap && !self.links.scan_acc.is_full() && !self.links.mul_acc.is_full()
+    }
+
     /// Runs the absorbed accumulator as far as its inputs (the queue, the reduced stream) and
     /// outputs allow; returns whether it did anything. Streams that `Spacc1` would reject make
     /// the chain give up, so that the node-by-node run reports them.
@@ -524,6 +766,7 @@ impl Bcast {
                                 let at = io.fire(ready.max(r1).max(r2), 0);
                                 io.pop(REDUCED, at);
                                 acc.queue.pop_front();
+                                self.links.acc_took(at);
                             } else {
                                 let at = io.fire(ready, 0);
                                 io.pop(REDUCED, at);
@@ -543,6 +786,7 @@ impl Bcast {
                             let at = io.fire(ready.max(r1).max(r2), free);
                             io.pop(REDUCED, at);
                             acc.queue.pop_front();
+                            self.links.acc_took(at);
                             io.push(0, at, Token::Done);
                             io.push(1, at, Token::Done);
                             acc.phase = Phase::Finished;
@@ -556,7 +800,8 @@ impl Bcast {
                 }
                 Phase::Inner => {
                     let Some(((r1, c), (r2, v))) = acc.queue.pop_front() else { break };
-                    io.fire(r1.max(r2), 0);
+                    let at = io.fire(r1.max(r2), 0);
+                    self.links.acc_took(at);
                     match (c, v) {
                         (Token::Idx(c), Token::Val(v)) if (c as usize) < acc.slots.size() => {
                             acc.slots.add(acc.op, c, v);
@@ -589,24 +834,24 @@ impl Bcast {
     }
 
     fn publish(&self) {
-        let stage = |c: &Clock, sent: u64, ops: u64, bytes_read: u64| Stage {
-            t: c.t,
-            fires: c.fires,
-            stall_in: c.stall_in,
-            stall_out: c.stall_out,
-            sent,
-            ops,
-            bytes_read,
-        };
+        let mem = |m: &Option<MemPort>| m.as_ref().map(|m| (m.requests, m.bytes));
         let mut stages = vec![
-            stage(&self.scan.clk, self.scan.sent, 0, 0),
-            stage(&self.repsig, self.repsig_sent, 0, 0),
-            stage(&self.repeat, self.repeat_sent, 0, 0),
+            Stage::of(&self.scan.clk, self.scan.sent),
+            Stage::of(&self.repsig, self.repsig_sent),
+            Stage::of(&self.repeat, self.repeat_sent),
         ];
-        stages.extend(self.rep_array.as_ref().map(|c| stage(c, self.repeat_sent, 0, 4 * self.loads[0])));
-        stages.push(stage(&self.scan_array, self.scan.sent, 0, 4 * self.loads[1]));
+        stages.extend(self.rep_array.as_ref().map(|c| Stage {
+            bytes_read: 4 * self.loads[0],
+            mem: mem(&self.rep_mem),
+            ..Stage::of(c, self.repeat_sent)
+        }));
+        stages.push(Stage {
+            bytes_read: 4 * self.loads[1],
+            mem: mem(&self.scan_mem),
+            ..Stage::of(&self.scan_array, self.scan.sent)
+        });
         if self.acc.is_some() {
-            stages.push(stage(&self.mul, self.mul_sent, self.ops, 0));
+            stages.push(Stage { ops: self.ops, ..Stage::of(&self.mul, self.mul_sent) });
         }
         self.shared.borrow_mut().stages = Some(stages);
     }
@@ -622,12 +867,13 @@ impl Bcast {
         clocks
     }
 
-    /// Whether the chain may make another pair now: the outputs are below the soft cap
-    /// (their send cycle, unbounded, is 0), or the accumulator's queue is.
-    fn room(&self, io: &Io<'_>) -> Option<u64> {
+    /// Whether the chain may make another pair now, and the earliest send cycles of its
+    /// outputs: the outputs have room (below the soft cap when unbounded), or the
+    /// accumulator's queue does.
+    fn room(&self, io: &Io<'_>) -> Option<Room> {
         match &self.acc {
-            None => io.out_free(OUT_CRD).and(io.out_free(OUT_VAL)),
-            Some(acc) => (acc.queue.len() < io.soft_cap).then_some(0),
+            None => Some(Room { crd: io.out_free(OUT_CRD)?, val: io.out_free(OUT_VAL)? }),
+            Some(acc) => self.acc_room(acc, io).then_some(Room { crd: 0, val: 0 }),
         }
     }
 
@@ -639,7 +885,7 @@ impl Bcast {
             if self.finished {
                 break;
             }
-            let Some(free) = self.room(io) else { break };
+            let Some(room) = self.room(io) else { break };
             let (r_scan, r_rep) = (self.ref_scan, self.ref_rep);
             match self.scan.state {
                 ScanState::Fiber { pos, base } => {
@@ -660,7 +906,7 @@ impl Bcast {
                     if !self.held_ok(held) {
                         return Err(self.bail("a broadcast token the fused loop does not model"));
                     }
-                    let at = self.scan.clk.fire(rw, 0);
+                    let at = self.scan_fire(rw, room);
                     let crd = match next_w {
                         Token::Stop { level, .. } => {
                             io.pop(r_scan, at);
@@ -680,7 +926,8 @@ impl Bcast {
                         rep.t = ready;
                     }
                     io.pop(r_rep, rep.t);
-                    let at = rep.fire(rn, 0);
+                    self.links.sig.pop(rep.t);
+                    let at = self.repeat_fire(rn);
                     let out = match next_r {
                         Token::Stop { level, .. } => {
                             io.pop(r_rep, at);
@@ -688,11 +935,10 @@ impl Bcast {
                         }
                         _ => Token::stop(0),
                     };
-                    self.repeat_sent += 1;
-                    let rr = rep.ready(at);
+                    let rr = self.repeat.ready(at);
                     let rep = self.rep_value(rr, out);
-                    let vs = step(&mut self.scan_array, rc);
-                    let val = self.multiply(rep, (vs, crd), free)?;
+                    let vs = self.scan_array_control(rc);
+                    let val = self.multiply(rep, (vs, crd), room)?;
                     self.emit(io, (rc, crd), val);
                 }
                 ScanState::Idle => {
@@ -716,34 +962,34 @@ impl Bcast {
                             self.scan.state = ScanState::Fiber { pos: 0, base: base as u32 };
                         }
                         (Token::Stop { level, gap }, Token::Stop { level: lr, gap: gr }) => {
-                            let at = self.scan.clk.fire(rw, 0);
+                            let at = self.scan_fire(rw, room);
                             io.pop(r_scan, at);
                             let crd = Token::Stop { level: level + 1, gap: gap + 1 };
                             let rc = self.scan.clk.ready(at);
                             let rs = self.send_crd(rc);
-                            let at = self.repeat.fire(rs.max(rp), 0);
+                            let at = self.repeat_fire(rs.max(rp));
                             io.pop(r_rep, at);
-                            self.repeat_sent += 1;
+                            self.links.sig.pop(at);
                             let rr = self.repeat.ready(at);
                             let out = Token::Stop { level: lr + 1, gap: gr + 1 };
                             let rep = self.rep_value(rr, out);
-                            let vs = step(&mut self.scan_array, rc);
-                            let val = self.multiply(rep, (vs, crd), free)?;
+                            let vs = self.scan_array_control(rc);
+                            let val = self.multiply(rep, (vs, crd), room)?;
                             self.emit(io, (rc, crd), val);
                         }
                         (Token::Done, Token::Done) => {
-                            let at = self.scan.clk.fire(rw, 0);
+                            let at = self.scan_fire(rw, room);
                             io.pop(r_scan, at);
                             self.scan.state = ScanState::Finished;
                             let rc = self.scan.clk.ready(at);
                             let rs = self.send_crd(rc);
-                            let at = self.repeat.fire(rs.max(rp), 0);
+                            let at = self.repeat_fire(rs.max(rp));
                             io.pop(r_rep, at);
-                            self.repeat_sent += 1;
+                            self.links.sig.pop(at);
                             let rr = self.repeat.ready(at);
                             let rep = self.rep_value(rr, Token::Done);
-                            let vs = step(&mut self.scan_array, rc);
-                            let val = self.multiply(rep, (vs, Token::Done), free)?;
+                            let vs = self.scan_array_control(rc);
+                            let val = self.multiply(rep, (vs, Token::Done), room)?;
                             self.emit(io, (rc, Token::Done), val);
                             self.finished = true;
                             if self.acc.is_none() {

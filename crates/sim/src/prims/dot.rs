@@ -20,7 +20,9 @@ use std::sync::Arc;
 use fuseflow_graph::{AluOp, Graph, JoinKind, Op, ReduceKind, StreamId};
 use fuseflow_tensor::LevelFormat;
 
+use super::link::{consumed, load, FusedEnv, Link};
 use crate::io::{Clock, Io, Primitive};
+use crate::memory::MemPort;
 use crate::{SimError, Token};
 
 /// The seven nodes of a fused inner product, by graph node index.
@@ -133,6 +135,25 @@ pub(crate) struct Stage {
     pub ops: u64,
     /// Off-chip bytes read.
     pub bytes_read: u64,
+    /// Memory requests and the bytes they moved, for an array with a memory port.
+    pub mem: Option<(u64, u64)>,
+}
+
+impl Stage {
+    /// The counters of a stage with this clock that sent `sent` tokens on each output, and
+    /// neither computed nor read anything.
+    pub fn of(c: &Clock, sent: u64) -> Stage {
+        Stage {
+            t: c.t,
+            fires: c.fires,
+            stall_in: c.stall_in,
+            stall_out: c.stall_out,
+            sent,
+            ops: 0,
+            bytes_read: 0,
+            mem: None,
+        }
+    }
 }
 
 /// A dense scanner's state.
@@ -159,6 +180,34 @@ impl ScanStage {
     }
 }
 
+/// The channels inside a fused inner product (see [`Link`]).
+struct DotLinks {
+    /// Scanner `k` → intersection: its coordinates and its references.
+    scan: [[Link; 2]; 2],
+    /// Intersection → array `k`.
+    array: [Link; 2],
+    /// Array `k` → multiply.
+    mul: [Link; 2],
+    /// Multiply → reducer.
+    reduce: Link,
+}
+
+impl DotLinks {
+    fn new(chain: &DotChain, env: &FusedEnv) -> DotLinks {
+        DotLinks {
+            scan: [0, 1].map(|k| [env.link(chain.join, 2 * k), env.link(chain.join, 2 * k + 1)]),
+            array: [0, 1].map(|k| env.link(chain.array[k], 0)),
+            mul: [0, 1].map(|k| env.link(chain.mul, k)),
+            reduce: env.link(chain.reduce, 0),
+        }
+    }
+
+    /// Whether every link is unbounded.
+    fn unbounded(&self) -> bool {
+        self.scan.iter().flatten().chain(&self.array).chain(&self.mul).chain([&self.reduce]).all(Link::is_unbounded)
+    }
+}
+
 /// The fused inner product (see the module documentation). Its inputs are the two scanners'
 /// reference streams; its output is the reducer's; its own clock is the reducer's.
 pub(crate) struct Dot {
@@ -171,8 +220,13 @@ pub(crate) struct Dot {
     join_sent: u64,
     arrays: [Clock; 2],
     loads: [u64; 2],
+    /// The arrays' memory ports (none with ideal memory).
+    mem: [Option<MemPort>; 2],
     mul: Clock,
     mul_ops: u64,
+    links: DotLinks,
+    /// Every link unbounded and memory ideal: fibers take the loop without waits or reads.
+    plain: bool,
     acc: f64,
     any: bool,
     pending: Option<Token>,
@@ -213,7 +267,8 @@ pub(crate) fn clock((ii, latency): (u64, u64)) -> Clock {
 }
 
 impl Dot {
-    /// The chain over dense levels of `size` coordinates and the arrays' values `vals`.
+    /// The chain over dense levels of `size` coordinates and the arrays' values `vals`, in
+    /// the channels and with the memory ports of `env`.
     pub fn new(
         chain: DotChain,
         size: u32,
@@ -221,9 +276,12 @@ impl Dot {
         op: ReduceKind,
         timing: &DotTiming,
         max_cycles: u64,
-        shared: Rc<RefCell<FusedShared>>,
+        mut env: FusedEnv,
     ) -> Dot {
         let scan = || ScanStage::new(timing.scan);
+        let links = DotLinks::new(&chain, &env);
+        let mem = [env.port(chain.array[0]), env.port(chain.array[1])];
+        let plain = links.unbounded() && mem.iter().all(Option::is_none);
         Dot {
             chain,
             size,
@@ -234,15 +292,18 @@ impl Dot {
             join_sent: 0,
             arrays: [clock(timing.array), clock(timing.array)],
             loads: [0; 2],
+            mem,
             mul: clock(timing.alu),
             mul_ops: 0,
+            links,
+            plain,
             acc: Dot::init(op),
             any: false,
             pending: None,
             finished: false,
             reduce_ops: 0,
             max_cycles,
-            shared,
+            shared: env.shared,
         }
     }
 
@@ -274,6 +335,8 @@ impl Dot {
         let size = self.size;
         let node = self.chain.scan[k] as u32;
         let Some((ready, tok)) = io.head(k) else { return Err(self.bail("scanner without input")) };
+        let [crd, refs] = &mut self.links.scan[k];
+        let free = crd.free().max(refs.free());
         let s = &mut self.scans[k];
         let out = match (s.state, tok) {
             (ScanState::Idle, Token::Idx(p)) => {
@@ -291,30 +354,32 @@ impl Dot {
                 return Ok(None);
             }
             (ScanState::Idle, Token::Stop { level, gap }) => {
-                let at = s.clk.fire(ready, 0);
+                let at = s.clk.fire(ready, free);
                 io.pop(k, at);
                 (s.clk.ready(at), Token::Stop { level: level + 1, gap: gap + 1 })
             }
             (ScanState::Idle, Token::Done) => {
-                let at = s.clk.fire(ready, 0);
+                let at = s.clk.fire(ready, free);
                 io.pop(k, at);
                 s.state = ScanState::Finished;
                 (s.clk.ready(at), Token::Done)
             }
             (ScanState::Closing, Token::Stop { level, .. }) => {
-                let at = s.clk.fire(ready, 0);
+                let at = s.clk.fire(ready, free);
                 io.pop(k, at);
                 s.state = ScanState::Idle;
                 (s.clk.ready(at), Token::stop(level + 1))
             }
             (ScanState::Closing, _) => {
-                let at = s.clk.fire(ready, 0);
+                let at = s.clk.fire(ready, free);
                 s.state = ScanState::Idle;
                 (s.clk.ready(at), Token::stop(0))
             }
             _ => return Err(self.bail("a reference stream the fused loop does not model")),
         };
         s.sent += 1;
+        crd.push();
+        refs.push();
         Ok(Some(out))
     }
 
@@ -336,17 +401,64 @@ impl Dot {
         let (join, mul) = (&mut self.join, &mut self.mul);
         let mut red = io.clock();
         let mut acc = self.acc;
-        for (&a, &b) in va.iter().zip(vb) {
-            let r0 = step(c0, 0);
-            let r1 = step(c1, 0);
-            let r = step(join, r0.max(r1));
-            let m = step(x0, r).max(step(x1, r));
-            let v = AluOp::Mul.apply2(a, b);
-            red.fire(step(mul, m), 0);
-            acc = match op {
-                ReduceKind::Sum => acc + v,
-                ReduceKind::Max => acc.max(v),
-            };
+        if self.plain {
+            for (&a, &b) in va.iter().zip(vb) {
+                let r0 = step(c0, 0);
+                let r1 = step(c1, 0);
+                let r = step(join, r0.max(r1));
+                let m = step(x0, r).max(step(x1, r));
+                let v = AluOp::Mul.apply2(a, b);
+                red.fire(step(mul, m), 0);
+                acc = match op {
+                    ReduceKind::Sum => acc + v,
+                    ReduceKind::Max => acc.max(v),
+                };
+            }
+        } else {
+            // Every stage waits for room on its links and each array for its memory port, as
+            // the separate nodes do; tokens cross each link one at a time.
+            let l = &mut self.links;
+            let [m0, m1] = &mut self.mem;
+            for (q, (&a, &b)) in (pos..size).zip(va.iter().zip(vb)) {
+                let [[k0, r0], [k1, r1]] = &mut l.scan;
+                let at0 = c0.fire(0, k0.free().max(r0.free()));
+                let at1 = c1.fire(0, k1.free().max(r1.free()));
+                for link in [&mut *k0, r0, k1, r1] {
+                    link.push();
+                }
+                let [a0, a1] = &mut l.array;
+                let atj = join.fire(c0.ready(at0).max(c1.ready(at1)), a0.free().max(a1.free()));
+                for link in [k0, r0, k1, r1] {
+                    link.pop(atj);
+                }
+                a0.push();
+                a1.push();
+                let rj = join.ready(atj);
+                let [l0, l1] = &mut l.mul;
+                let d0 = load(m0, Some(base[0] + q), rj);
+                let at = x0.fire(d0, l0.free());
+                consumed(m0, at);
+                a0.pop(at);
+                l0.push();
+                let v0 = x0.ready(at);
+                let d1 = load(m1, Some(base[1] + q), rj);
+                let at = x1.fire(d1, l1.free());
+                consumed(m1, at);
+                a1.pop(at);
+                l1.push();
+                let v1 = x1.ready(at);
+                let at = mul.fire(v0.max(v1), l.reduce.free());
+                l0.pop(at);
+                l1.pop(at);
+                l.reduce.push();
+                let at = red.fire(mul.ready(at), 0);
+                l.reduce.pop(at);
+                let v = AluOp::Mul.apply2(a, b);
+                acc = match op {
+                    ReduceKind::Sum => acc + v,
+                    ReduceKind::Max => acc.max(v),
+                };
+            }
         }
         io.set_clock(red);
         self.acc = acc;
@@ -373,14 +485,32 @@ impl Dot {
         };
         // The intersection forwards each operand's payload token; the arrays pass stops and `D`
         // on; the multiply sends its first operand's.
-        let r = step(&mut self.join, a.0.max(b.0));
+        let l = &mut self.links;
+        let at = self.join.fire(a.0.max(b.0), l.array[0].free().max(l.array[1].free()));
+        for link in l.scan.iter_mut().flatten() {
+            link.pop(at);
+        }
+        let r = self.join.ready(at);
         self.join_sent += 1;
-        let [x0, x1] = &mut self.arrays;
-        let m = step(x0, r).max(step(x1, r));
-        let ready = step(&mut self.mul, m);
+        let mut m = 0;
+        for k in 0..2 {
+            l.array[k].push();
+            let x = &mut self.arrays[k];
+            let at = x.fire(r, l.mul[k].free());
+            consumed(&mut self.mem[k], at);
+            l.array[k].pop(at);
+            l.mul[k].push();
+            m = m.max(x.ready(at));
+        }
+        let at = self.mul.fire(m, l.reduce.free());
+        l.mul[0].pop(at);
+        l.mul[1].pop(at);
+        l.reduce.push();
+        let ready = self.mul.ready(at);
+        let at = io.fire(ready, free);
+        l.reduce.pop(at);
         match tok {
             Token::Stop { level, gap } => {
-                let at = io.fire(ready, free);
                 if gap == 0 {
                     io.push(0, at, Token::Val(if self.any { self.acc } else { 0.0 }));
                     self.acc = Dot::init(self.op);
@@ -393,7 +523,6 @@ impl Dot {
                 }
             }
             _ => {
-                let at = io.fire(ready, free);
                 io.push(0, at, Token::Done);
                 self.finished = true;
                 self.publish();
@@ -404,23 +533,15 @@ impl Dot {
 
     /// Hands the absorbed nodes' counters to the engine.
     fn publish(&self) {
-        let stage = |c: &Clock, sent: u64, ops: u64, bytes_read: u64| Stage {
-            t: c.t,
-            fires: c.fires,
-            stall_in: c.stall_in,
-            stall_out: c.stall_out,
-            sent,
-            ops,
-            bytes_read,
-        };
         let [s0, s1] = &self.scans;
+        let mem = |k: usize| self.mem[k].as_ref().map(|m| (m.requests, m.bytes));
         self.shared.borrow_mut().stages = Some(vec![
-            stage(&s0.clk, s0.sent, 0, 0),
-            stage(&s1.clk, s1.sent, 0, 0),
-            stage(&self.join, self.join_sent, 0, 0),
-            stage(&self.arrays[0], self.join_sent, 0, 4 * self.loads[0]),
-            stage(&self.arrays[1], self.join_sent, 0, 4 * self.loads[1]),
-            stage(&self.mul, self.join_sent, self.mul_ops, 0),
+            Stage::of(&s0.clk, s0.sent),
+            Stage::of(&s1.clk, s1.sent),
+            Stage::of(&self.join, self.join_sent),
+            Stage { bytes_read: 4 * self.loads[0], mem: mem(0), ..Stage::of(&self.arrays[0], self.join_sent) },
+            Stage { bytes_read: 4 * self.loads[1], mem: mem(1), ..Stage::of(&self.arrays[1], self.join_sent) },
+            Stage { ops: self.mul_ops, ..Stage::of(&self.mul, self.join_sent) },
         ]);
     }
 
@@ -476,11 +597,13 @@ impl Primitive for Dot {
 }
 
 /// The slot of a node a [`Dot`] absorbed: never runs; after the run it holds the node's
-/// operation and read counts for the report.
+/// operation, read and memory counts for the report.
 #[derive(Default)]
 pub(crate) struct Absorbed {
     pub ops: u64,
     pub bytes_read: u64,
+    /// Requests and bytes of the node's memory port, if it had one.
+    pub mem: Option<(u64, u64)>,
 }
 
 impl Primitive for Absorbed {
@@ -495,5 +618,11 @@ impl Primitive for Absorbed {
     }
     fn traffic(&self) -> (u64, u64) {
         (self.bytes_read, 0)
+    }
+    fn mem_stats(&self) -> (u64, u64) {
+        self.mem.unwrap_or_default()
+    }
+    fn port_bytes(&self, out: &mut Vec<u64>) {
+        out.extend(self.mem.map(|m| m.1));
     }
 }

@@ -4,6 +4,7 @@ pub(crate) mod bcast;
 pub(crate) mod dot;
 mod fork;
 mod join;
+pub(crate) mod link;
 pub mod scan;
 mod spacc;
 mod stream;
