@@ -26,7 +26,9 @@ use std::sync::Arc;
 use fuseflow_graph::{AluOp, Graph, NodeId, Op, ReduceKind};
 use fuseflow_tensor::LevelFormat;
 
-use super::dot::{clock, past_limit, sole_producer, step, FusedShared, ScanStage, ScanState, Stage};
+use super::dot::{
+    clock, coast, past_limit, shared_ii, sole_producer, stalls, step, FusedShared, ScanStage, ScanState, Stage,
+};
 use super::link::{consumed, load, FusedEnv, Link};
 use super::spacc::{combine, flush, follows, stop_of, Flushed};
 use crate::io::{Clock, Io, Primitive};
@@ -543,7 +545,12 @@ impl Bcast {
         let Some(ys) = self.scan_vals.get(lo..hi) else {
             return Err(self.bail("a broadcast token the fused loop does not model"));
         };
-        for (q, &y) in (pos..end).zip(ys) {
+        let product = |y: f64| if self.chain.scan_first { AluOp::Mul.apply2(y, x) } else { AluOp::Mul.apply2(x, y) };
+        // A missing array clock is the repeater's again (same interval, never stalls twice).
+        let ii = shared_ii(&[&self.scan.clk, &self.repsig, &self.repeat, &self.scan_array, &self.mul])
+            .filter(|&ii| self.rep_array.as_ref().is_none_or(|c| c.ii == ii));
+        for (k, (q, &y)) in (pos..end).zip(ys).enumerate() {
+            let before = ii.map(|_| self.stalls());
             let at = self.scan.clk.fire(0, 0);
             let rc = self.scan.clk.ready(at);
             let rs = step(&mut self.repsig, rc);
@@ -553,12 +560,43 @@ impl Bcast {
                 None => rr,
             };
             let vs = step(&mut self.scan_array, rc);
-            let (a, b) = if self.chain.scan_first { (y, x) } else { (x, y) };
             let at = self.mul.fire(vr.max(vs), 0);
-            sink(rc, q, self.mul.ready(at), AluOp::Mul.apply2(a, b));
+            let rv = self.mul.ready(at);
+            sink(rc, q, rv, product(y));
+            if let (Some(ii), Some(before)) = (ii, before) {
+                if before == self.stalls() {
+                    // Settled (see `shared_ii`): coordinates and products leave `ii` apart.
+                    let mut n = 0;
+                    for (q, &y) in (q + 1..end).zip(&ys[k + 1..]) {
+                        n += 1;
+                        sink(rc + n * ii, q, rv + n * ii, product(y));
+                    }
+                    let rep_array = self.rep_array.as_mut();
+                    let mut spare = self.repeat;
+                    coast(
+                        [
+                            &mut self.scan.clk,
+                            &mut self.repsig,
+                            &mut self.repeat,
+                            rep_array.unwrap_or(&mut spare),
+                            &mut self.scan_array,
+                            &mut self.mul,
+                        ],
+                        n,
+                    );
+                    break;
+                }
+            }
         }
         self.fiber_count(pos, end, base);
         Ok(())
+    }
+
+    /// Cycles the chain's stages have waited for their inputs.
+    #[inline(always)]
+    fn stalls(&self) -> u64 {
+        let rep_array = self.rep_array.as_ref().map_or(0, |c| c.stall_in);
+        stalls(&[&self.scan.clk, &self.repsig, &self.repeat, &self.scan_array, &self.mul]) + rep_array
     }
 
     /// Coordinate `q` of the open fiber at `base` through every stage, each waiting for room
@@ -650,14 +688,19 @@ impl Bcast {
                 // through a writer sized for it, then copy it to the port's other channels.
                 let [vw, cw] = io.channels_opt([io.out_first(OUT_VAL), io.out_first(OUT_CRD)]);
                 let (mut vw, mut cw) = (vw.map(|c| c.writer(n)), cw.map(|c| c.writer(n)));
-                self.fiber_run((pos, end, base), (rp, x), |rc, q, rv, v| {
-                    if let Some(w) = &mut cw {
-                        w.push(rc, Token::Idx(q));
-                    }
-                    if let Some(w) = &mut vw {
-                        w.push(rv, Token::Val(v));
-                    }
-                })?;
+                self.fiber_run(
+                    (pos, end, base),
+                    (rp, x),
+                    #[inline(always)]
+                    |rc, q, rv, v| {
+                        if let Some(w) = &mut cw {
+                            w.push(rc, Token::Idx(q));
+                        }
+                        if let Some(w) = &mut vw {
+                            w.push(rv, Token::Val(v));
+                        }
+                    },
+                )?;
                 drop((vw, cw));
                 io.replicate(OUT_VAL, n);
                 io.replicate(OUT_CRD, n);
@@ -668,10 +711,15 @@ impl Bcast {
                 let (op, mut slots) = (acc.op, std::mem::replace(&mut acc.slots, Slots::EMPTY));
                 let mut clk = io.clock();
                 let end = self.size;
-                self.fiber_run((pos, end, base), (rp, x), |rc, q, rv, v| {
-                    clk.fire(rc.max(rv), 0);
-                    slots.add(op, q, v);
-                })?;
+                self.fiber_run(
+                    (pos, end, base),
+                    (rp, x),
+                    #[inline(always)]
+                    |rc, q, rv, v| {
+                        clk.fire(rc.max(rv), 0);
+                        slots.add(op, q, v);
+                    },
+                )?;
                 io.set_clock(clk);
                 let acc = self.acc.as_mut().expect("checked above");
                 acc.slots = slots;
@@ -680,9 +728,14 @@ impl Bcast {
             Some(acc) => {
                 let end = end_at(io.soft_cap.saturating_sub(acc.queue.len()));
                 let mut queue = std::mem::take(&mut acc.queue);
-                self.fiber_run((pos, end, base), (rp, x), |rc, q, rv, v| {
-                    queue.push_back(((rc, Token::Idx(q)), (rv, Token::Val(v))));
-                })?;
+                self.fiber_run(
+                    (pos, end, base),
+                    (rp, x),
+                    #[inline(always)]
+                    |rc, q, rv, v| {
+                        queue.push_back(((rc, Token::Idx(q)), (rv, Token::Val(v))));
+                    },
+                )?;
                 self.acc.as_mut().expect("checked above").queue = queue;
             }
         }

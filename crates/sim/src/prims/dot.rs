@@ -266,6 +266,34 @@ pub(crate) fn clock((ii, latency): (u64, u64)) -> Clock {
     Clock { t: 0, ii, latency: latency.max(1), fires: 0, stall_in: 0, stall_out: 0 }
 }
 
+/// The initiation interval the stages of a chain share, if they all have the same one.
+///
+/// Such a chain (unbounded links, ideal memory) settles: once a coordinate of a fiber passes
+/// without any stage waiting for its input (each fires at its own clock), every later one of
+/// the fiber does too, each stage `ii` cycles after its previous fire. By induction: a stage's
+/// input is ready `ii` cycles after it was for the previous coordinate (or earlier, for an
+/// input held constant), and its clock has moved on by `ii`. [`coast`] then takes the rest of
+/// the fiber in one step.
+pub(crate) fn shared_ii(clocks: &[&Clock]) -> Option<u64> {
+    let ii = clocks.first()?.ii;
+    clocks.iter().all(|c| c.ii == ii).then_some(ii)
+}
+
+/// Cycles the clocks have waited for their inputs (to tell whether a coordinate passed
+/// without a stall).
+#[inline(always)]
+pub(crate) fn stalls(clocks: &[&Clock]) -> u64 {
+    clocks.iter().map(|c| c.stall_in).sum()
+}
+
+/// `m` more fires of each settled clock (see [`shared_ii`]), each `ii` after the last.
+pub(crate) fn coast(clocks: [&mut Clock; 6], m: u64) {
+    for c in clocks {
+        c.t += m * c.ii;
+        c.fires += m;
+    }
+}
+
 impl Dot {
     /// The chain over dense levels of `size` coordinates and the arrays' values `vals`, in
     /// the channels and with the memory ports of `env`.
@@ -402,17 +430,38 @@ impl Dot {
         let mut red = io.clock();
         let mut acc = self.acc;
         if self.plain {
-            for (&a, &b) in va.iter().zip(vb) {
+            let ii = shared_ii(&[c0, c1, join, x0, x1, mul]);
+            for (k, (&a, &b)) in va.iter().zip(vb).enumerate() {
+                let before = ii.map(|_| stalls(&[c0, c1, join, x0, x1, mul]));
                 let r0 = step(c0, 0);
                 let r1 = step(c1, 0);
                 let r = step(join, r0.max(r1));
                 let m = step(x0, r).max(step(x1, r));
                 let v = AluOp::Mul.apply2(a, b);
-                red.fire(step(mul, m), 0);
+                let rm = step(mul, m);
+                red.fire(rm, 0);
                 acc = match op {
                     ReduceKind::Sum => acc + v,
                     ReduceKind::Max => acc.max(v),
                 };
+                if let (Some(ii), Some(before)) = (ii, before) {
+                    if before == stalls(&[c0, c1, join, x0, x1, mul]) {
+                        // Settled (see `shared_ii`): the products reach the reducer `ii` apart.
+                        let rest = va[k + 1..].iter().zip(&vb[k + 1..]);
+                        let mut ready = rm;
+                        for (&a, &b) in rest {
+                            ready += ii;
+                            red.fire(ready, 0);
+                            let v = AluOp::Mul.apply2(a, b);
+                            acc = match op {
+                                ReduceKind::Sum => acc + v,
+                                ReduceKind::Max => acc.max(v),
+                            };
+                        }
+                        coast([c0, c1, join, x0, x1, mul], (va.len() - k - 1) as u64);
+                        break;
+                    }
+                }
             }
         } else {
             // Every stage waits for room on its links and each array for its memory port, as
