@@ -101,8 +101,9 @@ fn records_tables_rerender_and_resume() {
 
 #[test]
 fn a_run_another_experiment_recorded_is_not_simulated_again() {
-    // fig14's unfused and fully fused GCN are fig12's `ideal` runs: recorded by fig12 in the
-    // same directory, they are taken over under fig14's name (same figures), not simulated.
+    // fig14's unfused, both-layers and fully fused GCN are fig12's `ideal` unfused, partial and
+    // full runs: recorded by fig12 in the same directory, they are taken over under fig14's
+    // name (same figures), not simulated.
     let out = scratch("reuse");
     let dir = out.display().to_string();
     let (code, stdout, stderr) = cli(&["reproduce", "fig12", "--only", "gcn/default/", "--out", &dir]);
@@ -111,16 +112,17 @@ fn a_run_another_experiment_recorded_is_not_simulated_again() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
         stderr.contains(
-            "fig14: gcn/default/unfused/ideal, gcn/default/full/ideal already recorded by another experiment"
+            "fig14: gcn/default/unfused/ideal, gcn/default/both/ideal, gcn/default/full/ideal already recorded by \
+             another experiment"
         ),
         "{stderr}"
     );
     let fig12 = records(&out, "fig12");
     let fig14 = records(&out, "fig14");
     assert_eq!(fig14.len(), 5);
-    for variant in ["unfused", "full"] {
-        let id = format!("gcn/default/{variant}/ideal");
-        let a = fig12.iter().find(|r| r["id"] == id.as_str()).unwrap();
+    for (ours, theirs) in [("unfused", "unfused"), ("both", "partial"), ("full", "full")] {
+        let id = format!("gcn/default/{ours}/ideal");
+        let a = fig12.iter().find(|r| r["id"] == format!("gcn/default/{theirs}/ideal").as_str()).unwrap();
         let b = fig14.iter().find(|r| r["id"] == id.as_str()).unwrap();
         assert_eq!(b["experiment"], "fig14");
         for field in ["cycles", "flops", "bytes", "groups", "params", "verified", "wall_seconds"] {

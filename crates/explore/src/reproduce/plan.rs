@@ -103,17 +103,27 @@ impl Config {
     /// parameters, data, fusion, machine, lanes, blocking, order and layout. A run is a pure
     /// function of these (at one scale), so one's record is the other's (fig14's unfused and
     /// fully fused GCN are fig12's `ideal` ones).
+    /// The fusion may be spelled differently if it plans the same groups (fig14's `both`,
+    /// `0-3,4-10`, is fig12's `partial`, the GCN's `fuse` lines).
     pub fn same_run(&self, other: &Config) -> bool {
         self.program == other.program
             && self.preset == other.preset
             && self.params == other.params
             && self.graph == other.graph
-            && self.fusion == other.fusion
             && self.hw == other.hw
             && self.par == other.par
             && self.block == other.block
             && self.order == other.order
             && self.free_layout == other.free_layout
+            && (self.fusion == other.fusion || self.planned_groups().is_some_and(|g| other.planned_groups() == Some(g)))
+    }
+
+    /// The groups of expanded statements the fusion plans for the program (which statements
+    /// exist does not depend on parameter values), or `None` if it does not plan.
+    fn planned_groups(&self) -> Option<Vec<Vec<usize>>> {
+        let fusion: fuseflow_compiler::Fusion = self.fusion.parse().ok()?;
+        let p = fuseflow_ir::parse(&self.program.source, &self.program.file, &BTreeMap::new()).ok()?;
+        fuseflow_compiler::plan(&fuseflow_ir::check(p).ok()?, &fusion).ok()
     }
 
     fn params(mut self, params: &[(&str, i64)]) -> Config {

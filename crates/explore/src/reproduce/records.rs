@@ -366,8 +366,13 @@ pub(crate) mod tests {
         let recorded = vec![(Experiment::Fig12, recorded_runs(Experiment::Fig12, Scale::Small, fig12))];
         let r = same_run_record(Experiment::Fig14, full, &recorded).expect("fig12 ran it");
         assert_eq!((r.experiment.as_str(), r.id.as_str(), r.cycles), ("fig14", full.id.as_str(), Some(42)));
-        // fig14's "both" names its groups (0-3,4-10), fig12's partial the `fuse` lines: another run.
-        assert!(same_run_record(Experiment::Fig14, both, &recorded).is_none());
+        // fig14's "both" names its groups (0-3,4-10), fig12's partial the `fuse` lines: the
+        // same groups, so the same run.
+        let r = same_run_record(Experiment::Fig14, both, &recorded).expect("fig12's partial plans the same groups");
+        assert_eq!((r.id.as_str(), r.variant.as_str(), r.cycles), (both.id.as_str(), "both", Some(9)));
+        // Layer 1 alone (0-3 and the rest unfused) is no other experiment's run.
+        let layer1 = fig14.iter().find(|c| c.variant == "layer1").expect("fig14 has layer 1 fused");
+        assert!(same_run_record(Experiment::Fig14, layer1, &recorded).is_none());
         // An experiment never reuses its own records this way.
         assert!(same_run_record(Experiment::Fig12, full, &recorded).is_none());
     }
