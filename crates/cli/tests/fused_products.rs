@@ -282,6 +282,49 @@ fn fused_products_differential() {
 }
 
 #[test]
+fn a_fused_run_that_deadlocks_repeats_node_by_node() {
+    // Single-token FIFOs that the graph's needs do not raise: a fused chain, which makes a
+    // coordinate's tokens together, can wait on a consumer the separate nodes would have fed
+    // one token earlier. The run is then repeated node by node, so every kernel and order
+    // completes (or deadlocks) exactly as it does node by node.
+    let (mut completed, mut deadlocked) = (0, 0);
+    for (stmt, ts) in KERNELS {
+        let c = Case {
+            kernel: KERNELS.iter().position(|k| k.0 == *stmt).unwrap(),
+            sizes: vec![4, 5, 3, 4, 2],
+            tensors: ts.iter().map(|(_, idx)| (vec![false; idx.len()], 1.0)).collect(),
+            seed: 7,
+            ii: (1, 1),
+            soft_cap: 1024,
+            fifo: Some(1),
+            sizing: false,
+            memory: None,
+        };
+        let src = program(&c);
+        let p = parse(&src);
+        for o in fuseflow_compiler::legal_orders(&p, 0, 100, &Default::default()).unwrap() {
+            let mut cfg = fuseflow::RunConfig { order: Some(o.clone()), ..Default::default() };
+            cfg.sim.channel_capacity = Some(1);
+            cfg.sim.fifo_sizing = false;
+            let plain = fuseflow::run(&p, &examples_dir(), &node_by_node(&cfg)).is_ok();
+            same_with_and_without(&p, &cfg, &format!("order {}\n{src}", o.join(",")));
+            if plain {
+                completed += 1;
+            } else {
+                deadlocked += 1;
+            }
+        }
+    }
+    assert!(completed >= 4 && deadlocked >= 1, "{completed} completed, {deadlocked} deadlocked");
+}
+
+fn node_by_node(cfg: &fuseflow::RunConfig) -> fuseflow::RunConfig {
+    let mut cfg = cfg.clone();
+    cfg.sim.fuse_products = false;
+    cfg
+}
+
+#[test]
 fn fused_products_respect_the_cycle_limit() {
     // A run stops with the cycle-limit error exactly when its cycles pass the limit, fused or
     // node by node: a fused node checks the clocks of the nodes it absorbed too.
