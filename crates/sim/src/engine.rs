@@ -14,7 +14,7 @@ use crate::io::{Io, Primitive};
 use crate::memory::{MemPort, MemoryConfig, Sharing};
 use crate::prims::bcast::{Bcast, BcastChain, BcastTiming};
 use crate::prims::dot::{Absorbed, Dot, DotChain, DotTiming, FusedShared};
-use crate::prims::link::{FusedEnv, MAX_LINK_CAPACITY};
+use crate::prims::link::{Deep, FusedEnv, Inline, MAX_LINK_CAPACITY};
 use crate::prims::{self, scan::LevelSource};
 use crate::tile::{
     load_tiles, NodeTile, SharedArena, TileAcc, TileAlu, TileArena, TileArray, TilePlan, TileReduce, TileSpec,
@@ -1140,11 +1140,13 @@ fn build(
             if nodes.iter().any(|&n| in_plan[n].is_some()) || !plan.wire(&nodes, &in_chans, &out_chans) {
                 continue;
             }
-            // The capacity of every channel into the chain's nodes; chains with inner channels
-            // deeper than a link models run node by node.
+            // The capacity of every channel inside the chain (its inputs from outside keep
+            // their channels); chains with inner channels deeper than a link models run node
+            // by node.
             plan.caps = nodes
                 .iter()
                 .flat_map(|&n| in_chans[n].iter().enumerate().map(move |(p, &c)| ((n, p), c)))
+                .filter(|(_, c)| plan.internal.contains(c))
                 .map(|(key, c)| (key, net.chans[c as usize].capacity()))
                 .collect();
             if plan.caps.values().flatten().any(|&c| c > MAX_LINK_CAPACITY) {
@@ -1432,7 +1434,13 @@ fn plan_dot(
         alu: config.timing.of("alu"),
     };
     let max_cycles = config.max_cycles;
-    let make: MakeFused = Box::new(move |env| Box::new(Dot::new(chain, size, vals, op, &timing, max_cycles, env)));
+    let make: MakeFused = Box::new(move |env| {
+        if env.inline() {
+            Box::new(Dot::<Inline>::new(chain, size, vals, op, &timing, max_cycles, env))
+        } else {
+            Box::new(Dot::<Deep>::new(chain, size, vals, op, &timing, max_cycles, env))
+        }
+    });
     Some(FusedPlan::new(chain.reduce, chain.absorbed(), vec![(chain.scan[0], 0), (chain.scan[1], 0)], Vec::new(), make))
 }
 
@@ -1464,8 +1472,13 @@ fn plan_bcast(
         alu: config.timing.of("alu"),
     };
     let max_cycles = config.max_cycles;
-    let make: MakeFused =
-        Box::new(move |env| Box::new(Bcast::new(chain, size, vals, acc_op, &timing, max_cycles, env)));
+    let make: MakeFused = Box::new(move |env| {
+        if env.inline() {
+            Box::new(Bcast::<Inline>::new(chain, size, vals, acc_op, &timing, max_cycles, env))
+        } else {
+            Box::new(Bcast::<Deep>::new(chain, size, vals, acc_op, &timing, max_cycles, env))
+        }
+    });
     let refs = [(chain.scan, 0), (chain.repeat, 0)];
     Some(match chain.acc {
         Some(acc) => {

@@ -29,7 +29,7 @@ use fuseflow_tensor::LevelFormat;
 use super::dot::{
     clock, coast, past_limit, shared_ii, sole_producer, stalls, step, FusedShared, ScanStage, ScanState, Stage,
 };
-use super::link::{consumed, load, FusedEnv, Link};
+use super::link::{consumed, load, FusedEnv, Link, Records};
 use super::spacc::{combine, flush, follows, stop_of, Flushed};
 use crate::io::{Clock, Io, Primitive};
 use crate::memory::MemPort;
@@ -246,25 +246,25 @@ struct Acc {
 }
 
 /// The channels inside a fused broadcast product (see [`Link`]).
-struct BcastLinks {
+struct BcastLinks<R> {
     /// Scanner → repeat-signal generator (coordinates), → its array (references), → the
     /// absorbed accumulator (coordinates; unbounded and unused without one).
-    scan_sig: Link,
-    scan_array: Link,
-    scan_acc: Link,
+    scan_sig: Link<R>,
+    scan_array: Link<R>,
+    scan_acc: Link<R>,
     /// Repeat-signal generator → repeater.
-    sig: Link,
+    sig: Link<R>,
     /// Repeater → its array, or → the multiply when it broadcasts values.
-    repeat: Link,
+    repeat: Link<R>,
     /// The repeater's array → multiply (unused without one), the scanner's array → multiply.
-    rep_mul: Link,
-    scan_mul: Link,
+    rep_mul: Link<R>,
+    scan_mul: Link<R>,
     /// Multiply → the absorbed accumulator (unused without one).
-    mul_acc: Link,
+    mul_acc: Link<R>,
 }
 
-impl BcastLinks {
-    fn new(chain: &BcastChain, env: &FusedEnv) -> BcastLinks {
+impl<R: Records> BcastLinks<R> {
+    fn new(chain: &BcastChain, env: &FusedEnv) -> BcastLinks<R> {
         let (s, r) = if chain.scan_first { (0, 1) } else { (1, 0) };
         let none = || Link::new(None);
         BcastLinks {
@@ -307,7 +307,7 @@ impl BcastLinks {
 
 /// The fused broadcast product (see the module documentation). Without an accumulator, its
 /// own clock is the multiply's; with one, the accumulator's.
-pub(crate) struct Bcast {
+pub(crate) struct Bcast<R> {
     chain: BcastChain,
     size: u32,
     /// Values of the repeater's array (`None`: the repeater broadcasts values) and of the
@@ -330,7 +330,7 @@ pub(crate) struct Bcast {
     mul_sent: u64,
     loads: [u64; 2],
     ops: u64,
-    links: BcastLinks,
+    links: BcastLinks<R>,
     /// Every link unbounded and memory ideal: fibers take the loops without waits or reads.
     plain: bool,
     /// Input ports of the scanner's and the repeater's references.
@@ -352,7 +352,7 @@ struct Room {
     val: u64,
 }
 
-impl Bcast {
+impl<R: Records> Bcast<R> {
     /// The chain over a dense level of `size` coordinates; `vals` are the repeater's array's
     /// (if it has one) and the scanner's array's values; `acc` the absorbed accumulator's
     /// operation, when [`BcastChain::acc`] is set. Channels and memory ports come from `env`.
@@ -364,7 +364,7 @@ impl Bcast {
         timing: &BcastTiming,
         max_cycles: u64,
         mut env: FusedEnv,
-    ) -> Bcast {
+    ) -> Bcast<R> {
         let (rep_vals, scan_vals) = vals;
         let acc = acc.filter(|_| chain.acc.is_some()).map(|op| Acc {
             op,
@@ -746,7 +746,7 @@ impl Bcast {
     /// time, while the outputs (or the accumulator's links) have room.
     fn fiber_timed(&mut self, io: &mut Io<'_>, pos: u32, base: u32, (rp, held): (u64, Token)) -> Result<(), SimError> {
         let x = self.broadcast(held)?;
-        let bad = |b: &Bcast| b.bail("a broadcast token the fused loop does not model");
+        let bad = |b: &Self| b.bail("a broadcast token the fused loop does not model");
         let mut q = pos;
         let direct = self.acc.as_ref().is_some_and(|a| a.phase == Phase::Inner && a.queue.is_empty());
         let mut clk = io.clock();
@@ -1060,7 +1060,7 @@ impl Bcast {
     }
 }
 
-impl Primitive for Bcast {
+impl<R: Records> Primitive for Bcast<R> {
     fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
         // Without an accumulator the slot is the multiply's: its clock is the slot's.
         let own = self.acc.is_none();

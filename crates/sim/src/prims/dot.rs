@@ -20,7 +20,7 @@ use std::sync::Arc;
 use fuseflow_graph::{AluOp, Graph, JoinKind, Op, ReduceKind, StreamId};
 use fuseflow_tensor::LevelFormat;
 
-use super::link::{consumed, load, FusedEnv, Link};
+use super::link::{consumed, load, FusedEnv, Link, Records};
 use crate::io::{Clock, Io, Primitive};
 use crate::memory::MemPort;
 use crate::{SimError, Token};
@@ -181,19 +181,19 @@ impl ScanStage {
 }
 
 /// The channels inside a fused inner product (see [`Link`]).
-struct DotLinks {
+struct DotLinks<R> {
     /// Scanner `k` → intersection: its coordinates and its references.
-    scan: [[Link; 2]; 2],
+    scan: [[Link<R>; 2]; 2],
     /// Intersection → array `k`.
-    array: [Link; 2],
+    array: [Link<R>; 2],
     /// Array `k` → multiply.
-    mul: [Link; 2],
+    mul: [Link<R>; 2],
     /// Multiply → reducer.
-    reduce: Link,
+    reduce: Link<R>,
 }
 
-impl DotLinks {
-    fn new(chain: &DotChain, env: &FusedEnv) -> DotLinks {
+impl<R: Records> DotLinks<R> {
+    fn new(chain: &DotChain, env: &FusedEnv) -> DotLinks<R> {
         DotLinks {
             scan: [0, 1].map(|k| [env.link(chain.join, 2 * k), env.link(chain.join, 2 * k + 1)]),
             array: [0, 1].map(|k| env.link(chain.array[k], 0)),
@@ -210,7 +210,7 @@ impl DotLinks {
 
 /// The fused inner product (see the module documentation). Its inputs are the two scanners'
 /// reference streams; its output is the reducer's; its own clock is the reducer's.
-pub(crate) struct Dot {
+pub(crate) struct Dot<R> {
     chain: DotChain,
     size: u32,
     vals: [Arc<Vec<f64>>; 2],
@@ -224,7 +224,7 @@ pub(crate) struct Dot {
     mem: [Option<MemPort>; 2],
     mul: Clock,
     mul_ops: u64,
-    links: DotLinks,
+    links: DotLinks<R>,
     /// Every link unbounded and memory ideal: fibers take the loop without waits or reads.
     plain: bool,
     acc: f64,
@@ -294,7 +294,7 @@ pub(crate) fn coast(clocks: [&mut Clock; 6], m: u64) {
     }
 }
 
-impl Dot {
+impl<R: Records> Dot<R> {
     /// The chain over dense levels of `size` coordinates and the arrays' values `vals`, in
     /// the channels and with the memory ports of `env`.
     pub fn new(
@@ -305,7 +305,7 @@ impl Dot {
         timing: &DotTiming,
         max_cycles: u64,
         mut env: FusedEnv,
-    ) -> Dot {
+    ) -> Dot<R> {
         let scan = || ScanStage::new(timing.scan);
         let links = DotLinks::new(&chain, &env);
         let mem = [env.port(chain.array[0]), env.port(chain.array[1])];
@@ -325,7 +325,7 @@ impl Dot {
             mul_ops: 0,
             links,
             plain,
-            acc: Dot::init(op),
+            acc: Self::init(op),
             any: false,
             pending: None,
             finished: false,
@@ -562,7 +562,7 @@ impl Dot {
             Token::Stop { level, gap } => {
                 if gap == 0 {
                     io.push(0, at, Token::Val(if self.any { self.acc } else { 0.0 }));
-                    self.acc = Dot::init(self.op);
+                    self.acc = Self::init(self.op);
                     self.any = false;
                     if level > 0 {
                         self.pending = Some(Token::stop(level - 1));
@@ -600,7 +600,7 @@ impl Dot {
     }
 }
 
-impl Primitive for Dot {
+impl<R: Records> Primitive for Dot<R> {
     fn run(&mut self, io: &mut Io<'_>) -> Result<bool, SimError> {
         let mut progress = false;
         while !self.finished {
