@@ -29,7 +29,7 @@ use fuseflow_tensor::LevelFormat;
 use super::dot::{
     clock, coast, past_limit, shared_ii, sole_producer, stalls, step, FusedShared, ScanStage, ScanState, Stage,
 };
-use super::link::{consumed, load, FusedEnv, Link, Records};
+use super::link::{array_fire, FusedEnv, Link, Records};
 use super::spacc::{combine, flush, follows, stop_of, Flushed};
 use crate::io::{Clock, Io, Primitive};
 use crate::memory::MemPort;
@@ -466,11 +466,7 @@ impl<R: Records> Bcast<R> {
     /// cycle of what it sends to the multiply.
     fn scan_array_control(&mut self, ready: u64) -> u64 {
         let l = &mut self.links;
-        let at = self.scan_array.fire(ready, l.scan_mul.free());
-        consumed(&mut self.scan_mem, at);
-        l.scan_array.pop(at);
-        l.scan_mul.push();
-        self.scan_array.ready(at)
+        array_fire(&mut self.scan_array, &mut self.scan_mem, (None, ready), &mut l.scan_array, &mut l.scan_mul)
     }
 
     /// A repeater fire at `ready` on a signal and, when it closes a fiber, the next payload
@@ -510,11 +506,7 @@ impl<R: Records> Bcast<R> {
         match &mut self.rep_array {
             Some(c) => {
                 let l = &mut self.links;
-                let at = c.fire(ready, l.rep_mul.free());
-                consumed(&mut self.rep_mem, at);
-                l.repeat.pop(at);
-                l.rep_mul.push();
-                (c.ready(at), tok)
+                (array_fire(c, &mut self.rep_mem, (None, ready), &mut l.repeat, &mut l.rep_mul), tok)
             }
             None => (ready, tok),
         }
@@ -633,19 +625,17 @@ impl<R: Records> Bcast<R> {
                     Token::Idx(p) => Some(p),
                     _ => None,
                 };
-                let at = c.fire(load(&mut self.rep_mem, word, rr), l.rep_mul.free());
-                consumed(&mut self.rep_mem, at);
-                l.repeat.pop(at);
-                l.rep_mul.push();
-                c.ready(at)
+                array_fire(c, &mut self.rep_mem, (word, rr), &mut l.repeat, &mut l.rep_mul)
             }
             None => rr,
         };
-        let at = self.scan_array.fire(load(&mut self.scan_mem, Some(base + q), rc), l.scan_mul.free());
-        consumed(&mut self.scan_mem, at);
-        l.scan_array.pop(at);
-        l.scan_mul.push();
-        let vs = self.scan_array.ready(at);
+        let vs = array_fire(
+            &mut self.scan_array,
+            &mut self.scan_mem,
+            (Some(base + q), rc),
+            &mut l.scan_array,
+            &mut l.scan_mul,
+        );
         let at = self.mul.fire(vr.max(vs), room.val.max(l.mul_acc.free()));
         if self.rep_array.is_some() { &mut l.rep_mul } else { &mut l.repeat }.pop(at);
         l.scan_mul.pop(at);

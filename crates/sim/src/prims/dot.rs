@@ -20,7 +20,7 @@ use std::sync::Arc;
 use fuseflow_graph::{AluOp, Graph, JoinKind, Op, ReduceKind, StreamId};
 use fuseflow_tensor::LevelFormat;
 
-use super::link::{consumed, load, FusedEnv, Link, Records};
+use super::link::{array_fire, FusedEnv, Link, Records};
 use crate::io::{Clock, Io, Primitive};
 use crate::memory::MemPort;
 use crate::{SimError, Token};
@@ -484,18 +484,8 @@ impl<R: Records> Dot<R> {
                 a1.push();
                 let rj = join.ready(atj);
                 let [l0, l1] = &mut l.mul;
-                let d0 = load(m0, Some(base[0] + q), rj);
-                let at = x0.fire(d0, l0.free());
-                consumed(m0, at);
-                a0.pop(at);
-                l0.push();
-                let v0 = x0.ready(at);
-                let d1 = load(m1, Some(base[1] + q), rj);
-                let at = x1.fire(d1, l1.free());
-                consumed(m1, at);
-                a1.pop(at);
-                l1.push();
-                let v1 = x1.ready(at);
+                let v0 = array_fire(x0, m0, (Some(base[0] + q), rj), a0, l0);
+                let v1 = array_fire(x1, m1, (Some(base[1] + q), rj), a1, l1);
                 let at = mul.fire(v0.max(v1), l.reduce.free());
                 l0.pop(at);
                 l1.pop(at);
@@ -544,12 +534,7 @@ impl<R: Records> Dot<R> {
         let mut m = 0;
         for k in 0..2 {
             l.array[k].push();
-            let x = &mut self.arrays[k];
-            let at = x.fire(r, l.mul[k].free());
-            consumed(&mut self.mem[k], at);
-            l.array[k].pop(at);
-            l.mul[k].push();
-            m = m.max(x.ready(at));
+            m = m.max(array_fire(&mut self.arrays[k], &mut self.mem[k], (None, r), &mut l.array[k], &mut l.mul[k]));
         }
         let at = self.mul.fire(m, l.reduce.free());
         l.mul[0].pop(at);

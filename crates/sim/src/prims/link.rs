@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use super::dot::FusedShared;
+use crate::io::Clock;
 use crate::memory::MemPort;
 
 /// The largest inner capacity a fused chain models; the engine does not fuse chains with
@@ -158,22 +159,29 @@ impl FusedEnv {
     }
 }
 
-/// An array stage's read of word `word` (`None`: a control token, no read) whose reference is
-/// ready at `ready`, through its memory port if it has one: the cycle the data is there.
+/// One fire of an array stage of a chain: its reference (word `word` of the array, or `None`
+/// for a control token) ready at `ready`, taken from `input`; its value sent on `out`, read
+/// through its memory port if it has one (the port's reads are consumed when it fires).
+/// Returns the value's ready cycle.
 #[inline(always)]
-pub(crate) fn load(mem: &mut Option<MemPort>, word: Option<u32>, ready: u64) -> u64 {
-    match (mem, word) {
+pub(crate) fn array_fire<R: Records>(
+    c: &mut Clock,
+    mem: &mut Option<MemPort>,
+    (word, ready): (Option<u32>, u64),
+    input: &mut Link<R>,
+    out: &mut Link<R>,
+) -> u64 {
+    let data = match (mem.as_mut(), word) {
         (Some(m), Some(w)) => ready.max(m.fetch(w, ready)),
         _ => ready,
-    }
-}
-
-/// Records that an array stage fired at `at` (its memory port's reads are consumed then).
-#[inline(always)]
-pub(crate) fn consumed(mem: &mut Option<MemPort>, at: u64) {
+    };
+    let at = c.fire(data, out.free());
     if let Some(m) = mem {
         m.consume(at);
     }
+    input.pop(at);
+    out.push();
+    c.ready(at)
 }
 
 #[cfg(test)]
