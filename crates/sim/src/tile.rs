@@ -26,6 +26,7 @@ use fuseflow_graph::{AluOp, Graph, Op, ReduceKind, StreamId};
 
 use crate::io::{Io, Primitive};
 use crate::memory::MemPort;
+use crate::prims::spacc::{combine, reduce_init};
 use crate::{SimError, Token, Written};
 
 /// The tile holding the scalar 0 (no axes): what an absent operand (`N`) reads as.
@@ -244,11 +245,7 @@ impl TileArena {
                 ReduceKind::Max => Ok(a),
             };
         }
-        let (init, f): (f64, fn(f64, f64) -> f64) = match op {
-            ReduceKind::Sum => (0.0, |acc, x| acc + x),
-            ReduceKind::Max => (f64::NEG_INFINITY, f64::max),
-        };
-        self.build(a, ZERO, m, m & !(1 << bit), init, |acc, x, _| f(acc, x))
+        self.build(a, ZERO, m, m & !(1 << bit), reduce_init(op), |acc, x, _| combine(op, acc, x))
     }
 
     /// Appends tile `t`'s values to `out` in the layout of `axes` (bits, outermost first),

@@ -21,6 +21,7 @@ use fuseflow_graph::{AluOp, Graph, JoinKind, Op, ReduceKind, StreamId};
 use fuseflow_tensor::LevelFormat;
 
 use super::link::{array_fire, FusedEnv, Link, Records};
+use super::spacc::{combine, reduce_init};
 use crate::io::{Clock, Io, Primitive};
 use crate::memory::MemPort;
 use crate::{SimError, Token};
@@ -325,20 +326,13 @@ impl<R: Records> Dot<R> {
             mul_ops: 0,
             links,
             plain,
-            acc: Self::init(op),
+            acc: reduce_init(op),
             any: false,
             pending: None,
             finished: false,
             reduce_ops: 0,
             max_cycles,
             shared: env.shared,
-        }
-    }
-
-    fn init(op: ReduceKind) -> f64 {
-        match op {
-            ReduceKind::Sum => 0.0,
-            ReduceKind::Max => f64::NEG_INFINITY,
         }
     }
 
@@ -440,10 +434,7 @@ impl<R: Records> Dot<R> {
                 let v = AluOp::Mul.apply2(a, b);
                 let rm = step(mul, m);
                 red.fire(rm, 0);
-                acc = match op {
-                    ReduceKind::Sum => acc + v,
-                    ReduceKind::Max => acc.max(v),
-                };
+                acc = combine(op, acc, v);
                 if let (Some(ii), Some(before)) = (ii, before) {
                     if before == stalls(&[c0, c1, join, x0, x1, mul]) {
                         // Settled (see `shared_ii`): the products reach the reducer `ii` apart.
@@ -453,10 +444,7 @@ impl<R: Records> Dot<R> {
                             ready += ii;
                             red.fire(ready, 0);
                             let v = AluOp::Mul.apply2(a, b);
-                            acc = match op {
-                                ReduceKind::Sum => acc + v,
-                                ReduceKind::Max => acc.max(v),
-                            };
+                            acc = combine(op, acc, v);
                         }
                         coast([c0, c1, join, x0, x1, mul], (va.len() - k - 1) as u64);
                         break;
@@ -493,10 +481,7 @@ impl<R: Records> Dot<R> {
                 let at = red.fire(mul.ready(at), 0);
                 l.reduce.pop(at);
                 let v = AluOp::Mul.apply2(a, b);
-                acc = match op {
-                    ReduceKind::Sum => acc + v,
-                    ReduceKind::Max => acc.max(v),
-                };
+                acc = combine(op, acc, v);
             }
         }
         io.set_clock(red);
@@ -547,7 +532,7 @@ impl<R: Records> Dot<R> {
             Token::Stop { level, gap } => {
                 if gap == 0 {
                     io.push(0, at, Token::Val(if self.any { self.acc } else { 0.0 }));
-                    self.acc = Self::init(self.op);
+                    self.acc = reduce_init(self.op);
                     self.any = false;
                     if level > 0 {
                         self.pending = Some(Token::stop(level - 1));

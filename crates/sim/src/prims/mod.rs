@@ -6,7 +6,7 @@ mod fork;
 mod join;
 pub(crate) mod link;
 pub mod scan;
-mod spacc;
+pub(crate) mod spacc;
 mod stream;
 mod values;
 mod write;

@@ -8,6 +8,15 @@ use crate::io::{Io, Primitive};
 use crate::tile::TileAcc;
 use crate::{SimError, Token};
 
+/// What a reduction starts from: the identity of `op`.
+pub(crate) fn reduce_init(op: ReduceKind) -> f64 {
+    match op {
+        ReduceKind::Sum => 0.0,
+        ReduceKind::Max => f64::NEG_INFINITY,
+    }
+}
+
+/// `a` and `b` reduced by `op`.
 #[inline(always)]
 pub(crate) fn combine(op: ReduceKind, a: f64, b: f64) -> f64 {
     match op {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use fuseflow_graph::{AluOp, ReduceKind, ScalarOp};
 
+use super::spacc::{combine, reduce_init};
 use crate::io::{Clock, Io, Primitive};
 use crate::memory::MemPort;
 use crate::{SimError, Token};
@@ -349,7 +350,7 @@ pub struct Reduce {
 impl Reduce {
     /// A reducer for this operation.
     pub fn new(op: ReduceKind) -> Reduce {
-        Reduce { op, acc: Reduce::init(op), any: false, pending: None, finished: false, stop_with_value: false, ops: 0 }
+        Reduce { op, acc: reduce_init(op), any: false, pending: None, finished: false, stop_with_value: false, ops: 0 }
     }
 
     /// With `on`, a closing stop's value and lowered stop leave by one fire
@@ -357,12 +358,6 @@ impl Reduce {
     pub fn with_stop_with_value(mut self, on: bool) -> Reduce {
         self.stop_with_value = on;
         self
-    }
-    fn init(op: ReduceKind) -> f64 {
-        match op {
-            ReduceKind::Sum => 0.0,
-            ReduceKind::Max => f64::NEG_INFINITY,
-        }
     }
 }
 
@@ -388,10 +383,7 @@ impl Primitive for Reduce {
                 while let Some((ready, Token::Val(v))) = i.head() {
                     let at = clk.fire(ready, 0);
                     i.pop(at);
-                    acc = match op {
-                        ReduceKind::Sum => acc + v,
-                        ReduceKind::Max => acc.max(v),
-                    };
+                    acc = combine(op, acc, v);
                     self.ops += 1;
                 }
                 drop(i);
@@ -406,10 +398,7 @@ impl Primitive for Reduce {
                 Token::Val(v) => {
                     let at = io.fire(ready, 0);
                     io.pop(0, at);
-                    self.acc = match self.op {
-                        ReduceKind::Sum => self.acc + v,
-                        ReduceKind::Max => self.acc.max(v),
-                    };
+                    self.acc = combine(self.op, self.acc, v);
                     self.any = true;
                     self.ops += 1;
                 }
@@ -433,7 +422,7 @@ impl Primitive for Reduce {
                     if gap == 0 {
                         let v = if self.any { self.acc } else { 0.0 };
                         io.push(0, at, Token::Val(v));
-                        self.acc = Reduce::init(self.op);
+                        self.acc = reduce_init(self.op);
                         self.any = false;
                         if level > 0 && self.stop_with_value && !io.bounded(0) {
                             io.push(0, at, Token::stop(level - 1));
