@@ -70,6 +70,17 @@ impl BcastChain {
         v
     }
 
+    /// The multiply's result on the broadcast value `x` and the scanned value `y`, its
+    /// operands in the graph's order.
+    #[inline(always)]
+    pub fn product(&self, x: f64, y: f64) -> f64 {
+        if self.scan_first {
+            AluOp::Mul.apply2(y, x)
+        } else {
+            AluOp::Mul.apply2(x, y)
+        }
+    }
+
     /// The node whose slot runs the chain: the accumulator if it joined, else the multiply.
     pub fn runner(&self) -> usize {
         self.acc.unwrap_or(self.mul)
@@ -429,17 +440,25 @@ impl<R: Records> Bcast<R> {
             (Token::Done, Token::Done) => Token::Done,
             _ => return Err(self.bail("value streams that part")),
         };
+        self.mul_sent += 1;
+        Ok((self.mul_fire(a.0.max(b.0), room), out))
+    }
+
+    /// The multiply's fire on operands ready at `ready`, taking them from its two links and
+    /// sending to the accumulator (or the outputs, `room`): its output's ready cycle.
+    #[inline(always)]
+    fn mul_fire(&mut self, ready: u64, room: Room) -> u64 {
         let l = &mut self.links;
-        let at = self.mul.fire(a.0.max(b.0), room.val.max(l.mul_acc.free()));
+        let at = self.mul.fire(ready, room.val.max(l.mul_acc.free()));
         if self.chain.rep_array.is_some() { &mut l.rep_mul } else { &mut l.repeat }.pop(at);
         l.scan_mul.pop(at);
         l.mul_acc.push();
-        self.mul_sent += 1;
-        Ok((self.mul.ready(at), out))
+        self.mul.ready(at)
     }
 
-    /// A scanner fire (outside a fiber: a stop or `D`) on an input ready at `ready`: its
-    /// cycle. Its token goes to the signal generator, the array and the accumulator.
+    /// A scanner fire on an input ready at `ready` (0 inside a fiber): its cycle. Its token
+    /// goes to the signal generator, the array and the accumulator (or the outputs, `room`).
+    #[inline(always)]
     fn scan_fire(&mut self, ready: u64, room: Room) -> u64 {
         let l = &mut self.links;
         let at =
@@ -455,6 +474,13 @@ impl<R: Records> Bcast<R> {
     fn send_crd(&mut self, ready: u64) -> u64 {
         self.scan.sent += 1;
         self.repsig_sent += 1;
+        self.repsig_fire(ready)
+    }
+
+    /// The repeat-signal generator's fire on a coordinate ready at `ready`: its signal's ready
+    /// cycle.
+    #[inline(always)]
+    fn repsig_fire(&mut self, ready: u64) -> u64 {
         let l = &mut self.links;
         let at = self.repsig.fire(ready, l.sig.free());
         l.scan_sig.pop(at);
@@ -537,7 +563,7 @@ impl<R: Records> Bcast<R> {
         let Some(ys) = self.scan_vals.get(lo..hi) else {
             return Err(self.bail("a broadcast token the fused loop does not model"));
         };
-        let product = |y: f64| if self.chain.scan_first { AluOp::Mul.apply2(y, x) } else { AluOp::Mul.apply2(x, y) };
+        let chain = self.chain;
         // A missing array clock is the repeater's again (same interval, never stalls twice).
         let ii = shared_ii(&[&self.scan.clk, &self.repsig, &self.repeat, &self.scan_array, &self.mul])
             .filter(|&ii| self.rep_array.as_ref().is_none_or(|c| c.ii == ii));
@@ -554,14 +580,14 @@ impl<R: Records> Bcast<R> {
             let vs = step(&mut self.scan_array, rc);
             let at = self.mul.fire(vr.max(vs), 0);
             let rv = self.mul.ready(at);
-            sink(rc, q, rv, product(y));
+            sink(rc, q, rv, chain.product(x, y));
             if let (Some(ii), Some(before)) = (ii, before) {
                 if before == self.stalls() {
                     // Settled (see `shared_ii`): coordinates and products leave `ii` apart.
                     let mut n = 0;
                     for (q, &y) in (q + 1..end).zip(&ys[k + 1..]) {
                         n += 1;
-                        sink(rc + n * ii, q, rv + n * ii, product(y));
+                        sink(rc + n * ii, q, rv + n * ii, chain.product(x, y));
                     }
                     let rep_array = self.rep_array.as_mut();
                     let mut spare = self.repeat;
@@ -604,17 +630,10 @@ impl<R: Records> Bcast<R> {
         room: Room,
     ) -> Option<(u64, u64, f64)> {
         let y = *self.scan_vals.get(base as usize + q as usize)?;
-        let l = &mut self.links;
-        let free = room.crd.max(l.scan_sig.free()).max(l.scan_array.free()).max(l.scan_acc.free());
-        let at = self.scan.clk.fire(0, free);
-        l.scan_sig.push();
-        l.scan_array.push();
-        l.scan_acc.push();
+        let at = self.scan_fire(0, room);
         let rc = self.scan.clk.ready(at);
-        let at = self.repsig.fire(rc, l.sig.free());
-        l.scan_sig.pop(at);
-        l.sig.push();
-        let rs = self.repsig.ready(at);
+        let rs = self.repsig_fire(rc);
+        let l = &mut self.links;
         let at = self.repeat.fire(rs.max(rp), l.repeat.free());
         l.sig.pop(at);
         l.repeat.push();
@@ -636,12 +655,8 @@ impl<R: Records> Bcast<R> {
             &mut l.scan_array,
             &mut l.scan_mul,
         );
-        let at = self.mul.fire(vr.max(vs), room.val.max(l.mul_acc.free()));
-        if self.rep_array.is_some() { &mut l.rep_mul } else { &mut l.repeat }.pop(at);
-        l.scan_mul.pop(at);
-        l.mul_acc.push();
-        let (a, b) = if self.chain.scan_first { (y, x) } else { (x, y) };
-        Some((rc, self.mul.ready(at), AluOp::Mul.apply2(a, b)))
+        let rv = self.mul_fire(vr.max(vs), room);
+        Some((rc, rv, self.chain.product(x, y)))
     }
 
     /// Counts coordinates `pos..end` of the fiber at `base` as sent by every stage and moves
