@@ -294,9 +294,9 @@ fn a_fused_run_that_deadlocks_repeats_node_by_node() {
     // one token earlier. The run is then repeated node by node, so every kernel and order
     // completes (or deadlocks) exactly as it does node by node.
     let (mut completed, mut deadlocked) = (0, 0);
-    for (stmt, ts) in KERNELS {
+    for (kernel, (_, ts)) in KERNELS.iter().enumerate() {
         let c = Case {
-            kernel: KERNELS.iter().position(|k| k.0 == *stmt).unwrap(),
+            kernel,
             sizes: vec![4, 5, 3, 4, 2],
             tensors: ts.iter().map(|(_, idx)| (vec![false; idx.len()], 1.0)).collect(),
             seed: 7,

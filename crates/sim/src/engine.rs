@@ -1334,7 +1334,7 @@ struct FusedPlan {
     ins: Vec<u32>,
     extra_outs: Vec<Vec<u32>>,
     internal: Vec<u32>,
-    /// Capacity of the channel into each `(node, input port)` of the chain.
+    /// Capacity of each channel inside the chain, by `(consumer node, input port)`.
     caps: BTreeMap<(usize, usize), Option<usize>>,
     /// Memory ports of the absorbed arrays, made as the build reaches them.
     ports: BTreeMap<usize, MemPort>,

@@ -103,8 +103,10 @@ impl Config {
     /// parameters, data, fusion, machine, lanes, blocking, order and layout. A run is a pure
     /// function of these (at one scale), so one's record is the other's (fig14's unfused and
     /// fully fused GCN are fig12's `ideal` ones).
+    ///
     /// The fusion may be spelled differently if it plans the same groups (fig14's `both`,
-    /// `0-3,4-10`, is fig12's `partial`, the GCN's `fuse` lines).
+    /// `0-3,4-10`, is fig12's `partial`, the GCN's `fuse` lines); it is compared last, since
+    /// planning parses both programs.
     pub fn same_run(&self, other: &Config) -> bool {
         self.program == other.program
             && self.preset == other.preset
