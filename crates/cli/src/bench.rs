@@ -115,7 +115,44 @@ pub const SUITE: &[Bench] = &[
         block: None,
         node_by_node: true,
     },
+    // A fully fused two-layer GCN on a sparse 3,000-node graph: for every row `i`, the
+    // adjacency's outer level unioned with a range over all rows and intersected with row `i`
+    // (`prims::fill`, a filled intersection: 9·10⁶ coordinates dropped), around the recomputed
+    // feature transforms (fused broadcast products); also node by node.
+    Bench { name: "gcn_full_3000", program: GCN_3000, order: &[], fused: true, block: None, node_by_node: false },
+    Bench { name: "gcn_full_3000_nodes", program: GCN_3000, order: &[], fused: true, block: None, node_by_node: true },
 ];
+
+/// The GCN of `examples/gcn.ff` on a random 3,000-node graph of about 4 entries a row, with 8
+/// input features.
+const GCN_3000: &str = "input  A[3000, 3000] dcsr = random(density=0.0013, seed=11)\n\
+                        input  X[3000, 8] dense = random(density=1, seed=1)\n\
+                        input  W1[16, 8] dense order(1,0) = random(density=1, seed=2)\n\
+                        input  b1[16] dense = random(density=1, seed=3)\n\
+                        input  W2[4, 16] dense order(1,0) = random(density=1, seed=4)\n\
+                        input  b2[4] dense = random(density=1, seed=5)\n\
+                        temp   AX[3000, 8] dense\n\
+                        temp   T1[3000, 16] dense\n\
+                        temp   Z1[3000, 16] dense\n\
+                        temp   H1[3000, 16] dense\n\
+                        temp   AH[3000, 16] dense\n\
+                        temp   T2[3000, 4] dense\n\
+                        temp   Z2[3000, 4] dense\n\
+                        temp   M[3000] dense\n\
+                        temp   E[3000, 4] dense\n\
+                        temp   S[3000] dense\n\
+                        output Y[3000, 4] dense\n\
+                        AX(i,f) = A(i,k) * X(k,f)\n\
+                        T1(i,h) = AX(i,f) * W1(h,f)\n\
+                        Z1(i,h) = T1(i,h) + b1(h)\n\
+                        H1(i,h) = relu(Z1(i,h))\n\
+                        AH(i,h) = A(i,k) * H1(k,h)\n\
+                        T2(i,c) = AH(i,h) * W2(c,h)\n\
+                        Z2(i,c) = T2(i,c) + b2(c)\n\
+                        M(i) = maxr(c, Z2(i,c))\n\
+                        E(i,c) = exp(Z2(i,c) - M(i))\n\
+                        S(i) = sum(c, E(i,c))\n\
+                        Y(i,c) = E(i,c) / S(i)\n";
 
 /// A dense 256×256 · 256×256 product (Gustavson order: B row-major).
 const DENSE_256: &str = "input A[256, 256] dense = random(density=1, seed=1)\n\

@@ -378,6 +378,9 @@ pub struct GroupReport {
     /// (`SimReport::fused_accumulators`).
     #[serde(skip)]
     pub fused_accumulators: usize,
+    /// Filled intersections the simulator ran fused (`SimReport::fused_fills`): speed only.
+    #[serde(skip)]
+    pub fused_fills: usize,
 }
 
 /// The result of a run.
@@ -1224,6 +1227,7 @@ fn simulate_group(
         trace: sim.trace.take(),
         fused_products: sim.fused_products,
         fused_accumulators: sim.fused_accumulators,
+        fused_fills: sim.fused_fills,
     };
     let mut written = BTreeMap::new();
     for tensor in &kernel.outputs {

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use fuseflow_graph::fifo::{self, DepthNeed};
-use fuseflow_graph::{Graph, NodeId, Op};
+use fuseflow_graph::{Graph, JoinKind, NodeId, Op};
 use fuseflow_tensor::{Blocked, Format, LevelData, LevelFormat, Tensor};
 
 use crate::control::{SimControl, SimProgress, PROGRESS_INTERVAL};
@@ -14,6 +14,7 @@ use crate::io::{Io, Primitive};
 use crate::memory::{MemPort, MemoryConfig, Sharing};
 use crate::prims::bcast::{Bcast, BcastChain, BcastTiming};
 use crate::prims::dot::{Absorbed, Dot, DotChain, DotTiming, FusedShared};
+use crate::prims::fill::{Fill, FillChain, FillKind};
 use crate::prims::link::{Deep, FusedEnv, Inline, MAX_LINK_CAPACITY};
 use crate::prims::{self, scan::LevelSource};
 use crate::tile::{
@@ -791,6 +792,9 @@ pub struct SimReport {
     /// How many of those chains also absorbed the sparse accumulator they feed (Gustavson
     /// rows of dense layers); speed only, as `fused_products`.
     pub fused_accumulators: usize,
+    /// Filled intersections that ran fused (also under [`SimConfig::fuse_products`]; speed
+    /// only, as `fused_products`).
+    pub fused_fills: usize,
 }
 
 impl SimReport {
@@ -1135,7 +1139,8 @@ fn build(
             .into_iter()
             .flat_map(|c| [c, BcastChain { acc: None, ..c }])
             .filter_map(|c| plan_bcast(graph, arrays, config, c));
-        for mut plan in dots.chain(bcasts) {
+        let fills = prims::fill::find(graph).into_iter().filter_map(|c| plan_fill(graph, arrays, config, c));
+        for mut plan in dots.chain(bcasts).chain(fills) {
             let nodes: Vec<usize> = plan.absorbed.iter().copied().chain([plan.runner]).collect();
             if nodes.iter().any(|&n| in_plan[n].is_some()) || !plan.wire(&nodes, &in_chans, &out_chans) {
                 continue;
@@ -1149,7 +1154,9 @@ fn build(
                 .filter(|(_, c)| plan.internal.contains(c))
                 .map(|(key, c)| (key, net.chans[c as usize].capacity()))
                 .collect();
-            if plan.caps.values().flatten().any(|&c| c > MAX_LINK_CAPACITY) {
+            if plan.caps.values().flatten().any(|&c| c > MAX_LINK_CAPACITY)
+                || (plan.unbounded_only && plan.caps.values().any(Option::is_some))
+            {
                 continue;
             }
             for n in nodes {
@@ -1201,7 +1208,14 @@ fn build(
                 let prim = (plan.make)(env);
                 let slot = net.add(prim, plan.ins, run_outs, timing, node.label.clone(), kind);
                 let accumulates = matches!(node.op, Op::Spacc { .. });
-                net.fused.push(FusedRun { absorbed: plan.absorbed, internal: plan.internal, accumulates, shared });
+                let fill = plan.unbounded_only;
+                net.fused.push(FusedRun {
+                    absorbed: plan.absorbed,
+                    internal: plan.internal,
+                    accumulates,
+                    fill,
+                    shared,
+                });
                 slot
             } else {
                 net.add(Box::<Absorbed>::default(), Vec::new(), Vec::new(), timing, node.label.clone(), kind)
@@ -1312,6 +1326,8 @@ struct FusedRun {
     absorbed: Vec<usize>,
     /// The chain runs in a sparse accumulator's slot (it absorbed the accumulator).
     accumulates: bool,
+    /// A filled intersection ([`prims::fill`]), not a product.
+    fill: bool,
     internal: Vec<u32>,
     shared: Rc<RefCell<FusedShared>>,
 }
@@ -1338,6 +1354,8 @@ struct FusedPlan {
     caps: BTreeMap<(usize, usize), Option<usize>>,
     /// Memory ports of the absorbed arrays, made as the build reaches them.
     ports: BTreeMap<usize, MemPort>,
+    /// The chain models unbounded inner channels only (it runs node by node otherwise).
+    unbounded_only: bool,
     /// Makes the fused node.
     make: MakeFused,
 }
@@ -1361,6 +1379,7 @@ impl FusedPlan {
             internal: Vec::new(),
             caps: BTreeMap::new(),
             ports: BTreeMap::new(),
+            unbounded_only: false,
             make,
         }
     }
@@ -1488,6 +1507,50 @@ fn plan_bcast(
     })
 }
 
+/// The fused form of a filled intersection ([`prims::fill`]), with ideal memory (its
+/// scanners would read through memory ports) and unbounded inner channels (checked when the
+/// build knows them), when its levels are bound as the graph says.
+fn plan_fill(
+    graph: &Graph,
+    arrays: &BTreeMap<&str, TensorArrays>,
+    config: &SimConfig,
+    chain: FillChain,
+) -> Option<FusedPlan> {
+    if config.memory.is_some() {
+        return None;
+    }
+    let mut kinds = Vec::new();
+    for &n in &chain.nodes {
+        let op = &graph.nodes[n].op;
+        let kind = match op {
+            Op::Scan { tensor, level, format: LevelFormat::Compressed, .. } => {
+                match arrays.get(tensor.as_str())?.levels.get(*level as usize)? {
+                    (LevelFormat::Compressed, _, Some((seg, crd))) => {
+                        FillKind::Compressed { seg: seg.clone(), crd: crd.clone() }
+                    }
+                    _ => return None,
+                }
+            }
+            Op::Scan { format: LevelFormat::Dense, .. } => FillKind::Dense(dense_size(graph, arrays, n)?),
+            Op::Range { size, .. } => FillKind::Dense(*size),
+            Op::Join { kind: JoinKind::Union, payloads, .. } => {
+                FillKind::Union(payloads.iter().map(|&p| p as usize).collect())
+            }
+            _ => return None,
+        };
+        kinds.push((kind, config.timing.of(op.kind_name())));
+    }
+    let x = chain.other_first(graph);
+    let inputs =
+        [(chain.join, x), (chain.join, x + 1)].into_iter().chain(chain.leaves(graph).map(|n| (n, 0))).collect();
+    let (join, absorbed) = (chain.join, chain.absorbed());
+    let fill = Fill::new(graph, chain, kinds, config.timing.of("intersect").0, config.max_cycles);
+    let make: MakeFused = Box::new(move |env| Box::new(fill.report_to(env.shared)));
+    let mut plan = FusedPlan::new(join, absorbed, inputs, Vec::new(), make);
+    plan.unbounded_only = true;
+    Some(plan)
+}
+
 /// Assembles the report (and output tensors) of a finished run.
 fn report(
     graph: &Graph,
@@ -1585,8 +1648,9 @@ fn report(
         outputs,
         trace: None,
         fifo: None,
-        fused_products: net.fused.len(),
+        fused_products: net.fused.iter().filter(|f| !f.fill).count(),
         fused_accumulators: net.fused.iter().filter(|f| f.accumulates).count(),
+        fused_fills: net.fused.iter().filter(|f| f.fill).count(),
     })
 }
 

@@ -2,6 +2,7 @@
 
 pub(crate) mod bcast;
 pub(crate) mod dot;
+pub(crate) mod fill;
 mod fork;
 mod join;
 pub(crate) mod link;
