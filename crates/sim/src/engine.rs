@@ -1154,9 +1154,7 @@ fn build(
                 .filter(|(_, c)| plan.internal.contains(c))
                 .map(|(key, c)| (key, net.chans[c as usize].capacity()))
                 .collect();
-            if plan.caps.values().flatten().any(|&c| c > MAX_LINK_CAPACITY)
-                || (plan.unbounded_only && plan.caps.values().any(Option::is_some))
-            {
+            if plan.caps.values().flatten().any(|&c| c > MAX_LINK_CAPACITY) {
                 continue;
             }
             for n in nodes {
@@ -1197,18 +1195,29 @@ fn build(
             let (ins, outs) = (std::mem::take(&mut in_chans[i]), std::mem::take(&mut out_chans[i]));
             let timing = config.timing.of(kind);
             let runs_here = plans[k].as_ref().is_some_and(|p| p.runner == i);
-            if let (Op::Array { .. }, Some(plan)) = (&node.op, plans[k].as_mut()) {
-                // Ports go to nodes in node order, absorbed or not, so each gets its share.
-                plan.ports.extend(port().map(|p| (i, p)));
+            // Ports go to nodes in node order, absorbed or not, so each gets its share.
+            match (&node.op, plans[k].as_mut()) {
+                (Op::Array { .. }, Some(plan)) => plan.ports.extend(port().map(|p| (i, p))),
+                (Op::Scan { format: LevelFormat::Compressed, .. }, Some(plan)) => {
+                    if let (Some(seg), Some(crd)) = (port(), port()) {
+                        plan.scan_ports.insert(i, (seg, crd));
+                    }
+                }
+                _ => {}
             }
             let slot = if let Some(plan) = plans[k].take_if(|_| runs_here) {
                 let shared = Rc::new(RefCell::new(FusedShared::default()));
                 let run_outs = outs.iter().cloned().chain(plan.extra_outs).collect();
-                let env = FusedEnv { shared: shared.clone(), caps: plan.caps, ports: plan.ports };
+                let env = FusedEnv {
+                    shared: shared.clone(),
+                    caps: plan.caps,
+                    ports: plan.ports,
+                    scan_ports: plan.scan_ports,
+                };
                 let prim = (plan.make)(env);
                 let slot = net.add(prim, plan.ins, run_outs, timing, node.label.clone(), kind);
                 let accumulates = matches!(node.op, Op::Spacc { .. });
-                let fill = plan.unbounded_only;
+                let fill = plan.fill;
                 net.fused.push(FusedRun {
                     absorbed: plan.absorbed,
                     internal: plan.internal,
@@ -1352,10 +1361,12 @@ struct FusedPlan {
     internal: Vec<u32>,
     /// Capacity of each channel inside the chain, by `(consumer node, input port)`.
     caps: BTreeMap<(usize, usize), Option<usize>>,
-    /// Memory ports of the absorbed arrays, made as the build reaches them.
+    /// Memory ports of the absorbed arrays and compressed scanners, made as the build reaches
+    /// them.
     ports: BTreeMap<usize, MemPort>,
-    /// The chain models unbounded inner channels only (it runs node by node otherwise).
-    unbounded_only: bool,
+    scan_ports: BTreeMap<usize, (MemPort, MemPort)>,
+    /// A filled intersection ([`prims::fill`]), not a product.
+    fill: bool,
     /// Makes the fused node.
     make: MakeFused,
 }
@@ -1379,7 +1390,8 @@ impl FusedPlan {
             internal: Vec::new(),
             caps: BTreeMap::new(),
             ports: BTreeMap::new(),
-            unbounded_only: false,
+            scan_ports: BTreeMap::new(),
+            fill: false,
             make,
         }
     }
@@ -1507,18 +1519,14 @@ fn plan_bcast(
     })
 }
 
-/// The fused form of a filled intersection ([`prims::fill`]), with ideal memory (its
-/// scanners would read through memory ports) and unbounded inner channels (checked when the
-/// build knows them), when its levels are bound as the graph says.
+/// The fused form of a filled intersection ([`prims::fill`]), when its levels are bound as the
+/// graph says.
 fn plan_fill(
     graph: &Graph,
     arrays: &BTreeMap<&str, TensorArrays>,
     config: &SimConfig,
     chain: FillChain,
 ) -> Option<FusedPlan> {
-    if config.memory.is_some() {
-        return None;
-    }
     let mut kinds = Vec::new();
     for &n in &chain.nodes {
         let op = &graph.nodes[n].op;
@@ -1545,9 +1553,9 @@ fn plan_fill(
         [(chain.join, x), (chain.join, x + 1)].into_iter().chain(chain.leaves(graph).map(|n| (n, 0))).collect();
     let (join, absorbed) = (chain.join, chain.absorbed());
     let fill = Fill::new(graph, chain, kinds, config.timing.of("intersect").0, config.max_cycles);
-    let make: MakeFused = Box::new(move |env| Box::new(fill.report_to(env.shared)));
+    let make: MakeFused = Box::new(move |env| Box::new(fill.in_env(env)));
     let mut plan = FusedPlan::new(join, absorbed, inputs, Vec::new(), make);
-    plan.unbounded_only = true;
+    plan.fill = true;
     Some(plan)
 }
 

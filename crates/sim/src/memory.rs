@@ -192,22 +192,55 @@ impl MemPort {
     /// The slot is released at `done` unless [`MemPort::consume`] records a later use.
     #[inline]
     fn request(&mut self, want: u64, bytes: u32) -> (u64, u64) {
-        let slot = (self.next % self.ring.len() as u64) as usize;
-        let issue = want.max(self.last_issue).max(self.ring[slot]);
+        let (slot, issue, free, done) = self.plan(want, bytes);
         self.last_issue = issue;
-        let start = self.free.max(issue as u128 * self.units);
-        self.free = start + bytes as u128 * self.share;
-        // 128-bit division is slow; the scaled times almost always fit 64 bits.
-        let done = match (u64::try_from(self.free), u64::try_from(self.units)) {
-            (Ok(f), Ok(u)) => f.div_ceil(u),
-            _ => self.free.div_ceil(self.units) as u64,
-        } + self.latency;
+        self.free = free;
         self.ring[slot] = done;
         self.next += 1;
         self.requests += 1;
         self.bytes += bytes as u64;
         self.last_done = self.last_done.max(done);
         (issue, done)
+    }
+
+    /// What a request of `bytes` known at `want` would do, without issuing it: its slot,
+    /// issue cycle, the transfer pipe's next free (scaled) time and its completion cycle.
+    #[inline]
+    fn plan(&self, want: u64, bytes: u32) -> (usize, u64, u128, u64) {
+        let slot = (self.next % self.ring.len() as u64) as usize;
+        let issue = want.max(self.last_issue).max(self.ring[slot]);
+        let start = self.free.max(issue as u128 * self.units);
+        let free = start + bytes as u128 * self.share;
+        // 128-bit division is slow; the scaled times almost always fit 64 bits.
+        let done = match (u64::try_from(free), u64::try_from(self.units)) {
+            (Ok(f), Ok(u)) => f.div_ceil(u),
+            _ => free.div_ceil(self.units) as u64,
+        } + self.latency;
+        (slot, issue, free, done)
+    }
+
+    /// The cycle [`MemPort::fetch`] would return for `word` (address known at `want`),
+    /// without fetching anything.
+    #[inline]
+    pub fn peek_fetch(&self, word: u32, want: u64) -> u64 {
+        if word / self.words_per_line == self.line {
+            self.line_done
+        } else {
+            self.plan(want, self.line_bytes).3
+        }
+    }
+
+    /// Whether word `word` starts a line (reading it may fetch one).
+    #[inline]
+    pub fn starts_line(&self, word: u32) -> bool {
+        word.is_multiple_of(self.words_per_line)
+    }
+
+    /// Whether every read so far has been consumed ([`MemPort::consume`] would change
+    /// nothing).
+    #[inline]
+    pub fn settled(&self) -> bool {
+        self.unconsumed == self.next
     }
 
     /// The cycle word `word` of the array is available to the reader: its line is fetched

@@ -25,7 +25,9 @@ use std::sync::Arc;
 use fuseflow_graph::{Graph, JoinKind, NodeId, Op};
 
 use super::dot::{clock, past_limit, FusedShared, Stage};
+use super::link::{Deep, FusedEnv, Link};
 use crate::io::{Clock, Io, Primitive};
+use crate::memory::MemPort;
 use crate::{SimError, Token};
 
 /// Most nodes a filled intersection absorbs (GraphSAGE's has six).
@@ -187,6 +189,16 @@ struct Node {
     outs: Vec<Vec<usize>>,
     /// Input port of the fused node (scanners and ranges).
     ext: usize,
+    /// A compressed scanner's memory ports (segments, coordinates), with the memory model,
+    /// and the cycle its current fiber's bounds are known.
+    mem: Option<(MemPort, MemPort)>,
+    want: u64,
+}
+
+impl Node {
+    fn is_leaf(&self) -> bool {
+        !matches!(self.kind, FillKind::Union(_))
+    }
 }
 
 /// Input ports of the fused node: the intersection's other operand (coordinates, payload),
@@ -220,10 +232,14 @@ fn give_up(shared: &Rc<RefCell<FusedShared>>, join: usize, why: &str) -> SimErro
 pub(crate) struct Fill {
     chain: FillChain,
     nodes: Vec<Node>,
-    /// Every channel inside the chain: (ready, token), and the node (index into `nodes`) that
-    /// feeds it.
+    /// Every channel inside the chain: its tokens (ready, token), its timing with a finite
+    /// capacity, the node (index into `nodes`) that feeds it and the one that reads it
+    /// (`None`: the intersection), and that node's input port in the graph.
     queues: Vec<VecDeque<(u64, Token)>>,
+    links: Vec<Link<Deep>>,
     feeder: Vec<usize>,
+    reader: Vec<Option<usize>>,
+    port_of: Vec<(usize, usize)>,
     /// The intersection's filled operand: its coordinate queue, then its payloads'.
     filled: Vec<usize>,
     /// First output port of the other operand's payload and of the filled operand's.
@@ -231,8 +247,9 @@ pub(crate) struct Fill {
     out_filled: usize,
     /// Output ports of the intersection.
     n_out: usize,
-    /// Every stage has the intersection's initiation interval: runs coast in closed form.
-    shared_ii: bool,
+    /// The initiation interval every stage shares with the intersection, if they do: runs
+    /// then coast in closed form.
+    shared_ii: Option<u64>,
     finished: bool,
     max_cycles: u64,
     shared: Rc<RefCell<FusedShared>>,
@@ -250,15 +267,18 @@ impl Fill {
         max_cycles: u64,
     ) -> Fill {
         let mut queues = Vec::new();
-        let mut feeder = Vec::new();
+        let (mut feeder, mut reader, mut port_of) = (Vec::new(), Vec::new(), Vec::new());
         // One queue per (stream, consumer inside the chain), as the engine's channels.
         let mut queue_of = std::collections::BTreeMap::new();
         for (i, &n) in chain.nodes.iter().enumerate() {
             for s in graph.nodes[n].outs.iter().flatten() {
                 for &(c, port) in &graph.streams[s.0 as usize].consumers {
-                    queue_of.insert((c.0 as usize, port as usize), queues.len());
+                    let key = (c.0 as usize, port as usize);
+                    queue_of.insert(key, queues.len());
                     queues.push(VecDeque::new());
                     feeder.push(i);
+                    reader.push(chain.nodes.iter().position(|&m| m == key.0));
+                    port_of.push(key);
                 }
             }
         }
@@ -292,6 +312,8 @@ impl Fill {
                     ins,
                     outs,
                     ext: ext - 1,
+                    mem: None,
+                    want: 0,
                 }
             })
             .collect::<Vec<_>>();
@@ -299,8 +321,11 @@ impl Fill {
         let first = if chain.filled_op == 0 { 0 } else { 2 };
         let filled = (0..=payloads[chain.filled_op] as usize).map(|k| queue_of[&(chain.join, first + k)]).collect();
         let out_base = |op: usize| 1 + payloads[..op].iter().sum::<u32>() as usize;
-        let shared_ii = nodes.iter().all(|n| n.clk.ii == join_ii);
+        let shared_ii = nodes.iter().all(|n| n.clk.ii == join_ii).then_some(join_ii);
         Fill {
+            links: Vec::new(),
+            reader,
+            port_of,
             n_out: out_base(2),
             out_other: out_base(chain.other_op()),
             out_filled: out_base(chain.filled_op),
@@ -316,9 +341,14 @@ impl Fill {
         }
     }
 
-    /// Reports to `shared` (the engine's).
-    pub fn report_to(mut self, shared: Rc<RefCell<FusedShared>>) -> Fill {
-        self.shared = shared;
+    /// The chain in the engine's environment: its reports, the capacities of the channels
+    /// inside it and its compressed scanners' memory ports.
+    pub fn in_env(mut self, mut env: FusedEnv) -> Fill {
+        self.links = self.port_of.iter().map(|&(n, p)| env.link(n, p)).collect();
+        for (node, &n) in self.nodes.iter_mut().zip(&self.chain.nodes) {
+            node.mem = env.scan_ports.remove(&n);
+        }
+        self.shared = env.shared;
         self
     }
 
@@ -331,7 +361,26 @@ impl Fill {
         for k in 0..self.nodes[i].outs[port].len() {
             let q = self.nodes[i].outs[port][k];
             self.queues[q].push_back((ready, tok));
+            self.links[q].push();
         }
+    }
+
+    /// Takes the head of queue `q` at cycle `at`.
+    fn take(&mut self, q: usize, at: u64) -> Token {
+        self.links[q].pop(at);
+        self.queues[q].pop_front().expect("a token to take").1
+    }
+
+    /// The earliest cycle node `i` may send on all its outputs, `None` while one is full.
+    fn out_free(&self, i: usize) -> Option<u64> {
+        let mut t = 0;
+        for &q in self.nodes[i].outs.iter().flatten() {
+            if self.links[q].is_full() {
+                return None;
+            }
+            t = t.max(self.links[q].free());
+        }
+        Some(t)
     }
 
     /// One step of node `i`, or of what it waits for; returns whether anything moved.
@@ -344,11 +393,21 @@ impl Fill {
 
     /// One step of scanner or range `i` (as [`super::scan::Scan`] without memory).
     fn scan_step(&mut self, io: &mut Io<'_>, i: usize) -> Result<bool, SimError> {
+        // Where it sends, the earliest cycle it may (`None`: an output is full).
+        let free = self.out_free(i);
         let node = &mut self.nodes[i];
         let (crd, r) = match node.walk {
             Walk::Finished => return Ok(false),
             Walk::Fiber { pos, end, base } if pos < end => {
-                let at = node.clk.fire(0, 0);
+                let Some(free) = free else { return Ok(false) };
+                let ready = match &mut node.mem {
+                    Some((_, crd)) => crd.fetch(pos, node.want),
+                    None => 0,
+                };
+                let at = node.clk.fire(ready, free);
+                if let Some((_, crd)) = &mut node.mem {
+                    crd.consume(at);
+                }
                 node.walk = Walk::Fiber { pos: pos + 1, end, base };
                 let toks = match &node.kind {
                     FillKind::Compressed { crd, .. } => (Token::Idx(crd[pos as usize]), Token::Idx(pos)),
@@ -386,22 +445,36 @@ impl Fill {
                             FillKind::Union(_) => unreachable!("a scanner"),
                         };
                         // Taking the reference costs no fire (as `Scan`).
-                        if ready > node.clk.t {
-                            node.clk.stall_in += ready - node.clk.t;
-                            node.clk.t = ready;
+                        let clk = &mut node.clk;
+                        if ready > clk.t {
+                            clk.stall_in += ready - clk.t;
+                            clk.t = ready;
                         }
-                        io.pop(node.ext, node.clk.t);
+                        io.pop(node.ext, clk.t);
+                        if let Some((seg, _)) = &mut node.mem {
+                            // The bounds are requested when the reference arrives; the fiber
+                            // cannot start before they are back.
+                            let want = seg.fetch(p, ready).max(seg.fetch(p + 1, ready));
+                            if want > clk.t {
+                                clk.stall_in += want - clk.t;
+                                clk.t = want;
+                            }
+                            seg.consume(clk.t);
+                            node.want = want;
+                        }
                         node.walk = walk;
                         return Ok(true);
                     }
                     Token::Stop { level, gap } => {
-                        let at = node.clk.fire(ready, 0);
+                        let Some(free) = free else { return Ok(false) };
+                        let at = node.clk.fire(ready, free);
                         io.pop(node.ext, at);
                         let out = Token::Stop { level: level + 1, gap: gap + 1 };
                         ((out, out), node.clk.ready(at))
                     }
                     Token::Done => {
-                        let at = node.clk.fire(ready, 0);
+                        let Some(free) = free else { return Ok(false) };
+                        let at = node.clk.fire(ready, free);
                         io.pop(node.ext, at);
                         node.walk = Walk::Finished;
                         ((Token::Done, Token::Done), node.clk.ready(at))
@@ -412,8 +485,8 @@ impl Fill {
                 }
             }
             Walk::Closing => {
-                let Some((ready, tok)) = io.head(node.ext) else { return Ok(false) };
-                let at = node.clk.fire(ready, 0);
+                let (Some((ready, tok)), Some(free)) = (io.head(node.ext), free) else { return Ok(false) };
+                let at = node.clk.fire(ready, free);
                 let out = match tok {
                     Token::Stop { level, .. } => {
                         io.pop(node.ext, at);
@@ -439,17 +512,15 @@ impl Fill {
         if let Some(&q) = self.nodes[i].ins.iter().find(|&&q| self.queues[q].is_empty()) {
             return self.step(io, self.feeder[q]);
         }
-        let FillKind::Union(payloads) = &self.nodes[i].kind else { unreachable!("a union") };
         let node = &self.nodes[i];
-        let head = |q: usize| self.queues[node.ins[q]].front().copied().expect("every input holds a token");
+        let FillKind::Union(payloads) = &node.kind else { unreachable!("a union") };
+        let head = |k: usize| self.queues[node.ins[k]].front().copied().expect("every input holds a token");
         // Operand `p`'s coordinate is input `base[p]`, its payloads the inputs after it.
-        let mut base = [0usize; MAX_NODES];
-        let mut next = 0;
-        for (p, &n) in payloads.iter().enumerate() {
-            base[p] = next;
-            next += 1 + n;
-        }
         let n_ops = payloads.len();
+        let mut base = [0usize; MAX_NODES];
+        for p in 1..n_ops {
+            base[p] = base[p - 1] + 1 + payloads[p - 1];
+        }
         let (mut ready, mut min, mut n_data, mut n_done) = (0, u32::MAX, 0, 0);
         let mut stop: Option<(u8, u8)> = None;
         for &b in &base[..n_ops] {
@@ -479,52 +550,44 @@ impl Fill {
         } else {
             Token::Idx(min)
         };
-        // Operands taken (all of them but those past `min`), and their payloads' readiness.
-        let taken = |p: usize| out != Token::Idx(min) || head(base[p]).1 == Token::Idx(min);
-        for p in (0..n_ops).filter(|&p| taken(p)) {
+        // The operands taken: all, or those at `min`; their payloads must be here and line up.
+        let mut taken = [false; MAX_NODES];
+        for p in 0..n_ops {
             let crd = head(base[p]).1;
+            taken[p] = out != Token::Idx(min) || crd == Token::Idx(min);
             for k in 1..=payloads[p] {
                 let (r, tok) = head(base[p] + k);
-                if !aligned(crd, tok) {
+                if taken[p] && !aligned(crd, tok) {
                     return Err(self.bail("a union payload out of line with its coordinate"));
                 }
-                ready = ready.max(r);
+                ready = ready.max(if taken[p] { r } else { 0 });
             }
         }
+        if node.ins.len() > 2 * MAX_NODES {
+            return Err(self.bail("a union with too many inputs"));
+        }
+        let Some(free) = self.out_free(i) else { return Ok(false) };
         let node = &mut self.nodes[i];
-        let at = node.clk.fire(ready, 0);
+        let at = node.clk.fire(ready, free);
         let r = node.clk.ready(at);
         node.sent += 1;
-        let mut sends = [(0, Token::Done); 2 * MAX_NODES];
-        let mut n_sends = 0;
-        let (ins, payloads) = match &node.kind {
-            FillKind::Union(p) => (&node.ins, p),
-            _ => unreachable!("a union"),
-        };
-        let mut out_port = 1;
+        // Each output port's token: the coordinate, then every operand's payloads (`N` for an
+        // operand not taken).
+        let mut sends = [(0usize, Token::Done); 2 * MAX_NODES];
+        sends[0] = (0, out);
+        let mut n_sends = 1;
         for p in 0..n_ops {
-            let take =
-                out != Token::Idx(min) || self.queues[ins[base[p]]].front().map(|h| h.1) == Some(Token::Idx(min));
-            if take {
-                self.queues[ins[base[p]]].pop_front();
+            let FillKind::Union(payloads) = &self.nodes[i].kind else { unreachable!("a union") };
+            let (first, count) = (self.nodes[i].ins[base[p]], payloads[p]);
+            if taken[p] {
+                self.take(first, at);
             }
-            for k in 1..=payloads[p] {
-                let tok = if take {
-                    self.queues[ins[base[p] + k]].pop_front().expect("checked above").1
-                } else {
-                    Token::Empty
-                };
-                if n_sends < sends.len() {
-                    sends[n_sends] = (out_port, tok);
-                    n_sends += 1;
-                }
-                out_port += 1;
+            for k in 1..=count {
+                let q = self.nodes[i].ins[base[p] + k];
+                sends[n_sends] = (n_sends, if taken[p] { self.take(q, at) } else { Token::Empty });
+                n_sends += 1;
             }
         }
-        if n_sends == sends.len() {
-            return Err(self.bail("a union with too many payloads"));
-        }
-        self.send(i, 0, r, out);
         for &(port, tok) in &sends[..n_sends] {
             self.send(i, port, r, tok);
         }
@@ -536,30 +599,30 @@ impl Fill {
     /// Returns whether it took any.
     ///
     /// With one initiation interval `ii` everywhere, the `l`-th coordinate of the run leaves
-    /// each leaf at its clock plus `(l - 1)·ii` (a leaf waits for nothing inside a fiber); a
-    /// union's inputs are then ready `ii` later for each coordinate than for the one before,
-    /// so it fires at `max(its clock, their first ready) + (l - 1)·ii`, and so on down to the
-    /// intersection: only the first fire of each node can wait.
+    /// each leaf at its clock plus `(l - 1)·ii` (a leaf waits for nothing inside a fiber once
+    /// its line of coordinates is back); a union's inputs are then ready `ii` later for each
+    /// coordinate than for the one before, so it fires at `(l - 1)·ii` after the later of
+    /// its clock and their first ready cycle, and so on down to the intersection: only the
+    /// first fire of each node can wait for its inputs. The run stops short of any send that would wait for room (a
+    /// finite channel's consumer took the token `capacity` before it too late) and of any
+    /// line of coordinates that would not be back in time; those take the token-by-token
+    /// path.
     fn coast(&mut self, io: &mut Io<'_>, (rx, below): (u64, u32)) -> bool {
-        if !self.shared_ii || self.queues.iter().any(|q| !q.is_empty()) {
+        let Some(ii) = self.shared_ii else { return false };
+        if self.queues.iter().any(|q| !q.is_empty()) {
             return false;
         }
-        // The run: the leaves' next coordinate `q` and how far they all go on alike.
+        // The run: the leaves' next coordinate and how far they all go on alike.
         let mut q = None;
         let mut n = u64::MAX;
-        for node in &self.nodes {
-            let Walk::Fiber { pos, end, .. } = node.walk else {
-                if matches!(node.kind, FillKind::Union(_)) {
-                    continue;
-                }
-                return false;
-            };
+        for node in self.nodes.iter().filter(|n| n.is_leaf()) {
+            let Walk::Fiber { pos, end, .. } = node.walk else { return false };
             let next = match &node.kind {
                 FillKind::Compressed { crd, .. } => crd.get(pos as usize).copied(),
                 _ => Some(pos),
             };
             let (Some(next), true) = (next, pos < end) else { return false };
-            if *q.get_or_insert(next) != next || next >= below {
+            if *q.get_or_insert(next) != next || next >= below || node.mem.as_ref().is_some_and(|m| !m.1.settled()) {
                 return false;
             }
             let most = ((end - pos) as u64).min((below - next) as u64);
@@ -572,33 +635,92 @@ impl Fill {
             };
             n = n.min(alike);
         }
-        if q.is_none() || n == 0 || n == u64::MAX {
+        if q.is_none() || n == 0 {
             return false;
         }
-        let ii = self.nodes[0].clk.ii;
-        // Each node's first output's ready cycle, in chain order (feeders first).
+        // Each node's first fire in the run (feeders come first in chain order), and the
+        // intersection's.
         let mut first = [0u64; MAX_NODES];
         for i in 0..self.nodes.len() {
-            let ready = self.nodes[i].ins.iter().map(|&q| first[self.feeder[q]]).max();
-            let node = &mut self.nodes[i];
-            let at = match ready {
-                Some(ready) => node.clk.fire(ready, 0),
-                None => node.clk.fire(0, 0),
+            let ready = self.nodes[i].ins.iter().map(|&q| {
+                let f = &self.nodes[self.feeder[q]].clk;
+                f.ready(first[self.feeder[q]])
+            });
+            first[i] = self.nodes[i].clk.t.max(ready.max().unwrap_or(0));
+        }
+        let top = self.feeder[self.filled[0]];
+        let join_first = io.clock().t.max(rx).max(self.nodes[top].clk.ready(first[top]));
+        // No send may wait for room: through a finite channel, the consumer must have taken
+        // the token `capacity` sends back by then, first from what it took before the run,
+        // then from the run itself, `ii` apart like the sends.
+        for q in 0..self.queues.len() {
+            let Some(cap) = self.links[q].bound() else { continue };
+            let (p, c) = (first[self.feeder[q]], self.reader[q].map_or(join_first, |r| first[r]));
+            let early = (0..n.min(cap)).find(|&l| !self.links[q].free_by(l, p + l * ii)).unwrap_or(n);
+            n = n.min(early);
+            if c + 1 > p + cap * ii {
+                n = n.min(cap);
+            }
+        }
+        // Lines of coordinates: each one the run enters is fetched when its first coordinate
+        // is read and must be back by then; the ports are independent, so lines are taken in
+        // the order of the coordinates that start them, and the run ends before the first
+        // that would be late.
+        let mut o = 0;
+        while o < n {
+            // A leaf reads a line at `o` when `o` starts the run or a line.
+            let reads = |node: &Node| match (&node.mem, node.walk) {
+                (Some((_, port)), Walk::Fiber { pos, .. }) => {
+                    let word = pos + o as u32;
+                    (o == 0 || port.starts_line(word)).then_some((word, node.want))
+                }
+                _ => None,
             };
-            first[i] = node.clk.ready(at);
-            node.clk.t += (n - 1) * ii;
-            node.clk.fires += n - 1;
+            let late = self.nodes.iter().enumerate().any(|(i, node)| {
+                reads(node).is_some_and(|(word, want)| {
+                    node.mem.as_ref().is_some_and(|m| m.1.peek_fetch(word, want) > first[i] + o * ii)
+                })
+            });
+            if late {
+                n = o;
+                break;
+            }
+            let mut next = n;
+            for (i, node) in self.nodes.iter_mut().enumerate() {
+                let read = reads(node);
+                let (Some((_, port)), Walk::Fiber { pos, .. }) = (&mut node.mem, node.walk) else { continue };
+                if let Some((word, want)) = read {
+                    port.fetch(word, want);
+                    port.consume(first[i] + o * ii);
+                }
+                // The next coordinate of this leaf that starts a line.
+                let word = pos + o as u32;
+                next = next.min(o + (1..n - o).find(|&d| port.starts_line(word + d as u32)).unwrap_or(n - o));
+            }
+            o = next;
+        }
+        if n == 0 {
+            return false;
+        }
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            let clk = &mut node.clk;
+            clk.stall_in += first[i] - clk.t;
+            clk.t = first[i] + n * ii;
+            clk.fires += n;
             node.sent += n;
             if let Walk::Fiber { pos, end, base } = node.walk {
                 node.walk = Walk::Fiber { pos: pos + n as u32, end, base };
             }
         }
-        let top = self.feeder[self.filled[0]];
         let mut j = io.clock();
-        j.fire(rx.max(first[top]), 0);
-        j.t += (n - 1) * ii;
-        j.fires += n - 1;
+        j.stall_in += join_first - j.t;
+        j.t = join_first + n * ii;
+        j.fires += n;
         io.set_clock(j);
+        for q in 0..self.queues.len() {
+            let c = self.reader[q].map_or(join_first, |r| first[r]);
+            self.links[q].run(n, c, ii);
+        }
         true
     }
 
@@ -655,9 +777,9 @@ impl Fill {
             _ => return Err(self.bail("intersection streams the fused loop does not model")),
         };
         if let Move::DropFilled = mv {
-            io.fire(ready.max(rf_all), 0);
-            for &q in &self.filled {
-                self.queues[q].pop_front();
+            let at = io.fire(ready.max(rf_all), 0);
+            for k in 0..self.filled.len() {
+                self.take(self.filled[k], at);
             }
             return Ok(true);
         }
@@ -689,11 +811,11 @@ impl Fill {
                 io.pop(X_REF, at);
                 io.push(0, at, tok);
                 io.push(self.out_other, at, px);
+                self.take(self.filled[0], at);
                 for k in 1..self.filled.len() {
-                    let tok = self.queues[self.filled[k]].pop_front().expect("checked above").1;
+                    let tok = self.take(self.filled[k], at);
                     io.push(self.out_filled + k - 1, at, tok);
                 }
-                self.queues[self.filled[0]].pop_front();
                 if tok == Token::Done {
                     self.finished = true;
                     self.publish();
@@ -707,7 +829,11 @@ impl Fill {
         let stages = self
             .nodes
             .iter()
-            .map(|n| Stage { bytes_read: 8 * n.fibers + 4 * n.coords, ..Stage::of(&n.clk, n.sent) })
+            .map(|n| Stage {
+                bytes_read: 8 * n.fibers + 4 * n.coords,
+                mem: n.mem.as_ref().map(|(seg, crd)| (seg.requests + crd.requests, seg.bytes + crd.bytes)),
+                ..Stage::of(&n.clk, n.sent)
+            })
             .collect();
         self.shared.borrow_mut().stages = Some(stages);
     }

@@ -130,6 +130,32 @@ impl<R: Records> Link<R> {
         self.freed.set(self.popped, at + 1);
         self.popped += 1;
     }
+
+    /// Whether the `l`-th send from now (0: the next) may go at cycle `at`, as far as the
+    /// tokens already taken say (the send `capacity` before it must have been taken).
+    #[inline]
+    pub fn free_by(&self, l: u64, at: u64) -> bool {
+        let k = self.pushed + l;
+        k < self.cap || (k - self.cap < self.popped && self.freed.get(k - self.cap) <= at)
+    }
+
+    /// `n` tokens through an empty link, the consumer taking them `ii` apart from cycle
+    /// `first`: only the last `capacity` of them are remembered.
+    pub fn run(&mut self, n: u64, first: u64, ii: u64) {
+        debug_assert_eq!(self.pushed, self.popped, "a run through a link that holds tokens");
+        if self.cap != u64::MAX {
+            for m in n.saturating_sub(self.cap)..n {
+                self.freed.set(self.popped + m, first + m * ii + 1);
+            }
+        }
+        self.pushed += n;
+        self.popped += n;
+    }
+
+    /// The link's capacity (`None`: unbounded).
+    pub fn bound(&self) -> Option<u64> {
+        (self.cap != u64::MAX).then_some(self.cap)
+    }
 }
 
 /// What the engine gives a fused chain when it makes its node.
@@ -141,6 +167,8 @@ pub(crate) struct FusedEnv {
     pub caps: BTreeMap<(usize, usize), Option<usize>>,
     /// The memory port of each absorbed array (none with ideal memory).
     pub ports: BTreeMap<usize, MemPort>,
+    /// The memory ports (segments, coordinates) of each absorbed compressed scanner.
+    pub scan_ports: BTreeMap<usize, (MemPort, MemPort)>,
 }
 
 impl FusedEnv {
