@@ -1142,7 +1142,11 @@ fn build(
         let fills = prims::fill::find(graph).into_iter().filter_map(|c| plan_fill(graph, arrays, config, c));
         for mut plan in dots.chain(bcasts).chain(fills) {
             let nodes: Vec<usize> = plan.absorbed.iter().copied().chain([plan.runner]).collect();
-            if nodes.iter().any(|&n| in_plan[n].is_some()) || !plan.wire(&nodes, &in_chans, &out_chans) {
+            // The runner's slot is made when the build reaches it, with the memory ports of the
+            // nodes before it: every absorbed node must come first.
+            if nodes.iter().any(|&n| in_plan[n].is_some() || n > plan.runner)
+                || !plan.wire(&nodes, &in_chans, &out_chans)
+            {
                 continue;
             }
             // The capacity of every channel inside the chain (its inputs from outside keep
@@ -1196,14 +1200,14 @@ fn build(
             let timing = config.timing.of(kind);
             let runs_here = plans[k].as_ref().is_some_and(|p| p.runner == i);
             // Ports go to nodes in node order, absorbed or not, so each gets its share.
-            match (&node.op, plans[k].as_mut()) {
-                (Op::Array { .. }, Some(plan)) => plan.ports.extend(port().map(|p| (i, p))),
-                (Op::Scan { format: LevelFormat::Compressed, .. }, Some(plan)) => {
+            if let Some(plan) = plans[k].as_mut() {
+                if let Op::Array { .. } = node.op {
+                    plan.ports.extend(port().map(|p| (i, p)));
+                } else if let Op::Scan { format: LevelFormat::Compressed, .. } = node.op {
                     if let (Some(seg), Some(crd)) = (port(), port()) {
                         plan.scan_ports.insert(i, (seg, crd));
                     }
                 }
-                _ => {}
             }
             let slot = if let Some(plan) = plans[k].take_if(|_| runs_here) {
                 let shared = Rc::new(RefCell::new(FusedShared::default()));

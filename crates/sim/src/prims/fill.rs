@@ -258,7 +258,7 @@ pub(crate) struct Fill {
 impl Fill {
     /// The chain of `graph` with its nodes' kinds (in [`FillChain::nodes`] order) and
     /// `(ii, latency)`, and the intersection's initiation interval. It reports to a
-    /// [`FusedShared`] of its own until [`Fill::report_to`] gives it the engine's.
+    /// [`FusedShared`] of its own until [`Fill::in_env`] gives it the engine's.
     pub fn new(
         graph: &Graph,
         chain: FillChain,
@@ -411,7 +411,9 @@ impl Fill {
                 node.walk = Walk::Fiber { pos: pos + 1, end, base };
                 let toks = match &node.kind {
                     FillKind::Compressed { crd, .. } => (Token::Idx(crd[pos as usize]), Token::Idx(pos)),
-                    _ => (Token::Idx(pos), Token::Idx((base + pos as u64) as u32)),
+                    FillKind::Dense(_) | FillKind::Union(_) => {
+                        (Token::Idx(pos), Token::Idx((base + pos as u64) as u32))
+                    }
                 };
                 (toks, node.clk.ready(at))
             }
@@ -619,7 +621,7 @@ impl Fill {
             let Walk::Fiber { pos, end, .. } = node.walk else { return false };
             let next = match &node.kind {
                 FillKind::Compressed { crd, .. } => crd.get(pos as usize).copied(),
-                _ => Some(pos),
+                FillKind::Dense(_) | FillKind::Union(_) => Some(pos),
             };
             let (Some(next), true) = (next, pos < end) else { return false };
             if *q.get_or_insert(next) != next || next >= below || node.mem.as_ref().is_some_and(|m| !m.1.settled()) {
@@ -631,7 +633,7 @@ impl Fill {
                     crd[pos as usize..].iter().take(most as usize).zip(next..).take_while(|(&c, k)| c == *k).count()
                         as u64
                 }
-                _ => most,
+                FillKind::Dense(_) | FillKind::Union(_) => most,
             };
             n = n.min(alike);
         }
@@ -786,7 +788,7 @@ impl Fill {
         let Some((qx, px)) = io.head(X_REF) else { return Ok(false) };
         let lined_up = match mv {
             Move::Emit(tok) => aligned(tok, px),
-            _ => payload(px),
+            Move::DropFilled | Move::DropOther | Move::DropEmpty => payload(px),
         };
         if !lined_up {
             return Err(self.bail("a payload out of line with its coordinate"));
