@@ -181,7 +181,7 @@ struct Case {
     sizing: bool,
     /// The memory model: `(channels, bytes per cycle, latency, queue depth, granularity,
     /// sharing)`, or ideal memory.
-    memory: Option<(u32, u32, u64, u32, u32, usize)>,
+    memory: Option<Memory>,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -194,10 +194,7 @@ fn case() -> impl Strategy<Value = Case> {
         1 => (3usize..20).prop_map(Some),
         1 => (65usize..90).prop_map(Some),
     ];
-    let memory = prop_oneof![
-        2 => Just(None),
-        1 => (1u32..4, 1u32..9, 1u64..40, 1u32..4, prop_oneof![Just(4u32), Just(16), Just(64)], 0usize..3).prop_map(Some),
-    ];
+    let memory = prop_oneof![2 => Just(None), 1 => memory().prop_map(Some)];
     let timing = ((1u64..3, 1u64..4), soft_cap, (fifo, any::<bool>()), memory);
     (0..KERNELS.len(), any::<u64>(), proptest::collection::vec(1usize..7, 5), timing).prop_flat_map(
         |(kernel, seed, sizes, (ii, soft_cap, (fifo, sizing), memory))| {
@@ -227,6 +224,27 @@ fn case() -> impl Strategy<Value = Case> {
             })
         },
     )
+}
+
+/// A memory model: `(channels, bytes per cycle, latency, queue depth, granularity, sharing)`.
+type Memory = (u32, u32, u64, u32, u32, usize);
+
+fn memory() -> impl Strategy<Value = Memory> {
+    (1u32..4, 1u32..9, 1u64..40, 1u32..4, prop_oneof![Just(4u32), Just(16), Just(64)], 0usize..3)
+}
+
+fn memory_config(
+    (channels, bytes_per_cycle, latency, queue_depth, granularity, sharing): Memory,
+) -> fuseflow_sim::MemoryConfig {
+    fuseflow_sim::MemoryConfig {
+        channels,
+        bytes_per_cycle,
+        latency,
+        startup: latency / 2,
+        queue_depth,
+        granularity,
+        sharing: [Sharing::Partition, Sharing::Private, Sharing::Demand][sharing],
+    }
 }
 
 fn program(c: &Case) -> String {
@@ -266,17 +284,7 @@ proptest! {
             cfg.sim.soft_cap = c.soft_cap;
             cfg.sim.channel_capacity = c.fifo;
             cfg.sim.fifo_sizing = c.sizing;
-            cfg.sim.memory = c.memory.map(|(channels, bytes_per_cycle, latency, queue_depth, granularity, sharing)| {
-                fuseflow_sim::MemoryConfig {
-                    channels,
-                    bytes_per_cycle,
-                    latency,
-                    startup: latency / 2,
-                    queue_depth,
-                    granularity,
-                    sharing: [Sharing::Partition, Sharing::Private, Sharing::Demand][sharing],
-                }
-            });
+            cfg.sim.memory = c.memory.map(memory_config);
             let what = format!("order {} fifo {:?} sizing {} memory {:?}\n{src}", o.join(","), c.fifo, c.sizing, c.memory);
             let (n, a) = same_with_and_without(&p, &cfg, &what);
             CHAINS.fetch_add(n, Ordering::Relaxed);
@@ -429,10 +437,7 @@ proptest! {
         limit in prop_oneof![4 => Just(None), 1 => (0.3f64..1.2).prop_map(Some)],
         fifo in prop_oneof![2 => Just(None), 1 => Just(Some(1usize)), 1 => Just(Some(2)), 2 => (3usize..20).prop_map(Some)],
         sizing in any::<bool>(),
-        memory in prop_oneof![
-            1 => Just(None),
-            1 => (1u32..4, 1u32..9, 1u64..40, 1u32..4, prop_oneof![Just(4u32), Just(16), Just(64)], 0usize..3).prop_map(Some),
-        ],
+        memory in proptest::option::of(memory()),
     ) {
         let p = gnn(if graphsage { "graphsage" } else { "gcn" }, n, 2, density, seed);
         let mut cfg = fuseflow::RunConfig { fusion: fuseflow_compiler::Fusion::Full, seed, ..Default::default() };
@@ -442,17 +447,7 @@ proptest! {
         cfg.sim.soft_cap = soft_cap;
         cfg.sim.channel_capacity = fifo;
         cfg.sim.fifo_sizing = sizing;
-        cfg.sim.memory = memory.map(|(channels, bytes_per_cycle, latency, queue_depth, granularity, sharing)| {
-            fuseflow_sim::MemoryConfig {
-                channels,
-                bytes_per_cycle,
-                latency,
-                startup: latency / 2,
-                queue_depth,
-                granularity,
-                sharing: [Sharing::Partition, Sharing::Private, Sharing::Demand][sharing],
-            }
-        });
+        cfg.sim.memory = memory.map(memory_config);
         if let Some(share) = limit {
             // A cycle limit about the run's length: both runs stop with it, or neither.
             let Ok(r) = fuseflow::run(&p, &examples_dir(), &node_by_node(&cfg)) else { return Ok(()) };

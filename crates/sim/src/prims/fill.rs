@@ -26,6 +26,7 @@ use fuseflow_graph::{Graph, JoinKind, NodeId, Op};
 
 use super::dot::{clock, past_limit, FusedShared, Stage};
 use super::link::{Deep, FusedEnv, Link};
+use super::scan::ScanState as Walk;
 use crate::io::{Clock, Io, Primitive};
 use crate::memory::MemPort;
 use crate::{SimError, Token};
@@ -157,21 +158,6 @@ pub(crate) enum FillKind {
     Dense(u32),
     /// A union with these payload counts per operand.
     Union(Vec<usize>),
-}
-
-/// A scanner's state (as [`super::scan::Scan`]'s).
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Walk {
-    Idle,
-    /// Emitting positions `pos..end` of the current fiber; dense references are offset by
-    /// `base`.
-    Fiber {
-        pos: u32,
-        end: u32,
-        base: u64,
-    },
-    Closing,
-    Finished,
 }
 
 /// An absorbed node: what it is, its clock and state, and the queues it reads and feeds.

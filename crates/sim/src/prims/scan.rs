@@ -43,7 +43,9 @@ pub enum LevelSource {
     },
 }
 
-enum ScanState {
+/// A scanner's state (also a filled intersection's scanners', [`super::fill`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum ScanState {
     Idle,
     /// Emitting positions `pos..end` of the current fiber; `base` maps positions to dense refs.
     Fiber {
