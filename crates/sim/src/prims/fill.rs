@@ -597,13 +597,31 @@ impl Fill {
     /// path.
     fn coast(&mut self, io: &mut Io<'_>, (rx, below): (u64, u32)) -> bool {
         let Some(ii) = self.shared_ii else { return false };
-        if self.queues.iter().any(|q| !q.is_empty()) {
-            return false;
-        }
-        // The run: the leaves' next coordinate and how far they all go on alike.
+        // The nodes that fire in the run (`moves`): scanners and ranges whose outputs are
+        // empty, inside a fiber, whose next coordinates all equal the run's first `q`, and
+        // every union. A scanner whose outputs each hold one token (a coordinate past the
+        // run, or a stop: a row the level does not hold, or its fiber's end) waits: the
+        // unions take nothing from it and send `N` in its place, its token's ready cycle
+        // counting towards their fires as it would.
+        let mut moves = [false; MAX_NODES];
         let mut q = None;
         let mut n = u64::MAX;
-        for node in self.nodes.iter().filter(|n| n.is_leaf()) {
+        for (i, node) in self.nodes.iter().enumerate() {
+            let held = node.outs.iter().flatten().map(|&k| self.queues[k].len());
+            if !node.is_leaf() {
+                if held.max().unwrap_or(0) > 0 {
+                    return false;
+                }
+                moves[i] = true;
+                continue;
+            }
+            let empty = held.clone().all(|l| l == 0);
+            if !empty {
+                if held.clone().any(|l| l != 1) {
+                    return false;
+                }
+                continue;
+            }
             let Walk::Fiber { pos, end, .. } = node.walk else { return false };
             let next = match &node.kind {
                 FillKind::Compressed { crd, .. } => crd.get(pos as usize).copied(),
@@ -622,26 +640,59 @@ impl Fill {
                 FillKind::Dense(_) | FillKind::Union(_) => most,
             };
             n = n.min(alike);
+            moves[i] = true;
         }
-        if q.is_none() || n == 0 {
+        let Some(q) = q else { return false };
+        // A waiting scanner's coordinate must lie past the run.
+        for (node, _) in self.nodes.iter().zip(moves).filter(|(n, m)| n.is_leaf() && !m) {
+            for &k in node.outs.first().into_iter().flatten() {
+                match self.queues[k].front().map(|h| h.1) {
+                    Some(Token::Idx(c)) if c > q => n = n.min((c - q) as u64),
+                    Some(Token::Stop { .. }) => {}
+                    _ => return false,
+                }
+            }
+        }
+        if n == 0 || n == u64::MAX {
             return false;
         }
-        // Each node's first fire in the run (feeders come first in chain order), and the
-        // intersection's.
+        // Each node's first fire in the run (feeders come first in chain order): after its
+        // clock, its moving inputs' first tokens and its waiting operands' coordinates.
         let mut first = [0u64; MAX_NODES];
         for i in 0..self.nodes.len() {
-            let ready = self.nodes[i].ins.iter().map(|&q| {
-                let f = &self.nodes[self.feeder[q]].clk;
-                f.ready(first[self.feeder[q]])
-            });
-            first[i] = self.nodes[i].clk.t.max(ready.max().unwrap_or(0));
+            let node = &self.nodes[i];
+            let mut ready = 0;
+            if let FillKind::Union(payloads) = &node.kind {
+                let mut k = 0;
+                let mut any = false;
+                for &count in payloads {
+                    let f = self.feeder[node.ins[k]];
+                    if moves[f] {
+                        any = true;
+                        for &qk in &node.ins[k..=k + count] {
+                            let f = self.feeder[qk];
+                            if !moves[f] {
+                                return false;
+                            }
+                            ready = ready.max(self.nodes[f].clk.ready(first[f]));
+                        }
+                    } else {
+                        ready = ready.max(self.queues[node.ins[k]].front().map_or(0, |h| h.0));
+                    }
+                    k += 1 + count;
+                }
+                if !any {
+                    return false;
+                }
+            }
+            first[i] = node.clk.t.max(ready);
         }
         let top = self.feeder[self.filled[0]];
         let join_first = io.clock().t.max(rx).max(self.nodes[top].clk.ready(first[top]));
         // No send may wait for room: through a finite channel, the consumer must have taken
         // the token `capacity` sends back by then, first from what it took before the run,
         // then from the run itself, `ii` apart like the sends.
-        for q in 0..self.queues.len() {
+        for q in (0..self.queues.len()).filter(|&k| moves[self.feeder[k]]) {
             let Some(cap) = self.links[q].bound() else { continue };
             let (p, c) = (first[self.feeder[q]], self.reader[q].map_or(join_first, |r| first[r]));
             let early = (0..n.min(cap)).find(|&l| !self.links[q].free_by(l, p + l * ii)).unwrap_or(n);
@@ -657,15 +708,15 @@ impl Fill {
         let mut o = 0;
         while o < n {
             // A leaf reads a line at `o` when `o` starts the run or a line.
-            let reads = |node: &Node| match (&node.mem, node.walk) {
-                (Some((_, port)), Walk::Fiber { pos, .. }) => {
+            let reads = |i: usize, node: &Node| match (&node.mem, node.walk) {
+                (Some((_, port)), Walk::Fiber { pos, .. }) if moves[i] => {
                     let word = pos + o as u32;
                     (o == 0 || port.starts_line(word)).then_some((word, node.want))
                 }
                 _ => None,
             };
             let late = self.nodes.iter().enumerate().any(|(i, node)| {
-                reads(node).is_some_and(|(word, want)| {
+                reads(i, node).is_some_and(|(word, want)| {
                     node.mem.as_ref().is_some_and(|m| m.1.peek_fetch(word, want) > first[i] + o * ii)
                 })
             });
@@ -674,8 +725,8 @@ impl Fill {
                 break;
             }
             let mut next = n;
-            for (i, node) in self.nodes.iter_mut().enumerate() {
-                let read = reads(node);
+            for (i, node) in self.nodes.iter_mut().enumerate().filter(|(i, _)| moves[*i]) {
+                let read = reads(i, node);
                 let (Some((_, port)), Walk::Fiber { pos, .. }) = (&mut node.mem, node.walk) else { continue };
                 if let Some((word, want)) = read {
                     port.fetch(word, want);
@@ -690,7 +741,7 @@ impl Fill {
         if n == 0 {
             return false;
         }
-        for (i, node) in self.nodes.iter_mut().enumerate() {
+        for (i, node) in self.nodes.iter_mut().enumerate().filter(|(i, _)| moves[*i]) {
             let clk = &mut node.clk;
             clk.stall_in += first[i] - clk.t;
             clk.t = first[i] + n * ii;
@@ -705,7 +756,7 @@ impl Fill {
         j.t = join_first + n * ii;
         j.fires += n;
         io.set_clock(j);
-        for q in 0..self.queues.len() {
+        for q in (0..self.queues.len()).filter(|&k| moves[self.feeder[k]]) {
             let c = self.reader[q].map_or(join_first, |r| first[r]);
             self.links[q].run(n, c, ii);
         }
