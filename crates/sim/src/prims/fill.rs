@@ -236,6 +236,9 @@ pub(crate) struct Fill {
     /// The initiation interval every stage shares with the intersection, if they do: runs
     /// then coast in closed form.
     shared_ii: Option<u64>,
+    /// Every channel inside is unbounded and memory ideal: a compressed scanner's fiber may
+    /// skip coordinates within a run ([`Fill::coast`]).
+    open: bool,
     finished: bool,
     max_cycles: u64,
     shared: Rc<RefCell<FusedShared>>,
@@ -313,6 +316,7 @@ impl Fill {
             reader,
             port_of,
             n_out: out_base(2),
+            open: false,
             out_other: out_base(chain.other_op()),
             out_filled: out_base(chain.filled_op),
             chain,
@@ -335,6 +339,7 @@ impl Fill {
             node.mem = env.scan_ports.remove(&n);
         }
         self.shared = env.shared;
+        self.open = self.links.iter().all(|l| l.bound().is_none()) && self.nodes.iter().all(|n| n.mem.is_none());
         self
     }
 
@@ -604,6 +609,7 @@ impl Fill {
         // unions take nothing from it and send `N` in its place, its token's ready cycle
         // counting towards their fires as it would.
         let mut moves = [false; MAX_NODES];
+        let mut sparse = [false; MAX_NODES];
         let mut q = None;
         let mut n = u64::MAX;
         for (i, node) in self.nodes.iter().enumerate() {
@@ -623,6 +629,11 @@ impl Fill {
                 continue;
             }
             let Walk::Fiber { pos, end, .. } = node.walk else { return false };
+            if self.open && matches!(node.kind, FillKind::Compressed { .. }) && pos < end {
+                // Counted below, once the run's coordinates are known.
+                (moves[i], sparse[i]) = (true, true);
+                continue;
+            }
             let next = match &node.kind {
                 FillKind::Compressed { crd, .. } => crd.get(pos as usize).copied(),
                 FillKind::Dense(_) | FillKind::Union(_) => Some(pos),
@@ -653,8 +664,34 @@ impl Fill {
                 }
             }
         }
+        // A scanner that may skip coordinates (unbounded channels, ideal memory) fires once for
+        // each of its coordinates in the run, and once more for the next one when its fiber
+        // goes on (the union compares against it before taking it); the run ends with the
+        // fiber's last coordinate otherwise. Its `j`-th token is ready `j·ii` after its first,
+        // no later than the union needs it (it needs the token at or after coordinate `q + l`
+        // at its `l`-th fire, and at most `l` coordinates of the fiber come before).
+        let mut fires = [0u64; MAX_NODES];
+        for (node, _) in self.nodes.iter().zip(sparse).filter(|(_, s)| *s) {
+            let (FillKind::Compressed { crd, .. }, Walk::Fiber { pos, end, .. }) = (&node.kind, node.walk) else {
+                unreachable!("a compressed scanner inside a fiber")
+            };
+            let fiber = &crd[pos as usize..end as usize];
+            let last = *fiber.last().expect("a fiber with a coordinate left");
+            if fiber[0] < q {
+                return false;
+            }
+            n = n.min((last - q) as u64 + 1);
+        }
         if n == 0 || n == u64::MAX {
             return false;
+        }
+        for (i, node) in self.nodes.iter().enumerate().filter(|&(i, _)| sparse[i]) {
+            let (FillKind::Compressed { crd, .. }, Walk::Fiber { pos, end, .. }) = (&node.kind, node.walk) else {
+                unreachable!("a compressed scanner inside a fiber")
+            };
+            let fiber = &crd[pos as usize..end as usize];
+            let m = fiber.partition_point(|&c| (c as u64) < q as u64 + n) as u64;
+            fires[i] = m + u64::from((m as usize) < fiber.len());
         }
         // Each node's first fire in the run (feeders come first in chain order): after its
         // clock, its moving inputs' first tokens and its waiting operands' coordinates.
@@ -741,14 +778,23 @@ impl Fill {
         if n == 0 {
             return false;
         }
+        let mut held = [None; MAX_NODES];
         for (i, node) in self.nodes.iter_mut().enumerate().filter(|(i, _)| moves[*i]) {
+            let f = if sparse[i] { fires[i] } else { n };
             let clk = &mut node.clk;
             clk.stall_in += first[i] - clk.t;
-            clk.t = first[i] + n * ii;
-            clk.fires += n;
-            node.sent += n;
+            clk.t = first[i] + f * ii;
+            clk.fires += f;
+            node.sent += f;
             if let Walk::Fiber { pos, end, base } = node.walk {
-                node.walk = Walk::Fiber { pos: pos + n as u32, end, base };
+                node.walk = Walk::Fiber { pos: pos + f as u32, end, base };
+                // The token past the run that the union compares against waits for it.
+                if let (true, FillKind::Compressed { crd, .. }) = (sparse[i], &node.kind) {
+                    let p = pos + f as u32 - 1;
+                    if crd[p as usize] as u64 >= q as u64 + n {
+                        held[i] = Some((clk.ready(first[i] + (f - 1) * ii), Token::Idx(crd[p as usize]), p));
+                    }
+                }
             }
         }
         let mut j = io.clock();
@@ -756,9 +802,21 @@ impl Fill {
         j.t = join_first + n * ii;
         j.fires += n;
         io.set_clock(j);
-        for q in (0..self.queues.len()).filter(|&k| moves[self.feeder[k]]) {
-            let c = self.reader[q].map_or(join_first, |r| first[r]);
-            self.links[q].run(n, c, ii);
+        for k in (0..self.queues.len()).filter(|&k| moves[self.feeder[k]]) {
+            let c = self.reader[k].map_or(join_first, |r| first[r]);
+            let f = self.feeder[k];
+            // A skipping scanner's tokens are taken as the union reaches them (unbounded:
+            // only their number matters).
+            let through = if sparse[f] { fires[f] - u64::from(held[f].is_some()) } else { n };
+            self.links[k].run(through, c, ii);
+        }
+        for (i, h) in held.into_iter().enumerate() {
+            if let Some((ready, crd, p)) = h {
+                self.send(i, 0, ready, crd);
+                if self.nodes[i].outs.len() > 1 {
+                    self.send(i, 1, ready, Token::Idx(p));
+                }
+            }
         }
         true
     }
