@@ -10,12 +10,16 @@
 //! nearly all of the simulation time of such a group on a large graph.
 //!
 //! [`Fill`] runs the scanners (leaves) and the unions in the intersection's slot, token by
-//! token as the separate nodes would (with unbounded channels a node's fire times depend only
-//! on its input tokens, so the order in which the loop visits the nodes does not matter), and
-//! takes a run of coordinates that every leaf produces alike and the intersection drops in
-//! one step, in closed form ([`Fill::coast`]). Anything it does not model (an `N` reference,
-//! streams that disagree) sets [`FusedShared::bailed`]; the engine then runs the graph again
-//! node by node, which also reports any malformed stream.
+//! token as the separate nodes would, through queues of its own that keep the records of
+//! finite channels ([`Link`]), with the compressed scanners' memory ports: a node's fire times
+//! depend only on its input tokens and its outputs' free cycles, so the order in which the
+//! loop visits the nodes does not matter. A run of coordinates that the intersection drops is
+//! taken in one step, in closed form ([`Fill::coast`]): the ranges and dense scanners make
+//! every coordinate of it; a compressed scanner makes them too, or waits (a row its level
+//! lacks), or, with unbounded channels and ideal memory, skips the rows it lacks. Anything
+//! it does not model (an `N` reference, streams that disagree) sets [`FusedShared::bailed`];
+//! the engine then runs the graph again node by node, which also reports any malformed
+//! stream.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
