@@ -151,18 +151,24 @@ program=examples/gcn.ff
 say "local sweep done: $(grep -E '^points' "$tmp/local.log" || tail -n 1 "$tmp/local.log")"
 
 # Waits (at most TIMEOUT seconds) until every task of job $1 has ended; prints
-# "TASK STATE EXITCODE" per task (TASK is - for a job that is not an array).
+# "TASK STATE EXITCODE" per task (TASK is - for a job that is not an array). The states are
+# read again until none is pending or running: on a busy machine a query can fail or come
+# back before a pending task's record does, which must not read as the end of the job.
 wait_job() {
-    local t0
+    local t0 states
     t0=$(date +%s)
-    while timeout 30 scontrol -o show job "$1" | grep -Eq 'JobState=(PENDING|RUNNING|CONFIGURING|COMPLETING|SUSPENDED|REQUEUED)'; do
+    while :; do
         [ $(($(date +%s) - t0)) -lt "${TIMEOUT:-600}" ] || die "job $1 did not finish in ${TIMEOUT:-600} s"
+        states=$(timeout 30 scontrol -o show job "$1" | while read -r line; do
+            field() { grep -oE "(^| )$1=[^ ]+" <<<"$line" | head -n 1 | cut -d= -f2; }
+            echo "$(field ArrayTaskId || true) $(field JobState) $(field ExitCode)" | sed 's/^ /- /'
+        done | sort)
+        if [ -n "$states" ] && ! grep -Eq ' (PENDING|RUNNING|CONFIGURING|COMPLETING|SUSPENDED|REQUEUED) ' <<<"$states"; then
+            echo "$states"
+            return
+        fi
         sleep 1
     done
-    timeout 30 scontrol -o show job "$1" | while read -r line; do
-        field() { grep -oE "(^| )$1=[^ ]+" <<<"$line" | head -n 1 | cut -d= -f2; }
-        echo "$(field ArrayTaskId || true) $(field JobState) $(field ExitCode)" | sed 's/^ /- /'
-    done | sort
 }
 
 # Submits a job (sbatch options and script, or --wrap), prints its id. --mem is lowered from
