@@ -230,6 +230,12 @@ impl MemPort {
         }
     }
 
+    /// Words per line.
+    #[inline]
+    pub fn line_words(&self) -> u32 {
+        self.words_per_line
+    }
+
     /// Whether word `word` starts a line (reading it may fetch one).
     #[inline]
     pub fn starts_line(&self, word: u32) -> bool {

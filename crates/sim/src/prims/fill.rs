@@ -16,7 +16,9 @@
 //! loop visits the nodes does not matter. A run of coordinates that the intersection drops is
 //! taken in one step, in closed form ([`Fill::coast`]): the ranges and dense scanners make
 //! every coordinate of it; a compressed scanner makes them too, or waits (a row its level
-//! lacks), or, with unbounded channels and ideal memory, skips the rows it lacks. Anything
+//! lacks), or skips the rows it lacks: it fires only for its own coordinates, in closed form
+//! when its sends never wait, else one by one with the waits for room and for its lines of
+//! coordinates that finite FIFOs and memory give it ([`Fill::skip_fires`]). Anything
 //! it does not model (an `N` reference, streams that disagree) sets [`FusedShared::bailed`];
 //! the engine then runs the graph again node by node, which also reports any malformed
 //! stream.
@@ -189,6 +191,35 @@ impl Node {
     fn is_leaf(&self) -> bool {
         !matches!(self.kind, FillKind::Union(_))
     }
+
+    /// A compressed scanner's coordinates left in its fiber (none for other nodes).
+    fn fiber(&self) -> &[u32] {
+        match (&self.kind, self.walk) {
+            (FillKind::Compressed { crd, .. }, Walk::Fiber { pos, end, .. }) => &crd[pos as usize..end as usize],
+            _ => &[],
+        }
+    }
+}
+
+/// Most output queues of a skipping scanner whose fires are worked out one by one.
+const MAX_SKIP_OUTS: usize = 8;
+
+/// The nodes that fire in a run ([`Fill::plan_run`]): those that move, the skipping
+/// scanners among them, the run's first coordinate and its longest length.
+struct Run {
+    moves: [bool; MAX_NODES],
+    sparse: [bool; MAX_NODES],
+    q: u32,
+    n: u64,
+}
+
+/// A skipping scanner's fires in a run ([`Fill::skip_fires`]): its clock after them, how
+/// many, and the cycle of the last.
+#[derive(Clone, Copy)]
+struct Skip {
+    clk: Clock,
+    fires: u64,
+    last: u64,
 }
 
 /// Input ports of the fused node: the intersection's other operand (coordinates, payload),
@@ -240,9 +271,15 @@ pub(crate) struct Fill {
     /// The initiation interval every stage shares with the intersection, if they do: runs
     /// then coast in closed form.
     shared_ii: Option<u64>,
-    /// Every channel inside is unbounded and memory ideal: a compressed scanner's fiber may
-    /// skip coordinates within a run ([`Fill::coast`]).
-    open: bool,
+    /// Per node, whether it is a compressed scanner that may skip the coordinates its fiber
+    /// lacks within a run ([`Fill::coast`]): one whose sends never wait (unbounded outputs,
+    /// ideal memory), or the one whose fires are worked out one by one ([`Fill::exact`]).
+    skips: Vec<bool>,
+    /// The compressed scanner whose sends may wait (bounded outputs or memory) that skips
+    /// ([`Fill::skip_fires`]): the first such one, read by unions only, when no other leaf
+    /// reads memory (its fetches then come last in a run, after anything else that could
+    /// end the run sooner).
+    exact: Option<usize>,
     finished: bool,
     max_cycles: u64,
     shared: Rc<RefCell<FusedShared>>,
@@ -320,7 +357,8 @@ impl Fill {
             reader,
             port_of,
             n_out: out_base(2),
-            open: false,
+            skips: Vec::new(),
+            exact: None,
             out_other: out_base(chain.other_op()),
             out_filled: out_base(chain.filled_op),
             chain,
@@ -343,7 +381,19 @@ impl Fill {
             node.mem = env.scan_ports.remove(&n);
         }
         self.shared = env.shared;
-        self.open = self.links.iter().all(|l| l.bound().is_none()) && self.nodes.iter().all(|n| n.mem.is_none());
+        let compressed = |n: &Node| matches!(n.kind, FillKind::Compressed { .. });
+        let free = |n: &Node| n.mem.is_none() && n.outs.iter().flatten().all(|&k| self.links[k].bound().is_none());
+        let with_memory = self.nodes.iter().filter(|n| n.mem.is_some()).count();
+        self.exact = self.nodes.iter().position(|n| {
+            let outs = n.outs.iter().flatten();
+            compressed(n)
+                && !free(n)
+                && with_memory <= usize::from(n.mem.is_some())
+                && outs.clone().count() <= MAX_SKIP_OUTS
+                && outs.clone().all(|&k| self.reader[k].is_some())
+        });
+        self.skips =
+            self.nodes.iter().enumerate().map(|(i, n)| compressed(n) && (free(n) || self.exact == Some(i))).collect();
         self
     }
 
@@ -591,60 +641,48 @@ impl Fill {
         Ok(true)
     }
 
-    /// Takes a run of coordinates that every leaf produces alike and the intersection drops
-    /// (all below `below`, the other operand's head coordinate, ready at `rx`) in one step.
-    /// Returns whether it took any.
-    ///
-    /// With one initiation interval `ii` everywhere, the `l`-th coordinate of the run leaves
-    /// each leaf at its clock plus `(l - 1)·ii` (a leaf waits for nothing inside a fiber once
-    /// its line of coordinates is back); a union's inputs are then ready `ii` later for each
-    /// coordinate than for the one before, so it fires at `(l - 1)·ii` after the later of
-    /// its clock and their first ready cycle, and so on down to the intersection: only the
-    /// first fire of each node can wait for its inputs. The run stops short of any send that would wait for room (a
-    /// finite channel's consumer took the token `capacity` before it too late) and of any
-    /// line of coordinates that would not be back in time; those take the token-by-token
-    /// path.
-    fn coast(&mut self, io: &mut Io<'_>, (rx, below): (u64, u32)) -> bool {
-        let Some(ii) = self.shared_ii else { return false };
+    /// The nodes that fire in a run of coordinates that every leaf produces alike and the
+    /// intersection drops (all below `below`), the run's first coordinate and how long it may
+    /// be before any timing is known; `None` if no run can coast.
+    fn plan_run(&self, below: u32) -> Option<Run> {
         // The nodes that fire in the run (`moves`): scanners and ranges whose outputs are
         // empty, inside a fiber, whose next coordinates all equal the run's first `q`, and
         // every union. A scanner whose outputs each hold one token (a coordinate past the
         // run, or a stop: a row the level does not hold, or its fiber's end) waits: the
         // unions take nothing from it and send `N` in its place, its token's ready cycle
-        // counting towards their fires as it would.
-        let mut moves = [false; MAX_NODES];
-        let mut sparse = [false; MAX_NODES];
+        // counting towards their fires as it would. A compressed scanner that may skip
+        // (`sparse`, [`Fill::skips`]) fires for its own coordinates in the run only.
+        let mut run = Run { moves: [false; MAX_NODES], sparse: [false; MAX_NODES], q: 0, n: u64::MAX };
         let mut q = None;
-        let mut n = u64::MAX;
         for (i, node) in self.nodes.iter().enumerate() {
             let held = node.outs.iter().flatten().map(|&k| self.queues[k].len());
             if !node.is_leaf() {
                 if held.max().unwrap_or(0) > 0 {
-                    return false;
+                    return None;
                 }
-                moves[i] = true;
+                run.moves[i] = true;
                 continue;
             }
             let empty = held.clone().all(|l| l == 0);
             if !empty {
                 if held.clone().any(|l| l != 1) {
-                    return false;
+                    return None;
                 }
                 continue;
             }
-            let Walk::Fiber { pos, end, .. } = node.walk else { return false };
-            if self.open && matches!(node.kind, FillKind::Compressed { .. }) && pos < end {
-                // Counted below, once the run's coordinates are known.
-                (moves[i], sparse[i]) = (true, true);
+            let Walk::Fiber { pos, end, .. } = node.walk else { return None };
+            if self.skips[i] && pos < end {
+                // Bounded below, once the run's coordinates are known.
+                (run.moves[i], run.sparse[i]) = (true, true);
                 continue;
             }
             let next = match &node.kind {
                 FillKind::Compressed { crd, .. } => crd.get(pos as usize).copied(),
                 FillKind::Dense(_) | FillKind::Union(_) => Some(pos),
             };
-            let (Some(next), true) = (next, pos < end) else { return false };
+            let (Some(next), true) = (next, pos < end) else { return None };
             if *q.get_or_insert(next) != next || next >= below || node.mem.as_ref().is_some_and(|m| !m.1.settled()) {
-                return false;
+                return None;
             }
             let most = ((end - pos) as u64).min((below - next) as u64);
             let alike = match &node.kind {
@@ -654,49 +692,49 @@ impl Fill {
                 }
                 FillKind::Dense(_) | FillKind::Union(_) => most,
             };
-            n = n.min(alike);
-            moves[i] = true;
+            run.n = run.n.min(alike);
+            run.moves[i] = true;
         }
-        let Some(q) = q else { return false };
+        run.q = q?;
         // A waiting scanner's coordinate must lie past the run.
-        for (node, _) in self.nodes.iter().zip(moves).filter(|(n, m)| n.is_leaf() && !m) {
+        for (node, _) in self.nodes.iter().zip(run.moves).filter(|(n, m)| n.is_leaf() && !m) {
             for &k in node.outs.first().into_iter().flatten() {
                 match self.queues[k].front().map(|h| h.1) {
-                    Some(Token::Idx(c)) if c > q => n = n.min((c - q) as u64),
+                    Some(Token::Idx(c)) if c > run.q => run.n = run.n.min((c - run.q) as u64),
                     Some(Token::Stop { .. }) => {}
-                    _ => return false,
+                    _ => return None,
                 }
             }
         }
-        // A scanner that may skip coordinates (unbounded channels, ideal memory) fires once for
-        // each of its coordinates in the run, and once more for the next one when its fiber
-        // goes on (the union compares against it before taking it); the run ends with the
-        // fiber's last coordinate otherwise. Its `j`-th token is ready `j·ii` after its first,
-        // no later than the union needs it (it needs the token at or after coordinate `q + l`
-        // at its `l`-th fire, and at most `l` coordinates of the fiber come before).
-        let mut fires = [0u64; MAX_NODES];
-        for (node, _) in self.nodes.iter().zip(sparse).filter(|(_, s)| *s) {
-            let (FillKind::Compressed { crd, .. }, Walk::Fiber { pos, end, .. }) = (&node.kind, node.walk) else {
-                unreachable!("a compressed scanner inside a fiber")
-            };
-            let fiber = &crd[pos as usize..end as usize];
-            let last = *fiber.last().expect("a fiber with a coordinate left");
-            if fiber[0] < q {
-                return false;
+        // A skipping scanner's fiber ends the run with its last coordinate (its stop takes
+        // the token-by-token path); its next coordinate must not lie before the run.
+        for (node, _) in self.nodes.iter().zip(run.sparse).filter(|(_, s)| *s) {
+            let fiber = node.fiber();
+            if fiber[0] < run.q {
+                return None;
             }
-            n = n.min((last - q) as u64 + 1);
+            run.n = run.n.min((fiber[fiber.len() - 1] - run.q) as u64 + 1);
         }
-        if n == 0 || n == u64::MAX {
-            return false;
-        }
-        for (i, node) in self.nodes.iter().enumerate().filter(|&(i, _)| sparse[i]) {
-            let (FillKind::Compressed { crd, .. }, Walk::Fiber { pos, end, .. }) = (&node.kind, node.walk) else {
-                unreachable!("a compressed scanner inside a fiber")
-            };
-            let fiber = &crd[pos as usize..end as usize];
-            let m = fiber.partition_point(|&c| (c as u64) < q as u64 + n) as u64;
-            fires[i] = m + u64::from((m as usize) < fiber.len());
-        }
+        (run.n != 0 && run.n != u64::MAX).then_some(run)
+    }
+
+    /// Takes a run of coordinates that every leaf produces alike and the intersection drops
+    /// (all below `below`, the other operand's head coordinate, ready at `rx`) in one step.
+    /// Returns whether it took any.
+    ///
+    /// With one initiation interval `ii` everywhere, the `l`-th coordinate of the run leaves
+    /// each leaf at its clock plus `(l - 1)·ii` (a leaf waits for nothing inside a fiber once
+    /// its line of coordinates is back); a union's inputs are then ready `ii` later for each
+    /// coordinate than for the one before, so it fires at `(l - 1)·ii` after the later of
+    /// its clock and their first ready cycle, and so on down to the intersection: only the
+    /// first fire of each node can wait for its inputs. The run stops short of any send that
+    /// would wait for room (a finite channel's consumer took the token `capacity` before it
+    /// too late) and of any line of coordinates that would not be back in time; those take
+    /// the token-by-token path. A skipping scanner fires once per coordinate of its own; its
+    /// fires are worked out one by one where they may wait ([`Fill::skip_fires`]).
+    fn coast(&mut self, io: &mut Io<'_>, (rx, below): (u64, u32)) -> bool {
+        let Some(ii) = self.shared_ii else { return false };
+        let Some(Run { moves, sparse, q, mut n }) = self.plan_run(below) else { return false };
         // Each node's first fire in the run (feeders come first in chain order): after its
         // clock, its moving inputs' first tokens and its waiting operands' coordinates.
         let mut first = [0u64; MAX_NODES];
@@ -725,6 +763,14 @@ impl Fill {
                 if !any {
                     return false;
                 }
+            } else if sparse[i] && Some(i) == self.exact {
+                // Its first fire may wait for its line or for room (as in `skip_fires`).
+                let Walk::Fiber { pos, .. } = node.walk else { unreachable!("a skipping scanner inside a fiber") };
+                let line = node.mem.as_ref().map_or(0, |m| m.1.peek_fetch(pos, node.want));
+                let room = node.outs.iter().flatten().map(|&k| self.links[k].free_after(0)).max().unwrap_or(0);
+                let mut clk = node.clk;
+                first[i] = clk.fire(line, room);
+                continue;
             }
             first[i] = node.clk.t.max(ready);
         }
@@ -732,8 +778,9 @@ impl Fill {
         let join_first = io.clock().t.max(rx).max(self.nodes[top].clk.ready(first[top]));
         // No send may wait for room: through a finite channel, the consumer must have taken
         // the token `capacity` sends back by then, first from what it took before the run,
-        // then from the run itself, `ii` apart like the sends.
-        for q in (0..self.queues.len()).filter(|&k| moves[self.feeder[k]]) {
+        // then from the run itself, `ii` apart like the sends. (A skipping scanner's sends
+        // are worked out with their waits.)
+        for q in (0..self.queues.len()).filter(|&k| moves[self.feeder[k]] && !sparse[self.feeder[k]]) {
             let Some(cap) = self.links[q].bound() else { continue };
             let (p, c) = (first[self.feeder[q]], self.reader[q].map_or(join_first, |r| first[r]));
             let early = (0..n.min(cap)).find(|&l| !self.links[q].free_by(l, p + l * ii)).unwrap_or(n);
@@ -742,61 +789,58 @@ impl Fill {
                 n = n.min(cap);
             }
         }
-        // Lines of coordinates: each one the run enters is fetched when its first coordinate
-        // is read and must be back by then; the ports are independent, so lines are taken in
-        // the order of the coordinates that start them, and the run ends before the first
-        // that would be late.
-        let mut o = 0;
-        while o < n {
-            // A leaf reads a line at `o` when `o` starts the run or a line.
-            let reads = |i: usize, node: &Node| match (&node.mem, node.walk) {
-                (Some((_, port)), Walk::Fiber { pos, .. }) if moves[i] => {
-                    let word = pos + o as u32;
-                    (o == 0 || port.starts_line(word)).then_some((word, node.want))
-                }
-                _ => None,
-            };
-            let late = self.nodes.iter().enumerate().any(|(i, node)| {
-                reads(i, node).is_some_and(|(word, want)| {
-                    node.mem.as_ref().is_some_and(|m| m.1.peek_fetch(word, want) > first[i] + o * ii)
-                })
-            });
-            if late {
-                n = o;
-                break;
-            }
-            let mut next = n;
-            for (i, node) in self.nodes.iter_mut().enumerate().filter(|(i, _)| moves[*i]) {
-                let read = reads(i, node);
-                let (Some((_, port)), Walk::Fiber { pos, .. }) = (&mut node.mem, node.walk) else { continue };
-                if let Some((word, want)) = read {
-                    port.fetch(word, want);
-                    port.consume(first[i] + o * ii);
-                }
-                // The next coordinate of this leaf that starts a line.
-                let word = pos + o as u32;
-                next = next.min(o + (1..n - o).find(|&d| port.starts_line(word + d as u32)).unwrap_or(n - o));
-            }
-            o = next;
-        }
+        n = self.lines(&moves, &sparse, &first, n, ii);
         if n == 0 {
             return false;
         }
+        // The exact skipping scanner fires last: it fetches its lines as it goes and may end
+        // the run sooner still (nothing before it fetched anything when it is there).
+        let exact = self.exact.filter(|&i| sparse[i]).map(|i| (i, self.skip_fires(i, q, &mut n, &first, ii)));
+        // A skipping scanner that never waits (unbounded outputs, ideal memory) fires once for
+        // each of its coordinates in the run, and once more for the next one when its fiber
+        // goes on (the union compares against it before taking it). Its `j`-th token is ready
+        // `j·ii` after its first, no later than the union needs it (it needs the token at or
+        // after coordinate `q + l` at its `l`-th fire, and at most `l` coordinates of the
+        // fiber come before).
+        let mut fires = [0u64; MAX_NODES];
+        for (i, node) in self.nodes.iter().enumerate().filter(|&(i, _)| sparse[i]) {
+            fires[i] = match exact {
+                Some((e, skip)) if e == i => skip.fires,
+                _ => {
+                    let fiber = node.fiber();
+                    let m = fiber.partition_point(|&c| (c as u64) < q as u64 + n) as u64;
+                    m + u64::from((m as usize) < fiber.len())
+                }
+            };
+        }
         let mut held = [None; MAX_NODES];
+        let mut taken = [0u64; MAX_NODES];
         for (i, node) in self.nodes.iter_mut().enumerate().filter(|(i, _)| moves[*i]) {
             let f = if sparse[i] { fires[i] } else { n };
-            let clk = &mut node.clk;
-            clk.stall_in += first[i] - clk.t;
-            clk.t = first[i] + f * ii;
-            clk.fires += f;
+            // The cycle of its last fire in the run.
+            let last = match exact {
+                Some((e, skip)) if e == i => {
+                    node.clk = skip.clk;
+                    skip.last
+                }
+                _ => {
+                    let clk = &mut node.clk;
+                    clk.stall_in += first[i] - clk.t;
+                    clk.t = first[i] + f * ii;
+                    clk.fires += f;
+                    first[i] + (f - 1) * ii
+                }
+            };
             node.sent += f;
+            taken[i] = f;
             if let Walk::Fiber { pos, end, base } = node.walk {
                 node.walk = Walk::Fiber { pos: pos + f as u32, end, base };
                 // The token past the run that the union compares against waits for it.
                 if let (true, FillKind::Compressed { crd, .. }) = (sparse[i], &node.kind) {
                     let p = pos + f as u32 - 1;
                     if crd[p as usize] as u64 >= q as u64 + n {
-                        held[i] = Some((clk.ready(first[i] + (f - 1) * ii), Token::Idx(crd[p as usize]), p));
+                        held[i] = Some((node.clk.ready(last), Token::Idx(crd[p as usize]), p));
+                        taken[i] -= 1;
                     }
                 }
             }
@@ -809,10 +853,17 @@ impl Fill {
         for k in (0..self.queues.len()).filter(|&k| moves[self.feeder[k]]) {
             let c = self.reader[k].map_or(join_first, |r| first[r]);
             let f = self.feeder[k];
-            // A skipping scanner's tokens are taken as the union reaches them (unbounded:
-            // only their number matters).
-            let through = if sparse[f] { fires[f] - u64::from(held[f].is_some()) } else { n };
-            self.links[k].run(through, c, ii);
+            if sparse[f] {
+                // The union takes a skipping scanner's token at its fire for the token's
+                // coordinate.
+                let Walk::Fiber { pos, .. } = self.nodes[f].walk else { unreachable!("inside a fiber") };
+                let FillKind::Compressed { crd, .. } = &self.nodes[f].kind else { unreachable!("compressed") };
+                let from = pos as usize - fires[f] as usize;
+                let crd = &crd[from..];
+                self.links[k].run_at(taken[f], |m| c + (crd[m as usize] - q) as u64 * ii);
+            } else {
+                self.links[k].run(n, c, ii);
+            }
         }
         for (i, h) in held.into_iter().enumerate() {
             if let Some((ready, crd, p)) = h {
@@ -823,6 +874,148 @@ impl Fill {
             }
         }
         true
+    }
+
+    /// Lines of coordinates of the leaves that make every coordinate of the run: each line
+    /// the run enters is fetched when its first coordinate is read and must be back by then;
+    /// the ports are independent, so lines are taken in the order of the coordinates that
+    /// start them. Returns the run's length, ended before the first line that would be late.
+    fn lines(
+        &mut self,
+        moves: &[bool; MAX_NODES],
+        sparse: &[bool; MAX_NODES],
+        first: &[u64; MAX_NODES],
+        n: u64,
+        ii: u64,
+    ) -> u64 {
+        let mut o = 0;
+        while o < n {
+            // A leaf reads a line at `o` when `o` starts the run or a line.
+            let reads = |i: usize, node: &Node| match (&node.mem, node.walk) {
+                (Some((_, port)), Walk::Fiber { pos, .. }) if moves[i] && !sparse[i] => {
+                    let word = pos + o as u32;
+                    (o == 0 || port.starts_line(word)).then_some((word, node.want))
+                }
+                _ => None,
+            };
+            let late = self.nodes.iter().enumerate().any(|(i, node)| {
+                reads(i, node).is_some_and(|(word, want)| {
+                    node.mem.as_ref().is_some_and(|m| m.1.peek_fetch(word, want) > first[i] + o * ii)
+                })
+            });
+            if late {
+                return o;
+            }
+            let mut next = n;
+            for (i, node) in self.nodes.iter_mut().enumerate().filter(|(i, _)| moves[*i] && !sparse[*i]) {
+                let read = reads(i, node);
+                let (Some((_, port)), Walk::Fiber { pos, .. }) = (&mut node.mem, node.walk) else { continue };
+                if let Some((word, want)) = read {
+                    port.fetch(word, want);
+                    port.consume(first[i] + o * ii);
+                }
+                // The next coordinate of this leaf that starts a line.
+                let word = pos + o as u32;
+                next = next.min(o + (1..n - o).find(|&d| port.starts_line(word + d as u32)).unwrap_or(n - o));
+            }
+            o = next;
+        }
+        n
+    }
+
+    /// The fires in a run from coordinate `q` of the skipping scanner `i` whose sends may
+    /// wait ([`Fill::exact`]), one by one as the scanner would make them: each at the later
+    /// of its clock, its line of coordinates (fetched here) and room in its outputs (the
+    /// token `capacity` before it taken before the run, or by its reader at the reader's
+    /// fire for that token's coordinate: the readers, unions, fire from `first` on, `ii`
+    /// apart, once per coordinate). They end with the token a reader compares against after
+    /// the run, or the fiber's last; a token that would keep a reader waiting ends the run
+    /// (`n`) before the reader's fire that first compares against it.
+    fn skip_fires(&mut self, i: usize, q: u32, n: &mut u64, first: &[u64; MAX_NODES], ii: u64) -> Skip {
+        let Fill { nodes, links, reader, .. } = self;
+        let node = &mut nodes[i];
+        let (FillKind::Compressed { crd, .. }, Walk::Fiber { pos, end, .. }) = (&node.kind, node.walk) else {
+            unreachable!("a compressed scanner inside a fiber")
+        };
+        let fiber = &crd[pos as usize..end as usize];
+        // Each output queue: its capacity and its reader's first fire.
+        let mut outs = [(0usize, u64::MAX, 0u64); MAX_SKIP_OUTS];
+        let mut n_outs = 0;
+        let mut need = u64::MAX;
+        for &k in node.outs.iter().flatten() {
+            let r = first[reader[k].expect("a skipping scanner feeds unions")];
+            outs[n_outs] = (k, links[k].bound().unwrap_or(u64::MAX), r);
+            n_outs += 1;
+            need = need.min(r);
+        }
+        let outs = &outs[..n_outs];
+        let line = node.mem.as_ref().map_or(u32::MAX, |m| m.1.line_words());
+        let mut clk = node.clk;
+        // With one capacity `cap` on every output, a send that waited for room (the token
+        // `cap` before it, taken in the run at `r + d·ii`, `r` the latest reader's first fire)
+        // makes every later one wait for room too, up to its next line: each coordinate lies
+        // at least one past the one before, so the room comes at least `ii` later. None of
+        // them keeps a reader waiting when `cap·ii` covers the latency (each reader compares
+        // against token `j` at a fire at least `cap` coordinates after the one that took
+        // token `j - cap`). Such stretches are taken in one step.
+        let steady = match outs.split_first() {
+            Some((&(_, cap, _), rest)) if cap != u64::MAX && rest.iter().all(|o| o.1 == cap) => {
+                let r = outs.iter().map(|o| o.2).max().unwrap_or(0);
+                (need + cap * ii >= r + 1 + clk.latency).then_some((cap as usize, r))
+            }
+            _ => None,
+        };
+        // The first token past the run.
+        let past = fiber.partition_point(|&c| ((c - q) as u64) < *n);
+        let (mut j, mut last) = (0usize, 0);
+        let held = loop {
+            let Some(&c) = fiber.get(j) else { break false };
+            let word = pos + j as u32;
+            let ready = match &mut node.mem {
+                Some((_, port)) if j == 0 || word.is_multiple_of(line) => port.fetch(word, node.want),
+                _ => 0,
+            };
+            let mut room = 0;
+            for &(k, cap, r) in outs {
+                let l = j as u64;
+                room = room.max(match cap {
+                    u64::MAX => 0,
+                    _ if l >= cap => r + (fiber[j - cap as usize] - q) as u64 * ii + 1,
+                    _ => links[k].free_after(l),
+                });
+            }
+            last = clk.fire(ready, room);
+            if let Some((_, port)) = &mut node.mem {
+                port.consume(last);
+            }
+            if j > 0 {
+                // The readers' first fire that compares against this token.
+                let at = (fiber[j - 1] - q) as u64 + 1;
+                if at < *n && clk.ready(last) > need + at * ii {
+                    *n = at;
+                    break true;
+                }
+            }
+            if (c - q) as u64 >= *n {
+                break true;
+            }
+            if let Some((cap, r)) = steady.filter(|&(cap, _)| j >= cap) {
+                let room = |j: usize| r + (fiber[j - cap] - q) as u64 * ii + 1;
+                // Up to the token before the next line, the token past the run or the fiber's
+                // end, which take the loop again.
+                let line_end = (word / line).saturating_add(1).saturating_mul(line).saturating_sub(pos) as usize;
+                let end = past.min(line_end).min(fiber.len()) - 1;
+                if last == room(j) && end > j {
+                    let at = room(end);
+                    clk.stall_out += at - (last + (end - j) as u64 * ii);
+                    clk.fires += (end - j) as u64;
+                    clk.t = at + ii;
+                    (last, j) = (at, end);
+                }
+            }
+            j += 1;
+        };
+        Skip { clk, fires: j as u64 + u64::from(held), last }
     }
 
     /// One step of the intersection (as [`super::join::Join`]'s general path), pulling a

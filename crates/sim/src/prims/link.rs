@@ -139,13 +139,32 @@ impl<R: Records> Link<R> {
         k < self.cap || (k - self.cap < self.popped && self.freed.get(k - self.cap) <= at)
     }
 
+    /// The earliest cycle of the `l`-th send from now (0: the next) as far as the tokens
+    /// already taken say, for `l` below the capacity (the token it waits for was taken).
+    #[inline]
+    pub fn free_after(&self, l: u64) -> u64 {
+        let k = self.pushed + l;
+        if k < self.cap {
+            0
+        } else {
+            debug_assert!(k - self.cap < self.popped, "a send that waits for a token not yet taken");
+            self.freed.get(k - self.cap)
+        }
+    }
+
     /// `n` tokens through an empty link, the consumer taking them `ii` apart from cycle
     /// `first`: only the last `capacity` of them are remembered.
     pub fn run(&mut self, n: u64, first: u64, ii: u64) {
+        self.run_at(n, |m| first + m * ii);
+    }
+
+    /// `n` tokens through an empty link, the consumer taking the `m`-th at cycle `taken(m)`
+    /// (non-decreasing): only the last `capacity` of them are remembered.
+    pub fn run_at(&mut self, n: u64, taken: impl Fn(u64) -> u64) {
         debug_assert_eq!(self.pushed, self.popped, "a run through a link that holds tokens");
         if self.cap != u64::MAX {
             for m in n.saturating_sub(self.cap)..n {
-                self.freed.set(self.popped + m, first + m * ii + 1);
+                self.freed.set(self.popped + m, taken(m) + 1);
             }
         }
         self.pushed += n;
@@ -236,6 +255,42 @@ mod tests {
             }
         }
         assert!(!free.is_full() && free.is_unbounded());
+    }
+
+    #[test]
+    fn a_run_remembers_when_its_last_tokens_were_taken() {
+        for cap in [1usize, 3, 16] {
+            for n in [0u64, 1, 2, 5, 40] {
+                let taken = |m: u64| 10 + 3 * m + m % 2;
+                let (mut ch, mut link) = (Channel::new(Some(cap)), Link::<Deep>::new(Some(cap)));
+                // Some tokens before the run, taken at once.
+                for k in 0..3 {
+                    ch.push(0, Token::Empty);
+                    ch.pop(k);
+                    link.push();
+                    link.pop(k);
+                }
+                let mut popped = 0;
+                for _ in 0..n {
+                    if ch.is_full() {
+                        ch.pop(taken(popped));
+                        popped += 1;
+                    }
+                    ch.push(0, Token::Empty);
+                }
+                while popped < n {
+                    ch.pop(taken(popped));
+                    popped += 1;
+                }
+                link.run_at(n, taken);
+                // The sends after the run wait as the channel's would.
+                for l in 0..cap as u64 {
+                    assert_eq!(ch.free_at(), Some(link.free_after(l)), "capacity {cap}, {n} tokens, send {l}");
+                    ch.push(0, Token::Empty);
+                }
+                assert_eq!(link.free(), link.free_after(0));
+            }
+        }
     }
 
     /// The same sends and takes through a channel and a link give the same send cycles.
