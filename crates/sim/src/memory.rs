@@ -136,7 +136,9 @@ impl MemoryConfig {
             last_issue: 0,
             ring: vec![0; slots.min(1 << 16) as usize],
             next: 0,
+            next_slot: 0,
             unconsumed: 0,
+            unconsumed_slot: 0,
             last_done: 0,
             line: u32::MAX,
             line_done: 0,
@@ -144,6 +146,16 @@ impl MemoryConfig {
             requests: 0,
             bytes: 0,
         }
+    }
+}
+
+/// `i` back to 0 at `len`, for a ring index one past a valid one.
+#[inline(always)]
+fn wrap(i: usize, len: usize) -> usize {
+    if i == len {
+        0
+    } else {
+        i
     }
 }
 
@@ -166,8 +178,12 @@ pub struct MemPort {
     ring: Vec<u64>,
     /// Requests issued.
     next: u64,
+    /// `next` modulo the ring's length (kept, not computed: a division per request is slow).
+    next_slot: usize,
     /// First read whose consumption has not been recorded.
     unconsumed: u64,
+    /// `unconsumed` modulo the ring's length.
+    unconsumed_slot: usize,
     /// Latest completion of any request.
     last_done: u64,
     /// The line in the read buffer (`u32::MAX`: none) and the cycle its data is back.
@@ -197,6 +213,7 @@ impl MemPort {
         self.free = free;
         self.ring[slot] = done;
         self.next += 1;
+        self.next_slot = wrap(slot + 1, self.ring.len());
         self.requests += 1;
         self.bytes += bytes as u64;
         self.last_done = self.last_done.max(done);
@@ -207,7 +224,7 @@ impl MemPort {
     /// issue cycle, the transfer pipe's next free (scaled) time and its completion cycle.
     #[inline]
     fn plan(&self, want: u64, bytes: u32) -> (usize, u64, u128, u64) {
-        let slot = (self.next % self.ring.len() as u64) as usize;
+        let slot = self.next_slot;
         let issue = want.max(self.last_issue).max(self.ring[slot]);
         let start = self.free.max(issue as u128 * self.units);
         let free = start + bytes as u128 * self.share;
@@ -267,9 +284,10 @@ impl MemPort {
     #[inline]
     pub fn consume(&mut self, at: u64) {
         while self.unconsumed < self.next {
-            let slot = (self.unconsumed % self.ring.len() as u64) as usize;
+            let slot = self.unconsumed_slot;
             self.ring[slot] = self.ring[slot].max(at);
             self.unconsumed += 1;
+            self.unconsumed_slot = wrap(slot + 1, self.ring.len());
         }
     }
 
@@ -279,6 +297,7 @@ impl MemPort {
     fn write(&mut self, want: u64, words: u32) -> u64 {
         let issue = self.request(want, words * WORD_BYTES).0;
         self.unconsumed = self.next;
+        self.unconsumed_slot = self.next_slot;
         issue
     }
 
