@@ -56,6 +56,12 @@ pub struct TensorStats {
     /// Coefficient of variation (standard deviation over mean) of fiber lengths at each level
     /// (0 for dense levels).
     pub fiber_cv: Vec<f64>,
+    /// For a square matrix: the mean length of its inner fibers when they are chosen by its own
+    /// inner coordinates (each row weighted by how often it appears as a column), which is
+    /// what a row recomputed per entry scans (`Σ_k count(k)·len(k) / Σ_k count(k)`). On a
+    /// skewed graph it is several times the plain mean; `None` for other tensors.
+    #[serde(default)]
+    pub self_selected: Option<f64>,
 }
 
 impl TensorStats {
@@ -80,7 +86,7 @@ impl TensorStats {
             }
             positions.push(parent as f64);
         }
-        TensorStats { positions, fiber_cv }
+        TensorStats { positions, fiber_cv, self_selected: self_selected(t) }
     }
 
     /// Mean fiber length at storage level `level` (positions per parent position).
@@ -89,6 +95,30 @@ impl TensorStats {
         let parent = if level == 0 { 1.0 } else { self.positions[level - 1] };
         Some(if parent > 0.0 { here / parent } else { 0.0 })
     }
+}
+
+/// [`TensorStats::self_selected`]: each outer position's inner fiber length, weighted by how
+/// often the position's coordinate appears among the inner coordinates.
+fn self_selected(t: &Tensor) -> Option<f64> {
+    let [outer, LevelData::Compressed { seg, crd }] = t.levels.as_slice() else { return None };
+    if t.shape.len() != 2 || t.shape[0] != t.shape[1] {
+        return None;
+    }
+    let mut count = vec![0u32; t.shape[0]];
+    for &c in crd {
+        *count.get_mut(c as usize)? += 1;
+    }
+    let coord = |p: usize| match outer {
+        LevelData::Dense { .. } => Some(p),
+        LevelData::Compressed { crd, .. } => crd.get(p).map(|&c| c as usize),
+    };
+    let (mut weight, mut total) = (0f64, 0f64);
+    for (p, w) in seg.windows(2).enumerate() {
+        let k = count.get(coord(p)?).copied()? as f64;
+        weight += k;
+        total += k * (w[1] as f64 - w[0] as f64);
+    }
+    (weight > 0.0).then(|| total / weight)
 }
 
 /// Statistics of every tensor groups read, by name.
@@ -357,8 +387,34 @@ fn estimate_walk(
     let mut masks: Vec<u8> = vec![0; if tiles.is_some() { g.streams.len() } else { 0 }];
     let mut lats: Vec<f64> = vec![0.0; masks.len()];
     let mut longest = 0.0f64;
+    // Which scanned levels' coordinates chose each stream's points, a bit per (tensor, level)
+    // (the first 64): a matrix's inner scanner whose rows were chosen by that level's own
+    // coordinates scans its size-biased fibers (`TensorStats::self_selected`).
+    let mut level_bits: HashMap<(&str, u32), u64> = HashMap::new();
+    let mut chosen: Vec<u64> = vec![0; g.streams.len()];
     for (ni, n) in g.nodes.iter().enumerate() {
         let ins: Vec<Shape> = n.ins.iter().map(|&s: &StreamId| shapes[s.0 as usize].clone()).collect();
+        let chosen_in = |k: usize| n.ins.get(k).map_or(0, |s| chosen[s.0 as usize]);
+        let chosen_out = match &n.op {
+            Op::Scan { tensor, level, .. } => {
+                let next = level_bits.len();
+                *level_bits.entry((tensor.as_str(), *level)).or_insert(if next < 64 { 1 << next } else { 0 })
+            }
+            Op::Join { .. } => (0..n.ins.len()).fold(0, |b, k| b | chosen_in(k)),
+            Op::Repeat { .. } | Op::Locate { .. } => chosen_in(0),
+            Op::Root
+            | Op::RepSig
+            | Op::Range { .. }
+            | Op::Array { .. }
+            | Op::Alu { .. }
+            | Op::Reduce { .. }
+            | Op::Spacc { .. }
+            | Op::CrdDrop
+            | Op::LevelWrite { .. }
+            | Op::ValWrite { .. }
+            | Op::Fork { .. }
+            | Op::Gather { .. } => 0,
+        };
         // Tile bookkeeping: what the node does per tile token (values per token, FLOPs and
         // bytes per token, its interval and latency).
         let tile = tiles.map(|(roles, t)| {
@@ -394,7 +450,11 @@ fn estimate_walk(
                 let parent = ins.first().cloned().unwrap_or_default();
                 let dim_size =
                     bindings.get(tensor.as_str()).and_then(|b| b.shape.get(*dim as usize)).copied().unwrap_or(1) as f64;
-                let fiber = stats.tensors.get(tensor).and_then(|t| t.mean_fiber(*level as usize)).unwrap_or(dim_size);
+                let own = stats.tensors.get(tensor);
+                let fiber = match own.and_then(|t| t.self_selected) {
+                    Some(biased) if *level == 1 && chosen_in(0) & chosen_out != 0 => biased,
+                    _ => own.and_then(|t| t.mean_fiber(*level as usize)).unwrap_or(dim_size),
+                };
                 let s = parent.child(parent.len() * fiber, Some(index.as_str()));
                 if *format == fuseflow_tensor::LevelFormat::Compressed {
                     bytes += 8.0 * parent.len() + 4.0 * s.len();
@@ -543,6 +603,7 @@ fn estimate_walk(
         for (slot, s) in n.outs.iter().zip(outs) {
             if let Some(id) = slot {
                 shapes[id.0 as usize] = s;
+                chosen[id.0 as usize] = chosen_out;
             }
         }
     }
@@ -572,6 +633,23 @@ mod tests {
         assert_eq!(s.mean_fiber(1), Some(2.0));
         let d = tensor(vec![4, 10], &[(0, 1)], vec![LevelFormat::Dense; 2]);
         assert_eq!(TensorStats::measure(&d).positions, vec![4.0, 40.0]);
+        assert_eq!((s.self_selected, TensorStats::measure(&d).self_selected), (None, None), "not square");
+    }
+
+    #[test]
+    fn rows_chosen_by_their_own_columns_are_size_biased() {
+        // Rows 0, 1, 2 hold 2, 1 and 1 entries; columns 0, 1, 2 appear 1, 1 and 2 times:
+        // (1·2 + 1·1 + 2·1) / 4 = 1.25 per chosen row, against a mean of 4/3.
+        let entries = [(0, 1), (0, 2), (1, 2), (2, 0)];
+        for levels in [vec![LevelFormat::Compressed; 2], vec![LevelFormat::Dense, LevelFormat::Compressed]] {
+            let s = TensorStats::measure(&tensor(vec![3, 3], &entries, levels));
+            assert_eq!(s.self_selected, Some(1.25));
+        }
+        // A row that no column names weighs nothing; no column names any row: no figure.
+        let s = TensorStats::measure(&tensor(vec![4, 4], &[(3, 0), (3, 1), (0, 1)], vec![LevelFormat::Compressed; 2]));
+        assert_eq!(s.self_selected, Some(1.0));
+        let s = TensorStats::measure(&tensor(vec![4, 4], &[(0, 3), (1, 3)], vec![LevelFormat::Compressed; 2]));
+        assert_eq!(s.self_selected, None);
     }
 
     #[test]
