@@ -247,10 +247,10 @@ impl MemPort {
         }
     }
 
-    /// Words per line.
+    /// The first word of the line after `word`'s.
     #[inline]
-    pub fn line_words(&self) -> u32 {
-        self.words_per_line
+    pub fn next_line(&self, word: u32) -> u64 {
+        (word / self.words_per_line + 1) as u64 * self.words_per_line as u64
     }
 
     /// Whether word `word` starts a line (reading it may fetch one).

@@ -916,7 +916,7 @@ impl Fill {
                 }
                 // The next coordinate of this leaf that starts a line.
                 let word = pos + o as u32;
-                next = next.min(o + (1..n - o).find(|&d| port.starts_line(word + d as u32)).unwrap_or(n - o));
+                next = next.min(o + (port.next_line(word) - word as u64).min(n - o));
             }
             o = next;
         }
@@ -949,7 +949,6 @@ impl Fill {
             need = need.min(r);
         }
         let outs = &outs[..n_outs];
-        let line = node.mem.as_ref().map_or(u32::MAX, |m| m.1.line_words());
         let mut clk = node.clk;
         // With one capacity `cap` on every output, a send that waited for room (the token
         // `cap` before it, taken in the run at `r + d·ii`, `r` the latest reader's first fire)
@@ -972,16 +971,16 @@ impl Fill {
             let Some(&c) = fiber.get(j) else { break false };
             let word = pos + j as u32;
             let ready = match &mut node.mem {
-                Some((_, port)) if j == 0 || word.is_multiple_of(line) => port.fetch(word, node.want),
+                Some((_, port)) if j == 0 || port.starts_line(word) => port.fetch(word, node.want),
                 _ => 0,
             };
             let mut room = 0;
             for &(k, cap, r) in outs {
                 let l = j as u64;
-                room = room.max(match cap {
-                    u64::MAX => 0,
-                    _ if l >= cap => r + (fiber[j - cap as usize] - q) as u64 * ii + 1,
-                    _ => links[k].free_after(l),
+                room = room.max(if l >= cap {
+                    r + (fiber[j - cap as usize] - q) as u64 * ii + 1
+                } else {
+                    links[k].free_after(l)
                 });
             }
             last = clk.fire(ready, room);
@@ -1003,7 +1002,7 @@ impl Fill {
                 let room = |j: usize| r + (fiber[j - cap] - q) as u64 * ii + 1;
                 // Up to the token before the next line, the token past the run or the fiber's
                 // end, which take the loop again.
-                let line_end = (word / line).saturating_add(1).saturating_mul(line).saturating_sub(pos) as usize;
+                let line_end = node.mem.as_ref().map_or(fiber.len(), |m| (m.1.next_line(word) - pos as u64) as usize);
                 let end = past.min(line_end).min(fiber.len()) - 1;
                 if last == room(j) && end > j {
                     let at = room(end);

@@ -103,12 +103,7 @@ impl<R: Records> Link<R> {
     /// `pushed - capacity` (0 before `capacity` sends). That token must have been taken.
     #[inline(always)]
     pub fn free(&self) -> u64 {
-        if self.pushed < self.cap {
-            0
-        } else {
-            debug_assert!(self.pushed - self.popped < self.cap, "send into a full link");
-            self.freed.get(self.pushed - self.cap)
-        }
+        self.free_after(0)
     }
 
     /// Whether the channel holds as many tokens as it can (never, unbounded: a plain chain
@@ -141,7 +136,7 @@ impl<R: Records> Link<R> {
 
     /// The earliest cycle of the `l`-th send from now (0: the next) as far as the tokens
     /// already taken say, for `l` below the capacity (the token it waits for was taken).
-    #[inline]
+    #[inline(always)]
     pub fn free_after(&self, l: u64) -> u64 {
         let k = self.pushed + l;
         if k < self.cap {
